@@ -1,0 +1,52 @@
+"""amcheck: asynchronous multistage checkpointing for adjoint computations.
+
+The reverse (adjoint) sweep of a time-stepping computation needs the forward states x_0 … x_n back
+in reverse order. amcheck keeps some of them in RAM, streams others to disk while the computation
+goes on, reads them back ahead of need and recomputes the rest, with operators that read one
+checkpoint buffer and write the next (no deep copies).
+
+``import amcheck`` imports neither numba nor zarr.
+"""
+
+from __future__ import annotations
+
+from amcheck._bytes import ByteSize, format_bytes, parse_bytes
+from amcheck._errors import (
+    AmcheckError,
+    ArgumentTypeError,
+    BudgetError,
+    CheckpointNotFoundError,
+    InvalidArgumentError,
+    OperatorError,
+    ScheduleError,
+    StoreMismatchError,
+    SweepStateError,
+    TierFullError,
+    TransferError,
+)
+from amcheck._state import FieldSpec, State, StateSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    # errors
+    "AmcheckError",
+    "ArgumentTypeError",
+    "BudgetError",
+    "CheckpointNotFoundError",
+    "InvalidArgumentError",
+    "OperatorError",
+    "ScheduleError",
+    "StoreMismatchError",
+    "SweepStateError",
+    "TierFullError",
+    "TransferError",
+    # states and budgets
+    "ByteSize",
+    "FieldSpec",
+    "State",
+    "StateSpec",
+    "format_bytes",
+    "parse_bytes",
+]

@@ -1,0 +1,101 @@
+"""Byte budgets: ``"8 GiB"``, ``"512 MB"``, ``2**33`` or ``"25%"`` of physical memory, parsed in one place."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TypeAlias
+
+from amcheck._errors import ArgumentTypeError, InvalidArgumentError
+
+__all__ = ["ByteSize", "parse_bytes", "format_bytes", "physical_memory"]
+
+ByteSize: TypeAlias = int | str
+"""A byte count: an ``int``, or a string such as ``"8 GiB"``, ``"1.5GB"``, ``"4096"`` or ``"25%"``."""
+
+_UNITS: dict[str, int] = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+    "k": 2**10,
+    "m": 2**20,
+    "g": 2**30,
+    "t": 2**40,
+}
+_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z%]*)\s*$")
+
+
+def physical_memory() -> int:
+    """Return the machine's physical memory in bytes (``os.sysconf``)."""
+    return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+
+
+def parse_bytes(value: ByteSize, name: str = "budget") -> int:
+    """Parse a byte budget into a number of bytes.
+
+    Parameters
+    ----------
+    value
+        An ``int`` (bytes), or a string: a number with an optional unit (``B``, ``kB``, ``MB``,
+        ``GB``, ``TB`` are powers of 10; ``KiB``, ``MiB``, ``GiB``, ``TiB`` and the bare letters
+        ``K``, ``M``, ``G``, ``T`` are powers of 2; case does not matter), or a percentage of
+        physical memory such as ``"25%"``.
+    name
+        The parameter's name, for the error message.
+
+    Returns
+    -------
+    int
+        The number of bytes, >= 0.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``value`` is neither an ``int`` nor a ``str``.
+    InvalidArgumentError
+        The string cannot be parsed, the unit is unknown, or the value is negative or a
+        percentage outside (0, 100].
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ArgumentTypeError(
+            f"{name} must be a number of bytes (int) or a string such as '2 GiB' or '25%', "
+            f"got {value!r} of type {type(value).__name__}"
+        )
+    if isinstance(value, int):
+        if value < 0:
+            raise InvalidArgumentError(f"{name} must be >= 0 bytes, got {value}")
+        return value
+    match = _PATTERN.match(value)
+    if match is None:
+        raise InvalidArgumentError(
+            f"{name} could not be parsed as a byte size: {value!r}; "
+            "expected e.g. '512 MiB', '2 GB', '1073741824' or '25%'"
+        )
+    number, unit = float(match.group(1)), match.group(2).lower()
+    if unit == "%":
+        if not 0.0 < number <= 100.0:
+            raise InvalidArgumentError(f"{name} percentage must be in (0, 100], got {value!r}")
+        return int(physical_memory() * number / 100.0)
+    if unit not in _UNITS:
+        raise InvalidArgumentError(
+            f"{name} has an unknown unit {match.group(2)!r} in {value!r}; "
+            "allowed: B, kB, MB, GB, TB, KiB, MiB, GiB, TiB, or %"
+        )
+    return int(number * _UNITS[unit])
+
+
+def format_bytes(nbytes: int | float) -> str:
+    """Format a byte count for people, in powers of 2 (``"1.5 GiB"``)."""
+    size = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024.0:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024.0
+    return f"{size:.1f} TiB"

@@ -1,0 +1,174 @@
+"""States and their specification.
+
+A **state** is a fixed set of named numpy arrays, x_t. A :class:`StateSpec` records each field's
+shape and dtype; it is what tiers size their slots and records from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import numpy as np
+
+from amcheck._errors import ArgumentTypeError, InvalidArgumentError
+
+__all__ = ["State", "FieldSpec", "StateSpec"]
+
+State: TypeAlias = Mapping[str, np.ndarray]
+"""A state x_t: field name -> C-contiguous numpy array of the spec's shape and dtype."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """Shape and dtype of one field of a state."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes one copy of this field takes."""
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+class StateSpec(Mapping[str, FieldSpec]):
+    """The fields of a state: name -> (shape, dtype), in a fixed order.
+
+    Parameters
+    ----------
+    fields
+        Field name -> ``(shape, dtype)`` or :class:`FieldSpec`. Names are non-empty strings.
+
+    Examples
+    --------
+    >>> spec = StateSpec({"u": ((2, 64, 64), "float32")})
+    >>> spec.nbytes
+    32768
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: Mapping[str, FieldSpec | tuple[Any, Any]]) -> None:
+        if not isinstance(fields, Mapping):
+            raise ArgumentTypeError(
+                f"fields must be a mapping name -> (shape, dtype), got {type(fields).__name__}"
+            )
+        if not fields:
+            raise InvalidArgumentError("fields must name at least one array, got an empty mapping")
+        parsed: dict[str, FieldSpec] = {}
+        for name, item in fields.items():
+            if not isinstance(name, str) or not name:
+                raise ArgumentTypeError(f"field names must be non-empty strings, got {name!r}")
+            if isinstance(item, FieldSpec):
+                parsed[name] = item
+                continue
+            try:
+                shape, dtype = item
+                shape_t = tuple(int(n) for n in shape)
+                dtype_o = np.dtype(dtype)
+            except (TypeError, ValueError) as exc:
+                raise ArgumentTypeError(
+                    f"field {name!r} must be given as (shape, dtype), got {item!r}"
+                ) from exc
+            if any(n < 0 for n in shape_t):
+                raise InvalidArgumentError(f"field {name!r} has a negative dimension: {shape_t}")
+            if dtype_o.hasobject:
+                raise InvalidArgumentError(f"field {name!r} has dtype object, which cannot be stored")
+            parsed[name] = FieldSpec(shape_t, dtype_o)
+        self._fields = parsed
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, Any]) -> StateSpec:
+        """Build the spec of example arrays (typically x_0).
+
+        Raises
+        ------
+        ArgumentTypeError
+            ``arrays`` is not a mapping of numpy arrays.
+        """
+        if not isinstance(arrays, Mapping):
+            raise ArgumentTypeError(
+                f"state must be a mapping name -> numpy array, got {type(arrays).__name__}"
+            )
+        fields: dict[str, FieldSpec] = {}
+        for name, array in arrays.items():
+            if not isinstance(array, np.ndarray):
+                raise ArgumentTypeError(
+                    f"state field {name!r} must be a numpy array, got {type(array).__name__}"
+                )
+            fields[name] = FieldSpec(tuple(array.shape), array.dtype)
+        return cls(fields)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes one state takes (sum over fields, no padding)."""
+        return sum(field.nbytes for field in self._fields.values())
+
+    def check(self, state: Any, name: str = "state") -> None:
+        """Check that ``state`` matches this spec: same names, shapes, dtypes, C-contiguous arrays.
+
+        Raises
+        ------
+        ArgumentTypeError
+            ``state`` is not a mapping, or a field is not a numpy array.
+        InvalidArgumentError
+            A field is missing or extra, has another shape or dtype, or is not C-contiguous.
+        """
+        if not isinstance(state, Mapping):
+            raise ArgumentTypeError(
+                f"{name} must be a mapping name -> numpy array, got {type(state).__name__}"
+            )
+        if set(state) != set(self._fields):
+            raise InvalidArgumentError(
+                f"{name} has fields {sorted(state)}, expected {sorted(self._fields)}"
+            )
+        for key, field in self._fields.items():
+            array = state[key]
+            if not isinstance(array, np.ndarray):
+                raise ArgumentTypeError(
+                    f"{name}[{key!r}] must be a numpy array, got {type(array).__name__}"
+                )
+            if array.shape != field.shape or array.dtype != field.dtype:
+                raise InvalidArgumentError(
+                    f"{name}[{key!r}] has shape {array.shape} and dtype {array.dtype}, "
+                    f"expected shape {field.shape} and dtype {field.dtype}"
+                )
+            if not array.flags.c_contiguous:
+                raise InvalidArgumentError(
+                    f"{name}[{key!r}] is not C-contiguous; pass np.ascontiguousarray(array)"
+                )
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready description: ``{name: {"shape": [...], "dtype": "<f4"}}``."""
+        return {
+            key: {"shape": list(field.shape), "dtype": field.dtype.str}
+            for key, field in self._fields.items()
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StateSpec:
+        """Inverse of :meth:`to_json`."""
+        return cls({key: (tuple(v["shape"]), v["dtype"]) for key, v in data.items()})
+
+    def __getitem__(self, key: str) -> FieldSpec:
+        return self._fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StateSpec):
+            return NotImplemented
+        return list(self._fields.items()) == list(other._fields.items())
+
+    def __hash__(self) -> int:
+        return hash(tuple((k, f.shape, f.dtype.str) for k, f in self._fields.items()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k!r}: ({f.shape}, {f.dtype.name!r})" for k, f in self._fields.items())
+        return f"StateSpec({{{inner}}})"

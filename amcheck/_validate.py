@@ -1,0 +1,73 @@
+"""Argument checks shared by every layer, so messages read the same everywhere.
+
+Each check names the parameter, what was given and what is allowed.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+from amcheck._errors import ArgumentTypeError, InvalidArgumentError
+
+__all__ = ["check_int", "check_optional_int", "check_choice", "check_positive_float"]
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
+    """Return ``value`` as an ``int`` after checking its type and lower bound.
+
+    Parameters
+    ----------
+    name
+        The parameter's name, used in the message.
+    value
+        What the caller gave. ``bool`` is rejected although it is an ``int``.
+    minimum
+        The smallest allowed value, or ``None`` for no bound.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``value`` is not an integer.
+    InvalidArgumentError
+        ``value`` is below ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ArgumentTypeError(
+            f"{name} must be an integer, got {value!r} of type {type(value).__name__}"
+        )
+    ivalue = int(value)
+    if minimum is not None and ivalue < minimum:
+        raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {ivalue}")
+    return ivalue
+
+
+def check_optional_int(name: str, value: Any, *, minimum: int | None = None) -> int | None:
+    """Like :func:`check_int`, but ``None`` is allowed and returned as is."""
+    return None if value is None else check_int(name, value, minimum=minimum)
+
+
+def check_positive_float(name: str, value: Any) -> float:
+    """Return ``value`` as a finite ``float`` > 0, or raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ArgumentTypeError(
+            f"{name} must be a real number, got {value!r} of type {type(value).__name__}"
+        )
+    fvalue = float(value)
+    if not (fvalue > 0.0 and fvalue < float("inf")):
+        raise InvalidArgumentError(f"{name} must be a finite number > 0, got {fvalue!r}")
+    return fvalue
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise naming the allowed ones."""
+    if not isinstance(value, str):
+        raise ArgumentTypeError(
+            f"{name} must be one of {', '.join(map(repr, choices))}, "
+            f"got {value!r} of type {type(value).__name__}"
+        )
+    if value not in choices:
+        raise InvalidArgumentError(
+            f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
+        )
+    return value

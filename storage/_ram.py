@@ -1,0 +1,280 @@
+"""The RAM tier: a preallocated pool of state-sized slots.
+
+The pool is one 64-byte-aligned block allocated (and touched) once, so the hot path never
+allocates: on these machines memory that stays free for ~2 s goes back to the host and costs
+10x more to touch again (see docs/storage.md). Each slot holds one state; each field inside a
+slot starts on a 64-byte boundary and is C-contiguous.
+
+Two ways in:
+
+- the zero-copy API the engine uses: :meth:`RamTier.acquire` a free slot, let an operator write
+  into ``slot.state``, then :meth:`RamTier.bind` it to a step (a checkpoint, no copy);
+  :meth:`RamTier.slot_of` hands the checkpoint's buffers to an operator for reading;
+- the :class:`~amcheck.storage.Tier` interface (``put``/``get`` copy in and out), which makes the
+  RAM tier interchangeable with the disk tiers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from amcheck._bytes import ByteSize, format_bytes, parse_bytes
+from amcheck._errors import (
+    BudgetError,
+    CheckpointNotFoundError,
+    InvalidArgumentError,
+    SweepStateError,
+    TierFullError,
+)
+from amcheck._state import State, StateSpec
+from amcheck._validate import check_int, check_optional_int
+from amcheck.storage._tier import Tier
+
+__all__ = ["RamTier", "Slot", "ALIGNMENT"]
+
+#: Byte alignment of every slot and every field inside it (a cache line, and AVX-512 friendly).
+ALIGNMENT = 64
+
+
+def _align(n: int) -> int:
+    return -(-n // ALIGNMENT) * ALIGNMENT
+
+
+@dataclass(eq=False, slots=True)
+class Slot:
+    """One state-sized buffer of a :class:`RamTier`.
+
+    Attributes
+    ----------
+    index
+        Position in the pool, 0 … n_slots-1.
+    state
+        Field name -> C-contiguous, 64-byte aligned array view into the pool.
+    step
+        The step whose checkpoint this slot holds, or ``None`` when it is not a checkpoint.
+    """
+
+    index: int
+    state: dict[str, np.ndarray]
+    step: int | None = field(default=None)
+
+
+class RamTier(Tier):
+    """A pool of preallocated, 64-byte aligned state slots.
+
+    Parameters
+    ----------
+    budget
+        Bytes the pool may take: an ``int`` or a string such as ``"2 GiB"`` or ``"25%"``
+        (see :func:`amcheck.parse_bytes`). Each slot takes ``slot_nbytes`` bytes, the state's size
+        rounded up to 64-byte fields.
+    spec
+        The state layout.
+    slots
+        Number of slots to allocate; ``None`` means as many as the budget allows. Allocating only
+        what a schedule needs keeps untouched memory with the host.
+    name
+        Tier name in statistics and messages.
+
+    Raises
+    ------
+    BudgetError
+        The budget holds fewer slots than asked for (or none at all); the message says how many
+        bytes are needed.
+    """
+
+    is_persistent = False
+
+    def __init__(
+        self,
+        budget: ByteSize,
+        spec: StateSpec,
+        *,
+        slots: int | None = None,
+        name: str = "ram",
+    ) -> None:
+        self.spec = spec
+        self.name = name
+        self._budget = parse_bytes(budget, "budget")
+        offsets: dict[str, int] = {}
+        size = 0
+        for key, fspec in spec.items():
+            offsets[key] = size
+            size += _align(fspec.nbytes)
+        self.slot_nbytes = max(_align(size), ALIGNMENT)
+        fit = self._budget // self.slot_nbytes
+        wanted = check_optional_int("slots", slots, minimum=1)
+        if wanted is None:
+            wanted = fit
+        if wanted < 1 or wanted > fit:
+            need = max(wanted, 1) * self.slot_nbytes
+            raise BudgetError(
+                f"budget of {format_bytes(self._budget)} ({self._budget} bytes) holds {fit} "
+                f"slot(s) of {format_bytes(self.slot_nbytes)}; {max(wanted, 1)} slot(s) need "
+                f"{need} bytes ({format_bytes(need)}): raise the budget"
+            )
+        self.n_slots = wanted
+        # One block, touched once here (np.zeros may map lazily; fill forces the pages in).
+        raw = np.empty(self.n_slots * self.slot_nbytes + ALIGNMENT, dtype=np.uint8)
+        start = (-raw.ctypes.data) % ALIGNMENT
+        self._block = raw[start : start + self.n_slots * self.slot_nbytes]
+        self._block.fill(0)
+        self._slots: list[Slot] = []
+        for i in range(self.n_slots):
+            base = i * self.slot_nbytes
+            views: dict[str, np.ndarray] = {}
+            for key, fspec in spec.items():
+                lo = base + offsets[key]
+                views[key] = (
+                    self._block[lo : lo + fspec.nbytes].view(fspec.dtype).reshape(fspec.shape)
+                )
+            self._slots.append(Slot(i, views))
+        self._free: list[int] = list(range(self.n_slots - 1, -1, -1))
+        self._acquired: set[int] = set()
+        self._by_step: dict[int, Slot] = {}
+        self._closed = False
+
+    # -- zero-copy API -------------------------------------------------------------------------
+
+    @property
+    def n_free(self) -> int:
+        """Number of slots neither acquired nor holding a checkpoint."""
+        return len(self._free)
+
+    def acquire(self) -> Slot:
+        """Take a free slot for an operator to write into.
+
+        Raises
+        ------
+        TierFullError
+            Every slot is in use.
+        """
+        self._check_open()
+        if not self._free:
+            raise TierFullError(
+                f"RAM tier {self.name!r}: all {self.n_slots} slots are in use "
+                f"({len(self._by_step)} checkpoints, {len(self._acquired)} working buffers)"
+            )
+        slot = self._slots[self._free.pop()]
+        self._acquired.add(slot.index)
+        return slot
+
+    def release(self, slot: Slot) -> None:
+        """Return an acquired slot (not a checkpoint) to the free list."""
+        if slot.index not in self._acquired or slot.step is not None:
+            raise InvalidArgumentError(
+                f"slot {slot.index} is not an acquired working slot of RAM tier {self.name!r}"
+            )
+        self._acquired.discard(slot.index)
+        self._free.append(slot.index)
+
+    def bind(self, step: int, slot: Slot) -> None:
+        """Make the acquired ``slot`` the checkpoint x_step, without a copy.
+
+        Replaces (and frees the slot of) a checkpoint already held at ``step``.
+        """
+        step = check_int("step", step, minimum=0)
+        if slot.index not in self._acquired:
+            raise InvalidArgumentError(
+                f"slot {slot.index} is not an acquired working slot of RAM tier {self.name!r}"
+            )
+        old = self._by_step.pop(step, None)
+        if old is not None:
+            old.step = None
+            self._free.append(old.index)
+        self._acquired.discard(slot.index)
+        slot.step = step
+        self._by_step[step] = slot
+
+    def unbind(self, step: int) -> Slot:
+        """Turn checkpoint x_step back into an acquired working slot and return it (no copy)."""
+        slot = self.slot_of(step)
+        del self._by_step[step]
+        slot.step = None
+        self._acquired.add(slot.index)
+        return slot
+
+    def slot_of(self, step: int) -> Slot:
+        """The slot holding checkpoint x_step; its arrays are read-only by contract.
+
+        Raises
+        ------
+        CheckpointNotFoundError
+            No checkpoint is held at ``step``.
+        """
+        self._check_open()
+        try:
+            return self._by_step[step]
+        except KeyError:
+            raise CheckpointNotFoundError(
+                f"RAM tier {self.name!r} holds no checkpoint at step {step}; "
+                f"it holds steps {sorted(self._by_step)}"
+            ) from None
+
+    def discard(self, step: int) -> None:
+        """Drop checkpoint x_step and free its slot (the synchronous form of :meth:`delete`)."""
+        slot = self.slot_of(step)
+        del self._by_step[step]
+        slot.step = None
+        self._free.append(slot.index)
+
+    # -- Tier interface ------------------------------------------------------------------------
+
+    async def put(self, step: int, state: State) -> None:
+        self._check_open()
+        step = check_int("step", step, minimum=0)
+        self.spec.check(state)
+        if step in self._by_step:
+            slot = self._by_step[step]
+        else:
+            slot = self.acquire()
+            self.bind(step, slot)
+        for key, array in state.items():
+            np.copyto(slot.state[key], array)
+
+    async def get(self, step: int, out: State) -> None:
+        slot = self.slot_of(step)
+        self.spec.check(out, "out")
+        for key, array in slot.state.items():
+            np.copyto(out[key], array)
+
+    async def delete(self, step: int) -> None:
+        self.discard(step)
+
+    async def close(self) -> None:
+        self._closed = True
+        self._by_step.clear()
+        self._acquired.clear()
+        self._free = []
+
+    def __contains__(self, step: object) -> bool:
+        return step in self._by_step
+
+    @property
+    def steps(self) -> frozenset[int]:
+        return frozenset(self._by_step)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self._by_step) * self.spec.nbytes
+
+    @property
+    def capacity(self) -> int:
+        return self.n_slots * self.spec.nbytes
+
+    @property
+    def allocated_bytes(self) -> int:
+        """Bytes the pool holds, padding included (what counts against the budget)."""
+        return self.n_slots * self.slot_nbytes
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SweepStateError(f"RAM tier {self.name!r} is closed")
+
+    def __repr__(self) -> str:
+        return (
+            f"RamTier(slots={self.n_slots}, slot={format_bytes(self.slot_nbytes)}, "
+            f"checkpoints={len(self._by_step)}, free={len(self._free)})"
+        )

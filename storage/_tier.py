@@ -1,0 +1,75 @@
+"""The tier interface: where checkpoints live.
+
+Implementers subclass :class:`Tier` and provide the five coroutines and the byte accounting.
+A tier stores whole states by step; ``get`` fills the caller's buffers so the hot path allocates
+nothing. Every tier is tested by the shared conformance class in ``tests/tier_conformance.py``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from amcheck._state import State, StateSpec
+
+__all__ = ["Tier"]
+
+
+class Tier(ABC):
+    """Abstract checkpoint store, addressed by step.
+
+    Notes for implementers
+    ----------------------
+    - ``put`` of a step already held replaces it (overwrite); ``get`` and ``delete`` of a step not
+      held raise :class:`amcheck.CheckpointNotFoundError`.
+    - ``put`` must not keep a reference to the caller's arrays once it returns; ``get`` writes into
+      ``out`` (arrays of the spec's shapes and dtypes) and returns nothing.
+    - A tier that runs out of room raises :class:`amcheck.TierFullError` from ``put``.
+    - After ``close`` every call but ``close`` raises :class:`amcheck.SweepStateError`; ``close``
+      twice is harmless.
+    - Errors from the underlying storage name the step and the path.
+    """
+
+    #: Whether checkpoints outlive the process (a disk store) or not (RAM).
+    is_persistent: ClassVar[bool] = False
+
+    #: Tier name used in statistics and messages ("ram", "disk").
+    name: str
+
+    #: The state layout this tier stores.
+    spec: StateSpec
+
+    @abstractmethod
+    async def put(self, step: int, state: State) -> None:
+        """Store x_step, a copy of ``state``; replaces a checkpoint already held at ``step``."""
+
+    @abstractmethod
+    async def get(self, step: int, out: State) -> None:
+        """Fill ``out`` with the checkpoint x_step."""
+
+    @abstractmethod
+    async def delete(self, step: int) -> None:
+        """Drop the checkpoint x_step."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release resources; held checkpoints are dropped unless the tier is persistent."""
+
+    @abstractmethod
+    def __contains__(self, step: object) -> bool:
+        """Whether the checkpoint x_step is held."""
+
+    @property
+    @abstractmethod
+    def steps(self) -> frozenset[int]:
+        """The steps currently held."""
+
+    @property
+    @abstractmethod
+    def nbytes(self) -> int:
+        """Bytes the held checkpoints take in this tier (after compression, where it applies)."""
+
+    @property
+    @abstractmethod
+    def capacity(self) -> int | None:
+        """Bytes this tier may hold, or ``None`` when it is unbounded."""

@@ -1,0 +1,72 @@
+"""StateSpec and the RAM tier's slot pool."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import amcheck
+from amcheck.storage import ALIGNMENT, RamTier
+
+
+def spec2() -> amcheck.StateSpec:
+    return amcheck.StateSpec({"u": ((2, 8, 9), np.float32), "n": ((3,), np.int64)})
+
+
+def test_spec_from_arrays_and_nbytes() -> None:
+    x0 = {"u": np.zeros((2, 8, 9), np.float32), "n": np.zeros(3, np.int64)}
+    spec = amcheck.StateSpec.from_arrays(x0)
+    assert spec == spec2()
+    assert spec.nbytes == 2 * 8 * 9 * 4 + 3 * 8
+    assert amcheck.StateSpec.from_json(spec.to_json()) == spec
+    spec.check(x0)
+
+
+def test_spec_check_errors() -> None:
+    spec = spec2()
+    with pytest.raises(amcheck.InvalidArgumentError, match="expected"):
+        spec.check({"u": np.zeros((2, 8, 9), np.float32)})
+    with pytest.raises(amcheck.InvalidArgumentError, match="C-contiguous"):
+        spec.check({"u": np.zeros((2, 9, 8), np.float32).transpose(0, 2, 1),
+                    "n": np.zeros(3, np.int64)})
+    with pytest.raises(amcheck.ArgumentTypeError, match="numpy array"):
+        amcheck.StateSpec.from_arrays({"u": [1.0, 2.0]})
+
+
+def test_ram_tier_slots_are_aligned_and_disjoint() -> None:
+    tier = RamTier(10 * 2**10, spec2())
+    assert tier.n_slots == 10 * 2**10 // tier.slot_nbytes
+    seen = []
+    for _ in range(tier.n_slots):
+        slot = tier.acquire()
+        for array in slot.state.values():
+            assert array.ctypes.data % ALIGNMENT == 0
+            assert array.flags.c_contiguous
+            array.fill(slot.index + 1)
+        seen.append(slot)
+    for slot in seen:
+        assert all((a == slot.index + 1).all() for a in slot.state.values())
+    with pytest.raises(amcheck.TierFullError):
+        tier.acquire()
+
+
+def test_ram_tier_budget_error_says_what_is_needed() -> None:
+    with pytest.raises(amcheck.BudgetError, match="bytes"):
+        RamTier(100, spec2())
+    with pytest.raises(amcheck.BudgetError):
+        RamTier(4 * 2**10, spec2(), slots=100)
+
+
+async def test_ram_tier_zero_copy_bind() -> None:
+    tier = RamTier("64 KiB", spec2(), slots=3)
+    slot = tier.acquire()
+    slot.state["u"][:] = 7.0
+    tier.bind(5, slot)
+    assert 5 in tier and tier.slot_of(5) is slot and tier.nbytes == tier.spec.nbytes
+    out = {"u": np.empty((2, 8, 9), np.float32), "n": np.empty(3, np.int64)}
+    await tier.get(5, out)
+    assert (out["u"] == 7.0).all()
+    await tier.delete(5)
+    assert 5 not in tier and tier.n_free == 3
+    with pytest.raises(amcheck.CheckpointNotFoundError):
+        await tier.get(5, out)
