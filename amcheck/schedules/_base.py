@@ -19,6 +19,13 @@ class Schedule(ABC):
     is unknown), ``forward()`` is endless: the engine stops consuming it when the user's operator
     ends the sequence at some step n, then asks for ``reverse(n)``. A schedule object plans one
     sweep at a time; create a new one for a new sequence.
+
+    The end of an unknown-length forward sweep: the operator may stop inside an
+    ``Advance(t0, t1)``, at any n with t0 < n <= t1. The engine then treats that advance as if it
+    had ``final=True`` *and* had destroyed its source: x_n moves to its own buffer, the current
+    state is undefined, and ``reverse(n)`` must begin by loading a checkpoint. Only checkpoints
+    saved by actions yielded before that advance exist. ``simulate(schedule, n_steps=n)`` replays
+    exactly this.
     """
 
     #: Number of steps n, or ``None`` when the length is unknown until the forward sweep ends.
