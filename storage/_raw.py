@@ -1,0 +1,304 @@
+"""The raw-file disk tier: one preallocated file of fixed-size records.
+
+Each checkpoint is one record: the state's fields back to back (C order, native byte order),
+padded to a multiple of 4096 bytes so every record starts on a page. A write is one ``pwritev``
+of the caller's arrays and a read one ``preadv`` straight into the caller's buffers, both run
+off the event loop through :func:`aiofiles.os.wrap` (the loop's executor: the transfer service's
+bounded pool). No compression, no per-checkpoint metadata, no allocation: this tier is the
+baseline that shows what zarr costs (``benchmarks/disk_vs_ram.py``).
+
+Records are reused after ``delete``; an overwrite writes a fresh record before releasing the
+old one. The step -> record index lives in memory only, so the file is scratch space: it is
+removed on ``close`` (``is_persistent`` is False).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import aiofiles.os
+import numpy as np
+
+from amcheck._bytes import ByteSize, format_bytes, parse_bytes
+from amcheck._errors import (
+    ArgumentTypeError,
+    CheckpointNotFoundError,
+    InvalidArgumentError,
+    SweepStateError,
+    TierFullError,
+    TransferError,
+)
+from amcheck._state import State, StateSpec
+from amcheck._validate import check_int, check_optional_int
+from amcheck.storage._tier import Tier
+
+__all__ = ["RawTier", "RECORD_ALIGNMENT"]
+
+#: Records start on multiples of this many bytes (a page; also what O_DIRECT needs).
+RECORD_ALIGNMENT = 4096
+
+#: File name used when ``path`` is a directory.
+DEFAULT_FILE = "amcheck-checkpoints.raw"
+
+
+def _buffers(state: State, keys: list[str]) -> list[memoryview]:
+    return [memoryview(state[key].reshape(-1).view(np.uint8)) for key in keys]
+
+
+def _pwritev_all(fd: int, buffers: list[memoryview], offset: int) -> None:
+    """``pwritev`` until every byte is written (the kernel may write less than asked)."""
+    while buffers:
+        done = os.pwritev(fd, buffers, offset)
+        offset += done
+        while buffers and done >= len(buffers[0]):
+            done -= len(buffers[0])
+            buffers = buffers[1:]
+        if buffers and done:
+            buffers = [buffers[0][done:], *buffers[1:]]
+
+
+def _preadv_all(fd: int, buffers: list[memoryview], offset: int) -> None:
+    """``preadv`` until every buffer is full; a short file raises ``EOFError``."""
+    while buffers:
+        done = os.preadv(fd, buffers, offset)
+        if done == 0:
+            raise EOFError(f"the file ends at byte {offset}, inside a record")
+        offset += done
+        while buffers and done >= len(buffers[0]):
+            done -= len(buffers[0])
+            buffers = buffers[1:]
+        if buffers and done:
+            buffers = [buffers[0][done:], *buffers[1:]]
+
+
+_write = aiofiles.os.wrap(_pwritev_all)
+_read = aiofiles.os.wrap(_preadv_all)
+_fdatasync = aiofiles.os.wrap(os.fdatasync)
+
+
+class RawTier(Tier):
+    """Checkpoints as fixed-size records in one preallocated file.
+
+    Parameters
+    ----------
+    path
+        The file to create (replaced if it exists), or an existing directory to create
+        ``amcheck-checkpoints.raw`` in. The file is removed on :meth:`close`.
+    spec
+        The state layout.
+    records
+        Number of records (checkpoints held at once) to preallocate.
+    budget
+        Bytes the file may take (``"8 GiB"``, an int); the number of records is
+        ``budget // record_nbytes``. Give ``records`` or ``budget`` or neither: with neither the
+        file grows as checkpoints come and ``capacity`` is ``None``.
+    durable
+        Whether each put ends with ``fdatasync`` (the checkpoint survives a crash of the machine,
+        at the cost of waiting for the disk). Without it, :meth:`flush` does it on demand.
+    name
+        Tier name in statistics and messages.
+
+    Raises
+    ------
+    BudgetError
+        ``budget`` is smaller than one record.
+    TransferError
+        The file cannot be created or preallocated (e.g. the disk is full).
+    """
+
+    is_persistent = False
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        spec: StateSpec,
+        *,
+        records: int | None = None,
+        budget: ByteSize | None = None,
+        durable: bool = False,
+        name: str = "disk",
+    ) -> None:
+        from amcheck._errors import BudgetError
+
+        if not isinstance(spec, StateSpec):
+            raise ArgumentTypeError(f"spec must be a StateSpec, got {type(spec).__name__}")
+        if not isinstance(path, (str, os.PathLike)):
+            raise ArgumentTypeError(
+                f"path must be a file or directory path, got {path!r} of type "
+                f"{type(path).__name__}"
+            )
+        if not isinstance(durable, bool):
+            raise ArgumentTypeError(f"durable must be a bool, got {durable!r}")
+        if records is not None and budget is not None:
+            raise InvalidArgumentError(
+                f"give records or budget, not both (got records={records!r}, budget={budget!r})"
+            )
+        self.spec = spec
+        self.name = name
+        self.durable = durable
+        self._keys = [key for key, f in spec.items() if f.nbytes > 0]
+        size = max(spec.nbytes, 1)
+        self.record_nbytes = -(-size // RECORD_ALIGNMENT) * RECORD_ALIGNMENT
+        n_records = check_optional_int("records", records, minimum=1)
+        if budget is not None:
+            nbytes = parse_bytes(budget, "budget")
+            n_records = nbytes // self.record_nbytes
+            if n_records < 1:
+                raise BudgetError(
+                    f"budget of {format_bytes(nbytes)} ({nbytes} bytes) holds no record of "
+                    f"{format_bytes(self.record_nbytes)}; raise it to at least "
+                    f"{self.record_nbytes} bytes"
+                )
+        self.n_records = n_records
+        target = Path(path)
+        if target.is_dir():
+            target = target / DEFAULT_FILE
+        self.path = str(target)
+        try:
+            self._fd: int | None = os.open(
+                self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644
+            )
+        except OSError as exc:
+            raise TransferError(
+                f"raw tier {self.name!r}: could not create {self.path}: {exc}"
+            ) from exc
+        if n_records is not None:
+            try:
+                os.posix_fallocate(self._fd, 0, n_records * self.record_nbytes)
+            except OSError as exc:
+                os.close(self._fd)
+                os.unlink(self.path)
+                raise TransferError(
+                    f"raw tier {self.name!r}: could not preallocate "
+                    f"{format_bytes(n_records * self.record_nbytes)} at {self.path}: {exc}"
+                ) from exc
+        self._index: dict[int, int] = {}
+        self._free: list[int] = []
+        self._next = 0
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _fd_open(self) -> int:
+        if self._fd is None:
+            raise SweepStateError(f"raw tier {self.name!r} at {self.path} is closed")
+        return self._fd
+
+    def _take(self, step: int) -> int:
+        if self._free:
+            return self._free.pop()
+        if self.n_records is not None and self._next >= self.n_records:
+            raise TierFullError(
+                f"raw tier {self.name!r} at {self.path}: all {self.n_records} records of "
+                f"{format_bytes(self.record_nbytes)} are held, no room for step {step}; "
+                "delete a checkpoint or allocate more records"
+            )
+        self._next += 1
+        return self._next - 1
+
+    def _error(self, what: str, step: int, exc: BaseException) -> TransferError:
+        return TransferError(
+            f"raw tier {self.name!r}: {what} of step {step} at {self.path} failed: "
+            f"{type(exc).__name__}: {exc}"
+        )
+
+    # -- Tier interface ------------------------------------------------------------------------
+
+    async def put(self, step: int, state: State) -> None:
+        fd = self._fd_open()
+        step = check_int("step", step, minimum=0)
+        self.spec.check(state)
+        old = self._index.get(step)
+        if old is not None and self.n_records is not None and not self._free and (
+            self._next >= self.n_records
+        ):
+            record = old  # full: overwrite in place rather than refuse a replacement
+        else:
+            record = self._take(step)
+        try:
+            await _write(fd, _buffers(state, self._keys), record * self.record_nbytes)
+            if self.durable:
+                await _fdatasync(fd)
+        except Exception as exc:
+            if record != old:
+                self._free.append(record)
+            raise self._error("write", step, exc) from exc
+        current = self._index.get(step)
+        self._index[step] = record
+        if current is not None and current != record:
+            self._free.append(current)
+
+    async def get(self, step: int, out: State) -> None:
+        fd = self._fd_open()
+        record = self._index.get(step)
+        if record is None:
+            raise CheckpointNotFoundError(
+                f"raw tier {self.name!r} at {self.path} holds no checkpoint at step {step}; "
+                f"it holds steps {sorted(self._index)}"
+            )
+        self.spec.check(out, "out")
+        try:
+            await _read(fd, _buffers(out, self._keys), record * self.record_nbytes)
+        except Exception as exc:
+            raise self._error("read", step, exc) from exc
+
+    async def delete(self, step: int) -> None:
+        self._fd_open()
+        record = self._index.pop(step, None)
+        if record is None:
+            raise CheckpointNotFoundError(
+                f"raw tier {self.name!r} at {self.path} holds no checkpoint at step {step}; "
+                f"it holds steps {sorted(self._index)}"
+            )
+        self._free.append(record)
+
+    async def flush(self) -> None:
+        """Make every written checkpoint durable (``fdatasync`` of the file)."""
+        fd = self._fd_open()
+        try:
+            await _fdatasync(fd)
+        except OSError as exc:
+            raise TransferError(
+                f"raw tier {self.name!r}: fdatasync of {self.path} failed: {exc}"
+            ) from exc
+
+    async def close(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        self._index.clear()
+        os.close(fd)
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def __contains__(self, step: object) -> bool:
+        return step in self._index
+
+    @property
+    def steps(self) -> frozenset[int]:
+        return frozenset(self._index)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self._index) * self.spec.nbytes
+
+    @property
+    def capacity(self) -> int | None:
+        return None if self.n_records is None else self.n_records * self.spec.nbytes
+
+    def __del__(self) -> None:  # a tier dropped without close() must not leak its descriptor
+        fd: Any = getattr(self, "_fd", None)
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __repr__(self) -> str:
+        return (
+            f"RawTier({self.path!r}, records={self.n_records}, "
+            f"record={format_bytes(self.record_nbytes)}, checkpoints={len(self._index)})"
+        )

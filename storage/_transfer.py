@@ -1,0 +1,418 @@
+"""The transfer service: one asyncio event loop on a background thread that moves checkpoints.
+
+The compute thread calls :meth:`TransferService.submit_put` / :meth:`~TransferService.submit_get`
+and goes back to computing; the transfer runs as a task on the service's loop (thread
+``amcheck-transfer``) and its CPU-heavy or blocking parts (codecs, file writes: zarr's and
+aiofiles' ``run_in_executor`` / ``to_thread`` calls) run in a bounded pool of ``workers``
+threads (``amcheck-io_N``), installed as the loop's default executor.
+
+Back-pressure: at most ``max_in_flight`` transfers are submitted and not finished at any time; a
+further submit blocks the caller until one finishes. So the staging buffers the caller hands over
+(they must stay untouched until the transfer's future is done) are bounded, and so is memory.
+The time a caller spent blocked is recorded on the future (:attr:`TransferFuture.waited`) and
+summed in :attr:`TransferService.stall_seconds`, for the engine's timeline.
+
+Errors: a failed transfer's future gets a :class:`amcheck.TransferError` naming the kind, the
+step, the tier and its path, with the original exception chained. If nobody looked at that future
+(``result()`` or ``exception()``), the next submit, :meth:`~TransferService.wait_all` or
+:meth:`~TransferService.close` raises it, so no error is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, TypeVar
+
+from amcheck._errors import ArgumentTypeError, SweepStateError, TransferError
+from amcheck._state import State
+from amcheck._validate import check_int
+from amcheck.storage._tier import Tier
+
+__all__ = ["TransferService", "TransferFuture", "EventHook"]
+
+_T = TypeVar("_T")
+
+
+class EventHook(Protocol):
+    """Called on the loop thread when a transfer ends (successfully or not).
+
+    ``kind`` is ``"write"``, ``"read"`` or ``"delete"``; ``start`` and ``end`` are
+    :func:`time.perf_counter` readings on the loop; ``nbytes`` is the state's size in bytes
+    (uncompressed). An exception raised by the hook fails the transfer.
+    """
+
+    def __call__(
+        self, kind: str, step: int, tier: Tier, start: float, end: float, nbytes: int
+    ) -> None: ...
+
+
+class TransferFuture(concurrent.futures.Future[None]):
+    """A :class:`concurrent.futures.Future` for one transfer, with its timing.
+
+    Attributes
+    ----------
+    kind
+        ``"write"``, ``"read"`` or ``"delete"``.
+    step
+        The checkpoint's step.
+    tier
+        The tier it goes to or comes from.
+    nbytes
+        The state's size in bytes (uncompressed).
+    waited
+        Seconds the submitting thread was blocked by back-pressure before the transfer started.
+    start, end
+        :func:`time.perf_counter` when the transfer started and ended on the loop (``None``
+        until then).
+    """
+
+    def __init__(self, kind: str, step: int, tier: Tier, nbytes: int) -> None:
+        super().__init__()
+        self.kind = kind
+        self.step = step
+        self.tier = tier
+        self.nbytes = nbytes
+        self.waited = 0.0
+        self.start: float | None = None
+        self.end: float | None = None
+        self.observed = False
+
+    def result(self, timeout: float | None = None) -> None:
+        self.observed = True
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self.observed = True
+        return super().exception(timeout)
+
+    def __repr__(self) -> str:
+        return f"<TransferFuture {self.kind} step={self.step} tier={self.tier.name!r} {self._state}>"
+
+
+def _where(tier: Tier) -> str:
+    path = getattr(tier, "path", None)
+    return f"tier {tier.name!r} at {path}" if path else f"tier {tier.name!r} (in memory)"
+
+
+class TransferService:
+    """Runs tier transfers on a background event loop, with bounded work in flight.
+
+    Parameters
+    ----------
+    max_in_flight
+        Transfers submitted and not yet finished, at most. Each holds one staging state of the
+        caller's, so this bounds the staging memory: ``max_in_flight * state.nbytes``. A further
+        submit blocks (back-pressure). 2 to 4 keeps a disk busy; more only adds memory.
+    workers
+        Threads in the pool that runs codecs and blocking I/O off the loop. On 2 cores, 1 or 2:
+        each worker running a codec takes a core from the computation.
+    on_event
+        Optional :class:`EventHook` called on the loop thread when a transfer ends.
+    name
+        Name of the loop thread.
+
+    Notes
+    -----
+    Use it as a context manager, or call :meth:`close`. Never call its methods from a transfer
+    or a hook (the loop thread): that would deadlock, and raises :class:`SweepStateError`.
+
+    Examples
+    --------
+    >>> with TransferService(max_in_flight=2) as service:          # doctest: +SKIP
+    ...     future = service.submit_put(tier, 100, staging_state)
+    ...     ...  # compute on; staging_state stays untouched until future.done()
+    ...     service.wait_all()
+    """
+
+    def __init__(
+        self,
+        max_in_flight: int = 4,
+        workers: int = 2,
+        *,
+        on_event: EventHook | None = None,
+        name: str = "amcheck-transfer",
+    ) -> None:
+        self.max_in_flight = check_int("max_in_flight", max_in_flight, minimum=1)
+        self.workers = check_int("workers", workers, minimum=1)
+        if on_event is not None and not callable(on_event):
+            raise ArgumentTypeError(f"on_event must be callable or None, got {on_event!r}")
+        self._on_event = on_event
+        self._slots = threading.BoundedSemaphore(self.max_in_flight)
+        self._lock = threading.Lock()
+        self._pending: set[TransferFuture] = set()
+        self._failed: list[TransferFuture] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.stall_seconds = 0.0
+        self.stalls = 0
+        self.completed = 0
+        self.peak_in_flight = 0
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            self.workers, thread_name_prefix="amcheck-io"
+        )
+        self._loop = asyncio.new_event_loop()
+        self._loop.set_default_executor(self._pool)
+        started = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run_loop, args=(started,), name=name, daemon=True
+        )
+        self._thread.start()
+        started.wait()
+
+    # -- the loop thread -------------------------------------------------------------------------
+
+    def _run_loop(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.call_soon(started.set)
+        self._loop.run_forever()
+
+    @property
+    def thread(self) -> threading.Thread:
+        """The loop thread."""
+        return self._thread
+
+    @property
+    def in_flight(self) -> int:
+        """Transfers submitted and not finished."""
+        with self._lock:
+            return len(self._pending)
+
+    # -- submitting ----------------------------------------------------------------------------
+
+    def _check_caller(self, what: str) -> None:
+        if threading.current_thread() is self._thread:
+            raise SweepStateError(
+                f"TransferService.{what} was called from the transfer loop thread (from a tier "
+                "or an on_event hook); it would wait for itself. Await the tier directly there."
+            )
+        if self._closed:
+            raise SweepStateError(f"TransferService.{what} after close()")
+
+    def _raise_unobserved(self) -> None:
+        with self._lock:
+            failed = [f for f in self._failed if not f.observed]
+            self._failed.clear()
+        if failed:
+            first = failed[0]
+            first.observed = True
+            error = first.exception()
+            assert error is not None
+            raise error
+
+    def _submit(
+        self,
+        kind: str,
+        tier: Tier,
+        step: int,
+        nbytes: int,
+        make: Callable[[], Coroutine[Any, Any, None]],
+    ) -> TransferFuture:
+        self._check_caller({"write": "submit_put", "read": "submit_get"}.get(kind, "submit_delete"))
+        self._raise_unobserved()
+        future = TransferFuture(kind, step, tier, nbytes)
+        t0 = time.perf_counter()
+        if not self._slots.acquire(blocking=False):
+            self._slots.acquire()
+            future.waited = time.perf_counter() - t0
+            with self._lock:
+                self.stall_seconds += future.waited
+                self.stalls += 1
+        with self._lock:
+            if self._closed:
+                self._slots.release()
+                raise SweepStateError(f"TransferService.submit ({kind}) after close()")
+            self._pending.add(future)
+            self.peak_in_flight = max(self.peak_in_flight, len(self._pending))
+        self._loop.call_soon_threadsafe(self._start, future, make)
+        return future
+
+    def _start(self, future: TransferFuture, make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        task = self._loop.create_task(self._run(future, make))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(
+        self, future: TransferFuture, make: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
+        error: BaseException | None = None
+        future.set_running_or_notify_cancel()
+        future.start = time.perf_counter()
+        try:
+            await make()
+        except asyncio.CancelledError:
+            error = concurrent.futures.CancelledError(
+                f"{future.kind} of step {future.step} ({_where(future.tier)}) was cancelled "
+                "by TransferService.close()"
+            )
+        except BaseException as exc:  # noqa: BLE001 - every failure goes to the future
+            error = exc
+        future.end = time.perf_counter()
+        if error is None and self._on_event is not None:
+            try:
+                self._on_event(
+                    future.kind, future.step, future.tier, future.start, future.end, future.nbytes
+                )
+            except BaseException as exc:  # noqa: BLE001
+                error = exc
+        if error is not None and not isinstance(
+            error, (TransferError, concurrent.futures.CancelledError)
+        ):
+            wrapped = TransferError(
+                f"{future.kind} of step {future.step} to {_where(future.tier)} failed: "
+                f"{type(error).__name__}: {error}"
+                if future.kind == "write"
+                else f"{future.kind} of step {future.step} from {_where(future.tier)} failed: "
+                f"{type(error).__name__}: {error}"
+            )
+            wrapped.__cause__ = error
+            error = wrapped
+        with self._lock:
+            self._pending.discard(future)
+            self.completed += 1
+            if error is not None and not isinstance(error, concurrent.futures.CancelledError):
+                self._failed.append(future)
+        self._slots.release()
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+    def submit_put(self, tier: Tier, step: int, state: State) -> TransferFuture:
+        """Write ``state`` to ``tier`` as checkpoint x_step in the background.
+
+        ``state``'s arrays must stay untouched until the returned future is done (the write
+        reads them without a copy). Blocks while ``max_in_flight`` transfers are in flight.
+
+        Raises
+        ------
+        TransferError
+            An earlier transfer failed and nobody looked at its future.
+        SweepStateError
+            Called after :meth:`close` or from the loop thread.
+        """
+        nbytes = tier.spec.nbytes
+        return self._submit("write", tier, step, nbytes, lambda: tier.put(step, state))
+
+    def submit_get(self, tier: Tier, step: int, out: State) -> TransferFuture:
+        """Read checkpoint x_step of ``tier`` into ``out`` in the background (a prefetch).
+
+        ``out`` must not be read or written until the returned future is done. Blocking and
+        errors as in :meth:`submit_put`.
+        """
+        nbytes = tier.spec.nbytes
+        return self._submit("read", tier, step, nbytes, lambda: tier.get(step, out))
+
+    def submit_delete(self, tier: Tier, step: int) -> TransferFuture:
+        """Drop checkpoint x_step of ``tier`` in the background."""
+        return self._submit("delete", tier, step, 0, lambda: tier.delete(step))
+
+    def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
+        """Run a coroutine on the loop and wait for its result (e.g. ``tier.close()``).
+
+        Not counted against ``max_in_flight``. Raises what the coroutine raises.
+        """
+        try:
+            self._check_caller("run")
+        except SweepStateError:
+            coro.close()
+            raise
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    # -- waiting and closing -------------------------------------------------------------------
+
+    def wait_all(self, timeout: float | None = None) -> None:
+        """Wait until every submitted transfer has finished.
+
+        Raises
+        ------
+        TransferError
+            A transfer failed and nobody looked at its future (the first such error).
+        TimeoutError
+            Transfers were still in flight after ``timeout`` seconds.
+        """
+        self._check_caller("wait_all")
+        with self._lock:
+            pending = list(self._pending)
+        _, not_done = concurrent.futures.wait(pending, timeout)
+        if not_done:
+            raise TimeoutError(
+                f"{len(not_done)} transfer(s) still in flight after {timeout} s: "
+                + ", ".join(f"{f.kind} of step {f.step}" for f in list(not_done)[:5])
+            )
+        self._raise_unobserved()
+
+    drain = wait_all
+
+    def close(self, *, cancel: bool = False, timeout: float | None = None) -> None:
+        """Stop the service: finish (default) or cancel the transfers in flight, stop the thread.
+
+        Parameters
+        ----------
+        cancel
+            Cancel transfers in flight instead of waiting for them; their futures raise
+            :class:`concurrent.futures.CancelledError`.
+        timeout
+            Seconds to wait for transfers in flight before cancelling the rest.
+
+        Raises
+        ------
+        TransferError
+            A transfer failed and nobody looked at its future. The service is closed anyway.
+
+        Calling it again does nothing.
+        """
+        if threading.current_thread() is self._thread:
+            raise SweepStateError("TransferService.close() was called from the transfer loop thread")
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            pending = list(self._pending)
+        if not cancel and pending:
+            concurrent.futures.wait(pending, timeout)
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+        self._loop.close()
+        self._pool.shutdown(wait=True)
+        self._raise_unobserved()
+
+    async def _shutdown(self) -> None:
+        tasks = [t for t in self._tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        # A task cancelled before its first step never ran _run: settle its future here.
+        with self._lock:
+            leftover = [f for f in self._pending if not f.done()]
+            self._pending.clear()
+        for future in leftover:
+            self._slots.release()
+            if future.set_running_or_notify_cancel():
+                future.set_exception(
+                    concurrent.futures.CancelledError(
+                        f"{future.kind} of step {future.step} ({_where(future.tier)}) was "
+                        "cancelled by TransferService.close() before it started"
+                    )
+                )
+        await self._loop.shutdown_asyncgens()
+
+    def __enter__(self) -> TransferService:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close(cancel=exc_type is not None)
+
+    def __repr__(self) -> str:
+        return (
+            f"TransferService(max_in_flight={self.max_in_flight}, workers={self.workers}, "
+            f"in_flight={self.in_flight}, completed={self.completed}, "
+            f"stall_seconds={self.stall_seconds:.3f})"
+        )
+

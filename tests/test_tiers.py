@@ -1,0 +1,359 @@
+"""Every tier against the conformance class, a state machine against a dict, and tier specifics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from zarr.storage import LocalStore, MemoryStore
+
+from amcheck import (
+    BudgetError,
+    CheckpointNotFoundError,
+    InvalidArgumentError,
+    StateSpec,
+    StoreMismatchError,
+    TransferError,
+)
+from amcheck.storage import RamTier, RawTier, Tier, ZarrTier
+from amcheck.storage._zarr import run_sync
+from tests.tier_conformance import SPEC, TierConformance, empty_like, make_state
+
+
+def _stored_size(compression: Any) -> int:
+    """Bytes one make_state(0) takes in a zarr tier with this compression."""
+
+    async def measure() -> int:
+        tier = ZarrTier(MemoryStore(), SPEC, compression)
+        await tier.put(0, make_state(0))
+        return tier.nbytes
+
+    return run_sync(measure())
+
+
+class TestRamTier(TierConformance):
+    def make_tier(self, spec: StateSpec, tmp_path: Path, *, capacity: int | None = None) -> Tier:
+        probe = RamTier(10**9, spec, slots=1)
+        slots = 8 if capacity is None else capacity
+        return RamTier(slots * probe.slot_nbytes, spec)
+
+
+class TestRawTier(TierConformance):
+    def make_tier(self, spec: StateSpec, tmp_path: Path, *, capacity: int | None = None) -> Tier:
+        return RawTier(tmp_path / "raw.bin", spec, records=capacity)
+
+
+class TestRawTierInDirectoryDurable(TierConformance):
+    def make_tier(self, spec: StateSpec, tmp_path: Path, *, capacity: int | None = None) -> Tier:
+        record = -(-spec.nbytes // 4096) * 4096
+        budget = None if capacity is None else capacity * record + 100
+        return RawTier(tmp_path, spec, budget=budget, durable=True)
+
+
+class TestZarrTierLocal(TierConformance):
+    compression: Any = None
+
+    def make_tier(self, spec: StateSpec, tmp_path: Path, *, capacity: int | None = None) -> Tier:
+        budget = None if capacity is None else int(capacity * _stored_size(self.compression) * 1.2)
+        return ZarrTier(tmp_path / "ckpt.zarr", spec, self.compression, budget=budget)
+
+
+class TestZarrTierMemory(TierConformance):
+    compression: Any = None
+
+    def make_tier(self, spec: StateSpec, tmp_path: Path, *, capacity: int | None = None) -> Tier:
+        budget = None if capacity is None else int(capacity * _stored_size(self.compression) * 1.2)
+        return ZarrTier(MemoryStore(), spec, self.compression, budget=budget)
+
+
+class TestZarrTierBlosc(TestZarrTierMemory):
+    compression = "blosc"
+
+
+class TestZarrTierZstdLocal(TestZarrTierLocal):
+    compression = "zstd:level=1"
+
+
+class TestZarrTierZfp(TestZarrTierMemory):
+    compression = "zfp:tol=1e-4"
+
+    def assert_restored(self, expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> None:
+        for key in expected:
+            assert got[key].dtype == expected[key].dtype
+            if expected[key].dtype.kind == "f":
+                err = np.max(np.abs(got[key].astype(np.float64) - expected[key]))
+                assert err <= 1e-4, (key, err)
+            else:
+                np.testing.assert_array_equal(got[key], expected[key], strict=True)
+
+
+class TestZarrTierBitround(TestZarrTierMemory):
+    compression = "bitround:keepbits=10"
+
+    def assert_restored(self, expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> None:
+        for key in expected:
+            if expected[key].dtype.kind == "f":
+                np.testing.assert_allclose(got[key], expected[key], rtol=2.0**-11, atol=0)
+            else:
+                np.testing.assert_array_equal(got[key], expected[key], strict=True)
+
+
+# -- a tier against a dict -------------------------------------------------------------------------
+
+SMALL = StateSpec({"u": ((2, 6, 5), "float32"), "n": ((3,), "int64")})
+
+
+class TierVersusDict(RuleBasedStateMachine):
+    """Random put/get/delete sequences: the tier must behave like a dict of copies."""
+
+    kind = "ram"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.tmp = Path(os.environ.get("AMCHECK_TEST_TMP", "/tmp"))
+        if self.kind == "ram":
+            self.tier: Tier = RamTier(10**6, SMALL)
+        elif self.kind == "raw":
+            self.tier = RawTier(self.tmp / f"sm-{os.getpid()}-{id(self)}.raw", SMALL)
+        else:
+            self.tier = ZarrTier(MemoryStore(), SMALL)
+        self.model: dict[int, dict[str, np.ndarray]] = {}
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    @rule(step=st.integers(0, 6), seed=st.integers(0, 2**16))
+    def put(self, step: int, seed: int) -> None:
+        state = make_state(seed, SMALL)
+        self.run(self.tier.put(step, state))
+        self.model[step] = {k: v.copy() for k, v in state.items()}
+
+    @rule(step=st.integers(0, 6))
+    def get(self, step: int) -> None:
+        out = empty_like(SMALL)
+        if step in self.model:
+            self.run(self.tier.get(step, out))
+            for key, array in self.model[step].items():
+                np.testing.assert_array_equal(out[key], array, strict=True)
+        else:
+            with pytest.raises(CheckpointNotFoundError):
+                self.run(self.tier.get(step, out))
+
+    @rule(step=st.integers(0, 6))
+    def delete(self, step: int) -> None:
+        if step in self.model:
+            self.run(self.tier.delete(step))
+            del self.model[step]
+        else:
+            with pytest.raises(CheckpointNotFoundError):
+                self.run(self.tier.delete(step))
+
+    @invariant()
+    def same_steps(self) -> None:
+        assert self.tier.steps == frozenset(self.model)
+        assert all((step in self.tier) for step in self.model)
+
+    @invariant()
+    def bytes_add_up(self) -> None:
+        if self.kind == "zarr":  # uncompressed: raw bytes plus a 4-byte crc32c per chunk
+            chunks = 2 + 1
+            assert self.tier.nbytes == len(self.model) * (SMALL.nbytes + 4 * chunks)
+        else:
+            assert self.tier.nbytes == len(self.model) * SMALL.nbytes
+
+    def teardown(self) -> None:
+        self.run(self.tier.close())
+        self.loop.close()
+
+
+class RamVersusDict(TierVersusDict):
+    kind = "ram"
+
+
+class RawVersusDict(TierVersusDict):
+    kind = "raw"
+
+
+class ZarrVersusDict(TierVersusDict):
+    kind = "zarr"
+
+
+TestRamVersusDict = RamVersusDict.TestCase
+TestRawVersusDict = RawVersusDict.TestCase
+TestZarrVersusDict = ZarrVersusDict.TestCase
+
+
+# -- zarr tier specifics ---------------------------------------------------------------------------
+
+
+async def test_zarr_chunks_keep_the_field_dimensionality(tmp_path: Path) -> None:
+    import zarr
+
+    spec = StateSpec(
+        {"u": ((2, 32, 16), "float32"), "w": ((8, 6, 5), "float64"), "s": ((), "float32")}
+    )
+    tier = ZarrTier(tmp_path / "z", spec)
+    state = {"u": np.ones((2, 32, 16), np.float32), "w": np.ones((8, 6, 5)), "s": np.float32(2)}
+    state["s"] = np.array(2, np.float32)
+    await tier.put(0, state)
+    await tier.close()
+    group = zarr.open_group(tmp_path / "z", mode="r")
+    assert group["u"].chunks == (32, 16)  # two 2-D chunks per checkpoint, not one (2, 32, 16)
+    assert group["w"].chunks == (8, 6, 5)  # a 3-D field stays one 3-D chunk
+    assert group["s"].chunks == (1,)
+    assert group["u"].nchunks_initialized == 2
+    meta = group.attrs["amcheck"]
+    assert meta["spec"] == spec.to_json()
+    assert meta["version"] and meta["index"] == {"0": [0, meta["index"]["0"][1]]}
+    codecs = [type(c).__name__ for c in group["u"].compressors]
+    assert codecs == ["Crc32cCodec"]
+    assert group["u"].metadata.to_dict()["attributes"]["levels"] == 2
+
+
+async def test_zarr_reopen_keeps_checkpoints(tmp_path: Path) -> None:
+    tier = ZarrTier(tmp_path / "z", SPEC, "blosc")
+    for step in (3, 8, 20):
+        await tier.put(step, make_state(step))
+    await tier.delete(8)
+    nbytes = tier.nbytes
+    await tier.close()
+    again = ZarrTier(str(tmp_path / "z"), SPEC, "blosc")
+    assert again.steps == frozenset({3, 20}) and again.nbytes == nbytes
+    out = empty_like(SPEC)
+    await again.get(20, out)
+    for key, array in make_state(20).items():
+        np.testing.assert_array_equal(out[key], array)
+    await again.put(30, make_state(30))  # reuses the freed row
+    assert again.steps == frozenset({3, 20, 30})
+    await again.close()
+
+
+async def test_zarr_deleted_checkpoints_leave_the_store(tmp_path: Path) -> None:
+    tier = ZarrTier(tmp_path / "z", SPEC)
+    await tier.put(0, make_state(0))
+    def files() -> list[Path]:
+        return [p for p in (tmp_path / "z").rglob("*") if p.is_file() and "c" in p.parts]
+
+    assert len(files()) == 2 + 1 + 1 + 3  # u: two levels; mask (3, 5): three 1-D chunks
+    await tier.delete(0)
+    assert files() == []
+    await tier.close()
+
+
+@pytest.mark.parametrize(
+    ("other", "problem"),
+    [
+        (StateSpec({"u": ((2, 24, 20), "float64")}), "spec"),
+        (SPEC, "compression"),
+    ],
+)
+async def test_zarr_reopen_with_another_spec_is_an_error(
+    tmp_path: Path, other: StateSpec, problem: str
+) -> None:
+    tier = ZarrTier(tmp_path / "z", SPEC)
+    await tier.put(1, make_state(1))
+    await tier.close()
+    compression = "zstd" if problem == "compression" else None
+    with pytest.raises(StoreMismatchError, match=problem):
+        ZarrTier(tmp_path / "z", other, compression)
+    fresh = ZarrTier(tmp_path / "z", other, compression, overwrite=True)
+    assert fresh.steps == frozenset()
+    await fresh.close()
+
+
+async def test_zarr_refuses_a_foreign_store(tmp_path: Path) -> None:
+    import zarr
+
+    zarr.create_array(LocalStore(tmp_path / "a"), shape=(4,), dtype="i4")
+    with pytest.raises(StoreMismatchError, match="overwrite=True"):
+        ZarrTier(tmp_path / "a", SPEC)
+    zarr.open_group(LocalStore(tmp_path / "g"), mode="w")
+    with pytest.raises(StoreMismatchError, match="did not write"):
+        ZarrTier(tmp_path / "g", SPEC)
+
+
+async def test_zarr_missing_chunk_is_an_error_not_zeros() -> None:
+    store = MemoryStore()
+    tier = ZarrTier(store, SPEC)
+    await tier.put(5, make_state(5))
+    await store.delete("v/c/0/0")
+    with pytest.raises(TransferError, match=r"read of step 5 at memory://.*missing"):
+        await tier.get(5, empty_like(SPEC))
+
+
+async def test_zarr_store_errors_name_step_tier_and_path() -> None:
+    class BrokenStore(MemoryStore):
+        async def set(self, key: str, value: Any, byte_range: Any = None) -> None:
+            if "/c/" in key:
+                raise OSError(28, "No space left on device")
+            await super().set(key, value)
+
+    tier = ZarrTier(BrokenStore(), SPEC, name="scratch")
+    with pytest.raises(TransferError, match=r"'scratch'.*write of step 12 at memory://") as info:
+        await tier.put(12, make_state(12))
+    assert isinstance(info.value.__cause__, OSError)
+    assert 12 not in tier and tier.nbytes == 0
+
+
+def test_zarr_url_without_fsspec_names_the_fix() -> None:
+    pytest.importorskip("zarr")
+    try:
+        import fsspec  # noqa: F401
+    except ImportError:
+        with pytest.raises(InvalidArgumentError, match="fsspec"):
+            ZarrTier("s3://bucket/run", SPEC)
+    else:  # pragma: no cover - fsspec present: memory:// works
+        tier = ZarrTier("memory://amcheck-test", SPEC)
+        asyncio.run(tier.close())
+
+
+def test_zarr_rejects_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="store"):
+        ZarrTier(3.5, SPEC)
+    with pytest.raises(InvalidArgumentError, match="field name"):
+        ZarrTier(MemoryStore(), StateSpec({"a/b": ((3,), "f4")}))
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(InvalidArgumentError, match="not a directory"):
+        ZarrTier(tmp_path / "file", SPEC)
+
+
+async def test_zarr_can_be_built_inside_a_running_loop() -> None:
+    tier = ZarrTier(MemoryStore(), SPEC)  # the constructor's own open runs on a helper thread
+    await tier.put(0, make_state(0))
+    assert 0 in tier
+
+
+# -- raw tier specifics ----------------------------------------------------------------------------
+
+
+async def test_raw_tier_preallocates_and_removes_its_file(tmp_path: Path) -> None:
+    tier = RawTier(tmp_path / "r.bin", SPEC, records=5)
+    assert os.path.getsize(tier.path) == 5 * tier.record_nbytes
+    assert tier.record_nbytes % 4096 == 0 and tier.record_nbytes >= SPEC.nbytes
+    assert tier.capacity == 5 * SPEC.nbytes
+    await tier.put(0, make_state(0))
+    await tier.flush()
+    await tier.close()
+    assert not (tmp_path / "r.bin").exists()
+
+
+def test_raw_tier_budget_too_small(tmp_path: Path) -> None:
+    with pytest.raises(BudgetError, match="8192 bytes"):
+        RawTier(tmp_path / "r.bin", SPEC, budget=100)
+    with pytest.raises(InvalidArgumentError, match="not both"):
+        RawTier(tmp_path / "r.bin", SPEC, budget="1 MiB", records=3)
+
+
+def test_import_storage_does_not_import_zarr() -> None:
+    code = "import sys, amcheck.storage; print('zarr' in sys.modules, 'numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
