@@ -187,7 +187,7 @@ def _lossless(text: str, family: str, params: dict[str, str]) -> tuple[Any, str]
             f"compression {text!r}: blosc shuffle must be one of {', '.join(shuffles)}, "
             f"got {shuffle!r}"
         )
-    codec = BloscCodec(cname=cname, clevel=clevel, shuffle=shuffle)
+    codec = BloscCodec(cname=cname, clevel=clevel, shuffle=shuffle)  # type: ignore[arg-type]
     return codec, f"blosc:cname={cname},clevel={clevel},shuffle={shuffle}"
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from amcheck.storage._tier import Tier
 
 from amcheck._bytes import ByteSize, format_bytes, parse_bytes
 from amcheck._errors import (
@@ -30,9 +31,8 @@ from amcheck._errors import (
 )
 from amcheck._state import State, StateSpec
 from amcheck._validate import check_int, check_optional_int
-from amcheck.storage._tier import Tier
 
-__all__ = ["RamTier", "Slot", "ALIGNMENT"]
+__all__ = ["ALIGNMENT", "RamTier", "Slot"]
 
 #: Byte alignment of every slot and every field inside it (a cache line, and AVX-512 friendly).
 ALIGNMENT = 64

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiofiles.os
 import numpy as np
+from amcheck.storage._tier import Tier
 
 from amcheck._bytes import ByteSize, format_bytes, parse_bytes
 from amcheck._errors import (
@@ -32,9 +33,8 @@ from amcheck._errors import (
 )
 from amcheck._state import State, StateSpec
 from amcheck._validate import check_int, check_optional_int
-from amcheck.storage._tier import Tier
 
-__all__ = ["RawTier", "RECORD_ALIGNMENT"]
+__all__ = ["RECORD_ALIGNMENT", "RawTier"]
 
 #: Records start on multiples of this many bytes (a page; also what O_DIRECT needs).
 RECORD_ALIGNMENT = 4096
@@ -44,7 +44,7 @@ DEFAULT_FILE = "amcheck-checkpoints.raw"
 
 
 def _buffers(state: State, keys: list[str]) -> list[memoryview]:
-    return [memoryview(state[key].reshape(-1).view(np.uint8)) for key in keys]
+    return [memoryview(state[key].reshape(-1).view(np.uint8)) for key in keys]  # type: ignore[arg-type]
 
 
 def _pwritev_all(fd: int, buffers: list[memoryview], offset: int) -> None:

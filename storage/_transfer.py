@@ -25,14 +25,15 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, Self, TypeVar
+
+from amcheck.storage._tier import Tier
 
 from amcheck._errors import ArgumentTypeError, SweepStateError, TransferError
 from amcheck._state import State
 from amcheck._validate import check_int
-from amcheck.storage._tier import Tier
 
-__all__ = ["TransferService", "TransferFuture", "EventHook"]
+__all__ = ["EventHook", "TransferFuture", "TransferService"]
 
 _T = TypeVar("_T")
 
@@ -336,12 +337,13 @@ class TransferService:
         """
         self._check_caller("wait_all")
         with self._lock:
-            pending = list(self._pending)
-        _, not_done = concurrent.futures.wait(pending, timeout)
+            pending: list[concurrent.futures.Future[None]] = list(self._pending)
+        _, not_done_set = concurrent.futures.wait(pending, timeout)
+        not_done = [f for f in pending if f in not_done_set and isinstance(f, TransferFuture)]
         if not_done:
             raise TimeoutError(
                 f"{len(not_done)} transfer(s) still in flight after {timeout} s: "
-                + ", ".join(f"{f.kind} of step {f.step}" for f in list(not_done)[:5])
+                + ", ".join(f"{f.kind} of step {f.step}" for f in not_done[:5])
             )
         self._raise_unobserved()
 
@@ -371,7 +373,7 @@ class TransferService:
             if self._closed:
                 return
             self._closed = True
-            pending = list(self._pending)
+            pending: list[concurrent.futures.Future[None]] = list(self._pending)
         if not cancel and pending:
             concurrent.futures.wait(pending, timeout)
         if self._thread.is_alive():
@@ -403,10 +405,12 @@ class TransferService:
                 )
         await self._loop.shutdown_asyncgens()
 
-    def __enter__(self) -> TransferService:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
         self.close(cancel=exc_type is not None)
 
     def __repr__(self) -> str:

@@ -39,6 +39,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+from amcheck.storage._codecs import (
+    Compression,
+    CompressionLike,
+    parse_compression,
+    quiet_numcodecs,
+)
+from amcheck.storage._tier import Tier
 
 from amcheck._bytes import ByteSize, format_bytes, parse_bytes
 from amcheck._errors import (
@@ -52,18 +59,11 @@ from amcheck._errors import (
 )
 from amcheck._state import State, StateSpec
 from amcheck._validate import check_int
-from amcheck.storage._codecs import (
-    Compression,
-    CompressionLike,
-    parse_compression,
-    quiet_numcodecs,
-)
-from amcheck.storage._tier import Tier
 
 if TYPE_CHECKING:
     from zarr.abc.store import Store
 
-__all__ = ["ZarrTier", "MAX_ROWS", "FORMAT"]
+__all__ = ["FORMAT", "MAX_ROWS", "ZarrTier"]
 
 #: Rows (checkpoints held at once) each field array is declared with.
 MAX_ROWS = 2**20
@@ -151,7 +151,7 @@ def _open_store(store: Any) -> tuple[Store, bool, str]:
             path = store[len("file://") :]
             return LocalStore(path), True, store
         try:
-            import fsspec  # noqa: F401
+            import fsspec  # type: ignore[import-not-found]  # noqa: F401
         except ImportError:
             raise InvalidArgumentError(
                 f"store {store!r} is a URL, which needs fsspec (and the filesystem's own package, "
@@ -161,10 +161,10 @@ def _open_store(store: Any) -> tuple[Store, bool, str]:
 
         return FsspecStore.from_url(store), True, store
     if isinstance(store, (str, os.PathLike)):
-        path = Path(store)
-        if path.exists() and not path.is_dir():
-            raise InvalidArgumentError(f"store {str(path)!r} exists and is not a directory")
-        return LocalStore(path), True, str(path)
+        local = Path(store)
+        if local.exists() and not local.is_dir():
+            raise InvalidArgumentError(f"store {str(local)!r} exists and is not a directory")
+        return LocalStore(local), True, str(local)
     raise ArgumentTypeError(
         "store must be a local path, an fsspec URL or a zarr.storage store, "
         f"got {store!r} of type {type(store).__name__}"
@@ -279,7 +279,7 @@ class ZarrTier(Tier):
                 group = await za.open_group(store=self._store, mode="r+", zarr_format=3)
                 found = dict(group.attrs).get("amcheck")
                 problem = self._mismatch(found)
-                if problem is None:
+                if problem is None and isinstance(found, dict):
                     self._load_index(found)
                     return
                 if not overwrite:
@@ -306,9 +306,7 @@ class ZarrTier(Tier):
         except (StoreMismatchError, InvalidArgumentError, ArgumentTypeError):
             raise
         except Exception as exc:
-            if isinstance(exc, (FileNotFoundError, NotADirectoryError, PermissionError)) or (
-                isinstance(exc, OSError)
-            ):
+            if isinstance(exc, OSError):
                 raise TransferError(
                     f"zarr tier {self.name!r}: could not open the store at {self.path}: {exc}"
                 ) from exc
@@ -358,7 +356,7 @@ class ZarrTier(Tier):
             for key, layout in self._layouts.items():
                 if not layout.empty:
                     # The array config is not stored in the metadata: set it on every open.
-                    array = await group.getitem(key)
+                    array: Any = await group.getitem(key)
                     arrays[key] = array.with_config({"write_empty_chunks": True})
         self._handles = _Handles(loop, group, arrays)
         self._index_lock = asyncio.Lock()
@@ -493,7 +491,7 @@ class ZarrTier(Tier):
     async def _drop_row_quietly(self, handles: _Handles, row: int) -> None:
         try:
             await self._drop_row(handles, row)
-        except Exception:  # noqa: BLE001 - the original error is what the caller needs
+        except Exception:  # noqa: BLE001, S110 - the original error is what the caller needs
             pass
 
     async def get(self, step: int, out: State) -> None:
@@ -519,7 +517,9 @@ class ZarrTier(Tier):
                     shape=arr.metadata.shape,
                     chunk_grid=arr.metadata.chunk_grid,
                 )
-                target = prototype.nd_buffer.from_ndarray_like(layout.stacked(out[key]))
+                target = prototype.nd_buffer.from_ndarray_like(
+                    layout.stacked(out[key])  # type: ignore[arg-type]
+                )
                 reads.append(arr._get_selection(indexer, prototype=prototype, out=target))
             await asyncio.gather(*reads)
         except Exception as exc:

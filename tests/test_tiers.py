@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from amcheck.storage import RamTier, RawTier, Tier, ZarrTier
+from amcheck.storage._zarr import run_sync
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from zarr.storage import LocalStore, MemoryStore
@@ -23,8 +25,6 @@ from amcheck import (
     StoreMismatchError,
     TransferError,
 )
-from amcheck.storage import RamTier, RawTier, Tier, ZarrTier
-from amcheck.storage._zarr import run_sync
 from tests.tier_conformance import SPEC, TierConformance, empty_like, make_state
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from amcheck.storage import Tier
 
 from amcheck import (
     CheckpointNotFoundError,
@@ -20,7 +21,6 @@ from amcheck import (
     SweepStateError,
     TierFullError,
 )
-from amcheck.storage import Tier
 
 SPEC = StateSpec(
     {

@@ -1,0 +1,144 @@
+"""Compression specs: parsing, codec placement, error bounds on wavefield-like data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numcodecs
+import numpy as np
+import pytest
+import zarr.codecs
+from amcheck.storage import ZarrTier, parse_compression
+from zarr.storage import MemoryStore
+
+from amcheck import ArgumentTypeError, InvalidArgumentError, StateSpec
+
+
+def wavefield(shape: tuple[int, ...], dtype: str, peak: float = 1.0) -> np.ndarray:
+    """A smooth expanding ring, like a wavefield a few hundred steps after the source fired."""
+    axes = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    r = np.sqrt(sum(a * a for a in axes))
+    u = peak * np.sin(30 * r) * np.exp(-((r - 0.5) ** 2) / 0.05)
+    return np.ascontiguousarray(u, dtype=dtype)
+
+
+async def round_trip(compression: Any, state: dict[str, np.ndarray]) -> tuple[dict, ZarrTier]:
+    tier = ZarrTier(MemoryStore(), StateSpec.from_arrays(state), compression)
+    await tier.put(0, state)
+    out = {k: np.zeros_like(v) for k, v in state.items()}
+    await tier.get(0, out)
+    return out, tier
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("tol", [1e-2, 1e-4, 1e-6])
+async def test_zfp_accuracy_mode_honours_the_absolute_bound(dtype: str, tol: float) -> None:
+    u = np.stack([wavefield((96, 80), dtype), wavefield((96, 80), dtype)[::-1].copy()])
+    v = wavefield((20, 24, 28), dtype, peak=3e-5)  # a 3-D field peaking at 3e-5
+    out, tier = await round_trip(f"zfp:tol={tol}", {"u": u, "v": v})
+    assert tier.compression.abs_tol == tol and not tier.compression.lossless
+    for key, x in (("u", u), ("v", v)):
+        err = float(np.max(np.abs(out[key].astype(np.float64) - x)))
+        assert err <= tol, (key, err)
+    if tol == 1e-2:
+        assert tier.nbytes * 4 < u.nbytes + v.nbytes  # compresses at least 4x
+        assert np.all(out["v"] == 0) or np.max(np.abs(out["v"])) <= 3e-5 + tol
+
+
+async def test_zfp_fixed_rate_gives_the_size() -> None:
+    u = wavefield((128, 128), "float32")
+    out, tier = await round_trip("zfp:rate=8", {"u": u})
+    assert tier.compression.abs_tol is None and not tier.compression.lossless
+    assert u.nbytes / tier.nbytes == pytest.approx(4.0, rel=0.02)  # 32 bits -> 8 bits per value
+    assert np.max(np.abs(out["u"] - u)) < 0.05
+
+
+async def test_bitround_relative_bound_and_exact_integers() -> None:
+    state = {
+        "u": wavefield((64, 64), "float32"),
+        "w": wavefield((50,), "float64"),
+        "ids": np.arange(-20, 20, dtype=np.int16),
+        "mask": np.arange(12) % 3 == 0,
+    }
+    out, tier = await round_trip("bitround:keepbits=9", state)
+    assert tier.compression.rel_tol == 2.0**-10
+    assert tier.compression.text == "bitround:keepbits=9+zstd:level=3"
+    for key in ("u", "w"):
+        np.testing.assert_allclose(out[key], state[key], rtol=2.0**-10, atol=0)
+        assert not np.array_equal(out[key], state[key])  # it did round
+    np.testing.assert_array_equal(out["ids"], state["ids"], strict=True)
+    np.testing.assert_array_equal(out["mask"], state["mask"], strict=True)
+
+
+@pytest.mark.parametrize("compression", [None, "none", "blosc", "zstd", "blosc:cname=zstd,clevel=3,shuffle=bitshuffle", "zstd:level=7"])
+async def test_lossless_is_bitwise_for_every_dtype(compression: Any) -> None:
+    rng = np.random.default_rng(3)
+    state = {
+        "f4": wavefield((40, 30), "float32"),
+        "f8": rng.standard_normal((2, 17, 9)),
+        "i8": rng.integers(-(2**62), 2**62, (33,)),
+        "u1": rng.integers(0, 255, (5, 6, 7), dtype=np.uint8),
+        "c8": (rng.standard_normal(10) + 1j * rng.standard_normal(10)).astype(np.complex64),
+        "b": rng.integers(0, 2, (9,)).astype(bool),
+    }
+    out, tier = await round_trip(compression, state)
+    assert tier.compression.lossless
+    for key, x in state.items():
+        np.testing.assert_array_equal(out[key], x, strict=True)
+
+
+async def test_zfp_leaves_non_float_fields_exact() -> None:
+    state = {"u": wavefield((64, 64), "float32"), "n": np.arange(100, dtype=np.int32) * 7}
+    out, _ = await round_trip("zfp:tol=1e-3+blosc", state)
+    np.testing.assert_array_equal(out["n"], state["n"], strict=True)
+    assert np.max(np.abs(out["u"] - state["u"])) <= 1e-3
+
+
+async def test_codec_objects_are_placed_by_kind() -> None:
+    comp = parse_compression([numcodecs.BitRound(keepbits=12), numcodecs.Blosc(cname="lz4")])
+    assert len(comp.filters) == 1 and comp.serializer is None and len(comp.compressors) == 1
+    assert not comp.lossless
+    zfp = parse_compression(numcodecs.ZFPY(mode=4, tolerance=1e-3))
+    assert zfp.abs_tol == 1e-3 and zfp.serializer is not None
+    native = parse_compression(zarr.codecs.ZstdCodec(level=2))
+    assert native.lossless and native.compressors == (zarr.codecs.ZstdCodec(level=2),)
+    u = wavefield((64, 48), "float64")
+    out, tier = await round_trip(numcodecs.ZFPY(mode=4, tolerance=1e-5), {"u": u})
+    assert np.max(np.abs(out["u"] - u)) <= 1e-5
+
+
+def test_every_pipeline_ends_with_a_checksum() -> None:
+    for spec in (None, "blosc", "zfp:tol=1e-3", "bitround:keepbits=8"):
+        codecs = parse_compression(spec).codecs_for(np.dtype("float32"))
+        assert type(codecs["compressors"][-1]).__name__ == "Crc32cCodec"
+    assert parse_compression(None).codecs_for(np.dtype("f4"))["compressors"][:-1] == []
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ("gzip", "unknown codec 'gzip'.*allowed"),
+        ("zfp", "exactly one of tol=, rate=, precision="),
+        ("zfp:tol=1e-3,rate=8", "exactly one"),
+        ("zfp:tol=-1", "tol must be > 0"),
+        ("zfp:tol=abc", "tol must be a number, got 'abc'"),
+        ("zfp:tolerance=1", "unknown parameter.*tolerance"),
+        ("bitround", "keepbits="),
+        ("bitround:keepbits=60", "1..52"),
+        ("blosc:cname=snappy", "cname must be one of"),
+        ("blosc:clevel", "key=value"),
+        ("zstd+", "empty part"),
+        ("none+zstd", "cannot be chained"),
+        ("zfp:tol=1+zfp:rate=4", "zfp given twice"),
+    ],
+)
+def test_bad_specs_say_what_is_allowed(bad: str, match: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=match):
+        parse_compression(bad)
+
+
+def test_bad_types() -> None:
+    with pytest.raises(ArgumentTypeError, match="compression"):
+        parse_compression(3.5)
+    with pytest.raises(InvalidArgumentError, match="two array->bytes"):
+        parse_compression([numcodecs.ZFPY(mode=4, tolerance=1e-3), numcodecs.ZFPY(mode=2, rate=8)])

@@ -1,0 +1,284 @@
+"""The transfer service: overlap with a nogil kernel, back-pressure, errors, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import threading
+from typing import Any
+
+import numba
+import numpy as np
+import pytest
+from amcheck.storage import RamTier, TransferService, ZarrTier
+from zarr.storage import MemoryStore
+
+from amcheck import InvalidArgumentError, StateSpec, SweepStateError, TierFullError, TransferError
+from amcheck._state import State
+
+
+@numba.njit(nogil=True, cache=False)
+def _relax(a: np.ndarray, sweeps: int) -> None:  # a serial stencil that releases the GIL
+    n = a.shape[0]
+    for _ in range(sweeps):
+        for i in range(1, n - 1):
+            a[i] = 0.25 * a[i - 1] + 0.5 * a[i] + 0.25 * a[i + 1]
+
+
+WAVE = StateSpec({"u": ((2, 512, 512), "float32")})
+
+
+def wave_state(seed: int) -> dict[str, np.ndarray]:
+    y, x = np.mgrid[0:512, 0:512].astype(np.float32) / 512
+    r = np.hypot(x - 0.5, y - 0.5)
+    u = np.stack([np.sin(40 * r - seed) * np.exp(-4 * r), np.sin(40 * r - seed - 0.1) * np.exp(-4 * r)])
+    return {"u": np.ascontiguousarray(u, dtype=np.float32)}
+
+
+class GatedRamTier(RamTier):
+    """A real RAM tier whose puts wait until the test opens the gate."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
+        self.entered = 0
+
+    async def put(self, step: int, state: State) -> None:
+        self.entered += 1
+        while not self.gate.is_set():
+            await asyncio.sleep(0.001)
+        await super().put(step, state)
+
+
+def _threads() -> set[int]:
+    return {t.ident for t in threading.enumerate() if t.ident is not None}
+
+
+def test_transfers_overlap_a_nogil_kernel_in_the_callers_thread() -> None:
+    tier = ZarrTier(MemoryStore(), WAVE, "zfp:tol=1e-4")
+    order = itertools.count()
+    log: list[tuple[int, str, int]] = []
+    lock = threading.Lock()
+
+    def record(what: str) -> None:
+        with lock:
+            log.append((next(order), what, threading.get_ident()))
+
+    def hook(kind: str, step: int, t: Any, start: float, end: float, nbytes: int) -> None:
+        assert start <= end and nbytes == WAVE.nbytes and t is tier
+        record(f"{kind}-{step}")
+
+    work = np.linspace(0, 1, 200_000)
+    _relax(work, 1)  # compile outside the measured sequence
+    state = wave_state(0)
+    main = threading.get_ident()
+    with TransferService(max_in_flight=2, workers=1, on_event=hook) as service:
+        record("submit")
+        future = service.submit_put(tier, 7, state)
+        calls = 0
+        while not future.done() and calls < 100_000:
+            _relax(work, 2)
+            calls += 1
+            record("kernel")
+        future.result()
+        io_threads = [t.name for t in threading.enumerate() if t.name.startswith("amcheck-io")]
+        out = {"u": np.zeros_like(state["u"])}
+        service.submit_get(tier, 7, out).result()
+        loop_ident = service.thread.ident
+        assert service.thread.name == "amcheck-transfer" and service.thread.daemon
+    assert 1 <= len(io_threads) <= 1  # the codec ran in the bounded pool (workers=1)
+    assert np.max(np.abs(out["u"] - state["u"])) <= 1e-4
+    names = [what for _, what, _ in log]
+    assert names[0] == "submit" and "write-7" in names and names[-1] == "read-7"
+    write_at = names.index("write-7")
+    assert calls >= 1 and names[1] == "kernel"  # the caller computed while the write ran ...
+    assert write_at > 1  # ... and the write ended after the first kernel call had finished
+    threads = {what: ident for _, what, ident in log}
+    assert threads["submit"] == main and threads["kernel"] == main
+    assert threads["write-7"] == loop_ident != main
+
+
+def test_back_pressure_blocks_the_caller_and_bounds_in_flight() -> None:
+    spec = StateSpec({"u": ((64,), "float64")})
+    tier = GatedRamTier(10**6, spec)
+    state = {"u": np.arange(64.0)}
+    with TransferService(max_in_flight=2, workers=1) as service:
+        first = [service.submit_put(tier, step, state) for step in (0, 1)]
+        assert first[0].waited == 0.0 and service.stalls == 0
+        box: dict[str, Any] = {}
+        caller = threading.Thread(
+            target=lambda: box.setdefault("f", service.submit_put(tier, 2, state))
+        )
+        caller.start()
+        caller.join(0.3)
+        assert caller.is_alive() and "f" not in box  # blocked by back-pressure
+        assert service.in_flight == 2
+        tier.gate.set()
+        caller.join()
+        service.wait_all()
+        assert box["f"].waited > 0.0 and service.stalls == 1
+        assert service.stall_seconds >= box["f"].waited
+        assert service.peak_in_flight == 2 and service.completed == 3
+        assert tier.steps == frozenset({0, 1, 2})
+
+
+def test_staging_buffers_stay_bounded() -> None:
+    """The engine's pattern: a staging slot per write, released when its future is done."""
+    spec = StateSpec({"u": ((2, 32, 32), "float32")})
+    max_in_flight = 2
+    staging = RamTier(10**7, spec, slots=max_in_flight + 1)
+    disk = ZarrTier(MemoryStore(), spec, "blosc")
+    held: list[tuple[Any, Any]] = []
+    peak_slots = 0
+    with TransferService(max_in_flight=max_in_flight, workers=2) as service:
+        for step in range(30):
+            for future, slot in [p for p in held if p[0].done()]:
+                future.result()
+                staging.release(slot)
+                held.remove((future, slot))
+            slot = staging.acquire()  # raises TierFullError if buffers were not bounded
+            slot.state["u"][...] = step
+            held.append((service.submit_put(disk, step, slot.state), slot))
+            peak_slots = max(peak_slots, staging.n_slots - staging.n_free)
+        service.wait_all()
+    assert peak_slots <= max_in_flight + 1 and service.peak_in_flight <= max_in_flight
+    assert disk.steps == frozenset(range(30))
+    out = {"u": np.zeros((2, 32, 32), np.float32)}
+    asyncio.run(disk.get(29, out))
+    assert np.all(out["u"] == 29)
+
+
+class BrokenStore(MemoryStore):
+    """A memory store whose chunk writes fail like a full disk."""
+
+    async def set(self, key: str, value: Any, byte_range: Any = None) -> None:
+        if "/c/" in key:
+            raise OSError(28, "No space left on device")
+        await super().set(key, value)
+
+
+def test_a_failing_store_reaches_the_caller_on_the_future() -> None:
+    tier = ZarrTier(BrokenStore(), WAVE, name="nvme")
+    with TransferService() as service:
+        future = service.submit_put(tier, 42, wave_state(0))
+        error = future.exception(timeout=30)
+        assert isinstance(error, TransferError)
+        message = str(error)
+        assert "step 42" in message and "'nvme'" in message and "memory://" in message
+        assert "No space left on device" in message
+        cause = error.__cause__
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__cause__
+        assert isinstance(cause, OSError) and cause.errno == 28
+        service.submit_put(tier, 43, wave_state(1)).exception()  # looked at: not raised again
+        service.wait_all()
+
+
+def test_an_unobserved_failure_is_raised_by_the_next_submit() -> None:
+    tier = ZarrTier(BrokenStore(), WAVE)
+    good = RamTier(10**8, WAVE)
+    with pytest.raises(TransferError, match="step 8"), TransferService() as service:
+        service.submit_put(tier, 5, wave_state(0))  # nobody looks at this future
+        while service.in_flight:
+            threading.Event().wait(0.005)
+        with pytest.raises(TransferError, match="write of step 5"):
+            service.submit_put(good, 6, wave_state(1))
+        assert 6 not in good  # the failing submit did not start a transfer
+        service.submit_put(good, 6, wave_state(1)).result()  # raised once, then cleared
+        service.submit_put(tier, 8, wave_state(0))  # raised by close() on leaving the block
+    # ... or by wait_all / close when nothing else is submitted
+    service = TransferService()
+    service.submit_put(tier, 9, wave_state(0))
+    with pytest.raises(TransferError, match="step 9"):
+        service.close()
+
+
+def test_a_missing_checkpoint_read_names_the_step() -> None:
+    tier = RamTier(10**8, WAVE)
+    with TransferService() as service:
+        future = service.submit_get(tier, 3, {"u": np.zeros((2, 512, 512), np.float32)})
+        with pytest.raises(TransferError, match="read of step 3 from tier 'ram'") as info:
+            future.result()
+        assert isinstance(info.value.__cause__, KeyError)
+
+
+def test_calls_from_the_loop_thread_are_refused() -> None:
+    tier = RamTier(10**7, StateSpec({"u": ((4,), "f8")}))
+    seen: list[BaseException] = []
+    with TransferService() as service:
+
+        def hook(*args: Any) -> None:
+            try:
+                service.submit_delete(tier, 0)
+            except SweepStateError as exc:
+                seen.append(exc)
+
+        service._on_event = hook  # install after construction so the hook can see `service`
+        service.submit_put(tier, 0, {"u": np.ones(4)}).result()
+    assert len(seen) == 1 and "loop thread" in str(seen[0])
+
+
+def test_close_leaves_no_thread_and_is_idempotent() -> None:
+    before = _threads()
+    spec = StateSpec({"u": ((128, 128), "float32")})
+    tier = ZarrTier(MemoryStore(), spec, "zstd")
+    service = TransferService(max_in_flight=3, workers=2)
+    for step in range(6):
+        service.submit_put(tier, step, {"u": np.full((128, 128), step, np.float32)})
+    service.close()
+    service.close()
+    assert _threads() == before
+    assert tier.steps == frozenset(range(6))  # close drained the writes
+    with pytest.raises(SweepStateError, match="after close"):
+        service.submit_put(tier, 9, {"u": np.zeros((128, 128), np.float32)})
+
+
+def test_close_with_cancel_stops_stuck_transfers() -> None:
+    before = _threads()
+    spec = StateSpec({"u": ((8,), "float64")})
+    tier = GatedRamTier(10**6, spec)
+    service = TransferService(max_in_flight=2)
+    futures = [service.submit_put(tier, s, {"u": np.zeros(8)}) for s in (0, 1)]
+    service.close(cancel=True)
+    for future in futures:
+        with pytest.raises(concurrent.futures.CancelledError):
+            future.result()
+    assert _threads() == before and tier.steps == frozenset()
+    # a timeout turns into a cancel as well
+    service = TransferService(max_in_flight=1)
+    stuck = service.submit_put(tier, 2, {"u": np.zeros(8)})
+    service.close(timeout=0.05)
+    assert isinstance(stuck.exception(), concurrent.futures.CancelledError)
+    assert _threads() == before
+
+
+def test_wait_all_timeout_and_context_manager_cancel_on_error() -> None:
+    spec = StateSpec({"u": ((8,), "float64")})
+    tier = GatedRamTier(10**6, spec)
+    with pytest.raises(RuntimeError, match="boom"), TransferService() as service:
+        future = service.submit_put(tier, 0, {"u": np.zeros(8)})
+        with pytest.raises(TimeoutError, match="write of step 0"):
+            service.wait_all(timeout=0.05)
+        raise RuntimeError("boom")
+    assert isinstance(future.exception(), concurrent.futures.CancelledError)
+
+
+def test_run_executes_a_coroutine_on_the_loop() -> None:
+    spec = StateSpec({"u": ((8,), "float64")})
+    tier = RamTier(10**6, spec)
+    with TransferService() as service:
+        service.submit_put(tier, 1, {"u": np.ones(8)}).result()
+        service.run(tier.delete(1))
+        assert tier.steps == frozenset()
+        with pytest.raises(TierFullError):
+            small = RamTier(RamTier(10**6, spec, slots=1).slot_nbytes, spec)
+            service.run(small.put(0, {"u": np.ones(8)}))
+            service.run(small.put(1, {"u": np.ones(8)}))
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [({"max_in_flight": 0}, "max_in_flight"),
+                                               ({"workers": 0}, "workers")])
+def test_rejects_bad_arguments(kwargs: dict[str, int], name: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=name):
+        TransferService(**kwargs)
