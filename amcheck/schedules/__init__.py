@@ -1,6 +1,11 @@
 """Checkpoint schedules: pure plans of actions, no arrays and no I/O.
 
 See :mod:`amcheck.schedules._actions` for the action vocabulary and its conventions.
+
+Strategies: :class:`StoreAll` (no recomputation), :class:`Revolve` (binomial checkpointing in RAM),
+:class:`TwoLevel` (periodic disk checkpoints, Revolve inside each segment) and
+:class:`AsyncMultistage` (the same with prefetching and the last segment kept in RAM).
+:func:`simulate` replays any schedule, proves it valid and returns its exact costs.
 """
 
 from __future__ import annotations
@@ -20,10 +25,15 @@ from amcheck.schedules._actions import (
     TierName,
 )
 from amcheck.schedules._base import Schedule
+from amcheck.schedules._multistage import AsyncMultistage, TwoLevel
+from amcheck.schedules._revolve import Revolve, binomial_forward_steps, repetition_number
+from amcheck.schedules._simulate import ScheduleStats, simulate
+from amcheck.schedules._store_all import StoreAll
 
 __all__ = [
     "Action",
     "Advance",
+    "AsyncMultistage",
     "DISK",
     "End",
     "Free",
@@ -31,8 +41,15 @@ __all__ = [
     "Prefetch",
     "RAM",
     "Reverse",
+    "Revolve",
     "Save",
     "Schedule",
+    "ScheduleStats",
+    "StoreAll",
     "TIERS",
     "TierName",
+    "TwoLevel",
+    "binomial_forward_steps",
+    "repetition_number",
+    "simulate",
 ]

@@ -1,0 +1,253 @@
+"""Binomial checkpointing (Revolve) and the segment reversal every RAM strategy shares.
+
+What it computes
+----------------
+Reversing steps ``a … b-1`` (a range of length ``m = b - a``) when x_a is the current state and is
+held in one of ``c`` RAM slots, with the fewest forward steps. The recursion of Griewank (1992) and
+Griewank & Walther (2000): advance from x_a to x_{a+j}, keep x_{a+j} in a free slot, reverse
+``[a+j, b)`` with ``c - 1`` slots, free it, load x_a again and reverse ``[a, a+j)`` with ``c`` slots.
+A range of length one is reversed straight away: its start is the current state.
+
+With ``β(c, r) = C(c + r, c)``, the *repetition number* ``r`` of a range is the smallest integer with
+``β(c, r) >= m``: no step needs to be advanced more than ``r`` times. The least number of forward
+steps, not counting the final one that the first reverse step of the classical model "tapes", is
+
+    T(m, c) = r·m − β(c + 1, r − 1)                                     (Griewank & Walther, Prop. 1)
+
+and a split ``j`` attains it exactly when (checked against the O(m²·c) dynamic programme for every
+``m <= 400, c <= 12`` in ``tests/test_schedules.py``)
+
+    max(β(c, r−2), m − β(c−1, r)) <= j <= min(β(c, r−1), m − β(c−1, r−1)).
+
+The left bound says the right part ``[a+j, b)``, reversed with one slot fewer, must not need more
+than ``r`` repetitions; the right bound says the left part, advanced once more than it would be on
+its own, must not need more than ``r − 1``. We take the largest such ``j`` (the checkpoint goes as
+far right as it may), so every decision costs a handful of binomial numbers: O(1) with no tables.
+For ``c = 1`` the rule gives ``j = m − 1`` (advance to the last step, reverse it, start over).
+
+amcheck's count
+---------------
+In amcheck the forward sweep also runs step n−1 (``Advance(n-1, n, final=True)`` produces x_n) and a
+reverse step only needs x_t, so :class:`Revolve` runs ``T(n, s) + 1`` forward steps: ``n`` when
+``s >= n − 1`` and ``n(n−1)/2 + 1`` when ``s = 1``. ``checkpoint_schedules`` counts ``n − 1`` more,
+since its reverse steps record a forward step each.
+
+Optimality: binomial checkpointing is optimal for a known ``n``, uniform step costs and free
+checkpoint writes and reads into a single memory level (Griewank & Walther 2000). With a disk level
+see :mod:`amcheck.schedules._multistage`.
+
+References
+----------
+A. Griewank, "Achieving logarithmic growth of temporal and spatial complexity in reverse automatic
+differentiation", Optimization Methods and Software 1(1), 35–54, 1992, doi:10.1080/10556789208805505.
+
+A. Griewank and A. Walther, "Algorithm 799: revolve: an implementation of checkpointing for the
+reverse or adjoint mode of computational differentiation", ACM TOMS 26(1), 19–45, 2000,
+doi:10.1145/347837.347846.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from math import comb, exp, lgamma, log
+
+from amcheck._errors import InvalidArgumentError
+from amcheck._validate import check_int
+from amcheck.schedules._actions import RAM, Action, Advance, End, Free, Load, Reverse, Save, TierName
+from amcheck.schedules._base import Schedule
+
+__all__ = [
+    "Revolve",
+    "binomial_forward_steps",
+    "binomial_split",
+    "repetition_number",
+    "reverse_range",
+    "check_reverse_length",
+]
+
+
+def repetition_number(m: int, c: int) -> int:
+    """The smallest ``r >= 0`` with ``β(c, r) = C(c + r, c) >= m``.
+
+    Parameters
+    ----------
+    m
+        Length of the range to reverse, ``>= 1``.
+    c
+        RAM slots, the one holding the range's start included, ``>= 1``.
+
+    Notes
+    -----
+    ``(r+1)(r+2)…(r+c) / c! >= m`` puts ``r`` near ``(m·c!)^(1/c) − (c+1)/2``; the estimate is
+    corrected by exact integer binomials (a few steps at most), so the cost does not grow with ``m``.
+    """
+    if m <= 1:
+        return 0
+    if c == 1:
+        return m - 1
+    estimate = exp((log(m) + lgamma(c + 1)) / c) - 0.5 * (c + 1)
+    r = max(0, int(estimate))
+    value = comb(c + r, c)
+    while value < m:  # β(c, r+1) = β(c, r)·(c+r+1)/(r+1)
+        r += 1
+        value = value * (c + r) // r
+    while r > 0:  # β(c, r-1) = β(c, r)·r/(c+r)
+        smaller = value * r // (c + r)
+        if smaller < m:
+            break
+        value = smaller
+        r -= 1
+    return r
+
+
+def _beta(c: int, r: int) -> int:
+    """β(c, r) = C(c + r, c), and 0 when ``r < 0`` or ``c < 0``."""
+    return comb(c + r, c) if r >= 0 and c >= 0 else 0
+
+
+def binomial_split(m: int, c: int) -> int:
+    """Where to place the next checkpoint in a range of length ``m >= 2`` with ``c >= 1`` slots.
+
+    Returns ``j`` in ``1 … m−1``: advance ``j`` steps from the range's start and keep that state.
+    It is the largest optimal ``j`` (see the module docstring for the bounds).
+    """
+    if c == 1 or m == 2:
+        return m - 1
+    r = repetition_number(m, c)
+    j = comb(c + r - 1, c)  # β(c, r−1), r >= 1 here since m >= 2
+    other = m - _beta(c - 1, r - 1)
+    return other if other < j else j
+
+
+def binomial_forward_steps(n_steps: int, slots: int) -> int:
+    """Forward steps :class:`Revolve` runs: ``T(n, s) + 1`` (see the module docstring).
+
+    ``T(n, s) = t·n − C(s + t, t − 1)`` with ``t`` the smallest integer such that
+    ``C(s + t, s) >= n``; the ``+ 1`` is the step that produces x_n.
+    """
+    n = check_int("n_steps", n_steps, minimum=1)
+    s = check_int("slots", slots, minimum=1)
+    t = repetition_number(n, s)
+    return (t * n - _beta(s + 1, t - 1)) + 1
+
+
+def reverse_range(
+    a: int, b: int, c: int, *, descended: bool = False, splits: dict[int, int] | None = None
+) -> Iterator[Action]:
+    """Reverse steps ``a … b-1`` with binomial checkpointing in RAM.
+
+    On entry the current state is x_a and it is held in RAM as checkpoint ``a`` (one of the ``c``
+    slots) unless ``b - a == 1``. On exit the current state is x_a again and checkpoint ``a`` is
+    still held: the caller frees it. Every other checkpoint saved here is freed here.
+
+    With ``descended=True`` the first descent (advances and saves down to x_{b-1}) is assumed to
+    have been yielded already, by :meth:`Revolve.forward`; it is replayed silently to rebuild the
+    stack, and the current state must be x_{b-1}.
+
+    ``splits`` memoises :func:`binomial_split` under the key ``length·(c+1) + slots``; pass the
+    same dict to every call with the same ``c`` (e.g. one per reverse sweep) to share it. Few
+    distinct (length, slots) pairs occur: hundreds for n = 10^6.
+
+    An explicit stack replaces the recursion (its depth reaches ``m`` when ``c = 1``). Each entry is
+    a pending left part ``[start, end)`` with its slots and the checkpoint to free before loading
+    ``start`` (``-1``: none, because the right part had length one and was never saved).
+    """
+    stack: list[tuple[int, int, int, int]] = []
+    push = stack.append
+    pop = stack.pop
+    if splits is None:
+        splits = {}
+    split_of = splits.get
+    stride = c + 1
+    t, end, cc = a, b, c
+    emit = not descended
+    while True:
+        # Descend: advance and keep checkpoints until the range has length one.
+        while end - t > 1:
+            key = (end - t) * stride + cc
+            j = split_of(key)
+            if j is None:
+                j = splits[key] = binomial_split(end - t, cc)
+            mid = t + j
+            if emit:
+                yield Advance(t, mid)
+            if end - mid > 1:
+                if emit:
+                    yield Save(mid, RAM)
+                push((t, mid, cc, mid))
+            else:
+                push((t, mid, cc, -1))
+            t = mid
+            cc -= 1
+        emit = True
+        yield Reverse(t)
+        if not stack:
+            return
+        t, end, cc, saved = pop()
+        if saved >= 0:
+            yield Free(saved, RAM)
+        yield Load(t, RAM)
+
+
+class Revolve(Schedule):
+    """Binomial checkpointing in RAM: the fewest forward steps for ``slots`` checkpoints.
+
+    Parameters
+    ----------
+    n_steps
+        Number of steps n (known in advance), ``>= 1``.
+    slots
+        RAM checkpoints held at most, the one of x_0 included, ``>= 1``. Memory: ``slots``
+        checkpoints plus at most two working buffers (the current state and x_n).
+
+    Notes
+    -----
+    Forward steps: exactly :func:`binomial_forward_steps` ``(n, slots)``, so the recompute factor
+    is about the repetition number ``r`` (``C(slots + r, slots) >= n``): 1 when
+    ``slots >= n − 1``, ``(n + 1)/2`` for one slot, and it grows like ``n^(1/slots)``. The
+    algorithm and its references are in :mod:`amcheck.schedules._revolve`.
+
+    Examples
+    --------
+    >>> from amcheck.schedules import Revolve, simulate
+    >>> simulate(Revolve(10_000, 20)).recompute_factor  # doctest: +SKIP
+    """
+
+    def __init__(self, n_steps: int, slots: int) -> None:
+        self.n_steps: int = check_int("n_steps", n_steps, minimum=1)
+        self.slots: int = check_int("slots", slots, minimum=1)
+
+    def __repr__(self) -> str:
+        return f"Revolve(n_steps={self.n_steps}, slots={self.slots})"
+
+    @property
+    def capacity(self) -> Mapping[TierName, int | None]:
+        return {"ram": self.slots, "disk": 0}
+
+    def forward(self) -> Iterator[Action]:
+        """Keep x_0, advance down the first binomial descent, then produce x_n."""
+        n = self.n_steps
+        yield Save(0, RAM)
+        # The first descent of the reversal, up to (not including) its first Reverse(n-1).
+        for action in reverse_range(0, n, self.slots):
+            if type(action) is Reverse:
+                break
+            yield action
+        yield Advance(n - 1, n, final=True)
+
+    def reverse(self, n_steps: int) -> Iterator[Action]:
+        """Reverse all steps, then free x_0."""
+        check_reverse_length(self, n_steps)
+        yield from reverse_range(0, self.n_steps, self.slots, descended=True)
+        yield Free(0, RAM)
+        yield End()
+
+
+def check_reverse_length(schedule: Schedule, n_steps: int) -> None:
+    """``reverse(n)`` of a known-length schedule must be called with its own n."""
+    n = check_int("n_steps", n_steps, minimum=1)
+    if schedule.n_steps is not None and n != schedule.n_steps:
+        raise InvalidArgumentError(
+            f"n_steps must be {schedule.n_steps} (the length {type(schedule).__name__} was "
+            f"planned for), got {n}"
+        )
