@@ -25,6 +25,9 @@ from amcheck._errors import (
     TransferError,
 )
 from amcheck._state import FieldSpec, State, StateSpec
+from amcheck._checkpointer import Checkpointer
+from amcheck._operators import ForwardOperator, ReverseOperator
+from amcheck._stats import Stats
 
 __version__ = "0.1.0"
 
@@ -49,4 +52,9 @@ __all__ = [
     "StateSpec",
     "format_bytes",
     "parse_bytes",
+    # the API
+    "Checkpointer",
+    "ForwardOperator",
+    "ReverseOperator",
+    "Stats",
 ]

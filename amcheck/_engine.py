@@ -1,0 +1,602 @@
+"""The engine: executes a schedule's actions on RAM buffers, the user's operators and the tiers.
+
+What it does
+------------
+A schedule (:mod:`amcheck.schedules`) says *what* to do; the engine does it with real arrays.
+Every state buffer it holds (checkpoints, the current state, x_n) is a slot of one preallocated
+:class:`~amcheck.storage.RamTier` pool, sized by the caller from
+``simulate(schedule).peak_buffers``, so nothing is allocated on the hot path.
+
+Zero-copy execution (the buffer rule of :mod:`amcheck.schedules._actions`): the engine never
+copies a state from one RAM buffer into another. ``Advance`` runs in place on the current buffer
+when it is not a checkpoint, and writes into a free slot otherwise; ``Save(t, "ram")`` pins the
+buffer the last advance wrote (no copy); ``Load(t, "ram")`` makes a pinned buffer current (no
+copy). Pinned buffers reach operators as read-only views (``flags.writeable = False``), so an
+operator that writes into its source by mistake fails loudly instead of corrupting a checkpoint.
+This is the zero-cost checkpointing of Kukreja et al. (2018), "High-level python abstractions for
+optimal checkpointing in inversion problems", https://doi.org/10.1007/978-3-319-93701-4_31 and
+arXiv:1802.02474: for memory-bound kernels a deep copy per checkpoint costs about as much as a
+time step, so avoiding it matters.
+
+Disk actions go to a :class:`~amcheck.storage.Tier`. On this synchronous path each transfer runs
+to completion through one private event loop (on a helper thread, so that calling the engine
+from code that already runs an event loop, such as Jupyter, works); ``Prefetch`` is a no-op.
+
+Repeated reverse sweeps
+-----------------------
+After ``forward()`` the engine remembers which buffers held the forward sweep's checkpoints and
+current state. During the first reverse sweep it defers the ``Free`` of those checkpoints and
+keeps the current state aside, as long as the pool has room; the reverse actions are recorded.
+If the sweep ends with everything kept (StoreAll does: its reverse sweep needs no new buffer),
+the state after ``forward()`` is restored and another reverse sweep replays the same actions. As
+soon as the pool runs out of free slots, the deferred frees happen (exactly the buffer rule's
+count), keeping is abandoned, and a further ``reverse()`` needs a new ``forward()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Coroutine, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+import numpy as np
+
+from amcheck._errors import (
+    AmcheckError,
+    OperatorError,
+    ScheduleError,
+    SweepStateError,
+    TierFullError,
+    TransferError,
+)
+from amcheck._operators import AdvanceFn, ReverseFn
+from amcheck._state import State
+from amcheck._stats import StatsRecorder
+from amcheck._timeline import Timeline, clock
+from amcheck.schedules import Action, Advance, End, Free, Load, Prefetch, Reverse, Save
+from amcheck.storage import RamTier, Slot, Tier
+
+__all__ = ["Engine"]
+
+_RAM: Final = "ram"
+_DISK: Final = "disk"
+
+
+def _readonly(state: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+    views: dict[str, np.ndarray] = {}
+    for key, array in state.items():
+        view = array.view()
+        view.flags.writeable = False
+        views[key] = view
+    return MappingProxyType(views)
+
+
+class Engine:
+    """Executes schedule actions against operators, a RAM slot pool and an optional disk tier.
+
+    The :class:`~amcheck.Checkpointer` owns one engine; users do not build it directly.
+
+    Parameters
+    ----------
+    advance, reverse
+        The operators in callable form (see :mod:`amcheck._operators`).
+    pool
+        The RAM tier whose slots hold every state buffer. The engine uses only its zero-copy
+        API (``acquire``/``release``) and keeps its own record of which slot holds what.
+    known_length
+        Whether n is known in advance (then an operator may not end the sequence early).
+    disk
+        The tier that receives ``Save(t, "disk")`` and serves ``Load(t, "disk")``, or ``None``.
+    timeline
+        Receives a "compute" event per advance, "reverse" per reverse step, "write"/"read" per
+        disk transfer.
+    stats
+        The counters to update.
+    """
+
+    def __init__(
+        self,
+        advance: AdvanceFn,
+        reverse: ReverseFn,
+        pool: RamTier,
+        *,
+        known_length: bool,
+        disk: Tier | None,
+        timeline: Timeline,
+        stats: StatsRecorder,
+    ) -> None:
+        self._advance = advance
+        self._reverse = reverse
+        self._pool = pool
+        self._known_length = known_length
+        self._disk = disk
+        self._timeline = timeline
+        self._stats = stats
+        self._state_nbytes = pool.spec.nbytes
+        self._views: dict[int, tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]] = {}
+        self._io: concurrent.futures.ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Buffers and checkpoints.
+        self._held: dict[int, Slot] = {}  # slot index -> slot, every slot acquired from the pool
+        self._cur: Slot | None = None  # buffer of the current state
+        self._cur_t: int | None = None
+        self._final: Slot | None = None  # buffer of x_n
+        self._n: int | None = None
+        self._ckpt: dict[int, Slot] = {}  # step -> slot: RAM checkpoints as the schedule sees them
+        self._step_of: dict[int, int] = {}  # slot index -> step, for pinned checkpoint slots
+        self._disk_ckpt: set[int] = set()  # disk checkpoints as the schedule sees them
+        self._disk_all: set[int] = set()  # disk checkpoints this engine wrote and still holds
+        # Keeping the forward sweep's result for another reverse sweep.
+        self._keep = False
+        self._kept: set[int] = set()  # slot indices retained
+        self._fwd_ckpt: dict[int, Slot] = {}
+        self._fwd_disk: frozenset[int] = frozenset()
+        self._fwd_cur: Slot | None = None
+        self._fwd_cur_t: int | None = None
+        self._record: list[Action] | None = None
+        self._replay: list[Action] | None = None
+        self._next_reverse = -1
+
+    # -- public --------------------------------------------------------------------------------
+
+    @property
+    def n_steps(self) -> int | None:
+        """n once the forward sweep has ended, else ``None``."""
+        return self._n
+
+    @property
+    def final_state(self) -> Mapping[str, np.ndarray] | None:
+        """x_n as read-only views into its slot, or ``None`` before the forward sweep ended."""
+        return None if self._final is None else self._ro(self._final)
+
+    @property
+    def can_reverse_again(self) -> bool:
+        """Whether a finished reverse sweep left what another one needs."""
+        return self._replay is not None
+
+    def run_forward(self, actions: Iterable[Action], x0: State) -> int:
+        """Run the forward sweep from ``x0`` (copied into the pool) and return n.
+
+        Raises
+        ------
+        ScheduleError
+            The actions end before x_n exists, or one cannot be carried out.
+        OperatorError
+            The forward operator raised or returned something invalid.
+        """
+        self.clear()
+        self._stats.reset()
+        slot = self._take()
+        for key, array in self._rw(slot).items():
+            np.copyto(array, x0[key])
+        self._cur, self._cur_t = slot, 0
+        for index, action in enumerate(actions):
+            if self._execute(action, index, forward=True):
+                break
+        else:
+            raise ScheduleError(
+                "the schedule's forward actions ended before x_n was produced: the last action "
+                "must be an Advance(..., final=True) (or, for an unknown length, the operator "
+                "must end the sequence)"
+            )
+        assert self._n is not None
+        self._stats.n_steps = self._n
+        # Remember what the forward sweep left, for a repeated reverse sweep.
+        self._keep = True
+        self._fwd_ckpt = dict(self._ckpt)
+        self._fwd_disk = frozenset(self._disk_ckpt)
+        self._fwd_cur, self._fwd_cur_t = self._cur, self._cur_t
+        self._kept = {slot.index for slot in self._ckpt.values()}
+        if self._cur is not None:
+            self._kept.add(self._cur.index)
+        self._record = []
+        self._replay = None
+        return self._n
+
+    def run_reverse(self, actions: Iterable[Action] | None) -> None:
+        """Run a reverse sweep.
+
+        Parameters
+        ----------
+        actions
+            ``schedule.reverse(n)`` for the first reverse sweep after a forward sweep; ``None``
+            to replay the recorded one (only when :attr:`can_reverse_again`).
+        """
+        if actions is None:
+            if self._replay is None:
+                raise SweepStateError("no recorded reverse sweep to replay")
+            actions = self._replay
+            self._keep, self._record = True, None
+        assert self._n is not None
+        self._next_reverse = self._n - 1
+        ended = False
+        for index, action in enumerate(actions):
+            if self._record is not None:
+                self._record.append(action)
+            if self._execute(action, index, forward=False):
+                ended = True
+                break
+        if not ended:
+            raise ScheduleError(
+                "the schedule's reverse actions ended without an End action "
+                f"(reverse steps {self._next_reverse} … 0 were not run)"
+            )
+        self._finish_reverse()
+
+    def clear(self) -> None:
+        """Drop every buffer and disk checkpoint of the current sweep (after an error too)."""
+        self._cur = self._final = self._fwd_cur = None
+        self._cur_t = self._fwd_cur_t = self._n = None
+        self._ckpt.clear()
+        self._step_of.clear()
+        self._fwd_ckpt = {}
+        self._kept = set()
+        self._keep = False
+        self._record = self._replay = None
+        self._disk_ckpt.clear()
+        self._fwd_disk = frozenset()
+        for slot in list(self._held.values()):
+            self._pool.release(slot)
+        self._held.clear()
+        if self._disk is not None and self._disk_all:
+            steps, self._disk_all = sorted(self._disk_all), set()
+            for step in steps:
+                if step in self._disk:
+                    self._run_io(self._disk.delete(step), step=step, what="delete")
+
+    def close(self) -> None:
+        """Release everything and stop the I/O helper thread; the engine is unusable afterwards."""
+        try:
+            self.clear()
+        finally:
+            if self._loop is not None:
+                assert self._io is not None
+                self._io.submit(self._loop.close).result()
+                self._loop = None
+            if self._io is not None:
+                self._io.shutdown(wait=True)
+                self._io = None
+
+    # -- buffers -------------------------------------------------------------------------------
+
+    def _rw(self, slot: Slot) -> Mapping[str, np.ndarray]:
+        return self._slot_views(slot)[0]
+
+    def _ro(self, slot: Slot) -> Mapping[str, np.ndarray]:
+        return self._slot_views(slot)[1]
+
+    def _slot_views(self, slot: Slot) -> tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]:
+        views = self._views.get(slot.index)
+        if views is None:
+            views = (MappingProxyType(slot.state), _readonly(slot.state))
+            self._views[slot.index] = views
+        return views
+
+    def _pinned(self, slot: Slot) -> bool:
+        return slot.index in self._step_of or slot.index in self._kept or slot is self._final
+
+    def _make_room(self) -> None:
+        """Before an action that may need a slot: with none free, stop keeping the forward result.
+
+        Done before the action decides where to write, so that a current state kept only for a
+        repeated reverse sweep becomes writable in place, as the buffer rule counts it.
+        """
+        if self._keep and self._pool.n_free == 0:
+            self._drop_keep()
+
+    def _take(self) -> Slot:
+        """A free slot from the pool; abandons keeping the forward result if the pool is full."""
+        self._make_room()
+        try:
+            slot = self._pool.acquire()
+        except TierFullError as exc:
+            raise ScheduleError(
+                f"the schedule needs more RAM state buffers than the {self._pool.n_slots} the "
+                "pool holds; the pool is sized from simulate(schedule).peak_buffers, so the "
+                "schedule and its simulation disagree"
+            ) from exc
+        self._held[slot.index] = slot
+        in_use = self._pool.n_slots - self._pool.n_free
+        self._stats.peak_ram_bytes = max(
+            self._stats.peak_ram_bytes, in_use * self._pool.slot_nbytes
+        )
+        return slot
+
+    def _maybe_release(self, slot: Slot | None) -> None:
+        if slot is None or slot is self._cur or self._pinned(slot):
+            return
+        if self._held.pop(slot.index, None) is not None:
+            self._pool.release(slot)
+
+    def _drop_keep(self) -> None:
+        """Stop keeping the forward sweep's buffers: carry out the deferred frees."""
+        self._keep = False
+        self._record = self._replay = None
+        kept = [self._held[index] for index in self._kept if index in self._held]
+        self._kept = set()
+        for slot in kept:
+            self._maybe_release(slot)
+        if self._disk is not None:
+            for step in sorted(self._disk_all - self._disk_ckpt):
+                self._run_io(self._disk.delete(step), step=step, what="delete")
+                self._disk_all.discard(step)
+
+    def _finish_reverse(self) -> None:
+        """After End: restore the forward result when it was kept, else release all but x_n."""
+        self._cur = None
+        self._cur_t = None
+        self._ckpt.clear()
+        self._step_of.clear()
+        self._disk_ckpt.clear()
+        if self._keep and self._record is not None:
+            self._replay = self._record
+        self._record = None
+        if self._replay is not None:
+            self._ckpt = dict(self._fwd_ckpt)
+            self._step_of = {slot.index: step for step, slot in self._ckpt.items()}
+            self._cur, self._cur_t = self._fwd_cur, self._fwd_cur_t
+            self._disk_ckpt = set(self._fwd_disk)
+        else:
+            self._kept = set()
+            self._fwd_ckpt = {}
+            self._fwd_cur = None
+        for slot in list(self._held.values()):
+            self._maybe_release(slot)
+        if self._disk is not None:
+            for step in sorted(self._disk_all - self._disk_ckpt):
+                self._run_io(self._disk.delete(step), step=step, what="delete")
+                self._disk_all.discard(step)
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def _execute(self, action: Action, index: int, *, forward: bool) -> bool:
+        """Carry out one action; return True when it ends the sweep."""
+        match action:
+            case Advance(t0, t1, final):
+                return self._do_advance(t0, t1, final, action, index, forward)
+            case Save(t, tier):
+                self._do_save(t, tier, action, index)
+            case Load(t, tier):
+                self._do_load(t, tier, action, index)
+            case Free(t, tier):
+                self._do_free(t, tier, action, index)
+            case Prefetch(t, tier):
+                self._check_tier(tier, action, index)
+            case Reverse(t):
+                if forward:
+                    raise ScheduleError(
+                        f"action {index} of the forward sweep, {action!r}: the forward sweep "
+                        "cannot contain reverse steps"
+                    )
+                self._do_reverse(t, action, index)
+            case End():
+                if forward:
+                    raise ScheduleError(f"action {index} of the forward sweep is {action!r}")
+                if self._next_reverse != -1:
+                    raise ScheduleError(
+                        f"action {index}, {action!r}: reverse steps {self._next_reverse} … 0 "
+                        "have not run"
+                    )
+                return True
+            case _:
+                raise ScheduleError(f"action {index} is not a schedule action: {action!r}")
+        return False
+
+    def _current(self, t: int, action: Action, index: int) -> Slot:
+        if self._cur is None or self._cur_t != t:
+            have = "undefined" if self._cur is None else f"x_{self._cur_t}"
+            raise ScheduleError(
+                f"action {index}, {action!r}, needs the current state to be x_{t}, but it is {have}"
+            )
+        return self._cur
+
+    def _do_advance(
+        self, t0: int, t1: int, final: bool, action: Action, index: int, forward: bool
+    ) -> bool:
+        if t1 <= t0:
+            raise ScheduleError(f"action {index}, {action!r}: t1 must be > t0")
+        if final and self._n is not None:
+            raise ScheduleError(f"action {index}, {action!r}: x_n was already produced")
+        src = self._current(t0, action, index)
+        self._make_room()
+        in_place = not final and not self._pinned(src)
+        dst = src if in_place else self._take()
+        src_view = self._rw(src) if in_place else self._ro(src)
+        start = clock()
+        try:
+            result = self._advance(src_view, self._rw(dst), t0, t1)
+        except Exception as exc:
+            raise OperatorError(
+                f"the forward operator raised {type(exc).__name__} in advance(src, dst, "
+                f"t0={t0}, t1={t1}) (steps {t0} … {t1 - 1}): {exc}"
+            ) from exc
+        end = clock()
+        self._timeline.record("compute", start, end, step=t0)
+        self._stats.compute_seconds += end - start
+        reached = self._reached(result, t0, t1, forward)
+        self._stats.forward_steps += reached - t0
+        stopped = forward and result is not None and not self._known_length
+        if stopped:
+            # The operator ended an unknown-length sequence at `reached`: x_n is in dst, the
+            # current state is undefined (see Schedule's docstring).
+            self._final, self._n = dst, reached
+            self._cur, self._cur_t = None, None
+            self._maybe_release(src)
+            return True
+        if final:
+            self._final, self._n = dst, t1
+            return True
+        self._cur, self._cur_t = dst, t1
+        return False
+
+    def _reached(self, result: object, t0: int, t1: int, forward: bool) -> int:
+        if result is None:
+            return t1
+        if isinstance(result, bool) or not isinstance(result, (int, np.integer)):
+            raise OperatorError(
+                f"the forward operator's advance(src, dst, t0={t0}, t1={t1}) returned "
+                f"{result!r} of type {type(result).__name__}; it must return None, or the "
+                "step at which an unknown-length sequence ended"
+            )
+        step = int(result)
+        if not forward and step != t1:
+            raise OperatorError(
+                f"the forward operator's advance(src, dst, t0={t0}, t1={t1}) returned {step} "
+                f"while recomputing states for the reverse sweep, but the forward sweep ended "
+                f"at n={self._n}: an operator must end the sequence at the same step every time"
+            )
+        if self._known_length and step != t1:
+            raise OperatorError(
+                f"the forward operator's advance(src, dst, t0={t0}, t1={t1}) returned {step}, "
+                "but n_steps is known, so the sequence cannot end early: return None "
+                "(or pass n_steps=None to let the operator end the sequence)"
+            )
+        if not t0 < step <= t1:
+            raise OperatorError(
+                f"the forward operator's advance(src, dst, t0={t0}, t1={t1}) returned {step}; "
+                f"a step at which the sequence ended must satisfy {t0} < step <= {t1}"
+            )
+        return step
+
+    def _do_save(self, t: int, tier: str, action: Action, index: int) -> None:
+        slot = self._current(t, action, index)
+        if tier == _RAM:
+            old = self._ckpt.get(t)
+            if old is not slot:
+                held = self._step_of.get(slot.index)
+                if held is not None and held != t:  # pragma: no cover - needs a corrupt record
+                    raise ScheduleError(f"action {index}, {action!r}: buffer holds x_{held}")
+                if old is not None:
+                    del self._step_of[old.index]
+                self._ckpt[t] = slot
+                self._step_of[slot.index] = t
+                self._maybe_release(old)
+            self._stats.writes[_RAM] += 1
+            return
+        disk = self._check_tier(tier, action, index)
+        start = clock()
+        try:
+            self._run_io(disk.put(t, self._ro(slot)), step=t, what="write")
+        except TierFullError:
+            if not self._keep:
+                raise
+            self._drop_keep()
+            start = clock()
+            self._run_io(disk.put(t, self._ro(slot)), step=t, what="write")
+        end = clock()
+        self._timeline.record("write", start, end, step=t, tier=_DISK, nbytes=self._state_nbytes)
+        self._stats.writes[_DISK] += 1
+        self._stats.bytes_written[_DISK] += self._state_nbytes
+        self._stats.write_seconds[_DISK] += end - start
+        self._disk_ckpt.add(t)
+        self._disk_all.add(t)
+
+    def _do_load(self, t: int, tier: str, action: Action, index: int) -> None:
+        previous = self._cur
+        if tier == _RAM:
+            slot = self._ckpt.get(t)
+            if slot is None:
+                raise ScheduleError(
+                    f"action {index}, {action!r}: no RAM checkpoint of x_{t} is held "
+                    f"(held: {sorted(self._ckpt)})"
+                )
+            self._cur, self._cur_t = slot, t
+            self._maybe_release(previous)
+            self._stats.reads[_RAM] += 1
+            return
+        disk = self._check_tier(tier, action, index)
+        if t not in self._disk_ckpt:
+            raise ScheduleError(
+                f"action {index}, {action!r}: no disk checkpoint of x_{t} is held "
+                f"(held: {sorted(self._disk_ckpt)})"
+            )
+        self._make_room()
+        reuse = previous is not None and not self._pinned(previous)
+        dst = previous if reuse and previous is not None else self._take()
+        self._cur, self._cur_t = None, None  # undefined until the read completes
+        start = clock()
+        self._run_io(disk.get(t, self._rw(dst)), step=t, what="read")
+        end = clock()
+        self._timeline.record("read", start, end, step=t, tier=_DISK, nbytes=self._state_nbytes)
+        self._cur, self._cur_t = dst, t
+        if previous is not dst:
+            self._maybe_release(previous)
+        self._stats.reads[_DISK] += 1
+        self._stats.bytes_read[_DISK] += self._state_nbytes
+        self._stats.read_seconds[_DISK] += end - start
+
+    def _do_free(self, t: int, tier: str, action: Action, index: int) -> None:
+        if tier == _RAM:
+            slot = self._ckpt.pop(t, None)
+            if slot is None:
+                raise ScheduleError(
+                    f"action {index}, {action!r}: no RAM checkpoint of x_{t} is held "
+                    f"(held: {sorted(self._ckpt)})"
+                )
+            del self._step_of[slot.index]
+            self._maybe_release(slot)
+            return
+        disk = self._check_tier(tier, action, index)
+        if t not in self._disk_ckpt:
+            raise ScheduleError(
+                f"action {index}, {action!r}: no disk checkpoint of x_{t} is held "
+                f"(held: {sorted(self._disk_ckpt)})"
+            )
+        self._disk_ckpt.discard(t)
+        if self._keep and t in self._fwd_disk:
+            return  # deferred: kept for another reverse sweep
+        self._run_io(disk.delete(t), step=t, what="delete")
+        self._disk_all.discard(t)
+
+    def _do_reverse(self, t: int, action: Action, index: int) -> None:
+        if t != self._next_reverse:
+            raise ScheduleError(
+                f"action {index}, {action!r}: the next reverse step must be {self._next_reverse}"
+            )
+        slot = self._current(t, action, index)
+        start = clock()
+        try:
+            self._reverse(self._ro(slot), t)
+        except Exception as exc:
+            raise OperatorError(
+                f"the reverse operator raised {type(exc).__name__} in reverse(state, t={t}) "
+                f"(reverse step {t}): {exc}"
+            ) from exc
+        end = clock()
+        self._timeline.record("reverse", start, end, step=t)
+        self._stats.reverse_seconds += end - start
+        self._stats.reverse_steps += 1
+        self._next_reverse -= 1
+
+    # -- disk ----------------------------------------------------------------------------------
+
+    def _check_tier(self, tier: str, action: Action, index: int) -> Tier:
+        if tier == _DISK:
+            if self._disk is None:
+                raise ScheduleError(
+                    f"action {index}, {action!r}, uses the disk tier, but no disk tier was given"
+                )
+            return self._disk
+        if tier == _RAM:
+            return self._pool
+        raise ScheduleError(f"action {index}, {action!r}: unknown tier {tier!r}")
+
+    def _run_io(self, coro: Coroutine[Any, Any, None], *, step: int, what: str) -> None:
+        """Run one tier coroutine to completion on the private loop; errors name step and tier."""
+        if self._io is None:
+            self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="amcheck-io")
+            self._loop = asyncio.new_event_loop()
+        loop = self._loop
+        assert loop is not None
+        try:
+            self._io.submit(loop.run_until_complete, coro).result()
+        except AmcheckError:
+            raise
+        except Exception as exc:
+            name = getattr(self._disk, "name", "disk")
+            raise TransferError(
+                f"{what} of checkpoint x_{step} on tier {name!r} ({type(self._disk).__name__}) "
+                f"failed: {type(exc).__name__}: {exc}"
+            ) from exc

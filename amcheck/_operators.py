@@ -1,0 +1,151 @@
+"""The operator protocol: how amcheck calls the user's forward and reverse code.
+
+A **forward operator** computes x_t1 from x_t0; a **reverse operator** runs reverse step t (the
+adjoint of F_t) given x_t. Both work on buffers amcheck owns, so that a checkpoint costs no copy:
+the operator reads one buffer and writes the next (the zero-cost checkpointing of Kukreja et al.,
+2018, https://doi.org/10.1007/978-3-319-93701-4_31).
+
+Either protocol is met by an object with the method (``advance`` / ``reverse``) or by a plain
+callable with the same parameters. :func:`as_forward` and :func:`as_reverse` turn what the user
+passed into a bound callable after checking that its signature accepts the call amcheck makes,
+so a wrong signature fails when the :class:`~amcheck.Checkpointer` is built, not mid-sweep.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
+
+from amcheck._errors import ArgumentTypeError
+from amcheck._state import State
+
+__all__ = [
+    "AdvanceFn",
+    "ForwardOperator",
+    "ReverseFn",
+    "ReverseOperator",
+    "as_forward",
+    "as_reverse",
+]
+
+AdvanceFn: TypeAlias = Callable[[State, State, int, int], "int | None"]
+"""``advance(src, dst, t0, t1) -> None | int``: the forward operator in callable form."""
+
+ReverseFn: TypeAlias = Callable[[State, int], object]
+"""``reverse(state, t)``: the reverse operator in callable form (its return value is ignored)."""
+
+
+@runtime_checkable
+class ForwardOperator(Protocol):
+    """Computes x_t1 from x_t0 by running steps ``t0 … t1-1``.
+
+    ``advance(src, dst, t0, t1)`` reads ``src`` (x_t0) and writes every field of ``dst`` (x_t1),
+    with ``t0 < t1``. ``dst`` may be the very same mapping as ``src``: the step then runs in place
+    (amcheck does this whenever x_t0 is not a checkpoint it must keep), so an operator must give
+    the right answer in both cases. Otherwise ``src`` is read-only: its arrays have
+    ``flags.writeable == False`` and writing into them raises ``ValueError``.
+
+    Return ``None`` when x_t1 was reached. Only when the length of the sequence is unknown
+    (``n_steps=None``) may the operator end it: it returns the step ``t`` (``t0 < t <= t1``) at
+    which the sequence ended, with x_t in ``dst``. With a known ``n_steps`` returning anything but
+    ``None`` or ``t1`` is an error.
+
+    The operator keeps no reference to ``src``, ``dst`` or their arrays after it returns: the
+    buffers are reused for other states.
+    """
+
+    def advance(self, src: State, dst: State, t0: int, t1: int) -> int | None:
+        """Compute x_t1 (into ``dst``) from x_t0 (in ``src``)."""
+
+
+@runtime_checkable
+class ReverseOperator(Protocol):
+    """Runs reverse step t, the adjoint of F_t, given the forward state x_t.
+
+    ``reverse(state, t)`` is called for t = n-1, n-2, …, 0, in that order, exactly once each per
+    reverse sweep. ``state`` is x_t and read-only. The adjoint state (and the gradient being
+    accumulated) belongs to the operator, not to amcheck.
+    """
+
+    def reverse(self, state: State, t: int) -> None:
+        """Move the adjoint from t+1 to t, using x_t."""
+
+
+def _describe(fn: Callable[..., Any]) -> str:
+    try:
+        return f"{getattr(fn, '__qualname__', type(fn).__name__)}{inspect.signature(fn)}"
+    except (TypeError, ValueError):
+        return repr(fn)
+
+
+def _check_signature(fn: Callable[..., Any], n_args: int, what: str, expected: str) -> None:
+    """Raise ArgumentTypeError unless ``fn`` accepts ``n_args`` positional arguments."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # Builtins and some compiled callables have no signature: trust the call.
+    try:
+        signature.bind(*range(n_args))
+    except TypeError as exc:
+        raise ArgumentTypeError(
+            f"{what} must accept {expected}; its signature is {_describe(fn)} ({exc})"
+        ) from None
+
+
+def as_forward(forward: object) -> AdvanceFn:
+    """Return the callable ``advance(src, dst, t0, t1)`` of a forward operator.
+
+    Parameters
+    ----------
+    forward
+        An object with an ``advance(src, dst, t0, t1)`` method (preferred when both exist), or a
+        callable with that signature.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``forward`` is neither, or its signature cannot take the four arguments.
+    """
+    method = getattr(forward, "advance", None)
+    if callable(method):
+        _check_signature(
+            method, 4, f"forward.advance of {type(forward).__name__}", "(src, dst, t0, t1)"
+        )
+        fn: AdvanceFn = method
+        return fn
+    if callable(forward):
+        _check_signature(forward, 4, "forward", "(src, dst, t0, t1)")
+        return forward
+    raise ArgumentTypeError(
+        "forward must be an object with a method advance(src, dst, t0, t1) or a callable "
+        f"advance(src, dst, t0, t1), got {forward!r} of type {type(forward).__name__}"
+    )
+
+
+def as_reverse(reverse: object) -> ReverseFn:
+    """Return the callable ``reverse(state, t)`` of a reverse operator.
+
+    Parameters
+    ----------
+    reverse
+        An object with a ``reverse(state, t)`` method (preferred when both exist), or a callable
+        with that signature.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``reverse`` is neither, or its signature cannot take the two arguments.
+    """
+    method = getattr(reverse, "reverse", None)
+    if callable(method):
+        _check_signature(method, 2, f"reverse.reverse of {type(reverse).__name__}", "(state, t)")
+        fn: ReverseFn = method
+        return fn
+    if callable(reverse):
+        _check_signature(reverse, 2, "reverse", "(state, t)")
+        return reverse
+    raise ArgumentTypeError(
+        "reverse must be an object with a method reverse(state, t) or a callable "
+        f"reverse(state, t), got {reverse!r} of type {type(reverse).__name__}"
+    )

@@ -1,0 +1,140 @@
+"""Counts and times of one checkpointed sweep: what the engine did, measured, not predicted.
+
+:class:`Stats` is an immutable snapshot (``Checkpointer.stats``); :class:`StatsRecorder` is the
+mutable counter the engine updates as it executes actions. Counts that a schedule also predicts
+(forward steps, reads and writes per tier) equal those of :func:`amcheck.schedules.simulate`
+for the same schedule, which the tests check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from amcheck._bytes import format_bytes
+
+__all__ = ["Stats", "StatsRecorder"]
+
+_TIERS = ("ram", "disk")
+
+
+def _frozen(values: Mapping[str, int] | Mapping[str, float]) -> Mapping[str, float]:
+    return MappingProxyType(dict(values))
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """What a :class:`~amcheck.Checkpointer` did since its last ``forward()``.
+
+    The counts cover the forward sweep and every reverse sweep run after it.
+
+    Attributes
+    ----------
+    n_steps
+        n, the number of steps of the sequence (known once the forward sweep ended; ``None``
+        before the first ``forward()``).
+    forward_steps
+        Forward steps executed, recomputations included.
+    reverse_steps
+        Reverse steps executed (n per reverse sweep).
+    copies
+        State copies the engine made from one RAM buffer into another. 0 for every RAM-only
+        schedule: operators write straight into checkpoint slots. The copy of ``initial_state``
+        into the pool at the start of ``forward()`` is the input, not a checkpoint copy, and is
+        not counted. Disk transfers are counted in ``reads``/``writes``, not here.
+    peak_ram_bytes
+        Most bytes of the RAM pool in use at once (slots holding checkpoints, the current
+        state, x_n and staging buffers), padding included. Never above ``ram_pool_bytes``.
+    ram_pool_bytes
+        Bytes the RAM pool allocated; never above the ``ram`` budget.
+    reads, writes
+        Checkpoints loaded and stored per tier (``"ram"``, ``"disk"``). A RAM write pins a
+        buffer and a RAM read hands one over: neither moves bytes.
+    bytes_read, bytes_written
+        Bytes moved per tier (0 for RAM).
+    read_seconds, write_seconds
+        Seconds the transfers took per tier, as seen by the thread that ran them.
+    compute_seconds, reverse_seconds
+        Seconds inside the forward and the reverse operator.
+    """
+
+    n_steps: int | None
+    forward_steps: int
+    reverse_steps: int
+    copies: int
+    peak_ram_bytes: int
+    ram_pool_bytes: int
+    reads: Mapping[str, int]
+    writes: Mapping[str, int]
+    bytes_read: Mapping[str, int]
+    bytes_written: Mapping[str, int]
+    read_seconds: Mapping[str, float]
+    write_seconds: Mapping[str, float]
+    compute_seconds: float
+    reverse_seconds: float
+
+    @property
+    def recompute_factor(self) -> float | None:
+        """Forward steps executed divided by n (1.0: nothing recomputed); ``None`` before n is known."""
+        if not self.n_steps:
+            return None
+        return self.forward_steps / self.n_steps
+
+    def __str__(self) -> str:
+        factor = self.recompute_factor
+        factor_s = "n/a" if factor is None else f"{factor:.3f}"
+        return (
+            f"n={self.n_steps} forward_steps={self.forward_steps} (recompute factor {factor_s}) "
+            f"reverse_steps={self.reverse_steps} copies={self.copies} "
+            f"peak RAM {format_bytes(self.peak_ram_bytes)} of {format_bytes(self.ram_pool_bytes)}; "
+            f"ram writes/reads {self.writes['ram']}/{self.reads['ram']}, "
+            f"disk writes/reads {self.writes['disk']}/{self.reads['disk']} "
+            f"({format_bytes(self.bytes_written['disk'])} / {format_bytes(self.bytes_read['disk'])})"
+        )
+
+
+@dataclass(slots=True)
+class StatsRecorder:
+    """The engine's mutable counters; :meth:`snapshot` gives a :class:`Stats`."""
+
+    ram_pool_bytes: int = 0
+    n_steps: int | None = None
+    forward_steps: int = 0
+    reverse_steps: int = 0
+    copies: int = 0
+    peak_ram_bytes: int = 0
+    compute_seconds: float = 0.0
+    reverse_seconds: float = 0.0
+    reads: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TIERS, 0))
+    writes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TIERS, 0))
+    bytes_read: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TIERS, 0))
+    bytes_written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TIERS, 0))
+    read_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_TIERS, 0.0))
+    write_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_TIERS, 0.0))
+
+    def reset(self) -> None:
+        """Zero every counter (the pool size stays)."""
+        pool = self.ram_pool_bytes
+        fresh = StatsRecorder(ram_pool_bytes=pool)
+        for name in self.__slots__:
+            setattr(self, name, getattr(fresh, name))
+
+    def snapshot(self) -> Stats:
+        """An immutable copy of the counters."""
+        return Stats(
+            n_steps=self.n_steps,
+            forward_steps=self.forward_steps,
+            reverse_steps=self.reverse_steps,
+            copies=self.copies,
+            peak_ram_bytes=self.peak_ram_bytes,
+            ram_pool_bytes=self.ram_pool_bytes,
+            reads=MappingProxyType(dict(self.reads)),
+            writes=MappingProxyType(dict(self.writes)),
+            bytes_read=MappingProxyType(dict(self.bytes_read)),
+            bytes_written=MappingProxyType(dict(self.bytes_written)),
+            read_seconds=MappingProxyType(dict(self.read_seconds)),
+            write_seconds=MappingProxyType(dict(self.write_seconds)),
+            compute_seconds=self.compute_seconds,
+            reverse_seconds=self.reverse_seconds,
+        )

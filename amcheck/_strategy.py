@@ -1,0 +1,294 @@
+"""Choosing a schedule for a Checkpointer: strategy names, RAM budgets and buffer counts.
+
+:func:`plan` turns ``strategy``, ``n_steps``, the ``ram`` budget and the disk tier into a
+:class:`Plan`: a factory of fresh schedules and the number of RAM state buffers the engine needs,
+which is ``simulate(schedule).peak_buffers`` (every buffer the zero-copy engine holds at once:
+pinned checkpoints, the current state, x_n, prefetch targets).
+
+``strategy="auto"`` picks, in this order:
+
+1. ``"store_all"`` when every state fits the budget (no recomputation);
+2. ``"revolve"`` with the most RAM slots the budget holds when there is no disk tier (binomial
+   checkpointing, the fewest recomputations for that memory);
+3. ``"async_multistage"`` otherwise: disk checkpoints every ``interval`` steps, Revolve in RAM
+   inside each segment, so the recompute factor no longer grows with n.
+
+For an unknown length (``n_steps=None``) without a disk tier, ``"store_all"`` keeps every state
+until the budget is full (a clear :class:`~amcheck.BudgetError` if the sequence runs longer); with
+a disk tier ``"auto"`` picks ``"async_multistage"``.
+
+The default ``interval`` of the disk strategies (:func:`default_interval`) is ``slots + 1``: the
+longest segment that the RAM slots reverse without running any step more than twice (recompute
+factor ``2 - 1/k``). A longer interval writes less to disk and recomputes more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from itertools import count
+from typing import Final
+
+from amcheck._bytes import format_bytes
+from amcheck._errors import ArgumentTypeError, BudgetError, InvalidArgumentError
+from amcheck._validate import check_choice, check_optional_int
+from amcheck.schedules import (
+    RAM,
+    Action,
+    Advance,
+    End,
+    Free,
+    Load,
+    Reverse,
+    Save,
+    Schedule,
+    TierName,
+)
+from amcheck.schedules._multistage import AsyncMultistage, TwoLevel
+from amcheck.schedules._revolve import Revolve
+from amcheck.schedules._simulate import simulate
+from amcheck.schedules._store_all import StoreAll
+from amcheck.storage import Tier
+
+__all__ = ["STRATEGIES", "GrowingStoreAll", "Plan", "default_interval", "plan"]
+
+#: The strategy names a Checkpointer accepts (besides a Schedule instance).
+STRATEGIES: Final[tuple[str, ...]] = (
+    "auto",
+    "store_all",
+    "revolve",
+    "two_level",
+    "async_multistage",
+)
+
+# Lengths at which a schedule of unknown length is simulated to bound its buffer count.
+_PROBE_LENGTHS: Final = (1, 2, 3, 7, 64, 257)
+
+
+def default_interval(slots: int) -> int:
+    """The default disk interval k for ``slots`` RAM slots: ``slots + 1``.
+
+    With ``slots >= k - 1`` a segment's reversal stores every state of it, so each step runs at
+    most twice (recompute factor ``2 - 1/k``, whatever n); disk traffic is one state per k steps.
+    """
+    return slots + 1
+
+
+class GrowingStoreAll(Schedule):
+    """Store every state while the length is unknown, up to ``slots`` checkpoints.
+
+    The RAM-only strategy for ``n_steps=None``: no recomputation, and a
+    :class:`~amcheck.BudgetError` from the forward sweep if the sequence has not ended when all
+    ``slots`` are taken. Memory: ``slots`` checkpoints plus one buffer (the state being computed,
+    then x_n).
+
+    Parameters
+    ----------
+    slots
+        RAM checkpoints at most, ``>= 1``; the longest sequence it can reverse has ``slots`` steps.
+    ram_message
+        Describes the budget in the error message (e.g. ``"ram='1 GiB'"``).
+    """
+
+    def __init__(self, slots: int, ram_message: str = "the RAM budget") -> None:
+        self.n_steps: int | None = None
+        self.slots = slots
+        self._ram_message = ram_message
+
+    def __repr__(self) -> str:
+        return f"GrowingStoreAll(slots={self.slots})"
+
+    @property
+    def capacity(self) -> Mapping[TierName, int | None]:
+        return {"ram": self.slots, "disk": 0}
+
+    def forward(self) -> Iterator[Action]:
+        """Save x_t and advance one step, for t = 0, 1, … until the operator ends the sequence."""
+        for t in count():
+            if t >= self.slots:
+                raise BudgetError(
+                    f"the sequence did not end within {self.slots} steps, the most that "
+                    f"{self._ram_message} can store with strategy 'store_all' and n_steps=None; "
+                    "raise ram, pass n_steps (then 'revolve' fits any budget), or give a disk tier"
+                )
+            yield Save(t, RAM)
+            yield Advance(t, t + 1)
+
+    def reverse(self, n_steps: int) -> Iterator[Action]:
+        """Load, reverse and free x_t for t = n-1 … 0."""
+        for t in range(n_steps - 1, -1, -1):
+            yield Load(t, RAM)
+            yield Reverse(t)
+            yield Free(t, RAM)
+        yield End()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A chosen strategy: how to make its schedule and how many RAM state buffers it needs."""
+
+    name: str
+    make: Callable[[], Schedule]
+    buffers: int
+    slots: int | None = None
+    interval: int | None = None
+
+
+def _buffers(schedule: Schedule) -> int:
+    """RAM state buffers the engine needs for ``schedule`` (simulated, so also validated)."""
+    if schedule.n_steps is not None:
+        return simulate(schedule).peak_buffers
+    ram = schedule.capacity.get("ram", 0)
+    if ram is None:
+        raise InvalidArgumentError(
+            f"{schedule!r} has an unknown length and an unbounded RAM capacity, so no RAM "
+            "budget can be sized for it; use a schedule with a bounded capacity['ram']"
+        )
+    # Current state + x_n on top of the checkpoints, or what a replay at a few lengths needs.
+    return max([ram + 2] + [simulate(schedule, n).peak_buffers for n in _PROBE_LENGTHS])
+
+
+def _need(name: str, buffers: int, slot_nbytes: int, budget: int, detail: str) -> BudgetError:
+    need = buffers * slot_nbytes
+    return BudgetError(
+        f"strategy {name!r} needs at least {buffers} state buffers of {slot_nbytes} bytes "
+        f"({detail}), i.e. ram >= {need} bytes ({format_bytes(need)}); "
+        f"ram={budget} bytes ({format_bytes(budget)}) was given"
+    )
+
+
+def _most_slots(
+    name: str,
+    make: Callable[[int], Schedule],
+    overhead: int,
+    slot_nbytes: int,
+    budget: int,
+    limit: int | None,
+) -> tuple[int, int]:
+    """The most RAM slots whose schedule fits the budget, and its buffer count.
+
+    ``overhead`` is a first guess of buffers beyond the slots; the simulation decides.
+    """
+    fit = budget // slot_nbytes
+    slots = fit - overhead
+    if limit is not None:
+        slots = min(slots, limit)
+    while slots >= 1:
+        buffers = _buffers(make(slots))
+        if buffers <= fit:
+            return slots, buffers
+        slots -= buffers - fit
+    minimum = _buffers(make(1))
+    raise _need(name, minimum, slot_nbytes, budget, "with a single RAM checkpoint slot")
+
+
+def plan(
+    strategy: object,
+    n_steps: int | None,
+    *,
+    budget: int,
+    slot_nbytes: int,
+    disk: Tier | None,
+    interval: int | None,
+) -> Plan:
+    """Resolve a Checkpointer's ``strategy`` into a :class:`Plan` that fits ``budget``.
+
+    Raises
+    ------
+    ArgumentTypeError, InvalidArgumentError
+        An unknown strategy name, a schedule for another length, a disk strategy without a
+        disk tier, ``interval`` with a RAM-only strategy.
+    BudgetError
+        The budget is below the strategy's minimum; the message says how many bytes it needs.
+    """
+    interval = check_optional_int("interval", interval, minimum=1)
+    if isinstance(strategy, Schedule):
+        schedule = strategy
+        if schedule.n_steps != n_steps:
+            raise InvalidArgumentError(
+                f"strategy {schedule!r} was planned for n_steps={schedule.n_steps}, but the "
+                f"Checkpointer has n_steps={n_steps}"
+            )
+        if interval is not None:
+            raise InvalidArgumentError(
+                "interval applies to strategy names 'two_level' and 'async_multistage'; "
+                f"with a schedule instance ({schedule!r}) set it on the schedule"
+            )
+        uses_disk = bool(schedule.capacity.get("disk", 0) or 0) or (
+            schedule.capacity.get("disk", 0) is None
+        )
+        if uses_disk and disk is None:
+            raise InvalidArgumentError(
+                f"strategy {schedule!r} keeps checkpoints on disk, but disk=None; pass a disk tier"
+            )
+        buffers = _buffers(schedule)
+        if buffers * slot_nbytes > budget:
+            raise _need(repr(schedule), buffers, slot_nbytes, budget, "simulate().peak_buffers")
+        return Plan(type(schedule).__name__, lambda: schedule, buffers)
+    if not isinstance(strategy, str):
+        raise ArgumentTypeError(
+            "strategy must be one of "
+            f"{', '.join(map(repr, STRATEGIES))} or an amcheck.schedules.Schedule, "
+            f"got {strategy!r} of type {type(strategy).__name__}"
+        )
+    name = check_choice("strategy", strategy, STRATEGIES)
+    if interval is not None and name in ("store_all", "revolve"):
+        raise InvalidArgumentError(
+            f"interval applies to strategies 'two_level' and 'async_multistage', not {name!r}"
+        )
+    fit = budget // slot_nbytes
+    if name == "auto":
+        if n_steps is None:
+            name = "async_multistage" if disk is not None else "store_all"
+        elif n_steps + 1 <= fit and interval is None and _buffers(StoreAll(n_steps)) <= fit:
+            name = "store_all"
+        else:
+            name = "revolve" if disk is None else "async_multistage"
+    if name in ("two_level", "async_multistage") and disk is None:
+        raise InvalidArgumentError(
+            f"strategy {name!r} keeps checkpoints on disk, but disk=None; pass a disk tier "
+            "(an amcheck.storage.Tier such as ZarrTier) or choose 'store_all' or 'revolve'"
+        )
+    if name == "store_all":
+        if n_steps is None:
+            slots = fit - 1
+            if slots < 1:
+                raise _need(name, 2, slot_nbytes, budget, "n_steps=None: x_0 and x_1")
+            message = f"ram={budget} bytes ({format_bytes(budget)})"
+            return Plan(name, lambda: GrowingStoreAll(slots, message), slots + 1, slots=slots)
+        known = n_steps
+        buffers = n_steps + 1 if n_steps + 1 > fit else _buffers(StoreAll(n_steps))
+        if buffers > fit:
+            raise _need(
+                name,
+                buffers,
+                slot_nbytes,
+                budget,
+                f"x_0 … x_{n_steps} for n_steps={n_steps}; strategy 'revolve' needs far less",
+            )
+        return Plan(name, lambda: StoreAll(known), buffers, slots=n_steps)
+    if name == "revolve":
+        if n_steps is None:
+            raise InvalidArgumentError(
+                "strategy 'revolve' needs a known n_steps; with n_steps=None use 'store_all' "
+                "(RAM only) or a disk strategy"
+            )
+        known = n_steps
+        slots, buffers = _most_slots(
+            name, lambda s: Revolve(known, s), 2, slot_nbytes, budget, limit=n_steps
+        )
+        return Plan(name, lambda: Revolve(known, slots), buffers, slots=slots)
+    cls = TwoLevel if name == "two_level" else AsyncMultistage
+    given = interval
+
+    def make(s: int) -> Schedule:
+        return cls(n_steps, s, given if given is not None else default_interval(s))
+
+    overhead = 3 if cls is AsyncMultistage else 2
+    slots, buffers = _most_slots(name, make, overhead, slot_nbytes, budget, limit=None)
+    if interval is None and n_steps is not None:
+        # More slots than one segment can use only cost memory.
+        slots = min(slots, max(n_steps - 1, 1))
+        buffers = _buffers(make(slots))
+    k = interval if interval is not None else default_interval(slots)
+    return Plan(name, lambda: cls(n_steps, slots, k), buffers, slots=slots, interval=k)

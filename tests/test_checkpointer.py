@@ -1,0 +1,501 @@
+"""The Checkpointer API: gradients through every strategy, stats, budgets, errors, sweeps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pytest
+from amcheck.storage import RamTier
+from toy_problem import Adjoint, Forward, initial_state, loss, trajectory
+
+import amcheck
+from amcheck import (
+    ArgumentTypeError,
+    BudgetError,
+    Checkpointer,
+    InvalidArgumentError,
+    OperatorError,
+    StateSpec,
+    SweepStateError,
+)
+from amcheck._checkpointer import _slot_size
+from amcheck._strategy import GrowingStoreAll, default_interval
+from amcheck.schedules._revolve import Revolve
+from amcheck.schedules._simulate import simulate
+
+N = 23
+SPEC = StateSpec.from_arrays(initial_state())
+SLOT = _slot_size(SPEC)  # 192 bytes: u (96 B) and v (16 B), each padded to 64-byte lines
+
+
+def ram_disk(slots: int = 64) -> RamTier:
+    """An in-memory stand-in for a disk tier: a RamTier behind the Tier interface."""
+    return RamTier(slots * SLOT, SPEC, name="disk")
+
+
+def gradient(
+    n_steps: int | None = N, *, fwd: Forward | None = None, **kwargs: Any
+) -> tuple[dict[str, np.ndarray], Adjoint, amcheck.Stats, Checkpointer]:
+    fwd = fwd if fwd is not None else Forward()
+    adj = Adjoint()
+    ckp = Checkpointer(fwd, adj, initial_state(), n_steps, **kwargs)
+    with ckp:
+        x_n = ckp.forward()
+        adj.start(x_n)
+        ckp.reverse()
+        return adj.grad, adj, ckp.stats, ckp
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, np.ndarray]:
+    grad, adj, _, ckp = gradient(strategy="store_all", ram="1 MiB")
+    assert ckp.strategy == "store_all"
+    assert adj.seen == list(range(N - 1, -1, -1))
+    return grad
+
+
+def test_slot_size_matches_ram_tier() -> None:
+    assert _slot_size(SPEC) == RamTier(10 * SLOT, SPEC, slots=1).slot_nbytes == 192
+
+
+def test_store_all_gradient_is_right(reference: dict[str, np.ndarray]) -> None:
+    """The adjoint is correct (central differences), so bitwise comparisons below mean something."""
+    x0 = initial_state()
+    rng = np.random.default_rng(3)
+    du = rng.standard_normal((3, 4))
+    eps = 1e-3  # float32 rounding of v swamps smaller ones, truncation error larger ones
+    plus = {"u": x0["u"] + eps * du, "v": x0["v"]}
+    minus = {"u": x0["u"] - eps * du, "v": x0["v"]}
+    fd = (loss(plus, N) - loss(minus, N)) / (2 * eps)
+    assert fd == pytest.approx(float(np.sum(reference["u"] * du)), rel=5e-4)
+
+
+CASES: list[tuple[str, dict[str, Any]]] = [
+    ("auto-all", {"ram": "1 MiB"}),
+    ("revolve-1", {"strategy": "revolve", "ram": 3 * SLOT}),
+    ("revolve-2", {"strategy": "revolve", "ram": 4 * SLOT}),
+    ("revolve-5", {"strategy": "revolve", "ram": 7 * SLOT}),
+    ("auto-revolve", {"ram": 10 * SLOT}),
+    ("instance", {"strategy": Revolve(N, 4), "ram": 6 * SLOT}),
+    ("two_level-default", {"strategy": "two_level", "ram": 5 * SLOT, "disk": "ram"}),
+    ("two_level-k1", {"strategy": "two_level", "ram": 4 * SLOT, "disk": "ram", "interval": 1}),
+    ("two_level-k7", {"strategy": "two_level", "ram": 4 * SLOT, "disk": "ram", "interval": 7}),
+    ("async-default", {"strategy": "async_multistage", "ram": 6 * SLOT, "disk": "ram"}),
+    ("async-k5", {"strategy": "async_multistage", "ram": 5 * SLOT, "disk": "ram", "interval": 5}),
+    ("auto-async", {"ram": 8 * SLOT, "disk": "ram"}),
+]
+
+
+@pytest.mark.parametrize("kwargs", [c[1] for c in CASES], ids=[c[0] for c in CASES])
+def test_gradient_bitwise_equal_to_store_all(
+    kwargs: dict[str, Any], reference: dict[str, np.ndarray]
+) -> None:
+    kwargs = dict(kwargs)
+    if kwargs.get("disk") == "ram":
+        kwargs["disk"] = ram_disk()
+    budget = amcheck.parse_bytes(kwargs["ram"])
+    fwd = Forward()
+    grad, adj, stats, ckp = gradient(fwd=fwd, **kwargs)
+    for key in ("u", "v"):
+        assert np.array_equal(grad[key], reference[key]), key
+    # Every reverse step saw exactly x_t of a plain loop.
+    ref = trajectory(initial_state(), N)
+    assert adj.seen == list(range(N - 1, -1, -1))
+    for t in range(N):
+        assert np.array_equal(adj.states[t]["u"], ref[t]["u"])
+        assert np.array_equal(adj.states[t]["v"], ref[t]["v"])
+    # The counts are the simulated ones, nothing was copied, memory stayed within the budget.
+    sim = simulate(ckp.schedule)
+    assert stats.n_steps == N
+    assert stats.forward_steps == sim.forward_steps == fwd.steps
+    assert stats.recompute_factor == sim.recompute_factor
+    assert stats.reverse_steps == N
+    assert dict(stats.writes) == sim.writes
+    assert dict(stats.reads) == sim.reads
+    assert stats.copies == 0
+    assert stats.bytes_written["disk"] == stats.writes["disk"] * SPEC.nbytes
+    assert stats.bytes_read["disk"] == stats.reads["disk"] * SPEC.nbytes
+    assert stats.bytes_written["ram"] == stats.bytes_read["ram"] == 0
+    assert stats.peak_ram_bytes <= stats.ram_pool_bytes <= budget
+    assert stats.ram_pool_bytes == sim.peak_buffers * SLOT
+    # The timeline has one event per advance, reverse step and disk transfer.
+    totals = {kind: 0 for kind in ("compute", "reverse", "write", "read")}
+    for event in ckp.timeline.events:
+        totals[event.kind] += 1
+    assert totals == {
+        "compute": fwd.calls,
+        "reverse": N,
+        "write": stats.writes["disk"],
+        "read": stats.reads["disk"],
+    }
+
+
+def test_auto_choices() -> None:
+    assert gradient(ram="1 MiB")[3].strategy == "store_all"
+    ckp = gradient(ram=10 * SLOT)[3]
+    assert ckp.strategy == "revolve" and ckp.slots == 8  # 10 buffers: 8 checkpoints, current, x_n
+    ckp = gradient(ram=8 * SLOT, disk=ram_disk())[3]
+    assert ckp.strategy == "async_multistage" and ckp.slots == 5
+    assert ckp.interval == default_interval(5) == 6
+    assert gradient(None, ram=30 * SLOT, fwd=Forward(stop_at=N))[3].strategy == "store_all"
+    ckp = gradient(None, ram=8 * SLOT, disk=ram_disk(), fwd=Forward(stop_at=N))[3]
+    assert ckp.strategy == "async_multistage"
+
+
+def test_advances_run_in_place_unless_the_source_is_pinned() -> None:
+    fwd = Forward()
+    gradient(fwd=fwd, strategy="store_all", ram="1 MiB")
+    assert fwd.in_place == 0  # every advance starts from a pinned checkpoint
+    fwd = Forward()
+    gradient(fwd=fwd, strategy="two_level", ram=4 * SLOT, disk=ram_disk(), interval=5)
+    # The forward sweep's advances start from states that went to disk only: in place.
+    assert fwd.in_place >= (N - 1) // 5
+
+
+# -- unknown length ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"ram": 30 * SLOT},
+        {"strategy": "two_level", "ram": 5 * SLOT, "disk": "ram", "interval": 5},
+        {"strategy": "async_multistage", "ram": 6 * SLOT, "disk": "ram", "interval": 4},
+        {"strategy": "async_multistage", "ram": 6 * SLOT, "disk": "ram", "interval": 23},
+    ],
+    ids=["store_all", "two_level", "async", "async-one-segment"],
+)
+def test_unknown_length_matches_known(
+    kwargs: dict[str, Any], reference: dict[str, np.ndarray]
+) -> None:
+    kwargs = dict(kwargs)
+    if kwargs.get("disk") == "ram":
+        kwargs["disk"] = ram_disk()
+    fwd = Forward(stop_at=N)
+    grad, adj, stats, ckp = gradient(None, fwd=fwd, **kwargs)
+    assert ckp.n_steps == N and stats.n_steps == N
+    assert adj.seen == list(range(N - 1, -1, -1))
+    for key in ("u", "v"):
+        assert np.array_equal(grad[key], reference[key]), key
+    sim = simulate(ckp.schedule, N)
+    assert stats.forward_steps == sim.forward_steps == fwd.steps
+    assert dict(stats.writes) == sim.writes and dict(stats.reads) == sim.reads
+    assert stats.copies == 0
+
+
+def test_unknown_length_longer_than_budget_is_a_budget_error() -> None:
+    fwd = Forward(stop_at=50)
+    ckp = Checkpointer(fwd, Adjoint(), initial_state(), None, ram=11 * SLOT)
+    with ckp, pytest.raises(BudgetError, match=r"did not end within 10 steps.*raise ram"):
+        ckp.forward()
+    # Reset, not half-done: the pool is whole again and a shorter sequence runs.
+    assert ckp._pool.n_free == ckp._pool.n_slots
+    fwd.stop_at = 7
+    adj = Adjoint()
+    ckp2 = Checkpointer(fwd, adj, initial_state(), None, ram=11 * SLOT)
+    with ckp2:
+        adj.start(ckp2.forward())
+        ckp2.reverse()
+    assert adj.seen == list(range(6, -1, -1))
+
+
+def test_growing_store_all_simulates() -> None:
+    sim = simulate(GrowingStoreAll(10), n_steps=10)
+    assert sim.forward_steps == 10 and sim.peak_buffers == 11
+
+
+def test_early_end_with_known_length_is_an_operator_error() -> None:
+    ckp = Checkpointer(Forward(stop_at=5), Adjoint(), initial_state(), N, ram="1 MiB")
+    with ckp, pytest.raises(OperatorError, match=r"returned 5, but n_steps is known"):
+        ckp.forward()
+
+
+@pytest.mark.parametrize("value", [1.5, "3", True])
+def test_advance_return_value_is_checked(value: object) -> None:
+    def advance(src: Mapping[str, np.ndarray], dst: Any, t0: int, t1: int) -> object:
+        return value
+
+    ckp = Checkpointer(advance, lambda s, t: None, initial_state(), 5, ram="1 MiB")
+    with ckp, pytest.raises(OperatorError, match=r"must return None, or the step"):
+        ckp.forward()
+
+
+def test_unknown_length_end_must_lie_inside_the_advance() -> None:
+    def advance(src: Mapping[str, np.ndarray], dst: Any, t0: int, t1: int) -> int:
+        return t1 + 1
+
+    ckp = Checkpointer(advance, lambda s, t: None, initial_state(), None, ram="1 MiB")
+    with ckp, pytest.raises(OperatorError, match=r"must satisfy 0 < step <= 1"):
+        ckp.forward()
+
+
+# -- sweeps in order, repeated reverse, reset after errors --------------------------------------
+
+
+def test_reverse_before_forward() -> None:
+    ckp = Checkpointer(Forward(), Adjoint(), initial_state(), N, ram="1 MiB")
+    with ckp, pytest.raises(SweepStateError, match=r"call forward\(\) first"):
+        ckp.reverse()
+
+
+def test_store_all_reverses_several_times() -> None:
+    adj = Adjoint()
+    with Checkpointer(Forward(), adj, initial_state(), N, ram="1 MiB") as ckp:
+        x_n = ckp.forward()
+        adj.start(x_n)
+        ckp.reverse()
+        first = adj.grad
+        assert ckp.can_reverse_again
+        for _ in range(2):
+            adj.start(x_n)  # x_n stays valid across reverse sweeps
+            ckp.reverse()
+            assert adj.seen == list(range(N - 1, -1, -1))
+            assert all(np.array_equal(first[k], adj.grad[k]) for k in first)
+        assert ckp.stats.reverse_steps == 3 * N
+        assert ckp.stats.forward_steps == N
+
+
+def test_revolve_second_reverse_needs_forward() -> None:
+    adj = Adjoint()
+    with Checkpointer(Forward(), adj, initial_state(), N, ram=5 * SLOT) as ckp:
+        adj.start(ckp.forward())
+        ckp.reverse()
+        first = adj.grad
+        assert not ckp.can_reverse_again
+        with pytest.raises(SweepStateError, match=r"needs a new forward\(\) first"):
+            ckp.reverse()
+        adj.start(ckp.forward())
+        ckp.reverse()
+        assert all(np.array_equal(first[k], adj.grad[k]) for k in first)
+
+
+def test_forward_with_a_new_initial_state() -> None:
+    adj = Adjoint()
+    other = initial_state(seed=11)
+    with Checkpointer(Forward(), adj, initial_state(), N, ram=5 * SLOT) as ckp:
+        x_n = ckp.forward(other)
+        ref = trajectory(other, N)[-1]
+        assert np.array_equal(x_n["u"], ref["u"]) and np.array_equal(x_n["v"], ref["v"])
+        with pytest.raises(InvalidArgumentError, match=r"initial_state\['u'\] has shape"):
+            ckp.forward({"u": np.zeros((2, 2)), "v": other["v"]})
+
+
+def test_final_state_is_read_only_and_initial_state_untouched() -> None:
+    x0 = initial_state()
+    keep = {k: a.copy() for k, a in x0.items()}
+    with Checkpointer(Forward(), Adjoint(), x0, N, ram=4 * SLOT) as ckp:
+        x_n = ckp.forward()
+        with pytest.raises(ValueError, match="read-only"):
+            x_n["u"][0, 0] = 1.0
+        ckp.reverse()
+    assert all(np.array_equal(x0[k], keep[k]) for k in x0)
+
+
+@pytest.mark.parametrize("strategy", ["store_all", "revolve"])
+def test_forward_operator_error_resets(strategy: str, reference: dict[str, np.ndarray]) -> None:
+    fwd = Forward(fail_at=11)
+    adj = Adjoint()
+    ram = "1 MiB" if strategy == "store_all" else 4 * SLOT
+    with Checkpointer(fwd, adj, initial_state(), N, ram=ram, strategy=strategy) as ckp:
+        with pytest.raises(OperatorError, match=r"advance\(src, dst, t0=\d+, t1=\d+\)") as info:
+            ckp.forward()
+        assert isinstance(info.value.__cause__, RuntimeError)
+        assert "boom at step 11" in str(info.value)
+        assert ckp._pool.n_free == ckp._pool.n_slots  # nothing half-done
+        with pytest.raises(SweepStateError):
+            ckp.reverse()
+        fwd.fail_at = None
+        adj.start(ckp.forward())
+        ckp.reverse()
+    assert all(np.array_equal(adj.grad[k], reference[k]) for k in reference)
+
+
+def test_recompute_error_in_reverse_sweep_resets(reference: dict[str, np.ndarray]) -> None:
+    fwd = Forward()
+    adj = Adjoint()
+    with Checkpointer(fwd, adj, initial_state(), N, ram=4 * SLOT) as ckp:
+        adj.start(ckp.forward())
+        fwd.fail_at = 3  # the reverse sweep recomputes step 3 at some point
+        with pytest.raises(OperatorError, match="forward operator raised RuntimeError"):
+            ckp.reverse()
+        assert ckp._pool.n_free == ckp._pool.n_slots
+        with pytest.raises(SweepStateError):
+            ckp.reverse()
+        fwd.fail_at = None
+        adj.start(ckp.forward())
+        ckp.reverse()
+    assert all(np.array_equal(adj.grad[k], reference[k]) for k in reference)
+
+
+def test_reverse_operator_error_resets() -> None:
+    adj = Adjoint(fail_at=4)
+    disk = ram_disk()
+    with Checkpointer(
+        Forward(), adj, initial_state(), N, ram=5 * SLOT, disk=disk, strategy="two_level"
+    ) as ckp:
+        adj.start(ckp.forward())
+        with pytest.raises(OperatorError, match=r"reverse\(state, t=4\) \(reverse step 4\)"):
+            ckp.reverse()
+        assert disk.steps == frozenset()  # disk checkpoints removed too
+        adj.fail_at = None
+        adj.start(ckp.forward())
+        ckp.reverse()
+        assert adj.seen == list(range(N - 1, -1, -1))
+    assert disk.steps == frozenset()
+
+
+def test_operator_writing_into_a_checkpoint_fails_loudly() -> None:
+    def advance(src: Mapping[str, np.ndarray], dst: Any, t0: int, t1: int) -> None:
+        src["u"][...] += 1.0  # wrong: src is read-only unless it is dst
+
+    with Checkpointer(advance, Adjoint(), initial_state(), N, ram="1 MiB") as ckp:
+        with pytest.raises(OperatorError, match="read-only") as info:
+            ckp.forward()
+        assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_reverse_state_is_read_only() -> None:
+    def rev(state: Mapping[str, np.ndarray], t: int) -> None:
+        state["v"][0] = 0.0
+
+    with Checkpointer(Forward(), rev, initial_state(), N, ram=4 * SLOT) as ckp:
+        ckp.forward()
+        with pytest.raises(OperatorError, match=r"reverse step 22.*read-only"):
+            ckp.reverse()
+
+
+def test_operator_calling_the_checkpointer_is_refused() -> None:
+    holder: list[Checkpointer] = []
+
+    def advance(src: Mapping[str, np.ndarray], dst: Any, t0: int, t1: int) -> None:
+        holder[0].forward()
+
+    ckp = Checkpointer(advance, Adjoint(), initial_state(), 3, ram="1 MiB")
+    holder.append(ckp)
+    with ckp, pytest.raises(OperatorError) as info:
+        ckp.forward()
+    assert isinstance(info.value.__cause__, SweepStateError)
+    assert "while a sweep is running" in str(info.value.__cause__)
+
+
+def test_closed_checkpointer() -> None:
+    ckp = Checkpointer(Forward(), Adjoint(), initial_state(), N, ram="1 MiB")
+    ckp.forward()
+    ckp.close()
+    ckp.close()  # idempotent
+    assert ckp.closed
+    for call in (ckp.forward, ckp.reverse):
+        with pytest.raises(SweepStateError, match="closed"):
+            call()
+    with pytest.raises(SweepStateError, match="closed"), ckp:
+        pass
+
+
+# -- bad arguments -------------------------------------------------------------------------------
+
+
+class TwoArgAdvance:
+    def advance(self, state: Any, t: int) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("forward", "reverse", "match"),
+    [
+        (lambda x: x, Adjoint(), r"forward must accept \(src, dst, t0, t1\); its signature is"),
+        (TwoArgAdvance(), Adjoint(), r"forward.advance of TwoArgAdvance must accept"),
+        (Forward(), lambda s: None, r"reverse must accept \(state, t\)"),
+        (42, Adjoint(), r"forward must be an object with a method advance.*got 42 of type int"),
+        (Forward(), "nope", r"reverse must be an object with a method reverse"),
+    ],
+)
+def test_operator_signatures(forward: object, reverse: object, match: str) -> None:
+    with pytest.raises(ArgumentTypeError, match=match):
+        Checkpointer(forward, reverse, initial_state(), N)
+
+
+def test_callables_with_defaults_and_varargs_are_accepted() -> None:
+    def advance(src: Any, dst: Any, *args: int) -> None:
+        dst["u"][...] = src["u"]
+        dst["v"][...] = src["v"]
+
+    with Checkpointer(advance, lambda state, t, scale=1.0: None, initial_state(), 2) as ckp:
+        ckp.forward()
+        ckp.reverse()
+
+
+@pytest.mark.parametrize(
+    ("state", "error", "match"),
+    [
+        ({"u": np.ones((4, 4))[:, ::2]}, InvalidArgumentError, r"initial_state\['u'\] is not C-"),
+        ({"u": [1.0, 2.0]}, ArgumentTypeError, r"state field 'u' must be a numpy array, got list"),
+        ([np.ones(3)], ArgumentTypeError, r"state must be a mapping name -> numpy array"),
+        ({}, InvalidArgumentError, r"at least one array"),
+    ],
+)
+def test_bad_initial_state(state: Any, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        Checkpointer(Forward(), Adjoint(), state, N)
+
+
+@pytest.mark.parametrize(
+    ("n_steps", "error", "match"),
+    [
+        (0, InvalidArgumentError, r"n_steps must be an integer >= 1, got 0"),
+        (-3, InvalidArgumentError, r"n_steps must be an integer >= 1, got -3"),
+        (2.5, ArgumentTypeError, r"n_steps must be an integer, got 2.5"),
+    ],
+)
+def test_bad_n_steps(n_steps: Any, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        Checkpointer(Forward(), Adjoint(), initial_state(), n_steps)
+
+
+def test_budget_below_minimum() -> None:
+    with pytest.raises(BudgetError, match=r"'revolve' needs at least 3 state buffers of 192 bytes"):
+        Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=500)
+    with pytest.raises(BudgetError, match=r"ram >= 576 bytes.*ram=500 bytes"):
+        Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=500, strategy="revolve")
+    with pytest.raises(BudgetError, match=r"'store_all' needs at least 24 .*'revolve' needs far"):
+        Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=10 * SLOT, strategy="store_all")
+    with pytest.raises(BudgetError, match=r"'two_level' needs at least"):
+        Checkpointer(
+            Forward(),
+            Adjoint(),
+            initial_state(),
+            N,
+            ram=2 * SLOT,
+            strategy="two_level",
+            disk=ram_disk(),
+        )
+    with pytest.raises(InvalidArgumentError, match=r"ram could not be parsed"):
+        Checkpointer(Forward(), Adjoint(), initial_state(), N, ram="lots")
+
+
+def test_bad_strategy_arguments() -> None:
+    x0 = initial_state()
+    with pytest.raises(InvalidArgumentError, match=r"strategy must be one of 'auto', 'store_all'"):
+        Checkpointer(Forward(), Adjoint(), x0, N, strategy="fastest")
+    with pytest.raises(ArgumentTypeError, match=r"or an amcheck.schedules.Schedule, got 3"):
+        Checkpointer(Forward(), Adjoint(), x0, N, strategy=3)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match=r"'two_level' keeps checkpoints on disk"):
+        Checkpointer(Forward(), Adjoint(), x0, N, strategy="two_level")
+    with pytest.raises(InvalidArgumentError, match=r"planned for n_steps=10.*n_steps=23"):
+        Checkpointer(Forward(), Adjoint(), x0, N, strategy=Revolve(10, 2))
+    with pytest.raises(InvalidArgumentError, match=r"interval applies to strategies"):
+        Checkpointer(Forward(), Adjoint(), x0, N, strategy="revolve", interval=4)
+    with pytest.raises(InvalidArgumentError, match=r"interval must be an integer >= 1, got 0"):
+        Checkpointer(Forward(), Adjoint(), x0, N, interval=0, disk=ram_disk())
+    with pytest.raises(InvalidArgumentError, match=r"'revolve' needs a known n_steps"):
+        Checkpointer(Forward(), Adjoint(), x0, None, strategy="revolve")
+    with pytest.raises(ArgumentTypeError, match=r"disk must be an amcheck.storage.Tier"):
+        Checkpointer(Forward(), Adjoint(), x0, N, disk="/tmp/x")  # type: ignore[arg-type]
+    other = RamTier(10 * 64, StateSpec({"w": ((2,), "f8")}), name="disk")
+    with pytest.raises(InvalidArgumentError, match=r"disk tier stores states StateSpec"):
+        Checkpointer(Forward(), Adjoint(), x0, N, disk=other)
+    with pytest.raises(InvalidArgumentError, match=r"compression='zstd'.*set compression on"):
+        Checkpointer(Forward(), Adjoint(), x0, N, disk=ram_disk(), compression="zstd")
+    with pytest.raises(InvalidArgumentError, match=r"compression='zstd'.*disk is None"):
+        Checkpointer(Forward(), Adjoint(), x0, N, compression="zstd")
