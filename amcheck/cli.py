@@ -17,7 +17,7 @@ from typing import NoReturn
 
 from amcheck._errors import AmcheckError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 STRATEGIES = ("store_all", "revolve", "two_level", "async_multistage")
 
@@ -141,7 +141,8 @@ _COMMANDS: tuple[Callable[[argparse._SubParsersAction[_Parser]], None], ...] = (
 def build_parser() -> argparse.ArgumentParser:
     """The top-level argument parser with one subparser per command."""
     parser = _Parser(
-        prog="amcheck", description="Asynchronous multistage checkpointing for adjoint computations."
+        prog="amcheck",
+        description="Asynchronous multistage checkpointing for adjoint computations.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for add in _COMMANDS:

@@ -69,7 +69,7 @@ from amcheck.schedules._actions import (
 from amcheck.schedules._base import Schedule
 from amcheck.schedules._revolve import check_reverse_length, reverse_range
 
-__all__ = ["TwoLevel", "AsyncMultistage"]
+__all__ = ["AsyncMultistage", "TwoLevel"]
 
 
 class _Periodic(Schedule):

@@ -53,16 +53,26 @@ from math import comb, exp, lgamma, log
 
 from amcheck._errors import InvalidArgumentError
 from amcheck._validate import check_int
-from amcheck.schedules._actions import RAM, Action, Advance, End, Free, Load, Reverse, Save, TierName
+from amcheck.schedules._actions import (
+    RAM,
+    Action,
+    Advance,
+    End,
+    Free,
+    Load,
+    Reverse,
+    Save,
+    TierName,
+)
 from amcheck.schedules._base import Schedule
 
 __all__ = [
     "Revolve",
     "binomial_forward_steps",
     "binomial_split",
+    "check_reverse_length",
     "repetition_number",
     "reverse_range",
-    "check_reverse_length",
 ]
 
 
@@ -116,7 +126,7 @@ def binomial_split(m: int, c: int) -> int:
     r = repetition_number(m, c)
     j = comb(c + r - 1, c)  # β(c, r−1), r >= 1 here since m >= 2
     other = m - _beta(c - 1, r - 1)
-    return other if other < j else j
+    return min(j, other)
 
 
 def binomial_forward_steps(n_steps: int, slots: int) -> int:

@@ -171,7 +171,7 @@ class _Replay:
         self.unknown = unknown
         self.capacity = _capacity(schedule)
 
-    def run(self) -> ScheduleStats:  # noqa: C901 - one flat loop is the fast form
+    def run(self) -> ScheduleStats:
         n = self.n
         unknown = self.unknown
         cap_ram = self.capacity["ram"]
@@ -195,7 +195,13 @@ class _Replay:
         schedule = self.schedule
         # Local names for the classes: the loop below runs once per action.
         _Reverse, _Advance, _Load, _Save, _Free, _Prefetch, _End = (
-            Reverse, Advance, Load, Save, Free, Prefetch, End
+            Reverse,
+            Advance,
+            Load,
+            Save,
+            Free,
+            Prefetch,
+            End,
         )
 
         # The forward part, then the reverse part, numbered as one stream.
@@ -208,9 +214,7 @@ class _Replay:
                 if cls is _Reverse:
                     t = action.t  # type: ignore[union-attr]
                     if not have_final:
-                        raise _fail(
-                            schedule, index, action, "reverse step before x_n exists"
-                        )
+                        raise _fail(schedule, index, action, "reverse step before x_n exists")
                     if t != expect:
                         raise _fail(
                             schedule,
@@ -250,8 +254,7 @@ class _Replay:
                         # to its own buffer and the current state is destroyed.
                         forward_steps += n - t0
                         buffers += 1
-                        if buffers > peak_buffers:
-                            peak_buffers = buffers
+                        peak_buffers = max(peak_buffers, buffers)
                         if not pinned:
                             buffers -= 1
                         have_final = True
@@ -282,8 +285,7 @@ class _Replay:
                             raise _fail(schedule, index, action, "x_n is produced a second time")
                         have_final = True
                         buffers += 1  # x_n's own buffer; the current state stays x_t0
-                        if buffers > peak_buffers:
-                            peak_buffers = buffers
+                        peak_buffers = max(peak_buffers, buffers)
                         if phase_forward:
                             break  # forward() must end here
                     else:
@@ -299,8 +301,7 @@ class _Replay:
                         if pinned:
                             buffers += 1  # written into a free buffer, the source stays pinned
                             pinned = False
-                            if buffers > peak_buffers:
-                                peak_buffers = buffers
+                            peak_buffers = max(peak_buffers, buffers)
                 elif cls is _Load:
                     t = action.t  # type: ignore[union-attr]
                     tier = action.tier  # type: ignore[union-attr]
@@ -324,8 +325,7 @@ class _Replay:
                             prefetched.discard(t)  # the prefetched buffer becomes current
                         else:
                             buffers += 1
-                            if buffers > peak_buffers:
-                                peak_buffers = buffers
+                            peak_buffers = max(peak_buffers, buffers)
                     cur = t
                     reads[tier] += 1
                 elif cls is _Save:
@@ -353,14 +353,12 @@ class _Replay:
                     if tier == "ram":
                         if len(ram) > cap_ram:
                             raise _fail(schedule, index, action, _full("ram", cap_ram))
-                        if len(ram) > peak_ram:
-                            peak_ram = len(ram)
+                        peak_ram = max(peak_ram, len(ram))
                         pinned = True  # the current buffer becomes the checkpoint: no copy
                     else:
                         if len(disk) > cap_disk:
                             raise _fail(schedule, index, action, _full("disk", cap_disk))
-                        if len(disk) > peak_disk:
-                            peak_disk = len(disk)
+                        peak_disk = max(peak_disk, len(disk))
                 elif cls is _Free:
                     t = action.t  # type: ignore[union-attr]
                     tier = action.tier  # type: ignore[union-attr]
@@ -399,8 +397,7 @@ class _Replay:
                     if tier == "disk" and t not in prefetched:
                         prefetched.add(t)
                         buffers += 1
-                        if buffers > peak_buffers:
-                            peak_buffers = buffers
+                        peak_buffers = max(peak_buffers, buffers)
                 elif cls is _End:
                     if phase_forward:
                         raise _fail(schedule, index, action, "End in the forward sweep")

@@ -10,7 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from amcheck._validate import check_int
-from amcheck.schedules._actions import RAM, Action, Advance, End, Free, Load, Reverse, Save, TierName
+from amcheck.schedules._actions import (
+    RAM,
+    Action,
+    Advance,
+    End,
+    Free,
+    Load,
+    Reverse,
+    Save,
+    TierName,
+)
 from amcheck.schedules._base import Schedule
 from amcheck.schedules._revolve import check_reverse_length
 
@@ -52,10 +62,10 @@ class StoreAll(Schedule):
     def reverse(self, n_steps: int) -> Iterator[Action]:
         """Reverse step t from its checkpoint, free it, load x_{t-1}, for t = n-1 … 0."""
         check_reverse_length(self, n_steps)
-        t = self.n_steps - 1
-        yield Reverse(t)
-        yield Free(t, RAM)
-        for t in range(t - 1, -1, -1):
+        last = self.n_steps - 1
+        yield Reverse(last)
+        yield Free(last, RAM)
+        for t in range(last - 1, -1, -1):
             yield Load(t, RAM)
             yield Reverse(t)
             yield Free(t, RAM)

@@ -1,0 +1,358 @@
+"""Schedules tested three ways: golden traces, the simulate replay checker, closed-form oracles."""
+
+from __future__ import annotations
+
+from math import comb
+from typing import Final
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from amcheck import ArgumentTypeError, InvalidArgumentError, SweepStateError
+from amcheck.schedules import (
+    Advance,
+    AsyncMultistage,
+    End,
+    Free,
+    Load,
+    Prefetch,
+    Reverse,
+    Revolve,
+    Save,
+    Schedule,
+    StoreAll,
+    TwoLevel,
+    binomial_forward_steps,
+    repetition_number,
+    simulate,
+)
+from amcheck.schedules._revolve import binomial_split
+
+R: Final = "ram"
+D: Final = "disk"
+
+
+# --------------------------------------------------------------------------------------------
+# Independent oracles
+# --------------------------------------------------------------------------------------------
+
+
+def gw(n: int, s: int) -> int:
+    """Griewank–Walther minimum t·n − C(s+t, t−1), t smallest with C(s+t, s) >= n (a plain loop)."""
+    t = 0
+    while comb(s + t, s) < n:
+        t += 1
+    return t * n - comb(s + t, t - 1) if t >= 1 else 0
+
+
+def dp_table(max_m: int, max_c: int) -> list[list[int]]:
+    """T[m][c]: fewest forward steps to reverse m steps with c slots, by brute-force recursion."""
+    inf = 10**9
+    table = [[inf] * (max_c + 1) for _ in range(max_m + 1)]
+    for c in range(max_c + 1):
+        table[1][c] = 0
+    for m in range(2, max_m + 1):
+        for c in range(1, max_c + 1):
+            best = inf
+            for j in range(1, m):
+                right = table[m - j][c - 1] if (c > 1 or m - j == 1) else inf
+                best = min(best, j + right + table[j][c])
+            table[m][c] = best
+    return table
+
+
+DP = dp_table(400, 12)
+
+
+def test_closed_form_matches_dynamic_programme() -> None:
+    for m in range(1, 401):
+        for c in range(1, 13):
+            assert DP[m][c] == gw(m, c), (m, c)
+
+
+def test_binomial_split_is_optimal_everywhere_small() -> None:
+    for m in range(2, 401):
+        for c in range(1, 13):
+            j = binomial_split(m, c)
+            assert 1 <= j <= m - 1
+            right = DP[m - j][c - 1] if (c > 1 or m - j == 1) else 10**9
+            assert j + right + DP[j][c] == DP[m][c], (m, c, j)
+
+
+@pytest.mark.parametrize(
+    ("m", "c"), [(1, 1), (2, 1), (10, 1), (3, 2), (4, 2), (6, 2), (7, 2), (10**6, 10), (10**6, 50)]
+)
+def test_repetition_number(m: int, c: int) -> None:
+    r = repetition_number(m, c)
+    assert comb(c + r, c) >= m
+    assert r == 0 or comb(c + r - 1, c) < m
+
+
+@given(m=st.integers(1, 10**12), c=st.integers(1, 300))
+def test_repetition_number_any_size(m: int, c: int) -> None:
+    r = repetition_number(m, c)
+    assert comb(c + r, c) >= m
+    assert r == 0 or comb(c + r - 1, c) < m
+
+
+# --------------------------------------------------------------------------------------------
+# Golden traces, written out by hand
+# --------------------------------------------------------------------------------------------
+
+
+def test_golden_store_all_3() -> None:
+    assert list(StoreAll(3)) == [
+        Save(0, R), Advance(0, 1), Save(1, R), Advance(1, 2), Save(2, R),
+        Advance(2, 3, final=True),
+        Reverse(2), Free(2, R),
+        Load(1, R), Reverse(1), Free(1, R),
+        Load(0, R), Reverse(0), Free(0, R),
+        End(),
+    ]  # fmt: skip
+
+
+def test_golden_revolve_4_2() -> None:
+    # 4 steps, 2 slots: r = 2 (C(4, 2) = 6 >= 4), T = 2·4 − C(4, 1) = 4, plus the final step.
+    # The first checkpoint goes as far right as optimal: β(2, 1) = 3, 4 − β(1, 1) = 2 -> x_2.
+    actions = list(Revolve(4, 2))
+    assert actions == [
+        Save(0, R), Advance(0, 2), Save(2, R), Advance(2, 3), Advance(3, 4, final=True),
+        Reverse(3), Load(2, R), Reverse(2), Free(2, R),
+        Load(0, R), Advance(0, 1), Reverse(1), Load(0, R), Reverse(0),
+        Free(0, R), End(),
+    ]  # fmt: skip
+    assert simulate(Revolve(4, 2)).forward_steps == 5
+
+
+def test_golden_revolve_6_3() -> None:
+    assert list(Revolve(6, 3)) == [
+        Save(0, R), Advance(0, 3), Save(3, R), Advance(3, 4), Save(4, R), Advance(4, 5),
+        Advance(5, 6, final=True),
+        Reverse(5), Load(4, R), Reverse(4), Free(4, R), Load(3, R), Reverse(3), Free(3, R),
+        Load(0, R), Advance(0, 1), Save(1, R), Advance(1, 2),
+        Reverse(2), Load(1, R), Reverse(1), Free(1, R), Load(0, R), Reverse(0),
+        Free(0, R), End(),
+    ]  # fmt: skip
+
+
+def test_golden_two_level_5_2_2() -> None:
+    assert list(TwoLevel(5, 2, 2)) == [
+        Save(0, D), Advance(0, 2), Save(2, D), Advance(2, 4), Save(4, D),
+        Advance(4, 5, final=True),
+        Load(4, D), Free(4, D), Reverse(4),
+        Load(2, D), Free(2, D), Save(2, R), Advance(2, 3), Reverse(3), Load(2, R), Reverse(2),
+        Free(2, R),
+        Load(0, D), Free(0, D), Save(0, R), Advance(0, 1), Reverse(1), Load(0, R), Reverse(0),
+        Free(0, R),
+        End(),
+    ]  # fmt: skip
+
+
+def test_golden_async_multistage_7_2_3() -> None:
+    assert list(AsyncMultistage(7, 2, 3)) == [
+        Save(0, D), Advance(0, 3), Save(3, D), Advance(3, 6), Save(6, R),
+        Advance(6, 7, final=True),
+        Prefetch(3, D), Reverse(6), Free(6, R),
+        Load(3, D), Prefetch(0, D), Free(3, D), Save(3, R),
+        Advance(3, 4), Save(4, R), Advance(4, 5), Reverse(5), Load(4, R), Reverse(4), Free(4, R),
+        Load(3, R), Reverse(3), Free(3, R),
+        Load(0, D), Free(0, D), Save(0, R),
+        Advance(0, 1), Save(1, R), Advance(1, 2), Reverse(2), Load(1, R), Reverse(1), Free(1, R),
+        Load(0, R), Reverse(0), Free(0, R),
+        End(),
+    ]  # fmt: skip
+
+
+def test_golden_async_multistage_unknown_length() -> None:
+    schedule = AsyncMultistage(None, 2, 3)
+    forward = schedule.forward()
+    assert [next(forward) for _ in range(10)] == [
+        Save(0, D), Save(0, R), Advance(0, 3),
+        Save(3, D), Free(0, R), Save(3, R), Advance(3, 6),
+        Save(6, D), Free(3, R), Save(6, R),
+    ]  # fmt: skip
+    # The sequence ends at n = 7, inside Advance(6, 9): x_6 is pinned, its disk copy unneeded.
+    assert list(schedule.reverse(7))[:6] == [
+        Free(6, D),
+        Prefetch(3, D),
+        Load(6, R),
+        Reverse(6),
+        Free(6, R),
+        Load(3, D),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Exact counts
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 1000])
+def test_store_all_counts(n: int) -> None:
+    stats = simulate(StoreAll(n))
+    assert stats.forward_steps == n
+    assert stats.recompute_factor == 1.0
+    assert stats.peak == {"ram": n, "disk": 0}
+    assert stats.writes == {"ram": n, "disk": 0}
+    assert stats.reads == {"ram": n - 1, "disk": 0}
+    assert stats.peak_buffers == n + 1
+
+
+@pytest.mark.parametrize(
+    ("n", "s"),
+    [(1, 1), (2, 1), (5, 1), (100, 1), (100, 2), (1000, 3), (1000, 10), (10_000, 7), (50, 49)],
+)
+def test_revolve_matches_griewank_walther(n: int, s: int) -> None:
+    stats = simulate(Revolve(n, s))
+    assert stats.forward_steps == gw(n, s) + 1 == binomial_forward_steps(n, s)
+    assert stats.reverse_steps == n
+    assert stats.peak["ram"] <= s
+    assert stats.peak_buffers <= s + 2
+    assert stats.writes["disk"] == stats.reads["disk"] == 0
+
+
+def test_revolve_edge_cases() -> None:
+    assert simulate(Revolve(7, 1)).forward_steps == 7 * 6 // 2 + 1
+    assert simulate(Revolve(7, 6)).forward_steps == 7
+    assert simulate(Revolve(7, 100)).forward_steps == 7
+
+
+@given(n=st.integers(1, 5000), s=st.integers(1, 64))
+def test_revolve_any(n: int, s: int) -> None:
+    stats = simulate(Revolve(n, s))
+    assert stats.forward_steps == gw(n, s) + 1
+    assert stats.peak["ram"] <= s
+    assert stats.peak_buffers <= s + 2
+
+
+def _segment_cost(n: int, s: int, k: int) -> int:
+    """Forward steps of TwoLevel/AsyncMultistage: n, plus T(m, s) for every segment length m."""
+    return n + sum(gw(min(k, n - start), s) for start in range(0, n, k))
+
+
+@given(n=st.integers(1, 5000), s=st.integers(1, 64), data=st.data())
+def test_two_level_any(n: int, s: int, data: st.DataObject) -> None:
+    k = data.draw(st.integers(1, n + 2), label="interval")
+    stats = simulate(TwoLevel(n, s, k))
+    segments = (n - 1) // k + 1
+    assert stats.forward_steps == _segment_cost(n, s, k)
+    assert stats.writes["disk"] == stats.reads["disk"] == stats.peak["disk"] == segments
+    assert stats.peak["ram"] <= s
+    assert stats.peak_buffers <= s + 2
+
+
+@given(n=st.integers(1, 5000), s=st.integers(1, 64), data=st.data())
+def test_async_multistage_any(n: int, s: int, data: st.DataObject) -> None:
+    k = data.draw(st.integers(1, n + 2), label="interval")
+    stats = simulate(AsyncMultistage(n, s, k))
+    segments = (n - 1) // k + 1
+    assert stats.forward_steps == _segment_cost(n, s, k)
+    # The last segment's start stays in RAM: one disk write and read fewer than TwoLevel.
+    assert stats.writes["disk"] == stats.reads["disk"] == segments - 1
+    assert stats.peak["ram"] <= s
+    # + x_n, the current state, the prefetched start of the previous segment.
+    assert stats.peak_buffers <= s + 3
+
+
+@pytest.mark.parametrize("strategy", [TwoLevel, AsyncMultistage])
+@pytest.mark.parametrize(("s", "k"), [(1, 1), (1, 7), (3, 10), (10, 100), (200, 100)])
+def test_recompute_factor_depends_on_interval_and_slots_only(
+    strategy: type[TwoLevel], s: int, k: int
+) -> None:
+    factors = {simulate(strategy(j * k, s, k)).recompute_factor for j in (1, 2, 5, 13)}
+    assert factors == {1 + gw(k, s) / k}
+    if s >= k - 1:
+        assert factors == {2 - 1 / k}
+
+
+@given(n=st.integers(1, 3000), s=st.integers(1, 64), data=st.data())
+def test_unknown_length_matches_known(n: int, s: int, data: st.DataObject) -> None:
+    k = data.draw(st.integers(1, n + 2), label="interval")
+    for strategy in (TwoLevel, AsyncMultistage):
+        unknown = simulate(strategy(None, s, k), n_steps=n)
+        known = simulate(strategy(n, s, k))
+        # The sweep ending inside an advance runs the same steps; only disk traffic differs.
+        assert unknown.forward_steps == known.forward_steps
+        assert unknown.peak["ram"] <= s
+    unknown = simulate(AsyncMultistage(None, s, k), n_steps=n)
+    segments = (n - 1) // k + 1
+    assert unknown.writes["disk"] == segments  # each start, as any may be the last
+    assert unknown.reads["disk"] == segments - 1  # the last one is in RAM
+
+
+def test_large_schedule() -> None:
+    stats = simulate(AsyncMultistage(100_000, 20, 100))
+    assert stats.forward_steps == _segment_cost(100_000, 20, 100)
+    assert stats.peak_buffers == 23
+
+
+# --------------------------------------------------------------------------------------------
+# Arguments
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda v: StoreAll(v),
+        lambda v: Revolve(v, 3),
+        lambda v: Revolve(10, v),
+        lambda v: TwoLevel(10, v, 3),
+        lambda v: TwoLevel(10, 3, v),
+        lambda v: AsyncMultistage(v, 3, 3),
+        lambda v: AsyncMultistage(10, v, 3),
+        lambda v: AsyncMultistage(10, 3, v),
+    ],
+)
+@pytest.mark.parametrize("value", [3.0, "5", True, [4]])
+def test_wrong_types_rejected(make: object, value: object) -> None:
+    with pytest.raises(ArgumentTypeError, match="must be an integer") as info:
+        make(value)  # type: ignore[operator]
+    assert isinstance(info.value, TypeError)
+    assert repr(value) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda: StoreAll(0), "n_steps"),
+        (lambda: Revolve(0, 3), "n_steps"),
+        (lambda: Revolve(10, 0), "slots"),
+        (lambda: TwoLevel(-1, 3, 3), "n_steps"),
+        (lambda: TwoLevel(10, 0, 3), "slots"),
+        (lambda: TwoLevel(10, 3, 0), "interval"),
+        (lambda: AsyncMultistage(10, 3, -5), "interval"),
+        (lambda: AsyncMultistage(10, -1, 5), "slots"),
+    ],
+)
+def test_bad_values_rejected(make: object, name: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=rf"{name} must be an integer >= 1, got -?\d+"):
+        make()  # type: ignore[operator]
+
+
+def test_known_length_required_where_it_must_be() -> None:
+    with pytest.raises(ArgumentTypeError, match="n_steps"):
+        Revolve(None, 3)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentTypeError, match="n_steps"):
+        StoreAll(None)  # type: ignore[arg-type]
+
+
+def test_unknown_length_cannot_be_iterated_whole() -> None:
+    with pytest.raises(SweepStateError, match="unknown length"):
+        list(TwoLevel(None, 2, 3))
+
+
+def test_reverse_length_must_match_plan() -> None:
+    with pytest.raises(InvalidArgumentError, match="n_steps must be 10"):
+        list(Revolve(10, 3).reverse(11))
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [StoreAll(5), Revolve(5, 2), TwoLevel(5, 2, 2), AsyncMultistage(None, 2, 2)],
+)
+def test_schedules_are_schedules_with_a_readable_repr(schedule: Schedule) -> None:
+    assert isinstance(schedule, Schedule)
+    assert type(schedule).__name__ in repr(schedule)
+    assert set(schedule.capacity) == {"ram", "disk"}

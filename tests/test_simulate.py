@@ -1,0 +1,216 @@
+"""simulate: valid hand-written schedules are counted exactly, each broken rule is reported."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Final
+
+import pytest
+
+from amcheck import ArgumentTypeError, InvalidArgumentError, ScheduleError
+from amcheck.schedules import (
+    Action,
+    Advance,
+    AsyncMultistage,
+    End,
+    Free,
+    Load,
+    Prefetch,
+    Reverse,
+    Revolve,
+    Save,
+    Schedule,
+    ScheduleStats,
+    TierName,
+    TwoLevel,
+    simulate,
+)
+
+R: Final = "ram"
+D: Final = "disk"
+
+
+class Listed(Schedule):
+    """A schedule written out by hand: a forward list and a reverse list."""
+
+    def __init__(
+        self,
+        forward: Sequence[object],
+        reverse: Sequence[object],
+        *,
+        n_steps: int | None = 3,
+        ram: int | None = 3,
+        disk: int | None = 3,
+    ) -> None:
+        self.n_steps = n_steps
+        self._forward = forward
+        self._reverse = reverse
+        self._capacity: dict[TierName, int | None] = {"ram": ram, "disk": disk}
+
+    def __repr__(self) -> str:
+        return "Listed()"
+
+    @property
+    def capacity(self) -> Mapping[TierName, int | None]:
+        return self._capacity
+
+    def forward(self) -> Iterator[Action]:
+        if self.n_steps is None:  # endless, as the unknown-length protocol asks
+            yield from self._forward  # type: ignore[misc]
+            t = self._forward[-1].t1  # type: ignore[attr-defined]
+            while True:
+                yield Advance(t, t + 1)
+                t += 1
+        yield from self._forward  # type: ignore[misc]
+
+    def reverse(self, n_steps: int) -> Iterator[Action]:
+        yield from self._reverse  # type: ignore[misc]
+
+
+# A valid schedule for n = 3 with both tiers, a prefetch and a disk load that was not prefetched.
+FORWARD = [Save(0, D), Advance(0, 1), Save(1, R), Advance(1, 2), Advance(2, 3, final=True)]
+REVERSE = [
+    Reverse(2),
+    Prefetch(0, D),
+    Load(1, R),
+    Reverse(1),
+    Free(1, R),
+    Load(0, D),
+    Free(0, D),
+    Reverse(0),
+    End(),
+]
+
+
+def test_valid_hand_written_schedule_counts() -> None:
+    stats = simulate(Listed(FORWARD, REVERSE))
+    assert stats == ScheduleStats(
+        n_steps=3,
+        forward_steps=3,
+        reverse_steps=3,
+        writes={"ram": 1, "disk": 1},
+        reads={"ram": 1, "disk": 1},
+        peak={"ram": 1, "disk": 1},
+        # After Prefetch(0): pinned x_1, current x_2, x_3, the prefetched x_0.
+        peak_buffers=4,
+        actions=14,
+    )
+    assert stats.recompute_factor == 1.0
+    assert stats.to_dict()["recompute_factor"] == 1.0
+
+
+def _replace(actions: list[object], index: int, *new: object) -> list[object]:
+    return actions[:index] + list(new) + actions[index + 1 :]
+
+
+# (forward, reverse, index of the bad action, words in the message)
+BROKEN = [
+    # Reverse order, exactly once, with the current state.
+    (FORWARD, _replace(REVERSE, 0, Reverse(1)), 5, "expected Reverse(2), got Reverse(1)"),
+    (FORWARD, _replace(REVERSE, 3, Reverse(2)), 8, "expected Reverse(1), got Reverse(2)"),
+    (FORWARD, _replace(REVERSE, 2), 7, "needs x_1 as the current state, which is x_2"),
+    (FORWARD, REVERSE[:-1] + [Reverse(0), End()], 13, "every reverse step has already run"),
+    (FORWARD[:2] + [Reverse(1)], REVERSE, 2, "reverse step before x_n exists"),
+    # Advance starts at the current step, t0 < t1 <= n, final exactly once at n.
+    (
+        _replace(FORWARD, 3, Advance(2, 3)),
+        REVERSE,
+        3,
+        "starts at step 2 but the current state is x_1",
+    ),
+    (_replace(FORWARD, 3, Advance(1, 1)), REVERSE, 3, "t1 must be > t0"),
+    (_replace(FORWARD, 4, Advance(2, 4, final=True)), REVERSE, 4, "runs past the last step"),
+    (_replace(FORWARD, 3, Advance(1, 2, final=True)), REVERSE, 3, "final=True must produce x_n"),
+    (_replace(FORWARD, 4, Advance(2, 3)), REVERSE, 4, "without final=True"),
+    (FORWARD[:4], REVERSE, 4, "forward() ended without the final advance"),
+    (FORWARD + [Reverse(2)], REVERSE, 5, "forward() must end with the advance that produces x_n"),
+    (FORWARD, [Advance(2, 3, final=True)] + REVERSE, 5, "x_n is produced a second time"),
+    # Save only of the current state, not already held.
+    (_replace(FORWARD, 2, Save(0, R)), REVERSE, 2, "saves x_0 but the current state is x_1"),
+    (FORWARD[:3] + [Save(1, R)] + FORWARD[3:], REVERSE, 3, "checkpoint 1 is already held"),
+    # Load / Free / Prefetch only of checkpoints held.
+    (FORWARD, _replace(REVERSE, 2, Load(1, D)), 7, "loads checkpoint 1, which tier 'disk'"),
+    (FORWARD, _replace(REVERSE, 4, Free(2, R)), 9, "frees checkpoint 2, which tier 'ram'"),
+    (FORWARD, _replace(REVERSE, 1, Prefetch(1, D)), 6, "prefetches checkpoint 1"),
+    (FORWARD, _replace(REVERSE, 2, Load(1, "tape")), 7, "unknown tier 'tape'"),  # type: ignore[arg-type]
+    # Everything freed at End, End last and present.
+    (FORWARD, _replace(REVERSE, 6), 12, "still held in tier 'disk' (0)"),
+    (FORWARD, REVERSE[:-1], 13, "the schedule ended without End"),
+    (FORWARD, REVERSE + [Reverse(0)], 14, "an action after End"),
+    (FORWARD, REVERSE[:3] + [End()], 8, "End before every reverse step ran: Reverse(1) is due"),
+    (FORWARD[:1] + [End()], REVERSE, 1, "End in the forward sweep"),
+    (FORWARD, _replace(REVERSE, 0, "Reverse(2)"), 5, "not an action"),
+]
+
+
+@pytest.mark.parametrize(("forward", "reverse", "index", "words"), BROKEN)
+def test_each_rule_is_enforced(
+    forward: list[object], reverse: list[object], index: int, words: str
+) -> None:
+    with pytest.raises(ScheduleError) as info:
+        simulate(Listed(forward, reverse))
+    message = str(info.value)
+    assert f"action {index} (" in message, message
+    assert words in message, message
+
+
+def test_capacity_is_enforced() -> None:
+    with pytest.raises(ScheduleError, match=r"action 2 .*'ram' would hold more than its capacity"):
+        simulate(Listed(FORWARD, REVERSE, ram=0))
+    with pytest.raises(ScheduleError, match=r"action 0 .*'disk' would hold more than .* of 0"):
+        simulate(Listed(FORWARD, REVERSE, disk=0))
+    stats = simulate(Listed(FORWARD, REVERSE, ram=None, disk=None))  # None: unbounded
+    assert stats.peak == {"ram": 1, "disk": 1}
+
+
+def test_revolve_with_too_few_slots_is_caught() -> None:
+    # A real schedule replayed against a smaller capacity than it was planned for.
+    actions: list[object] = list(Revolve(20, 4))
+    split = actions.index(Advance(19, 20, final=True)) + 1
+    with pytest.raises(ScheduleError, match="'ram' would hold more than its capacity of 3"):
+        simulate(Listed(actions[:split], actions[split:], n_steps=20, ram=3, disk=0))
+
+
+def test_unknown_length_replay() -> None:
+    # The sweep ends at n = 5 inside Advance(4, 6): x_4 must come back from disk.
+    forward = [Save(0, D), Advance(0, 2), Save(2, D), Advance(2, 4), Save(4, D), Advance(4, 6)]
+    reverse = [
+        Load(4, D), Free(4, D), Reverse(4),
+        Load(2, D), Free(2, D), Advance(2, 3), Reverse(3), Load(0, D), Free(0, D), Advance(0, 2),
+        Reverse(2), Load(0, D), Reverse(0),
+    ]  # fmt: skip
+    with pytest.raises(ScheduleError, match="action 17 .*loads checkpoint 0, which tier 'disk'"):
+        simulate(Listed(forward, reverse, n_steps=None, disk=None), n_steps=5)
+    # Reversing from the destroyed current state is caught.
+    with pytest.raises(ScheduleError, match="action 6 .*x_4 as the current state, which is undef"):
+        simulate(Listed(forward, [Reverse(4)], n_steps=None), n_steps=5)
+    with pytest.raises(ScheduleError, match="final=True in a schedule of unknown length"):
+        simulate(Listed([Save(0, D), Advance(0, 1, final=True)], [], n_steps=None), n_steps=5)
+
+
+def test_unknown_length_forward_that_stops_early() -> None:
+    class Short(Listed):
+        def forward(self) -> Iterator[Action]:
+            yield Advance(0, 2)
+
+    with pytest.raises(
+        ScheduleError, match=r"action 1 \(end of the actions\).*before reaching n=5"
+    ):
+        simulate(Short([], [], n_steps=None), n_steps=5)
+
+
+def test_simulate_arguments() -> None:
+    with pytest.raises(InvalidArgumentError, match="n_steps is required"):
+        simulate(TwoLevel(None, 2, 3))
+    with pytest.raises(InvalidArgumentError, match="n_steps must be 10"):
+        simulate(Revolve(10, 2), n_steps=11)
+    with pytest.raises(ArgumentTypeError, match="n_steps must be an integer"):
+        simulate(AsyncMultistage(None, 2, 3), n_steps=7.0)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentTypeError, match="schedule must be an amcheck.schedules.Schedule"):
+        simulate([Advance(0, 1)])  # type: ignore[arg-type]
+    assert simulate(Revolve(10, 2), n_steps=10) == simulate(Revolve(10, 2))
+
+
+def test_peak_buffers_of_revolve_counts_final_and_current() -> None:
+    # Revolve(3, 1): x_0 pinned, x_2 current (unpinned), x_3 in its own buffer.
+    assert simulate(Revolve(3, 1)).peak_buffers == 3
