@@ -21,7 +21,7 @@ from amcheck._errors import ArgumentTypeError, InvalidArgumentError, ScheduleErr
 from amcheck._operators import as_forward, as_reverse
 from amcheck._state import StateSpec
 from amcheck._stats import Stats, StatsRecorder
-from amcheck._strategy import Plan, plan
+from amcheck._strategy import Plan, plan, slot_size
 from amcheck._timeline import Timeline
 from amcheck._validate import check_optional_int
 from amcheck.schedules import Schedule
@@ -145,7 +145,7 @@ class Checkpointer:
             )
         if not isinstance(timeline, bool):
             raise ArgumentTypeError(f"timeline must be True or False, got {timeline!r}")
-        slot_nbytes = _slot_size(spec)
+        slot_nbytes = slot_size(spec)
         self._plan: Plan = plan(
             strategy,
             self._n_given,
@@ -383,13 +383,3 @@ class Checkpointer:
             with contextlib.suppress(Exception):  # the first error is the one to report
                 self._engine.close()
             raise
-
-
-def _slot_size(spec: StateSpec) -> int:
-    """Bytes one RAM slot takes for ``spec``, as RamTier lays it out (64-byte aligned fields)."""
-    from amcheck.storage import ALIGNMENT
-
-    size = 0
-    for field in spec.values():
-        size += -(-field.nbytes // ALIGNMENT) * ALIGNMENT
-    return int(max(-(-size // ALIGNMENT) * ALIGNMENT, ALIGNMENT))

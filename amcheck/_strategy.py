@@ -31,26 +31,28 @@ from typing import Final
 
 from amcheck._bytes import format_bytes
 from amcheck._errors import ArgumentTypeError, BudgetError, InvalidArgumentError
+from amcheck._state import StateSpec
 from amcheck._validate import check_choice, check_optional_int
 from amcheck.schedules import (
     RAM,
     Action,
     Advance,
+    AsyncMultistage,
     End,
     Free,
     Load,
     Reverse,
+    Revolve,
     Save,
     Schedule,
+    StoreAll,
     TierName,
+    TwoLevel,
+    simulate,
 )
-from amcheck.schedules._multistage import AsyncMultistage, TwoLevel
-from amcheck.schedules._revolve import Revolve
-from amcheck.schedules._simulate import simulate
-from amcheck.schedules._store_all import StoreAll
-from amcheck.storage import Tier
+from amcheck.storage import ALIGNMENT, Tier
 
-__all__ = ["STRATEGIES", "GrowingStoreAll", "Plan", "default_interval", "plan"]
+__all__ = ["STRATEGIES", "GrowingStoreAll", "Plan", "default_interval", "plan", "slot_size"]
 
 #: The strategy names a Checkpointer accepts (besides a Schedule instance).
 STRATEGIES: Final[tuple[str, ...]] = (
@@ -292,3 +294,11 @@ def plan(
         buffers = _buffers(make(slots))
     k = interval if interval is not None else default_interval(slots)
     return Plan(name, lambda: cls(n_steps, slots, k), buffers, slots=slots, interval=k)
+
+
+def slot_size(spec: StateSpec) -> int:
+    """Bytes one RAM slot takes for ``spec``, as RamTier lays it out (64-byte aligned fields)."""
+    size = 0
+    for field in spec.values():
+        size += -(-field.nbytes // ALIGNMENT) * ALIGNMENT
+    return int(max(-(-size // ALIGNMENT) * ALIGNMENT, ALIGNMENT))

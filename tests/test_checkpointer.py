@@ -20,14 +20,12 @@ from amcheck import (
     StateSpec,
     SweepStateError,
 )
-from amcheck._checkpointer import _slot_size
-from amcheck._strategy import GrowingStoreAll, default_interval
-from amcheck.schedules._revolve import Revolve
-from amcheck.schedules._simulate import simulate
+from amcheck._strategy import GrowingStoreAll, default_interval, slot_size
+from amcheck.schedules import Revolve, simulate
 
 N = 23
 SPEC = StateSpec.from_arrays(initial_state())
-SLOT = _slot_size(SPEC)  # 192 bytes: u (96 B) and v (16 B), each padded to 64-byte lines
+SLOT = slot_size(SPEC)  # 192 bytes: u (96 B) and v (16 B), each padded to 64-byte lines
 
 
 def ram_disk(slots: int = 64) -> RamTier:
@@ -57,7 +55,7 @@ def reference() -> dict[str, np.ndarray]:
 
 
 def test_slot_size_matches_ram_tier() -> None:
-    assert _slot_size(SPEC) == RamTier(10 * SLOT, SPEC, slots=1).slot_nbytes == 192
+    assert slot_size(SPEC) == RamTier(10 * SLOT, SPEC, slots=1).slot_nbytes == 192
 
 
 def test_store_all_gradient_is_right(reference: dict[str, np.ndarray]) -> None:

@@ -1,0 +1,269 @@
+"""Run code written for pyrevolve unchanged, on amcheck's Revolve schedule.
+
+pyrevolve (Kukreja et al., 2018, https://doi.org/10.1007/978-3-319-93701-4_31) drives operators
+that *own* their state: ``fwd_operator.apply(t_start=…, t_end=…)`` advances the live data in
+place, and a checkpoint object hands out the live arrays (``get_data(t)`` to save,
+``get_data_location(t)`` to restore). :class:`Revolver` accepts exactly those objects and the
+same constructor, ``apply_forward()`` and ``apply_reverse()``, and replays amcheck's binomial
+schedule (:class:`amcheck.schedules.Revolve`, the same optimum as pyrevolve's classic Revolve).
+
+The call sequence an operator sees is pyrevolve's: reverse step t runs
+``fwd_operator.apply(t_start=t, t_end=t+1)`` then ``rev_operator.apply(t_start=t, t_end=t+1)`` on
+the live data restored to x_t (the forward step refills the time buffers a Devito-style adjoint
+reads), except for t = n-1, whose forward step the forward sweep already ran.
+
+Since the operators own their state, every checkpoint is a copy from the live data into a slot
+and back: this is the deep-copy checkpointing that amcheck's own operator protocol avoids. The
+copies are counted in ``stats.copies`` so that the difference stays measurable
+(``benchmarks/zero_copy.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import comb
+from typing import Any, Protocol
+
+import numpy as np
+
+from amcheck._errors import ArgumentTypeError, OperatorError, ScheduleError, SweepStateError
+from amcheck._state import StateSpec
+from amcheck._stats import Stats, StatsRecorder
+from amcheck._strategy import slot_size
+from amcheck._timeline import Timeline, clock
+from amcheck._validate import check_int, check_optional_int
+from amcheck.schedules import Advance, End, Free, Load, Prefetch, Reverse, Revolve, Save
+from amcheck.storage import RamTier
+
+__all__ = ["PyrevolveCheckpoint", "PyrevolveOperator", "Revolver", "adjust"]
+
+
+class PyrevolveOperator(Protocol):
+    """A pyrevolve operator: advances (or reverses) the live data it owns."""
+
+    def apply(self, t_start: int, t_end: int) -> Any:
+        """Run steps ``t_start … t_end-1`` on the live data."""
+
+
+class PyrevolveCheckpoint(Protocol):
+    """A pyrevolve checkpoint object: the live arrays that make up the state at step t."""
+
+    def get_data(self, timestep: int) -> Sequence[np.ndarray]:
+        """Arrays to copy into a checkpoint of x_timestep."""
+
+    def get_data_location(self, timestep: int) -> Sequence[np.ndarray]:
+        """Arrays to copy a checkpoint of x_timestep back into."""
+
+
+def adjust(n_timesteps: int) -> int:
+    """Checkpoints for ``n_timesteps`` when ``n_checkpoints=None``, as classic Revolve's ``adjust``.
+
+    The result balances checkpoints c and repetitions r so that ``C(c + r, c) >= n`` with
+    c close to r (Griewank & Walther, ACM TOMS 26(1), 2000, doi:10.1145/347837.347846).
+    """
+    steps = check_int("n_timesteps", n_timesteps, minimum=1)
+    if steps <= 2:
+        return 1  # one checkpoint (x_0) reverses two steps; classic adjust fails below that
+    snaps, reps, s = 1, 1, 0
+    while comb(snaps + s + reps + s, snaps + s) > steps:
+        s -= 1
+    while comb(snaps + s + reps + s, snaps + s) < steps:
+        s += 1
+    snaps += s
+    reps += s
+    s = -1
+    while comb(snaps + reps, snaps) >= steps:
+        if snaps > reps:
+            snaps -= 1
+            s = 0
+        else:
+            reps -= 1
+            s = 1
+    if s == 0:
+        snaps += 1
+    if s == 1:
+        reps += 1
+    return snaps
+
+
+class Revolver:
+    """pyrevolve's ``Revolver``, on amcheck: same constructor, ``apply_forward``, ``apply_reverse``.
+
+    Parameters
+    ----------
+    checkpoint
+        An object with ``get_data(t)`` and ``get_data_location(t)`` returning the live arrays
+        (a ``pyrevolve.Checkpoint`` such as Devito's ``DevitoCheckpoint``).
+    fwd_operator, rev_operator
+        Objects with ``apply(t_start=…, t_end=…)`` (``pyrevolve.Operator``).
+    n_checkpoints
+        Checkpoints held in RAM (x_0's included), ``>= 1``; ``None`` picks :func:`adjust`.
+        Memory: ``n_checkpoints`` copies of the state, allocated once, like pyrevolve's
+        ``NumpyStorage``.
+    n_timesteps
+        Number of steps n, ``>= 1``.
+    timeline
+        Record compute and reverse events in :attr:`timeline`.
+
+    Raises
+    ------
+    ArgumentTypeError
+        An operator has no ``apply``, or the checkpoint object lacks ``get_data`` /
+        ``get_data_location`` or returns something other than numpy arrays.
+    InvalidArgumentError
+        ``n_checkpoints`` or ``n_timesteps`` below 1.
+    """
+
+    def __init__(
+        self,
+        checkpoint: PyrevolveCheckpoint,
+        fwd_operator: PyrevolveOperator,
+        rev_operator: PyrevolveOperator,
+        n_checkpoints: int | None,
+        n_timesteps: int,
+        *,
+        timeline: bool = True,
+    ) -> None:
+        for name, op in (("fwd_operator", fwd_operator), ("rev_operator", rev_operator)):
+            if not callable(getattr(op, "apply", None)):
+                raise ArgumentTypeError(
+                    f"{name} must have a method apply(t_start, t_end), got {type(op).__name__}"
+                )
+        for method in ("get_data", "get_data_location"):
+            if not callable(getattr(checkpoint, method, None)):
+                raise ArgumentTypeError(
+                    f"checkpoint must have a method {method}(timestep), got "
+                    f"{type(checkpoint).__name__}"
+                )
+        self.n_timesteps = check_int("n_timesteps", n_timesteps, minimum=1)
+        given = check_optional_int("n_checkpoints", n_checkpoints, minimum=1)
+        self.n_checkpoints = adjust(self.n_timesteps) if given is None else given
+        self.checkpoint = checkpoint
+        self.fwd_operator = fwd_operator
+        self.rev_operator = rev_operator
+        arrays = self._arrays("get_data", 0)
+        self._spec = StateSpec({str(i): (a.shape, a.dtype) for i, a in enumerate(arrays)})
+        self._schedule = Revolve(self.n_timesteps, self.n_checkpoints)
+        self._pool = RamTier(
+            self.n_checkpoints * slot_size(self._spec), self._spec, slots=self.n_checkpoints
+        )
+        self._timeline = Timeline(enabled=timeline)
+        self._stats = StatsRecorder(ram_pool_bytes=self._pool.allocated_bytes)
+        self._live_t: int | None = 0  # the step whose state the live data holds
+        self._last_step: int | None = None  # the forward step that produced it, if any
+        self._phase = "ready"
+
+    @property
+    def stats(self) -> Stats:
+        """Counts since the last :meth:`apply_forward`; ``copies`` counts saves and restores."""
+        return self._stats.snapshot()
+
+    @property
+    def timeline(self) -> Timeline:
+        """Compute and reverse events of the last sweeps."""
+        return self._timeline
+
+    @property
+    def ratio(self) -> float:
+        """Forward steps of the schedule divided by n (pyrevolve's ``ratio``)."""
+        from amcheck.schedules import binomial_forward_steps
+
+        return binomial_forward_steps(self.n_timesteps, self.n_checkpoints) / self.n_timesteps
+
+    def apply_forward(self) -> None:
+        """Run the forward sweep from the live data (x_0), saving checkpoints on the way."""
+        for step in list(self._pool.steps):
+            self._pool.discard(step)
+        self._stats.reset()
+        self._timeline.clear()
+        self._live_t, self._last_step = 0, None
+        self._stats.n_steps = self.n_timesteps
+        try:
+            for action in self._schedule.forward():
+                self._execute(action)
+        except BaseException:
+            self._phase = "ready"
+            raise
+        self._phase = "forwarded"
+
+    def apply_reverse(self) -> None:
+        """Run the reverse sweep: ``rev_operator.apply`` for t = n-1 … 0."""
+        if self._phase != "forwarded":
+            raise SweepStateError(
+                "apply_reverse() needs a forward sweep to reverse: call apply_forward() first"
+            )
+        self._phase = "ready"
+        for action in self._schedule.reverse(self.n_timesteps):
+            self._execute(action)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _arrays(self, method: str, t: int) -> list[np.ndarray]:
+        arrays = list(getattr(self.checkpoint, method)(t))
+        for array in arrays:
+            if not isinstance(array, np.ndarray):
+                raise ArgumentTypeError(
+                    f"checkpoint.{method}({t}) must return numpy arrays, got {type(array).__name__}"
+                )
+        return arrays
+
+    def _apply(self, which: str, t0: int, t1: int) -> None:
+        op = self.fwd_operator if which == "forward" else self.rev_operator
+        start = clock()
+        try:
+            op.apply(t_start=t0, t_end=t1)
+        except Exception as exc:
+            raise OperatorError(
+                f"the {which} operator raised {type(exc).__name__} in "
+                f"apply(t_start={t0}, t_end={t1}): {exc}"
+            ) from exc
+        end = clock()
+        if which == "forward":
+            self._timeline.record("compute", start, end, step=t0)
+            self._stats.compute_seconds += end - start
+            self._stats.forward_steps += t1 - t0
+            self._live_t, self._last_step = t1, t1 - 1
+        else:
+            self._timeline.record("reverse", start, end, step=t0)
+            self._stats.reverse_seconds += end - start
+            self._stats.reverse_steps += 1
+
+    def _need_live(self, t: int, action: object) -> None:
+        if self._live_t != t:
+            raise ScheduleError(f"{action!r} needs the live data to hold x_{t}")
+
+    def _execute(self, action: object) -> None:
+        match action:
+            case Advance(t0, t1, _):
+                self._need_live(t0, action)
+                self._apply("forward", t0, t1)
+            case Save(t, "ram"):
+                self._need_live(t, action)
+                slot = self._pool.acquire()
+                for i, array in enumerate(self._arrays("get_data", t)):
+                    np.copyto(slot.state[str(i)], array.reshape(slot.state[str(i)].shape))
+                self._pool.bind(t, slot)
+                self._stats.copies += 1
+                self._stats.writes["ram"] += 1
+            case Load(t, "ram"):
+                slot = self._pool.slot_of(t)
+                for i, array in enumerate(self._arrays("get_data_location", t)):
+                    np.copyto(array, slot.state[str(i)].reshape(array.shape))
+                self._live_t, self._last_step = t, None
+                self._stats.copies += 1
+                self._stats.reads["ram"] += 1
+            case Free(t, "ram"):
+                self._pool.discard(t)
+            case Reverse(t):
+                if not (self._live_t == t + 1 and self._last_step == t):
+                    self._need_live(t, action)
+                    self._apply("forward", t, t + 1)
+                self._apply("reverse", t, t + 1)
+            case Prefetch() | End():
+                pass
+            case _:  # pragma: no cover - Revolve uses RAM only
+                raise ScheduleError(f"the pyrevolve adapter cannot run {action!r}")
+        in_use = self._pool.n_slots - self._pool.n_free
+        self._stats.peak_ram_bytes = max(
+            self._stats.peak_ram_bytes, in_use * self._pool.slot_nbytes
+        )

@@ -1,0 +1,152 @@
+"""The pyrevolve adapter: operators that own their state run unchanged and give the native gradient."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pytest
+from toy_problem import Adjoint, Forward, initial_state, step
+
+from amcheck import ArgumentTypeError, Checkpointer, InvalidArgumentError, SweepStateError
+from amcheck.compat.pyrevolve import Revolver, adjust
+from amcheck.schedules import binomial_forward_steps
+
+N = 23
+
+
+class Live:
+    """State owned by the operators, Devito style: the current level and the one before it."""
+
+    def __init__(self, x0: Mapping[str, np.ndarray]) -> None:
+        self.u = x0["u"].copy()
+        self.v = x0["v"].copy()
+        self.prev_u = np.zeros_like(self.u)
+        self.prev_v = np.zeros_like(self.v)
+        self.calls: list[tuple[str, int, int]] = []
+
+
+class Checkpoint:
+    """pyrevolve's Checkpoint interface: the live arrays of x_t."""
+
+    def __init__(self, live: Live) -> None:
+        self.live = live
+
+    @property
+    def dtype(self) -> type:
+        return np.float64
+
+    @property
+    def size(self) -> int:
+        return self.live.u.size + self.live.v.size
+
+    def get_data(self, timestep: int) -> list[np.ndarray]:
+        return [self.live.u, self.live.v]
+
+    def get_data_location(self, timestep: int) -> list[np.ndarray]:
+        return [self.live.u, self.live.v]
+
+
+class ForwardOp:
+    def __init__(self, live: Live) -> None:
+        self.live = live
+
+    def apply(self, t_start: int, t_end: int) -> None:
+        live = self.live
+        live.calls.append(("F", t_start, t_end))
+        for t in range(t_start, t_end):
+            live.prev_u[...] = live.u
+            live.prev_v[...] = live.v
+            u, v = step(live.prev_u, live.prev_v, t)
+            live.u[...] = u
+            live.v[...] = v
+
+
+class ReverseOp:
+    """Reverse step t reads x_t from the previous level, which the forward step t filled."""
+
+    def __init__(self, live: Live, adjoint: Adjoint) -> None:
+        self.live = live
+        self.adjoint = adjoint
+
+    def apply(self, t_start: int, t_end: int) -> None:
+        assert t_end == t_start + 1
+        self.live.calls.append(("R", t_start, t_end))
+        self.adjoint.reverse({"u": self.live.prev_u, "v": self.live.prev_v}, t_start)
+
+
+def native_gradient() -> dict[str, np.ndarray]:
+    adj = Adjoint()
+    with Checkpointer(Forward(), adj, initial_state(), N, ram="1 MiB") as ckp:
+        adj.start(ckp.forward())
+        ckp.reverse()
+    return adj.grad
+
+
+def run(revolver_cls: type, n_checkpoints: int | None) -> tuple[Adjoint, Live, object]:
+    live = Live(initial_state())
+    adj = Adjoint()
+    wrp = revolver_cls(Checkpoint(live), ForwardOp(live), ReverseOp(live, adj), n_checkpoints, N)
+    wrp.apply_forward()
+    adj.start({"u": live.u, "v": live.v})  # the live data holds x_n after the forward sweep
+    wrp.apply_reverse()
+    return adj, live, wrp
+
+
+@pytest.mark.parametrize("n_checkpoints", [1, 2, 3, 5, None])
+def test_adapter_gradient_equals_native(n_checkpoints: int | None) -> None:
+    reference = native_gradient()
+    adj, _, wrp = run(Revolver, n_checkpoints)
+    assert adj.seen == list(range(N - 1, -1, -1))
+    for key in reference:
+        assert np.array_equal(adj.grad[key], reference[key]), key
+    assert isinstance(wrp, Revolver)
+    stats = wrp.stats
+    # Every save and every restore is a copy between the live data and a slot.
+    assert stats.copies == stats.writes["ram"] + stats.reads["ram"] > 0
+    # The schedule's forward steps, plus the forward step each reverse step t < n-1 reruns.
+    slots = wrp.n_checkpoints
+    assert stats.forward_steps == binomial_forward_steps(N, slots) + N - 1
+    assert stats.peak_ram_bytes <= stats.ram_pool_bytes
+    assert stats.ram_pool_bytes == slots * 192  # u: 96 B, v: 16 B, padded to 128 B and 64 B
+
+
+@pytest.mark.parametrize("n_checkpoints", [1, 2, 3, 5])
+def test_same_calls_as_pyrevolve(n_checkpoints: int) -> None:
+    """The operators see the same forward work and the same reverse calls as under pyrevolve."""
+    pyrevolve = pytest.importorskip("pyrevolve")
+    ours, live_ours, wrp = run(Revolver, n_checkpoints)
+    theirs, live_theirs, _ = run(pyrevolve.Revolver, n_checkpoints)
+    for key in ("u", "v"):
+        assert np.array_equal(ours.grad[key], theirs.grad[key]), key
+    reverse_calls = [c for c in live_ours.calls if c[0] == "R"]
+    assert reverse_calls == [c for c in live_theirs.calls if c[0] == "R"]
+    steps = {
+        name: sum(c[2] - c[1] for c in live.calls if c[0] == "F")
+        for name, live in (("ours", live_ours), ("theirs", live_theirs))
+    }
+    assert steps["ours"] == steps["theirs"]
+    assert wrp.ratio == pytest.approx(binomial_forward_steps(N, n_checkpoints) / N)  # type: ignore[attr-defined]
+
+
+def test_adjust_matches_classic_revolve() -> None:
+    cr = pytest.importorskip("pyrevolve.crevolve")
+    for n in (3, 6, 10, 100, 1000, 2000, 4097):
+        assert adjust(n) == cr.adjust(n), n
+    assert adjust(1) == adjust(2) == 1
+
+
+def test_adapter_errors() -> None:
+    live = Live(initial_state())
+    ck, fwd, rev = Checkpoint(live), ForwardOp(live), ReverseOp(live, Adjoint())
+    with pytest.raises(ArgumentTypeError, match=r"fwd_operator must have a method apply"):
+        Revolver(ck, object(), rev, 2, N)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentTypeError, match=r"checkpoint must have a method get_data"):
+        Revolver(object(), fwd, rev, 2, N)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match=r"n_checkpoints must be an integer >= 1"):
+        Revolver(ck, fwd, rev, 0, N)
+    with pytest.raises(InvalidArgumentError, match=r"n_timesteps must be an integer >= 1"):
+        Revolver(ck, fwd, rev, 2, 0)
+    wrp = Revolver(ck, fwd, rev, 2, N)
+    with pytest.raises(SweepStateError, match=r"call apply_forward\(\) first"):
+        wrp.apply_reverse()
