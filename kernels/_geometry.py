@@ -1,0 +1,209 @@
+"""Acquisition geometry: sources, receivers, the time axis and the Ricker wavelet.
+
+The :class:`Geometry` owns the time axis (t0, tn, dt, nt): observed and synthetic data share it,
+so one geometry serves every model of an inversion. Its ``dt`` defaults to
+``CFL_SAFETY * critical_dt`` of the model it was built with; a model whose velocities make that dt
+unstable raises :class:`UnstableTimeStepError`.
+
+Sources and receivers may sit anywhere in the physical domain (off the grid points): each one is
+spread to (injection) and sampled from (interpolation) the 2^ndim corners of its cell with
+multilinear weights. Injection is the transpose of interpolation, which the exact adjoint needs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from amcheck.kernels._model import Model
+
+from amcheck._errors import ArgumentTypeError, InvalidArgumentError
+from amcheck._validate import check_positive_float
+
+__all__ = ["CFL_SAFETY", "Geometry", "UnstableTimeStepError", "interpolation_weights", "ricker"]
+
+#: Fraction of the exact stability limit used for the default time step.
+CFL_SAFETY = 0.9
+
+
+class UnstableTimeStepError(InvalidArgumentError):
+    """A model is too fast for a geometry's time step (the CFL condition is violated)."""
+
+
+def ricker(t: np.ndarray, f0: float, t_peak: float | None = None, amplitude: float = 1.0
+           ) -> np.ndarray:
+    """Ricker wavelet a (1 - 2 r^2) exp(-r^2), r = pi f0 (t - t_peak); t in ms, f0 in kHz.
+
+    ``t_peak`` defaults to 1 / f0 (as in Devito's ``RickerSource``).
+    """
+    tp = 1.0 / f0 if t_peak is None else t_peak
+    r = np.pi * f0 * (np.asarray(t, dtype=np.float64) - tp)
+    return amplitude * (1.0 - 2.0 * r**2) * np.exp(-(r**2))
+
+
+def _check_positions(name: str, positions: Any, ndim: int) -> np.ndarray:
+    try:
+        pos = np.array(positions, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ArgumentTypeError(f"{name} must be an array of coordinates in m, got {positions!r}"
+                                ) from exc
+    if pos.ndim == 1:
+        pos = pos[None, :]
+    if pos.ndim != 2 or pos.shape[1] != ndim or pos.shape[0] == 0:
+        raise InvalidArgumentError(
+            f"{name} must have shape (npoints, {ndim}) with npoints >= 1, got {np.shape(positions)}"
+        )
+    if not np.all(np.isfinite(pos)):
+        raise InvalidArgumentError(f"{name} must be finite, got {pos.tolist()}")
+    return pos
+
+
+def interpolation_weights(model: Model, positions: np.ndarray, name: str = "positions"
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Flat padded-grid indices and multilinear weights of points, shape (npoints, 2**ndim).
+
+    Raises
+    ------
+    InvalidArgumentError
+        A point lies outside the physical domain (the message names it and the domain).
+    """
+    pos = _check_positions(name, positions, model.ndim)
+    npts = pos.shape[0]
+    frac = (pos - np.array(model.origin)) / np.array(model.spacing)
+    tol = 1e-9
+    upper = np.array(model.shape) - 1
+    bad = np.any((frac < -tol) | (frac > upper + tol), axis=1)
+    if np.any(bad):
+        k = int(np.argmax(bad))
+        lo = model.origin
+        hi = tuple(o + s for o, s in zip(model.origin, model.domain_size))
+        raise InvalidArgumentError(
+            f"{name}[{k}] = {pos[k].tolist()} m lies outside the physical domain "
+            f"{[list(p) for p in zip(lo, hi)]} m"
+        )
+    frac = np.clip(frac, 0.0, upper)
+    base = np.minimum(np.floor(frac).astype(np.int64), upper - 1)
+    rem = frac - base
+    corners = 2**model.ndim
+    idx = np.zeros((npts, corners), dtype=np.int64)
+    wts = np.ones((npts, corners), dtype=np.float64)
+    strides = np.cumprod((model.grid_shape[1:] + (1,))[::-1])[::-1]
+    for corner in range(corners):
+        for axis in range(model.ndim):
+            bit = (corner >> (model.ndim - 1 - axis)) & 1
+            idx[:, corner] += (base[:, axis] + bit + model.pad) * strides[axis]
+            wts[:, corner] *= rem[:, axis] if bit else 1.0 - rem[:, axis]
+    return idx, wts
+
+
+class Geometry:
+    """Sources, receivers and the time axis of one shot.
+
+    Parameters
+    ----------
+    model
+        The model the default time step is derived from; other models of the same grid can be
+        used with this geometry later (see :meth:`check_model`).
+    src_positions, rec_positions
+        Coordinates in m, shape ``(nsrc, ndim)`` / ``(nrec, ndim)`` (a single point may be given
+        as ``(ndim,)``), inside the physical domain. All sources fire together.
+    t0, tn
+        First and last time in ms, ``tn > t0``.
+    f0
+        Peak frequency of the Ricker wavelet in kHz (0.010 is 10 Hz).
+    dt
+        Time step in ms; default ``CFL_SAFETY * model.critical_dt``, then shrunk so that
+        ``(tn - t0) / dt`` is a whole number (the axis ends exactly at ``tn``).
+    amplitude
+        Amplitude of the wavelet.
+
+    Attributes
+    ----------
+    dt, nt, time_values
+        The time axis: ``nt`` samples ``t0 + k dt``; a run has ``nt - 1`` steps.
+    src_data
+        The source time functions, shape ``(nt, nsrc)``: the Ricker wavelet for every source.
+
+    Raises
+    ------
+    InvalidArgumentError
+        Positions outside the domain or of the wrong shape, ``tn <= t0``, non-positive ``f0``.
+    UnstableTimeStepError
+        ``dt`` exceeds the model's stability limit.
+    """
+
+    def __init__(self, model: Model, src_positions: Any, rec_positions: Any, t0: float = 0.0,
+                 tn: float = 1000.0, f0: float = 0.010, dt: float | None = None,
+                 amplitude: float = 1.0) -> None:
+        if not isinstance(model, Model):
+            raise ArgumentTypeError(f"model must be a Model, got {type(model).__name__}")
+        self.ndim = model.ndim
+        self.src_positions = _check_positions("src_positions", src_positions, model.ndim)
+        self.rec_positions = _check_positions("rec_positions", rec_positions, model.ndim)
+        if not (isinstance(t0, (int, float)) and math.isfinite(t0)):
+            raise InvalidArgumentError(f"t0 must be a finite number (ms), got {t0!r}")
+        tn_f = float(tn)
+        if not (math.isfinite(tn_f) and tn_f > t0):
+            raise InvalidArgumentError(f"tn must be finite and > t0 = {t0} ms, got {tn!r}")
+        self.t0 = float(t0)
+        self.tn = tn_f
+        self.f0 = check_positive_float("f0", f0)
+        self.amplitude = float(amplitude)
+        if dt is None:
+            dt_target = CFL_SAFETY * model.critical_dt
+        else:
+            dt_target = check_positive_float("dt", dt)
+        steps = max(1, math.ceil((self.tn - self.t0) / dt_target - 1e-12))
+        self.nt: int = steps + 1
+        self.dt = (self.tn - self.t0) / steps
+        self.time_values = self.t0 + self.dt * np.arange(self.nt)
+        self.check_model(model)
+        wavelet = ricker(self.time_values, self.f0, amplitude=self.amplitude)
+        self.src_data = np.repeat(wavelet[:, None], self.nsrc, axis=1)
+        self.src_data.flags.writeable = False
+
+    @property
+    def nsrc(self) -> int:
+        """Number of sources."""
+        return int(self.src_positions.shape[0])
+
+    @property
+    def nrec(self) -> int:
+        """Number of receivers."""
+        return int(self.rec_positions.shape[0])
+
+    @property
+    def n_steps(self) -> int:
+        """Time steps of one run: ``nt - 1``."""
+        return self.nt - 1
+
+    def check_model(self, model: Model) -> None:
+        """Check that ``model`` can run with this geometry.
+
+        Raises
+        ------
+        InvalidArgumentError
+            Another dimension, or a source or receiver outside its domain.
+        UnstableTimeStepError
+            ``self.dt`` is above the model's stability limit.
+        """
+        if not isinstance(model, Model):
+            raise ArgumentTypeError(f"model must be a Model, got {type(model).__name__}")
+        if model.ndim != self.ndim:
+            raise InvalidArgumentError(
+                f"model is {model.ndim}-D but the geometry is {self.ndim}-D")
+        dt_c = model.critical_dt
+        if self.dt > dt_c:
+            raise UnstableTimeStepError(
+                f"the geometry's dt = {self.dt:.6g} ms is unstable for this model: its largest "
+                f"velocity {model.vmax:.6g} km/s allows at most dt = {dt_c:.6g} ms "
+                f"(space order {model.space_order}, spacing {model.spacing} m); build the "
+                "geometry with the fastest model of the inversion or pass a smaller dt"
+            )
+        interpolation_weights(model, self.src_positions, "src_positions")
+        interpolation_weights(model, self.rec_positions, "rec_positions")
+
+    def __repr__(self) -> str:
+        return (f"Geometry(nsrc={self.nsrc}, nrec={self.nrec}, t0={self.t0}, tn={self.tn}, "
+                f"dt={self.dt:.6g}, nt={self.nt}, f0={self.f0})")

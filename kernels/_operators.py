@@ -1,0 +1,256 @@
+"""Forward and adjoint acoustic operators in amcheck's operator protocol.
+
+Forward (:class:`AcousticForward`)
+----------------------------------
+The state x_t is ``{"u": array (2, *grid)}`` holding u[t-1] and u[t]; **parity rule**: u[t] lives
+in level ``t % 2``. x_0 is the medium at rest (zeros). Step t (t = 0 … nt-2) is::
+
+    u[t+1] = (2 u[t] - (1 - a) u[t-1] + c L u[t]) / (1 + a) + c P^T s[t]        (c = dt^2 / m)
+
+with P^T the multilinear injection of the source samples s[t]; receiver data are
+``d[t] = R u[t]`` for t = 0 … nt-1 (R multilinear interpolation). ``advance`` records d[t0 … t1]
+into the operator's own array, overwriting, so recomputation by the checkpoint engine is harmless.
+
+Adjoint (:class:`AcousticAdjoint`): derivation
+----------------------------------------------
+Write step t as u[t+1] = A u[t] - G u[t-1] + B P^T s[t] with A = D^-1 (2 + diag(c) L),
+D = diag(1 + a), G = D^-1 diag(1 - a), B = diag(c). For J = 1/2 sum_t |R u[t] - d_obs[t]|^2 the
+adjoint v[t] = dJ/du[t] obeys, backwards from v[nt] = v[nt+1] = 0::
+
+    v[t] = R^T r[t] + A^T v[t+1] - G v[t+2],      r[t] = R u[t] - d_obs[t].
+
+L is symmetric (centred stencil, zero halo), so A^T v = D^-1 2 v + L (c v / (1 + a)). In the scaled
+field w = c v / (1 + a) this is **the forward recursion run backwards**:
+w[t] = (2 w[t+1] - (1 - a) w[t+2] + c L w[t+1]) / (1 + a) + c/(1+a) R^T r[t], so the adjoint reuses
+the forward kernels with the residual injected at the receivers, and is exact to round-off.
+
+Gradient. u[t+1] depends on c pointwise; summing by parts in time (u[-1] = u[0] = 0) and using the
+adjoint recursion gives, per grid point,
+
+    dJ/dc = (1/c) sum_t u[t] (L w[t+1] + R^T r[t]),      dJ/dm = dJ/dc * dc/dm = -(1/m) sum_t …
+
+which is the discrete form of Plessix's sum_t u v_tt (https://doi.org/10.1111/j.1365-246X.2006.02978.x).
+The kernel ``adjoint_gradient`` fuses the accumulation with the adjoint step, which computes
+L w[t+1] anyway. Reverse step t gets x_t (u[t] in level t % 2) and moves the adjoint from
+(w[t+1], w[t+2]) to (w[t], w[t+1]), with the same parity rule: w[t] in level t % 2.
+The adjoint of the source injection gives the adjoint source ``s_adj[t] = P (c v[t+1]) = P w[t+1]``
+(a = 0 where sources may sit), recorded for the dot-product test and source inversion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from amcheck.kernels._geometry import Geometry, interpolation_weights
+from amcheck.kernels._model import Model
+from amcheck.kernels._stencil import Kernels, make_kernels
+
+from amcheck._errors import InvalidArgumentError, SweepStateError
+from amcheck._state import StateSpec
+
+__all__ = ["AcousticAdjoint", "AcousticForward"]
+
+
+class _Discretisation:
+    """What the forward and the adjoint operator share for one (model, geometry)."""
+
+    def __init__(self, model: Model, geometry: Geometry) -> None:
+        geometry.check_model(model)
+        self.model = model
+        self.geometry = geometry
+        dtype = model.dtype
+        self.dtype = dtype
+        self.kernels: Kernels = make_kernels(model.ndim, model.space_order, dtype)
+        self.grid_shape = model.grid_shape
+        self.spec = StateSpec({"u": ((2, *self.grid_shape), dtype)})
+        dt = geometry.dt
+        self.c = np.ascontiguousarray((dt * dt / model.m_padded.astype(np.float64)).astype(dtype))
+        self.w = np.array([1.0 / h**2 for h in model.spacing], dtype=dtype)
+        self.damping = [np.ascontiguousarray((eta * dt / 2.0).astype(dtype))
+                        for eta in model.damping_profiles()]
+        self.src_idx, src_w = interpolation_weights(model, geometry.src_positions, "src_positions")
+        self.rec_idx, rec_w = interpolation_weights(model, geometry.rec_positions, "rec_positions")
+        cflat = self.c.reshape(-1)
+        self.src_w = src_w.astype(dtype)
+        self.rec_w = rec_w.astype(dtype)
+        # Injection weights c * w (transposes of interpolation scaled by c = dt^2/m).
+        self.src_cw = (src_w * cflat[self.src_idx]).astype(dtype)
+        self.rec_cw = (rec_w * cflat[self.rec_idx]).astype(dtype)
+
+    def inject(self, level: np.ndarray, idx: np.ndarray, cw: np.ndarray, values: np.ndarray
+               ) -> None:
+        """level.flat[idx] += cw * values[:, None] (unbuffered, so repeated corners add up)."""
+        flat = level.reshape(-1)
+        np.add.at(flat, idx.reshape(-1), (cw * values.astype(self.dtype)[:, None]).reshape(-1))
+
+    @staticmethod
+    def sample(level: np.ndarray, idx: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Multilinear interpolation: sum over corners of w * level.flat[idx]."""
+        return np.asarray((level.reshape(-1)[idx] * w).sum(axis=1))
+
+
+def _field(state: Mapping[str, np.ndarray], spec: StateSpec, name: str) -> np.ndarray:
+    try:
+        u = state["u"]
+    except (KeyError, TypeError) as exc:
+        raise InvalidArgumentError(f"{name} must be a mapping with field 'u'") from exc
+    fs = spec["u"]
+    if not isinstance(u, np.ndarray) or u.shape != fs.shape or u.dtype != fs.dtype:
+        raise InvalidArgumentError(
+            f"{name}['u'] must be an array of shape {fs.shape} and dtype {fs.dtype}, got "
+            f"{getattr(u, 'shape', None)} {getattr(u, 'dtype', type(u).__name__)}")
+    return u
+
+
+class AcousticForward:
+    """The forward acoustic operator of one shot (see the module docstring).
+
+    Parameters
+    ----------
+    model, geometry
+        The discretisation; ``geometry.check_model(model)`` must pass.
+    src_data
+        Source time functions ``(nt, nsrc)``; default ``geometry.src_data`` (Ricker).
+
+    Attributes
+    ----------
+    spec
+        The :class:`~amcheck.StateSpec` ``{"u": ((2, *grid), dtype)}``.
+    data
+        Receiver data recorded so far, ``(nt, nrec)`` float64.
+    """
+
+    def __init__(self, model: Model, geometry: Geometry, src_data: Any = None) -> None:
+        self._disc = _Discretisation(model, geometry)
+        if src_data is None:
+            src = np.asarray(geometry.src_data)
+        else:
+            src = np.asarray(src_data, dtype=np.float64)
+            if src.shape != (geometry.nt, geometry.nsrc):
+                raise InvalidArgumentError(
+                    f"src_data must have shape (nt, nsrc) = {(geometry.nt, geometry.nsrc)}, "
+                    f"got {src.shape}")
+        self.src_data = src.astype(model.dtype)
+        self.data = np.zeros((geometry.nt, geometry.nrec))
+        self.spec = self._disc.spec
+        self.n_steps = geometry.n_steps
+
+    def initial_state(self) -> dict[str, np.ndarray]:
+        """x_0: the medium at rest (zeros)."""
+        return {"u": np.zeros(self.spec["u"].shape, self._disc.dtype)}
+
+    def advance(self, src: Mapping[str, np.ndarray], dst: Mapping[str, np.ndarray],
+                t0: int, t1: int) -> None:
+        """Compute x_t1 from x_t0 (steps t0 … t1-1) and record d[t0 … t1]."""
+        if not (0 <= t0 < t1 <= self.n_steps):
+            raise InvalidArgumentError(
+                f"advance needs 0 <= t0 < t1 <= {self.n_steps}, got t0={t0}, t1={t1}")
+        d = self._disc
+        u_src = _field(src, self.spec, "src")
+        u_dst = _field(dst, self.spec, "dst")
+        self.data[t0] = d.sample(u_src[t0 % 2], d.rec_idx, d.rec_w)
+        for t in range(t0, t1):
+            cur = t % 2
+            if t == t0 and u_dst.ctypes.data != u_src.ctypes.data:
+                d.kernels.step_copy(u_src, u_dst, cur, d.c, d.w, *d.damping)
+            else:
+                d.kernels.step(u_dst, cur, d.c, d.w, *d.damping)
+            new = u_dst[1 - cur]
+            d.inject(new, d.src_idx, d.src_cw, self.src_data[t])
+            self.data[t + 1] = d.sample(new, d.rec_idx, d.rec_w)
+
+
+class AcousticAdjoint:
+    """The adjoint operator: adjoint wavefield, FWI gradient and adjoint source (module docstring).
+
+    Parameters
+    ----------
+    forward
+        The forward operator whose steps this one reverses (shares its discretisation).
+    gradient
+        Accumulate the gradient (needs x_t in :meth:`reverse`); ``False`` runs the adjoint
+        wave equation only (for adjoint modelling; ``state`` may then be ``None``).
+
+    Use: :meth:`start` with the residual and x_n, then ``reverse(x_t, t)`` for t = n-1 … 0, then
+    :meth:`gradient_m` and :attr:`src_adjoint`.
+    """
+
+    def __init__(self, forward: AcousticForward, gradient: bool = True) -> None:
+        self._disc = forward._disc
+        self.spec = forward.spec
+        self.n_steps = forward.n_steps
+        self.with_gradient = gradient
+        d = self._disc
+        self.v = np.zeros(self.spec["u"].shape, d.dtype)
+        self.g = np.zeros(d.grid_shape, d.dtype) if gradient else np.zeros((0,), d.dtype)
+        self.src_adjoint = np.zeros((d.geometry.nt, d.geometry.nsrc))
+        self._residual: np.ndarray | None = None
+        self._next = -1
+
+    def start(self, residual: Any, final_state: Mapping[str, np.ndarray] | None = None) -> None:
+        """Set the adjoint at t = n: w[n] = c R^T r[n], w[n+1] = 0, and the gradient's t = n term.
+
+        Parameters
+        ----------
+        residual
+            ``d_syn - d_obs`` (or any receiver data for adjoint modelling), shape ``(nt, nrec)``.
+        final_state
+            x_n, as returned by the forward sweep (needed when accumulating the gradient).
+        """
+        d = self._disc
+        nt, nrec = d.geometry.nt, d.geometry.nrec
+        r = np.asarray(residual, dtype=np.float64)
+        if r.shape != (nt, nrec):
+            raise InvalidArgumentError(
+                f"residual must have shape (nt, nrec) = {(nt, nrec)}, got {r.shape}")
+        self._residual = r.astype(d.dtype)
+        n = self.n_steps
+        self.v[...] = 0
+        self.src_adjoint[...] = 0
+        d.inject(self.v[n % 2], d.rec_idx, d.rec_cw, self._residual[n])
+        if self.with_gradient:
+            if final_state is None:
+                raise InvalidArgumentError("final_state (x_n) is needed to accumulate the gradient")
+            self.g[...] = 0
+            u_n = _field(final_state, self.spec, "final_state")[n % 2]
+            self._gradient_receivers(u_n, self._residual[n])
+        self._next = n - 1
+
+    def _gradient_receivers(self, u_t: np.ndarray, r_t: np.ndarray) -> None:
+        d = self._disc
+        vals = u_t.reshape(-1)[d.rec_idx] * d.rec_w * r_t[:, None]
+        np.add.at(self.g.reshape(-1), d.rec_idx.reshape(-1), vals.reshape(-1))
+
+    def reverse(self, state: Mapping[str, np.ndarray] | None, t: int) -> None:
+        """Reverse step t: x_t in ``state`` (read-only); adjoint from t+1 to t."""
+        if self._residual is None:
+            raise SweepStateError("call start(residual, final_state) before reverse()")
+        if t != self._next:
+            raise SweepStateError(f"reverse steps must come in order n-1 … 0: expected "
+                                  f"{self._next}, got {t}")
+        d = self._disc
+        cur = (t + 1) % 2
+        self.src_adjoint[t] = d.sample(self.v[cur], d.src_idx, d.src_w)
+        if self.with_gradient:
+            if state is None:
+                raise InvalidArgumentError("reverse(state, t) needs x_t to accumulate the gradient")
+            u_t = _field(state, self.spec, "state")[t % 2]
+            d.kernels.adjoint_gradient(self.v, cur, d.c, d.w, *d.damping, u_t, self.g)
+            self._gradient_receivers(u_t, self._residual[t])
+        else:
+            d.kernels.step(self.v, cur, d.c, d.w, *d.damping)
+        d.inject(self.v[t % 2], d.rec_idx, d.rec_cw, self._residual[t])
+        self._next = t - 1
+
+    def gradient_m(self) -> np.ndarray:
+        """dJ/dm on the physical grid (float64): -E^T (g / m), g = sum_t u[t] (L w[t+1] + R^T r[t])."""
+        if not self.with_gradient:
+            raise SweepStateError("this adjoint operator was built with gradient=False")
+        if self._next != -1:
+            raise SweepStateError(
+                f"the reverse sweep is not finished: next reverse step would be {self._next}")
+        m = self._disc.model.m_padded.astype(np.float64)
+        grad: np.ndarray = self._disc.model.restrict(-self.g.astype(np.float64) / m)
+        return grad

@@ -1,0 +1,366 @@
+"""Kernel factories for the second-order-in-time acoustic wave equation.
+
+What is computed
+----------------
+One leapfrog step of  u_tt + eta u_t = (lap u + q) / m  on a padded grid (physical domain, an
+absorbing layer of ``nbl`` points, and a halo of ``space_order // 2`` points held at zero)::
+
+    u[t+1] = (2 u[t] - (1 - a) u[t-1] + c * L u[t]) / (1 + a),   a = eta dt / 2,  c = dt^2 / m
+
+with L the centred ``space_order`` Laplacian (coefficients scaled by 1/h^2 per axis) and
+a = a_x[i] + a_y[j] (+ a_z[k]) a sum of one-dimensional damping profiles, zero in the physical
+domain. There a = 0 and the update is the plain ``2 u[t] - u[t-1] + c * L u[t]``.
+
+Layout and the in-place update
+------------------------------
+A state holds two time levels in one array ``u`` of shape ``(2, *grid)``: u[t] lives in level
+``t % 2`` (*parity rule*), so u[t-1] lives in the other level and u[t+1] overwrites it. One step
+therefore reads u[t] (stencil), u[t-1] and c and writes u[t+1]: 16 bytes a point in float32, the
+least traffic for this scheme (Devito's three-buffer form moves 24). The out-of-place variant
+(``src`` -> ``dst``, used when the checkpoint engine wants the new state in another buffer) also
+copies u[t] and the halo, so ``dst`` is a complete state.
+
+The adjoint
+-----------
+The scaled adjoint field w = c v / (1 + a) (v the adjoint of u) obeys *the same* recursion backwards
+in time (derivation in :mod:`amcheck.kernels._operators`), so the adjoint sweep reuses these
+kernels; :func:`make_kernels` also returns ``adjoint_gradient``, which fuses the adjoint step with
+the gradient accumulation ``g += u[t] * L w[t+1]``.
+
+Performance rules (measured, see docs/kernels.md)
+--------------------------------------------------
+- every index is a loop variable plus a non-negative constant (loops are shifted by the halo
+  width ``H``): negative constant offsets make numba emit wraparound checks (3-4x slower);
+- ``prange`` over the outermost axis;
+- scalars are of the array dtype (a Python float would promote float32 arithmetic to float64);
+- one uniform update everywhere (a = 0 in the physical domain): splitting rows into damped and
+  plain segments needs a runtime loop start, which defeats numba's proof that indices are
+  non-negative and was measured 3-5x slower than the uniform loop, division included;
+- FTZ/DAZ are set on every worker thread (:mod:`amcheck.kernels._jit`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+from amcheck.kernels._jit import ftz_on, ftz_restore, jit
+from numba import prange
+
+from amcheck._errors import InvalidArgumentError
+from amcheck._validate import check_int
+
+__all__ = ["DTYPES", "SPACE_ORDERS", "Kernels", "make_kernels"]
+
+#: Space orders a kernel can be built for (even, so the stencil is centred).
+SPACE_ORDERS = (2, 4, 6, 8, 10, 12)
+#: Floating-point types a kernel can be built for.
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """The compiled kernels of one (ndim, space order, dtype).
+
+    Attributes
+    ----------
+    step
+        ``step(u, cur, c, w, *damping)``, ``w`` the per-axis scales 1/h_d^2: in place, u[t] in level ``cur``; u[t+1]
+        overwrites level ``1 - cur``.
+    step_copy
+        ``step_copy(src, dst, cur, c, w, *damping)``: reads ``src``, writes the whole of
+        ``dst`` (u[t+1] into level ``1 - cur``, a copy of u[t] into level ``cur``).
+    adjoint_gradient
+        ``adjoint_gradient(v, cur, c, w, *damping, u, g)``: one step of ``step`` on the
+        adjoint field ``v`` and ``g += u * L v[cur]`` over the interior (``u`` one level, ``grid``).
+    ndim, space_order, dtype
+        What the kernels were built for.
+    """
+
+    step: Any
+    step_copy: Any
+    adjoint_gradient: Any
+    ndim: int
+    space_order: int
+    dtype: np.dtype[Any]
+
+
+def make_kernels(ndim: int, space_order: int, dtype: Any) -> Kernels:
+    """Build (or fetch from the in-process cache) the kernels of one configuration.
+
+    Parameters
+    ----------
+    ndim
+        2 or 3.
+    space_order
+        One of :data:`SPACE_ORDERS`.
+    dtype
+        ``float32`` or ``float64``.
+
+    Raises
+    ------
+    InvalidArgumentError
+        For any other ``ndim``, ``space_order`` or ``dtype``.
+    """
+    ndim = check_int("ndim", ndim)
+    space_order = check_int("space_order", space_order)
+    if ndim not in (2, 3):
+        raise InvalidArgumentError(f"ndim must be 2 or 3, got {ndim}")
+    if space_order not in SPACE_ORDERS:
+        raise InvalidArgumentError(
+            f"space_order must be one of {SPACE_ORDERS}, got {space_order}"
+        )
+    dt = np.dtype(dtype)
+    if dt not in DTYPES:
+        raise InvalidArgumentError(f"dtype must be float32 or float64, got {dt}")
+    return _make_kernels(ndim, space_order, dt.name)
+
+
+@cache
+def _make_kernels(ndim: int, space_order: int, dtype_name: str) -> Kernels:
+    factory = _factory_2d if ndim == 2 else _factory_3d
+    step, step_copy, adjoint_gradient = factory(space_order // 2, np.dtype(dtype_name).type)
+    return Kernels(step, step_copy, adjoint_gradient, ndim, space_order, np.dtype(dtype_name))
+
+
+def fd_coefficients(space_order: int, scalar: Any = float) -> tuple[Any, ...]:
+    """Centred second-derivative weights C_0 … C_H of accuracy ``space_order`` (spacing 1).
+
+    u''(0) ~ C_0 u(0) + sum_r C_r (u(r) + u(-r)). Solved exactly in rationals from the Taylor
+    conditions sum_r C_r r^(2k) = [k == 1] / 2 (k = 1 … H) and C_0 = -2 sum_r C_r, so
+    order 2 gives (-2, 1), order 4 (-5/2, 4/3, -1/12), order 8 (-205/72, 8/5, -1/5, 8/315, -1/560).
+    """
+    from fractions import Fraction
+
+    H = space_order // 2
+    # Linear system A c = b, A[k-1][r-1] = r^(2k), b = [1, 0, …] (u'' = 2 * sum C_r r^2 / 2).
+    A = [[Fraction(r) ** (2 * k) for r in range(1, H + 1)] for k in range(1, H + 1)]
+    b = [Fraction(1 if k == 1 else 0) for k in range(1, H + 1)]
+    for col in range(H):  # Gauss-Jordan, exact
+        piv = next(row for row in range(col, H) if A[row][col] != 0)
+        A[col], A[piv] = A[piv], A[col]
+        b[col], b[piv] = b[piv], b[col]
+        for row in range(H):
+            if row != col and A[row][col] != 0:
+                f = A[row][col] / A[col][col]
+                A[row] = [a - f * p for a, p in zip(A[row], A[col])]
+                b[row] -= f * b[col]
+    cr = [b[i] / A[i][i] for i in range(H)]
+    c0 = -2 * sum(cr)
+    return tuple(scalar(float(v)) for v in [c0, *cr])
+
+
+# The Laplacians are module-level functions, inlined into each kernel at numba IR level, so that
+# the kernels' closures hold only plain constants: numba hashes a closure's cell contents into the
+# cache key, and a captured dispatcher pickles with a per-process UUID, which would defeat the cache.
+# ``C`` is a tuple constant of the caller, so ``range(1, len(C))`` has a constant trip count and
+# LLVM unrolls it; every index is then a loop variable plus a non-negative constant.
+
+
+@jit(parallel=False, inline=True)
+def _lap2(uc: Any, C: Any, sx: Any, sy: Any, x: int, y: int) -> Any:
+    lx = C[0] * uc[x, y]
+    ly = C[0] * uc[x, y]
+    for r in range(1, len(C)):
+        lx += C[r] * (uc[x + r, y] + uc[x - r, y])
+        ly += C[r] * (uc[x, y + r] + uc[x, y - r])
+    return sx * lx + sy * ly
+
+
+@jit(parallel=False, inline=True)
+def _lap3(uc: Any, C: Any, sx: Any, sy: Any, sz: Any, x: int, y: int, z: int) -> Any:
+    lx = C[0] * uc[x, y, z]
+    ly = C[0] * uc[x, y, z]
+    lz = C[0] * uc[x, y, z]
+    for r in range(1, len(C)):
+        lx += C[r] * (uc[x + r, y, z] + uc[x - r, y, z])
+        ly += C[r] * (uc[x, y + r, z] + uc[x, y - r, z])
+        lz += C[r] * (uc[x, y, z + r] + uc[x, y, z - r])
+    return sx * lx + sy * ly + sz * lz
+
+
+def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
+    """Kernels for a 2-D grid with halo width ``H`` and scalar type ``scalar``."""
+    one = scalar(1.0)
+    two = scalar(2.0)
+    C = fd_coefficients(2 * H, scalar)  # constants: LLVM folds them into the unrolled loop
+
+    @jit
+    def step(u: Any, cur: int, c: Any, w: Any, ax: Any, ay: Any) -> None:
+        uc = u[cur]
+        up = u[1 - cur]
+        nx = u.shape[1] - 2 * H
+        ny = u.shape[2] - 2 * H
+        sx = w[0]
+        sy = w[1]
+        for i in prange(nx):
+            mx = ftz_on()
+            x = i + H
+            for j in range(ny):
+                y = j + H
+                a = ax[x] + ay[y]
+                up[x, y] = (two * uc[x, y] - (one - a) * up[x, y]
+                            + c[x, y] * _lap2(uc, C, sx, sy, x, y)) / (one + a)
+            ftz_restore(mx)
+
+    @jit
+    def step_copy(src: Any, dst: Any, cur: int, c: Any, w: Any, ax: Any, ay: Any) -> None:
+        uc = src[cur]
+        up = src[1 - cur]
+        dc = dst[cur]
+        dn = dst[1 - cur]
+        NX = src.shape[1]
+        NY = src.shape[2]
+        nx = NX - 2 * H
+        ny = NY - 2 * H
+        sx = w[0]
+        sy = w[1]
+        for i in prange(nx):
+            mx = ftz_on()
+            x = i + H
+            for j in range(H):
+                dc[x, j] = uc[x, j]
+                dn[x, j] = up[x, j]
+                dc[x, NY - H + j] = uc[x, NY - H + j]
+                dn[x, NY - H + j] = up[x, NY - H + j]
+            for j in range(ny):
+                y = j + H
+                dc[x, y] = uc[x, y]
+                a = ax[x] + ay[y]
+                dn[x, y] = (two * uc[x, y] - (one - a) * up[x, y]
+                            + c[x, y] * _lap2(uc, C, sx, sy, x, y)) / (one + a)
+            ftz_restore(mx)
+        for i in range(H):
+            for y in range(NY):
+                dc[i, y] = uc[i, y]
+                dn[i, y] = up[i, y]
+                dc[NX - H + i, y] = uc[NX - H + i, y]
+                dn[NX - H + i, y] = up[NX - H + i, y]
+
+    @jit
+    def adjoint_gradient(v: Any, cur: int, c: Any, w: Any, ax: Any, ay: Any,
+                         u: Any, g: Any) -> None:
+        vc = v[cur]
+        vp = v[1 - cur]
+        nx = v.shape[1] - 2 * H
+        ny = v.shape[2] - 2 * H
+        sx = w[0]
+        sy = w[1]
+        for i in prange(nx):
+            mx = ftz_on()
+            x = i + H
+            for j in range(ny):
+                y = j + H
+                lv = _lap2(vc, C, sx, sy, x, y)
+                g[x, y] += u[x, y] * lv
+                a = ax[x] + ay[y]
+                vp[x, y] = (two * vc[x, y] - (one - a) * vp[x, y] + c[x, y] * lv) / (one + a)
+            ftz_restore(mx)
+
+    return step, step_copy, adjoint_gradient
+
+
+def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
+    """Kernels for a 3-D grid with halo width ``H`` and scalar type ``scalar``."""
+    one = scalar(1.0)
+    two = scalar(2.0)
+    C = fd_coefficients(2 * H, scalar)
+
+    @jit
+    def step(u: Any, cur: int, c: Any, w: Any, ax: Any, ay: Any, az: Any) -> None:
+        uc = u[cur]
+        up = u[1 - cur]
+        nx = u.shape[1] - 2 * H
+        ny = u.shape[2] - 2 * H
+        nz = u.shape[3] - 2 * H
+        sx = w[0]
+        sy = w[1]
+        sz = w[2]
+        for i in prange(nx):
+            mx = ftz_on()
+            x = i + H
+            for j in range(ny):
+                y = j + H
+                axy = ax[x] + ay[y]
+                for k in range(nz):
+                    z = k + H
+                    a = axy + az[z]
+                    up[x, y, z] = (two * uc[x, y, z] - (one - a) * up[x, y, z]
+                                   + c[x, y, z] * _lap3(uc, C, sx, sy, sz, x, y, z)) / (one + a)
+            ftz_restore(mx)
+
+    @jit
+    def step_copy(src: Any, dst: Any, cur: int, c: Any, w: Any,
+                  ax: Any, ay: Any, az: Any) -> None:
+        uc = src[cur]
+        up = src[1 - cur]
+        dc = dst[cur]
+        dn = dst[1 - cur]
+        NX = src.shape[1]
+        NY = src.shape[2]
+        NZ = src.shape[3]
+        nx = NX - 2 * H
+        ny = NY - 2 * H
+        nz = NZ - 2 * H
+        sx = w[0]
+        sy = w[1]
+        sz = w[2]
+        for i in prange(nx):
+            mx = ftz_on()
+            x = i + H
+            for y in range(NY):  # copy level cur, and the halo of the new level
+                for z in range(NZ):
+                    dc[x, y, z] = uc[x, y, z]
+                for z in range(H):
+                    dn[x, y, z] = up[x, y, z]
+                    dn[x, y, NZ - H + z] = up[x, y, NZ - H + z]
+            for j in range(H):
+                for z in range(NZ):
+                    dn[x, j, z] = up[x, j, z]
+                    dn[x, NY - H + j, z] = up[x, NY - H + j, z]
+            for j in range(ny):
+                y = j + H
+                axy = ax[x] + ay[y]
+                for k in range(nz):
+                    z = k + H
+                    a = axy + az[z]
+                    dn[x, y, z] = (two * uc[x, y, z] - (one - a) * up[x, y, z]
+                                   + c[x, y, z] * _lap3(uc, C, sx, sy, sz, x, y, z)) / (one + a)
+            ftz_restore(mx)
+        for i in range(H):
+            for y in range(NY):
+                for z in range(NZ):
+                    dc[i, y, z] = uc[i, y, z]
+                    dn[i, y, z] = up[i, y, z]
+                    dc[NX - H + i, y, z] = uc[NX - H + i, y, z]
+                    dn[NX - H + i, y, z] = up[NX - H + i, y, z]
+
+    @jit
+    def adjoint_gradient(v: Any, cur: int, c: Any, w: Any, ax: Any, ay: Any, az: Any,
+                         u: Any, g: Any) -> None:
+        vc = v[cur]
+        vp = v[1 - cur]
+        nx = v.shape[1] - 2 * H
+        ny = v.shape[2] - 2 * H
+        nz = v.shape[3] - 2 * H
+        sx = w[0]
+        sy = w[1]
+        sz = w[2]
+        for i in prange(nx):
+            mx = ftz_on()
+            x = i + H
+            for j in range(ny):
+                y = j + H
+                axy = ax[x] + ay[y]
+                for k in range(nz):
+                    z = k + H
+                    lv = _lap3(vc, C, sx, sy, sz, x, y, z)
+                    g[x, y, z] += u[x, y, z] * lv
+                    a = axy + az[z]
+                    vp[x, y, z] = (two * vc[x, y, z] - (one - a) * vp[x, y, z]
+                                   + c[x, y, z] * lv) / (one + a)
+            ftz_restore(mx)
+
+    return step, step_copy, adjoint_gradient

@@ -1,0 +1,196 @@
+"""Kernels against an independent numpy reference; models, geometries and their errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amcheck.kernels import (
+    Geometry,
+    Model,
+    UnstableTimeStepError,
+    critical_dt,
+    fd_coefficients,
+    make_kernels,
+    ricker,
+)
+
+import amcheck
+
+
+def _numpy_step(u: np.ndarray, cur: int, c: np.ndarray, w: np.ndarray,
+                damping: list[np.ndarray], so: int) -> np.ndarray:
+    """One damped leapfrog step in float64 with np.roll-free slicing (independent of the kernels)."""
+    H = so // 2
+    coef = {2: [-2.0, 1.0], 4: [-5 / 2, 4 / 3, -1 / 12],
+            8: [-205 / 72, 8 / 5, -1 / 5, 8 / 315, -1 / 560]}[so]
+    uc = u[cur].astype(np.float64)
+    up = u[1 - cur].astype(np.float64)
+    inner = tuple(slice(H, n - H) for n in uc.shape)
+    lap = np.zeros_like(uc[inner])
+    for axis in range(uc.ndim):
+        acc = coef[0] * uc[inner]
+        for r in range(1, H + 1):
+            plus = list(inner)
+            minus = list(inner)
+            plus[axis] = slice(H + r, uc.shape[axis] - H + r)
+            minus[axis] = slice(H - r, uc.shape[axis] - H - r)
+            acc = acc + coef[r] * (uc[tuple(plus)] + uc[tuple(minus)])
+        lap += float(w[axis]) * acc
+    a = sum(np.meshgrid(*[d.astype(np.float64) for d in damping], indexing="ij"))[inner]
+    new = up.copy()
+    new[inner] = (2 * uc[inner] - (1 - a) * up[inner] + c[inner] * lap) / (1 + a)
+    out = u.astype(np.float64).copy()
+    out[1 - cur] = new
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("space_order", [2, 4, 8])
+@pytest.mark.parametrize("shape", [(23, 19), (11, 9, 13)])
+def test_kernels_match_numpy(shape: tuple[int, ...], space_order: int, dtype: type,
+                             rng: np.random.Generator) -> None:
+    ndim = len(shape)
+    H = space_order // 2
+    k = make_kernels(ndim, space_order, dtype)
+    u = np.zeros((2, *shape), dtype)
+    inner = (slice(None),) + tuple(slice(H, n - H) for n in shape)
+    u[inner] = rng.standard_normal(u[inner].shape)
+    c = rng.uniform(0.01, 0.1, shape).astype(dtype)
+    w = rng.uniform(0.5, 2.0, ndim).astype(dtype)
+    damping = [np.where(np.arange(n) < H + 3, 0.05, 0.0).astype(dtype) for n in shape]
+    for d in damping:
+        d[:H] = 0
+    cur = 1
+    expected = _numpy_step(u, cur, c, w, damping, space_order)
+    tol = 2e-5 if dtype is np.float32 else 1e-13
+    # out of place: dst starts as garbage and must end as the full state x_{t+1}
+    dst = np.full_like(u, np.nan)
+    src = u.copy()
+    src.flags.writeable = False
+    k.step_copy(src, dst, cur, c, w, *damping)
+    np.testing.assert_allclose(dst, expected, rtol=tol, atol=tol)
+    # in place, bitwise equal to out of place
+    inplace = u.copy()
+    k.step(inplace, cur, c, w, *damping)
+    np.testing.assert_array_equal(inplace, dst)
+    # the adjoint kernel: same update of v, plus g += u * L v[cur] in the interior
+    g = np.zeros(shape, dtype)
+    v = u.copy()
+    fld = rng.standard_normal(shape).astype(dtype)
+    k.adjoint_gradient(v, cur, c, w, *damping, fld, g)
+    np.testing.assert_array_equal(v, dst)
+    zero_c = _numpy_step(u, cur, np.ones(shape, dtype), w, [0 * d for d in damping], space_order)
+    lap = zero_c[1 - cur] - 2 * u[cur].astype(np.float64) + u[1 - cur]
+    interior = tuple(slice(H, n - H) for n in shape)
+    np.testing.assert_allclose(g[interior], (fld * lap)[interior], rtol=10 * tol, atol=10 * tol)
+    assert np.all(g[tuple(slice(0, H) for _ in shape)] == 0)
+
+
+def test_fd_coefficients_exact() -> None:
+    assert fd_coefficients(2) == (-2.0, 1.0)
+    np.testing.assert_allclose(fd_coefficients(4), [-5 / 2, 4 / 3, -1 / 12], rtol=1e-15)
+    np.testing.assert_allclose(
+        fd_coefficients(8), [-205 / 72, 8 / 5, -1 / 5, 8 / 315, -1 / 560], rtol=1e-15)
+    for so in (2, 4, 6, 8, 10, 12):
+        c = fd_coefficients(so)
+        assert abs(c[0] + 2 * sum(c[1:])) < 1e-14  # constants have zero second derivative
+
+
+def test_critical_dt_textbook() -> None:
+    # Order 2 in 2-D: h / (v sqrt 2).
+    assert critical_dt(2.0, (10.0, 10.0), 2) == pytest.approx(10.0 / (2.0 * np.sqrt(2.0)))
+
+
+def test_unstable_run_blows_up_and_stable_does_not() -> None:
+    """The CFL limit is sharp: 1.05 x dt_c grows without bound, 0.95 x dt_c stays bounded."""
+    vp = np.full((40, 40), 2.0)
+    model = Model(vp, (10.0, 10.0), nbl=0, space_order=4, dtype=np.float64)
+    from amcheck.kernels import forward_modeling
+
+    for factor, bounded in ((0.95, True), (1.05, False)):
+        dt = factor * model.critical_dt
+        geo = Geometry(model.with_vp(vp * 0.5), [200.0, 200.0], [[100.0, 100.0]],
+                       tn=dt * 1500, f0=0.03, dt=dt)
+        d = forward_modeling(model.with_vp(vp * 0.5).with_vp(vp), geo) if bounded else None
+        if bounded:
+            assert d is not None and np.abs(d).max() < 10.0
+        else:
+            with pytest.raises(UnstableTimeStepError, match="unstable"):
+                geo.check_model(model)
+
+
+def test_ricker_peak() -> None:
+    t = np.linspace(0, 200, 2001)
+    r = ricker(t, 0.01)
+    assert t[np.argmax(r)] == pytest.approx(100.0) and r.max() == pytest.approx(1.0)
+
+
+def _model(**kw: object) -> Model:
+    args: dict[str, object] = {"vp": np.full((20, 20), 1.5), "spacing": (10.0, 10.0), "nbl": 4}
+    args.update(kw)
+    return Model(**args)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"vp": [[1.5]]}, amcheck.ArgumentTypeError, "vp must be a numpy array"),
+        ({"vp": np.full(10, 1.5)}, amcheck.InvalidArgumentError, "2-D or 3-D"),
+        ({"vp": np.full((1, 10), 1.5)}, amcheck.InvalidArgumentError, "at least 2 points"),
+        ({"vp": np.full((4, 4), -1.0)}, amcheck.InvalidArgumentError, "finite and > 0"),
+        ({"vp": np.full((4, 4), np.nan)}, amcheck.InvalidArgumentError, "finite and > 0"),
+        ({"spacing": (10.0,)}, amcheck.InvalidArgumentError, "spacing must have 2 entries"),
+        ({"spacing": (10.0, 0.0)}, amcheck.InvalidArgumentError, "spacing entries"),
+        ({"spacing": "ab"}, amcheck.ArgumentTypeError, "spacing must be a sequence"),
+        ({"origin": (0.0, np.inf)}, amcheck.InvalidArgumentError, "origin entries"),
+        ({"space_order": 5}, amcheck.InvalidArgumentError, "space_order must be one of"),
+        ({"nbl": -1}, amcheck.InvalidArgumentError, "nbl must be"),
+        ({"dtype": np.int32}, amcheck.InvalidArgumentError, "dtype must be float32"),
+    ],
+)
+def test_model_errors(kwargs: dict[str, object], error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        _model(**kwargs)
+
+
+def test_geometry_errors() -> None:
+    model = _model()
+    rec = [[50.0, 50.0]]
+    with pytest.raises(amcheck.InvalidArgumentError, match=r"src_positions\[1\].*outside"):
+        Geometry(model, [[10.0, 10.0], [10.0, 190.5]], rec, tn=100.0)
+    with pytest.raises(amcheck.InvalidArgumentError, match="rec_positions must have shape"):
+        Geometry(model, [10.0, 10.0], [[1.0, 2.0, 3.0]], tn=100.0)
+    with pytest.raises(amcheck.InvalidArgumentError, match="tn must be"):
+        Geometry(model, [10.0, 10.0], rec, t0=5.0, tn=5.0)
+    with pytest.raises(amcheck.InvalidArgumentError, match="f0 must be"):
+        Geometry(model, [10.0, 10.0], rec, tn=100.0, f0=0.0)
+    with pytest.raises(UnstableTimeStepError, match="unstable"):
+        Geometry(model, [10.0, 10.0], rec, tn=100.0, dt=1.01 * model.critical_dt)
+    # A geometry keeps its time axis; a faster model is refused, a slower one accepted.
+    geo = Geometry(model, [10.0, 10.0], rec, tn=100.0)
+    assert geo.time_values[-1] == pytest.approx(100.0) and geo.dt <= model.critical_dt
+    geo.check_model(model.with_vp(np.full((20, 20), 1.0)))
+    with pytest.raises(UnstableTimeStepError) as info:
+        geo.check_model(model.with_vp(np.full((20, 20), 3.0)))
+    assert isinstance(info.value, ValueError) and "3 km/s" in str(info.value)
+    with pytest.raises(amcheck.InvalidArgumentError, match="vp must have shape"):
+        model.with_vp(np.full((5, 5), 1.5))
+    with pytest.raises(amcheck.InvalidArgumentError, match="model is 3-D"):
+        geo.check_model(Model(np.full((5, 5, 5), 1.5), (10.0, 10.0, 10.0), nbl=2))
+
+
+def test_make_kernels_errors() -> None:
+    with pytest.raises(amcheck.InvalidArgumentError, match="ndim must be 2 or 3"):
+        make_kernels(4, 4, np.float32)
+    with pytest.raises(amcheck.InvalidArgumentError, match="space_order"):
+        make_kernels(2, 3, np.float32)
+    with pytest.raises(amcheck.InvalidArgumentError, match="dtype"):
+        make_kernels(2, 4, np.float16)
+
+
+def test_restrict_is_adjoint_of_extension(rng: np.random.Generator) -> None:
+    model = Model(np.full((6, 7), 1.5), (10.0, 10.0), nbl=3, space_order=4)
+    x = rng.standard_normal(model.shape)
+    y = rng.standard_normal(model.grid_shape)
+    ext = np.pad(x, model.pad, mode="edge")
+    assert np.sum(ext * y) == pytest.approx(np.sum(x * model.restrict(y)), rel=1e-12)
