@@ -497,3 +497,52 @@ def test_bad_strategy_arguments() -> None:
         Checkpointer(Forward(), Adjoint(), x0, N, disk=ram_disk(), compression="zstd")
     with pytest.raises(InvalidArgumentError, match=r"compression='zstd'.*disk is None"):
         Checkpointer(Forward(), Adjoint(), x0, N, compression="zstd")
+
+
+def test_api_docs_name_every_export() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "api.md").read_text()
+    for name in ("Checkpointer", "Stats", "ForwardOperator", "ReverseOperator"):
+        assert name in amcheck.__all__
+        assert f"amcheck.{name}" in text, name
+
+
+def test_run_to_convergence_example_from_the_docs() -> None:
+    """The docs/api.md example: the operator ends the sequence when the iteration converges."""
+
+    def relax(u: np.ndarray) -> np.ndarray:
+        return 0.5 * (u + np.cos(u))  # converges to the fixed point of u = cos(u)
+
+    class UntilSteady:
+        def advance(self, src: Any, dst: Any, t0: int, t1: int) -> int | None:
+            u = src["u"].copy()
+            for t in range(t0, t1):
+                new = relax(u)
+                if np.max(np.abs(new - u)) < 1e-8:
+                    dst["u"][...] = new
+                    return t + 1
+                u = new
+            dst["u"][...] = u
+            return None
+
+    u, expected = np.linspace(0.0, 3.0, 5), 0
+    while True:  # the plain loop's length
+        new = relax(u)
+        expected += 1
+        if np.max(np.abs(new - u)) < 1e-8:
+            break
+        u = new
+    seen: list[int] = []
+    with Checkpointer(
+        UntilSteady(),
+        lambda s, t: seen.append(t),
+        {"u": np.linspace(0.0, 3.0, 5)},
+        None,
+        ram="1 MiB",
+    ) as ckp:
+        x_n = ckp.forward()
+        assert ckp.n_steps == expected
+        assert np.allclose(x_n["u"], np.cos(x_n["u"]), atol=1e-7)
+        ckp.reverse()
+    assert seen == list(range(expected - 1, -1, -1))
