@@ -238,6 +238,15 @@ class ZarrTier(Tier):
         self.compression: Compression = parse_compression(compression)
         self._budget = None if budget is None else parse_bytes(budget, "budget")
         self._layouts = {key: _Layout.of(key, f.shape) for key, f in spec.items()}
+        # Without filters, serializer or compressors a chunk is its raw bytes plus a 4-byte crc32c.
+        plain = not (
+            self.compression.filters or self.compression.serializer or self.compression.compressors
+        )
+        self._known_nbytes: int | None = (
+            sum(spec[k].nbytes + 4 * lay.levels for k, lay in self._layouts.items() if not lay.empty)
+            if plain
+            else None
+        )
         self._store, self._owns_store, self.path = _open_store(store)
         self._index: dict[int, tuple[int, int]] = {}  # step -> (row, stored bytes)
         self._free_rows: list[int] = []
@@ -459,7 +468,10 @@ class ZarrTier(Tier):
                     for key, arr in handles.arrays.items()
                 )
             )
-            sizes = await self._chunk_sizes(handles, row)
+            if self._known_nbytes is None:
+                sizes = await self._chunk_sizes(handles, row)
+            else:  # uncompressed: the size is known, skip a stat per chunk
+                sizes = [self._known_nbytes]
         except BaseException as exc:
             await self._drop_row_quietly(handles, row)
             if isinstance(exc, Exception):
