@@ -25,7 +25,7 @@ bench: $(STAMP)
 
 typecheck: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev]"
-	$(PY) -m mypy
+	tools/typecheck.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .hypothesis
