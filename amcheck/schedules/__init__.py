@@ -4,7 +4,9 @@ See :mod:`amcheck.schedules._actions` for the action vocabulary and its conventi
 
 Strategies: :class:`StoreAll` (no recomputation), :class:`Revolve` (binomial checkpointing in RAM),
 :class:`TwoLevel` (periodic disk checkpoints, Revolve inside each segment) and
-:class:`AsyncMultistage` (the same with prefetching and the last segment kept in RAM).
+:class:`AsyncMultistage` (the same with prefetching and the last segment kept in RAM); both take
+a variable interval (``set_interval``) and a bounded disk (``disk_slots``, thinning when n is
+unknown), and :func:`multistage_recompute_factor` gives their cost for an interval and slots.
 :func:`simulate` replays any schedule, proves it valid and returns its exact costs.
 """
 
@@ -25,7 +27,12 @@ from amcheck.schedules._actions import (
     TierName,
 )
 from amcheck.schedules._base import Schedule
-from amcheck.schedules._multistage import AsyncMultistage, TwoLevel
+from amcheck.schedules._multistage import (
+    AsyncMultistage,
+    TwoLevel,
+    disk_interval_floor,
+    multistage_recompute_factor,
+)
 from amcheck.schedules._revolve import Revolve, binomial_forward_steps, repetition_number
 from amcheck.schedules._simulate import ScheduleStats, simulate
 from amcheck.schedules._store_all import StoreAll
@@ -50,6 +57,8 @@ __all__ = [
     "TierName",
     "TwoLevel",
     "binomial_forward_steps",
+    "disk_interval_floor",
+    "multistage_recompute_factor",
     "repetition_number",
     "simulate",
 ]

@@ -33,6 +33,39 @@ when there is a single segment (n <= k), whose start stays in RAM. Both accept `
 (freeing the previous one) and writes it to disk too, since any segment may turn out to be the
 last; the disk copy of the last one is freed unread.
 
+A variable interval
+-------------------
+The forward generator reads ``interval`` afresh at every segment boundary, so
+:meth:`~TwoLevel.set_interval` called between two actions changes the spacing of the *later* disk
+checkpoints: the engine measures compute and write times while the sweep runs
+(:class:`amcheck.IntervalController`) and moves k as they change. The positions actually used are
+recorded (:attr:`~TwoLevel.segment_starts`) and ``reverse(n)`` follows them: segments of
+different lengths, each reversed with Revolve over the slots (store-all when it fits, which
+Revolve is when ``slots >= length − 1``). With a known n the boundary t starts the last segment
+when ``t + interval >= n``. The recompute factor of a sweep is ``(n + Σ_j T(m_j, s))/n`` for its
+segment lengths ``m_j``; :func:`multistage_recompute_factor` gives it for a fixed k.
+
+A finite disk
+-------------
+``disk_slots`` is the number of disk checkpoints the tier may hold at once (the engine derives it
+as ``disk_budget // checkpoint bytes``); ``capacity["disk"]`` reports it and :func:`simulate`
+checks it.
+
+- **Known n.** The interval is raised to at least ``ceil(n / disk_slots)``
+  (:func:`disk_interval_floor`) and :meth:`~TwoLevel.set_interval` never goes below that floor.
+  k then satisfies ``n·size/k <= budget``: at most ``ceil(n/k) <= disk_slots`` segment starts.
+- **Unknown n: thinning.** When a save to disk would exceed ``disk_slots``, the schedule first
+  yields ``Free(t, "disk")`` for every other disk checkpoint (it keeps x_0 and every second one
+  after it, so each kept segment is two old ones merged) and doubles the interval; the floor
+  becomes that doubled interval, so a later ``set_interval`` cannot undo it and new checkpoints
+  are spaced like the kept ones. Then it saves. ``disk_slots >= 2`` is required (x_0 always
+  stays). After r rounds the spacing is ``2^r·k``: a sweep of n steps needs about
+  ``log2(n / (disk_slots·k))`` rounds, each segment is at most about ``2n/disk_slots`` long, and
+  the recompute factor is that of the longer segments (:func:`multistage_recompute_factor`),
+  bounded however long the sequence. For AsyncMultistage the current segment's start stays
+  pinned in RAM through a thinning round (its disk copy may be freed: it is no longer a segment
+  start once its segment is merged with the one before).
+
 References
 ----------
 M. Schanen, O. Marin, H. Zhang and M. Anitescu, "Asynchronous two-level checkpointing scheme for
@@ -50,8 +83,9 @@ constraints with constant overheads", arXiv:1812.05952, 2018.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from itertools import count
+from dataclasses import dataclass, field
 
+from amcheck._errors import InvalidArgumentError, SweepStateError
 from amcheck._validate import check_int, check_optional_int
 from amcheck.schedules._actions import (
     DISK,
@@ -67,46 +101,249 @@ from amcheck.schedules._actions import (
     TierName,
 )
 from amcheck.schedules._base import Schedule
-from amcheck.schedules._revolve import check_reverse_length, reverse_range
+from amcheck.schedules._revolve import binomial_forward_steps, check_reverse_length, reverse_range
 
-__all__ = ["AsyncMultistage", "TwoLevel"]
+__all__ = ["AsyncMultistage", "TwoLevel", "disk_interval_floor", "multistage_recompute_factor"]
+
+
+def disk_interval_floor(n_steps: int | None, disk_slots: int | None) -> int:
+    """The smallest interval k for which ``disk_slots`` disk checkpoints cover ``n_steps`` steps.
+
+    ``ceil(n / disk_slots)``: with every segment at least that long, a sweep has at most
+    ``disk_slots`` segment starts, so ``n·size/k <= disk_slots·size <= budget`` when the engine
+    derives ``disk_slots`` as ``budget // size``. 1 when either is ``None`` (no bound, or n unknown:
+    an unknown-length sweep thins its disk checkpoints instead).
+    """
+    n = check_optional_int("n_steps", n_steps, minimum=1)
+    d = check_optional_int("disk_slots", disk_slots, minimum=1)
+    if n is None or d is None:
+        return 1
+    return -(-n // d)
+
+
+def multistage_recompute_factor(interval: int, slots: int, n_steps: int | None = None) -> float:
+    """Expected recompute factor of TwoLevel/AsyncMultistage with a fixed interval.
+
+    Parameters
+    ----------
+    interval
+        Steps per segment k, ``>= 1``.
+    slots
+        RAM slots s for the reversal of one segment, its start included, ``>= 1``.
+    n_steps
+        With a length n the result is exact for a fixed k (the last segment may be shorter);
+        without it, the constant-overhead limit for n a multiple of k.
+
+    Returns
+    -------
+    float
+        ``1 + T(k, s)/k`` without ``n_steps``, ``(n + Σ_j T(m_j, s))/n`` with it, where
+        ``T(m, s)`` is the binomial count of :mod:`amcheck.schedules._revolve` (the fewest forward
+        steps that reverse m steps with s slots, ``binomial_forward_steps(m, s) − 1``) and
+        ``m_j`` are the segment lengths. ``2 − 1/k`` when ``s >= k − 1``.
+
+    Examples
+    --------
+    >>> round(multistage_recompute_factor(100, 20), 4)  # T(100, 20) = 178 steps per 100
+    2.78
+    """
+    k = check_int("interval", interval, minimum=1)
+    s = check_int("slots", slots, minimum=1)
+    n = check_optional_int("n_steps", n_steps, minimum=1)
+    if n is None:
+        return 1.0 + (binomial_forward_steps(k, s) - 1) / k
+    full, rest = divmod(n, k)
+    extra = full * (binomial_forward_steps(k, s) - 1)
+    if rest:
+        extra += binomial_forward_steps(rest, s) - 1
+    return (n + extra) / n
+
+
+@dataclass(slots=True)
+class _Sweep:
+    """What one forward sweep recorded: the positions actually used, for its reverse sweep."""
+
+    #: Segment starts, in order; every one but (AsyncMultistage, known n) the last is on disk.
+    starts: list[int] = field(default_factory=list)
+    #: The step the last advance yielded ends at (n when the known-length sweep is complete).
+    reached: int = 0
+    #: The final advance (known n) was yielded.
+    done: bool = False
+    #: Thinning rounds so far (unknown n, full disk tier).
+    thinning_rounds: int = 0
 
 
 class _Periodic(Schedule):
-    """What TwoLevel and AsyncMultistage share: arguments, segments, the reversal of one segment."""
+    """What TwoLevel and AsyncMultistage share: arguments, the interval, segments, reversal."""
 
-    def __init__(self, n_steps: int | None, slots: int, interval: int) -> None:
+    def __init__(
+        self, n_steps: int | None, slots: int, interval: int, *, disk_slots: int | None = None
+    ) -> None:
         self.n_steps: int | None = check_optional_int("n_steps", n_steps, minimum=1)
         self.slots: int = check_int("slots", slots, minimum=1)
-        self.interval: int = check_int("interval", interval, minimum=1)
+        given = check_int("interval", interval, minimum=1)
+        self.disk_slots: int | None = check_optional_int("disk_slots", disk_slots, minimum=1)
+        if self.n_steps is None and self.disk_slots == 1:
+            raise InvalidArgumentError(
+                "disk_slots must be an integer >= 2 when n_steps is None, got 1: thinning keeps "
+                "x_0 and every second disk checkpoint after it, so one slot leaves no room for a "
+                "second segment; give disk_slots >= 2 or a known n_steps"
+            )
+        self._base_floor: int = disk_interval_floor(self.n_steps, self.disk_slots)
+        self._floor: int = self._base_floor
+        #: The interval the next forward() starts with (the constructor's, or the last set).
+        self._start_interval: int = max(given, self._base_floor)
+        #: Steps per segment k now in force; read afresh at every segment boundary.
+        self.interval: int = self._start_interval
+        self._sweep: _Sweep | None = None
 
     def __repr__(self) -> str:
+        disk = "" if self.disk_slots is None else f", disk_slots={self.disk_slots}"
         return (
             f"{type(self).__name__}(n_steps={self.n_steps}, slots={self.slots}, "
-            f"interval={self.interval})"
+            f"interval={self.interval}{disk})"
         )
+
+    # -- the interval ---------------------------------------------------------------------------
+
+    @property
+    def interval_floor(self) -> int:
+        """The smallest interval allowed now: ``ceil(n / disk_slots)`` for a known n (see
+        :func:`disk_interval_floor`), 1 without ``disk_slots``; after a thinning round of an
+        unknown-length sweep, the doubled interval (until the next ``forward()``)."""
+        return self._floor
+
+    def set_interval(self, interval: int) -> int:
+        """Use ``interval`` steps per segment from the next segment boundary on.
+
+        The forward sweep reads :attr:`interval` afresh at every segment boundary (every disk
+        checkpoint), so a call between two actions changes the spacing of the *later* disk
+        checkpoints; the positions actually used are recorded and :meth:`reverse` follows them.
+        Without a sweep in progress it sets the interval the next ``forward()`` starts with
+        (a running sweep's value also carries over to the next one).
+
+        Parameters
+        ----------
+        interval
+            Steps per segment k, ``>= 1``. Values below :attr:`interval_floor` are raised to it:
+            the disk tier could not hold the checkpoints otherwise.
+
+        Returns
+        -------
+        int
+            The interval now in force, ``max(interval, interval_floor)``.
+        """
+        k = check_int("interval", interval, minimum=1)
+        self._start_interval = max(k, self._base_floor)
+        self.interval = max(k, self._floor)
+        return self.interval
+
+    # -- what the latest sweep recorded ---------------------------------------------------------
+
+    @property
+    def segment_starts(self) -> tuple[int, ...]:
+        """Segment starts the latest forward sweep used, in order (empty before any sweep).
+
+        After a thinning round only the kept starts remain: those are the segments
+        :meth:`reverse` processes.
+        """
+        return () if self._sweep is None else tuple(self._sweep.starts)
+
+    @property
+    def thinning_rounds(self) -> int:
+        """How many times the latest forward sweep thinned its disk checkpoints (0 for known n)."""
+        return 0 if self._sweep is None else self._sweep.thinning_rounds
 
     @property
     def n_segments(self) -> int | None:
-        """Number of segments ``ceil(n / interval)``, or ``None`` when n is unknown."""
+        """Segments of the latest complete known-length sweep, else ``ceil(n / interval)`` at the
+        current interval; ``None`` when n is unknown."""
         n = self.n_steps
-        return None if n is None else (n - 1) // self.interval + 1
+        if n is None:
+            return None
+        sweep = self._sweep
+        if sweep is not None and sweep.done:
+            return len(sweep.starts)
+        return (n - 1) // self.interval + 1
 
-    def _reverse_segments(self, end: int) -> Iterator[Action]:
-        """Reverse the segments before ``end`` (a multiple of k), last first, from disk.
+    # -- the forward sweep ----------------------------------------------------------------------
 
-        Each segment start is read from disk (prefetched by AsyncMultistage for the next segment)
-        and, unless the segment has a single step, kept in RAM by pinning the buffer it was read
-        into, for :func:`~amcheck.schedules._revolve.reverse_range`.
+    def _begin(self) -> _Sweep:
+        """Start a new sweep: the interval and floor it begins with, nothing recorded yet."""
+        self._floor = self._base_floor
+        self.interval = self._start_interval
+        sweep = self._sweep = _Sweep()
+        return sweep
+
+    def _make_room(self, sweep: _Sweep) -> Iterator[Action]:
+        """Before a disk save: if the tier is full, free every other disk checkpoint.
+
+        Keeps x_0 and every second start after it (indices 0, 2, 4, …), so the kept segments are
+        merged pairs of the old ones, and doubles the interval; the floor becomes that doubled
+        interval, so :meth:`set_interval` cannot undo the thinning and later disk checkpoints are
+        spaced like the kept ones. With ``d`` slots, ``ceil(d/2)`` stay and the save fits since
+        ``d >= 2``. Only an unknown-length sweep gets here: a known one's floor rules it out.
         """
-        k = self.interval
+        d = self.disk_slots
+        if d is None or len(sweep.starts) < d:
+            return
+        for t in sweep.starts[1::2]:
+            yield Free(t, DISK)
+        del sweep.starts[1::2]
+        sweep.thinning_rounds += 1
+        self.interval *= 2
+        self._floor = max(2 * self._floor, self.interval)
+
+    # -- the reverse sweep ----------------------------------------------------------------------
+
+    def _recorded(self, n_steps: int) -> _Sweep:
+        """The latest sweep, checked against the n that ``reverse(n)`` was called with."""
+        check_reverse_length(self, n_steps)
+        name = type(self).__name__
+        if self.n_steps is not None:
+            if self._sweep is None:
+                # No forward sweep yet: plan it (the positions it would use now).
+                for _ in self.forward():
+                    pass
+            sweep = self._sweep
+            assert sweep is not None
+            if not sweep.done:
+                raise SweepStateError(
+                    f"{name}.reverse({n_steps}) was called before forward() reached x_{n_steps}: "
+                    "consume forward() up to its final advance first"
+                )
+            return sweep
+        sweep = self._sweep
+        if sweep is None or not sweep.starts:
+            raise SweepStateError(
+                f"{name}.reverse({n_steps}) needs the forward sweep first: n_steps is None, so "
+                "consume forward() until the sequence ends, then call reverse(n)"
+            )
+        last = sweep.starts[-1]
+        if not last < n_steps <= sweep.reached:
+            raise SweepStateError(
+                f"{name}.reverse({n_steps}): the forward sweep was consumed up to "
+                f"Advance({last}, {sweep.reached}), so the sequence must end at n with "
+                f"{last} < n <= {sweep.reached}"
+            )
+        return sweep
+
+    def _reverse_segments(self, starts: list[int], end: int) -> Iterator[Action]:
+        """Reverse the segments that begin at ``starts`` (disk checkpoints), last first.
+
+        Segment j runs from ``starts[j]`` to ``starts[j+1]`` (``end`` for the last). Each start is
+        read from disk (prefetched by AsyncMultistage for the next segment) and, unless the
+        segment has a single step, kept in RAM by pinning the buffer it was read into, for
+        :func:`~amcheck.schedules._revolve.reverse_range`. Segments may differ in length.
+        """
         slots = self.slots
         prefetch = isinstance(self, AsyncMultistage)
         splits: dict[int, int] = {}  # one memo of binomial decisions for every segment
-        for start in range(end - k, -1, -k):
+        for j in range(len(starts) - 1, -1, -1):
+            start = starts[j]
             yield Load(start, DISK)
-            if prefetch and start > 0:
-                yield Prefetch(start - k, DISK)
+            if prefetch and j > 0:
+                yield Prefetch(starts[j - 1], DISK)
             yield Free(start, DISK)
             if end - start > 1:
                 yield Save(start, RAM)
@@ -130,49 +367,63 @@ class TwoLevel(_Periodic):
         RAM checkpoints held at most during a segment's reversal, its start included, ``>= 1``.
     interval
         Steps per segment k, ``>= 1``: one disk write per k forward steps, ``ceil(n/k)`` in all.
+        May change during the sweep (:meth:`set_interval`).
+    disk_slots
+        Disk checkpoints the disk tier may hold at once, ``>= 1`` (``>= 2`` when n is unknown), or
+        ``None`` for no bound. Known n: the interval is at least ``ceil(n / disk_slots)``. Unknown
+        n: the disk checkpoints are thinned when the tier is full (see :mod:`._multistage`).
 
     Notes
     -----
-    Recompute factor ``1 + T(k, slots)/k`` when k divides n (see :mod:`._multistage`); ``2 − 1/k``
-    when ``slots >= k − 1``. Every segment start is written to disk and read back once.
+    Recompute factor ``1 + T(k, slots)/k`` when k divides n (see :mod:`._multistage` and
+    :func:`multistage_recompute_factor`); ``2 − 1/k`` when ``slots >= k − 1``. Every segment
+    start is written to disk and read back once. ``capacity["disk"]`` is ``disk_slots``, or
+    without it the most segments the floor interval allows (n, since k may be set to 1).
     """
 
     @property
     def capacity(self) -> Mapping[TierName, int | None]:
-        return {"ram": self.slots, "disk": self.n_segments}
+        d = self.disk_slots
+        n = self.n_steps
+        if d is None and n is not None:
+            d = (n - 1) // self._base_floor + 1
+        return {"ram": self.slots, "disk": d}
 
     def forward(self) -> Iterator[Action]:
-        """Write x_{jk} to disk and advance k steps, for j = 0, 1, …; the last advance makes x_n."""
-        k = self.interval
+        """Write each segment start to disk and advance ``interval`` steps; the last advance makes
+        x_n. The interval is read afresh at every boundary."""
+        sweep = self._begin()
         n = self.n_steps
-        if n is None:
-            for t in count(0, k):
+        t = 0
+        while True:
+            yield from self._make_room(sweep)
+            k = self.interval
+            sweep.starts.append(t)
+            if n is not None and t + k >= n:
+                sweep.reached = n
+                sweep.done = True
                 yield Save(t, DISK)
-                yield Advance(t, t + k)
-        else:
-            last = (n - 1) // k * k
-            for t in range(0, last, k):
-                yield Save(t, DISK)
-                yield Advance(t, t + k)
-            yield Save(last, DISK)
-            yield Advance(last, n, final=True)
+                yield Advance(t, n, final=True)
+                return
+            sweep.reached = t + k
+            yield Save(t, DISK)
+            yield Advance(t, t + k)
+            t += k
 
     def reverse(self, n_steps: int) -> Iterator[Action]:
         """For each segment, last first: read its start from disk, keep it in RAM, reverse it."""
-        check_reverse_length(self, n_steps)
-        k = self.interval
-        last = (n_steps - 1) // k * k
+        sweep = self._recorded(n_steps)
+        starts = list(sweep.starts)
+        last = starts.pop()
+        yield Load(last, DISK)
+        yield Free(last, DISK)
         if n_steps - last > 1:
-            yield Load(last, DISK)
-            yield Free(last, DISK)
             yield Save(last, RAM)
             yield from reverse_range(last, n_steps, self.slots)
             yield Free(last, RAM)
         else:
-            yield Load(last, DISK)
-            yield Free(last, DISK)
             yield Reverse(last)
-        yield from self._reverse_segments(last)
+        yield from self._reverse_segments(starts, last)
 
 
 class AsyncMultistage(_Periodic):
@@ -188,57 +439,89 @@ class AsyncMultistage(_Periodic):
         it. The engine adds one buffer for the prefetched next start and its own staging buffers.
     interval
         Steps per segment k, ``>= 1``. Pick the smallest k for which writing one checkpoint takes
-        no longer than computing k steps: the disk traffic is then hidden behind computation.
+        no longer than computing k steps: the disk traffic is then hidden behind computation
+        (:class:`amcheck.IntervalController` measures it). May change during the sweep
+        (:meth:`set_interval`).
+    disk_slots
+        Disk checkpoints the disk tier may hold at once, ``>= 1`` (``>= 2`` when n is unknown), or
+        ``None`` for no bound. Known n: the interval is at least ``ceil(n / disk_slots)``, so
+        ``n·size/k <= budget``. Unknown n: when a disk save would exceed it, every other disk
+        checkpoint is freed and the interval doubles (see :mod:`._multistage`).
 
     Notes
     -----
     Forward steps and the recompute factor are those of :class:`TwoLevel` (``1 + T(k, slots)/k``
-    when k divides n, whatever n); disk: one write and one read fewer (the last segment's start stays
-    in RAM), or as many writes when n is unknown. Reads of segment j−1's start are hinted with
-    ``Prefetch`` as soon as segment j's reversal begins, so a read overlaps a whole segment.
+    when k divides n, whatever n; :func:`multistage_recompute_factor`); disk: one write and one
+    read fewer (the last segment's start stays in RAM), or as many writes when n is unknown.
+    Reads of segment j−1's start are hinted with ``Prefetch`` as soon as segment j's reversal
+    begins, so a read overlaps a whole segment. ``capacity["disk"]`` is ``disk_slots``, or without
+    it the most disk checkpoints the floor interval allows (n − 1, since k may be set to 1).
+
+    Examples
+    --------
+    >>> from amcheck.schedules import AsyncMultistage, simulate
+    >>> schedule = AsyncMultistage(None, slots=4, interval=10, disk_slots=8)
+    >>> stats = simulate(schedule, n_steps=1000)
+    >>> schedule.thinning_rounds, schedule.interval, stats.peak["disk"]
+    (4, 160, 8)
     """
 
     @property
     def capacity(self) -> Mapping[TierName, int | None]:
-        n_segments = self.n_segments
-        return {"ram": self.slots, "disk": None if n_segments is None else n_segments - 1}
+        d = self.disk_slots
+        n = self.n_steps
+        if d is None and n is not None:
+            d = (n - 1) // self._base_floor
+        return {"ram": self.slots, "disk": d}
 
     def forward(self) -> Iterator[Action]:
-        """Write segment starts to disk; keep the last (or, n unknown, the current) one in RAM."""
-        k = self.interval
+        """Write segment starts to disk; keep the last (or, n unknown, the current) one in RAM.
+
+        Known n: the boundary t starts the last segment when ``t + interval >= n``; its start is
+        kept in RAM only. Unknown n: every start goes to disk *and* stays pinned in RAM while its
+        segment is the current one (the previous one is unpinned), since any segment may be the
+        last. The interval is read afresh at every boundary.
+        """
+        sweep = self._begin()
         n = self.n_steps
-        if n is None:
-            yield Save(0, DISK)
-            yield Save(0, RAM)
-            yield Advance(0, k)
-            for t in count(k, k):
-                yield Save(t, DISK)
-                yield Free(t - k, RAM)
+        t = 0
+        previous = -1
+        while True:
+            k = self.interval
+            if n is not None and t + k >= n:
+                sweep.starts.append(t)
+                sweep.reached = n
+                sweep.done = True
                 yield Save(t, RAM)
-                yield Advance(t, t + k)
-        else:
-            last = (n - 1) // k * k
-            for t in range(0, last, k):
-                yield Save(t, DISK)
-                yield Advance(t, t + k)
-            yield Save(last, RAM)
-            yield Advance(last, n, final=True)
+                yield Advance(t, n, final=True)
+                return
+            yield from self._make_room(sweep)
+            k = self.interval
+            sweep.starts.append(t)
+            sweep.reached = t + k
+            yield Save(t, DISK)
+            if n is None:
+                if previous >= 0:
+                    yield Free(previous, RAM)
+                yield Save(t, RAM)
+                previous = t
+            yield Advance(t, t + k)
+            t += k
 
     def reverse(self, n_steps: int) -> Iterator[Action]:
         """Reverse the last segment from RAM, then each earlier one from its prefetched start."""
-        check_reverse_length(self, n_steps)
-        n = n_steps
-        k = self.interval
-        start = (n - 1) // k * k
+        sweep = self._recorded(n_steps)
+        starts = list(sweep.starts)
+        start = starts.pop()
         if self.n_steps is None:
-            # The sweep ended inside Advance(start, start + k): the current state is gone but x_start
-            # is pinned in RAM; its disk copy was written in case a later segment followed.
+            # The sweep ended inside the current segment's advance: the current state is gone but
+            # x_start is pinned in RAM; its disk copy was written in case a later segment followed.
             yield Free(start, DISK)
-            if start > 0:
-                yield Prefetch(start - k, DISK)
+            if starts:
+                yield Prefetch(starts[-1], DISK)
             yield Load(start, RAM)
-        elif start > 0:
-            yield Prefetch(start - k, DISK)
-        yield from reverse_range(start, n, self.slots)
+        elif starts:
+            yield Prefetch(starts[-1], DISK)
+        yield from reverse_range(start, n_steps, self.slots)
         yield Free(start, RAM)
-        yield from self._reverse_segments(start)
+        yield from self._reverse_segments(starts, start)
