@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -50,7 +51,14 @@ import numpy as np
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
 
-__all__ = ["Compression", "CompressionLike", "parse_compression"]
+__all__ = [
+    "ChecksumError",
+    "ChunkCodec",
+    "Compression",
+    "CompressionLike",
+    "crc_bytes",
+    "parse_compression",
+]
 
 CompressionLike: TypeAlias = "str | Compression | Any | None"
 """A spec string, a :class:`Compression`, a codec object, a list of codec objects, or ``None``."""
@@ -384,3 +392,190 @@ def parse_compression(compression: CompressionLike) -> Compression:
                 return Compression("none")
             return _from_objects(list(compression))
         return _from_objects([compression])
+
+
+# -- coding one chunk ------------------------------------------------------------------------------
+
+
+class _NoSyncCodec(Exception):
+    """A codec offers no synchronous encode/decode (the tier then uses zarr's async pipeline)."""
+
+
+def _is_numcodecs_wrapper(codec: Any) -> bool:
+    from zarr.codecs.numcodecs._codecs import _NumcodecsCodec
+
+    return isinstance(codec, _NumcodecsCodec)
+
+
+class ChunkCodec:
+    """Encode and decode one chunk synchronously with an array's own zarr v3 codecs.
+
+    zarr's write path for a whole chunk allocates a chunk-sized array, copies the selection into
+    it, hops to a thread per codec and appends the crc32c with a copy of the whole chunk; its read
+    path reads into a fresh allocation and copies the decoded chunk into the output. Fresh large
+    allocations are slow on the machines this was written for (FIELD-NOTES), so the tier codes
+    each chunk here instead, in one call on one pool thread, and moves the bytes itself:
+
+    - **plain** chunks (the ``bytes`` serializer in native byte order and a crc32c, nothing
+      else): the stored bytes are the array's own memory followed by its 4-byte checksum, so
+      :meth:`encode` returns ``[array bytes, checksum]`` without a copy, and a read can land in the
+      caller's buffer directly and be checked in place (:meth:`check_crc`);
+    - other chains run codec by codec through zarr's synchronous codec calls (``_encode_sync``,
+      which the native codecs provide) or the numcodecs codec inside zarr's wrapper, the same
+      calls zarr's pipeline makes, so the bytes are exactly what zarr writes and reads.
+
+    ``sync`` is False when a codec has neither (a third-party zarr codec): the tier then falls
+    back to zarr's asynchronous codec pipeline for that array.
+
+    Parameters
+    ----------
+    codecs
+        The array's codecs as in its metadata (``array.metadata.codecs``).
+    chunk_spec
+        zarr's ``ArraySpec`` of one chunk.
+    """
+
+    def __init__(self, codecs: Sequence[Any], chunk_spec: Any) -> None:
+        from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec
+        from zarr.codecs import BytesCodec, Crc32cCodec
+
+        self.spec = chunk_spec
+        self.shape: tuple[int, ...] = tuple(chunk_spec.shape)
+        self.dtype: np.dtype[Any] = chunk_spec.dtype.to_native_dtype()
+        self.nbytes = math.prod(self.shape) * self.dtype.itemsize
+        codecs = list(codecs)
+        self.crc = bool(codecs) and isinstance(codecs[-1], Crc32cCodec)
+        if self.crc:
+            codecs = codecs[:-1]
+        self.filters = [c for c in codecs if isinstance(c, ArrayArrayCodec)]
+        serializers = [c for c in codecs if isinstance(c, ArrayBytesCodec)]
+        self.serializer = serializers[0] if serializers else None
+        self.compressors = [c for c in codecs if isinstance(c, BytesBytesCodec)]
+        native = self.dtype.itemsize == 1 or self.dtype.byteorder in ("=", "|") or (
+            self.dtype.byteorder == ("<" if sys.byteorder == "little" else ">")
+        )
+        endian = getattr(self.serializer, "endian", None)
+        endian_ok = endian is None or getattr(endian, "value", endian) == sys.byteorder
+        self.plain = (
+            isinstance(self.serializer, BytesCodec)
+            and endian_ok
+            and native
+            and not self.filters
+            and not self.compressors
+        )
+        self.sync = all(self._has_sync(c) for c in codecs)
+
+    @staticmethod
+    def _has_sync(codec: Any) -> bool:
+        return callable(getattr(codec, "_encode_sync", None)) or _is_numcodecs_wrapper(codec)
+
+    # -- one codec at a time, as zarr's pipeline calls them, without the thread hops --
+
+    def _encode_one(self, codec: Any, data: Any) -> Any:
+        from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec
+
+        if callable(getattr(codec, "_encode_sync", None)):
+            return codec._encode_sync(data, self.spec)
+        if not _is_numcodecs_wrapper(codec):  # pragma: no cover - checked by ``sync``
+            raise _NoSyncCodec(repr(codec))
+        proto = self.spec.prototype
+        numcodec: Any = codec._codec
+        if isinstance(codec, ArrayArrayCodec):
+            return proto.nd_buffer.from_ndarray_like(numcodec.encode(data.as_ndarray_like()))
+        if isinstance(codec, ArrayBytesCodec):
+            return proto.buffer.from_bytes(numcodec.encode(data.as_ndarray_like()))
+        return codec._encode(data, proto)
+
+    def _decode_one(self, codec: Any, data: Any, shape: tuple[int, ...] | None) -> Any:
+        from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec
+        from zarr.core.buffer.cpu import as_numpy_array_wrapper
+
+        if callable(getattr(codec, "_decode_sync", None)):
+            return codec._decode_sync(data, self.spec)
+        if not _is_numcodecs_wrapper(codec):  # pragma: no cover - checked by ``sync``
+            raise _NoSyncCodec(repr(codec))
+        proto = self.spec.prototype
+        numcodec: Any = codec._codec
+        if isinstance(codec, ArrayArrayCodec):
+            out = numcodec.decode(data.as_ndarray_like())
+            return proto.nd_buffer.from_ndarray_like(out.reshape(shape))
+        if isinstance(codec, ArrayBytesCodec):
+            out = numcodec.decode(data.as_numpy_array())
+            return proto.nd_buffer.from_ndarray_like(out.reshape(shape))
+        return as_numpy_array_wrapper(numcodec.decode, data, proto)
+
+    # -- public --
+
+    def payload(self, chunk: np.ndarray) -> np.ndarray:
+        """The coded bytes of ``chunk`` (uint8, checksum not included); a view when plain."""
+        if self.plain:
+            return chunk.reshape(-1).view(np.uint8)
+        proto = self.spec.prototype
+        data: Any = proto.nd_buffer.from_ndarray_like(chunk)
+        for aa in self.filters:
+            data = self._encode_one(aa, data)
+        data = self._encode_one(self.serializer, data)
+        for bb in self.compressors:
+            data = self._encode_one(bb, data)
+        return np.asarray(data.as_numpy_array()).reshape(-1).view(np.uint8)
+
+    def encode(self, chunk: np.ndarray) -> list[np.ndarray]:
+        """The stored bytes of ``chunk``, as pieces to write back to back.
+
+        Plain chunks: ``[the chunk's own memory, 4-byte crc32c]``, no copy (the pieces keep
+        referring to ``chunk``).
+        """
+        data = self.payload(chunk)
+        if not self.crc:
+            return [data]
+        return [data, crc_bytes(data)]
+
+    def check_crc(self, stored: np.ndarray, payload: np.ndarray | None = None) -> None:
+        """Raise :class:`ChecksumError` if the crc32c of a stored chunk does not match.
+
+        ``stored`` is the chunk's bytes; or, with ``payload`` given, ``stored`` holds only the
+        4 checksum bytes and ``payload`` the bytes they cover (e.g. read straight into the
+        caller's array).
+        """
+        if payload is None:
+            if len(stored) < 4:
+                raise ChecksumError(f"a chunk of {len(stored)} bytes cannot hold a crc32c")
+            payload, stored = stored[:-4], stored[-4:]
+        if not np.array_equal(crc_bytes(payload), stored):
+            raise ChecksumError(
+                "the crc32c of a chunk does not match its stored checksum (the file was "
+                "changed or damaged)"
+            )
+
+    def decode_into(self, stored: np.ndarray, out: np.ndarray) -> None:
+        """Decode a stored chunk (uint8, checksum included if the chain has one) into ``out``."""
+        if self.crc:
+            self.check_crc(stored)
+            stored = stored[:-4]
+        if self.plain:
+            if stored.nbytes != self.nbytes:
+                raise ChecksumError(
+                    f"a chunk holds {stored.nbytes} bytes, expected {self.nbytes}"
+                )
+            np.copyto(out.reshape(-1).view(np.uint8), stored)
+            return
+        proto = self.spec.prototype
+        data: Any = proto.buffer.from_array_like(stored)
+        for bb in reversed(self.compressors):
+            data = self._decode_one(bb, data, None)
+        data = self._decode_one(self.serializer, data, self.shape)
+        for aa in reversed(self.filters):
+            data = self._decode_one(aa, data, self.shape)
+        np.copyto(out, np.asarray(data.as_ndarray_like()).reshape(self.shape), casting="no")
+
+
+class ChecksumError(ValueError):
+    """A stored chunk failed its crc32c check."""
+
+
+def crc_bytes(data: np.ndarray) -> np.ndarray:
+    """The crc32c of ``data``'s bytes as zarr stores it: 4 bytes, little-endian, as uint8."""
+    import crc32c
+
+    value = crc32c.crc32c(np.ascontiguousarray(data).data.cast("B"))
+    return np.frombuffer(int(value).to_bytes(4, "little"), dtype=np.uint8)

@@ -103,7 +103,7 @@ async def test_codec_objects_are_placed_by_kind() -> None:
     native = parse_compression(zarr.codecs.ZstdCodec(level=2))
     assert native.lossless and native.compressors == (zarr.codecs.ZstdCodec(level=2),)
     u = wavefield((64, 48), "float64")
-    out, tier = await round_trip(numcodecs.ZFPY(mode=4, tolerance=1e-5), {"u": u})
+    out, _tier = await round_trip(numcodecs.ZFPY(mode=4, tolerance=1e-5), {"u": u})
     assert np.max(np.abs(out["u"] - u)) <= 1e-5
 
 

@@ -86,24 +86,24 @@ class TestZarrTierZfp(TestZarrTierMemory):
     compression = "zfp:tol=1e-4"
 
     def assert_restored(self, expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> None:
-        for key in expected:
-            assert got[key].dtype == expected[key].dtype
-            if expected[key].dtype.kind == "f":
-                err = np.max(np.abs(got[key].astype(np.float64) - expected[key]))
+        for key, want in expected.items():
+            assert got[key].dtype == want.dtype
+            if want.dtype.kind == "f":
+                err = np.max(np.abs(got[key].astype(np.float64) - want))
                 assert err <= 1e-4, (key, err)
             else:
-                np.testing.assert_array_equal(got[key], expected[key], strict=True)
+                np.testing.assert_array_equal(got[key], want, strict=True)
 
 
 class TestZarrTierBitround(TestZarrTierMemory):
     compression = "bitround:keepbits=10"
 
     def assert_restored(self, expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> None:
-        for key in expected:
-            if expected[key].dtype.kind == "f":
-                np.testing.assert_allclose(got[key], expected[key], rtol=2.0**-11, atol=0)
+        for key, want in expected.items():
+            if want.dtype.kind == "f":
+                np.testing.assert_allclose(got[key], want, rtol=2.0**-11, atol=0)
             else:
-                np.testing.assert_array_equal(got[key], expected[key], strict=True)
+                np.testing.assert_array_equal(got[key], want, strict=True)
 
 
 # -- a tier against a dict -------------------------------------------------------------------------
@@ -238,15 +238,94 @@ async def test_zarr_reopen_keeps_checkpoints(tmp_path: Path) -> None:
 
 
 async def test_zarr_deleted_checkpoints_leave_the_store(tmp_path: Path) -> None:
-    tier = ZarrTier(tmp_path / "z", SPEC)
+    tier = ZarrTier(tmp_path / "z", SPEC, index_interval=0)
     await tier.put(0, make_state(0))
-    def files() -> list[Path]:
-        return [p for p in (tmp_path / "z").rglob("*") if p.is_file() and "c" in p.parts]
 
-    assert len(files()) == 2 + 1 + 1 + 3  # u: two levels; mask (3, 5): three 1-D chunks
+    def files() -> list[Path]:
+        root = tmp_path / "z"
+        return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file() and "c" in p.parts)
+
+    first = files()
+    assert len(first) == 2 + 1 + 1 + 3  # u: two levels; mask (3, 5): three 1-D chunks
     await tier.delete(0)
-    assert files() == []
+    assert files() == first  # kept for reuse: creating and unlinking files is slow...
+    await tier.put(1, make_state(1))
+    assert files() == first  # ... and rewritten in place by the next checkpoint
+    out = empty_like(SPEC)
+    await tier.get(1, out)
+    for key, array in make_state(1).items():
+        np.testing.assert_array_equal(out[key], array, strict=True)
+    await tier.put(2, make_state(2))
+    await tier.delete(1)
+    await tier.close()  # the files of rows no checkpoint holds go on close
+    row1 = ["ids/c/1", "mask/c/3", "mask/c/4", "mask/c/5", "u/c/2/0", "u/c/3/0", "v/c/1/0"]
+    assert files() == [Path(p) for p in row1]
+
+
+@pytest.mark.parametrize("compression", [None, "blosc", "zfp:tol=1e-4", "bitround:keepbits=10"])
+async def test_zarr_store_reads_back_with_plain_zarr(tmp_path: Path, compression: Any) -> None:
+    """The tier writes chunks itself: zarr alone must read them back, bit for bit."""
+    import zarr
+
+    tier = ZarrTier(tmp_path / "z", SPEC, compression)
+    for step in (4, 9):
+        await tier.put(step, make_state(step))
+    got_tier = {step: empty_like(SPEC) for step in (4, 9)}
+    for step, out in got_tier.items():
+        await tier.get(step, out)
     await tier.close()
+    group = zarr.open_group(tmp_path / "z", mode="r")
+    index = group.attrs["amcheck"]["index"]
+    for step, out in got_tier.items():
+        row = index[str(step)][0]
+        for key, field in SPEC.items():
+            levels = group[key].attrs["levels"]
+            span = levels * group[key].chunks[0]
+            data = group[key][row * span : (row + 1) * span].reshape(field.shape)
+            np.testing.assert_array_equal(data, out[key], strict=True)  # same bytes decoded
+        if compression in (None, "blosc"):
+            for key, array in make_state(step).items():
+                np.testing.assert_array_equal(out[key], array, strict=True)
+
+
+async def test_zarr_damaged_chunk_fails_its_checksum(tmp_path: Path) -> None:
+    tier = ZarrTier(tmp_path / "z", SPEC)
+    await tier.put(3, make_state(3))
+    chunk = tmp_path / "z" / "u" / "c" / "1" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[100] ^= 1
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(TransferError, match=r"read of step 3 .*crc32c"):
+        await tier.get(3, empty_like(SPEC))
+    chunk.write_bytes(bytes(data[:-9]))
+    with pytest.raises(TransferError, match=r"read of step 3 .*bytes, expected"):
+        await tier.get(3, empty_like(SPEC))
+    await tier.close()
+
+
+async def test_zarr_reopen_without_close_never_returns_another_step(tmp_path: Path) -> None:
+    """Between index saves a crash loses recent checkpoints, never maps a step to wrong data."""
+    tier = ZarrTier(tmp_path / "z", SPEC, index_interval=3600)
+    await tier.put(0, make_state(0))  # the first put saves the index
+    await tier.put(1, make_state(1))
+    await tier.delete(0)
+    await tier.put(2, make_state(2))  # must not reuse step 0's row: the saved index names it
+    # no close(): as if the process died here
+    again = ZarrTier(tmp_path / "z", SPEC)
+    assert again.steps == frozenset({0})
+    out = empty_like(SPEC)
+    await again.get(0, out)
+    for key, array in make_state(0).items():
+        np.testing.assert_array_equal(out[key], array, strict=True)
+    await again.flush()
+    await again.close()
+
+
+def test_zarr_index_interval_is_checked() -> None:
+    with pytest.raises(InvalidArgumentError, match="index_interval"):
+        ZarrTier(MemoryStore(), SPEC, index_interval=-1)
+    with pytest.raises(TypeError, match="index_interval"):
+        ZarrTier(MemoryStore(), SPEC, index_interval="1")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
