@@ -158,9 +158,22 @@ def reverse_range(
     same dict to every call with the same ``c`` (e.g. one per reverse sweep) to share it. Few
     distinct (length, slots) pairs occur: hundreds for n = 10^6.
 
-    An explicit stack replaces the recursion (its depth reaches ``m`` when ``c = 1``). Each entry is
-    a pending left part ``[start, end)`` with its slots and the checkpoint to free before loading
-    ``start`` (``-1``: none, because the right part had length one and was never saved).
+    Notes
+    -----
+    An explicit stack replaces the recursion (its depth reaches ``m`` when ``c = 1``). Each entry
+    is a pending left part ``[start, end)`` with its slots and the checkpoint to free before
+    loading ``start`` (``-1``: none, because the right part had length one and was never saved).
+
+    Once a range of length ``m`` has ``cc >= m − 1`` slots, every state in it fits: the binomial
+    split is then always ``j = 1`` (``r = 1``, so ``max(β(cc, −1), m − β(cc−1, 1)) <= j <=
+    min(β(cc, 0), m − β(cc−1, 0))`` gives ``j = 1``), i.e. store-all. That tail is emitted by two
+    plain loops instead of one split, push and pop per step; it is most of the actions (at
+    n = 10^5, 53 % of the advances for ``c = 10`` and 94 % for ``c = 50`` are single steps). The
+    actions are exactly those of the recursion.
+
+    The checkpoint at the start of a range is loaded once per right part reversed after it:
+    ``Load(t, "ram")`` objects are immutable, so one per held checkpoint is kept and yielded
+    again (a dict of at most ``c`` entries; an entry goes when its checkpoint is freed).
     """
     stack: list[tuple[int, int, int, int]] = []
     push = stack.append
@@ -168,35 +181,63 @@ def reverse_range(
     if splits is None:
         splits = {}
     split_of = splits.get
+    loads: dict[int, Load] = {}
+    load_of = loads.get
+    drop_load = loads.pop
     stride = c + 1
     t, end, cc = a, b, c
     emit = not descended
     while True:
-        # Descend: advance and keep checkpoints until the range has length one.
-        while end - t > 1:
-            key = (end - t) * stride + cc
+        # Descend: advance and keep checkpoints while the range does not fit in its slots.
+        m = end - t
+        while m > cc + 1:
+            key = m * stride + cc
             j = split_of(key)
             if j is None:
-                j = splits[key] = binomial_split(end - t, cc)
+                j = splits[key] = binomial_split(m, cc)
             mid = t + j
             if emit:
                 yield Advance(t, mid)
-            if end - mid > 1:
+            if m - j > 1:
                 if emit:
                     yield Save(mid, RAM)
                 push((t, mid, cc, mid))
             else:
                 push((t, mid, cc, -1))
             t = mid
+            m -= j
             cc -= 1
+        # Store-all on [t, last]: keep x_{t+1} … x_{last-1}, reverse last … t (see Notes).
+        last = t + m - 1
+        if emit:
+            for u in range(t, last - 1):
+                yield Advance(u, u + 1)
+                yield Save(u + 1, RAM)
+            if last > t:
+                yield Advance(last - 1, last)
         emit = True
-        yield Reverse(t)
+        yield Reverse(last)
+        if last > t:
+            for u in range(last - 1, t, -1):
+                yield Load(u, RAM)
+                yield Reverse(u)
+                yield Free(u, RAM)
+            load = load_of(t)
+            if load is None:
+                load = loads[t] = Load(t, RAM)
+            yield load
+            yield Reverse(t)
         if not stack:
             return
+        # Back to the latest pending left part: free the right part's checkpoint, load its start.
         t, end, cc, saved = pop()
         if saved >= 0:
+            drop_load(saved, None)
             yield Free(saved, RAM)
-        yield Load(t, RAM)
+        load = load_of(t)
+        if load is None:
+            load = loads[t] = Load(t, RAM)
+        yield load
 
 
 class Revolve(Schedule):
