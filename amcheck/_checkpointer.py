@@ -9,21 +9,33 @@ when the strategy keeps what it needs, several times), then ``forward()`` again 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
 import numpy as np
 
 from amcheck._bytes import ByteSize, format_bytes, parse_bytes
-from amcheck._engine import Engine
-from amcheck._errors import ArgumentTypeError, InvalidArgumentError, ScheduleError, SweepStateError
+from amcheck._cores import check_compute_threads, compute_threads_for, numba_threads
+from amcheck._engine import Engine, IntervalTuner, Progress
+from amcheck._errors import (
+    ArgumentTypeError,
+    BudgetError,
+    InvalidArgumentError,
+    ScheduleError,
+    SweepStateError,
+)
 from amcheck._operators import as_forward, as_reverse
 from amcheck._state import StateSpec
 from amcheck._stats import Stats, StatsRecorder
 from amcheck._strategy import Plan, plan, slot_size
 from amcheck._timeline import Timeline
-from amcheck._validate import check_optional_int
+from amcheck._validate import check_int, check_optional_int
 from amcheck.schedules import Schedule
 from amcheck.storage import RamTier, Tier
 
@@ -53,38 +65,74 @@ class Checkpointer:
     ram
         Bytes amcheck may allocate for states: an ``int`` or a string such as ``"2 GiB"`` or
         ``"25%"`` (of physical memory). It bounds every buffer the engine holds: checkpoint
-        slots, the current state, x_n. Only what the chosen schedule needs is allocated
-        (``stats.ram_pool_bytes``), once, when the Checkpointer is built.
+        slots, the current state, x_n and, with a disk, ``max_in_flight`` staging buffers.
+        Only what the chosen schedule needs is allocated (``stats.ram_pool_bytes``), once, when
+        the Checkpointer is built.
     disk
-        A :class:`amcheck.storage.Tier` (e.g. ``ZarrTier``) for the disk strategies, or ``None``.
-        Its state spec must match ``initial_state``. The caller owns it: ``close()`` deletes the
-        checkpoints amcheck wrote but does not close the tier.
+        Where disk checkpoints go, or ``None`` (RAM only):
+
+        - a directory path (``str`` or ``os.PathLike``): amcheck creates a
+          :class:`~amcheck.storage.ZarrTier` there with ``compression`` (in a fresh
+          ``amcheck-*`` subdirectory when the directory exists, else in the directory itself,
+          created) and removes what it created on ``close()``;
+        - a zarr store (``zarr.storage.LocalStore``, ``MemoryStore``, ...): a ZarrTier in it;
+          amcheck deletes its checkpoints on ``close()`` but leaves the store's group;
+        - a :class:`~amcheck.storage.Tier` (``ZarrTier``, ``RawTier``): caller-owned; its spec
+          must match ``initial_state``; ``close()`` deletes the checkpoints amcheck wrote and
+          does not close the tier.
     strategy
         ``"auto"`` (default): ``"store_all"`` when all states fit ``ram``, else ``"revolve"``
         with the most slots that fit when ``disk`` is ``None``, else ``"async_multistage"``.
         Or one of those names, ``"two_level"``, or an :class:`amcheck.schedules.Schedule`
         planned for ``n_steps``. The rules are in :mod:`amcheck._strategy`.
     interval
-        Steps between disk checkpoints for ``"two_level"`` and ``"async_multistage"``;
-        ``None`` picks ``slots + 1`` (:func:`amcheck._strategy.default_interval`). Disk traffic
-        is one state per ``interval`` steps.
+        Steps k between disk checkpoints for ``"two_level"`` and ``"async_multistage"``: disk
+        traffic is one state per k steps, the recompute factor ``1 + T(k, slots)/k``. ``None``
+        (default) is automatic for ``"async_multistage"``: k starts at ``slots + 1`` and an
+        :class:`~amcheck.IntervalController` moves it during the forward sweep to the smallest
+        k whose compute time covers one checkpoint write, from the step and write times the
+        engine measures (see docs/api.md, "The interval"). ``"two_level"`` keeps ``slots + 1``.
     compression
-        Reserved for disk tiers amcheck creates itself; must be ``None`` when ``disk`` is a
-        Tier instance (configure compression on the tier).
+        Codec for a disk tier amcheck creates (``disk`` a path or a zarr store): ``None`` (raw),
+        ``"blosc"``, ``"zstd"``, ``"zfp:tol=1e-4"``, ... (see
+        :func:`amcheck.storage.parse_compression`). Must be ``None`` when ``disk`` is a Tier
+        instance (configure compression on the tier) or ``None``.
+    disk_budget
+        Bytes the disk checkpoints may take at once (``"8 GiB"``), or ``None`` for no bound.
+        Each checkpoint counts as the state's uncompressed size (``spec.nbytes``: an upper bound
+        for any codec but blosc/zstd on incompressible data, which add a few bytes per chunk),
+        so the schedule holds at most ``disk_budget // spec.nbytes`` disk checkpoints: with a
+        known ``n_steps`` the interval becomes at least ``ceil(n / that)``; with
+        ``n_steps=None`` the schedule drops every other disk checkpoint and doubles the interval
+        whenever the tier is full.
+    max_in_flight
+        Disk writes in flight at most (default 2). Each holds the RAM slot it writes from
+        until it is done (no copy), so the pool gets this many staging slots within ``ram``;
+        when all are busy the compute thread waits for the oldest (back-pressure, recorded as a
+        ``"wait"`` on the timeline and in ``stats.stall_seconds``).
+    compute_threads
+        numba threads for the user's kernels during sweeps with disk traffic: ``None`` (auto:
+        one thread fewer than numba's current count on machines with at most 4 cores, so the
+        transfer thread has a core; all threads otherwise), ``"all"`` (leave numba alone) or a
+        number. The count is restored after each sweep. Applies only when the operator has
+        imported numba; amcheck never imports it. Why: see :mod:`amcheck._cores`.
     timeline
-        Record a :class:`amcheck.Timeline` of compute, reverse and transfer events
+        Record a :class:`amcheck.Timeline` of compute, reverse, transfer and wait events
         (about a microsecond per event).
 
     Raises
     ------
     ArgumentTypeError
         An operator is neither an object with the method nor a callable of the right signature;
-        ``initial_state`` is not a mapping of numpy arrays; ``disk`` is not a Tier.
+        ``initial_state`` is not a mapping of numpy arrays; ``disk`` is not a path, a zarr
+        store or a Tier.
     InvalidArgumentError
         ``n_steps < 1``; a state array is not C-contiguous; a disk strategy without ``disk``;
-        a schedule planned for another length; ``disk`` has another state spec.
+        a schedule planned for another length; ``disk`` has another state spec;
+        ``compression`` or ``disk_budget`` without a disk amcheck can apply them to.
     BudgetError
-        ``ram`` is below what the strategy needs; the message says how many bytes that is.
+        ``ram`` is below what the strategy needs (staging buffers included), or ``disk_budget``
+        below one checkpoint; the message says how many bytes are needed.
 
     Examples
     --------
@@ -111,77 +159,169 @@ class Checkpointer:
         n_steps: int | None,
         *,
         ram: ByteSize = "25%",
-        disk: Tier | None = None,
+        disk: Any = None,
         strategy: str | Schedule = "auto",
         interval: int | None = None,
         compression: Any = None,
+        disk_budget: ByteSize | None = None,
+        max_in_flight: int = 2,
+        compute_threads: int | str | None = None,
         timeline: bool = True,
     ) -> None:
         self._phase: _Phase = "closed"  # until fully built
+        self._owned_tier: Tier | None = None
+        self._owned_dir: Path | None = None
         advance_fn = as_forward(forward)
         reverse_fn = as_reverse(reverse)
         spec = StateSpec.from_arrays(initial_state)
         spec.check(initial_state, "initial_state")
         self._n_given = check_optional_int("n_steps", n_steps, minimum=1)
         budget = parse_bytes(ram, "ram")
-        if disk is not None:
-            if not isinstance(disk, Tier):
-                raise ArgumentTypeError(
-                    "disk must be an amcheck.storage.Tier (e.g. ZarrTier(path, spec)) or None, "
-                    f"got {disk!r} of type {type(disk).__name__}"
-                )
-            if disk.spec != spec:
-                raise InvalidArgumentError(
-                    f"disk tier stores states {disk.spec!r}, but initial_state is {spec!r}"
-                )
-        if compression is not None:
-            raise InvalidArgumentError(
-                f"compression={compression!r} cannot be applied here: "
-                + (
-                    "disk is None, so nothing is compressed"
-                    if disk is None
-                    else "disk is a Tier instance; set compression on the tier itself"
-                )
-            )
+        self._max_in_flight = check_int("max_in_flight", max_in_flight, minimum=1)
+        self._compute_threads = check_compute_threads(compute_threads)
         if not isinstance(timeline, bool):
             raise ArgumentTypeError(f"timeline must be True or False, got {timeline!r}")
+        disk_slots = self._disk_slots(disk, disk_budget, spec)
         slot_nbytes = slot_size(spec)
-        self._plan: Plan = plan(
-            strategy,
-            self._n_given,
-            budget=budget,
-            slot_nbytes=slot_nbytes,
-            disk=disk,
-            interval=interval,
-        )
-        self._spec = spec
-        self._initial = initial_state
-        self._budget = budget
-        self._disk = disk
-        self._pool = RamTier(budget, spec, slots=self._plan.buffers)
-        self._timeline = Timeline(enabled=timeline)
-        self._stats = StatsRecorder(ram_pool_bytes=self._pool.allocated_bytes)
-        self._engine = Engine(
-            advance_fn,
-            reverse_fn,
-            self._pool,
-            known_length=self._n_given is not None,
-            disk=disk,
-            timeline=self._timeline,
-            stats=self._stats,
-        )
+        self._auto_interval = interval is None
+        tier = self._tier(disk, compression, spec)
+        try:
+            self._plan: Plan = plan(
+                strategy,
+                self._n_given,
+                budget=budget,
+                slot_nbytes=slot_nbytes,
+                disk=tier,
+                interval=interval,
+                staging=self._max_in_flight,
+                disk_slots=disk_slots,
+            )
+            self._spec = spec
+            self._initial = initial_state
+            self._budget = budget
+            self._disk = tier
+            self._pool = RamTier(budget, spec, slots=self._plan.pool_buffers)
+            self._timeline = Timeline(enabled=timeline)
+            self._stats = StatsRecorder(ram_pool_bytes=self._pool.allocated_bytes)
+            self._engine = Engine(
+                advance_fn,
+                reverse_fn,
+                self._pool,
+                known_length=self._n_given is not None,
+                disk=tier if self._plan.staging else None,
+                timeline=self._timeline,
+                stats=self._stats,
+                max_in_flight=self._max_in_flight,
+            )
+        except BaseException:
+            self._close_owned()
+            raise
         self._schedule: Schedule | None = None
         self._n_seen: int | None = None
         self._busy = False
         self._phase = "ready"
 
+    @staticmethod
+    def _disk_slots(disk: Any, disk_budget: Any, spec: StateSpec) -> int | None:
+        """Disk checkpoints ``disk_budget`` holds: ``disk_budget // spec.nbytes`` (see above)."""
+        if disk_budget is None:
+            return None
+        if disk is None:
+            raise InvalidArgumentError(
+                f"disk_budget={disk_budget!r} needs a disk; with disk=None nothing goes to disk"
+            )
+        nbytes = parse_bytes(disk_budget, "disk_budget")
+        per = max(spec.nbytes, 1)
+        slots = nbytes // per
+        if slots < 1:
+            raise BudgetError(
+                f"disk_budget={nbytes} bytes ({format_bytes(nbytes)}) holds no checkpoint of "
+                f"{per} bytes ({format_bytes(per)}); raise it to at least {per} bytes"
+            )
+        return int(slots)
+
+    def _tier(self, disk: Any, compression: Any, spec: StateSpec) -> Tier | None:
+        """The disk tier for ``disk``: a caller's Tier, or a ZarrTier amcheck creates."""
+        if disk is None:
+            if compression is not None:
+                raise InvalidArgumentError(
+                    f"compression={compression!r} cannot be applied here: disk is None, so "
+                    "nothing is compressed"
+                )
+            return None
+        if isinstance(disk, Tier):
+            if disk.spec != spec:
+                raise InvalidArgumentError(
+                    f"disk tier stores states {disk.spec!r}, but initial_state is {spec!r}"
+                )
+            if compression is not None:
+                raise InvalidArgumentError(
+                    f"compression={compression!r} cannot be applied here: disk is a Tier "
+                    "instance; set compression on the tier itself"
+                )
+            return disk
+        store = sys.modules.get("zarr.abc.store")
+        is_store = store is not None and isinstance(disk, store.Store)
+        if not is_store and not isinstance(disk, (str, os.PathLike)):
+            raise ArgumentTypeError(
+                "disk must be None, a directory path, a zarr store or an amcheck.storage.Tier "
+                f"(e.g. ZarrTier(path, spec)), got {disk!r} of type {type(disk).__name__}"
+            )
+        from amcheck.storage import ZarrTier
+
+        if is_store:
+            tier = ZarrTier(disk, spec, compression)
+        else:
+            if isinstance(disk, str) and "://" in disk:
+                raise InvalidArgumentError(
+                    f"disk={disk!r}: pass a URL as a zarr store (zarr.storage.FsspecStore."
+                    "from_url(url)) or a ZarrTier; a str is a local directory"
+                )
+            root = Path(disk)
+            if root.exists() and not root.is_dir():
+                raise InvalidArgumentError(f"disk={str(root)!r} exists and is not a directory")
+            if root.exists():
+                self._owned_dir = Path(tempfile.mkdtemp(prefix="amcheck-", dir=root))
+            else:
+                root.mkdir(parents=True)
+                self._owned_dir = root
+            try:
+                tier = ZarrTier(self._owned_dir, spec, compression)
+            except BaseException:
+                shutil.rmtree(self._owned_dir, ignore_errors=True)
+                self._owned_dir = None
+                raise
+        self._owned_tier = tier
+        return tier
+
+    def _close_owned(self) -> None:
+        """Close the tier amcheck created and remove the directory it made for it."""
+        tier, self._owned_tier = self._owned_tier, None
+        folder, self._owned_dir = self._owned_dir, None
+        try:
+            if tier is not None:
+                from amcheck.storage._zarr import run_sync
+
+                run_sync(tier.close())
+        finally:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+
     # -- sweeps --------------------------------------------------------------------------------
 
-    def forward(self, initial_state: Mapping[str, np.ndarray] | None = None) -> Mapping[str, Any]:
+    def forward(
+        self,
+        progress: Progress | None = None,
+        *,
+        initial_state: Mapping[str, np.ndarray] | None = None,
+    ) -> Mapping[str, Any]:
         """Run the forward sweep and return x_n.
 
         Parameters
         ----------
+        progress
+            Called with the number of forward steps just completed, after each advance of the
+            first sweep (``tqdm(total=n).update`` fits); ``None`` (default) costs nothing.
         initial_state
             A new x_0 of the same spec (e.g. for the next iteration of an optimisation);
             ``None`` uses the one given to the constructor, read now.
@@ -201,6 +341,11 @@ class Checkpointer:
         SweepStateError
             The Checkpointer is closed, or ``forward()`` was called from inside an operator.
         """
+        if isinstance(progress, Mapping):
+            raise ArgumentTypeError(
+                "forward(progress) got a mapping; pass a new x_0 as forward(initial_state=...)"
+            )
+        _check_progress(progress)
         self._enter("forward()")
         try:
             x0 = self._initial if initial_state is None else initial_state
@@ -209,7 +354,11 @@ class Checkpointer:
             self._timeline.clear()
             self._phase = "ready"
             self._n_seen = None
-            n = self._engine.run_forward(self._schedule.forward(), x0)
+            self._engine.progress = progress
+            self._engine.tuner = self._make_tuner(self._schedule)
+            with self._cores():
+                n = self._engine.run_forward(self._schedule.forward(), x0)
+            self._stats.interval = getattr(self._schedule, "interval", None)
             if self._n_given is not None and n != self._n_given:
                 raise ScheduleError(
                     f"the schedule's forward sweep produced x_{n}, but n_steps={self._n_given}"
@@ -220,16 +369,23 @@ class Checkpointer:
             self._reset()
             raise
         finally:
+            self._engine.progress = None
+            self._engine.tuner = None
             self._busy = False
         final = self._engine.final_state
         assert final is not None
         return final
 
-    def reverse(self) -> None:
+    def reverse(self, progress: Progress | None = None) -> None:
         """Run the reverse sweep: the reverse operator for t = n-1 … 0, in that order.
 
         May be called again after it returned (several adjoint sources over one forward sweep)
         when the strategy keeps what it needs; :attr:`can_reverse_again` says whether it does.
+
+        Parameters
+        ----------
+        progress
+            Called with 1 after each reverse step; ``None`` (default) costs nothing.
 
         Raises
         ------
@@ -252,18 +408,22 @@ class Checkpointer:
                 "first; a strategy that keeps every state ('store_all', with enough ram) can "
                 "reverse several times"
             )
+        _check_progress(progress)
         self._enter("reverse()")
         try:
             schedule = self._schedule
             n = self._engine.n_steps
             assert schedule is not None and n is not None
             actions = schedule.reverse(n) if self._phase == "forwarded" else None
-            self._engine.run_reverse(actions)
+            self._engine.progress = progress
+            with self._cores():
+                self._engine.run_reverse(actions)
             self._phase = "reversed"
         except BaseException:
             self._reset()
             raise
         finally:
+            self._engine.progress = None
             self._busy = False
 
     # -- introspection -------------------------------------------------------------------------
@@ -271,7 +431,7 @@ class Checkpointer:
     @property
     def stats(self) -> Stats:
         """Counts and times since the last ``forward()`` (see :class:`amcheck.Stats`)."""
-        return self._stats.snapshot()
+        return self._stats.snapshot(self._timeline.hidden_fraction())
 
     @property
     def timeline(self) -> Timeline:
@@ -295,8 +455,22 @@ class Checkpointer:
 
     @property
     def interval(self) -> int | None:
-        """Steps between disk checkpoints, for the disk strategies; else ``None``."""
+        """Steps between disk checkpoints, for the disk strategies; else ``None``.
+
+        The interval the next forward sweep starts with; with an automatic interval the one a
+        sweep ended with is ``stats.interval``.
+        """
         return self._plan.interval
+
+    @property
+    def disk(self) -> Tier | None:
+        """The disk tier (the caller's, or the one amcheck created), or ``None``."""
+        return self._disk
+
+    @property
+    def max_in_flight(self) -> int:
+        """Disk writes in flight at most (staging slots in the pool)."""
+        return self._max_in_flight
 
     @property
     def n_steps(self) -> int | None:
@@ -336,6 +510,7 @@ class Checkpointer:
             self._engine.close()
         finally:
             self._schedule = None
+            self._close_owned()
 
     def __enter__(self) -> Self:
         self._check_open()
@@ -373,6 +548,20 @@ class Checkpointer:
             )
         self._busy = True
 
+    def _cores(self) -> contextlib.AbstractContextManager[None]:
+        """numba threads for a sweep: fewer during sweeps with disk traffic (``compute_threads``)."""
+        if not self._plan.staging:
+            return contextlib.nullcontext()
+        return numba_threads(compute_threads_for(self._compute_threads))
+
+    def _make_tuner(self, schedule: Schedule) -> IntervalTuner | None:
+        """An automatic interval for this sweep's schedule, or ``None`` when k is fixed."""
+        if not (self._auto_interval and self._plan.name == "async_multistage"):
+            return None
+        if not hasattr(schedule, "set_interval"):
+            return None
+        return _AutoInterval(schedule, self._plan.interval or 1)
+
     def _reset(self) -> None:
         """After a failure: drop the sweep's buffers and checkpoints, or close if that fails."""
         self._phase = "ready"
@@ -383,3 +572,40 @@ class Checkpointer:
             with contextlib.suppress(Exception):  # the first error is the one to report
                 self._engine.close()
             raise
+
+
+def _check_progress(progress: object) -> None:
+    if progress is not None and not callable(progress):
+        raise ArgumentTypeError(
+            "progress must be a callable taking the number of steps completed (e.g. "
+            f"tqdm(total=n).update) or None, got {progress!r} of type {type(progress).__name__}"
+        )
+
+
+class _AutoInterval:
+    """Feeds the engine's step and write times to an IntervalController, sets the interval.
+
+    Between two segments (right after each disk checkpoint of the forward sweep is submitted)
+    the schedule takes ``controller.interval()``; the schedule applies it from its next segment
+    on. The controller's floor follows the schedule's ``interval_floor`` (the disk budget's
+    ``ceil(n / disk_slots)``, doubled by each thinning round of an unknown-length sweep).
+    """
+
+    def __init__(self, schedule: Schedule, initial: int) -> None:
+        from amcheck._interval import IntervalController
+
+        self._schedule = schedule
+        floor = int(getattr(schedule, "interval_floor", 1))
+        self.controller = IntervalController(max(initial, floor), floor=floor)
+
+    def observe_step(self, seconds_per_step: float) -> None:
+        self.controller.observe_step(seconds_per_step)
+
+    def observe_write(self, seconds: float) -> None:
+        self.controller.observe_write(seconds)
+
+    def segment_started(self, step: int) -> None:
+        floor = int(getattr(self._schedule, "interval_floor", 1))
+        if floor != self.controller.floor:
+            self.controller.set_floor(floor)
+        self._schedule.set_interval(self.controller.interval())  # type: ignore[attr-defined]

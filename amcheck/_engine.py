@@ -18,9 +18,15 @@ optimal checkpointing in inversion problems", https://doi.org/10.1007/978-3-319-
 arXiv:1802.02474: for memory-bound kernels a deep copy per checkpoint costs about as much as a
 time step, so avoiding it matters.
 
-Disk actions go to a :class:`~amcheck.storage.Tier`. On this synchronous path each transfer runs
-to completion through one private event loop (on a helper thread, so that calling the engine
-from code that already runs an event loop, such as Jupyter, works); ``Prefetch`` is a no-op.
+Disk actions go to a :class:`~amcheck.storage.Tier` through the asynchronous disk path of
+:mod:`amcheck._disk`: ``Save(t, "disk")`` starts a background write of the buffer holding x_t
+and pins it as a *staging* buffer until the write is done (the pool has ``max_in_flight``
+staging slots on top of the schedule's ``peak_buffers``); ``Prefetch(t, "disk")`` starts a read
+into a free slot; ``Load(t, "disk")`` takes the prefetched slot (waiting if the read has not
+finished) or reads now. Before every action the engine reaps finished transfers, so a failed
+write reaches the caller at the next action, and ``run_forward`` waits for every write before
+it returns. Transfers run on the transfer service's own loop thread, so calling the engine from
+code that already runs an event loop (Jupyter) works.
 
 Repeated reverse sweeps
 -----------------------
@@ -35,21 +41,18 @@ count), keeping is abandoned, and a further ``reverse()`` needs a new ``forward(
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Final, Protocol
 
 import numpy as np
 
+from amcheck._disk import DiskPath
 from amcheck._errors import (
-    AmcheckError,
     OperatorError,
     ScheduleError,
     SweepStateError,
     TierFullError,
-    TransferError,
 )
 from amcheck._operators import AdvanceFn, ReverseFn
 from amcheck._state import State
@@ -58,7 +61,29 @@ from amcheck._timeline import Timeline, clock
 from amcheck.schedules import Action, Advance, End, Free, Load, Prefetch, Reverse, Save
 from amcheck.storage import RamTier, Slot, Tier
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "IntervalTuner", "Progress"]
+
+Progress = Callable[[int], object]
+"""``progress(steps)``: told how many steps were just completed."""
+
+
+class IntervalTuner(Protocol):
+    """Receives the engine's measurements during the forward sweep and may change the interval.
+
+    The engine calls :meth:`observe_step` after every advance of the forward sweep,
+    :meth:`observe_write` (on the compute thread) when a disk write is reaped, and
+    :meth:`segment_started` right after each ``Save(t, "disk")`` of the forward sweep: the moment
+    between two segments at which a schedule may take a new interval.
+    """
+
+    def observe_step(self, seconds_per_step: float) -> None:
+        """Seconds one forward step took (the mean over one advance)."""
+
+    def observe_write(self, seconds: float) -> None:
+        """Seconds one disk write took on the transfer thread."""
+
+    def segment_started(self, step: int) -> None:
+        """A disk checkpoint of x_step was just submitted."""
 
 _RAM: Final = "ram"
 _DISK: Final = "disk"
@@ -91,9 +116,17 @@ class Engine:
         The tier that receives ``Save(t, "disk")`` and serves ``Load(t, "disk")``, or ``None``.
     timeline
         Receives a "compute" event per advance, "reverse" per reverse step, "write"/"read" per
-        disk transfer.
+        disk transfer (on the transfer thread), "wait" whenever the compute thread waited for one.
     stats
         The counters to update.
+    max_in_flight
+        Disk writes in flight at most; the pool must hold that many staging slots on top of the
+        schedule's ``peak_buffers``.
+    progress
+        Called with the number of steps completed: forward steps of ``run_forward`` (never
+        recomputations) and each reverse step of ``run_reverse``.
+    tuner
+        Receives step and write times during the forward sweep (automatic interval).
     """
 
     def __init__(
@@ -106,6 +139,9 @@ class Engine:
         disk: Tier | None,
         timeline: Timeline,
         stats: StatsRecorder,
+        max_in_flight: int = 2,
+        progress: Progress | None = None,
+        tuner: IntervalTuner | None = None,
     ) -> None:
         self._advance = advance
         self._reverse = reverse
@@ -116,8 +152,11 @@ class Engine:
         self._stats = stats
         self._state_nbytes = pool.spec.nbytes
         self._views: dict[int, tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]] = {}
-        self._io: concurrent.futures.ThreadPoolExecutor | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dp: DiskPath | None = None
+        if disk is not None:
+            self._dp = DiskPath(disk, max_in_flight=max_in_flight, timeline=timeline, stats=stats)
+        self.progress = progress
+        self.tuner = tuner
         # Buffers and checkpoints.
         self._held: dict[int, Slot] = {}  # slot index -> slot, every slot acquired from the pool
         self._cur: Slot | None = None  # buffer of the current state
@@ -172,7 +211,10 @@ class Engine:
         for key, array in self._rw(slot).items():
             np.copyto(array, x0[key])
         self._cur, self._cur_t = slot, 0
+        if self._dp is not None and self.tuner is not None:
+            self._dp.write_observer = self.tuner.observe_write
         for index, action in enumerate(actions):
+            self._poll()
             if self._execute(action, index, forward=True):
                 break
         else:
@@ -182,6 +224,11 @@ class Engine:
                 "must end the sequence)"
             )
         assert self._n is not None
+        if self._dp is not None:
+            # Every write ends (and its error, if any, surfaces) before forward() returns.
+            for freed in self._dp.drain():
+                self._maybe_release(freed)
+            self._dp.write_observer = None
         self._stats.n_steps = self._n
         # Remember what the forward sweep left, for a repeated reverse sweep.
         self._keep = True
@@ -215,6 +262,7 @@ class Engine:
         for index, action in enumerate(actions):
             if self._record is not None:
                 self._record.append(action)
+            self._poll()
             if self._execute(action, index, forward=False):
                 ended = True
                 break
@@ -237,27 +285,30 @@ class Engine:
         self._record = self._replay = None
         self._disk_ckpt.clear()
         self._fwd_disk = frozenset()
+        dp = self._dp
+        if dp is not None:
+            dp.abandon()  # every transfer ends before its slot goes back to the pool
         for slot in list(self._held.values()):
             self._pool.release(slot)
         self._held.clear()
-        if self._disk is not None and self._disk_all:
-            steps, self._disk_all = sorted(self._disk_all), set()
-            for step in steps:
-                if step in self._disk:
-                    self._run_io(self._disk.delete(step), step=step, what="delete")
+        if dp is None:
+            return
+        try:
+            if self._disk is not None and self._disk_all:
+                steps, self._disk_all = sorted(self._disk_all), set()
+                for step in steps:
+                    if step in self._disk:
+                        dp.run(self._disk.delete(step), step, "delete")
+        finally:
+            dp.stop()  # the transfer thread restarts with the next sweep's first transfer
 
     def close(self) -> None:
-        """Release everything and stop the I/O helper thread; the engine is unusable afterwards."""
+        """Release everything and stop the transfer threads; the engine is unusable afterwards."""
         try:
             self.clear()
         finally:
-            if self._loop is not None:
-                assert self._io is not None
-                self._io.submit(self._loop.close).result()
-                self._loop = None
-            if self._io is not None:
-                self._io.shutdown(wait=True)
-                self._io = None
+            if self._dp is not None:
+                self._dp.stop()
 
     # -- buffers -------------------------------------------------------------------------------
 
@@ -275,14 +326,35 @@ class Engine:
         return views
 
     def _pinned(self, slot: Slot) -> bool:
-        return slot.index in self._step_of or slot.index in self._kept or slot is self._final
+        return (
+            slot.index in self._step_of
+            or slot.index in self._kept
+            or slot is self._final
+            or (self._dp is not None and self._dp.holds(slot))
+        )
+
+    def _poll(self) -> None:
+        """Reap finished disk writes (raising a failed one's error) and free their slots."""
+        if self._dp is not None:
+            for slot in self._dp.poll():
+                self._maybe_release(slot)
 
     def _make_room(self) -> None:
-        """Before an action that may need a slot: with none free, stop keeping the forward result.
+        """Before an action that may need a slot: with none free, wait for the oldest disk write
+        (back-pressure), then stop keeping the forward result.
 
         Done before the action decides where to write, so that a current state kept only for a
-        repeated reverse sweep becomes writable in place, as the buffer rule counts it.
+        repeated reverse sweep, or a staging buffer whose write ended, becomes writable in place,
+        as the buffer rule counts it.
         """
+        if self._pool.n_free:
+            return
+        dp = self._dp
+        while dp is not None and self._pool.n_free == 0:
+            slot = dp.wait_oldest_write()
+            if slot is None:
+                break
+            self._maybe_release(slot)
         if self._keep and self._pool.n_free == 0:
             self._drop_keep()
 
@@ -318,13 +390,22 @@ class Engine:
         self._kept = set()
         for slot in kept:
             self._maybe_release(slot)
-        if self._disk is not None:
-            for step in sorted(self._disk_all - self._disk_ckpt):
-                self._run_io(self._disk.delete(step), step=step, what="delete")
-                self._disk_all.discard(step)
+        self._delete_unneeded()
+
+    def _delete_unneeded(self) -> None:
+        """Delete the disk checkpoints this engine wrote that the schedule no longer holds."""
+        if self._dp is None:
+            return
+        for step in sorted(self._disk_all - self._disk_ckpt):
+            for slot in self._dp.delete(step):
+                self._maybe_release(slot)
+            self._disk_all.discard(step)
 
     def _finish_reverse(self) -> None:
         """After End: restore the forward result when it was kept, else release all but x_n."""
+        if self._dp is not None:
+            for slot in [*self._dp.drain(), *self._dp.settle_reads()]:
+                self._maybe_release(slot)
         self._cur = None
         self._cur_t = None
         self._ckpt.clear()
@@ -344,10 +425,7 @@ class Engine:
             self._fwd_cur = None
         for slot in list(self._held.values()):
             self._maybe_release(slot)
-        if self._disk is not None:
-            for step in sorted(self._disk_all - self._disk_ckpt):
-                self._run_io(self._disk.delete(step), step=step, what="delete")
-                self._disk_all.discard(step)
+        self._delete_unneeded()
 
     # -- actions -------------------------------------------------------------------------------
 
@@ -363,7 +441,7 @@ class Engine:
             case Free(t, tier):
                 self._do_free(t, tier, action, index)
             case Prefetch(t, tier):
-                self._check_tier(tier, action, index)
+                self._do_prefetch(t, tier, action, index)
             case Reverse(t):
                 if forward:
                     raise ScheduleError(
@@ -417,6 +495,11 @@ class Engine:
         self._stats.compute_seconds += end - start
         reached = self._reached(result, t0, t1, forward)
         self._stats.forward_steps += reached - t0
+        if forward:
+            if self.tuner is not None:
+                self.tuner.observe_step((end - start) / (reached - t0))
+            if self.progress is not None:
+                self.progress(reached - t0)
         stopped = forward and result is not None and not self._known_length
         if stopped:
             # The operator ended an unknown-length sequence at `reached`: x_n is in dst, the
@@ -475,23 +558,16 @@ class Engine:
                 self._maybe_release(old)
             self._stats.writes[_RAM] += 1
             return
-        disk = self._check_tier(tier, action, index)
-        start = clock()
-        try:
-            self._run_io(disk.put(t, self._ro(slot)), step=t, what="write")
-        except TierFullError:
-            if not self._keep:
-                raise
-            self._drop_keep()
-            start = clock()
-            self._run_io(disk.put(t, self._ro(slot)), step=t, what="write")
-        end = clock()
-        self._timeline.record("write", start, end, step=t, tier=_DISK, nbytes=self._state_nbytes)
+        self._check_tier(tier, action, index)
+        dp = self._dp
+        assert dp is not None
+        for freed in dp.put(t, slot, self._ro(slot)):
+            self._maybe_release(freed)
         self._stats.writes[_DISK] += 1
-        self._stats.bytes_written[_DISK] += self._state_nbytes
-        self._stats.write_seconds[_DISK] += end - start
         self._disk_ckpt.add(t)
         self._disk_all.add(t)
+        if self.tuner is not None and self._n is None:
+            self.tuner.segment_started(t)
 
     def _do_load(self, t: int, tier: str, action: Action, index: int) -> None:
         previous = self._cur
@@ -506,26 +582,48 @@ class Engine:
             self._maybe_release(previous)
             self._stats.reads[_RAM] += 1
             return
-        disk = self._check_tier(tier, action, index)
+        self._check_tier(tier, action, index)
         if t not in self._disk_ckpt:
             raise ScheduleError(
                 f"action {index}, {action!r}: no disk checkpoint of x_{t} is held "
                 f"(held: {sorted(self._disk_ckpt)})"
             )
-        self._make_room()
-        reuse = previous is not None and not self._pinned(previous)
-        dst = previous if reuse and previous is not None else self._take()
-        self._cur, self._cur_t = None, None  # undefined until the read completes
-        start = clock()
-        self._run_io(disk.get(t, self._rw(dst)), step=t, what="read")
-        end = clock()
-        self._timeline.record("read", start, end, step=t, tier=_DISK, nbytes=self._state_nbytes)
-        self._cur, self._cur_t = dst, t
-        if previous is not dst:
+        dp = self._dp
+        assert dp is not None
+        slot = dp.take_prefetched(t)
+        if slot is None:
+            self._make_room()
+            reuse = previous is not None and not self._pinned(previous)
+            slot = previous if reuse and previous is not None else self._take()
+            self._cur, self._cur_t = None, None  # undefined until the read completes
+            for freed in dp.read_now(t, slot, self._rw(slot)):
+                self._maybe_release(freed)
+        self._cur, self._cur_t = slot, t
+        if previous is not slot:
             self._maybe_release(previous)
         self._stats.reads[_DISK] += 1
-        self._stats.bytes_read[_DISK] += self._state_nbytes
-        self._stats.read_seconds[_DISK] += end - start
+
+    def _do_prefetch(self, t: int, tier: str, action: Action, index: int) -> None:
+        """Start reading x_t into a free slot; a hint, skipped when no slot is free."""
+        self._check_tier(tier, action, index)
+        if tier != _DISK:
+            return
+        dp = self._dp
+        assert dp is not None
+        if t not in self._disk_ckpt:
+            raise ScheduleError(
+                f"action {index}, {action!r}: no disk checkpoint of x_{t} is held "
+                f"(held: {sorted(self._disk_ckpt)})"
+            )
+        if dp.prefetched(t):
+            return
+        if self._pool.n_free == 0 and self._keep:
+            self._drop_keep()
+        if self._pool.n_free == 0:
+            return  # finished writes were reaped before this action: no slot, no prefetch
+        slot = self._take()
+        for freed in dp.prefetch(t, slot, self._rw(slot)):
+            self._maybe_release(freed)
 
     def _do_free(self, t: int, tier: str, action: Action, index: int) -> None:
         if tier == _RAM:
@@ -538,7 +636,7 @@ class Engine:
             del self._step_of[slot.index]
             self._maybe_release(slot)
             return
-        disk = self._check_tier(tier, action, index)
+        self._check_tier(tier, action, index)
         if t not in self._disk_ckpt:
             raise ScheduleError(
                 f"action {index}, {action!r}: no disk checkpoint of x_{t} is held "
@@ -547,7 +645,9 @@ class Engine:
         self._disk_ckpt.discard(t)
         if self._keep and t in self._fwd_disk:
             return  # deferred: kept for another reverse sweep
-        self._run_io(disk.delete(t), step=t, what="delete")
+        assert self._dp is not None
+        for freed in self._dp.delete(t):
+            self._maybe_release(freed)
         self._disk_all.discard(t)
 
     def _do_reverse(self, t: int, action: Action, index: int) -> None:
@@ -569,6 +669,8 @@ class Engine:
         self._stats.reverse_seconds += end - start
         self._stats.reverse_steps += 1
         self._next_reverse -= 1
+        if self.progress is not None:
+            self.progress(1)
 
     # -- disk ----------------------------------------------------------------------------------
 
@@ -582,21 +684,3 @@ class Engine:
         if tier == _RAM:
             return self._pool
         raise ScheduleError(f"action {index}, {action!r}: unknown tier {tier!r}")
-
-    def _run_io(self, coro: Coroutine[Any, Any, None], *, step: int, what: str) -> None:
-        """Run one tier coroutine to completion on the private loop; errors name step and tier."""
-        if self._io is None:
-            self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="amcheck-io")
-            self._loop = asyncio.new_event_loop()
-        loop = self._loop
-        assert loop is not None
-        try:
-            self._io.submit(loop.run_until_complete, coro).result()
-        except AmcheckError:
-            raise
-        except Exception as exc:
-            name = getattr(self._disk, "name", "disk")
-            raise TransferError(
-                f"{what} of checkpoint x_{step} on tier {name!r} ({type(self._disk).__name__}) "
-                f"failed: {type(exc).__name__}: {exc}"
-            ) from exc

@@ -19,6 +19,12 @@ __all__ = ["Stats", "StatsRecorder"]
 _TIERS = ("ram", "disk")
 
 
+def _rates(nbytes: Mapping[str, int], seconds: Mapping[str, float]) -> Mapping[str, float | None]:
+    return MappingProxyType(
+        {tier: (nbytes[tier] / seconds[tier] if seconds[tier] > 0 else None) for tier in nbytes}
+    )
+
+
 def _frozen(values: Mapping[str, int] | Mapping[str, float]) -> Mapping[str, float]:
     return MappingProxyType(dict(values))
 
@@ -57,6 +63,19 @@ class Stats:
         Seconds the transfers took per tier, as seen by the thread that ran them.
     compute_seconds, reverse_seconds
         Seconds inside the forward and the reverse operator.
+    stall_seconds
+        Seconds the compute thread waited for disk transfers: back-pressure (every staging slot
+        held by a write in flight), a load whose prefetch had not finished or that nobody
+        prefetched, the last writes at the end of ``forward()``.
+    waits
+        How many times the compute thread waited (each is a ``"wait"`` event on the timeline).
+    hidden_fraction
+        Fraction of disk transfer time that overlapped compute or reverse steps (see
+        :meth:`amcheck.Timeline.hidden_fraction`); ``None`` without transfers or without a
+        timeline.
+    interval
+        Steps between disk checkpoints at the end of the forward sweep (it changes during the
+        sweep when the interval is automatic); ``None`` for RAM-only strategies.
     """
 
     n_steps: int | None
@@ -73,6 +92,22 @@ class Stats:
     write_seconds: Mapping[str, float]
     compute_seconds: float
     reverse_seconds: float
+    stall_seconds: float = 0.0
+    waits: int = 0
+    hidden_fraction: float | None = None
+    interval: int | None = None
+
+    @property
+    def write_throughput(self) -> Mapping[str, float | None]:
+        """Bytes per second of the writes per tier (bytes over the seconds each write took on
+        the transfer thread; concurrent writes overlap, so their sum can exceed the disk's
+        rate); ``None`` for a tier without writes."""
+        return _rates(self.bytes_written, self.write_seconds)
+
+    @property
+    def read_throughput(self) -> Mapping[str, float | None]:
+        """Bytes per second of the reads per tier, as :attr:`write_throughput`."""
+        return _rates(self.bytes_read, self.read_seconds)
 
     @property
     def recompute_factor(self) -> float | None:
@@ -91,6 +126,16 @@ class Stats:
             f"ram writes/reads {self.writes['ram']}/{self.reads['ram']}, "
             f"disk writes/reads {self.writes['disk']}/{self.reads['disk']} "
             f"({format_bytes(self.bytes_written['disk'])} / {format_bytes(self.bytes_read['disk'])})"
+            + (
+                ""
+                if not self.writes["disk"]
+                else f", stalled {self.stall_seconds:.3f} s in {self.waits} wait(s)"
+                + (
+                    ""
+                    if self.hidden_fraction is None
+                    else f", {100 * self.hidden_fraction:.0f}% of transfer time hidden"
+                )
+            )
         )
 
 
@@ -106,6 +151,9 @@ class StatsRecorder:
     peak_ram_bytes: int = 0
     compute_seconds: float = 0.0
     reverse_seconds: float = 0.0
+    stall_seconds: float = 0.0
+    waits: int = 0
+    interval: int | None = None
     reads: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TIERS, 0))
     writes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TIERS, 0))
     bytes_read: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TIERS, 0))
@@ -120,8 +168,8 @@ class StatsRecorder:
         for name in self.__slots__:
             setattr(self, name, getattr(fresh, name))
 
-    def snapshot(self) -> Stats:
-        """An immutable copy of the counters."""
+    def snapshot(self, hidden_fraction: float | None = None) -> Stats:
+        """An immutable copy of the counters (``hidden_fraction`` comes from the timeline)."""
         return Stats(
             n_steps=self.n_steps,
             forward_steps=self.forward_steps,
@@ -137,4 +185,8 @@ class StatsRecorder:
             write_seconds=MappingProxyType(dict(self.write_seconds)),
             compute_seconds=self.compute_seconds,
             reverse_seconds=self.reverse_seconds,
+            stall_seconds=self.stall_seconds,
+            waits=self.waits,
+            hidden_fraction=hidden_fraction,
+            interval=self.interval,
         )

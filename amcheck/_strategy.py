@@ -19,7 +19,15 @@ a disk tier ``"auto"`` picks ``"async_multistage"``.
 
 The default ``interval`` of the disk strategies (:func:`default_interval`) is ``slots + 1``: the
 longest segment that the RAM slots reverse without running any step more than twice (recompute
-factor ``2 - 1/k``). A longer interval writes less to disk and recomputes more.
+factor ``2 - 1/k``). A longer interval writes less to disk and recomputes more. With
+``interval=None`` the Checkpointer starts there and lets an
+:class:`~amcheck.IntervalController` move it during the forward sweep.
+
+The disk strategies also need staging buffers: each disk write in flight holds the slot it
+writes from until it is done (zero copy), so the pool gets ``staging`` (the Checkpointer's
+``max_in_flight``) slots on top of ``simulate(schedule).peak_buffers``, all within ``ram``.
+A ``disk_slots`` bound (from ``disk_budget``) is passed to the schedule, which raises its
+interval (known n) or thins its disk checkpoints (unknown n) to stay within it.
 """
 
 from __future__ import annotations
@@ -134,6 +142,13 @@ class Plan:
     buffers: int
     slots: int | None = None
     interval: int | None = None
+    staging: int = 0
+    disk_slots: int | None = None
+
+    @property
+    def pool_buffers(self) -> int:
+        """RAM slots to allocate: the schedule's buffers and the staging buffers of disk writes."""
+        return self.buffers + self.staging
 
 
 def _buffers(schedule: Schedule) -> int:
@@ -150,11 +165,18 @@ def _buffers(schedule: Schedule) -> int:
     return max([ram + 2] + [simulate(schedule, n).peak_buffers for n in _PROBE_LENGTHS])
 
 
-def _need(name: str, buffers: int, slot_nbytes: int, budget: int, detail: str) -> BudgetError:
-    need = buffers * slot_nbytes
+def _need(
+    name: str, buffers: int, slot_nbytes: int, budget: int, detail: str, staging: int = 0
+) -> BudgetError:
+    need = (buffers + staging) * slot_nbytes
+    extra = (
+        f" plus {staging} staging buffer(s) for disk writes in flight (max_in_flight)"
+        if staging
+        else ""
+    )
     return BudgetError(
         f"strategy {name!r} needs at least {buffers} state buffers of {slot_nbytes} bytes "
-        f"({detail}), i.e. ram >= {need} bytes ({format_bytes(need)}); "
+        f"({detail}){extra}, i.e. ram >= {need} bytes ({format_bytes(need)}); "
         f"ram={budget} bytes ({format_bytes(budget)}) was given"
     )
 
@@ -166,12 +188,14 @@ def _most_slots(
     slot_nbytes: int,
     budget: int,
     limit: int | None,
+    staging: int = 0,
 ) -> tuple[int, int]:
     """The most RAM slots whose schedule fits the budget, and its buffer count.
 
     ``overhead`` is a first guess of buffers beyond the slots; the simulation decides.
+    ``staging`` buffers are set aside first.
     """
-    fit = budget // slot_nbytes
+    fit = budget // slot_nbytes - staging
     slots = fit - overhead
     if limit is not None:
         slots = min(slots, limit)
@@ -181,7 +205,9 @@ def _most_slots(
             return slots, buffers
         slots -= buffers - fit
     minimum = _buffers(make(1))
-    raise _need(name, minimum, slot_nbytes, budget, "with a single RAM checkpoint slot")
+    raise _need(
+        name, minimum, slot_nbytes, budget, "with a single RAM checkpoint slot", staging
+    )
 
 
 def plan(
@@ -192,8 +218,13 @@ def plan(
     slot_nbytes: int,
     disk: Tier | None,
     interval: int | None,
+    staging: int = 0,
+    disk_slots: int | None = None,
 ) -> Plan:
     """Resolve a Checkpointer's ``strategy`` into a :class:`Plan` that fits ``budget``.
+
+    ``staging`` slots (disk writes in flight) are reserved on top of the schedule's buffers when
+    the strategy writes to disk; ``disk_slots`` bounds the disk checkpoints held at once.
 
     Raises
     ------
@@ -223,10 +254,18 @@ def plan(
             raise InvalidArgumentError(
                 f"strategy {schedule!r} keeps checkpoints on disk, but disk=None; pass a disk tier"
             )
+        if disk_slots is not None:
+            raise InvalidArgumentError(
+                "disk_budget applies to strategy names; with a schedule instance "
+                f"({schedule!r}) give the schedule its disk_slots"
+            )
         buffers = _buffers(schedule)
-        if buffers * slot_nbytes > budget:
-            raise _need(repr(schedule), buffers, slot_nbytes, budget, "simulate().peak_buffers")
-        return Plan(type(schedule).__name__, lambda: schedule, buffers)
+        extra = staging if uses_disk else 0
+        if (buffers + extra) * slot_nbytes > budget:
+            raise _need(
+                repr(schedule), buffers, slot_nbytes, budget, "simulate().peak_buffers", extra
+            )
+        return Plan(type(schedule).__name__, lambda: schedule, buffers, staging=extra)
     if not isinstance(strategy, str):
         raise ArgumentTypeError(
             "strategy must be one of "
@@ -282,18 +321,35 @@ def plan(
         return Plan(name, lambda: Revolve(known, slots), buffers, slots=slots)
     cls = TwoLevel if name == "two_level" else AsyncMultistage
     given = interval
+    if disk_slots is not None and n_steps is None and disk_slots < 2:
+        raise BudgetError(
+            f"disk_budget holds {disk_slots} checkpoint(s); with n_steps=None the disk tier "
+            "must hold at least 2 (x_0 and one more) to thin its checkpoints as the run grows"
+        )
 
     def make(s: int) -> Schedule:
-        return cls(n_steps, s, given if given is not None else default_interval(s))
+        k = given if given is not None else default_interval(s)
+        return cls(n_steps, s, k, disk_slots=disk_slots)
 
     overhead = 3 if cls is AsyncMultistage else 2
-    slots, buffers = _most_slots(name, make, overhead, slot_nbytes, budget, limit=None)
+    slots, buffers = _most_slots(
+        name, make, overhead, slot_nbytes, budget, limit=None, staging=staging
+    )
     if interval is None and n_steps is not None:
         # More slots than one segment can use only cost memory.
         slots = min(slots, max(n_steps - 1, 1))
         buffers = _buffers(make(slots))
-    k = interval if interval is not None else default_interval(slots)
-    return Plan(name, lambda: cls(n_steps, slots, k), buffers, slots=slots, interval=k)
+    first = make(slots)
+    k = first.interval  # type: ignore[attr-defined]  # raised to the disk_slots floor if needed
+    return Plan(
+        name,
+        lambda: make(slots),
+        buffers,
+        slots=slots,
+        interval=k,
+        staging=staging,
+        disk_slots=disk_slots,
+    )
 
 
 def slot_size(spec: StateSpec) -> int:

@@ -24,6 +24,7 @@ from amcheck._strategy import GrowingStoreAll, default_interval, slot_size
 from amcheck.schedules import Revolve, simulate
 
 N = 23
+STAGING = 2  # max_in_flight: RAM slots that disk writes in flight hold
 SPEC = StateSpec.from_arrays(initial_state())
 SLOT = slot_size(SPEC)  # 192 bytes: u (96 B) and v (16 B), each padded to 64-byte lines
 
@@ -77,12 +78,13 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("revolve-5", {"strategy": "revolve", "ram": 7 * SLOT}),
     ("auto-revolve", {"ram": 10 * SLOT}),
     ("instance", {"strategy": Revolve(N, 4), "ram": 6 * SLOT}),
-    ("two_level-default", {"strategy": "two_level", "ram": 5 * SLOT, "disk": "ram"}),
-    ("two_level-k1", {"strategy": "two_level", "ram": 4 * SLOT, "disk": "ram", "interval": 1}),
-    ("two_level-k7", {"strategy": "two_level", "ram": 4 * SLOT, "disk": "ram", "interval": 7}),
-    ("async-default", {"strategy": "async_multistage", "ram": 6 * SLOT, "disk": "ram"}),
-    ("async-k5", {"strategy": "async_multistage", "ram": 5 * SLOT, "disk": "ram", "interval": 5}),
-    ("auto-async", {"ram": 8 * SLOT, "disk": "ram"}),
+    # Disk strategies: + STAGING slots for the writes in flight.
+    ("two_level-default", {"strategy": "two_level", "ram": 7 * SLOT, "disk": "ram"}),
+    ("two_level-k1", {"strategy": "two_level", "ram": 6 * SLOT, "disk": "ram", "interval": 1}),
+    ("two_level-k7", {"strategy": "two_level", "ram": 6 * SLOT, "disk": "ram", "interval": 7}),
+    ("async-k6", {"strategy": "async_multistage", "ram": 8 * SLOT, "disk": "ram", "interval": 6}),
+    ("async-k5", {"strategy": "async_multistage", "ram": 7 * SLOT, "disk": "ram", "interval": 5}),
+    ("auto-async-k6", {"ram": 10 * SLOT, "disk": "ram", "interval": 6}),
 ]
 
 
@@ -117,9 +119,10 @@ def test_gradient_bitwise_equal_to_store_all(
     assert stats.bytes_read["disk"] == stats.reads["disk"] * SPEC.nbytes
     assert stats.bytes_written["ram"] == stats.bytes_read["ram"] == 0
     assert stats.peak_ram_bytes <= stats.ram_pool_bytes <= budget
-    assert stats.ram_pool_bytes == sim.peak_buffers * SLOT
-    # The timeline has one event per advance, reverse step and disk transfer.
-    totals = {kind: 0 for kind in ("compute", "reverse", "write", "read")}
+    staging = STAGING if stats.writes["disk"] else 0
+    assert stats.ram_pool_bytes == (sim.peak_buffers + staging) * SLOT
+    # The timeline has one event per advance, reverse step, disk transfer and wait.
+    totals = {kind: 0 for kind in ("compute", "reverse", "write", "read", "wait")}
     for event in ckp.timeline.events:
         totals[event.kind] += 1
     assert totals == {
@@ -127,6 +130,7 @@ def test_gradient_bitwise_equal_to_store_all(
         "reverse": N,
         "write": stats.writes["disk"],
         "read": stats.reads["disk"],
+        "wait": stats.waits,
     }
 
 
@@ -134,8 +138,8 @@ def test_auto_choices() -> None:
     assert gradient(ram="1 MiB")[3].strategy == "store_all"
     ckp = gradient(ram=10 * SLOT)[3]
     assert ckp.strategy == "revolve" and ckp.slots == 8  # 10 buffers: 8 checkpoints, current, x_n
-    ckp = gradient(ram=8 * SLOT, disk=ram_disk())[3]
-    assert ckp.strategy == "async_multistage" and ckp.slots == 5
+    ckp = gradient(ram=10 * SLOT, disk=ram_disk())[3]
+    assert ckp.strategy == "async_multistage" and ckp.slots == 5  # + 3 buffers + 2 staging
     assert ckp.interval == default_interval(5) == 6
     assert gradient(None, ram=30 * SLOT, fwd=Forward(stop_at=N))[3].strategy == "store_all"
     ckp = gradient(None, ram=8 * SLOT, disk=ram_disk(), fwd=Forward(stop_at=N))[3]
@@ -146,10 +150,12 @@ def test_advances_run_in_place_unless_the_source_is_pinned() -> None:
     fwd = Forward()
     gradient(fwd=fwd, strategy="store_all", ram="1 MiB")
     assert fwd.in_place == 0  # every advance starts from a pinned checkpoint
+    # With a disk, the advance after Save(t, "disk") runs in place only if the write from its
+    # buffer has already ended (a staging buffer is pinned while in flight): timing decides, so
+    # only the bound is certain.
     fwd = Forward()
-    gradient(fwd=fwd, strategy="two_level", ram=4 * SLOT, disk=ram_disk(), interval=5)
-    # The forward sweep's advances start from states that went to disk only: in place.
-    assert fwd.in_place >= (N - 1) // 5
+    gradient(fwd=fwd, strategy="two_level", ram=6 * SLOT, disk=ram_disk(), interval=5)
+    assert 0 <= fwd.in_place <= (N - 1) // 5 + 1
 
 
 # -- unknown length ------------------------------------------------------------------------------
@@ -273,11 +279,11 @@ def test_forward_with_a_new_initial_state() -> None:
     adj = Adjoint()
     other = initial_state(seed=11)
     with Checkpointer(Forward(), adj, initial_state(), N, ram=5 * SLOT) as ckp:
-        x_n = ckp.forward(other)
+        x_n = ckp.forward(initial_state=other)
         ref = trajectory(other, N)[-1]
         assert np.array_equal(x_n["u"], ref["u"]) and np.array_equal(x_n["v"], ref["v"])
         with pytest.raises(InvalidArgumentError, match=r"initial_state\['u'\] has shape"):
-            ckp.forward({"u": np.zeros((2, 2)), "v": other["v"]})
+            ckp.forward(initial_state={"u": np.zeros((2, 2)), "v": other["v"]})
 
 
 def test_final_state_is_read_only_and_initial_state_untouched() -> None:
@@ -488,8 +494,8 @@ def test_bad_strategy_arguments() -> None:
         Checkpointer(Forward(), Adjoint(), x0, N, interval=0, disk=ram_disk())
     with pytest.raises(InvalidArgumentError, match=r"'revolve' needs a known n_steps"):
         Checkpointer(Forward(), Adjoint(), x0, None, strategy="revolve")
-    with pytest.raises(ArgumentTypeError, match=r"disk must be an amcheck.storage.Tier"):
-        Checkpointer(Forward(), Adjoint(), x0, N, disk="/tmp/x")  # type: ignore[arg-type]
+    with pytest.raises(ArgumentTypeError, match=r"disk must be None, a directory path, a zarr"):
+        Checkpointer(Forward(), Adjoint(), x0, N, disk=3.5)
     other = RamTier(10 * 64, StateSpec({"w": ((2,), "f8")}), name="disk")
     with pytest.raises(InvalidArgumentError, match=r"disk tier stores states StateSpec"):
         Checkpointer(Forward(), Adjoint(), x0, N, disk=other)

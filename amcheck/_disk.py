@@ -1,0 +1,342 @@
+"""The engine's asynchronous disk path: staged writes, prefetched reads, back-pressure and waits.
+
+What it does
+------------
+The engine (:mod:`amcheck._engine`) hands every disk action of a schedule to one
+:class:`DiskPath`, which owns one :class:`~amcheck.storage.TransferService` (an asyncio loop on
+the thread ``amcheck-transfer``, codecs and file I/O in its bounded ``amcheck-io`` pool) and keeps
+the books of what is in flight:
+
+- ``Save(t, "disk")`` → :meth:`DiskPath.put`: the buffer that holds x_t is submitted as it is
+  (no copy) and stays *staged* (pinned, read-only) until its write is done; compute goes on at
+  once. The advance that follows writes into another slot, so the slot pool needs
+  ``max_in_flight`` staging slots on top of what the schedule simulates. At most
+  ``max_in_flight`` writes are in flight: one more waits for the oldest (back-pressure).
+- ``Prefetch(t, "disk")`` → :meth:`DiskPath.prefetch`: a read into a free slot starts now.
+- ``Load(t, "disk")`` → :meth:`DiskPath.take_prefetched` (wait for the prefetch if it has not
+  finished) or :meth:`DiskPath.read_now`.
+- ``Free(t, "disk")`` → :meth:`DiskPath.delete`, after the write of x_t (if still in flight) ends.
+
+Every time the compute thread blocks on a transfer it records a ``"wait"`` event on the timeline
+and adds to ``stats.stall_seconds``; the transfers themselves appear as ``"write"`` and ``"read"``
+events on the transfer thread (the service's ``on_event`` hook). Finished transfers are *reaped*
+(their future looked at, their slot unpinned, their bytes and seconds counted) by :meth:`poll`,
+which the engine calls before every action, so a failed write reaches the caller as a
+:class:`~amcheck.TransferError` (naming step, tier and path) at the next action at the latest.
+
+This is the asynchronous multistage scheme of Kukreja, Hückelheim & Gorman (2018),
+"Backpropagation for long sequences: beyond memory constraints with constant overheads",
+arXiv:1812.05952, and Schanen et al. (2016), doi:10.1016/j.procs.2016.05.444.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+from amcheck.storage import Slot, Tier, TransferFuture, TransferService
+
+from amcheck._errors import AmcheckError, TransferError
+from amcheck._stats import StatsRecorder
+from amcheck._timeline import Timeline, clock
+
+__all__ = ["DiskPath"]
+
+_DISK: Final = "disk"
+
+
+@dataclass(slots=True)
+class _Transfer:
+    """One write or read in flight, and the RAM slot it holds until it is reaped."""
+
+    future: TransferFuture
+    kind: str  # "write" or "read"
+    step: int
+    slot: Slot
+
+
+def _where(tier: Tier) -> str:
+    path = getattr(tier, "path", None)
+    return f"tier {tier.name!r} at {path}" if path else f"tier {tier.name!r} (in memory)"
+
+
+class DiskPath:
+    """Transfers between the engine's RAM slots and one disk tier, in the background.
+
+    Parameters
+    ----------
+    tier
+        The disk tier.
+    max_in_flight
+        Writes in flight at most (each holds one staging slot). A read may come on top.
+    timeline, stats
+        Where waits, transfers and their bytes and seconds are recorded.
+    workers
+        Threads of the transfer service's pool (codecs, blocking file I/O).
+    """
+
+    def __init__(
+        self,
+        tier: Tier,
+        *,
+        max_in_flight: int,
+        timeline: Timeline,
+        stats: StatsRecorder,
+        workers: int = 2,
+    ) -> None:
+        self.tier = tier
+        self.max_in_flight = max_in_flight
+        self.workers = workers
+        self._timeline = timeline
+        self._stats = stats
+        self._service: TransferService | None = None
+        self._writes: list[_Transfer] = []  # in submission order
+        self._reads: dict[int, _Transfer] = {}  # step -> prefetch not loaded yet
+        self._holding: dict[int, _Transfer] = {}  # slot index -> the transfer that pins it
+        #: Called on the compute thread with the seconds each finished write took.
+        self.write_observer: Callable[[float], None] | None = None
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def service(self) -> TransferService:
+        """The transfer service, started on first use."""
+        if self._service is None:
+            self._service = TransferService(
+                max_in_flight=self.max_in_flight + 1,
+                workers=self.workers,
+                on_event=self._on_event,
+            )
+        return self._service
+
+    @property
+    def running(self) -> bool:
+        """Whether the transfer service (and its threads) is running."""
+        return self._service is not None
+
+    def holds(self, slot: Slot) -> bool:
+        """Whether ``slot`` is pinned by a transfer: a write's source or a prefetch's target."""
+        return slot.index in self._holding
+
+    @property
+    def writes_in_flight(self) -> int:
+        """Writes submitted and not yet reaped."""
+        return len(self._writes)
+
+    def prefetched(self, step: int) -> bool:
+        """Whether a read of x_step was started and not yet loaded."""
+        return step in self._reads
+
+    # -- the loop thread -----------------------------------------------------------------------
+
+    def _on_event(
+        self, kind: str, step: int, tier: Tier, start: float, end: float, nbytes: int
+    ) -> None:
+        if kind in ("write", "read"):
+            self._timeline.record(kind, start, end, step=step, tier=_DISK, nbytes=nbytes)  # type: ignore[arg-type]
+
+    # -- waiting and reaping (the compute thread) ------------------------------------------------
+
+    def _wait(self, future: TransferFuture, step: int) -> None:
+        """Block until ``future`` is done; a ``"wait"`` event if it was not done already."""
+        if future.done():
+            return
+        start = clock()
+        concurrent_wait(future)
+        end = clock()
+        self._timeline.record("wait", start, end, step=step, tier=_DISK)
+        self._stats.stall_seconds += end - start
+        self._stats.waits += 1
+
+    def _note_submit(self, future: TransferFuture) -> None:
+        """Count a stall inside the service's own back-pressure as a wait."""
+        if future.waited > 0.0:
+            end = clock()
+            self._timeline.record("wait", end - future.waited, end, step=future.step, tier=_DISK)
+            self._stats.stall_seconds += future.waited
+            self._stats.waits += 1
+
+    def _reap(self, transfer: _Transfer) -> Slot:
+        """Account for a finished transfer and unpin its slot; raise its error, if any."""
+        self._holding.pop(transfer.slot.index, None)
+        future = transfer.future
+        error = future.exception()
+        if error is not None:
+            if isinstance(error, AmcheckError):
+                raise error
+            raise TransferError(  # pragma: no cover - the service wraps every failure
+                f"{transfer.kind} of checkpoint x_{transfer.step} ({_where(self.tier)}) "
+                f"failed: {type(error).__name__}: {error}"
+            ) from error
+        seconds = (future.end or 0.0) - (future.start or 0.0)
+        if transfer.kind == "write":
+            self._stats.bytes_written[_DISK] += future.nbytes
+            self._stats.write_seconds[_DISK] += seconds
+            if self.write_observer is not None:
+                self.write_observer(seconds)
+        else:
+            self._stats.bytes_read[_DISK] += future.nbytes
+            self._stats.read_seconds[_DISK] += seconds
+        return transfer.slot
+
+    def poll(self) -> list[Slot]:
+        """Reap every finished write; return the slots they unpinned.
+
+        Raises
+        ------
+        TransferError
+            A write failed (the first one found).
+        """
+        if not self._writes:
+            return []
+        done = [w for w in self._writes if w.future.done()]
+        if not done:
+            return []
+        self._writes = [w for w in self._writes if w not in done]
+        return [self._reap(w) for w in done]
+
+    def wait_oldest_write(self) -> Slot | None:
+        """Back-pressure: wait for the oldest write in flight and reap it; ``None`` if none."""
+        if not self._writes:
+            return None
+        oldest = self._writes.pop(0)
+        self._wait(oldest.future, oldest.step)
+        return self._reap(oldest)
+
+    def drain(self) -> list[Slot]:
+        """Wait for every write in flight (recording waits) and reap them all."""
+        freed: list[Slot] = []
+        while self._writes:
+            slot = self.wait_oldest_write()
+            assert slot is not None
+            freed.append(slot)
+        return freed
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def put(self, step: int, slot: Slot, state: Mapping[str, np.ndarray]) -> list[Slot]:
+        """Start writing x_step from ``slot`` (read-only ``state`` views of it); pin the slot.
+
+        Waits for the oldest write first when ``max_in_flight`` writes are in flight. Returns
+        the slots that waiting unpinned.
+        """
+        freed = self.poll()
+        while len(self._writes) >= self.max_in_flight:
+            oldest = self.wait_oldest_write()
+            assert oldest is not None
+            freed.append(oldest)
+        future = self.service.submit_put(self.tier, step, state)
+        self._note_submit(future)
+        transfer = _Transfer(future, "write", step, slot)
+        self._writes.append(transfer)
+        self._holding[slot.index] = transfer
+        return freed
+
+    def _settle_write(self, step: int) -> list[Slot]:
+        """Wait for a write of x_step still in flight (before reading or deleting it)."""
+        freed: list[Slot] = []
+        for write in [w for w in self._writes if w.step == step]:
+            self._writes.remove(write)
+            self._wait(write.future, step)
+            freed.append(self._reap(write))
+        return freed
+
+    def prefetch(self, step: int, slot: Slot, out: Mapping[str, np.ndarray]) -> list[Slot]:
+        """Start reading x_step into ``slot`` (its writable ``out`` views); pin the slot.
+
+        A write of x_step still in flight is waited for first; returns the slots it unpinned.
+        """
+        freed = self._settle_write(step)
+        future = self.service.submit_get(self.tier, step, out)
+        self._note_submit(future)
+        transfer = _Transfer(future, "read", step, slot)
+        self._reads[step] = transfer
+        self._holding[slot.index] = transfer
+        return freed
+
+    def take_prefetched(self, step: int) -> Slot | None:
+        """The slot a prefetch of x_step read into, after waiting for it; ``None`` if none."""
+        transfer = self._reads.pop(step, None)
+        if transfer is None:
+            return None
+        self._wait(transfer.future, step)
+        return self._reap(transfer)
+
+    def read_now(self, step: int, slot: Slot, out: Mapping[str, np.ndarray]) -> list[Slot]:
+        """Read x_step into ``slot`` and wait for it (a load nobody prefetched).
+
+        Returns the slots unpinned by waiting for a write of x_step still in flight.
+        """
+        freed = self.prefetch(step, slot, out)
+        taken = self.take_prefetched(step)
+        assert taken is slot
+        return freed
+
+    def settle_reads(self) -> list[Slot]:
+        """Wait for every prefetch nobody loaded and unpin its slot (at the end of a sweep)."""
+        return [self._reap_read(step) for step in list(self._reads)]
+
+    def _reap_read(self, step: int) -> Slot:
+        transfer = self._reads.pop(step)
+        self._wait(transfer.future, step)
+        return self._reap(transfer)
+
+    def delete(self, step: int) -> list[Slot]:
+        """Drop x_step from the tier, after its write or prefetch (if any) has ended.
+
+        Returns the slots those unpinned.
+        """
+        freed = self._settle_write(step)
+        pending = self.take_prefetched(step)
+        if pending is not None:
+            freed.append(pending)
+        self.run(self.tier.delete(step), step, "delete")
+        return freed
+
+    def run(self, coro: object, step: int | None, what: str) -> None:
+        """Run one tier coroutine on the service's loop and wait; errors name step and tier."""
+        service = self.service
+        try:
+            service.run(coro)  # type: ignore[arg-type]
+        except AmcheckError:
+            raise
+        except Exception as exc:
+            of = "" if step is None else f" of checkpoint x_{step}"
+            raise TransferError(
+                f"{what}{of} on {_where(self.tier)} ({type(self.tier).__name__}) failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    # -- shutting down -------------------------------------------------------------------------
+
+    def abandon(self) -> list[Slot]:
+        """After an error or before a new sweep: let every transfer end, forget them all.
+
+        Errors of the abandoned transfers are not raised (the first error is the one the caller
+        already has). Returns every slot a transfer pinned.
+        """
+        transfers = [*self._writes, *self._reads.values()]
+        self._writes = []
+        self._reads = {}
+        self._holding.clear()
+        for transfer in transfers:
+            with contextlib.suppress(BaseException):
+                concurrent_wait(transfer.future)
+        return [t.slot for t in transfers]
+
+    def stop(self) -> None:
+        """Stop the transfer service and its threads (it restarts on the next transfer)."""
+        service, self._service = self._service, None
+        if service is not None:
+            with contextlib.suppress(AmcheckError):  # errors were reaped or abandoned
+                service.close()
+
+
+def concurrent_wait(future: TransferFuture) -> None:
+    """Wait for ``future`` without raising its error and without marking it observed twice."""
+    import concurrent.futures
+
+    concurrent.futures.wait([future])
