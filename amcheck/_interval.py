@@ -1,0 +1,342 @@
+"""The interval controller: the disk interval k from measured compute and write times.
+
+What it computes
+----------------
+Asynchronous multistage checkpointing writes one checkpoint to disk every k steps while the
+computation goes on (Kukreja, Hückelheim & Gorman 2018). The disk traffic costs no time when one
+write takes no longer than computing k steps, so the best k is the smallest with
+
+    write_time <= k · step_time / margin,   i.e.   k = ceil(margin · write_time / step_time)
+
+(:func:`required_interval`). A smaller k makes writes queue up until the engine's bounded
+in-flight queue stalls the computation; a larger k writes less but recomputes more in the reverse
+sweep (the recompute factor ``1 + T(k, s)/k`` of
+:func:`amcheck.schedules.multistage_recompute_factor` grows with k once ``k > s + 1``).
+
+The safety margin
+-----------------
+``margin = 1.25`` budgets a write at 80 % of the segment's compute time. The estimates below are
+medians, so half of the writes take longer than the estimate; buffered writes on the project's
+machine spread by 3–5× from run to run and by about ±20 % within a run (``FIELD-NOTES.md``). The
+20 % slack absorbs that spread for the typical write, and the engine's queue of in-flight writes
+absorbs the rare long one. The step time is measured *during* the overlapped sweep, so the
+slowdown that the I/O thread inflicts on the kernel is already in it, not in the margin.
+
+Robust estimates: a sliding median
+----------------------------------
+Each estimate is the median of the last ``window`` observations (9 by default). A median ignores
+single outliers completely (a garbage-collection pause, a page-cache flush that makes one write
+10× slower, a preempted step), where an exponentially weighted mean would let each of them move
+k for several segments. A window of 9 follows a lasting change (a slower disk, compression turned
+on, the wavefield filling in and compressing less) within 5 observations.
+
+Warm-up
+-------
+The first ``warmup_steps`` step observations (1 by default) are discarded: the first advance pays
+for JIT compilation and first-touch page faults and can be 10–100× slower than the rest. The first
+estimate needs one more step observation and ``warmup_writes`` (1) completed writes. Until then
+:meth:`IntervalController.interval` returns the initial interval, which the engine chooses without
+measurements (e.g. from the RAM slots: ``slots + 1`` makes every step but one per segment run
+twice); the first checkpoint's write is the probe of the write time.
+
+Re-measured during the sweep, with hysteresis
+---------------------------------------------
+The engine feeds every advance (:meth:`~IntervalController.observe_step`, seconds per step) and
+every completed disk write, timed on the transfer thread
+(:meth:`~IntervalController.observe_write`), and asks :meth:`~IntervalController.interval` at every
+segment boundary, passing the answer to the schedule's ``set_interval``; the schedule uses it from
+its next disk checkpoint on. So k follows the measurements with a lag of one segment plus half a
+window. The first estimate replaces the initial guess outright. After that, k stays put while
+the target ``margin · write_time / step_time`` (a real number) lies in the band
+``[k / (1 + h), k · (1 + h)]``, ``h = hysteresis`` (0.25): a target must move by 25 % before k
+does, several times the wander of a median of 9 noisy timings. With the default margin the upper
+edge of the band is the break-even point ``write_time = k · step_time`` itself: k rises, at once,
+as soon as writes would no longer be hidden. Below the band k falls only after ``patience``
+consecutive calls (one window by default) all found it there, and then to the largest target
+seen meanwhile: an interval a little too long costs a little recomputation, one too short
+stalls the computation, so a downward move waits for proof. k always stays in
+``[floor, cap]``: the floor comes from the disk budget
+(:func:`amcheck.schedules.disk_interval_floor`, or the schedule's ``interval_floor`` after a
+thinning round), the optional cap bounds recomputation.
+
+References
+----------
+N. Kukreja, J. Hückelheim and G. J. Gorman, "Backpropagation for long sequences: beyond memory
+constraints with constant overheads", arXiv:1812.05952, 2018.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import threading
+from collections import deque
+from statistics import median
+from typing import Any
+
+from amcheck._errors import ArgumentTypeError, InvalidArgumentError
+from amcheck._validate import check_int, check_optional_int, check_positive_float
+
+__all__ = ["IntervalController", "required_interval"]
+
+#: Step times below this are taken as this (1 ns: below any clock's resolution), so that an
+#: operator too fast to time gives the largest interval the cap allows rather than a division by 0.
+_TINY = 1e-9
+
+#: Relative tolerance of the ceiling, so that a ratio which is an integer up to round-off (e.g.
+#: 0.03 / 0.01 = 2.9999999999999996 or 3.0000000000000004) gives that integer.
+_ROUND_OFF = 1e-9
+
+
+def _check_seconds(name: str, value: Any, what: str = "a number of seconds") -> float:
+    """A measured duration (or another finite real number >= 0, described by ``what``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ArgumentTypeError(
+            f"{name} must be {what}, got {value!r} of type {type(value).__name__}"
+        )
+    seconds = float(value)
+    if not (seconds >= 0.0 and seconds < math.inf):
+        raise InvalidArgumentError(f"{name} must be {what}, finite and >= 0, got {value!r}")
+    return seconds
+
+
+def required_interval(write_time: float, step_time: float, *, margin: float = 1.0) -> int:
+    """The smallest k with ``margin · write_time <= k · step_time``, at least 1.
+
+    Parameters
+    ----------
+    write_time
+        Seconds to write one checkpoint to the disk tier (compression included), ``>= 0``.
+    step_time
+        Seconds to compute one forward step, ``>= 0`` (below 1 ns it counts as 1 ns).
+    margin
+        Safety factor ``> 0`` (see :mod:`amcheck._interval`); 1.0 for the bare break-even point.
+
+    Returns
+    -------
+    int
+        ``ceil(margin · write_time / step_time)``, and 1 when that is below 1.
+
+    Examples
+    --------
+    >>> required_interval(0.012, 0.002)  # a 12 ms write, 2 ms steps
+    6
+    >>> required_interval(0.012, 0.002, margin=1.25)
+    8
+    """
+    write = _check_seconds("write_time", write_time)
+    step = max(_check_seconds("step_time", step_time), _TINY)
+    m = check_positive_float("margin", margin)
+    ratio = m * write / step
+    return max(1, math.ceil(ratio * (1.0 - _ROUND_OFF)))
+
+
+class IntervalController:
+    """Chooses the disk interval k from measured step and write times (see :mod:`amcheck._interval`).
+
+    Parameters
+    ----------
+    initial
+        The interval until the first estimate, ``>= 1`` (clamped to ``[floor, cap]``).
+    floor
+        The smallest interval, ``>= 1``: ``ceil(n / disk_slots)`` for a known n and a disk budget
+        (:func:`amcheck.schedules.disk_interval_floor`). Raise it later with :meth:`set_floor`.
+    cap
+        The largest interval, or ``None``. A cap bounds the recomputation, ``1 + T(cap, s)/cap``,
+        at the price of stalls when the disk cannot keep up with ``cap`` steps.
+    margin
+        Safety factor ``> 0``: k is chosen so that ``margin · write_time <= k · step_time``.
+        Default 1.25 (the module docstring derives it).
+    window
+        Observations in each sliding median, ``>= 1``.
+    warmup_steps
+        Step observations discarded at the start, ``>= 0`` (JIT compilation, first touch).
+    warmup_writes
+        Write observations needed before the first estimate, ``>= 1``.
+    hysteresis
+        Relative half-width h of the band ``[k/(1+h), k·(1+h)]`` in which the target leaves k
+        unchanged, ``>= 0``.
+    patience
+        Consecutive :meth:`interval` calls with the target below the band before k falls,
+        ``>= 1``; ``None`` means ``window``.
+
+    Notes
+    -----
+    Thread-safe: the transfer thread may call :meth:`observe_write` while the compute thread
+    calls :meth:`observe_step` and :meth:`interval`. No clocks inside: the engine measures.
+
+    Examples
+    --------
+    >>> ctl = IntervalController(initial=4)
+    >>> ctl.observe_step(0.5)      # the first advance: discarded (warm-up)
+    >>> ctl.observe_step(0.002)    # 2 ms a step
+    >>> ctl.interval()             # no write measured yet: still the initial interval
+    4
+    >>> ctl.observe_write(0.016)   # 16 ms to write one checkpoint
+    >>> ctl.interval()             # ceil(1.25 · 16 / 2)
+    10
+    """
+
+    def __init__(
+        self,
+        initial: int,
+        *,
+        floor: int = 1,
+        cap: int | None = None,
+        margin: float = 1.25,
+        window: int = 9,
+        warmup_steps: int = 1,
+        warmup_writes: int = 1,
+        hysteresis: float = 0.25,
+        patience: int | None = None,
+    ) -> None:
+        initial = check_int("initial", initial, minimum=1)
+        self._floor = check_int("floor", floor, minimum=1)
+        self._cap = check_optional_int("cap", cap, minimum=1)
+        if self._cap is not None and self._cap < self._floor:
+            raise InvalidArgumentError(
+                f"cap must be >= floor ({self._floor}), got cap={self._cap}; a disk budget that "
+                f"forces k >= {self._floor} leaves no room below it"
+            )
+        self.margin: float = check_positive_float("margin", margin)
+        self.window: int = check_int("window", window, minimum=1)
+        self.warmup_steps: int = check_int("warmup_steps", warmup_steps, minimum=0)
+        self.warmup_writes: int = check_int("warmup_writes", warmup_writes, minimum=1)
+        self.hysteresis: float = _check_seconds("hysteresis", hysteresis, "a fraction")
+        patience = check_optional_int("patience", patience, minimum=1)
+        self.patience: int = self.window if patience is None else patience
+        self._estimated = False  # the first estimate has replaced the initial guess
+        self._low_run = 0  # consecutive calls with the target below the band
+        self._low_max = 0.0  # the largest target seen during that run
+        self._steps: deque[float] = deque(maxlen=self.window)
+        self._writes: deque[float] = deque(maxlen=self.window)
+        self._steps_seen = 0
+        self._writes_seen = 0
+        self._k = self._clamp(initial)
+        self._changes = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"IntervalController(k={self._k}, floor={self._floor}, cap={self._cap}, "
+            f"step_time={self.step_time}, write_time={self.write_time})"
+        )
+
+    # -- measurements ---------------------------------------------------------------------------
+
+    def observe_step(self, seconds_per_step: float) -> None:
+        """Record the compute time of one step (an advance's seconds divided by its steps)."""
+        seconds = _check_seconds("seconds_per_step", seconds_per_step)
+        with self._lock:
+            self._steps_seen += 1
+            if self._steps_seen > self.warmup_steps:
+                self._steps.append(seconds)
+
+    def observe_write(self, seconds: float) -> None:
+        """Record the time to write one checkpoint, measured on the transfer thread."""
+        value = _check_seconds("seconds", seconds)
+        with self._lock:
+            self._writes_seen += 1
+            self._writes.append(value)
+
+    # -- estimates ------------------------------------------------------------------------------
+
+    @property
+    def step_time(self) -> float | None:
+        """Median seconds per step over the window, ``None`` before the first kept observation."""
+        with self._lock:
+            return median(self._steps) if self._steps else None
+
+    @property
+    def write_time(self) -> float | None:
+        """Median seconds per checkpoint write over the window, ``None`` before the first."""
+        with self._lock:
+            return median(self._writes) if self._writes else None
+
+    @property
+    def ready(self) -> bool:
+        """Whether the warm-up is over and :meth:`interval` follows the measurements."""
+        with self._lock:
+            return self._ready()
+
+    def _ready(self) -> bool:
+        return bool(self._steps) and self._writes_seen >= self.warmup_writes
+
+    @property
+    def floor(self) -> int:
+        """The smallest interval :meth:`interval` returns."""
+        return self._floor
+
+    @property
+    def cap(self) -> int | None:
+        """The largest interval :meth:`interval` returns, or ``None``."""
+        return self._cap
+
+    @property
+    def changes(self) -> int:
+        """How many times :meth:`interval` has returned a different k than the time before."""
+        return self._changes
+
+    def set_floor(self, floor: int) -> None:
+        """Raise (or lower) the floor, e.g. to the schedule's ``interval_floor`` after thinning.
+
+        A floor above the cap raises the cap to it: the disk capacity wins over recomputation.
+        """
+        value = check_int("floor", floor, minimum=1)
+        with self._lock:
+            self._floor = value
+            if self._cap is not None and self._cap < value:
+                self._cap = value
+
+    def target(self) -> int | None:
+        """The interval the current estimates call for, before hysteresis; ``None`` in warm-up."""
+        with self._lock:
+            if not self._ready():
+                return None
+            return self._clamp(self._ceil(self._target()))
+
+    def _target(self) -> float:
+        """``margin · write_time / step_time`` from the medians, as a real number."""
+        step = max(median(self._steps), _TINY)
+        return self.margin * median(self._writes) / step
+
+    @staticmethod
+    def _ceil(target: float) -> int:
+        return max(1, math.ceil(target * (1.0 - _ROUND_OFF)))
+
+    def interval(self) -> int:
+        """The interval k to use from the next segment boundary on.
+
+        The initial interval during warm-up; then ``ceil(margin · write_time / step_time)`` at the
+        first estimate, and afterwards a new value only when the target leaves the hysteresis
+        band (at once above it, after ``patience`` calls below it); always within
+        ``[floor, cap]``.
+        """
+        with self._lock:
+            k = self._k
+            if self._ready():
+                target = self._target()
+                band = 1.0 + self.hysteresis
+                if not self._estimated:
+                    self._estimated = True
+                    k = self._ceil(target)
+                elif target > k * band * (1.0 + _ROUND_OFF):
+                    k = self._ceil(target)
+                    self._low_run = 0
+                elif target * band < k * (1.0 - _ROUND_OFF):
+                    self._low_max = target if self._low_run == 0 else max(self._low_max, target)
+                    self._low_run += 1
+                    if self._low_run >= self.patience:
+                        k = self._ceil(self._low_max)
+                        self._low_run = 0
+                else:
+                    self._low_run = 0
+            k = self._clamp(k)
+            if k != self._k:
+                self._changes += 1
+                self._k = k
+            return k
+
+    def _clamp(self, k: int) -> int:
+        k = max(k, self._floor)
+        return k if self._cap is None else min(k, self._cap)
