@@ -509,7 +509,6 @@ class Checkpointer:
         try:
             self._engine.close()
         finally:
-            self._schedule = None
             self._close_owned()
 
     def __enter__(self) -> Self:

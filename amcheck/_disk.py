@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-from amcheck.storage import Slot, Tier, TransferFuture, TransferService
 
 from amcheck._errors import AmcheckError, TransferError
 from amcheck._stats import StatsRecorder
 from amcheck._timeline import Timeline, clock
+from amcheck.storage import Slot, Tier, TransferFuture, TransferService
 
 __all__ = ["DiskPath"]
 

@@ -1,0 +1,497 @@
+"""The asynchronous disk path: gradients through real disk tiers, overlap, back-pressure, errors.
+
+Every test here runs the Checkpointer against a real tier (ZarrTier on a local directory or a
+zarr store, RawTier on a file) and the toy problem of ``toy_problem.py``, whose gradient through
+StoreAll in RAM is the reference, compared bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from amcheck.storage import RawTier, ZarrTier
+from toy_problem import Adjoint, Forward, initial_state
+from zarr.storage import LocalStore
+
+import amcheck
+from amcheck import BudgetError, Checkpointer, InvalidArgumentError, StateSpec, TransferError
+from amcheck._strategy import slot_size
+from amcheck.schedules import simulate
+
+N = 23
+SPEC = StateSpec.from_arrays(initial_state())
+SLOT = slot_size(SPEC)
+RAM = 10 * SLOT  # 5 RAM slots + 3 buffers + 2 staging slots for async_multistage
+
+
+def transfer_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("amcheck")]
+
+
+def gradient(
+    disk: Any, n_steps: int | None = N, *, fwd: Forward | None = None, **kwargs: Any
+) -> tuple[dict[str, np.ndarray], Adjoint, amcheck.Stats, Checkpointer]:
+    fwd = fwd if fwd is not None else Forward()
+    adj = Adjoint()
+    kwargs.setdefault("ram", RAM)
+    with Checkpointer(fwd, adj, initial_state(), n_steps, disk=disk, **kwargs) as ckp:
+        x_n = ckp.forward()
+        adj.start(x_n)
+        ckp.reverse()
+        return adj.grad, adj, ckp.stats, ckp
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, np.ndarray]:
+    grad, _, _, ckp = gradient(None, strategy="store_all", ram="1 MiB")
+    assert ckp.strategy == "store_all"
+    return grad
+
+
+def assert_same(grad: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> None:
+    for key in ("u", "v"):
+        assert np.array_equal(grad[key], reference[key]), key
+
+
+class CountingRaw(RawTier):
+    """A RawTier that counts reads per step and the most checkpoints it held at once."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, SPEC)
+        self.gets: dict[int, int] = {}
+        self.puts: dict[int, int] = {}
+        self.peak = 0
+
+    async def put(self, step: int, state: Any) -> None:
+        await super().put(step, state)
+        self.puts[step] = self.puts.get(step, 0) + 1
+        self.peak = max(self.peak, len(self.steps))
+
+    async def get(self, step: int, out: Any) -> None:
+        self.gets[step] = self.gets.get(step, 0) + 1
+        await super().get(step, out)
+
+
+# -- gradients -----------------------------------------------------------------------------------
+
+INTERVALS = [1, 2, 7, N - 1, N, N + 5]
+
+
+@pytest.mark.parametrize("k", INTERVALS)
+@pytest.mark.parametrize("tier", ["zarr", "raw"])
+def test_gradient_bitwise_equal_to_store_all(
+    tmp_path: Path, k: int, tier: str, reference: dict[str, np.ndarray]
+) -> None:
+    disk: ZarrTier | CountingRaw
+    disk = ZarrTier(tmp_path / "z", SPEC) if tier == "zarr" else CountingRaw(tmp_path / "r.bin")
+    fwd = Forward()
+    grad, adj, stats, ckp = gradient(disk, fwd=fwd, strategy="async_multistage", interval=k)
+    assert_same(grad, reference)
+    assert adj.seen == list(range(N - 1, -1, -1))
+    # Counts: the simulated ones for this fixed k; one disk checkpoint per segment but the last.
+    sim = simulate(ckp.schedule)
+    assert stats.forward_steps == sim.forward_steps == fwd.steps
+    assert dict(stats.writes) == sim.writes and dict(stats.reads) == sim.reads
+    assert stats.writes["disk"] == (N - 1) // k
+    assert stats.bytes_written["disk"] == stats.bytes_read["disk"] == stats.writes["disk"] * SPEC.nbytes
+    assert stats.peak_ram_bytes <= stats.ram_pool_bytes <= RAM
+    assert stats.interval == k
+    assert disk.steps == frozenset()  # every disk checkpoint was freed after its read
+    if isinstance(disk, CountingRaw):
+        # The reverse sweep reads each disk checkpoint exactly once.
+        assert disk.gets == disk.puts == {t: 1 for t in range(0, N - 1 - (N - 1) % k, k)}
+    asyncio_close(disk)
+
+
+def asyncio_close(tier: Any) -> None:
+    import asyncio
+
+    asyncio.run(tier.close())
+
+
+@pytest.mark.parametrize("stop", [1, 6, 7, 22])
+def test_unknown_length(tmp_path: Path, stop: int) -> None:
+    """n unknown, ending inside a segment, on its boundary, at n < k; gradient as with n known."""
+    expected, _, _, _ = gradient(None, stop, strategy="store_all", ram="1 MiB")
+    disk = CountingRaw(tmp_path / "r.bin")
+    fwd = Forward(stop_at=stop)
+    grad, _, stats, ckp = gradient(disk, None, fwd=fwd, strategy="async_multistage", interval=7)
+    assert ckp.n_steps == stats.n_steps == stop
+    assert_same(grad, expected)
+    sim = simulate(ckp.schedule, stop)
+    assert stats.forward_steps == sim.forward_steps
+    assert dict(stats.writes) == sim.writes and dict(stats.reads) == sim.reads
+    # Every segment start went to disk; all but the last one's are read back, once.
+    assert disk.puts == {t: 1 for t in range(0, stop, 7)}
+    assert disk.gets == {t: 1 for t in range(0, (stop - 1) // 7 * 7, 7)}
+    assert disk.steps == frozenset()
+
+
+def test_disk_path_is_created_and_removed(tmp_path: Path, reference: dict[str, np.ndarray]) -> None:
+    """disk="dir": amcheck makes a ZarrTier there (compression applied) and removes it on close."""
+    fresh = tmp_path / "new" / "ckpt"
+    grad, _, stats, ckp = gradient(fresh, strategy="async_multistage", interval=4, compression="zstd")
+    assert_same(grad, reference)
+    assert stats.writes["disk"] == (N - 1) // 4
+    assert isinstance(ckp.disk, ZarrTier) and ckp.disk.compression.text.startswith("zstd")
+    assert not fresh.exists() and (tmp_path / "new").is_dir()
+    # An existing directory gets an amcheck-* subdirectory, removed on close; the directory stays.
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "scratch" / "keep.txt").write_text("mine")
+    fwd = Forward()
+    with Checkpointer(fwd, Adjoint(), initial_state(), N, ram=RAM, disk=tmp_path / "scratch",
+                      interval=4) as ckp:
+        ckp.forward()
+        made = [p.name for p in (tmp_path / "scratch").iterdir()]
+        assert len(made) == 2 and [m for m in made if m.startswith("amcheck-")]
+    assert [p.name for p in (tmp_path / "scratch").iterdir()] == ["keep.txt"]
+
+
+def test_zarr_store_and_auto_strategy(tmp_path: Path, reference: dict[str, np.ndarray]) -> None:
+    store = LocalStore(tmp_path / "store")
+    grad, _, stats, ckp = gradient(store, interval=5)
+    assert ckp.strategy == "async_multistage"
+    assert_same(grad, reference)
+    assert stats.writes["disk"] == (N - 1) // 5
+
+
+def test_automatic_interval_follows_write_time(tmp_path: Path) -> None:
+    """Slow writes, fast steps: the interval grows from slots + 1 towards write/step time."""
+
+    class SlowRaw(CountingRaw):
+        async def put(self, step: int, state: Any) -> None:
+            import asyncio
+
+            await asyncio.sleep(0.05)  # 50 ms a write
+            await super().put(step, state)
+
+    class Slow(Forward):
+        def advance(self, src: Any, dst: Any, t0: int, t1: int) -> int | None:
+            time.sleep(0.0002 * (t1 - t0))  # >= 0.2 ms a step
+            return super().advance(src, dst, t0, t1)
+
+    n = 400
+    expected, _, _, _ = gradient(None, n, strategy="store_all", ram="1 MiB")
+    disk = SlowRaw(tmp_path / "r.bin")
+    grad, _, stats, ckp = gradient(disk, n, fwd=Slow(), strategy="async_multistage")
+    assert_same(grad, expected)
+    first = ckp.interval
+    assert first == ckp.slots + 1  # the initial interval, before any measurement
+    starts = ckp.schedule.segment_starts  # type: ignore[attr-defined]
+    gaps = np.diff(starts)
+    # ceil(1.25 * 50 ms / step time): far above slots + 1 unless a step took > 1.5 ms.
+    assert stats.interval is not None and stats.interval > first
+    assert gaps[0] == first and gaps.max() > first
+    assert disk.gets == {t: 1 for t in starts[:-1]}
+
+
+# -- overlap and back-pressure --------------------------------------------------------------------
+
+
+class HandshakeRaw(RawTier):
+    """A tier whose write of x_t returns only once the advance that follows has started.
+
+    With a synchronous engine this would time out; with the asynchronous path the write of x_t
+    and the advance from x_t run at the same time, which the timeline must show.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, SPEC)
+        self.started: dict[int, threading.Event] = {}
+        self.waiting: dict[int, threading.Event] = {}
+        self.lock = threading.Lock()
+
+    def event(self, table: dict[int, threading.Event], step: int) -> threading.Event:
+        with self.lock:
+            return table.setdefault(step, threading.Event())
+
+    async def put(self, step: int, state: Any) -> None:
+        import asyncio
+
+        self.event(self.waiting, step).set()
+        ok = await asyncio.to_thread(self.event(self.started, step).wait, 10.0)
+        if not ok:
+            raise TimeoutError(f"no advance from x_{step} started while it was written")
+        await super().put(step, state)
+
+
+def test_writes_overlap_compute_on_the_transfer_thread(tmp_path: Path) -> None:
+    disk = HandshakeRaw(tmp_path / "r.bin")
+
+    class Shaking(Forward):
+        def advance(self, src: Any, dst: Any, t0: int, t1: int) -> int | None:
+            if t0 % 5 == 0 and t0 < 20:  # x_20 starts the last segment: it stays in RAM
+                disk.event(disk.started, t0).set()
+                # The write of x_t0 is under way while this advance runs.
+                assert disk.event(disk.waiting, t0).wait(10.0)
+            return super().advance(src, dst, t0, t1)
+
+    with Checkpointer(Shaking(), Adjoint(), initial_state(), N, ram=RAM, disk=disk,
+                      strategy="async_multistage", interval=5) as ckp:
+        ckp.forward()
+        events = ckp.timeline.events
+        stats = ckp.stats
+    writes = [e for e in events if e.kind == "write"]
+    computes = {e.step: e for e in events if e.kind == "compute"}
+    assert [w.step for w in writes] == [0, 5, 10, 15]
+    main = threading.current_thread().name
+    assert {w.thread for w in writes} == {"amcheck-transfer"}
+    assert {c.thread for c in computes.values()} == {main}
+    for write in writes:
+        advance = computes[write.step]
+        assert advance.start < write.end and write.start < advance.end  # they overlapped
+    assert stats.hidden_fraction is not None and stats.hidden_fraction > 0.5
+
+
+def test_back_pressure_bounds_staging_buffers(tmp_path: Path) -> None:
+    """A disk slower than compute: never more than max_in_flight writes; waits are recorded."""
+
+    class Gate(CountingRaw):
+        def __init__(self, path: Path) -> None:
+            super().__init__(path)
+            self.active = 0
+            self.most = 0
+            self.guard = threading.Lock()
+
+        async def put(self, step: int, state: Any) -> None:
+            import asyncio
+
+            with self.guard:
+                self.active += 1
+                self.most = max(self.most, self.active)
+            try:
+                await asyncio.sleep(0.02)
+                await super().put(step, state)
+            finally:
+                with self.guard:
+                    self.active -= 1
+
+    disk = Gate(tmp_path / "r.bin")
+    for max_in_flight in (1, 3):
+        disk.most = 0
+        ram = (7 + max_in_flight) * SLOT
+        _, _, stats, ckp = gradient(disk, 60, strategy="async_multistage", interval=2, ram=ram,
+                                    max_in_flight=max_in_flight)
+        assert disk.most == max_in_flight  # the disk is the bottleneck: the queue fills, no more
+        assert stats.waits > 0 and stats.stall_seconds > 0
+        waits = [e for e in ckp.timeline.events if e.kind == "wait"]
+        assert len(waits) == stats.waits
+        assert {e.thread for e in waits} == {threading.current_thread().name}
+        assert stats.peak_ram_bytes <= stats.ram_pool_bytes <= ram
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+class FailingStore(LocalStore):
+    """A real zarr LocalStore whose chunk writes or reads fail from the Nth one on."""
+
+    def __init__(self, root: Path, *, fail_set: int | None = None,
+                 fail_get: int | None = None) -> None:
+        super().__init__(root)
+        self.fail_set, self.fail_get = fail_set, fail_get
+        self.sets = self.gets = 0
+
+    async def set(self, key: str, value: Any) -> None:
+        if "/c/" in key:
+            self.sets += 1
+            if self.fail_set is not None and self.sets >= self.fail_set:
+                raise OSError(28, "No space left on device (injected)")
+        await super().set(key, value)
+
+    async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
+        if "/c/" in key:
+            self.gets += 1
+            if self.fail_get is not None and self.gets >= self.fail_get:
+                raise OSError(5, "Input/output error (injected)")
+        return await super().get(key, prototype, byte_range)
+
+
+CHUNKS = 4  # per checkpoint: u (3, 4) is three 1-D chunks, v one
+
+
+def test_write_failure_reaches_the_caller(tmp_path: Path, reference: dict[str, np.ndarray]) -> None:
+    store = FailingStore(tmp_path / "store", fail_set=2 * CHUNKS + 1)  # the third write fails
+    disk = ZarrTier(store, SPEC)
+    adj = Adjoint()
+    ckp = Checkpointer(Forward(), adj, initial_state(), N, ram=RAM, disk=disk,
+                       strategy="async_multistage", interval=4)
+    with ckp:
+        with pytest.raises(TransferError) as info:
+            ckp.forward()
+        message = str(info.value)
+        found = re.search(r"write of step (\d+)", message)
+        assert found and int(found.group(1)) in (4, 8, 12, 16, 20), message
+        assert "'disk'" in message and str(tmp_path / "store") in message
+        assert "No space left on device (injected)" in message
+        assert transfer_threads() == []  # the reset stopped the transfer threads
+        assert disk.steps == frozenset()  # what was written is gone
+        # The Checkpointer is usable again once the disk is.
+        store.fail_set = None
+        adj.start(ckp.forward())
+        ckp.reverse()
+    assert_same(adj.grad, reference)
+    assert transfer_threads() == []
+
+
+def test_read_failure_reaches_the_caller(tmp_path: Path) -> None:
+    store = FailingStore(tmp_path / "store", fail_get=CHUNKS + 1)  # the second read fails
+    disk = ZarrTier(store, SPEC)
+    ckp = Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=disk,
+                       strategy="async_multistage", interval=4)
+    with ckp:
+        ckp.forward()
+        with pytest.raises(TransferError, match=r"read of step (0|4|8|12|16) ") as info:
+            ckp.reverse()
+        message = str(info.value)
+        assert "'disk'" in message and str(tmp_path / "store") in message
+        assert "Input/output error (injected)" in message
+        assert transfer_threads() == []
+        assert disk.steps == frozenset()
+        with pytest.raises(amcheck.SweepStateError, match=r"reverse\(\) needs a forward sweep"):
+            ckp.reverse()
+    assert transfer_threads() == []
+
+
+def test_failure_in_a_write_nobody_waits_for_surfaces_before_forward_returns(
+    tmp_path: Path,
+) -> None:
+    """The last write fails while the final segment computes: forward() still raises."""
+    store = FailingStore(tmp_path / "store", fail_set=4 * CHUNKS + 1)  # the fifth write: x_16
+    disk = ZarrTier(store, SPEC)
+    with Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=disk,
+                      strategy="async_multistage", interval=4) as ckp, pytest.raises(
+        TransferError, match=r"write of step (12|16) "
+    ):
+        ckp.forward()
+    assert transfer_threads() == []
+
+
+# -- budgets ------------------------------------------------------------------------------------
+
+
+def test_disk_budget_thins_an_unknown_length_run(tmp_path: Path) -> None:
+    stop = 61
+    expected, _, _, _ = gradient(None, stop, strategy="store_all", ram="1 MiB")
+    disk = CountingRaw(tmp_path / "r.bin")
+    budget = 4 * SPEC.nbytes  # 4 disk checkpoints
+    fwd = Forward(stop_at=stop)
+    grad, _, stats, ckp = gradient(disk, None, fwd=fwd, interval=3, disk_budget=budget)
+    assert ckp.strategy == "async_multistage"
+    assert_same(grad, expected)
+    assert disk.peak <= 4
+    schedule: Any = ckp.schedule
+    assert schedule.thinning_rounds >= 2 and stats.interval == 3 * 2**schedule.thinning_rounds
+    sim = simulate(schedule, stop)
+    assert stats.forward_steps == sim.forward_steps and dict(stats.writes) == sim.writes
+    kept = schedule.segment_starts
+    assert {t for t, c in disk.gets.items() if c} == set(kept[:-1])
+    assert all(c == 1 for c in disk.gets.values())
+    assert disk.steps == frozenset()
+
+
+def test_disk_budget_with_known_length_raises_the_interval(tmp_path: Path) -> None:
+    disk = CountingRaw(tmp_path / "r.bin")
+    _, _, stats, ckp = gradient(disk, interval=2, disk_budget=3 * SPEC.nbytes)
+    assert ckp.interval == stats.interval == -(-N // 3)  # ceil(n / disk_slots)
+    assert disk.peak <= 3
+
+
+def test_budget_errors_name_the_bytes(tmp_path: Path) -> None:
+    disk = CountingRaw(tmp_path / "r.bin")
+    with pytest.raises(BudgetError, match=r"plus 2 staging buffer\(s\).*ram >= 1152 bytes"):
+        Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=5 * SLOT, disk=disk,
+                     strategy="async_multistage")
+    with pytest.raises(BudgetError, match=r"disk_budget=100 bytes .* at least 112 bytes"):
+        Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=disk, disk_budget=100)
+    with pytest.raises(InvalidArgumentError, match=r"disk_budget='1 GiB' needs a disk"):
+        Checkpointer(Forward(), Adjoint(), initial_state(), N, disk_budget="1 GiB")
+    with pytest.raises(amcheck.ArgumentTypeError, match=r"max_in_flight must be an integer"):
+        Checkpointer(Forward(), Adjoint(), initial_state(), N, disk=disk, max_in_flight=1.5)
+    with pytest.raises(InvalidArgumentError, match=r"compute_threads must be None \(auto\), 'all'"):
+        Checkpointer(Forward(), Adjoint(), initial_state(), N, disk=disk, compute_threads=0)
+    with pytest.raises(InvalidArgumentError, match=r"exists and is not a directory"):
+        Checkpointer(Forward(), Adjoint(), initial_state(), N, disk=disk.path)
+    asyncio_close(disk)
+
+
+# -- progress, cores ---------------------------------------------------------------------------
+
+
+def test_progress_counts_first_sweep_and_reverse_steps(tmp_path: Path) -> None:
+    done: list[int] = []
+    back: list[int] = []
+    fwd = Forward()
+    with Checkpointer(fwd, Adjoint(), initial_state(), N, ram=RAM, disk=CountingRaw(tmp_path / "r"),
+                      interval=4) as ckp:
+        ckp.forward(done.append)
+        ckp.reverse(progress=back.append)
+        stats = ckp.stats
+    assert sum(done) == N and len(done) == (N - 1) // 4 + 1  # one call per advance, no recompute
+    assert back == [1] * N
+    assert stats.forward_steps > N  # recomputation happened, and was not reported as progress
+    with pytest.raises(amcheck.ArgumentTypeError, match=r"progress must be a callable"):
+        Checkpointer(fwd, Adjoint(), initial_state(), N).forward(progress=3)  # type: ignore[arg-type]
+    with pytest.raises(amcheck.ArgumentTypeError, match=r"forward\(initial_state=...\)"):
+        Checkpointer(fwd, Adjoint(), initial_state(), N).forward(initial_state())  # type: ignore[arg-type]
+
+
+def test_compute_threads_during_disk_sweeps(tmp_path: Path) -> None:
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs numba with at least 2 threads")
+    seen: list[int] = []
+
+    class Recording(Forward):
+        def advance(self, src: Any, dst: Any, t0: int, t1: int) -> int | None:
+            seen.append(numba.get_num_threads())
+            return super().advance(src, dst, t0, t1)
+
+    before = numba.get_num_threads()
+    for setting, expected in ((1, 1), ("all", before)):
+        seen.clear()
+        with Checkpointer(Recording(), Adjoint(), initial_state(), N, ram=RAM,
+                          disk=CountingRaw(tmp_path / f"r{setting}"), interval=4,
+                          compute_threads=setting) as ckp:
+            ckp.forward()
+            ckp.reverse()
+        assert set(seen) == {expected}
+        assert numba.get_num_threads() == before  # restored
+
+
+# -- the FWI gradient ---------------------------------------------------------------------------
+
+
+def test_fwi_gradient_through_async_multistage_and_zarr(tmp_path: Path) -> None:
+    kernels = pytest.importorskip("amcheck.kernels")
+    nx, ny = 24, 26
+    x = np.arange(nx)[:, None]
+    vp = np.full((nx, ny), 1.5) + 0.02 * x
+    true = kernels.Model(vp + 0.2 * (np.abs(x - 12) < 4), (10.0, 10.0), nbl=6, space_order=4)
+    model = true.with_vp(vp)
+    geometry = kernels.Geometry(true, [[20.0, 125.0]], [[215.0, y] for y in (25.0, 125.0, 225.0)],
+                                t0=0.0, tn=250.0, f0=0.015)
+    d_obs = kernels.forward_modeling(true, geometry)
+    j_all, g_all = kernels.fwi_gradient(model, geometry, d_obs, ram="1 GiB", strategy="store_all")
+    fwd = kernels.AcousticForward(model, geometry)
+    state_nbytes = fwd.spec.nbytes
+    ram = 12 * slot_size(fwd.spec)
+    j_ms, g_ms = kernels.fwi_gradient(model, geometry, d_obs, ram=ram, disk=tmp_path / "ck",
+                                      strategy="async_multistage")
+    assert geometry.n_steps > 3 * 8 and state_nbytes > 0
+    assert j_ms == j_all
+    assert np.array_equal(g_ms, g_all)
+    assert not (tmp_path / "ck").exists()
+
+
+def test_os_pathlike_is_accepted(tmp_path: Path, reference: dict[str, np.ndarray]) -> None:
+    grad, _, _, _ = gradient(os.fspath(tmp_path / "d"), interval=6)
+    assert_same(grad, reference)
