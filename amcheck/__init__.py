@@ -28,6 +28,7 @@ from amcheck._state import FieldSpec, State, StateSpec
 from amcheck._checkpointer import Checkpointer
 from amcheck._operators import ForwardOperator, ReverseOperator
 from amcheck._stats import Stats
+from amcheck._interval import IntervalController
 
 __version__ = "0.1.0"
 
@@ -57,4 +58,5 @@ __all__ = [
     "ForwardOperator",
     "ReverseOperator",
     "Stats",
+    "IntervalController",
 ]
