@@ -1,4 +1,4 @@
-"""The ``amcheck`` command line.
+"""The ``amcheck`` command line: ``demo``, ``plan``, ``bench`` and ``info``.
 
 Commands are argparse subparsers; each one is a ``_add_<name>(subparsers)`` function that registers
 its arguments and sets ``handler`` to a ``_run_<name>(args) -> int``. Usage errors, and every
@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import subprocess
 import sys
+import tempfile
+import textwrap
 import time
 from collections.abc import Callable
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 from amcheck._errors import AmcheckError
 
@@ -38,6 +44,126 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
     return value
+
+
+def _nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
+def _byte_size(text: str) -> str:
+    """argparse type: a byte size such as ``"64 MiB"``, ``"2GB"``, ``"5%"`` (checked now)."""
+    from amcheck._bytes import parse_bytes
+
+    try:
+        parse_bytes(text, "it")
+    except AmcheckError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _compression(text: str) -> str | None:
+    """argparse type: a compression spec of amcheck.storage ("none" for raw bytes)."""
+    if text.lower() == "none":
+        return None
+    from amcheck.storage import parse_compression
+
+    try:
+        parse_compression(text)
+    except AmcheckError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+# -- demo ----------------------------------------------------------------------------------------
+
+
+def _add_demo(subparsers: argparse._SubParsersAction[_Parser]) -> None:
+    from amcheck._demo import DEMO_STRATEGIES, SIZES
+
+    default, small = SIZES["default"], SIZES["small"]
+    demo = subparsers.add_parser(
+        "demo",
+        help="full waveform inversion of a synthetic model with checkpointed gradients",
+        description=(
+            "Build a synthetic 2-D section (water, sediment layers, a salt body) and a surface "
+            "survey, compute the FWI gradient of a smoothed starting model with asynchronous "
+            "multistage checkpointing (a small RAM budget plus a temporary zarr store on disk), "
+            "compare it with store-all, run a few L-BFGS-B iterations, and write model.png, "
+            "gradient.png, misfit.png, timeline.png and summary.json into the output folder. "
+            f"Default size: {default.shape[0]} x {default.shape[1]} points, {default.shots} "
+            f"shots, {default.iterations} iterations (about 2 minutes on 2 cores); --small: "
+            f"{small.shape[0]} x {small.shape[1]}, {small.shots} shots, {small.iterations} "
+            "iterations (seconds)."
+        ),
+    )
+    demo.add_argument("--small", action="store_true", help="a small problem (CI, tests)")
+    demo.add_argument("--out", type=Path, default=Path("amcheck-demo"), metavar="DIR",
+                      help="output folder (default ./amcheck-demo)")
+    demo.add_argument("--shots", type=_positive_int, default=None, metavar="N",
+                      help=f"number of shots (default {default.shots}, --small {small.shots})")
+    demo.add_argument("--iterations", type=_nonnegative_int, default=None, metavar="N",
+                      help=f"L-BFGS-B iterations (default {default.iterations}, --small "
+                      f"{small.iterations})")
+    demo.add_argument("--ram", type=_byte_size, default=None, metavar="SIZE",
+                      help="RAM for states per gradient, e.g. '16 MiB' (default "
+                      f"{100 * default.ram_fraction:g}%% of store-all, --small "
+                      f"{100 * small.ram_fraction:g}%%; 'N%%' means N%% of physical memory)")
+    demo.add_argument("--disk", type=Path, default=None, metavar="DIR",
+                      help="directory for the temporary zarr checkpoint store (default: the "
+                      "system's temporary directory); removed afterwards")
+    demo.add_argument("--compression", type=_compression, default=None, metavar="CODEC",
+                      help="codec of the disk checkpoints: none (default), blosc, zstd, "
+                      "zfp:tol=1e-9, zfp:rate=16, bitround:keepbits=12, ... (lossy codecs make "
+                      "the gradient approximate)")
+    demo.add_argument("--strategy", choices=DEMO_STRATEGIES, default="async_multistage",
+                      help="checkpointing strategy (default async_multistage; revolve: RAM only)")
+    demo.add_argument("--interval", type=_positive_int, default=None, metavar="K",
+                      help="steps between disk checkpoints (default: the Checkpointer's)")
+    demo.add_argument("--no-compare", action="store_true",
+                      help="skip the store-all gradient")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    demo.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from amcheck._demo import DemoConfig, run_demo
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise _UsageError("amcheck demo draws its pictures with matplotlib: "
+                          "pip install 'amcheck[plot]'")
+    if args.out.exists() and not args.out.is_dir():
+        raise _UsageError(f"--out must be a folder, got the file {str(args.out)!r}")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _UsageError(f"--out: cannot create {str(args.out)!r}: {exc.strerror}") from None
+    config = DemoConfig(
+        out=args.out,
+        size="small" if args.small else "default",
+        shots=args.shots,
+        iterations=args.iterations,
+        ram=args.ram,
+        disk=args.disk,
+        compression=args.compression,
+        strategy=args.strategy,
+        interval=args.interval,
+        compare=not args.no_compare,
+        progress=not args.no_progress,
+    )
+    run_demo(config)
+    return 0
+
+
+# -- plan ----------------------------------------------------------------------------------------
 
 
 def _add_plan(subparsers: argparse._SubParsersAction[_Parser]) -> None:
@@ -130,20 +256,217 @@ def _run_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- bench ---------------------------------------------------------------------------------------
+
+#: ``amcheck bench NAME`` -> the scripts in benchmarks/ it may run (the first that exists).
+BENCHMARKS: dict[str, tuple[str, ...]] = {
+    "disk-vs-ram": ("disk_vs_ram.py",),
+    "long": ("long_sequences.py", "long.py", "long_sequence.py"),
+    "kernels": ("kernels_vs_devito.py", "kernels.py"),
+    "schedules": ("schedules.py",),
+    "zero-copy": ("zero_copy.py",),
+}
+
+_BENCH_HELP = {
+    "disk-vs-ram": "RAM vs raw disk vs zarr tiers, with and without compression",
+    "long": "recompute factor and time against the length of the sequence",
+    "kernels": "the numba wave kernels beside Devito and a STREAM triad",
+    "schedules": "time to plan schedules beside checkpoint_schedules",
+    "zero-copy": "the zero-copy engine beside deep copies and pyrevolve",
+}
+
+
+def _benchmarks_dir() -> Path:
+    """benchmarks/ of the source checkout amcheck runs from (absent in a wheel install)."""
+    import amcheck
+
+    return Path(amcheck.__file__).resolve().parent.parent / "benchmarks"
+
+
+def _add_bench(subparsers: argparse._SubParsersAction[_Parser]) -> None:
+    lines = "\n".join(f"  {name:<12} {text}" for name, text in _BENCH_HELP.items())
+    bench = subparsers.add_parser(
+        "bench",
+        help="run one of the benchmark scripts in benchmarks/",
+        description=textwrap.fill(
+            "Run a benchmark script of the source checkout with this Python, passing the "
+            "remaining arguments through (e.g. `amcheck bench schedules --sizes 10000`; "
+            "`amcheck bench kernels --help` shows the script's own options). Some need the "
+            "bench extra: pip install -e '.[bench]'.",
+            width=78,
+        )
+        + "\n\nbenchmarks:\n"
+        + lines,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument("name", choices=tuple(BENCHMARKS), metavar="NAME",
+                       help="one of: " + ", ".join(BENCHMARKS))
+    bench.add_argument("--dir", type=Path, default=None, metavar="DIR",
+                       help="the benchmarks folder, given before NAME (default: benchmarks/ "
+                       "next to the amcheck package of a source checkout)")
+    bench.add_argument("args", nargs=argparse.REMAINDER, metavar="...",
+                       help="arguments for the script")
+    bench.set_defaults(handler=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    folder: Path = args.dir if args.dir is not None else _benchmarks_dir()
+    if not folder.is_dir():
+        raise _UsageError(
+            f"no benchmarks folder at {str(folder)!r}: the benchmarks ship with the source "
+            "checkout, not the installed package; clone the repository and install it with "
+            "`pip install -e '.[bench]'`, or pass --dir"
+        )
+    names = BENCHMARKS[args.name]
+    script = next((folder / n for n in names if (folder / n).is_file()), None)
+    if script is None:
+        raise _UsageError(
+            f"benchmark {args.name!r} is not in {str(folder)!r} (looked for "
+            f"{', '.join(names)})"
+        )
+    extra = list(args.args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    print(f"amcheck bench {args.name}: {sys.executable} {script} {' '.join(extra)}".rstrip(),
+          flush=True)
+    return subprocess.run([sys.executable, str(script), *extra], check=False).returncode
+
+
+# -- info ----------------------------------------------------------------------------------------
+
+
+def _add_info(subparsers: argparse._SubParsersAction[_Parser]) -> None:
+    info = subparsers.add_parser(
+        "info",
+        help="versions, threads, memory and the default tiers of this installation",
+        description=(
+            "Print the versions of amcheck and its main dependencies, numba's threading layer "
+            "and thread count, the CPUs and physical memory, and the tiers a Checkpointer uses "
+            "by default (the RAM budget, where a disk tier would go)."
+        ),
+    )
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.set_defaults(handler=_run_info)
+
+
+def _version(module: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(module)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def collect_info() -> dict[str, Any]:
+    """What ``amcheck info`` prints, as a dict (see :func:`main`)."""
+    import amcheck
+    from amcheck._bytes import format_bytes, parse_bytes, physical_memory
+
+    versions: dict[str, str | None] = {"amcheck": amcheck.__version__,
+                                       "python": platform.python_version()}
+    for name in ("numpy", "zarr", "numcodecs", "zfpy", "numba", "scipy", "matplotlib", "tqdm"):
+        versions[name] = _version(name)
+    threading: dict[str, Any] = {}
+    try:
+        import numba
+
+        from amcheck.kernels import Geometry, Model, forward_modeling
+
+        # numba picks its threading layer on the first parallel call: run a tiny one.
+        model = Model(__import__("numpy").full((8, 8), 1.5), (10.0, 10.0), nbl=2,
+                      space_order=2)
+        forward_modeling(model, Geometry(model, [20.0, 20.0], [[30.0, 30.0]], tn=10.0))
+        threading = {
+            "layer": numba.threading_layer(),  # type: ignore[attr-defined]
+            "threads": int(numba.get_num_threads()),
+            "NUMBA_NUM_THREADS": os.environ.get("NUMBA_NUM_THREADS"),
+        }
+    except Exception as exc:  # noqa: BLE001 - reported, not fatal: info must always print
+        threading = {"error": f"{type(exc).__name__}: {exc}"}
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    memory = physical_memory()
+    tmp = tempfile.gettempdir()
+    try:
+        stat = os.statvfs(tmp)
+        free: int | None = stat.f_bavail * stat.f_frsize
+    except OSError:
+        free = None
+    ram = parse_bytes("25%", "ram")
+    return {
+        "versions": versions,
+        "numba": threading,
+        "cpus": {"count": os.cpu_count(), "usable": affinity},
+        "physical_memory_bytes": memory,
+        "platform": platform.platform(),
+        "default_tiers": {
+            "ram": f"RamTier, budget '25%' of physical memory = {format_bytes(ram)}",
+            "ram_bytes": ram,
+            "disk": "none unless given (disk=...): ZarrTier for a path, uncompressed",
+            "temporary_directory": tmp,
+            "temporary_directory_free_bytes": free,
+        },
+    }
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from amcheck._bytes import format_bytes
+
+    info = collect_info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    versions = info["versions"]
+    rows = [(name, value or "not installed") for name, value in versions.items()]
+    numba_info = info["numba"]
+    if "error" in numba_info:
+        rows.append(("numba threads", f"unavailable ({numba_info['error']})"))
+    else:
+        env = numba_info["NUMBA_NUM_THREADS"]
+        rows.append(("numba threading layer", str(numba_info["layer"])))
+        rows.append(("numba threads", f"{numba_info['threads']}"
+                     + (f" (NUMBA_NUM_THREADS={env})" if env else "")))
+    cpus = info["cpus"]
+    rows.append(("CPUs", f"{cpus['count']} ({cpus['usable']} usable by this process)"))
+    rows.append(("physical memory", format_bytes(info["physical_memory_bytes"])))
+    rows.append(("platform", info["platform"]))
+    tiers = info["default_tiers"]
+    rows.append(("default RAM tier", tiers["ram"]))
+    rows.append(("default disk tier", tiers["disk"]))
+    free = tiers["temporary_directory_free_bytes"]
+    rows.append(("temporary directory", tiers["temporary_directory"]
+                 + ("" if free is None else f" ({format_bytes(free)} free)")))
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    return 0
+
+
 class _UsageError(Exception):
     """A combination of arguments that argparse cannot express; reported like a usage error."""
 
 
 #: Each command's registration function, in the order ``--help`` lists them.
-_COMMANDS: tuple[Callable[[argparse._SubParsersAction[_Parser]], None], ...] = (_add_plan,)
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction[_Parser]], None], ...] = (
+    _add_demo,
+    _add_plan,
+    _add_bench,
+    _add_info,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level argument parser with one subparser per command."""
     parser = _Parser(
         prog="amcheck",
-        description="Asynchronous multistage checkpointing for adjoint computations.",
+        description=(
+            "Asynchronous multistage checkpointing for adjoint computations. Start with "
+            "`amcheck demo`; `amcheck COMMAND --help` explains each command."
+        ),
     )
+    import amcheck
+
+    parser.add_argument("--version", action="version", version=f"amcheck {amcheck.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for add in _COMMANDS:
         add(subparsers)
@@ -163,8 +486,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except (_UsageError, AmcheckError) as exc:
-        print(f"amcheck: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever the message holds
+        print(f"amcheck: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("amcheck: interrupted", file=sys.stderr)
+        return 130
     return code
 
 

@@ -2,25 +2,42 @@
 
 ``fwi_gradient`` needs the forward wavefield in reverse order: it runs
 :class:`~amcheck.kernels.AcousticForward` and :class:`~amcheck.kernels.AcousticAdjoint` through
-``amcheck.Checkpointer`` when the installed amcheck provides it (every strategy and tier of amcheck
-is then available), and otherwise through :func:`store_all_sweep`, a plain store-all sweep that
-keeps every state in RAM and refuses to start when they do not fit the ``ram`` budget.
+:class:`amcheck.Checkpointer`, so every strategy and tier of amcheck is available, and returns a
+:class:`GradientResult`: the pair ``(misfit, gradient)`` that also carries the checkpointer's
+statistics and timeline. :func:`store_all_sweep` is the plain reference sweep (every state in a
+list) that the tests compare the checkpointed gradient with.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Self
 
 import numpy as np
 from amcheck.kernels._geometry import Geometry
 from amcheck.kernels._model import Model
 from amcheck.kernels._operators import AcousticAdjoint, AcousticForward
 
-import amcheck
-from amcheck._bytes import format_bytes, parse_bytes
-from amcheck._errors import BudgetError, InvalidArgumentError
+from amcheck._bytes import ByteSize
+from amcheck._checkpointer import Checkpointer
+from amcheck._errors import ArgumentTypeError, InvalidArgumentError
+from amcheck._stats import Stats
+from amcheck._timeline import Timeline
 
-__all__ = ["adjoint_modeling", "forward_modeling", "fwi_gradient", "store_all_sweep"]
+__all__ = [
+    "GradientResult",
+    "ProgressFn",
+    "adjoint_modeling",
+    "forward_modeling",
+    "fwi_gradient",
+    "store_all_sweep",
+]
+
+#: ``progress(phase, steps)``: ``steps`` more steps of ``phase`` are done. Phases: ``"forward"``
+#: (the forward sweep), ``"recompute"`` (forward steps rerun during the reverse sweep) and
+#: ``"reverse"`` (reverse steps). A tqdm bar's ``update`` fits behind a small dispatcher.
+ProgressFn = Callable[[str, int], None]
 
 
 def forward_modeling(model: Model, geometry: Geometry, src_data: Any = None) -> np.ndarray:
@@ -71,10 +88,107 @@ def store_all_sweep(forward: AcousticForward, adjoint_start: Any, reverse: Any) 
         states.pop()
 
 
-def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: int | str = "25%",
-                 disk: Any = None, compression: Any = None, strategy: str = "auto"
-                 ) -> tuple[float, np.ndarray]:
+class GradientResult(tuple[float, np.ndarray]):
+    """What :func:`fwi_gradient` returns: ``(misfit, gradient)``, plus how it was computed.
+
+    It unpacks like the pair it is (``misfit, grad = fwi_gradient(...)``); the attributes tell
+    what the checkpointing cost.
+
+    Attributes
+    ----------
+    misfit
+        ``0.5 * ||d_syn - d_obs||^2``.
+    gradient
+        dJ/dm on the model's grid (float64), m = 1/vp^2 in s^2/km^2.
+    d_syn
+        The synthetic data of the model, ``(nt, nrec)`` float64.
+    stats
+        The :class:`amcheck.Stats` of the checkpointed sweeps (forward steps, recompute factor,
+        peak RAM, bytes written and read per tier, ...).
+    timeline
+        The :class:`amcheck.Timeline` of the sweeps (``None`` with ``timeline=False``):
+        ``result.timeline.plot("timeline.png")`` draws compute and I/O lanes.
+    strategy, slots, interval
+        The strategy the Checkpointer chose, its RAM slots and disk interval.
+    ram_pool_bytes
+        RAM the Checkpointer allocated for states.
+    seconds
+        Wall-clock time of the whole computation.
+    """
+
+    misfit: float
+    gradient: np.ndarray
+    d_syn: np.ndarray
+    stats: Stats
+    timeline: Timeline | None
+    strategy: str
+    slots: int | None
+    interval: int | None
+    ram_pool_bytes: int
+    seconds: float
+
+    def __new__(cls, misfit: float, gradient: np.ndarray, *, d_syn: np.ndarray, stats: Stats,
+                timeline: Timeline | None, strategy: str, slots: int | None,
+                interval: int | None, ram_pool_bytes: int, seconds: float) -> Self:
+        self = super().__new__(cls, (misfit, gradient))
+        self.misfit = misfit
+        self.gradient = gradient
+        self.d_syn = d_syn
+        self.stats = stats
+        self.timeline = timeline
+        self.strategy = strategy
+        self.slots = slots
+        self.interval = interval
+        self.ram_pool_bytes = ram_pool_bytes
+        self.seconds = seconds
+        return self
+
+    def __repr__(self) -> str:
+        return (f"GradientResult(misfit={self.misfit:.6g}, gradient=<{self.gradient.shape} "
+                f"{self.gradient.dtype}>, strategy={self.strategy!r}, "
+                f"recompute_factor={self.stats.recompute_factor}, seconds={self.seconds:.3f})")
+
+    def __reduce__(self) -> Any:
+        # A plain pair when pickled (e.g. back from a worker process): the timeline holds a lock.
+        return (tuple, ((self.misfit, self.gradient),))
+
+
+class _CountedForward:
+    """The forward operator, reporting each advance to ``progress`` as forward or recompute."""
+
+    def __init__(self, forward: AcousticForward, progress: ProgressFn) -> None:
+        self._forward = forward
+        self._progress = progress
+        self.phase = "forward"
+
+    def advance(self, src: Mapping[str, np.ndarray], dst: Mapping[str, np.ndarray],
+                t0: int, t1: int) -> None:
+        self._forward.advance(src, dst, t0, t1)
+        self._progress(self.phase, t1 - t0)
+
+
+class _CountedReverse:
+    """The adjoint operator, reporting each reverse step to ``progress``."""
+
+    def __init__(self, adjoint: AcousticAdjoint, progress: ProgressFn) -> None:
+        self._adjoint = adjoint
+        self._progress = progress
+
+    def reverse(self, state: Mapping[str, np.ndarray], t: int) -> None:
+        self._adjoint.reverse(state, t)
+        self._progress("reverse", 1)
+
+
+def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "25%",
+                 disk: Any = None, compression: Any = None, strategy: Any = "auto", *,
+                 interval: int | None = None, disk_budget: ByteSize | None = None,
+                 max_in_flight: int | None = None, compute_threads: int | None = None,
+                 progress: ProgressFn | None = None, timeline: bool = True) -> GradientResult:
     """Misfit 0.5 ||d_syn - d_obs||^2 and its exact gradient with respect to m = 1/vp^2.
+
+    The forward wavefield is handed to the adjoint in reverse order by an
+    :class:`amcheck.Checkpointer` built from the arguments below; the gradient does not depend on
+    how (bitwise, unless ``compression`` is lossy).
 
     Parameters
     ----------
@@ -83,47 +197,76 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: int | str = 
     d_obs
         Observed data, shape ``(nt, nrec)``.
     ram, disk, compression, strategy
-        Passed to ``amcheck.Checkpointer`` (RAM budget, disk tier, codec, checkpointing
-        strategy). Without a Checkpointer in this amcheck only ``strategy="auto"`` or
-        ``"store_all"`` and ``disk=None`` are accepted, and all ``n + 1`` states must fit ``ram``.
+        The Checkpointer's RAM budget (bytes, ``"2 GiB"``, ``"25%"`` of physical memory), disk
+        tier (a :class:`amcheck.storage.Tier`, or what the installed Checkpointer accepts),
+        codec and strategy (``"auto"``, ``"store_all"``, ``"revolve"``, ``"two_level"``,
+        ``"async_multistage"`` or a schedule for ``geometry.n_steps`` steps).
+        One state is ``2 * prod(model.grid_shape) * itemsize`` bytes; store-all needs
+        ``geometry.nt`` of them.
+    interval, disk_budget, max_in_flight, compute_threads
+        Passed to the Checkpointer when given (steps between disk checkpoints, bytes the disk
+        checkpoints may take, disk transfers in flight, numba threads for compute); ``None``
+        leaves the Checkpointer's default.
+    progress
+        ``progress(phase, steps)`` after every advance and reverse step (see
+        :data:`ProgressFn`); e.g. to drive progress bars.
+    timeline
+        Record the Checkpointer's timeline (``result.timeline``).
 
     Returns
     -------
-    misfit, gradient
-        A float and a float64 array of the model's shape (s^2/km^2 per unit misfit).
+    GradientResult
+        ``(misfit, gradient)``: a float and a float64 array of the model's shape (s^2/km^2 per
+        unit misfit), with ``.stats``, ``.timeline``, ``.strategy``, ``.d_syn`` and more.
 
     Raises
     ------
     InvalidArgumentError
-        ``d_obs`` of the wrong shape; see also :class:`Geometry`.
+        ``d_obs`` of the wrong shape; see also :class:`Geometry` and :class:`amcheck.Checkpointer`.
     BudgetError
-        (store-all path) the states do not fit ``ram``.
+        ``ram`` is below what the strategy needs.
+    ArgumentTypeError
+        ``progress`` is not callable.
+
+    Examples
+    --------
+    >>> result = fwi_gradient(model, geometry, d_obs, ram="64 MiB", disk=tier)  # doctest: +SKIP
+    >>> misfit, grad = result
+    >>> result.stats.recompute_factor, result.stats.bytes_written["disk"]       # doctest: +SKIP
     """
+    started = time.perf_counter()
     fwd = AcousticForward(model, geometry)
     obs = np.asarray(d_obs, dtype=np.float64)
     if obs.shape != (geometry.nt, geometry.nrec):
         raise InvalidArgumentError(
             f"d_obs must have shape (nt, nrec) = {(geometry.nt, geometry.nrec)}, got {obs.shape}")
+    if progress is not None and not callable(progress):
+        raise ArgumentTypeError(
+            f"progress must be a callable progress(phase, steps) or None, got {progress!r}")
     adj = AcousticAdjoint(fwd, gradient=True)
-    checkpointer = getattr(amcheck, "Checkpointer", None)
-    if checkpointer is not None:
-        ckp = checkpointer(fwd, adj, fwd.initial_state(), fwd.n_steps, ram=ram, disk=disk,
-                           compression=compression, strategy=strategy)
+    forward_op: AcousticForward | _CountedForward = fwd
+    reverse_op: AcousticAdjoint | _CountedReverse = adj
+    counted: _CountedForward | None = None
+    if progress is not None:
+        counted = _CountedForward(fwd, progress)
+        forward_op, reverse_op = counted, _CountedReverse(adj, progress)
+    options: dict[str, Any] = {}
+    for name, value in (("interval", interval), ("disk_budget", disk_budget),
+                        ("max_in_flight", max_in_flight), ("compute_threads", compute_threads),
+                        ("compression", compression)):
+        if value is not None:
+            options[name] = value
+    with Checkpointer(forward_op, reverse_op, fwd.initial_state(), fwd.n_steps, ram=ram,
+                      disk=disk, strategy=strategy, timeline=timeline, **options) as ckp:
         final = ckp.forward()
         adj.start(fwd.data - obs, final)
+        if counted is not None:
+            counted.phase = "recompute"
         ckp.reverse()
-    else:
-        if strategy not in ("auto", "store_all") or disk is not None or compression is not None:
-            raise InvalidArgumentError(
-                f"this amcheck has no Checkpointer yet: only strategy='auto'/'store_all' without "
-                f"disk or compression is available, got strategy={strategy!r}, disk={disk!r}, "
-                f"compression={compression!r}")
-        need = (fwd.n_steps + 1) * fwd.spec.nbytes
-        budget = parse_bytes(ram, "ram")
-        if need > budget:
-            raise BudgetError(
-                f"store-all needs {format_bytes(need)} for {fwd.n_steps + 1} states, ram allows "
-                f"{format_bytes(budget)}")
-        store_all_sweep(fwd, lambda final: adj.start(fwd.data - obs, final), adj.reverse)
+        stats = ckp.stats
+        chosen = (ckp.strategy, ckp.slots, ckp.interval, ckp.ram_pool_bytes)
     misfit = 0.5 * float(np.sum((fwd.data - obs) ** 2))
-    return misfit, adj.gradient_m()
+    return GradientResult(misfit, adj.gradient_m(), d_syn=np.array(fwd.data, copy=True),
+                          stats=stats, timeline=ckp.timeline if timeline else None,
+                          strategy=chosen[0], slots=chosen[1], interval=chosen[2],
+                          ram_pool_bytes=chosen[3], seconds=time.perf_counter() - started)

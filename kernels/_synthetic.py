@@ -1,0 +1,216 @@
+"""Synthetic 2-D velocity models and surface surveys, built in code (no download).
+
+:func:`layered_salt_model` draws a marine section: a water layer, sedimentary layers whose
+interfaces undulate and dip, velocities increasing with depth, and a fast salt-like body (a
+rounded dome on a narrowing stem) that the layers drape over. It is meant to look like the
+classic synthetic benchmarks (SEG/EAGE salt, Marmousi) at a size that runs in seconds.
+
+:func:`smooth_model` makes the usual FWI starting model from it: the velocity is smoothed with a
+Gaussian of a given width in metres (scipy's ``gaussian_filter`` on the slowness, which preserves
+travel times better than smoothing the velocity), and the water layer is kept exact, as a
+surveyor would know it.
+
+:func:`surface_survey` places shots and a receiver line near the top of the model, and gives
+one :class:`~amcheck.kernels.Geometry` per shot, all with the same time axis.
+
+Axis convention (as in the :mod:`amcheck.kernels` examples): axis 0 is depth z, axis 1 is the
+horizontal position x; positions are ``(z, x)`` in metres.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from amcheck.kernels._geometry import CFL_SAFETY, Geometry
+from amcheck.kernels._model import Model, critical_dt
+
+from amcheck._errors import InvalidArgumentError
+from amcheck._validate import check_int, check_positive_float
+
+__all__ = ["WATER_VELOCITY", "layered_salt_model", "smooth_model", "surface_survey", "water_rows"]
+
+#: Velocity of sea water, km/s.
+WATER_VELOCITY = 1.5
+
+# Sediment velocities (km/s) from the sea floor down, and the salt's: a typical Gulf of Mexico
+# column, with the salt about 1.5x faster than the sediments around it.
+_SEDIMENTS = (1.75, 2.0, 2.3, 2.65, 3.0)
+_SALT = 4.5
+
+
+def layered_salt_model(shape: Sequence[int] = (101, 301), spacing: float = 10.0, *,
+                       water_depth: float = 0.12, salt: bool = True) -> np.ndarray:
+    """Velocity (km/s) of a layered section with a salt-like body, shape ``(nz, nx)``.
+
+    Parameters
+    ----------
+    shape
+        ``(nz, nx)`` grid points, each at least 20.
+    spacing
+        Grid spacing in m (the same on both axes); the structure scales with the model's
+        extent, so any spacing gives the same picture.
+    water_depth
+        Depth of the flat sea floor as a fraction of the model depth, in ``[0, 0.5)``.
+    salt
+        Include the salt body (4.5 km/s).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 velocities: 1.5 km/s water, sediments from 1.75 to 3.0 km/s, salt 4.5 km/s.
+
+    Raises
+    ------
+    InvalidArgumentError
+        A shape that is not two integers >= 20, a non-positive spacing, a water depth outside
+        ``[0, 0.5)``.
+    """
+    nz, nx = _check_shape(shape)
+    check_positive_float("spacing", spacing)
+    if not (isinstance(water_depth, (int, float)) and 0.0 <= water_depth < 0.5):
+        raise InvalidArgumentError(
+            f"water_depth must be a fraction in [0, 0.5) of the model depth, got {water_depth!r}")
+    # Work in the unit square: z, x in [0, 1].
+    z = np.linspace(0.0, 1.0, nz)[:, None]
+    x = np.linspace(0.0, 1.0, nx)[None, :]
+    vp = np.full((nz, nx), WATER_VELOCITY)
+    # Sediment interfaces: the sea floor, then layers whose depth varies with a gentle dip and
+    # one long undulation, pushed up above the salt dome (the drag of a rising diapir).
+    xc, top, width = 0.58, 0.50, 0.16
+    dome = np.exp(-(((x - xc) / (1.6 * width)) ** 2)) if salt else np.zeros_like(x)
+    below = 1.0 - water_depth
+    for i, v in enumerate(_SEDIMENTS):
+        base = water_depth + below * i / len(_SEDIMENTS)
+        if i == 0:
+            interface = np.full_like(x, water_depth)
+        else:
+            interface = (base + 0.04 * (x - 0.5) + 0.025 * np.sin(2.0 * math.pi * (x + 0.15 * i))
+                         - 0.10 * dome * (i / len(_SEDIMENTS)))
+        vp = np.where(z >= interface, v, vp)
+    if salt:
+        # A dome (an ellipse, cut a little below its widest point) on a stem narrowing downwards.
+        cap = (((x - xc) / width) ** 2 + ((z - top) / 0.14) ** 2 <= 1.0) & (z <= top + 0.05)
+        stem_half = 0.45 * width * (1.0 - 0.6 * (z - top) / (1.0 - top))
+        stem = (z >= top) & (np.abs(x - xc) <= stem_half) & (z <= 0.92)
+        vp = np.where(cap | stem, _SALT, vp)
+    out: np.ndarray = np.ascontiguousarray(vp, dtype=np.float64)
+    return out
+
+
+def water_rows(vp: Any) -> int:
+    """Number of rows from the top where every velocity is the water velocity (1.5 km/s)."""
+    arr = np.asarray(vp)
+    rows = 0
+    for row in arr:
+        if not np.all(row == WATER_VELOCITY):
+            break
+        rows += 1
+    return rows
+
+
+def smooth_model(vp: Any, sigma: float, spacing: float, *, keep_water: bool = True) -> np.ndarray:
+    """A smooth starting model for FWI: Gaussian smoothing of the slowness.
+
+    Parameters
+    ----------
+    vp
+        The velocity (km/s), 2-D or 3-D.
+    sigma
+        Standard deviation of the Gaussian in m (> 0); about one dominant wavelength gives a
+        start model that a few FWI iterations visibly improve.
+    spacing
+        Grid spacing in m.
+    keep_water
+        Restore the water layer (the top rows at 1.5 km/s, see :func:`water_rows`) after
+        smoothing, and smooth the rest as if the water were sediment, so the sea floor stays
+        sharp and the shallow sediments are not slowed down by the water above them.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 velocities of the same shape.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    arr = np.asarray(vp, dtype=np.float64)
+    sigma = check_positive_float("sigma", sigma)
+    spacing = check_positive_float("spacing", spacing)
+    rows = water_rows(arr) if keep_water else 0
+    work = arr.copy()
+    if 0 < rows < arr.shape[0]:
+        work[:rows] = work[rows]  # extend the first sediment row upwards
+    slowness = gaussian_filter(1.0 / work, sigma=sigma / spacing, mode="nearest")
+    out: np.ndarray = 1.0 / slowness
+    if rows:
+        out[:rows] = WATER_VELOCITY
+    return out
+
+
+def surface_survey(model: Model, n_shots: int, *, tn: float, f0: float, vmax: float | None = None,
+                   depth: float | None = None, receiver_spacing: float | None = None
+                   ) -> list[Geometry]:
+    """One :class:`Geometry` per shot of a fixed-spread surface survey.
+
+    Shots are spread evenly across the model (a margin of 5% on each side); every shot records
+    on the same receiver line spanning the model's width. Sources and receivers sit ``depth``
+    below the top (default two grid cells).
+
+    Parameters
+    ----------
+    model
+        A 2-D model; axis 0 is depth.
+    n_shots
+        Number of shots (>= 1).
+    tn, f0
+        Recording time in ms and the Ricker peak frequency in kHz.
+    vmax
+        The fastest velocity any model of the inversion may have (km/s): the time step is derived
+        from it, so every model up to that velocity is stable with these geometries. Default
+        ``model.vmax``.
+    depth
+        Source and receiver depth in m.
+    receiver_spacing
+        Distance between receivers in m (default two grid cells).
+
+    Returns
+    -------
+    list[Geometry]
+        All with the same ``dt`` and ``nt``.
+    """
+    if model.ndim != 2:
+        raise InvalidArgumentError(f"surface_survey needs a 2-D model, got {model.ndim}-D")
+    n_shots = check_int("n_shots", n_shots, minimum=1)
+    hz, hx = model.spacing
+    z0, x0 = model.origin
+    width = (model.shape[1] - 1) * hx
+    depth_m = 2.0 * hz if depth is None else check_positive_float("depth", depth)
+    rec_dx = 2.0 * hx if receiver_spacing is None else check_positive_float(
+        "receiver_spacing", receiver_spacing)
+    v_top = model.vmax if vmax is None else check_positive_float("vmax", vmax)
+    if v_top < model.vmax:
+        raise InvalidArgumentError(
+            f"vmax must be at least the model's largest velocity {model.vmax:.4g} km/s, "
+            f"got {v_top!r}")
+    dt = CFL_SAFETY * critical_dt(v_top, model.spacing, model.space_order)
+    n_rec = int(width // rec_dx) + 1
+    rec = np.stack([np.full(n_rec, z0 + depth_m), x0 + rec_dx * np.arange(n_rec)], axis=1)
+    margin = 0.05 * width
+    xs = np.linspace(x0 + margin, x0 + width - margin, n_shots) if n_shots > 1 else np.array(
+        [x0 + width / 2])
+    return [Geometry(model, [[z0 + depth_m, float(xsrc)]], rec, t0=0.0, tn=tn, f0=f0, dt=dt)
+            for xsrc in xs]
+
+
+def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
+    try:
+        dims = tuple(int(n) for n in shape)
+        ok = len(dims) == 2 and all(int(n) == n for n in shape)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or min(dims) < 20:
+        raise InvalidArgumentError(
+            f"shape must be two integers (nz, nx), each >= 20, got {shape!r}")
+    return dims[0], dims[1]
