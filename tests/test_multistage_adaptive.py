@@ -7,11 +7,19 @@ from itertools import pairwise
 from math import comb
 from typing import Any, Final
 
+import numpy as np
 import pytest
+from amcheck.storage import RamTier
 from hypothesis import given
 from hypothesis import strategies as st
 
-from amcheck import ArgumentTypeError, InvalidArgumentError, SweepStateError
+from amcheck import (
+    ArgumentTypeError,
+    Checkpointer,
+    InvalidArgumentError,
+    StateSpec,
+    SweepStateError,
+)
 from amcheck._interval import IntervalController
 from amcheck.schedules import (
     Action,
@@ -259,6 +267,12 @@ def test_forward_starts_each_sweep_afresh() -> None:
     schedule.set_interval(7)  # between sweeps: the next one starts with it
     simulate(schedule, n_steps=20)
     assert schedule.segment_starts == (0, 7, 14) and schedule.thinning_rounds == 0
+    # A change made during a sweep lasts until it ends: simulate, then run, plan alike.
+    steered_schedule = steered(SteeredAsync, 40, 2, 3, None, {1: 10})
+    assert simulate(steered_schedule) == simulate(steered_schedule)
+    assert steered_schedule.segment_starts == (0, 3, 13, 23, 33) and steered_schedule.interval == 10
+    assert steered_schedule.set_interval(4) == 4 and simulate(steered_schedule).n_steps == 40
+    assert steered_schedule.segment_starts == (0, 4, 14, 24, 34)
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,3 +380,56 @@ def test_reverse_needs_the_forward_sweep(cls: type[AsyncMultistage | TwoLevel]) 
     next(partial)
     with pytest.raises(SweepStateError, match=r"before forward\(\) reached x_7"):
         list(known.reverse(7))
+
+
+# --------------------------------------------------------------------------------------------
+# Real states: a thinned, steered sweep through the Checkpointer gives every x_t exactly
+# --------------------------------------------------------------------------------------------
+
+
+def _step(x: np.ndarray, t: int) -> np.ndarray:
+    return np.cos(1.3 * x + t)  # nonlinear and step-dependent: every state differs
+
+
+class _Ops:
+    def __init__(self, stop_at: int | None) -> None:
+        self.stop_at = stop_at
+        self.seen: list[tuple[int, np.ndarray]] = []
+
+    def advance(self, src: Any, dst: Any, t0: int, t1: int) -> int | None:
+        x = src["x"]
+        end = t1 if self.stop_at is None else min(t1, self.stop_at)
+        for t in range(t0, end):
+            x = _step(x, t)
+        dst["x"][...] = x
+        return self.stop_at if self.stop_at is not None and self.stop_at <= t1 else None
+
+    def reverse(self, state: Any, t: int) -> None:
+        self.seen.append((t, state["x"].copy()))
+
+
+@pytest.mark.parametrize(("n", "known"), [(12, False), (97, False), (50, True), (97, True)])
+@pytest.mark.parametrize("cls", [SteeredAsync, SteeredTwoLevel])
+def test_checkpointer_reverses_a_steered_thinned_sweep_exactly(
+    cls: type[Any], n: int, known: bool
+) -> None:
+    spec = StateSpec({"x": ((4,), "float64")})
+    schedule = steered(cls, n if known else None, 2, 2, 3 if not known else 10, {3: 7, 9: 3})
+    sim = simulate(schedule, n)
+    ops = _Ops(None if known else n)
+    x0 = {"x": np.linspace(0.1, 0.4, 4)}
+    disk = RamTier(4096, spec, name="disk")
+    with Checkpointer(
+        ops, ops, x0, schedule.n_steps, ram=4096, strategy=schedule, disk=disk
+    ) as ckp:
+        ckp.forward()
+        ckp.reverse()
+        stats = ckp.stats
+    expected = [x0["x"]]
+    for t in range(n):
+        expected.append(_step(expected[-1], t))
+    assert [t for t, _ in ops.seen] == list(range(n - 1, -1, -1))
+    assert all(np.array_equal(x, expected[t]) for t, x in ops.seen)  # bitwise
+    assert stats.forward_steps == sim.forward_steps
+    assert dict(stats.writes) == sim.writes and dict(stats.reads) == sim.reads
+    assert (schedule.thinning_rounds > 0) == (not known)

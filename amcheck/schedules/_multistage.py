@@ -171,6 +171,8 @@ class _Sweep:
     done: bool = False
     #: Thinning rounds so far (unknown n, full disk tier).
     thinning_rounds: int = 0
+    #: The sweep is over: its final advance was yielded (known n) or reverse() was called.
+    closed: bool = False
 
 
 class _Periodic(Schedule):
@@ -219,8 +221,9 @@ class _Periodic(Schedule):
         The forward sweep reads :attr:`interval` afresh at every segment boundary (every disk
         checkpoint), so a call between two actions changes the spacing of the *later* disk
         checkpoints; the positions actually used are recorded and :meth:`reverse` follows them.
-        Without a sweep in progress it sets the interval the next ``forward()`` starts with
-        (a running sweep's value also carries over to the next one).
+        Such a change lasts until the sweep ends. Called while no sweep runs (before the first
+        ``forward()``, after a known-length sweep's final advance or once ``reverse()`` was
+        called), it sets the interval every later ``forward()`` starts with.
 
         Parameters
         ----------
@@ -234,8 +237,11 @@ class _Periodic(Schedule):
             The interval now in force, ``max(interval, interval_floor)``.
         """
         k = check_int("interval", interval, minimum=1)
-        self._start_interval = max(k, self._base_floor)
-        self.interval = max(k, self._floor)
+        sweep = self._sweep
+        if sweep is not None and not sweep.closed:
+            self.interval = max(k, self._floor)
+        else:
+            self._start_interval = self.interval = max(k, self._base_floor)
         return self.interval
 
     # -- what the latest sweep recorded ---------------------------------------------------------
@@ -319,6 +325,7 @@ class _Periodic(Schedule):
                 f"{name}.reverse({n_steps}) needs the forward sweep first: n_steps is None, so "
                 "consume forward() until the sequence ends, then call reverse(n)"
             )
+        sweep.closed = True
         last = sweep.starts[-1]
         if not last < n_steps <= sweep.reached:
             raise SweepStateError(
@@ -401,7 +408,7 @@ class TwoLevel(_Periodic):
             sweep.starts.append(t)
             if n is not None and t + k >= n:
                 sweep.reached = n
-                sweep.done = True
+                sweep.done = sweep.closed = True
                 yield Save(t, DISK)
                 yield Advance(t, n, final=True)
                 return
@@ -491,7 +498,7 @@ class AsyncMultistage(_Periodic):
             if n is not None and t + k >= n:
                 sweep.starts.append(t)
                 sweep.reached = n
-                sweep.done = True
+                sweep.done = sweep.closed = True
                 yield Save(t, RAM)
                 yield Advance(t, n, final=True)
                 return
