@@ -1,156 +1,248 @@
-"""Time to plan a schedule: amcheck's strategies beside checkpoint_schedules, in one run.
+"""Time to plan a schedule: amcheck's strategies beside checkpoint_schedules, cold and warm.
 
 For each n (10^4, 10^5, 10^6) and RAM slots s (10, 50) this times
 
 - amcheck: generating *and* replaying every action through :func:`amcheck.schedules.simulate`
-  (StoreAll, Revolve(n, s), TwoLevel(n, s, k), AsyncMultistage(n, s, k)), in this process;
+  (StoreAll, Revolve(n, s), TwoLevel(n, s, k), AsyncMultistage(n, s, k));
 - checkpoint_schedules: iterating every action of ``MultistageCheckpointSchedule(n, s, 0)`` (its
   closed-form binomial schedule, all checkpoints in RAM: the same plan as amcheck's Revolve) and of
-  its ``Revolve(n, s)``, each case in a subprocess killed after ``--limit`` seconds and reported as
-  "> X s (stopped)". Their schedules are only generated, not checked: that favours them.
+  its ``Revolve(n, s)``. Their schedules are only generated, not checked: that favours them.
 
-A case that takes under one second is run three times and the median is reported; the spread
-(max/min) of the three is printed so the noise of a shared machine is visible. Ratios compare
-medians measured in this same run. Needs the ``bench`` extra (``pip install -e ".[bench]"``).
+Cold and warm
+-------------
+Every case runs in fresh Python processes (the package already imported; import times are printed
+separately). **Cold** is the first plan made in the process: what a user pays to plan one (n, s).
+**Warm** is the same plan made again in the same process. checkpoint_schedules JIT-compiles its
+``n_advance`` with numba on the first call in every process (no on-disk cache), which costs a
+constant ~2 s on top of the planning itself; it also memoises step counts per (n, s)
+(``cache_step``). To tell the two apart, the column **new (n, s)** is the first plan of this
+(n, s) in a process that has already planned another one (n = 20, s = 3): the JIT is done, the
+memo for this (n, s) is empty. amcheck has neither a JIT nor a cache, so its cold and warm times
+should match (the first run in a process only pays for Python's own warm-up).
 
-Usage::
+Noise: a case whose cold run took under 10 s is measured in 3 processes (else 1); a process repeats
+the plan once more when the warm run took under 1 s. Each figure is the median over its samples,
+and the spread (max/min over all samples of that figure) is printed. Ratios compare medians
+measured in this same run. A checkpoint_schedules process is killed after ``--limit`` seconds and
+reported as "> X s (stopped)"; a schedule stopped at one n is not run at a larger n.
 
-    python benchmarks/schedules.py                 # the full table (several minutes)
+Needs the ``bench`` extra (``pip install -e ".[bench]"``). Usage::
+
+    python benchmarks/schedules.py                 # the full table (15–20 minutes)
     python benchmarks/schedules.py --sizes 10000 --limit 10
+    python benchmarks/schedules.py --json benchmarks/results/schedules.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from amcheck.schedules import AsyncMultistage, Revolve, Schedule, StoreAll, TwoLevel, simulate
-
-# Run inside the subprocess: a warm-up case first (checkpoint_schedules' first schedule pays a
-# one-off set-up of about 2 s on this machine), then the timed runs; prints the seconds per run.
-_THEIRS = """
-import sys, time
-import checkpoint_schedules as cs
-name, n, s, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-make = {{"multistage": lambda n, s: cs.MultistageCheckpointSchedule(n, s, 0),
-         "revolve": lambda n, s: cs.Revolve(n, s)}}[name]
-def run(n, s):
-    count = 0
-    for action in make(n, s):
-        count += 1
-        if isinstance(action, cs.EndReverse):
-            return count
-    raise RuntimeError("no EndReverse")
-run(20, 3)
-for _ in range(repeats):
+# One process: import, optionally plan a small other (n, s) first, then plan (n, s) once (cold,
+# or "new (n, s)" after the warm-up) and again (warm): once more when the warm run took < 1 s.
+# Prints one JSON line per event, flushed, so that a process killed at the limit still reports.
+_RUNNER = """
+import json, sys, time
+side, name, n, s, k, warmup = sys.argv[1:7]
+n, s, k, warmup = int(n), int(s), int(k), warmup == "1"
+def say(**kw):
+    print(json.dumps(kw), flush=True)
+start = time.perf_counter()
+if side == "amcheck":
+    from amcheck.schedules import AsyncMultistage, Revolve, StoreAll, TwoLevel, simulate
+    make = {"StoreAll": lambda n, s: StoreAll(n), "Revolve": Revolve,
+            "TwoLevel": lambda n, s: TwoLevel(n, s, k),
+            "AsyncMultistage": lambda n, s: AsyncMultistage(n, s, k)}[name]
+    def plan(n, s):
+        stats = simulate(make(n, s))
+        return stats.actions, stats.recompute_factor
+else:
+    import checkpoint_schedules as cs
+    make = {"Multistage": lambda n, s: cs.MultistageCheckpointSchedule(n, s, 0),
+            "Revolve": cs.Revolve}[name]
+    def plan(n, s):
+        count = 0
+        for action in make(n, s):
+            count += 1
+            if isinstance(action, cs.EndReverse):
+                return count, None
+        raise RuntimeError("no EndReverse")
+say(event="import", seconds=time.perf_counter() - start)
+if warmup:
     start = time.perf_counter()
-    run(n, s)
-    print(time.perf_counter() - start, flush=True)
+    plan(20, 3)
+    say(event="warmup", seconds=time.perf_counter() - start)
+for run in range(3):
+    start = time.perf_counter()
+    actions, factor = plan(n, s)
+    seconds = time.perf_counter() - start
+    say(event="new" if warmup else ("cold" if run == 0 else "warm"), seconds=seconds,
+        actions=actions, recompute=factor)
+    if warmup or (run >= 1 and seconds >= 1.0):
+        break
 """
 
 
-def _median_of(run: Callable[[], object]) -> tuple[float, float]:
-    """Median seconds of ``run`` (3 runs when one takes under 1 s, else 1) and the max/min spread."""
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-        if times[0] >= 1.0:
-            break
-    return statistics.median(times), max(times) / min(times)
+@dataclass
+class Case:
+    """Every sample measured for one (side, schedule, n, s)."""
+
+    side: str
+    name: str
+    n: int
+    s: int
+    cold: list[float] = field(default_factory=list)
+    warm: list[float] = field(default_factory=list)
+    new: list[float] = field(default_factory=list)
+    imports: list[float] = field(default_factory=list)
+    warmups: list[float] = field(default_factory=list)
+    actions: int | None = None
+    recompute: float | None = None
+    stopped: bool = False
+
+    @property
+    def label(self) -> str:
+        if self.side == "amcheck":
+            return f"amcheck {self.name}"
+        return f"c_s {'MultistageCheckpointSchedule' if self.name == 'Multistage' else 'Revolve'}"
 
 
-def _theirs(name: str, n: int, s: int, limit: float) -> tuple[float | None, float]:
-    """Median seconds of checkpoint_schedules' ``name`` schedule, or None past ``limit``."""
-    cmd = [sys.executable, "-c", _THEIRS.format(), name, str(n), str(s), "3"]
+def _process(case: Case, k: int, limit: float, *, warmup: bool) -> None:
+    """Run one fresh process for ``case`` and add its samples; mark it stopped past ``limit``."""
+    cmd = [sys.executable, "-c", _RUNNER, case.side, case.name, str(case.n), str(case.s), str(k),
+           "1" if warmup else "0"]  # fmt: skip
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, check=True)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, check=False)
+        out, failed = done.stdout, done.returncode != 0
+        if failed:
+            raise RuntimeError(f"{case.label} n={case.n} s={case.s} failed:\n{done.stderr}")
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        times = [float(x) for x in out.split()]
-        if times:  # at least one run finished inside the limit
-            return statistics.median(times), max(times) / min(times)
-        return None, 1.0
-    times = [float(x) for x in done.stdout.split()]
-    return statistics.median(times), max(times) / min(times)
+        case.stopped = True
+    for line in out.splitlines():
+        event = json.loads(line)
+        kind = event["event"]
+        if kind == "import":
+            case.imports.append(event["seconds"])
+        elif kind == "warmup":
+            case.warmups.append(event["seconds"])
+        else:
+            getattr(case, kind).append(event["seconds"])
+            case.actions = event["actions"]
+            case.recompute = event["recompute"]
 
 
-def _fmt(seconds: float | None, limit: float) -> str:
-    return f"> {limit:g} s (stopped)" if seconds is None else f"{seconds:.3f} s"
+def _measure(case: Case, k: int, limit: float, *, new_column: bool) -> None:
+    """Cold and warm samples from 1 or 3 processes, plus one warm-process "new (n, s)" sample."""
+    _process(case, k, limit, warmup=False)
+    if not case.stopped and case.cold and case.cold[0] < 10.0:
+        for _ in range(2):
+            _process(case, k, limit, warmup=False)
+    if new_column and not case.stopped:
+        _process(case, k, limit, warmup=True)
+        case.stopped = False  # a stopped "new" run leaves its column empty, not the case
+
+
+def _median(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+def _spread(xs: list[float]) -> str:
+    return f"{max(xs) / min(xs):.2f}x" if len(xs) > 1 else "-"
+
+
+def _fmt(xs: list[float], case: Case | None = None, limit: float = 0.0) -> str:
+    """The median of ``xs``; for an empty cold column of a stopped case, the limit."""
+    if xs:
+        return f"{statistics.median(xs):.3f} s"
+    return f"> {limit:g} s (stopped)" if case is not None and case.stopped else "-"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--slots", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--interval", type=int, default=100, help="k for the two-level plans")
-    parser.add_argument("--limit", type=float, default=30.0, help="seconds per external case")
+    parser.add_argument("--limit", type=float, default=30.0, help="seconds per external process")
+    parser.add_argument("--json", help="also write every sample to this file")
     args = parser.parse_args(argv)
 
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"# machine: {platform.machine()}, {platform.processor() or '?'}, "
-          f"Python {platform.python_version()}, {_cpu_count()} CPUs")  # fmt: skip
+          f"Python {platform.python_version()}, {_cpu_count()} CPUs; load average at start "
+          f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min)")  # fmt: skip
     header = (
-        f"| {'n':>9} | {'s':>3} | {'schedule':<34} | {'seconds':>20} | {'spread':>6} "
-        f"| {'recompute':>9} |"
+        f"| {'n':>9} | {'s':>3} | {'schedule':<34} | {'cold':>20} | {'spread':>6} "
+        f"| {'warm':>9} | {'spread':>6} | {'new (n, s)':>10} | {'actions':>9} | {'recompute':>9} |"
     )
     print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    ratios: list[str] = []
-    over: set[tuple[str, int]] = set()  # (their schedule, s) already past the limit at smaller n
+    print("|" + "|".join("-" * len(c) for c in header.split("|")[1:-1]) + "|")
+    cases: list[Case] = []
+    over: set[tuple[str, int]] = set()  # (their schedule, s) already stopped at a smaller n
     for n in args.sizes:
         for s in args.slots:
-            ours: dict[str, float] = {}
-            plans: list[tuple[str, Schedule]] = [
-                ("amcheck StoreAll", StoreAll(n)),
-                ("amcheck Revolve", Revolve(n, s)),
-                (f"amcheck TwoLevel k={args.interval}", TwoLevel(n, s, args.interval)),
-                (f"amcheck AsyncMultistage k={args.interval}", AsyncMultistage(n, s, args.interval)),
-            ]  # fmt: skip
-            for label, schedule in plans:
-                if label == "amcheck StoreAll" and s != args.slots[0]:
-                    continue  # independent of s
-                factor = simulate(schedule).recompute_factor
-                seconds, spread = _median_of(lambda schedule=schedule: simulate(schedule))  # type: ignore[misc]
-                ours[label] = seconds
-                print(f"| {n:>9,} | {s:>3} | {label:<34} | {_fmt(seconds, 0):>20} "
-                      f"| {spread:>5.2f}x | {factor:>9.3f} |", flush=True)  # fmt: skip
-            for name, label in (("multistage", "c_s MultistageCheckpointSchedule"),
-                                ("revolve", "c_s Revolve")):  # fmt: skip
-                skipped = (name, s) in over
-                if skipped:  # it took longer than the limit at a smaller n: not run again
-                    seconds, spread = None, 1.0
-                else:
-                    seconds, spread = _theirs(name, n, s, args.limit)
-                    if seconds is None:
-                        over.add((name, s))
-                shown = "not run (> limit at smaller n)" if skipped else _fmt(seconds, args.limit)
-                print(f"| {n:>9,} | {s:>3} | {label:<34} | {shown:>20} "
-                      f"| {spread:>5.2f}x | {'':>9} |", flush=True)  # fmt: skip
-                mine = ours["amcheck Revolve"]
-                if skipped:
+            todo = [Case("amcheck", name, n, s)
+                    for name in ("StoreAll", "Revolve", "TwoLevel", "AsyncMultistage")
+                    if name != "StoreAll" or s == args.slots[0]]  # fmt: skip
+            todo += [Case("checkpoint_schedules", name, n, s) for name in ("Multistage", "Revolve")]
+            for case in todo:
+                theirs = case.side != "amcheck"
+                if theirs and (case.name, s) in over:
+                    print(f"| {n:>9,} | {s:>3} | {case.label:<34} | "
+                          f"{'not run (stopped at smaller n)':>20} |")  # fmt: skip
                     continue
-                if seconds is None:
-                    ratios.append(f"n={n:,} s={s}: {label} / amcheck Revolve > "
-                                  f"{args.limit / mine:,.0f}x (stopped)")  # fmt: skip
-                else:
-                    ratios.append(f"n={n:,} s={s}: {label} / amcheck Revolve = "
-                                  f"{seconds / mine:,.1f}x")  # fmt: skip
+                limit = args.limit if theirs else 3600.0
+                _measure(case, args.interval, limit, new_column=theirs)
+                if theirs and case.stopped:
+                    over.add((case.name, s))
+                cases.append(case)
+                label = case.label + (f" k={args.interval}" if "Level" in case.label
+                                      or "Async" in case.label else "")  # fmt: skip
+                factor = f"{case.recompute:.3f}" if case.recompute is not None else ""
+                actions = f"{case.actions:,}" if case.actions is not None else ""
+                print(f"| {n:>9,} | {s:>3} | {label:<34} | {_fmt(case.cold, case, limit):>20} "
+                      f"| {_spread(case.cold):>6} | {_fmt(case.warm):>9} "
+                      f"| {_spread(case.warm):>6} | {_fmt(case.new) if theirs else '':>10} "
+                      f"| {actions:>9} | {factor:>9} |", flush=True)  # fmt: skip
+
     print()
-    print("Ratios (checkpoint_schedules generating only / amcheck generating and simulating):")
-    for line in ratios:
-        print("  " + line)
+    imports = {side: [x for c in cases if c.side == side for x in c.imports]
+               for side in ("amcheck", "checkpoint_schedules")}  # fmt: skip
+    warmups = [x for c in cases for x in c.warmups]
+    print(f"Import: amcheck.schedules median {_median(imports['amcheck']) or 0:.3f} s, "
+          f"checkpoint_schedules (imports numba) {_median(imports['checkpoint_schedules']) or 0:.3f} s; "
+          f"their first plan of (n=20, s=3) in a process: median {_median(warmups) or 0:.3f} s "
+          f"(the numba JIT of n_advance).")  # fmt: skip
+    print("Ratios, checkpoint_schedules MultistageCheckpointSchedule (generating only) / amcheck "
+          "Revolve (generating and simulating), same n and s:")  # fmt: skip
+    ours = {(c.n, c.s): c for c in cases if c.side == "amcheck" and c.name == "Revolve"}
+    for c in cases:
+        if c.side == "amcheck" or c.name != "Multistage":
+            continue
+        mine = ours[(c.n, c.s)]
+        parts = []
+        for what, theirs_xs, ours_xs in (("cold", c.cold, mine.cold), ("warm", c.warm, mine.warm),
+                                         ("new (n, s) / warm", c.new, mine.warm)):  # fmt: skip
+            if theirs_xs and ours_xs:
+                parts.append(
+                    f"{what} {statistics.median(theirs_xs) / statistics.median(ours_xs):.1f}x"
+                )
+        print(f"  n={c.n:,} s={c.s}: " + ", ".join(parts))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": platform.machine(), "python": platform.python_version(),
+                       "cpus": _cpu_count(), "load_at_start": load, "interval": args.interval,
+                       "cases": [c.__dict__ for c in cases]}, f, indent=1)  # fmt: skip
     return 0
 
 
 def _cpu_count() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

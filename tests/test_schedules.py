@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import pickle
 from math import comb
 from typing import Final
 
@@ -11,6 +14,7 @@ from hypothesis import strategies as st
 
 from amcheck import ArgumentTypeError, InvalidArgumentError, SweepStateError
 from amcheck.schedules import (
+    Action,
     Advance,
     AsyncMultistage,
     End,
@@ -27,7 +31,7 @@ from amcheck.schedules import (
     repetition_number,
     simulate,
 )
-from amcheck.schedules._revolve import binomial_split
+from amcheck.schedules._revolve import binomial_split, reverse_range
 
 R: Final = "ram"
 D: Final = "disk"
@@ -134,6 +138,72 @@ def test_golden_revolve_6_3() -> None:
         Reverse(2), Load(1, R), Reverse(1), Free(1, R), Load(0, R), Reverse(0),
         Free(0, R), End(),
     ]  # fmt: skip
+
+
+def reference_reversal(a: int, b: int, c: int) -> list[object]:
+    """Binomial reversal of steps a … b-1 as plain recursion (the module docstring's words)."""
+    out: list[object] = []
+
+    def reverse(a: int, b: int, c: int) -> None:
+        if b - a == 1:
+            out.append(Reverse(a))
+            return
+        mid = a + binomial_split(b - a, c)
+        out.append(Advance(a, mid))
+        if b - mid > 1:
+            out.append(Save(mid, R))
+        reverse(mid, b, c - 1)
+        if b - mid > 1:
+            out.append(Free(mid, R))
+        out.append(Load(a, R))
+        reverse(a, mid, c)
+
+    reverse(a, b, c)
+    return out
+
+
+def test_reverse_range_is_the_recursion() -> None:
+    # reverse_range replaces the recursion by a stack, emits store-all tails with plain loops and
+    # yields a Load object more than once: none of that may change a single action.
+    for m in range(1, 90):
+        for c in range(1, 14):
+            expected = reference_reversal(7, 7 + m, c)
+            assert list(reverse_range(7, 7 + m, c)) == expected, (m, c)
+            # descended=True replays the first descent silently: it starts at the first Reverse.
+            first = next(i for i, action in enumerate(expected) if type(action) is Reverse)
+            assert list(reverse_range(7, 7 + m, c, descended=True)) == expected[first:], (m, c)
+
+
+def test_actions_are_frozen_slotted_dataclasses() -> None:
+    # The hand-written __init__ of the actions (for speed) keeps every dataclass property.
+    every: list[Action] = [Advance(3, 7), Advance(t0=3, t1=7, final=True), Save(3, R), Load(3, R), Free(3, D),
+             Prefetch(3, D), Reverse(3), End()]  # fmt: skip
+    for action in every:
+        assert dataclasses.is_dataclass(action)
+        assert not hasattr(action, "__dict__")
+        assert pickle.loads(pickle.dumps(action)) == action
+        assert hash(copy.copy(action)) == hash(action)
+        names = tuple(f.name for f in dataclasses.fields(action))
+        assert type(action).__match_args__ == names
+        for name in names:
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                setattr(action, name, 0)
+    assert Advance(3, 7) == Advance(3, 7, False) and Advance(3, 7).final is False
+    assert Advance(3, 7) != Advance(3, 7, final=True)
+    load: object = Load(3, R)  # equality is type-aware: same fields, other class, not equal
+    assert load != Save(3, R) and load != Free(3, R) and load != Load(3, D)
+    assert len({Load(3, R), Save(3, R), Free(3, R), Prefetch(3, R), Load(3, R)}) == 4
+    assert repr(Advance(3, 7)) == "Advance(t0=3, t1=7, final=False)"
+    assert dataclasses.replace(Load(3, R), tier=D) == Load(3, D)
+    match Save(40, D):
+        case Load(t, tier) | Free(t, tier):
+            pytest.fail(f"matched the wrong class with {t}, {tier}")
+        case Save(t, tier):
+            assert (t, tier) == (40, D)
+    with pytest.raises(TypeError):
+        Reverse()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Load(3, R, 4)  # type: ignore[call-arg]
 
 
 def test_golden_two_level_5_2_2() -> None:
