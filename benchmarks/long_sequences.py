@@ -1,0 +1,383 @@
+"""Long sequences: asynchronous multistage checkpointing against Revolve, pyrevolve and store-all.
+
+The load (issue 5): a memory-bound numba operator, a 2-D wave equation with a 5-point Laplacian
+and leapfrog in time, state ``u`` of shape (2, 724, 724) float32 = 4.0 MiB, about 0.3–0.5 ms a
+step on this machine; the RAM budget is fixed at 10 states; the disk tier is a ZarrTier in a
+temporary directory with ``disk_budget="8 GiB"``. In one run, for each n:
+
+1. **async multistage, k = 50** (fixed): wall time, recompute factor, time per step, the stall
+   time and the fraction of transfer time hidden behind compute. The constant-overhead check:
+   recompute factor and time per step at the largest n within 5% of those at the smallest.
+2. **async multistage, automatic k** (``interval=None``): where the IntervalController lands.
+3. **amcheck Revolve in RAM** with the same 10-state budget.
+4. **pyrevolve's Revolver** with 10 checkpoints (the ``bench`` extra).
+5. **store-all in RAM** where n + 1 states fit (``--store-all-gib``), else reported as not fitting.
+
+Then, at one n: the **overlapped forward sweep** (async multistage, its disk writes in flight)
+against the **compute-only sweep** (the same advances, no checkpoints) with the kernel on all
+numba threads and with one thread left to I/O (``compute_threads``), and a **sweep over k**
+showing where the optimum lies. Every variant computes the same gradient (checked bitwise).
+Timings are medians of ``--repeats`` runs, the variants interleaved so that noise hits them
+alike; the min–max spread is printed so the noise is visible.
+
+    .venv/bin/python benchmarks/long_sequences.py --quick     # n = 300, 1000; a few minutes
+    .venv/bin/python benchmarks/long_sequences.py             # n = 10^3, 10^4, 10^5 (hours)
+    .venv/bin/python benchmarks/long_sequences.py --ns 1000 10000 --skip-slow-above 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+from numba import prange
+
+import amcheck
+from amcheck.schedules import multistage_recompute_factor
+
+NX = 724  # 2 x 724^2 float32 = 4.0 MiB
+C2 = np.float32(0.2)  # (c dt / h)^2, stable for the 2-D leapfrog (< 0.5)
+STATE_NBYTES = 2 * NX * NX * 4
+RAM_STATES = 10
+
+
+@numba.njit(nogil=True, parallel=True, cache=True)
+def _wave_step(src: np.ndarray, dst: np.ndarray, t: int) -> None:  # pragma: no cover - numba
+    """x_{t+1} from x_t: u[t%2] is u_t, u[(t+1)%2] is u_{t-1}; writes dst (may be src)."""
+    cur, old = t % 2, (t + 1) % 2
+    ny, nx = src.shape[1], src.shape[2]
+    a = src[cur]
+    b = src[old]
+    out = dst[old]
+    keep = dst[cur]
+    copy_cur = src.ctypes.data != dst.ctypes.data
+    for i in prange(1, ny - 1):
+        for j in range(1, nx - 1):
+            lap = a[i - 1, j] + a[i + 1, j] + a[i, j - 1] + a[i, j + 1] - np.float32(4.0) * a[i, j]
+            out[i, j] = np.float32(2.0) * a[i, j] - b[i, j] + C2 * lap
+        if copy_cur:
+            for j in range(nx):
+                keep[i, j] = a[i, j]
+    if copy_cur:
+        for j in range(nx):
+            keep[0, j] = a[0, j]
+            keep[ny - 1, j] = a[ny - 1, j]
+            out[0, j] = np.float32(0.0)
+            out[ny - 1, j] = np.float32(0.0)
+        for i in range(ny):
+            out[i, 0] = np.float32(0.0)
+            out[i, nx - 1] = np.float32(0.0)
+
+
+@numba.njit(nogil=True, parallel=True, cache=True)
+def _adjoint_step(
+    lam: np.ndarray, grad: np.ndarray, u: np.ndarray, t: int
+) -> None:  # pragma: no cover - numba
+    """One reverse step: leapfrog the adjoint in place, inject and image with u_t = u[t%2]."""
+    cur, old = t % 2, (t + 1) % 2
+    ny, nx = lam.shape[1], lam.shape[2]
+    a = lam[cur]
+    b = lam[old]
+    ut = u[cur]
+    for i in prange(1, ny - 1):
+        for j in range(1, nx - 1):
+            lap = a[i - 1, j] + a[i + 1, j] + a[i, j - 1] + a[i, j + 1] - np.float32(4.0) * a[i, j]
+            b[i, j] = np.float32(2.0) * a[i, j] - b[i, j] + C2 * lap + np.float32(1e-3) * ut[i, j]
+            grad[i, j] += a[i, j] * ut[i, j]
+
+
+def initial_state() -> dict[str, np.ndarray]:
+    u = np.zeros((2, NX, NX), dtype=np.float32)
+    y, x = np.mgrid[0:NX, 0:NX].astype(np.float32) / NX
+    bump = np.exp(-((x - 0.5) ** 2 + (y - 0.5) ** 2) / 0.002).astype(np.float32)
+    u[0] = bump
+    u[1] = bump
+    return {"u": u}
+
+
+class Adjoint:
+    """The reverse operator: owns the adjoint wavefield and the gradient."""
+
+    def __init__(self) -> None:
+        self.lam = np.zeros((2, NX, NX), dtype=np.float32)
+        self.grad = np.zeros((NX, NX), dtype=np.float32)
+
+    def reverse(self, state: Mapping[str, np.ndarray], t: int) -> None:
+        _adjoint_step(self.lam, self.grad, state["u"], t)
+
+
+def advance(src: Mapping[str, np.ndarray], dst: Mapping[str, np.ndarray], t0: int, t1: int) -> None:
+    _wave_step(src["u"], dst["u"], t0)
+    for t in range(t0 + 1, t1):
+        _wave_step(dst["u"], dst["u"], t)
+
+
+def compile_kernels() -> None:
+    tiny = np.zeros((2, 8, 8), dtype=np.float32)
+    frozen = tiny.copy()
+    frozen.flags.writeable = False
+    _wave_step(tiny, tiny, 0)
+    _wave_step(tiny, tiny.copy(), 0)
+    _wave_step(frozen, tiny, 0)
+    _adjoint_step(tiny.copy(), np.zeros((8, 8), np.float32), tiny, 0)
+    _adjoint_step(tiny.copy(), np.zeros((8, 8), np.float32), frozen, 0)
+
+
+# -- variants -------------------------------------------------------------------------------------
+
+
+def run_amcheck(
+    n: int, *, workdir: Path, ram_states: int = RAM_STATES, strategy: str = "auto",
+    disk: bool = True, interval: int | None = None, compute_threads: Any = None,
+    plot: Path | None = None,
+) -> dict[str, Any]:
+    adj = Adjoint()
+    kwargs: dict[str, Any] = {}
+    if disk:
+        kwargs = {"disk": workdir, "disk_budget": "8 GiB", "interval": interval,
+                  "compute_threads": compute_threads}
+    with amcheck.Checkpointer(advance, adj, initial_state(), n, ram=ram_states * STATE_NBYTES,
+                              strategy=strategy, **kwargs) as ckp:
+        start = time.perf_counter()
+        ckp.forward()
+        forward = time.perf_counter() - start
+        ckp.reverse()
+        wall = time.perf_counter() - start
+        stats = ckp.stats
+        if plot is not None:
+            ckp.timeline.plot(plot, title=f"async multistage, n={n}, k={stats.interval}")
+    return {
+        "wall": wall, "forward_wall": forward, "strategy": ckp.strategy,
+        "forward_steps": stats.forward_steps, "recompute": stats.recompute_factor,
+        "per_step": wall / stats.forward_steps, "interval": stats.interval,
+        "stall": stats.stall_seconds, "hidden": stats.hidden_fraction,
+        "disk_writes": stats.writes["disk"], "slots": ckp.slots, "grad": adj.grad,
+    }
+
+
+def run_pyrevolve(n: int, checkpoints: int) -> dict[str, Any]:
+    import pyrevolve
+
+    adj = Adjoint()
+    live = initial_state()["u"]
+    counts = {"forward_steps": 0}
+
+    class Checkpoint(pyrevolve.Checkpoint):  # type: ignore[misc]
+        @property
+        def dtype(self) -> Any:
+            return np.float32
+
+        @property
+        def size(self) -> int:
+            return int(live.size)
+
+        def get_data(self, timestep: int) -> list[np.ndarray]:
+            return [live]
+
+        def get_data_location(self, timestep: int) -> list[np.ndarray]:
+            return [live]
+
+    class Fwd:
+        def apply(self, t_start: int, t_end: int) -> None:
+            for t in range(t_start, t_end):
+                _wave_step(live, live, t)
+            counts["forward_steps"] += t_end - t_start
+
+    class Rev:
+        def apply(self, t_start: int, t_end: int) -> None:
+            _adjoint_step(adj.lam, adj.grad, live, t_start)  # u_t is level t%2 of live
+
+    wrp = pyrevolve.Revolver(Checkpoint(), Fwd(), Rev(), checkpoints, n)
+    start = time.perf_counter()
+    wrp.apply_forward()
+    forward = time.perf_counter() - start
+    wrp.apply_reverse()
+    wall = time.perf_counter() - start
+    steps = counts["forward_steps"]
+    return {"wall": wall, "forward_wall": forward, "forward_steps": steps, "recompute": steps / n,
+            "per_step": wall / steps, "grad": adj.grad, "strategy": "pyrevolve"}
+
+
+def compute_only_forward(n: int, threads: int | None) -> float:
+    """The forward sweep without any checkpoint: the same advances, in place."""
+    state = initial_state()
+    before = numba.get_num_threads()
+    if threads is not None:
+        numba.set_num_threads(threads)
+    try:
+        start = time.perf_counter()
+        for t0 in range(0, n, 50):
+            advance(state, state, t0, min(t0 + 50, n))
+        return time.perf_counter() - start
+    finally:
+        numba.set_num_threads(before)
+
+
+# -- driver ---------------------------------------------------------------------------------------
+
+
+def medians(runs: list[dict[str, Any]], key: str) -> tuple[float, float, float]:
+    values = [r[key] for r in runs]
+    return statistics.median(values), min(values), max(values)
+
+
+def repeat(variants: dict[str, Callable[[], dict[str, Any]]], repeats: int
+           ) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    for r in range(repeats):
+        for name, fn in variants.items():  # interleaved: noise hits every variant alike
+            result = fn()
+            out[name].append(result)
+            print(f"  run {r + 1}/{repeats} {name}: {result['wall']:.2f} s "
+                  f"(recompute {result['recompute']:.3f})", flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ns", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--quick", action="store_true", help="n = 300, 1000; 1 repeat; small k sweep")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--k", type=int, default=50, help="fixed interval (default 50)")
+    parser.add_argument("--skip-slow-above", type=int, default=10000,
+                        help="run Revolve in RAM and pyrevolve only up to this n (default 10^4)")
+    parser.add_argument("--store-all-gib", type=float, default=6.0,
+                        help="RAM store-all may use (default 6 GiB: n=1000 fits)")
+    parser.add_argument("--sweep-n", type=int, default=None, help="n of the k sweep (default: 2nd n)")
+    parser.add_argument("--sweep-ks", type=int, nargs="+", default=[5, 10, 20, 50, 100, 200, 400])
+    parser.add_argument("--threads", type=int, default=1,
+                        help="numba threads of every variant in the main table (default 1: on a "
+                             "shared 2-core machine a 2-thread barrier kernel is preempted)")
+    parser.add_argument("--workdir", default=None, help="disk tier directory (default: a temp dir)")
+    parser.add_argument("--plot", default="docs/img/timeline.png", help="timeline picture path")
+    parser.add_argument("--json", default="benchmarks/results/long_sequences.json")
+    args = parser.parse_args()
+    if args.quick:
+        args.ns, args.repeats, args.sweep_ks = [300, 1000], 1, [5, 20, 50, 100]
+    workroot = Path(args.workdir or tempfile.mkdtemp(prefix="amcheck-bench-"))
+    compile_kernels()
+    max_threads = int(numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(min(args.threads, max_threads))
+    threads = numba.get_num_threads()
+    print(f"state {STATE_NBYTES / 2**20:.1f} MiB float32, RAM {RAM_STATES} states, disk tier in "
+          f"{workroot}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numba "
+          f"{numba.__version__} ({threads} threads), numpy {np.__version__}, "
+          f"load average {os.getloadavg()}", flush=True)
+    report: dict[str, Any] = {"ns": {}, "machine": {"cpus": os.cpu_count(), "numba_threads": threads,
+                                                     "loadavg_start": os.getloadavg()}}
+    for n in args.ns:
+        print(f"\nn = {n}", flush=True)
+        variants: dict[str, Callable[[], dict[str, Any]]] = {
+            f"async multistage k={args.k}": lambda n=n: run_amcheck(
+                n, workdir=workroot / "fixed", strategy="async_multistage", interval=args.k),
+            "async multistage auto k": lambda n=n: run_amcheck(
+                n, workdir=workroot / "auto", strategy="async_multistage"),
+        }
+        if n <= args.skip_slow_above:
+            variants["amcheck Revolve in RAM"] = lambda n=n: run_amcheck(
+                n, workdir=workroot, strategy="revolve", disk=False)
+            variants["pyrevolve Revolver"] = lambda n=n: run_pyrevolve(n, RAM_STATES)
+        fits = (n + 1) * STATE_NBYTES <= args.store_all_gib * 2**30
+        if fits:
+            states = n + 1
+            variants["store-all in RAM"] = lambda n=n, s=states: run_amcheck(
+                n, workdir=workroot, strategy="store_all", disk=False, ram_states=s + 1)
+        results = repeat(variants, args.repeats)
+        reference = results[f"async multistage k={args.k}"][-1]["grad"]
+        for name, runs in results.items():
+            if not np.array_equal(runs[-1]["grad"], reference):
+                raise SystemExit(f"{name} computed another gradient than async multistage")
+        rows = {}
+        print(f"{'variant':28s} {'median s':>9s} {'min-max s':>15s} {'fwd steps':>10s} "
+              f"{'recompute':>9s} {'ms/step':>8s} {'k':>5s} {'stall s':>8s} {'hidden':>6s}")
+        for name, runs in results.items():
+            med, lo, hi = medians(runs, "wall")
+            last = runs[-1]
+            hidden = last.get("hidden")
+            print(f"{name:28s} {med:9.2f} {lo:7.2f}-{hi:7.2f} {last['forward_steps']:10d} "
+                  f"{last['recompute']:9.3f} {1e3 * medians(runs, 'per_step')[0]:8.3f} "
+                  f"{last.get('interval') or '':>5} {last.get('stall', 0.0):8.2f} "
+                  f"{'' if hidden is None else f'{100 * hidden:.0f}%':>6s}")
+            rows[name] = {k: v for k, v in last.items() if k != "grad"}
+            rows[name].update(median_s=med, min_s=lo, max_s=hi, runs_s=[r["wall"] for r in runs])
+        if not fits:
+            print(f"store-all in RAM: does not fit ({(n + 1) * STATE_NBYTES / 2**30:.1f} GiB > "
+                  f"{args.store_all_gib} GiB)")
+        print("gradients: bitwise equal across the variants")
+        report["ns"][n] = rows
+
+    k = args.k
+    fixed = f"async multistage k={k}"
+    slots = report["ns"][args.ns[0]][fixed]["slots"]
+    print(f"\nconstant overhead (k={k}, {slots} RAM slots): 1 + T(k, s)/k = "
+          f"{multistage_recompute_factor(k, slots):.3f} for n a multiple of k")
+    first, last = report["ns"][args.ns[0]][fixed], report["ns"][args.ns[-1]][fixed]
+    print(f"n={args.ns[0]} -> n={args.ns[-1]}: recompute factor {first['recompute']:.3f} -> "
+          f"{last['recompute']:.3f}, ms/step {1e3 * first['per_step']:.3f} -> "
+          f"{1e3 * last['per_step']:.3f} (ratio {last['per_step'] / first['per_step']:.3f})")
+
+    # Overlapped forward sweep vs compute-only, on all threads and with a core left to I/O.
+    n = args.sweep_n or args.ns[min(1, len(args.ns) - 1)]
+    print(f"\noverlap at n = {n}: forward sweep with writes in flight vs compute only", flush=True)
+    settings: list[tuple[str, int]] = [(f"kernel on all {max_threads} threads", max_threads)]
+    if max_threads > 1:
+        settings.append((f"kernel on {max_threads - 1}, 1 core to I/O", max_threads - 1))
+    overlap: dict[str, Any] = {}
+    numba.set_num_threads(max_threads)
+    for r in range(args.repeats):
+        for label, setting in settings:
+            alone = compute_only_forward(n, setting)
+            res = run_amcheck(n, workdir=workroot / "overlap", strategy="async_multistage",
+                              interval=k, compute_threads=setting)
+            entry = overlap.setdefault(label, {"alone": [], "overlapped": [], "hidden": []})
+            entry["alone"].append(alone)
+            entry["overlapped"].append(res["forward_wall"])
+            entry["hidden"].append(res["hidden"])
+    for label, entry in overlap.items():
+        a, o = statistics.median(entry["alone"]), statistics.median(entry["overlapped"])
+        print(f"{label:32s} compute only {a:7.2f} s  overlapped {o:7.2f} s  ratio {o / a:5.2f}  "
+              f"(overlapped runs {min(entry['overlapped']):.2f}-{max(entry['overlapped']):.2f} s)")
+        entry.update(alone_median=a, overlapped_median=o, ratio=o / a)
+    report["overlap"] = {"n": n, **overlap}
+    numba.set_num_threads(threads)
+
+    # The k sweep, and where the automatic interval lands.
+    print(f"\nk sweep at n = {n}", flush=True)
+    sweep: dict[str, Any] = {}
+    for r in range(args.repeats):
+        for kk in [*args.sweep_ks, None]:
+            res = run_amcheck(n, workdir=workroot / "sweep", strategy="async_multistage",
+                              interval=kk)
+            sweep.setdefault(str(kk), []).append(res)
+    for key, runs in sweep.items():
+        med, lo, hi = medians(runs, "wall")
+        print(f"k={key if key != 'None' else 'auto':>5s} (ended at {runs[-1]['interval']}): "
+              f"{med:7.2f} s ({lo:.2f}-{hi:.2f})  recompute {runs[-1]['recompute']:.3f}  "
+              f"stall {runs[-1]['stall']:.2f} s  disk writes {runs[-1]['disk_writes']}")
+    report["k_sweep"] = {key: [{k2: v for k2, v in r.items() if k2 != "grad"} for r in runs]
+                         for key, runs in sweep.items()}
+
+    if args.plot:
+        plot_n = min(2000, args.ns[0])
+        run_amcheck(plot_n, workdir=workroot / "plot", strategy="async_multistage", interval=k,
+                    plot=Path(args.plot))
+        print(f"\ntimeline of n = {plot_n}, k = {k}: {args.plot}")
+    report["machine"]["loadavg_end"] = os.getloadavg()
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2, default=float)
+
+
+if __name__ == "__main__":
+    main()
