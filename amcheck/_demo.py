@@ -482,7 +482,8 @@ def _check_config(config: DemoConfig) -> tuple[DemoSize, int, int]:
     return size, shots, iterations
 
 
-def run_demo(config: DemoConfig, stream: TextIO | None = sys.stdout) -> DemoResult:
+def run_demo(config: DemoConfig, stream: TextIO | None = None, *, quiet: bool = False
+             ) -> DemoResult:
     """Run the demo (see the module docstring) and write its outputs into ``config.out``.
 
     Parameters
@@ -490,7 +491,9 @@ def run_demo(config: DemoConfig, stream: TextIO | None = sys.stdout) -> DemoResu
     config
         Sizes and options.
     stream
-        Where the report goes (``None``: nowhere); progress bars go to stderr.
+        Where the report goes (default ``sys.stdout``); progress bars go to stderr.
+    quiet
+        Print no report.
 
     Returns
     -------
@@ -510,7 +513,7 @@ def run_demo(config: DemoConfig, stream: TextIO | None = sys.stdout) -> DemoResu
 
     started = time.perf_counter()
     size, shots, iterations = _check_config(config)
-    echo = _Echo(stream)
+    echo = _Echo(None if quiet else (sys.stdout if stream is None else stream))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
 

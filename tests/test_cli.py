@@ -1,0 +1,145 @@
+"""The command line: --help everywhere, one-line errors with exit status 2, bench and info."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import amcheck
+from amcheck.cli import BENCHMARKS, _benchmarks_dir, build_parser, main
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [([], "demo"), (["demo"], "--small"), (["plan"], "--ram-slots"), (["bench"], "zero-copy"),
+     (["info"], "--json")],
+)  # fmt: skip
+def test_help_everywhere(argv: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*argv, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: amcheck")
+    assert words in out
+
+
+def test_every_command_is_listed() -> None:
+    parser = build_parser()
+    help_text = parser.format_help()
+    for command in ("demo", "plan", "bench", "info"):
+        assert command in help_text
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"amcheck {amcheck.__version__}"
+
+
+def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "usage: amcheck" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["demo", "--shots", "0"], "argument --shots: must be an integer >= 1, got 0"),
+        (["demo", "--iterations", "-1"], "argument --iterations: must be an integer >= 0"),
+        (["demo", "--ram", "lots"], "argument --ram"),
+        (["demo", "--compression", "zfp:tol=abc"], "argument --compression"),
+        (["demo", "--compression", "snappy9"], "argument --compression"),
+        (["demo", "--strategy", "store_all"], "invalid choice: 'store_all'"),
+        (["demo", "--small", "--ram", "1000"], "ram"),
+        (["demo", "--small", "--strategy", "revolve", "--interval", "4"], "--interval"),
+        (["demo", "--small", "--disk", "/nonexistent/amcheck"], "--disk must be an existing"),
+        (["bench", "nope"], "invalid choice: 'nope'"),
+        (["bench", "--dir", "/nonexistent/amcheck", "schedules"], "no benchmarks folder"),
+        (["info", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)  # fmt: skip
+def test_bad_arguments_one_line_exit_2(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a demo that got past its checks would write here
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("amcheck: error: ")
+    assert words in lines[0]
+    assert not (tmp_path / "amcheck-demo" / "summary.json").exists()
+
+
+def test_demo_out_must_be_a_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    file = tmp_path / "taken"
+    file.write_text("")
+    assert main(["demo", "--small", "--out", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out must be a folder" in err
+
+
+def test_errors_from_the_installed_command() -> None:
+    # A real process: its exit status and its single line on stderr, no traceback.
+    bad = subprocess.run(
+        [sys.executable, "-m", "amcheck.cli", "demo", "--small", "--ram", "1000"],
+        capture_output=True, text=True, check=False,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("amcheck: error: ")
+    assert "Traceback" not in bad.stderr
+
+
+def test_bench_runs_the_script_with_extra_arguments(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str],
+) -> None:
+    script = tmp_path / "schedules.py"
+    script.write_text(
+        "import sys\nprint('ran with', sys.argv[1:])\nsys.exit(3 if '--fail' in sys.argv else 0)\n"
+    )
+    assert main(["bench", "--dir", str(tmp_path), "schedules", "--sizes", "10", "-x"]) == 0
+    out = capfd.readouterr().out
+    assert "ran with ['--sizes', '10', '-x']" in out
+    assert main(["bench", "--dir", str(tmp_path), "schedules", "--fail"]) == 3
+    assert main(["bench", "--dir", str(tmp_path), "kernels"]) == 2
+    assert "benchmark 'kernels' is not in" in capfd.readouterr().err
+
+
+def test_bench_help_of_a_real_script(capfd: pytest.CaptureFixture[str]) -> None:
+    folder = _benchmarks_dir()
+    assert (folder / BENCHMARKS["schedules"][0]).is_file()
+    assert main(["bench", "schedules", "--help"]) == 0
+    out = capfd.readouterr().out
+    assert "usage: schedules.py" in out
+
+
+def test_every_benchmark_name_maps_to_a_script_or_says_so() -> None:
+    folder = _benchmarks_dir()
+    for name, scripts in BENCHMARKS.items():
+        found = [s for s in scripts if (folder / s).is_file()]
+        # The long-sequence benchmark may not have landed yet; every other one exists.
+        assert found or name == "long", name
+
+
+def test_info_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    versions = info["versions"]
+    assert versions["amcheck"] == amcheck.__version__
+    for name in ("python", "numpy", "zarr", "numcodecs", "numba"):
+        assert versions[name], name
+    assert info["numba"]["threads"] >= 1
+    assert info["numba"]["layer"] in ("tbb", "omp", "workqueue")
+    assert info["cpus"]["count"] >= 1
+    assert info["physical_memory_bytes"] > 2**28
+    assert info["default_tiers"]["ram_bytes"] == amcheck.parse_bytes("25%")
+
+
+def test_info_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    for words in ("numba threading layer", "CPUs", "physical memory", "default RAM tier"):
+        assert words in out
