@@ -104,6 +104,13 @@ def test_gradient_bitwise_equal_to_store_all(
     assert stats.bytes_written["disk"] == stats.bytes_read["disk"] == stats.writes["disk"] * SPEC.nbytes
     assert stats.peak_ram_bytes <= stats.ram_pool_bytes <= RAM
     assert stats.interval == k
+    if stats.writes["disk"]:
+        rate = stats.bytes_written["disk"] / stats.write_seconds["disk"]
+        assert stats.write_throughput["disk"] == rate > 0
+        assert stats.read_throughput["disk"] == stats.bytes_read["disk"] / stats.read_seconds["disk"]
+        assert stats.hidden_fraction is not None and 0.0 <= stats.hidden_fraction <= 1.0
+    else:
+        assert stats.write_throughput["disk"] is None and stats.hidden_fraction is None
     assert disk.steps == frozenset()  # every disk checkpoint was freed after its read
     if isinstance(disk, CountingRaw):
         # The reverse sweep reads each disk checkpoint exactly once.
