@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/amcheck plan --steps 10000 --ram-slots 20 --interval 100 --strategy async_multistage
+	$(VENV)/bin/amcheck demo
 
 test: $(STAMP)
 	$(PY) -m pytest
