@@ -21,6 +21,12 @@ Spec strings
     Lossy, fixed accuracy (ZFP mode 4). **The tolerance is absolute**: every value comes back with
     ``|x' - x| <= tol``. Wavefields often peak far below 1 (1e-5 here), so scale ``tol`` by the
     field's expected maximum: ``tol = 1e-3 * max|u|`` gave 11.6x on a filled 2-D wavefield.
+``"zfp:rtol=1e-3"``
+    Lossy, fixed accuracy relative to the field's peak: each checkpoint's field is coded with the
+    absolute tolerance ``rtol * max|field|`` of that checkpoint and field (over its time levels),
+    so ``max |x' - x| <= rtol * max|x|`` whatever the field's scale. The effective tolerance is
+    in every chunk's ZFP header (ZFP writes its accuracy there), so a read, also by plain zarr,
+    needs nothing else. A field holding NaN or infinity cannot be scaled and raises on put.
 ``"zfp:rate=8"``
     Lossy, fixed rate (bits per value; mode 2): a fixed size (32/8 = 4x for float32), no error bound.
 ``"zfp:precision=16"``
@@ -98,6 +104,9 @@ class Compression:
         For ZFP accuracy mode: the guaranteed bound on ``max |x' - x|`` of float fields.
     rel_tol
         For BitRound: the guaranteed bound on ``|x' - x| / |x|`` of float fields.
+    peak_tol
+        For ``"zfp:rtol=…"``: the guaranteed bound on ``max |x' - x| / max |x|`` of each float
+        field of each checkpoint; the tier scales the ZFP tolerance by ``max |x|`` per put.
     """
 
     text: str
@@ -108,6 +117,7 @@ class Compression:
     abs_tol: float | None = None
     rel_tol: float | None = None
     _lossless_compressors: tuple[Any, ...] = field(default=(), repr=False)
+    peak_tol: float | None = None
 
     def codecs_for(self, dtype: np.dtype[Any]) -> dict[str, Any]:
         """The ``filters``/``serializer``/``compressors`` arguments of ``create_array`` for ``dtype``.
@@ -211,6 +221,7 @@ def _parse_string(text: str) -> Compression:
     lossless = True
     abs_tol: float | None = None
     rel_tol: float | None = None
+    peak_tol: float | None = None
     canon: list[str] = []
     has_bitround = False
     for part in parts:
@@ -219,7 +230,8 @@ def _parse_string(text: str) -> Compression:
         if family not in _FAMILIES:
             raise InvalidArgumentError(
                 f"compression {text!r}: unknown codec {family!r}; allowed: "
-                "None, 'none', 'blosc', 'zstd', 'zfp:tol=…', 'zfp:rate=…', 'zfp:precision=…', "
+                "None, 'none', 'blosc', 'zstd', 'zfp:tol=…', 'zfp:rtol=…', 'zfp:rate=…', "
+                "'zfp:precision=…', "
                 "'bitround:keepbits=…', chained with '+', or codec objects"
             )
         params = _parse_params(family, text, params_text)
@@ -235,12 +247,12 @@ def _parse_string(text: str) -> Compression:
         elif family == "zfp":
             if serializer is not None:
                 raise InvalidArgumentError(f"compression {text!r}: zfp given twice")
-            modes = [k for k in ("tol", "rate", "precision") if k in params]
-            _check_keys(text, family, params, ("tol", "rate", "precision"))
+            modes = [k for k in ("tol", "rtol", "rate", "precision") if k in params]
+            _check_keys(text, family, params, ("tol", "rtol", "rate", "precision"))
             if len(modes) != 1:
                 raise InvalidArgumentError(
-                    f"compression {text!r}: zfp needs exactly one of tol=, rate=, precision= "
-                    f"(got {len(modes)})"
+                    f"compression {text!r}: zfp needs exactly one of tol=, rtol=, rate=, "
+                    f"precision= (got {len(modes)})"
                 )
             mode = modes[0]
             if mode == "tol":
@@ -248,6 +260,18 @@ def _parse_string(text: str) -> Compression:
                 serializer = ZFPY(mode=4, tolerance=tol)
                 abs_tol = tol
                 canon.append(f"zfp:tol={tol!r}")
+            elif mode == "rtol":
+                rtol = _number(text, family, "rtol", params["rtol"])
+                if rtol >= 1:
+                    raise InvalidArgumentError(
+                        f"compression {text!r}: zfp rtol is a fraction of the field's peak and "
+                        f"must be < 1, got {params['rtol']!r}"
+                    )
+                # The metadata's tolerance is nominal: every put codes with rtol * max|field|,
+                # and decoding reads the effective tolerance from each chunk's ZFP header.
+                serializer = ZFPY(mode=4, tolerance=rtol)
+                peak_tol = rtol
+                canon.append(f"zfp:rtol={rtol!r}")
             elif mode == "rate":
                 rate = _number(text, family, "rate", params["rate"])
                 serializer = ZFPY(mode=2, rate=rate)
@@ -285,6 +309,7 @@ def _parse_string(text: str) -> Compression:
         abs_tol,
         rel_tol,
         tuple(compressors),
+        peak_tol,
     )
 
 
@@ -464,6 +489,14 @@ class ChunkCodec:
             and not self.compressors
         )
         self.sync = all(self._has_sync(c) for c in codecs)
+        inner: Any = getattr(self.serializer, "_codec", None)
+        #: The serializer is numcodecs ZFPY in fixed-accuracy mode: :meth:`encode` can take
+        #: another tolerance per call (``"zfp:rtol=…"``).
+        self.zfp_accuracy = (
+            _is_numcodecs_wrapper(self.serializer)
+            and getattr(inner, "codec_id", None) == "zfpy"
+            and getattr(inner, "mode", None) == 4
+        )
 
     @staticmethod
     def _has_sync(codec: Any) -> bool:
@@ -506,26 +539,39 @@ class ChunkCodec:
 
     # -- public --
 
-    def payload(self, chunk: np.ndarray) -> np.ndarray:
-        """The coded bytes of ``chunk`` (uint8, checksum not included); a view when plain."""
+    def payload(self, chunk: np.ndarray, tolerance: float | None = None) -> np.ndarray:
+        """The coded bytes of ``chunk`` (uint8, checksum not included); a view when plain.
+
+        ``tolerance`` replaces the ZFP accuracy-mode tolerance for this chunk (ignored by other
+        codecs); the stream's header records it, so decoding needs nothing else.
+        """
         if self.plain:
             return chunk.reshape(-1).view(np.uint8)
         proto = self.spec.prototype
         data: Any = proto.nd_buffer.from_ndarray_like(chunk)
         for aa in self.filters:
             data = self._encode_one(aa, data)
-        data = self._encode_one(self.serializer, data)
+        if tolerance is not None and self.zfp_accuracy:
+            import zfpy
+
+            # What numcodecs' ZFPY.encode does, with this chunk's own tolerance.
+            values = np.ascontiguousarray(data.as_ndarray_like())
+            data = proto.buffer.from_bytes(
+                zfpy.compress_numpy(values, tolerance=float(tolerance), write_header=True)
+            )
+        else:
+            data = self._encode_one(self.serializer, data)
         for bb in self.compressors:
             data = self._encode_one(bb, data)
         return np.asarray(data.as_numpy_array()).reshape(-1).view(np.uint8)
 
-    def encode(self, chunk: np.ndarray) -> list[np.ndarray]:
+    def encode(self, chunk: np.ndarray, tolerance: float | None = None) -> list[np.ndarray]:
         """The stored bytes of ``chunk``, as pieces to write back to back.
 
         Plain chunks: ``[the chunk's own memory, 4-byte crc32c]``, no copy (the pieces keep
-        referring to ``chunk``).
+        referring to ``chunk``). ``tolerance``: see :meth:`payload`.
         """
-        data = self.payload(chunk)
+        data = self.payload(chunk, tolerance)
         if not self.crc:
             return [data]
         return [data, crc_bytes(data)]

@@ -1,4 +1,4 @@
-"""The zarr v3 disk tier: one chunk per checkpoint, time level and field.
+"""The zarr v3 disk tier: one shard per checkpoint and field, one inner chunk per time level.
 
 Layout
 ------
@@ -14,6 +14,13 @@ see FIELD-NOTES). The array stacks chunks along the first axis: a field of spati
 ``(ny, nx)`` with ``L`` levels is an array of shape ``(R*L*ny, nx)`` with chunks ``(ny, nx)``;
 checkpoint row ``r`` holds chunks ``r*L … r*L + L - 1``.
 
+Those ``L`` chunks are one **shard** (zarr's sharding codec, shard shape ``(L*ny, nx)``): one file
+per checkpoint and field, the levels back to back followed by the shard index (an (offset,
+nbytes) pair per level and a crc32c), each level still coded as its own 2-D chunk. Chunk keys
+use the ``"."`` separator (``u/c.<row>.0``), so a row is a file, not a directory with a file per
+level: a 1 MB two-level checkpoint creates one file on a fresh store instead of two files and two
+directories. Plain ``zarr.open_group`` reads it all back (tested).
+
 Steps are not known in advance (unknown-length runs), so rows are allocated as checkpoints come:
 the arrays are declared with :data:`MAX_ROWS` rows (zarr arrays are sparse: a chunk never written
 takes no space and no metadata), a deleted checkpoint's row goes to a free list, and an overwrite
@@ -28,9 +35,12 @@ zarr's own ``setitem``/``getitem`` cost about 7 ms per 1 MB put here, 6.3 ms of 
 write (a chunk-sized allocation and copy, a thread hop per codec, the crc32c appended with another
 copy, a temporary file and a rename), and its reads land in fresh allocations that are copied out.
 So this tier codes each chunk itself with the array's own codecs (:class:`ChunkCodec`, the same
-codec calls zarr makes, so the bytes are what zarr writes) in one pool job per chunk, and on a
+codec calls zarr makes, so the bytes are what zarr writes), builds the shard index itself, and on a
 local directory moves the bytes with ``pwritev``/``preadv`` from and into the caller's arrays:
-uncompressed, no copy at all. File creation and unlinking are the costly operations on the
+uncompressed, no copy at all. Levels of 256 KiB or more get one pool job each (uncompressed, each
+job writes or reads its level at its known offset in the shard; compressed, the levels are coded
+in parallel and the shard written in one call), so the two levels of a large state use both
+cores. File creation and unlinking are the costly operations on the
 benchmark machine's ext4 (0.4-0.7 ms and 2.7 ms), so a freed row's files are rewritten in place by
 the next checkpoint and only removed on close. The step index lives in the group attributes and
 is written at most every ``index_interval`` seconds and on flush/close; a row a saved index may
@@ -61,6 +71,7 @@ from amcheck.storage._codecs import (
     ChunkCodec,
     Compression,
     CompressionLike,
+    crc_bytes,
     parse_compression,
     quiet_numcodecs,
 )
@@ -88,7 +99,11 @@ __all__ = ["FORMAT", "MAX_ROWS", "ZarrTier"]
 MAX_ROWS = 2**20
 
 #: Format tag written into the store's attributes.
-FORMAT = "amcheck.zarr-tier/1"
+FORMAT = "amcheck.zarr-tier/2"
+
+#: Chunk keys ``<field>/c.<row>.0``: with zarr's default "/" separator every row would be a
+#: directory of its own (creating one took 0.1-0.5 ms on the benchmark machine).
+_KEY_ENCODING = {"name": "default", "separator": "."}
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _T = TypeVar("_T")
@@ -121,8 +136,8 @@ class _Layout:
     """How one field maps onto its zarr array."""
 
     name: str
-    levels: int  # chunks per checkpoint
-    chunk: tuple[int, ...]  # one chunk: the field's spatial shape
+    levels: int  # inner chunks per checkpoint (one shard)
+    chunk: tuple[int, ...]  # one inner chunk: the field's spatial shape
     empty: bool  # zero elements: nothing to store
 
     @classmethod
@@ -136,16 +151,20 @@ class _Layout:
         return cls(name, math.prod(lead), tuple(rest), empty)
 
     @property
+    def shard(self) -> tuple[int, ...]:
+        """One checkpoint of the field: its levels stacked along the first axis."""
+        return (self.levels * self.chunk[0], *self.chunk[1:])
+
+    @property
     def array_shape(self) -> tuple[int, ...]:
         return (MAX_ROWS * self.levels * self.chunk[0], *self.chunk[1:])
 
-    def chunk_coords(self, row: int) -> list[tuple[int, ...]]:
-        zeros = (0,) * (len(self.chunk) - 1)
-        return [(row * self.levels + level, *zeros) for level in range(self.levels)]
+    def shard_coords(self, row: int) -> tuple[int, ...]:
+        return (row, *((0,) * (len(self.chunk) - 1)))
 
     def level_views(self, array: np.ndarray) -> list[np.ndarray]:
-        """The field's chunks (one per level) as views of ``array``."""
-        stacked = array.reshape(self.levels * self.chunk[0], *self.chunk[1:])
+        """The field's inner chunks (one per level) as views of ``array``."""
+        stacked = array.reshape(self.shard)
         span = self.chunk[0]
         return [stacked[level * span : (level + 1) * span] for level in range(self.levels)]
 
@@ -156,34 +175,96 @@ class _Field:
 
     layout: _Layout
     metadata: Any  # zarr ArrayV3Metadata
-    codec: ChunkCodec
-    pipeline: Any  # zarr's codec pipeline: used only when ``codec.sync`` is False
+    codec: ChunkCodec  # one inner chunk (one level)
+    pipeline: Any  # zarr's codec pipeline of whole shards: used only when ``sync`` is False
+    shard_spec: Any  # zarr's ArraySpec of one shard
+    sync: bool  # amcheck codes the shards itself (else zarr's pipeline does)
+    peak_tol: float | None  # "zfp:rtol=": the ZFP tolerance is peak_tol * max|field| per put
 
-    def keys(self, row: int) -> list[str]:
-        """Store keys of the row's chunks, one per level."""
-        name = self.layout.name
-        return [f"{name}/{self.metadata.encode_chunk_key(c)}" for c in self.layout.chunk_coords(row)]
+    def key(self, row: int) -> str:
+        """Store key of the row's shard: ``<field>/c.<row>.0``."""
+        return f"{self.layout.name}/{self.metadata.encode_chunk_key(self.layout.shard_coords(row))}"
+
+    @property
+    def stride(self) -> int:
+        """Bytes one stored inner chunk takes when the codec is plain (payload and crc32c)."""
+        return int(self.codec.nbytes) + (4 if self.codec.crc else 0)
+
+    @property
+    def plain_nbytes(self) -> int:
+        """Bytes of a whole shard when the codec is plain (levels, then the index)."""
+        return self.layout.levels * self.stride + _index_nbytes(self.layout.levels)
 
 
 @dataclass(slots=True)
-class _Chunk:
-    """One chunk of one checkpoint on its way to or from the store."""
+class _Part:
+    """One field of one checkpoint (one shard) on its way to or from the store."""
 
     field: _Field
     key: str
-    array: np.ndarray  # the caller's memory: the state's level (put) or out's level (get)
+    levels: list[np.ndarray]  # the caller's memory: the state's levels (put) or out's (get)
+    tolerance: float | None = None  # ZFP tolerance of this put ("zfp:rtol=")
+
+    @property
+    def big(self) -> bool:
+        return self.levels[0].nbytes >= _BIG_CHUNK
 
 
-#: Chunks of at least this many bytes (256 KiB) get a pool job of their own (so large levels code and
-#: write in parallel); smaller ones share one job per transfer.
+#: Levels of at least this many bytes (256 KiB) get pool jobs of their own (so large levels code,
+#: write and read in parallel); smaller fields share one job per transfer.
 _BIG_CHUNK = 1 << 18
 
+#: The shard index's entry for an inner chunk that is not there (zarr's sharding spec).
+_NO_CHUNK = 2**64 - 1
 
-def _pwritev_all(fd: int, pieces: list[np.ndarray]) -> int:
-    """Write ``pieces`` back to back from offset 0; the number of bytes written."""
+
+def _index_nbytes(levels: int) -> int:
+    """Bytes of a shard index: an (offset, nbytes) uint64 pair per inner chunk and a crc32c."""
+    return 16 * levels + 4
+
+
+def _shard_index(sizes: list[int]) -> list[np.ndarray]:
+    """The index that ends a shard of inner chunks of ``sizes`` bytes stored back to back.
+
+    zarr's sharding codec with its default ``index_codecs`` (little-endian bytes, crc32c) and
+    ``index_location="end"``: a ``(levels, 1, …, 2)`` table of (offset, nbytes) from the start of
+    the shard.
+    """
+    table = np.empty((len(sizes), 2), dtype="<u8")
+    table[:, 1] = sizes
+    table[:, 0] = np.cumsum([0, *sizes[:-1]])
+    raw = table.reshape(-1).view(np.uint8)
+    return [raw, crc_bytes(raw)]
+
+
+def _shard_pieces(coded: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """A whole shard as pieces to write back to back: each level's coded pieces, the index."""
+    sizes = [sum(p.nbytes for p in pieces) for pieces in coded]
+    return [p for pieces in coded for p in pieces] + _shard_index(sizes)
+
+
+def _parse_index(stored: np.ndarray, levels: int, key: str) -> np.ndarray:
+    """The (offset, nbytes) table of a stored shard, checked; raises if it is damaged."""
+    n = _index_nbytes(levels)
+    body = stored.nbytes - n
+    if body < 0:
+        raise ChecksumError(f"shard {key} holds {stored.nbytes} bytes, too few for its index")
+    raw = stored[body : body + n - 4]
+    if not np.array_equal(crc_bytes(raw), stored[body + n - 4 :]):
+        raise ChecksumError(f"the crc32c of the index of shard {key} does not match")
+    table = raw.view("<u8").reshape(levels, 2)
+    for level, (offset, size) in enumerate(table.tolist()):
+        if offset == _NO_CHUNK:
+            raise _missing(f"{key}, level {level}")
+        if offset + size > body:
+            raise ChecksumError(f"shard {key}: level {level} runs past the end of the data")
+    return table
+
+
+def _pwritev_all(fd: int, pieces: list[np.ndarray], offset: int = 0) -> int:
+    """Write ``pieces`` back to back from ``offset``; the number of bytes written."""
     buffers = [p.data.cast("B") for p in pieces if p.nbytes]
     total = sum(len(b) for b in buffers)
-    offset = 0
     while buffers:
         done = os.pwritev(fd, buffers, offset)
         offset += done
@@ -195,10 +276,9 @@ def _pwritev_all(fd: int, pieces: list[np.ndarray]) -> int:
     return total
 
 
-def _preadv_all(fd: int, pieces: list[np.ndarray]) -> None:
-    """Fill ``pieces`` from offset 0; a short file raises ``EOFError``."""
+def _preadv_all(fd: int, pieces: list[np.ndarray], offset: int = 0) -> None:
+    """Fill ``pieces`` from ``offset``; a short file raises ``EOFError``."""
     buffers = [p.data.cast("B") for p in pieces if p.nbytes]
-    offset = 0
     while buffers:
         done = os.preadv(fd, buffers, offset)
         if done == 0:
@@ -209,6 +289,12 @@ def _preadv_all(fd: int, pieces: list[np.ndarray]) -> None:
             buffers = buffers[1:]
         if buffers and done:
             buffers = [buffers[0][done:], *buffers[1:]]
+
+
+def _peak(levels: list[np.ndarray]) -> float:
+    """max |x| over ``levels`` without a temporary array (two passes: max and min); NaN if any."""
+    ends = [float(v) for x in levels for v in (x.max(), -x.min())]
+    return max(ends) if all(math.isfinite(v) for v in ends) else math.nan
 
 
 def _missing(key: str) -> FileNotFoundError:
@@ -403,6 +489,8 @@ class ZarrTier(Tier):
                         shape=layout.array_shape,
                         dtype=self.spec[key].dtype,
                         chunks=layout.chunk,
+                        shards=layout.shard,
+                        chunk_key_encoding=_KEY_ENCODING,  # type: ignore[arg-type]
                         fill_value=0,
                         config={"write_empty_chunks": True},
                         attributes={"levels": layout.levels},
@@ -428,23 +516,42 @@ class ZarrTier(Tier):
             raise
 
     def _field(self, key: str, array: Any) -> _Field:
+        from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
         from zarr.core.array import create_codec_pipeline
         from zarr.core.array_spec import ArrayConfig
         from zarr.core.buffer import default_buffer_prototype
 
         metadata = array.metadata
         layout = self._layouts[key]
-        if tuple(metadata.chunks) != layout.chunk or tuple(metadata.shape) != layout.array_shape:
+        codecs = tuple(metadata.codecs)
+        sharding = codecs[0] if len(codecs) == 1 else None
+        if (
+            not isinstance(sharding, ShardingCodec)
+            or tuple(sharding.chunk_shape) != layout.chunk
+            or tuple(metadata.shards) != layout.shard
+            or tuple(metadata.shape) != layout.array_shape
+        ):
             raise StoreMismatchError(
                 f"zarr tier {self.name!r} at {self.path}: array {key!r} has shape "
-                f"{metadata.shape} and chunks {metadata.chunks}, expected {layout.array_shape} "
-                f"and {layout.chunk}; pass overwrite=True to erase it"
+                f"{metadata.shape}, shards {metadata.shards} and chunks {metadata.chunks}, "
+                f"expected {layout.array_shape}, {layout.shard} and {layout.chunk}; pass "
+                "overwrite=True to erase it"
             )
-        chunk_spec = metadata.get_chunk_spec(
-            (0,) * len(layout.chunk), ArrayConfig("C", True), default_buffer_prototype()
+        shard_spec = metadata.get_chunk_spec(
+            layout.shard_coords(0), ArrayConfig("C", True), default_buffer_prototype()
+        )
+        codec = ChunkCodec(sharding.codecs, sharding._get_chunk_spec(shard_spec))
+        index = tuple(sharding.index_codecs)
+        index_ok = (
+            len(index) == 2
+            and isinstance(index[0], BytesCodec)
+            and getattr(index[0].endian, "value", index[0].endian) in ("little", None)
+            and isinstance(index[1], Crc32cCodec)
+            and getattr(sharding.index_location, "value", sharding.index_location) == "end"
         )
         return _Field(
-            layout, metadata, ChunkCodec(metadata.codecs, chunk_spec), create_codec_pipeline(metadata)
+            layout, metadata, codec, create_codec_pipeline(metadata), shard_spec,
+            codec.sync and index_ok, self.compression.peak_tol,
         )
 
     def _use_local_files(self) -> None:
@@ -478,8 +585,7 @@ class ZarrTier(Tier):
         only some chunks stays listed, and reading it raises (the store was damaged).
         """
         entries = {int(s): (int(r), int(nb)) for s, (r, nb) in dict(found.get("index", {})).items()}
-        keys = {step: [k for f in self._fields.values() for k in f.keys(row)]
-                for step, (row, _) in entries.items()}
+        keys = {step: self._row_keys(row) for step, (row, _) in entries.items()}
         flat = [k for ks in keys.values() for k in ks]
         present = dict(zip(flat, await asyncio.gather(*(self._exists(k) for k in flat)),
                            strict=True))
@@ -530,21 +636,35 @@ class ZarrTier(Tier):
         self._next_row += 1
         return self._next_row - 1
 
-    def _chunks(self, state: State, row: int) -> list[list[_Chunk]]:
-        """The row's chunks with the state's memory, grouped into pool jobs."""
-        big: list[list[_Chunk]] = []
-        small: list[_Chunk] = []
-        for key, fld in self._fields.items():
-            views = fld.layout.level_views(np.asarray(state[key]))
-            for store_key, view in zip(fld.keys(row), views, strict=True):
-                chunk = _Chunk(fld, store_key, view)
-                (big.append([chunk]) if view.nbytes >= _BIG_CHUNK else small.append(chunk))
-        return big + ([small] if small else [])
+    def _parts(self, state: State, row: int) -> list[_Part]:
+        """The row's shards, one per field, with the state's memory."""
+        return [
+            _Part(fld, fld.key(row), fld.layout.level_views(np.asarray(state[key])))
+            for key, fld in self._fields.items()
+        ]
 
-    # -- chunk I/O (pool threads) ----------------------------------------------------------------
+    # -- shard I/O (pool threads) ----------------------------------------------------------------
 
-    def _write_file(self, key: str, pieces: list[np.ndarray]) -> int:
-        """Write a chunk file in place (a freed row's file is reused, not recreated)."""
+    def _scale(self, part: _Part) -> None:
+        """Set the ZFP tolerance of a ``"zfp:rtol="`` put: rtol * max|field| of this checkpoint."""
+        rtol = part.field.peak_tol
+        if rtol is None or not part.field.codec.zfp_accuracy:
+            return
+        peak = _peak(part.levels)
+        if not math.isfinite(peak):
+            raise ValueError(
+                f"field {part.field.layout.name!r} holds NaN or infinity: the relative zfp "
+                f"tolerance (rtol={rtol!r}) cannot be scaled to it"
+            )
+        part.tolerance = rtol * peak
+
+    def _write_file(self, key: str, pieces: list[np.ndarray], offset: int = 0,
+                    end: bool = True) -> int:
+        """Write ``pieces`` into a shard file at ``offset`` (a freed row's file is reused).
+
+        ``end``: these pieces end the shard, so anything a longer earlier shard left after them
+        is cut off.
+        """
         assert self._root is not None
         path = self._root / key
         flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
@@ -554,97 +674,216 @@ class ZarrTier(Tier):
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, flags, 0o644)
         try:
-            written = _pwritev_all(fd, pieces)
-            if os.fstat(fd).st_size > written:
-                os.ftruncate(fd, written)
+            written = _pwritev_all(fd, pieces, offset)
+            if end and os.fstat(fd).st_size > offset + written:
+                os.ftruncate(fd, offset + written)
             return written
         finally:
             os.close(fd)
 
-    def _encode_and_write(self, job: list[_Chunk]) -> list[int]:
-        """Pool job, local directory: code each chunk and write its file. Stored sizes."""
-        return [self._write_file(c.key, c.field.codec.encode(c.array)) for c in job]
+    def _write_plain(self, part: _Part, levels: range) -> int:
+        """Local directory, plain codec: write ``levels`` of a shard where they belong.
 
-    def _encode_copies(self, job: list[_Chunk]) -> list[bytes]:
-        """Pool job, other stores: each chunk's stored bytes (a copy: the store keeps them)."""
-        return [b"".join(p.data.cast("B") for p in c.field.codec.encode(c.array)) for c in job]
+        Every stored level has the same size, so each level's place is known and the levels of a
+        large field are written by parallel jobs straight from the caller's arrays.
+        """
+        fld = part.field
+        pieces = [p for i in levels for p in fld.codec.encode(part.levels[i])]
+        last = levels.stop == fld.layout.levels
+        if last:
+            pieces += _shard_index([fld.stride] * fld.layout.levels)
+        return self._write_file(part.key, pieces, levels.start * fld.stride, last)
 
-    def _read_and_decode(self, job: list[_Chunk]) -> None:
-        """Pool job, local directory: read each chunk's file into the caller's array."""
+    def _encode(self, part: _Part) -> list[np.ndarray]:
+        self._scale(part)
+        return _shard_pieces([part.field.codec.encode(x, part.tolerance) for x in part.levels])
+
+    def _put_small(self, parts: list[_Part]) -> list[int] | list[bytes]:
+        """Pool job: code (and on a local directory write) the shards of small fields."""
+        if self._root is None:
+            return [b"".join(p.data.cast("B") for p in self._encode(part)) for part in parts]
+        return [
+            self._write_plain(part, range(part.field.layout.levels)) if part.field.codec.plain
+            else self._write_file(part.key, self._encode(part))
+            for part in parts
+        ]
+
+    def _read_file(self, key: str) -> np.ndarray:
         assert self._root is not None
-        for chunk in job:
-            codec = chunk.field.codec
-            try:
-                fd = os.open(self._root / chunk.key, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            except FileNotFoundError:
-                raise _missing(chunk.key) from None
-            try:
-                size = os.fstat(fd).st_size
-                if codec.plain:  # straight into the caller's buffer, checked in place
-                    expected = codec.nbytes + (4 if codec.crc else 0)
-                    if size != expected:
-                        raise ChecksumError(
-                            f"chunk {chunk.key} holds {size} bytes, expected {expected}"
-                        )
-                    payload = chunk.array.reshape(-1).view(np.uint8)
-                    crc = np.empty(4 if codec.crc else 0, np.uint8)
-                    _preadv_all(fd, [payload, crc])
-                    if codec.crc:
-                        codec.check_crc(crc, payload)
-                else:
-                    stored = np.empty(size, np.uint8)
-                    _preadv_all(fd, [stored])
-                    codec.decode_into(stored, chunk.array)
-            finally:
-                os.close(fd)
+        try:
+            fd = os.open(self._root / key, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise _missing(key) from None
+        try:
+            stored = np.empty(os.fstat(fd).st_size, np.uint8)
+            _preadv_all(fd, [stored])
+            return stored
+        finally:
+            os.close(fd)
+
+    def _read_plain(self, part: _Part, levels: range) -> None:
+        """Local directory, plain codec: read ``levels`` straight into the caller's arrays."""
+        assert self._root is not None
+        fld = part.field
+        codec = fld.codec
+        crcs = [np.empty(4 if codec.crc else 0, np.uint8) for _ in levels]
+        pieces: list[np.ndarray] = []
+        for i, crc in zip(levels, crcs, strict=True):
+            pieces += [part.levels[i].reshape(-1).view(np.uint8), crc]
+        last = levels.stop == fld.layout.levels
+        index = np.empty(_index_nbytes(fld.layout.levels), np.uint8)
+        if last:
+            pieces.append(index)
+        try:
+            fd = os.open(self._root / part.key, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise _missing(part.key) from None
+        try:
+            size = os.fstat(fd).st_size
+            if size != fld.plain_nbytes:
+                raise ChecksumError(
+                    f"shard {part.key} holds {size} bytes, expected {fld.plain_nbytes}"
+                )
+            _preadv_all(fd, pieces, levels.start * fld.stride)
+        finally:
+            os.close(fd)
+        if codec.crc:
+            for i, crc in zip(levels, crcs, strict=True):
+                codec.check_crc(crc, part.levels[i].reshape(-1).view(np.uint8))
+        if last:
+            expected = b"".join(p.tobytes() for p in _shard_index([fld.stride] * fld.layout.levels))
+            if index.tobytes() != expected:
+                raise ChecksumError(f"the index of shard {part.key} is not the expected one")
 
     @staticmethod
-    def _decode_all(job: list[_Chunk], stored: list[np.ndarray]) -> None:
-        for chunk, data in zip(job, stored, strict=True):
-            chunk.field.codec.decode_into(data, chunk.array)
+    def _decode_level(part: _Part, stored: np.ndarray, table: np.ndarray, level: int) -> None:
+        offset, size = (int(v) for v in table[level])
+        part.field.codec.decode_into(stored[offset : offset + size], part.levels[level])
 
-    # -- chunk I/O (the loop) ----------------------------------------------------------------------
+    def _decode(self, part: _Part, stored: np.ndarray) -> None:
+        table = _parse_index(stored, part.field.layout.levels, part.key)
+        for level in range(part.field.layout.levels):
+            self._decode_level(part, stored, table, level)
 
-    async def _put_job(self, loop: asyncio.AbstractEventLoop, job: list[_Chunk]) -> list[int]:
+    def _get_small(self, parts: list[_Part], stored: list[np.ndarray] | None) -> None:
+        """Pool job: read (local directory) and decode the shards of small fields."""
+        for i, part in enumerate(parts):
+            if stored is not None:
+                self._decode(part, stored[i])
+            elif part.field.codec.plain:
+                self._read_plain(part, range(part.field.layout.levels))
+            else:
+                self._decode(part, self._read_file(part.key))
+
+    # -- shard I/O (the loop) --------------------------------------------------------------------
+
+    async def _set(self, key: str, blob: bytes) -> None:
         from zarr.core.buffer import default_buffer_prototype
 
-        if all(c.field.codec.sync for c in job):
-            if self._root is not None:
-                return await loop.run_in_executor(None, self._encode_and_write, job)
-            blobs = await loop.run_in_executor(None, self._encode_copies, job)
-        else:  # a codec without synchronous calls: zarr's own pipeline
-            blobs = []
-            for c in job:
-                spec = c.field.codec.spec
-                nd = spec.prototype.nd_buffer.from_ndarray_like(c.array.copy())
-                (encoded,) = await c.field.pipeline.encode([(nd, spec)])
-                blobs.append(encoded.to_bytes())
-        proto = default_buffer_prototype()
-        await asyncio.gather(
-            *(self._store.set(c.key, proto.buffer.from_bytes(b)) for c, b in zip(job, blobs,
-                                                                                  strict=True))
-        )
-        return [len(b) for b in blobs]
+        await self._store.set(key, default_buffer_prototype().buffer.from_bytes(blob))
 
-    async def _get_job(self, loop: asyncio.AbstractEventLoop, job: list[_Chunk]) -> None:
+    async def _fetch(self, key: str) -> np.ndarray:
         from zarr.core.buffer import default_buffer_prototype
 
-        if self._root is not None and all(c.field.codec.sync for c in job):
-            await loop.run_in_executor(None, self._read_and_decode, job)
+        buf = await self._store.get(key, prototype=default_buffer_prototype())
+        if buf is None:
+            raise _missing(key)
+        return np.asarray(buf.as_numpy_array()).view(np.uint8).reshape(-1)
+
+    async def _put_parts(self, state: State, row: int) -> int:
+        """Write the row's shards; the bytes they take."""
+        loop = asyncio.get_running_loop()
+        parts = self._parts(state, row)
+        small = [p for p in parts if p.field.sync and not p.big]
+        jobs = [self._put_big(loop, p) for p in parts if p.field.sync and p.big]
+        jobs += [self._put_pipeline(p) for p in parts if not p.field.sync]
+        if small:
+            jobs.append(self._put_small_parts(loop, small))
+        return sum(await asyncio.gather(*jobs))
+
+    async def _put_small_parts(self, loop: asyncio.AbstractEventLoop, parts: list[_Part]) -> int:
+        done = await loop.run_in_executor(None, self._put_small, parts)
+        if self._root is not None:
+            return sum(done)  # type: ignore[arg-type]
+        blobs: list[bytes] = done  # type: ignore[assignment]
+        await asyncio.gather(*(self._set(p.key, b) for p, b in zip(parts, blobs, strict=True)))
+        return sum(len(b) for b in blobs)
+
+    async def _put_big(self, loop: asyncio.AbstractEventLoop, part: _Part) -> int:
+        """A large field: one pool job per level, then one write of the shard."""
+        fld = part.field
+        if self._root is not None and fld.codec.plain:
+            sizes = await asyncio.gather(*(
+                loop.run_in_executor(None, self._write_plain, part, range(i, i + 1))
+                for i in range(fld.layout.levels)
+            ))
+            return sum(sizes)
+        if fld.peak_tol is not None:
+            await loop.run_in_executor(None, self._scale, part)
+        coded = await asyncio.gather(*(
+            loop.run_in_executor(None, fld.codec.encode, x, part.tolerance) for x in part.levels
+        ))
+        pieces = _shard_pieces(list(coded))
+        if self._root is not None:
+            return await loop.run_in_executor(None, self._write_file, part.key, pieces)
+        blob = await loop.run_in_executor(None, b"".join, [p.data.cast("B") for p in pieces])
+        await self._set(part.key, blob)
+        return len(blob)
+
+    async def _put_pipeline(self, part: _Part) -> int:
+        """A codec without synchronous calls: zarr's own pipeline codes the whole shard."""
+        spec = part.field.shard_spec
+        shard = np.concatenate(part.levels)
+        nd = spec.prototype.nd_buffer.from_ndarray_like(shard)
+        (encoded,) = await part.field.pipeline.encode([(nd, spec)])
+        await self._store.set(part.key, encoded)
+        return len(encoded)
+
+    async def _get_parts(self, out: State, row: int) -> None:
+        loop = asyncio.get_running_loop()
+        parts = self._parts(out, row)
+        small = [p for p in parts if p.field.sync and not p.big]
+        jobs = [self._get_big(loop, p) for p in parts if p.field.sync and p.big]
+        jobs += [self._get_pipeline(p) for p in parts if not p.field.sync]
+        if small:
+            jobs.append(self._get_small_parts(loop, small))
+        await asyncio.gather(*jobs)
+
+    async def _get_small_parts(self, loop: asyncio.AbstractEventLoop, parts: list[_Part]) -> None:
+        stored = None
+        if self._root is None:
+            stored = list(await asyncio.gather(*(self._fetch(p.key) for p in parts)))
+        await loop.run_in_executor(None, self._get_small, parts, stored)
+
+    async def _get_big(self, loop: asyncio.AbstractEventLoop, part: _Part) -> None:
+        """A large field: read the shard, then decode its levels in parallel pool jobs."""
+        fld = part.field
+        levels = range(fld.layout.levels)
+        if self._root is not None and fld.codec.plain:
+            await asyncio.gather(*(
+                loop.run_in_executor(None, self._read_plain, part, range(i, i + 1)) for i in levels
+            ))
             return
-        proto = default_buffer_prototype()
-        bufs = await asyncio.gather(*(self._store.get(c.key, prototype=proto) for c in job))
-        for chunk, buf in zip(job, bufs, strict=True):
-            if buf is None:
-                raise _missing(chunk.key)
-        if all(c.field.codec.sync for c in job):
-            stored = [np.asarray(b.as_numpy_array()).view(np.uint8) for b in bufs if b is not None]
-            await loop.run_in_executor(None, self._decode_all, job, stored)
-            return
-        for chunk, buf in zip(job, bufs, strict=True):
-            spec = chunk.field.codec.spec
-            (decoded,) = await chunk.field.pipeline.decode([(buf, spec)])
-            np.copyto(chunk.array, decoded.as_ndarray_like().reshape(chunk.array.shape))
+        if self._root is not None:
+            stored = await loop.run_in_executor(None, self._read_file, part.key)
+        else:
+            stored = await self._fetch(part.key)
+        table = _parse_index(stored, fld.layout.levels, part.key)
+        await asyncio.gather(*(
+            loop.run_in_executor(None, self._decode_level, part, stored, table, i) for i in levels
+        ))
+
+    async def _get_pipeline(self, part: _Part) -> None:
+        from zarr.core.buffer import default_buffer_prototype
+
+        buf = await self._store.get(part.key, prototype=default_buffer_prototype())
+        if buf is None:
+            raise _missing(part.key)
+        (decoded,) = await part.field.pipeline.decode([(buf, part.field.shard_spec)])
+        shard = np.asarray(decoded.as_ndarray_like()).reshape(part.field.layout.shard)
+        span = part.field.layout.chunk[0]
+        for level, array in enumerate(part.levels):
+            np.copyto(array, shard[level * span : (level + 1) * span], casting="no")
 
     async def _delete_keys(self, keys: list[str]) -> None:
         if self._root is not None:
@@ -662,7 +901,7 @@ class ZarrTier(Tier):
             await asyncio.gather(*(self._store.delete(k) for k in keys))
 
     def _row_keys(self, row: int) -> list[str]:
-        return [k for f in self._fields.values() for k in f.keys(row)]
+        return [f.key(row) for f in self._fields.values()]
 
     async def _drop_row(self, row: int, *, indexed: bool) -> None:
         """Free a row: delete its chunks from the store, or keep its files for reuse.
@@ -763,17 +1002,13 @@ class ZarrTier(Tier):
         ):
             raise self._full(step, held, self.spec.nbytes)
         row = self._take_row()
-        loop = asyncio.get_running_loop()
         try:
-            sizes = await asyncio.gather(
-                *(self._put_job(loop, job) for job in self._chunks(state, row))
-            )
+            nbytes = await self._put_parts(state, row)
         except BaseException as exc:
             await self._drop_row_quietly(row)
             if isinstance(exc, Exception):
                 raise self._io_error("write", step, exc) from exc
             raise
-        nbytes = sum(sum(s) for s in sizes)
         old = self._index.get(step)  # may have changed while writing
         held = self._nbytes - (old[1] if old else 0)
         if self._budget is not None and held + nbytes > self._budget:
@@ -802,9 +1037,8 @@ class ZarrTier(Tier):
             raise self._not_found(step)
         self.spec.check(out, "out")
         row = self._index[step][0]
-        loop = asyncio.get_running_loop()
         try:
-            await asyncio.gather(*(self._get_job(loop, job) for job in self._chunks(out, row)))
+            await self._get_parts(out, row)
         except Exception as exc:
             raise self._io_error("read", step, exc) from exc
 

@@ -118,7 +118,7 @@ def test_every_pipeline_ends_with_a_checksum() -> None:
     ("bad", "match"),
     [
         ("gzip", "unknown codec 'gzip'.*allowed"),
-        ("zfp", "exactly one of tol=, rate=, precision="),
+        ("zfp", "exactly one of tol=, rtol=, rate=, precision="),
         ("zfp:tol=1e-3,rate=8", "exactly one"),
         ("zfp:tol=-1", "tol must be > 0"),
         ("zfp:tol=abc", "tol must be a number, got 'abc'"),
@@ -142,3 +142,76 @@ def test_bad_types() -> None:
         parse_compression(3.5)
     with pytest.raises(InvalidArgumentError, match="two array->bytes"):
         parse_compression([numcodecs.ZFPY(mode=4, tolerance=1e-3), numcodecs.ZFPY(mode=2, rate=8)])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rtol", [1e-2, 1e-3, 1e-5])
+async def test_zfp_relative_tolerance_scales_with_each_checkpoint(dtype: str, rtol: float) -> None:
+    """``zfp:rtol=``: max abs error <= rtol * max|field|, per checkpoint and field, any scale."""
+    import zfpy
+
+    spec = StateSpec({"u": ((2, 96, 80), dtype), "v": ((20, 24, 28), dtype)})
+    tier = ZarrTier(MemoryStore(), spec, f"zfp:rtol={rtol}")
+    assert tier.compression.peak_tol == rtol and tier.compression.abs_tol is None
+    assert tier.compression.text == f"zfp:rtol={rtol!r}"
+    states = [
+        {"u": np.stack([wavefield((96, 80), dtype, peak), wavefield((96, 80), dtype, peak / 3)]),
+         "v": wavefield((20, 24, 28), dtype, 3e-5 * peak)}
+        for peak in (1.5e-5, 1.0, 4e3)
+    ]
+    sizes = []
+    for step, state in enumerate(states):
+        await tier.put(step, state)
+        sizes.append(tier.stored_nbytes(step))
+    for step, state in enumerate(states):
+        out = {k: np.zeros_like(v) for k, v in state.items()}
+        await tier.get(step, out)
+        for key, x in state.items():
+            peak = float(np.max(np.abs(x)))
+            err = float(np.max(np.abs(out[key].astype(np.float64) - x)))
+            assert 0 < err <= rtol * peak, (step, key, err, rtol * peak)
+    # The same relative accuracy at every scale: sizes within a few percent of each other
+    # (an absolute tolerance would keep nothing of the 1.5e-5 field or everything of the 4e3 one).
+    assert max(sizes) < 1.1 * min(sizes)
+    # The effective tolerance is in each chunk's ZFP header: zfpy alone decodes a level.
+    key = tier._fields["u"].key(tier._index[2][0])
+    stored = np.frombuffer((await tier._store.get(key, prototype=_proto())).to_bytes(), np.uint8)
+    (offset, size), _ = stored[-36:-4].view("<u8").reshape(2, 2)
+    level0 = zfpy.decompress_numpy(stored[offset : offset + size - 4].tobytes())
+    assert float(np.max(np.abs(level0 - states[2]["u"][0]))) <= rtol * 4e3
+
+
+def _proto() -> Any:
+    from zarr.core.buffer import default_buffer_prototype
+
+    return default_buffer_prototype()
+
+
+async def test_zfp_relative_tolerance_edge_cases() -> None:
+    from amcheck import TransferError
+
+    spec = StateSpec({"u": ((2, 16, 16), "float32"), "ids": ((4,), "int32")})
+    tier = ZarrTier(MemoryStore(), spec, "zfp:rtol=1e-3")
+    zero = {"u": np.zeros((2, 16, 16), np.float32), "ids": np.arange(4, dtype=np.int32)}
+    await tier.put(0, zero)  # a zero field: tolerance 0, comes back as zeros
+    out = {"u": np.ones((2, 16, 16), np.float32), "ids": np.zeros(4, np.int32)}
+    await tier.get(0, out)
+    assert np.all(out["u"] == 0) and np.array_equal(out["ids"], zero["ids"])
+    bad = {"u": zero["u"].copy(), "ids": zero["ids"]}
+    bad["u"][1, 3, 3] = np.nan
+    with pytest.raises(TransferError, match=r"step 1 .*NaN or infinity.*rtol=0.001"):
+        await tier.put(1, bad)
+    assert 1 not in tier
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ("zfp:rtol=1", "must be < 1"),
+        ("zfp:rtol=0", "must be > 0"),
+        ("zfp:rtol=1e-3,tol=1e-4", "exactly one of"),
+    ],
+)
+def test_bad_relative_tolerances(bad: str, match: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=match):
+        parse_compression(bad)

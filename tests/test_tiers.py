@@ -164,9 +164,12 @@ class TierVersusDict(RuleBasedStateMachine):
 
     @invariant()
     def bytes_add_up(self) -> None:
-        if self.kind == "zarr":  # uncompressed: raw bytes plus a 4-byte crc32c per chunk
-            chunks = 2 + 1
-            assert self.tier.nbytes == len(self.model) * (SMALL.nbytes + 4 * chunks)
+        if self.kind == "zarr":
+            # Uncompressed: raw bytes plus a 4-byte crc32c per chunk (u: 2 levels, n: 1), and per
+            # field one shard index: an (offset, nbytes) uint64 pair per chunk and its crc32c.
+            chunks, shards = 2 + 1, 2
+            overhead = 4 * chunks + 16 * chunks + 4 * shards
+            assert self.tier.nbytes == len(self.model) * (SMALL.nbytes + overhead)
         else:
             assert self.tier.nbytes == len(self.model) * SMALL.nbytes
 
@@ -217,6 +220,88 @@ async def test_zarr_chunks_keep_the_field_dimensionality(tmp_path: Path) -> None
     codecs = [type(c).__name__ for c in group["u"].compressors]
     assert codecs == ["Crc32cCodec"]
     assert group["u"].metadata.to_dict()["attributes"]["levels"] == 2
+    assert group["u"].shards == (64, 16)  # both levels of a checkpoint in one shard
+    assert group["w"].shards == (8, 6, 5)
+    files = sorted(str(p.relative_to(tmp_path / "z")) for p in (tmp_path / "z").rglob("c*"))
+    assert files == ["s/c.0", "u/c.0.0", "w/c.0.0.0"]  # one file per field, no row directories
+
+
+@pytest.mark.parametrize("compression", [None, "blosc", "zfp:rtol=1e-4"])
+@pytest.mark.parametrize("where", ["local", "memory"])
+async def test_zarr_large_levels_take_parallel_jobs(
+    tmp_path: Path, compression: Any, where: str
+) -> None:
+    """Levels of 256 KiB and more are coded, written and read by one pool job each."""
+    import threading
+
+    import zarr
+
+    spec = StateSpec({"u": ((2, 256, 256), "float32"), "n": ((5,), "int64")})
+    store: Any = tmp_path / "z" if where == "local" else MemoryStore()
+    tier = ZarrTier(store, spec, compression)
+    rng = np.random.default_rng(7)
+    states = [
+        {"u": rng.standard_normal((2, 256, 256)).astype(np.float32) * 10.0**e,
+         "n": np.arange(5) * e}
+        for e in (-5, 2)
+    ]
+    threads: set[str] = set()
+    encode = tier._fields["u"].codec.encode
+
+    def spy(chunk: np.ndarray, tolerance: float | None = None) -> list[np.ndarray]:
+        threads.add(threading.current_thread().name)
+        return encode(chunk, tolerance)
+
+    tier._fields["u"].codec.encode = spy  # type: ignore[method-assign]
+    for step, state in enumerate(states):
+        await tier.put(step, state)
+    for step in (1, 0):  # overwrite row 0 in place with a smaller shard, then read both
+        await tier.put(step, states[step])
+    assert threads and "MainThread" not in threads  # coded off the loop, in the pool
+    for step, state in enumerate(states):
+        out = empty_like(spec)
+        await tier.get(step, out)
+        np.testing.assert_array_equal(out["n"], state["n"], strict=True)
+        if compression == "zfp:rtol=1e-4":
+            peak = float(np.max(np.abs(state["u"])))
+            assert float(np.max(np.abs(out["u"] - state["u"]))) <= 1e-4 * peak
+        else:
+            np.testing.assert_array_equal(out["u"], state["u"], strict=True)
+        if where == "local":
+            group = zarr.open_group(tmp_path / "z", mode="r")
+            row = tier._index[step][0]
+            np.testing.assert_array_equal(
+                group["u"][row * 512 : (row + 1) * 512].reshape(2, 256, 256), out["u"], strict=True
+            )
+    await tier.close()
+
+
+async def test_zarr_codec_without_sync_calls_goes_through_zarrs_pipeline() -> None:
+    """A third-party codec with only async calls: zarr codes the whole shard, same bytes back."""
+    from dataclasses import dataclass
+
+    from zarr.abc.codec import BytesBytesCodec
+
+    @dataclass(frozen=True)
+    class AsyncOnlyInvert(BytesBytesCodec):  # type: ignore[misc]
+        is_fixed_size = True
+
+        async def _encode_single(self, chunk: Any, spec: Any) -> Any:
+            return chunk.__class__.from_bytes(bytes(255 - b for b in chunk.to_bytes()))
+
+        async def _decode_single(self, chunk: Any, spec: Any) -> Any:
+            return chunk.__class__.from_bytes(bytes(255 - b for b in chunk.to_bytes()))
+
+        def compute_encoded_size(self, input_byte_length: int, spec: Any) -> int:
+            return input_byte_length
+
+    tier = ZarrTier(MemoryStore(), SPEC, [AsyncOnlyInvert()])
+    assert not any(f.sync for f in tier._fields.values())
+    await tier.put(3, make_state(3))
+    out = empty_like(SPEC)
+    await tier.get(3, out)
+    for key, array in make_state(3).items():
+        np.testing.assert_array_equal(out[key], array, strict=True)
 
 
 async def test_zarr_reopen_keeps_checkpoints(tmp_path: Path) -> None:
@@ -243,10 +328,11 @@ async def test_zarr_deleted_checkpoints_leave_the_store(tmp_path: Path) -> None:
 
     def files() -> list[Path]:
         root = tmp_path / "z"
-        return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file() and "c" in p.parts)
+        return sorted(p.relative_to(root) for p in root.rglob("*")
+                      if p.is_file() and p.name.startswith("c."))
 
     first = files()
-    assert len(first) == 2 + 1 + 1 + 3  # u: two levels; mask (3, 5): three 1-D chunks
+    assert len(first) == 4  # one shard file per field and checkpoint, no directory per row
     await tier.delete(0)
     assert files() == first  # kept for reuse: creating and unlinking files is slow...
     await tier.put(1, make_state(1))
@@ -258,7 +344,7 @@ async def test_zarr_deleted_checkpoints_leave_the_store(tmp_path: Path) -> None:
     await tier.put(2, make_state(2))
     await tier.delete(1)
     await tier.close()  # the files of rows no checkpoint holds go on close
-    row1 = ["ids/c/1", "mask/c/3", "mask/c/4", "mask/c/5", "u/c/2/0", "u/c/3/0", "v/c/1/0"]
+    row1 = ["ids/c.1", "mask/c.1", "u/c.1.0", "v/c.1.0"]
     assert files() == [Path(p) for p in row1]
 
 
@@ -291,7 +377,7 @@ async def test_zarr_store_reads_back_with_plain_zarr(tmp_path: Path, compression
 async def test_zarr_damaged_chunk_fails_its_checksum(tmp_path: Path) -> None:
     tier = ZarrTier(tmp_path / "z", SPEC)
     await tier.put(3, make_state(3))
-    chunk = tmp_path / "z" / "u" / "c" / "1" / "0"
+    chunk = tmp_path / "z" / "u" / "c.0.0"  # the shard of both levels of u
     data = bytearray(chunk.read_bytes())
     data[100] ^= 1
     chunk.write_bytes(bytes(data))
@@ -364,7 +450,7 @@ async def test_zarr_missing_chunk_is_an_error_not_zeros() -> None:
     store = MemoryStore()
     tier = ZarrTier(store, SPEC)
     await tier.put(5, make_state(5))
-    await store.delete("v/c/0/0")
+    await store.delete("v/c.0.0")
     with pytest.raises(TransferError, match=r"read of step 5 at memory://.*missing"):
         await tier.get(5, empty_like(SPEC))
 
@@ -372,7 +458,7 @@ async def test_zarr_missing_chunk_is_an_error_not_zeros() -> None:
 async def test_zarr_store_errors_name_step_tier_and_path() -> None:
     class BrokenStore(MemoryStore):
         async def set(self, key: str, value: Any, byte_range: Any = None) -> None:
-            if "/c/" in key:
+            if "/c." in key:
                 raise OSError(28, "No space left on device")
             await super().set(key, value)
 

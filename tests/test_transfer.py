@@ -153,7 +153,7 @@ class BrokenStore(MemoryStore):
     """A memory store whose chunk writes fail like a full disk."""
 
     async def set(self, key: str, value: Any, byte_range: Any = None) -> None:
-        if "/c/" in key:
+        if "/c." in key:  # a chunk (shard) key: <field>/c.<row>.0
             raise OSError(28, "No space left on device")
         await super().set(key, value)
 
