@@ -27,13 +27,9 @@ seconds.
 from __future__ import annotations
 
 import json
-import math
-import os
-import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -41,6 +37,8 @@ from typing import Any, Final, TextIO
 import numpy as np
 
 from amcheck._bytes import ByteSize, format_bytes, parse_bytes, physical_memory
+from amcheck._demo_fwi import VMAX, Objective, invert
+from amcheck._demo_report import Bars, Echo, Totals, jsonable, machine_info, summary_table
 from amcheck._errors import InvalidArgumentError
 from amcheck._validate import check_choice, check_int
 
@@ -48,15 +46,6 @@ __all__ = ["SIZES", "DemoConfig", "DemoResult", "DemoSize", "run_demo"]
 
 #: Strategies the demo can run with (the disk ones use the zarr tier).
 DEMO_STRATEGIES: Final = ("async_multistage", "two_level", "revolve", "auto")
-
-# Velocity bounds of the inversion (km/s): slightly below water, above the salt. The time step
-# is derived from the upper bound, so every model L-BFGS-B may try is stable.
-_VMIN, _VMAX = 1.4, 4.8
-# The first L-BFGS-B step has unit norm in its variables; they are m scaled so that this step
-# changes m by at most this fraction of its median (see _Objective). Measured: with 0.05 the
-# first iteration lowered the misfit by 0.5% (default size) and 1.6% (small); with 0.3, by half.
-_FIRST_STEP = 0.25
-
 
 @dataclass(frozen=True, slots=True)
 class DemoSize:
@@ -156,137 +145,6 @@ class DemoResult:
     misfits: list[float] = field(default_factory=list)
 
 
-# -- progress --------------------------------------------------------------------------------------
-
-
-class _Bars:
-    """Two tqdm bars (forward sweep, reverse sweep) over all shots of one gradient evaluation.
-
-    Recomputed forward steps during the reverse sweep show as a counter on the reverse bar.
-    """
-
-    def __init__(self, label: str, total: int, enabled: bool) -> None:
-        from tqdm import tqdm
-
-        common: dict[str, Any] = {
-            "total": total,
-            "unit": " steps",
-            "unit_scale": False,
-            "leave": False,
-            "disable": None if enabled else True,  # None: only on a terminal
-            "file": sys.stderr,
-            "dynamic_ncols": True,
-            "mininterval": 0.2,
-        }
-        self._forward = tqdm(desc=f"{label} forward", position=0, **common)
-        self._reverse = tqdm(desc=f"{label} reverse", position=1, **common)
-        self.recomputed = 0
-
-    def __call__(self, phase: str, steps: int) -> None:
-        if phase == "forward":
-            self._forward.update(steps)
-        elif phase == "recompute":
-            self.recomputed += steps
-        else:
-            self._reverse.update(steps)
-            if steps and self._reverse.n % 50 == 0:
-                self._reverse.set_postfix(recomputed=self.recomputed, refresh=False)
-
-    def close(self) -> None:
-        self._reverse.close()
-        self._forward.close()
-
-
-# -- the run -------------------------------------------------------------------------------------
-
-
-class _Echo:
-    """Prints the run's report lines (stdout by default) and keeps them for summary.json."""
-
-    def __init__(self, stream: TextIO | None) -> None:
-        self._stream = stream
-
-    def __call__(self, line: str = "") -> None:
-        if self._stream is not None:
-            print(line, file=self._stream, flush=True)
-
-
-@dataclass(slots=True)
-class _Totals:
-    """Stats of all shots of one gradient evaluation, summed."""
-
-    seconds: float = 0.0
-    forward_steps: int = 0
-    reverse_steps: int = 0
-    n_steps: int = 0
-    peak_ram_bytes: int = 0
-    ram_pool_bytes: int = 0
-    disk_writes: int = 0
-    disk_reads: int = 0
-    bytes_written: int = 0
-    bytes_read: int = 0
-    transfer_seconds: float = 0.0
-    hidden_seconds: float = 0.0
-    stall_seconds: float = 0.0
-    strategy: str = ""
-    slots: int | None = None
-    intervals: list[int] = field(default_factory=list)
-
-    def add(self, result: Any) -> None:
-        stats = result.stats
-        self.seconds += result.seconds
-        self.forward_steps += stats.forward_steps
-        self.reverse_steps += stats.reverse_steps
-        self.n_steps += stats.n_steps or 0
-        self.peak_ram_bytes = max(self.peak_ram_bytes, stats.peak_ram_bytes)
-        self.ram_pool_bytes = max(self.ram_pool_bytes, result.ram_pool_bytes)
-        self.disk_writes += stats.writes["disk"]
-        self.disk_reads += stats.reads["disk"]
-        self.bytes_written += stats.bytes_written["disk"]
-        self.bytes_read += stats.bytes_read["disk"]
-        self.stall_seconds += stats.stall_seconds
-        timeline = result.timeline
-        if timeline is not None:
-            totals = timeline.totals()
-            transfer = totals["write"] + totals["read"]
-            hidden = timeline.hidden_fraction()
-            if hidden is not None:
-                self.transfer_seconds += transfer
-                self.hidden_seconds += hidden * transfer
-        self.strategy, self.slots = result.strategy, result.slots
-        # The disk interval the engine ended with (it adapts k to measured step and write
-        # times), else the one the Checkpointer started from.
-        k = stats.interval if stats.interval is not None else result.interval
-        if k is not None:
-            self.intervals.append(int(k))
-
-    @property
-    def disk_text(self) -> str:
-        """How often the forward sweeps wrote to disk; empty without disk checkpoints."""
-        if not self.disk_writes or not self.intervals:
-            return ""
-        shots = len(self.intervals)
-        spacing = self.n_steps / self.disk_writes
-        lo, hi = min(self.intervals), max(self.intervals)
-        k = str(lo) if lo == hi else f"{lo}-{hi}"
-        return (f"{self.disk_writes / shots:.0f} disk checkpoints per shot, one every "
-                f"{spacing:.0f} steps on average; k at the end {k}")
-
-    @property
-    def recompute_factor(self) -> float:
-        return self.forward_steps / self.n_steps if self.n_steps else float("nan")
-
-    @property
-    def hidden_fraction(self) -> float | None:
-        return self.hidden_seconds / self.transfer_seconds if self.transfer_seconds > 0 else None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["recompute_factor"] = self.recompute_factor
-        out["hidden_fraction"] = self.hidden_fraction
-        return out
-
-
 class _Survey:
     """The models, geometries and observed data of a run."""
 
@@ -304,10 +162,10 @@ class _Survey:
         self.vp_start = smooth_model(self.vp_true, size.smoothing, size.spacing)
         spacing = (size.spacing, size.spacing)
         self.true_model = Model(self.vp_true, spacing, nbl=size.nbl,
-                                space_order=size.space_order, damping_velocity=_VMAX)
+                                space_order=size.space_order, damping_velocity=VMAX)
         self.start_model = self.true_model.with_vp(self.vp_start)
         self.geometries = surface_survey(self.true_model, shots, tn=size.tn, f0=size.f0,
-                                         vmax=_VMAX)
+                                         vmax=VMAX)
         self.water = water_rows(self.vp_true)
         self.d_obs: list[np.ndarray] = []
 
@@ -343,15 +201,15 @@ class _Gradients:
         self.first_timeline: Any = None
 
     def __call__(self, vp: np.ndarray, label: str, *, store_all_ram: int | None = None
-                 ) -> tuple[float, np.ndarray, _Totals]:
+                 ) -> tuple[float, np.ndarray, Totals]:
         from amcheck.kernels import fwi_gradient
 
         survey = self.survey
         model = survey.start_model.with_vp(vp)
-        totals = _Totals()
+        totals = Totals()
         misfit = 0.0
         grad = np.zeros(survey.vp_true.shape)
-        bars = _Bars(label, len(survey.geometries) * survey.n_steps, self.progress)
+        bars = Bars(label, len(survey.geometries) * survey.n_steps, self.progress)
         try:
             for geometry, d_obs in zip(survey.geometries, survey.d_obs):
                 if store_all_ram is not None:
@@ -371,61 +229,6 @@ class _Gradients:
             bars.close()
         self.evaluations += 1
         return misfit, grad, totals
-
-
-class _Objective:
-    """The L-BFGS-B objective: misfit and gradient in scaled squared slowness below the water.
-
-    Variables are ``x = m[free] / scale`` with ``scale`` chosen from the first gradient g so that
-    L-BFGS-B's first step, which has unit norm in x, changes m by at most ``_FIRST_STEP`` times
-    its median: ``scale = _FIRST_STEP * median(m) * ||g|| / max|g|``. Misfits are divided by the
-    first one, so the tolerances are relative.
-    """
-
-    def __init__(self, gradients: _Gradients, first: tuple[float, np.ndarray], m0: np.ndarray,
-                 free: np.ndarray) -> None:
-        self.gradients = gradients
-        self.m0 = m0
-        self.free = free
-        f0, g0 = first
-        gf = g0[free]
-        norm, peak = float(np.linalg.norm(gf)), float(np.max(np.abs(gf)))
-        self.scale = _FIRST_STEP * float(np.median(m0[free])) * (norm / peak if peak > 0 else 1.0)
-        self.f_ref = f0 if f0 > 0 else 1.0
-        self.cache: dict[bytes, tuple[float, np.ndarray]] = {self._key(self.x0): first}
-        self.history: list[float] = []
-        self.seconds: list[float] = []
-        self.totals = _Totals()
-
-    @property
-    def x0(self) -> np.ndarray:
-        x: np.ndarray = self.m0[self.free] / self.scale
-        return x
-
-    def m_of(self, x: np.ndarray) -> np.ndarray:
-        m = self.m0.copy()
-        m[self.free] = x * self.scale
-        return m
-
-    @staticmethod
-    def _key(x: np.ndarray) -> bytes:
-        return np.ascontiguousarray(x, dtype=np.float64).tobytes()
-
-    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        key = self._key(x)
-        if key in self.cache:
-            f, g = self.cache[key]
-        else:
-            vp = 1.0 / np.sqrt(self.m_of(x))
-            label = f"eval {self.gradients.evaluations + 1}"
-            f, g, totals = self.gradients(vp, label)
-            self.cache = {key: (f, g)}
-            self.totals.forward_steps += totals.forward_steps
-            self.totals.n_steps += totals.n_steps
-            self.totals.bytes_written += totals.bytes_written
-            self.totals.bytes_read += totals.bytes_read
-            self.totals.seconds += totals.seconds
-        return f / self.f_ref, g[self.free] * (self.scale / self.f_ref)
 
 
 def _warm_up(size: DemoSize) -> None:
@@ -513,7 +316,7 @@ def run_demo(config: DemoConfig, stream: TextIO | None = None, *, quiet: bool = 
 
     started = time.perf_counter()
     size, shots, iterations = _check_config(config)
-    echo = _Echo(None if quiet else (sys.stdout if stream is None else stream))
+    echo = Echo(None if quiet else (sys.stdout if stream is None else stream))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -563,7 +366,7 @@ def run_demo(config: DemoConfig, stream: TextIO | None = None, *, quiet: bool = 
          f"disk written {format_bytes(first.bytes_written)}")
     # 2. Store-all, where it fits.
     g_all: np.ndarray | None = None
-    all_totals: _Totals | None = None
+    all_totals: Totals | None = None
     store_all_ram = store_all_bytes + 4 * state_bytes
     fits = store_all_ram <= physical_memory() // 4
     if config.compare and fits:
@@ -585,8 +388,8 @@ def run_demo(config: DemoConfig, stream: TextIO | None = None, *, quiet: bool = 
     free = np.zeros(size.shape, dtype=bool)
     free[survey.water:] = True
     m0 = 1.0 / survey.vp_start**2
-    objective = _Objective(gradients, (f0, g0), m0, free)
-    vp_final, fwi = _invert(objective, iterations, echo)
+    objective = Objective(gradients, (f0, g0), m0, free)
+    vp_final, fwi = invert(objective, iterations, echo)
 
     # 4. Outputs.
     from amcheck import _demo_plots as plots
@@ -606,8 +409,8 @@ def run_demo(config: DemoConfig, stream: TextIO | None = None, *, quiet: bool = 
     revolve_factor = simulate(Revolve(n, min(revolve_slots, n))).recompute_factor
     summary: dict[str, Any] = {
         "amcheck_demo": 1,
-        "config": _jsonable(asdict(config)),
-        "machine": _machine(),
+        "config": jsonable(asdict(config)),
+        "machine": machine_info(),
         "problem": {
             "shape": list(size.shape), "spacing_m": size.spacing, "nbl": size.nbl,
             "space_order": size.space_order, "shots": shots, "receivers": geometry.nrec,
@@ -630,127 +433,9 @@ def run_demo(config: DemoConfig, stream: TextIO | None = None, *, quiet: bool = 
         "seconds": time.perf_counter() - started,
         "outputs": ["model.png", "gradient.png", "misfit.png", "timeline.png", "summary.json"],
     }
-    (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
-    for line in _table(summary, first, all_totals, timeline_note, out):
+    (out / "summary.json").write_text(json.dumps(jsonable(summary), indent=2) + "\n")
+    for line in summary_table(summary, first, all_totals, timeline_note, out):
         echo(line)
     return DemoResult(summary, survey.vp_true, survey.vp_start, vp_final, g0, g_all,
                       list(fwi["misfit"]))
-
-
-def _invert(objective: _Objective, iterations: int, echo: Callable[[str], None]
-            ) -> tuple[np.ndarray, dict[str, Any]]:
-    """L-BFGS-B with bounds on m; returns the final velocity and the history."""
-    from scipy.optimize import minimize
-
-    start = objective.cache[objective._key(objective.x0)][0]
-    history = [start]
-    evaluations = [objective.gradients.evaluations]
-    seconds = [0.0]
-    echo(f"FWI: L-BFGS-B, {iterations} iteration{'s' if iterations != 1 else ''}, "
-         f"velocity bounds {_VMIN}-{_VMAX} km/s below the water layer")
-    echo(f"  iteration 0  misfit {start:.6e}")
-    if iterations == 0:
-        vp = 1.0 / np.sqrt(objective.m0)
-        return vp, {"misfit": history, "evaluations": evaluations, "seconds": seconds,
-                    "iterations": 0, "message": "no iterations requested"}
-    t0 = time.perf_counter()
-
-    def callback(intermediate_result: Any) -> None:
-        f = float(intermediate_result.fun) * objective.f_ref
-        history.append(f)
-        evaluations.append(objective.gradients.evaluations)
-        seconds.append(time.perf_counter() - t0)
-        k = len(history) - 1
-        echo(f"  iteration {k}  misfit {f:.6e}  ({100 * f / start:5.1f}% of the start)  "
-             f"{evaluations[-1] - evaluations[-2]} gradient(s), {seconds[-1] - seconds[-2]:.1f} s")
-
-    x0 = objective.x0
-    lower = (1.0 / _VMAX**2) / objective.scale
-    upper = (1.0 / _VMIN**2) / objective.scale
-    result = minimize(objective, x0, jac=True, method="L-BFGS-B", callback=callback,
-                      bounds=[(lower, upper)] * x0.size,
-                      options={"maxiter": iterations, "maxfun": 3 * iterations + 2})
-    vp = 1.0 / np.sqrt(objective.m_of(np.asarray(result.x)))
-    return vp, {"misfit": history, "evaluations": evaluations, "seconds": seconds,
-                "iterations": int(result.nit), "message": str(result.message)}
-
-
-def _table(summary: dict[str, Any], first: _Totals, all_totals: _Totals | None,
-           timeline_note: str, out: Path) -> list[str]:
-    grad = summary["gradient"]
-    store_all = summary["problem"]["store_all_bytes"]
-    fwi = summary["fwi"]
-    every = f"; {first.disk_text}" if first.disk_text else ""
-    peak = (f"{format_bytes(first.peak_ram_bytes)} per shot, "
-            f"{100 * first.peak_ram_bytes / store_all:.1f}% of store-all "
-            f"({format_bytes(store_all)})")
-    disk = (f"{format_bytes(first.bytes_written)} / {format_bytes(first.bytes_read)} "
-            f"({first.disk_writes} / {first.disk_reads} checkpoints)")
-    factor = (f"{first.recompute_factor:.3f} (Revolve in the same RAM: "
-              f"{grad['revolve_same_ram_recompute_factor']:.3f})")
-    hidden = first.hidden_fraction
-    if hidden is None:
-        overlap = "no disk transfers"
-    else:
-        overlap = f"{100 * hidden:.0f}%"
-        if first.stall_seconds:
-            overlap += f", compute waited {first.stall_seconds:.2f} s for I/O"
-    rows: list[tuple[str, str]] = [
-        ("strategy", f"{first.strategy} ({first.slots} RAM slots{every})"),
-        ("peak RAM for states", peak),
-        ("disk written / read", disk),
-        ("recompute factor", factor),
-        ("I/O hidden behind compute", overlap),
-    ]
-    if all_totals is not None:
-        ratio = first.seconds / max(all_totals.seconds, 1e-9)
-        rows.append(("time vs store-all",
-                     f"{first.seconds:.2f} s vs {all_totals.seconds:.2f} s ({ratio:.2f}x)"))
-        same = ("bitwise equal" if grad["equal_bitwise"]
-                else f"max relative difference {grad['max_relative_difference']:.3g}")
-        rows.append(("gradient vs store-all", same))
-    else:
-        rows.append(("time vs store-all", "store-all not run"))
-    misfit = fwi["misfit"]
-    fall = (f"{misfit[0]:.4e} -> {misfit[-1]:.4e} ({100 * misfit[-1] / misfit[0]:.1f}%) in "
-            f"{fwi['iterations']} iterations, {fwi['evaluations'][-1]} gradients")
-    rows.append(("misfit", fall))
-    rows.append(("total time", f"{summary['seconds']:.1f} s"))
-    files = f"model.png gradient.png misfit.png timeline.png{timeline_note} summary.json"
-    rows.append(("outputs", f"{out}/: {files}"))
-    width = max(len(name) for name, _ in rows)
-    lines = ["", "summary (first gradient, all shots)"]
-    lines += [f"  {name:<{width}}  {value}" for name, value in rows]
-    return lines
-
-
-def _machine() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "physical_memory_bytes": physical_memory(),
-    }
-    try:
-        import numba
-
-        info["numba_threads"] = int(numba.get_num_threads())
-    except Exception:  # noqa: BLE001 - informational only
-        info["numba_threads"] = None
-    return info
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types: paths as strings, numpy scalars as numbers, NaN as None."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
