@@ -20,7 +20,7 @@ What it runs
    ``timeline.png`` (compute and I/O lanes of one shot's gradient) and ``summary.json``.
 
 Shots are independent and run one after another in this process. The sizes (:data:`SIZES`) are
-chosen so that the default run takes about two minutes on two cores and ``--small`` a few
+chosen so that the default run takes one to two minutes on two cores and ``--small`` a few
 seconds.
 """
 
@@ -79,7 +79,7 @@ class DemoSize:
     ram_fraction: float
 
 
-#: The two built-in sizes: ``"default"`` (about two minutes on two cores) and ``"small"``
+#: The two built-in sizes: ``"default"`` (one to two minutes on two cores) and ``"small"``
 #: (CI and tests: a few seconds once numba's cache is warm).
 SIZES: Final[dict[str, DemoSize]] = {
     "default": DemoSize((101, 301), 10.0, 40, 8, 1500.0, 0.008, 150.0, 6, 5, 1 / 40),

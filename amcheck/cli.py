@@ -98,7 +98,7 @@ def _add_demo(subparsers: argparse._SubParsersAction[_Parser]) -> None:
             "compare it with store-all, run a few L-BFGS-B iterations, and write model.png, "
             "gradient.png, misfit.png, timeline.png and summary.json into the output folder. "
             f"Default size: {default.shape[0]} x {default.shape[1]} points, {default.shots} "
-            f"shots, {default.iterations} iterations (about 2 minutes on 2 cores); --small: "
+            f"shots, {default.iterations} iterations (1-2 minutes on 2 cores); --small: "
             f"{small.shape[0]} x {small.shape[1]}, {small.shots} shots, {small.iterations} "
             "iterations (seconds)."
         ),
