@@ -215,3 +215,25 @@ async def test_zfp_relative_tolerance_edge_cases() -> None:
 def test_bad_relative_tolerances(bad: str, match: str) -> None:
     with pytest.raises(InvalidArgumentError, match=match):
         parse_compression(bad)
+
+
+@pytest.mark.parametrize("shape", [(37, 29), (6, 10, 12), (1000,)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_zfp_decodes_in_place_like_zfpy(shape: tuple[int, ...], dtype: str) -> None:
+    """libzfp decoding into the caller's array gives zfpy's values, and refuses a wrong target."""
+    import zfpy
+    from amcheck.storage._codecs import libzfp
+
+    lib = libzfp()
+    if lib is None:  # pragma: no cover - zfpy without its bundled libzfp: zfpy decodes
+        pytest.skip("zfpy ships no usable libzfp here")
+    x = wavefield(shape, dtype, peak=2e-5)
+    stream = np.frombuffer(zfpy.compress_numpy(x, tolerance=1e-8, write_header=True), np.uint8)
+    out = np.full(shape, np.nan, dtype)
+    assert lib.decode_into(stream, out)
+    np.testing.assert_array_equal(out, zfpy.decompress_numpy(stream.tobytes()), strict=True)
+    other = np.zeros(shape[::-1] if len(shape) > 1 else (999,), dtype)
+    assert not lib.decode_into(stream, other) and not other.any()  # wrong shape: untouched
+    wrong = np.zeros(shape, "float64" if dtype == "float32" else "float32")
+    assert not lib.decode_into(stream, wrong) and not wrong.any()  # wrong type: untouched
+    assert not lib.decode_into(np.zeros(64, np.uint8), out)  # no header
