@@ -346,7 +346,8 @@ class ZarrTier(Tier):
         The state layout.
     compression
         ``None`` (default: raw bytes, fastest on 2 cores), ``"blosc"``, ``"zstd"``,
-        ``"zfp:tol=1e-4"`` (absolute error bound), ``"zfp:rate=8"``, ``"bitround:keepbits=12"``,
+        ``"zfp:tol=1e-4"`` (absolute error bound), ``"zfp:rtol=1e-3"`` (error bound relative to
+        each checkpoint's max|field|), ``"zfp:rate=8"``, ``"bitround:keepbits=12"``,
         or codec objects; see :func:`amcheck.storage.parse_compression`.
     overwrite
         Whether an existing store written for another spec or compression (or holding something
@@ -377,8 +378,9 @@ class ZarrTier(Tier):
     -----
     Calls are coroutines: run them on one event loop at a time (the transfer service's). Coding
     and file I/O run in the loop's default executor (the transfer service's bounded pool): each
-    chunk of 256 KiB or more is one pool job (encode + write, or read + decode), so the levels of a
-    large state are coded in parallel. On a local directory chunks are written and read with
+    level of 256 KiB or more is one pool job, so the levels of a large state are coded in
+    parallel. Each checkpoint of a field is one shard (one file or object), keys
+    ``<field>/c.<row>.0``. On a local directory chunks are written and read with
     ``pwritev``/``preadv`` from and into the caller's arrays (uncompressed: no copy at all); on
     other stores through the store's ``set``/``get``. Up to :data:`MAX_ROWS` checkpoints can be
     held at once.

@@ -389,6 +389,19 @@ async def test_zarr_damaged_chunk_fails_its_checksum(tmp_path: Path) -> None:
     await tier.close()
 
 
+@pytest.mark.parametrize("compression", [None, "blosc"])
+async def test_zarr_damaged_shard_index_is_an_error(tmp_path: Path, compression: Any) -> None:
+    tier = ZarrTier(tmp_path / "z", SPEC, compression)
+    await tier.put(3, make_state(3))
+    shard = tmp_path / "z" / "u" / "c.0.0"
+    data = bytearray(shard.read_bytes())
+    data[-10] ^= 1  # inside the index: the second level's byte count
+    shard.write_bytes(bytes(data))
+    with pytest.raises(TransferError, match=r"read of step 3 .*index"):
+        await tier.get(3, empty_like(SPEC))
+    await tier.close()
+
+
 async def test_zarr_reopen_without_close_never_returns_another_step(tmp_path: Path) -> None:
     """Between index saves a crash loses recent checkpoints, never maps a step to wrong data."""
     tier = ZarrTier(tmp_path / "z", SPEC, index_interval=3600)
