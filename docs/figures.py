@@ -15,16 +15,16 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from amcheck.schedules import (  # noqa: E402
+from amcheck.schedules import (
     Advance,
     AsyncMultistage,
     Prefetch,
     Reverse,
+    Revolve,
     Save,
     Schedule,
-    Revolve,
     simulate,
 )
 
