@@ -7,6 +7,12 @@ source, keyed by the argument types *and* the factory's closure constants, so ke
 factories never share a cache entry), ``fastmath=False`` (the adjoint tests need reproducible
 round-off) and ``error_model="numpy"`` (no zero-division checks in the hot loop).
 
+Two more intrinsics give kernels what ``fastmath`` would otherwise be needed for, without its
+licence to reorder: :func:`fma` is ``a * b + c`` with one rounding (``llvm.fma``; vectorised to
+``vfmadd`` on x86-64), and :func:`prefetch` asks the cache for a line a kernel will read soon
+(``llvm.prefetch``, a hint that never faults). Both are deterministic: the same kernel gives the same
+bits on every call, which the bitwise checkpointed == store-all tests rely on.
+
 Denormals
 ---------
 Late in a wave simulation most of the grid holds tiny values that decay into the subnormal range,
@@ -29,7 +35,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["HAS_FTZ", "ftz_on", "ftz_restore", "jit"]
+__all__ = ["HAS_FTZ", "fma", "ftz_on", "ftz_restore", "jit", "prefetch"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -127,3 +133,55 @@ def _ftz_restore(typingctx: Any, old: Any) -> Any:
 ftz_on: Any = _ftz_on
 #: ``ftz_restore(old)`` inside a kernel.
 ftz_restore: Any = _ftz_restore
+
+
+@intrinsic
+def _fma(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
+    """``a * b + c`` rounded once, for float32 or float64 operands of one type."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+    sig = a(a, b, c)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        ty = context.get_value_type(signature.return_type)
+        name = "llvm.fma.f32" if signature.return_type == types.float32 else "llvm.fma.f64"
+        fn = cgutils.get_or_insert_function(  # type: ignore[no-untyped-call]
+            builder.module, ir.FunctionType(ty, [ty, ty, ty]), name)
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+@intrinsic
+def _prefetch(typingctx: Any, arr: Any, index: Any) -> Any:
+    """Prefetch the cache line of ``arr[index]`` (``index`` a tuple of ints) for reading, into L2."""
+    if not (isinstance(arr, types.Array) and isinstance(index, types.UniTuple)
+            and isinstance(index.dtype, types.Integer) and index.count == arr.ndim):
+        return None
+    sig = types.void(arr, index)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        aryty, idxty = signature.args
+        ary = context.make_array(aryty)(context, builder, args[0])
+        idx = [context.cast(builder, builder.extract_value(args[1], d), idxty.dtype, types.intp)
+               for d in range(idxty.count)]
+        ptr = cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
+            context, builder, aryty, ary, idx, wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(  # type: ignore[no-untyped-call]
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0")
+        # (address, read = 0, locality 2 = keep in L2 and below, data cache = 1)
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 2),
+                          ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+#: ``fma(a, b, c) -> a * b + c`` with one rounding, inside a kernel (all three of one float type).
+fma: Any = _fma
+#: ``prefetch(a, (i, j[, k]))`` inside a kernel: a read hint for the line holding ``a[i, j[, k]]``;
+#: the index must lie inside the array (it is not checked, and a prefetch never faults).
+prefetch: Any = _prefetch

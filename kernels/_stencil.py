@@ -46,7 +46,7 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-from amcheck.kernels._jit import ftz_on, ftz_restore, jit
+from amcheck.kernels._jit import fma, ftz_on, ftz_restore, jit, prefetch
 from numba import prange
 
 from amcheck._errors import InvalidArgumentError
@@ -152,57 +152,164 @@ def fd_coefficients(space_order: int, scalar: Any = float) -> tuple[Any, ...]:
     return tuple(scalar(float(v)) for v in [c0, *cr])
 
 
-# The Laplacians are module-level functions, inlined into each kernel at numba IR level, so that
+# The helpers below are module-level functions, inlined into each kernel at numba IR level, so that
 # the kernels' closures hold only plain constants: numba hashes a closure's cell contents into the
 # cache key, and a captured dispatcher pickles with a per-process UUID, which would defeat the cache.
 # ``C`` is a tuple constant of the caller, so ``range(1, len(C))`` has a constant trip count and
-# LLVM unrolls it; every index is then a loop variable plus a non-negative constant.
+# LLVM unrolls it; every index is then a loop variable plus a non-negative constant. The products
+# ``C[r] * s`` do not depend on the grid point and are hoisted out of the loops.
 
 
 @jit(parallel=False, inline=True)
 def _lap2(uc: Any, C: Any, sx: Any, sy: Any, x: int, y: int) -> Any:
-    lx = C[0] * uc[x, y]
-    ly = C[0] * uc[x, y]
+    """sx d2u/dx2 + sy d2u/dy2 at (x, y): one chain of fused multiply-adds, axis scales folded."""
+    acc = (C[0] * (sx + sy)) * uc[x, y]
     for r in range(1, len(C)):
-        lx += C[r] * (uc[x + r, y] + uc[x - r, y])
-        ly += C[r] * (uc[x, y + r] + uc[x, y - r])
-    return sx * lx + sy * ly
+        acc = fma(C[r] * sx, uc[x + r, y] + uc[x - r, y], acc)
+        acc = fma(C[r] * sy, uc[x, y + r] + uc[x, y - r], acc)
+    return acc
 
 
 @jit(parallel=False, inline=True)
 def _lap3(uc: Any, C: Any, sx: Any, sy: Any, sz: Any, x: int, y: int, z: int) -> Any:
-    lx = C[0] * uc[x, y, z]
-    ly = C[0] * uc[x, y, z]
-    lz = C[0] * uc[x, y, z]
-    for r in range(1, len(C)):
-        lx += C[r] * (uc[x + r, y, z] + uc[x - r, y, z])
-        ly += C[r] * (uc[x, y + r, z] + uc[x, y - r, z])
-        lz += C[r] * (uc[x, y, z + r] + uc[x, y, z - r])
-    return sx * lx + sy * ly + sz * lz
+    """The 3-D Laplacian at (x, y, z): three short chains (one per axis), summed at the end."""
+    lx = (C[0] * (sx + sy + sz)) * uc[x, y, z]
+    ly = (C[1] * sy) * (uc[x, y + 1, z] + uc[x, y - 1, z])
+    lz = (C[1] * sz) * (uc[x, y, z + 1] + uc[x, y, z - 1])
+    lx = fma(C[1] * sx, uc[x + 1, y, z] + uc[x - 1, y, z], lx)
+    for r in range(2, len(C)):
+        lx = fma(C[r] * sx, uc[x + r, y, z] + uc[x - r, y, z], lx)
+        ly = fma(C[r] * sy, uc[x, y + r, z] + uc[x, y - r, z], ly)
+        lz = fma(C[r] * sz, uc[x, y, z + r] + uc[x, y, z - r], lz)
+    return lx + (ly + lz)
+
+
+@jit(parallel=False, inline=True)
+def _update(uc: Any, up: Any, c: Any, lap: Any, r: Any, q: Any) -> Any:
+    """u[t+1] = r (2 u[t] + c L u[t]) - q u[t-1]: no division; exactly t - u[t-1] where r = q = 1."""
+    return fma(fma(c, lap, uc + uc), r, -(q * up))
+
+
+@jit(parallel=False, inline=True)
+def _damping_factors(a0: Any, a: Any, r: Any, q: Any, one: Any) -> None:
+    """r[k] = 1 / (1 + a0 + a[k]) and q[k] = (1 - (a0 + a[k])) r[k] for the whole line.
+
+    With a0 = 0 this is the profile of the innermost axis alone, bit for bit (0 + a[k] == a[k]),
+    so an undamped row or line can reuse the profile computed once per call.
+    """
+    for k in range(a.shape[0]):
+        ak = a0 + a[k]
+        r[k] = one / (one + ak)
+        q[k] = (one - ak) * r[k]
+
+
+@jit(parallel=False, inline=True)
+def _prefetch_row(a: Any, x: int, y0: int, n: int, line: int) -> None:
+    """Prefetch a[x, y0 : y0 + n] (clipped to the row), one call per cache line of ``line`` items."""
+    last = a.shape[1] - 1
+    for yy in range(0, n, line):
+        prefetch(a, (x, min(y0 + yy, last)))
+
+
+@jit(parallel=False, inline=True)
+def _prefetch_line(a: Any, x: int, y: int, line: int) -> None:
+    """Prefetch the whole line a[x, y, :]."""
+    for zz in range(0, a.shape[2], line):
+        prefetch(a, (x, y, zz))
+
+
+# The line helpers compute one contiguous run of the innermost axis: dn[x, y] (2-D) or
+# dn[x, y, z] (3-D) for m points from y0 + H (z0 + H), reading u[t] from ``uc`` and u[t-1] from
+# ``up`` (``dn`` is ``up`` for the in-place step), with the damping factors r, q of that line.
+# One loop body per kernel (no separate undamped loop) keeps the compile time down.
+
+
+@jit(parallel=False, inline=True)
+def _row2(uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any, sy: Any, x: int, y0: int, m: int,
+          r: Any, q: Any, H: int) -> None:
+    for j in range(m):
+        y = y0 + j + H
+        dn[x, y] = _update(uc[x, y], up[x, y], c[x, y], _lap2(uc, C, sx, sy, x, y), r[y], q[y])
+
+
+@jit(parallel=False, inline=True)
+def _row2_adjoint(vc: Any, vp: Any, c: Any, C: Any, sx: Any, sy: Any, x: int, y0: int, m: int,
+                  r: Any, q: Any, H: int, u: Any, g: Any) -> None:
+    for j in range(m):
+        y = y0 + j + H
+        lv = _lap2(vc, C, sx, sy, x, y)
+        g[x, y] = fma(u[x, y], lv, g[x, y])
+        vp[x, y] = _update(vc[x, y], vp[x, y], c[x, y], lv, r[y], q[y])
+
+
+@jit(parallel=False, inline=True)
+def _line3(uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any, sy: Any, sz: Any, x: int, y: int,
+           m: int, r: Any, q: Any, H: int) -> None:
+    for k in range(m):
+        z = k + H
+        dn[x, y, z] = _update(uc[x, y, z], up[x, y, z], c[x, y, z],
+                              _lap3(uc, C, sx, sy, sz, x, y, z), r[z], q[z])
+
+
+@jit(parallel=False, inline=True)
+def _line3_adjoint(vc: Any, vp: Any, c: Any, C: Any, sx: Any, sy: Any, sz: Any, x: int, y: int,
+                   m: int, r: Any, q: Any, H: int, u: Any, g: Any) -> None:
+    for k in range(m):
+        z = k + H
+        lv = _lap3(vc, C, sx, sy, sz, x, y, z)
+        g[x, y, z] = fma(u[x, y, z], lv, g[x, y, z])
+        vp[x, y, z] = _update(vc[x, y, z], vp[x, y, z], c[x, y, z], lv, r[z], q[z])
+
+
+#: Points per chunk of a 2-D row: the next row's chunk is prefetched before each chunk is computed.
+_CHUNK = 256
+#: How many lines ahead the 3-D kernels prefetch (2-8 measured alike; see docs/kernels.md).
+_AHEAD = 2
 
 
 def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
     """Kernels for a 2-D grid with halo width ``H`` and scalar type ``scalar``."""
     one = scalar(1.0)
-    two = scalar(2.0)
+    zero = scalar(0.0)
     C = fd_coefficients(2 * H, scalar)  # constants: LLVM folds them into the unrolled loop
+    LINE = 64 // np.dtype(scalar).itemsize  # items per 64-byte cache line
+    CH = _CHUNK
+
+    # prange over rows x; each row in chunks of CH points. Before a chunk, prefetch the same
+    # chunk of the rows that row x + 1 reads from memory for the first time (u[t] at x + 1 + H,
+    # u[t-1] and c at x + 1); then compute it. Rows of the damping layer in x get their own
+    # factors r, q (a per-row scratch array); all others share those of the y profile.
 
     @jit
     def step(u: Any, cur: int, c: Any, w: Any, ax: Any, ay: Any) -> None:
         uc = u[cur]
         up = u[1 - cur]
-        nx = u.shape[1] - 2 * H
+        NX = u.shape[1]
+        nx = NX - 2 * H
         ny = u.shape[2] - 2 * H
         sx = w[0]
         sy = w[1]
+        ry = np.empty_like(ay)
+        qy = np.empty_like(ay)
+        _damping_factors(zero, ay, ry, qy, one)
+        nb = (ny + CH - 1) // CH
         for i in prange(nx):
             mx = ftz_on()
             x = i + H
-            for j in range(ny):
-                y = j + H
-                a = ax[x] + ay[y]
-                up[x, y] = (two * uc[x, y] - (one - a) * up[x, y]
-                            + c[x, y] * _lap2(uc, C, sx, sy, x, y)) / (one + a)
+            xn = min(x + 1, NX - H - 1)
+            r = ry
+            q = qy
+            if ax[x] != 0:  # a damped row: its own factors (row of the damping layer)
+                r = np.empty_like(ay)
+                q = np.empty_like(ay)
+                _damping_factors(ax[x], ay, r, q, one)
+            for b in range(nb):
+                k0 = b * CH
+                k1 = min(k0 + CH, ny)
+                _prefetch_row(uc, xn + H, k0 + H, k1 - k0, LINE)
+                _prefetch_row(up, xn, k0 + H, k1 - k0, LINE)
+                _prefetch_row(c, xn, k0 + H, k1 - k0, LINE)
+                _row2(uc, up, up, c, C, sx, sy, x, k0, k1 - k0, r, q, H)
             ftz_restore(mx)
 
     @jit
@@ -217,20 +324,32 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         ny = NY - 2 * H
         sx = w[0]
         sy = w[1]
+        ry = np.empty_like(ay)
+        qy = np.empty_like(ay)
+        _damping_factors(zero, ay, ry, qy, one)
+        nb = (ny + CH - 1) // CH
         for i in prange(nx):
             mx = ftz_on()
             x = i + H
-            for j in range(H):
-                dc[x, j] = uc[x, j]
-                dn[x, j] = up[x, j]
-                dc[x, NY - H + j] = uc[x, NY - H + j]
-                dn[x, NY - H + j] = up[x, NY - H + j]
-            for j in range(ny):
-                y = j + H
+            xn = min(x + 1, NX - H - 1)
+            r = ry
+            q = qy
+            if ax[x] != 0:  # a damped row: its own factors (row of the damping layer)
+                r = np.empty_like(ay)
+                q = np.empty_like(ay)
+                _damping_factors(ax[x], ay, r, q, one)
+            for y in range(NY):
                 dc[x, y] = uc[x, y]
-                a = ax[x] + ay[y]
-                dn[x, y] = (two * uc[x, y] - (one - a) * up[x, y]
-                            + c[x, y] * _lap2(uc, C, sx, sy, x, y)) / (one + a)
+            for j in range(H):
+                dn[x, j] = up[x, j]
+                dn[x, NY - H + j] = up[x, NY - H + j]
+            for b in range(nb):
+                k0 = b * CH
+                k1 = min(k0 + CH, ny)
+                _prefetch_row(uc, xn + H, k0 + H, k1 - k0, LINE)
+                _prefetch_row(up, xn, k0 + H, k1 - k0, LINE)
+                _prefetch_row(c, xn, k0 + H, k1 - k0, LINE)
+                _row2(uc, up, dn, c, C, sx, sy, x, k0, k1 - k0, r, q, H)
             ftz_restore(mx)
         for i in range(H):
             for y in range(NY):
@@ -244,19 +363,34 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
                          u: Any, g: Any) -> None:
         vc = v[cur]
         vp = v[1 - cur]
-        nx = v.shape[1] - 2 * H
+        NX = v.shape[1]
+        nx = NX - 2 * H
         ny = v.shape[2] - 2 * H
         sx = w[0]
         sy = w[1]
+        ry = np.empty_like(ay)
+        qy = np.empty_like(ay)
+        _damping_factors(zero, ay, ry, qy, one)
+        nb = (ny + CH - 1) // CH
         for i in prange(nx):
             mx = ftz_on()
             x = i + H
-            for j in range(ny):
-                y = j + H
-                lv = _lap2(vc, C, sx, sy, x, y)
-                g[x, y] += u[x, y] * lv
-                a = ax[x] + ay[y]
-                vp[x, y] = (two * vc[x, y] - (one - a) * vp[x, y] + c[x, y] * lv) / (one + a)
+            xn = min(x + 1, NX - H - 1)
+            r = ry
+            q = qy
+            if ax[x] != 0:  # a damped row: its own factors (row of the damping layer)
+                r = np.empty_like(ay)
+                q = np.empty_like(ay)
+                _damping_factors(ax[x], ay, r, q, one)
+            for b in range(nb):
+                k0 = b * CH
+                k1 = min(k0 + CH, ny)
+                _prefetch_row(vc, xn + H, k0 + H, k1 - k0, LINE)
+                _prefetch_row(vp, xn, k0 + H, k1 - k0, LINE)
+                _prefetch_row(c, xn, k0 + H, k1 - k0, LINE)
+                _prefetch_row(u, xn, k0 + H, k1 - k0, LINE)
+                _prefetch_row(g, xn, k0 + H, k1 - k0, LINE)
+                _row2_adjoint(vc, vp, c, C, sx, sy, x, k0, k1 - k0, r, q, H, u, g)
             ftz_restore(mx)
 
     return step, step_copy, adjoint_gradient
@@ -265,30 +399,49 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
 def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
     """Kernels for a 3-D grid with halo width ``H`` and scalar type ``scalar``."""
     one = scalar(1.0)
-    two = scalar(2.0)
+    zero = scalar(0.0)
     C = fd_coefficients(2 * H, scalar)
+    LINE = 64 // np.dtype(scalar).itemsize
+    AHEAD = _AHEAD
+
+    # prange over x planes; each (x, y) line first prefetches line y + AHEAD of the streams read
+    # from memory for the first time (u[t] at x + H, u[t-1], c), then computes the line. Lines
+    # with ax[x] + ay[y] == 0 share the factors r, q of the z profile; damped lines compute
+    # their own into a per-plane scratch array.
 
     @jit
     def step(u: Any, cur: int, c: Any, w: Any, ax: Any, ay: Any, az: Any) -> None:
         uc = u[cur]
         up = u[1 - cur]
+        NY = u.shape[2]
         nx = u.shape[1] - 2 * H
-        ny = u.shape[2] - 2 * H
+        ny = NY - 2 * H
         nz = u.shape[3] - 2 * H
         sx = w[0]
         sy = w[1]
         sz = w[2]
+        rz = np.empty_like(az)
+        qz = np.empty_like(az)
+        _damping_factors(zero, az, rz, qz, one)
         for i in prange(nx):
             mx = ftz_on()
             x = i + H
+            rl = np.empty_like(az)  # factors of damped lines (this worker's scratch)
+            ql = np.empty_like(az)
             for j in range(ny):
                 y = j + H
+                yn = min(y + AHEAD, NY - 1)
+                _prefetch_line(uc, x + H, yn, LINE)
+                _prefetch_line(up, x, yn, LINE)
+                _prefetch_line(c, x, yn, LINE)
                 axy = ax[x] + ay[y]
-                for k in range(nz):
-                    z = k + H
-                    a = axy + az[z]
-                    up[x, y, z] = (two * uc[x, y, z] - (one - a) * up[x, y, z]
-                                   + c[x, y, z] * _lap3(uc, C, sx, sy, sz, x, y, z)) / (one + a)
+                r = rz
+                q = qz
+                if axy != 0:
+                    _damping_factors(axy, az, rl, ql, one)
+                    r = rl
+                    q = ql
+                _line3(uc, up, up, c, C, sx, sy, sz, x, y, nz, r, q, H)
             ftz_restore(mx)
 
     @jit
@@ -307,9 +460,14 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         sx = w[0]
         sy = w[1]
         sz = w[2]
+        rz = np.empty_like(az)
+        qz = np.empty_like(az)
+        _damping_factors(zero, az, rz, qz, one)
         for i in prange(nx):
             mx = ftz_on()
             x = i + H
+            rl = np.empty_like(az)
+            ql = np.empty_like(az)
             for y in range(NY):  # copy level cur, and the halo of the new level
                 for z in range(NZ):
                     dc[x, y, z] = uc[x, y, z]
@@ -322,12 +480,18 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
                     dn[x, NY - H + j, z] = up[x, NY - H + j, z]
             for j in range(ny):
                 y = j + H
+                yn = min(y + AHEAD, NY - 1)
+                _prefetch_line(uc, x + H, yn, LINE)
+                _prefetch_line(up, x, yn, LINE)
+                _prefetch_line(c, x, yn, LINE)
                 axy = ax[x] + ay[y]
-                for k in range(nz):
-                    z = k + H
-                    a = axy + az[z]
-                    dn[x, y, z] = (two * uc[x, y, z] - (one - a) * up[x, y, z]
-                                   + c[x, y, z] * _lap3(uc, C, sx, sy, sz, x, y, z)) / (one + a)
+                r = rz
+                q = qz
+                if axy != 0:
+                    _damping_factors(axy, az, rl, ql, one)
+                    r = rl
+                    q = ql
+                _line3(uc, up, dn, c, C, sx, sy, sz, x, y, nz, r, q, H)
             ftz_restore(mx)
         for i in range(H):
             for y in range(NY):
@@ -342,25 +506,38 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
                          u: Any, g: Any) -> None:
         vc = v[cur]
         vp = v[1 - cur]
+        NY = v.shape[2]
         nx = v.shape[1] - 2 * H
-        ny = v.shape[2] - 2 * H
+        ny = NY - 2 * H
         nz = v.shape[3] - 2 * H
         sx = w[0]
         sy = w[1]
         sz = w[2]
+        rz = np.empty_like(az)
+        qz = np.empty_like(az)
+        _damping_factors(zero, az, rz, qz, one)
         for i in prange(nx):
             mx = ftz_on()
             x = i + H
+            rl = np.empty_like(az)  # factors of damped lines (this worker's scratch)
+            ql = np.empty_like(az)
             for j in range(ny):
                 y = j + H
+                yn = min(y + AHEAD, NY - 1)
+                _prefetch_line(vc, x + H, yn, LINE)
+                _prefetch_line(vp, x, yn, LINE)
+                _prefetch_line(c, x, yn, LINE)
+                _prefetch_line(u, x, yn, LINE)
+                _prefetch_line(g, x, yn, LINE)
                 axy = ax[x] + ay[y]
-                for k in range(nz):
-                    z = k + H
-                    lv = _lap3(vc, C, sx, sy, sz, x, y, z)
-                    g[x, y, z] += u[x, y, z] * lv
-                    a = axy + az[z]
-                    vp[x, y, z] = (two * vc[x, y, z] - (one - a) * vp[x, y, z]
-                                   + c[x, y, z] * lv) / (one + a)
+                r = rz
+                q = qz
+                if axy != 0:
+                    _damping_factors(axy, az, rl, ql, one)
+                    r = rl
+                    q = ql
+                _line3_adjoint(vc, vp, c, C, sx, sy, sz, x, y, nz, r, q,
+                                   H, u, g)
             ftz_restore(mx)
 
     return step, step_copy, adjoint_gradient
