@@ -17,14 +17,17 @@ separately). **Cold** is the first plan made in the process: what a user pays to
 constant ~2 s on top of the planning itself; it also memoises step counts per (n, s)
 (``cache_step``). To tell the two apart, the column **new (n, s)** is the first plan of this
 (n, s) in a process that has already planned another one (n = 20, s = 3): the JIT is done, the
-memo for this (n, s) is empty. amcheck has neither a JIT nor a cache, so its cold and warm times
-should match (the first run in a process only pays for Python's own warm-up).
+memo for this (n, s) is empty. The row "NUMBA_DISABLE_JIT=1" runs their schedule with numba's JIT
+switched off (as for a user without numba): n_advance then runs as plain Python. amcheck has
+neither a JIT nor a cache, so its cold and warm times should match.
 
 Noise: a case whose cold run took under 10 s is measured in 3 processes (else 1); a process repeats
 the plan once more when the warm run took under 1 s. Each figure is the median over its samples,
 and the spread (max/min over all samples of that figure) is printed. Ratios compare medians
-measured in this same run. A checkpoint_schedules process is killed after ``--limit`` seconds and
-reported as "> X s (stopped)"; a schedule stopped at one n is not run at a larger n.
+measured in this same run, in wall-clock time and in CPU time (``time.process_time``: less
+sensitive to other work sharing the cores). A checkpoint_schedules process is killed after
+``--limit`` seconds and reported as "> X s (stopped)"; a schedule stopped at one n is not run at a
+larger n.
 
 Needs the ``bench`` extra (``pip install -e ".[bench]"``). Usage::
 
@@ -65,6 +68,7 @@ if side == "amcheck":
 else:
     import checkpoint_schedules as cs
     make = {"Multistage": lambda n, s: cs.MultistageCheckpointSchedule(n, s, 0),
+            "Multistage-nojit": lambda n, s: cs.MultistageCheckpointSchedule(n, s, 0),
             "Revolve": cs.Revolve}[name]
     def plan(n, s):
         count = 0
@@ -79,10 +83,10 @@ if warmup:
     plan(20, 3)
     say(event="warmup", seconds=time.perf_counter() - start)
 for run in range(3):
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     actions, factor = plan(n, s)
-    seconds = time.perf_counter() - start
-    say(event="new" if warmup else ("cold" if run == 0 else "warm"), seconds=seconds,
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    say(event="new" if warmup else ("cold" if run == 0 else "warm"), seconds=seconds, cpu=cpu,
         actions=actions, recompute=factor)
     if warmup or (run >= 1 and seconds >= 1.0):
         break
@@ -100,6 +104,7 @@ class Case:
     cold: list[float] = field(default_factory=list)
     warm: list[float] = field(default_factory=list)
     new: list[float] = field(default_factory=list)
+    cpu: dict[str, list[float]] = field(default_factory=dict)  # CPU seconds, by column
     imports: list[float] = field(default_factory=list)
     warmups: list[float] = field(default_factory=list)
     actions: int | None = None
@@ -110,15 +115,22 @@ class Case:
     def label(self) -> str:
         if self.side == "amcheck":
             return f"amcheck {self.name}"
-        return f"c_s {'MultistageCheckpointSchedule' if self.name == 'Multistage' else 'Revolve'}"
+        return {"Multistage": "c_s MultistageCheckpointSchedule",
+                "Multistage-nojit": "c_s Multistage, NUMBA_DISABLE_JIT=1",
+                "Revolve": "c_s Revolve"}[self.name]  # fmt: skip
 
 
 def _process(case: Case, k: int, limit: float, *, warmup: bool) -> None:
     """Run one fresh process for ``case`` and add its samples; mark it stopped past ``limit``."""
     cmd = [sys.executable, "-c", _RUNNER, case.side, case.name, str(case.n), str(case.s), str(k),
            "1" if warmup else "0"]  # fmt: skip
+    env = dict(os.environ)
+    if case.name.endswith("-nojit"):
+        env["NUMBA_DISABLE_JIT"] = "1"  # numba runs n_advance as plain Python
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, check=False)
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=limit, check=False, env=env
+        )
         out, failed = done.stdout, done.returncode != 0
         if failed:
             raise RuntimeError(f"{case.label} n={case.n} s={case.s} failed:\n{done.stderr}")
@@ -134,6 +146,7 @@ def _process(case: Case, k: int, limit: float, *, warmup: bool) -> None:
             case.warmups.append(event["seconds"])
         else:
             getattr(case, kind).append(event["seconds"])
+            case.cpu.setdefault(kind, []).append(event["cpu"])
             case.actions = event["actions"]
             case.recompute = event["recompute"]
 
@@ -190,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             todo = [Case("amcheck", name, n, s)
                     for name in ("StoreAll", "Revolve", "TwoLevel", "AsyncMultistage")
                     if name != "StoreAll" or s == args.slots[0]]  # fmt: skip
-            todo += [Case("checkpoint_schedules", name, n, s) for name in ("Multistage", "Revolve")]
+            todo += [Case("checkpoint_schedules", name, n, s)
+                     for name in ("Multistage", "Multistage-nojit", "Revolve")]  # fmt: skip
             for case in todo:
                 theirs = case.side != "amcheck"
                 if theirs and (case.name, s) in over:
@@ -198,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
                           f"{'not run (stopped at smaller n)':>20} |")  # fmt: skip
                     continue
                 limit = args.limit if theirs else 3600.0
-                _measure(case, args.interval, limit, new_column=theirs)
+                _measure(
+                    case, args.interval, limit, new_column=case.name == "Multistage" and theirs
+                )
                 if theirs and case.stopped:
                     over.add((case.name, s))
                 cases.append(case)
@@ -223,17 +239,23 @@ def main(argv: list[str] | None = None) -> int:
           "Revolve (generating and simulating), same n and s:")  # fmt: skip
     ours = {(c.n, c.s): c for c in cases if c.side == "amcheck" and c.name == "Revolve"}
     for c in cases:
-        if c.side == "amcheck" or c.name != "Multistage":
+        if c.side == "amcheck" or not c.name.startswith("Multistage"):
             continue
         mine = ours[(c.n, c.s)]
         parts = []
-        for what, theirs_xs, ours_xs in (("cold", c.cold, mine.cold), ("warm", c.warm, mine.warm),
-                                         ("new (n, s) / warm", c.new, mine.warm)):  # fmt: skip
+        for what, theirs_xs, ours_xs in (
+            ("cold", c.cold, mine.cold),
+            ("warm", c.warm, mine.warm),
+            ("new (n, s) / warm", c.new, mine.warm),
+            ("CPU time cold", c.cpu.get("cold", []), mine.cpu.get("cold", [])),
+            ("CPU time warm", c.cpu.get("warm", []), mine.cpu.get("warm", [])),
+        ):
             if theirs_xs and ours_xs:
                 parts.append(
                     f"{what} {statistics.median(theirs_xs) / statistics.median(ours_xs):.1f}x"
                 )
-        print(f"  n={c.n:,} s={c.s}: " + ", ".join(parts))
+        jit = "" if c.name == "Multistage" else " (NUMBA_DISABLE_JIT=1)"
+        print(f"  n={c.n:,} s={c.s}{jit}: " + ", ".join(parts))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": platform.machine(), "python": platform.python_version(),
