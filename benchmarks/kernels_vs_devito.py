@@ -134,6 +134,8 @@ def main() -> None:
         print(json.dumps(res))
         return
     sizes = [(2, 1000 if a.quick else 2000, 20), (3, 128 if a.quick else 256, 10)]
+    # Other work on the machine shows up as spread: say how loaded it was, before and after.
+    print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"{'case':<22}{'thr':>4}{'triad GB/s':>12}{'amcheck GPts/s':>22}{'devito GPts/s':>22}"
           f"{'ratio':>7}{'roofline':>9}")
     for threads in [int(t) for t in a.threads.split(",")]:
@@ -149,6 +151,7 @@ def main() -> None:
                                  if "GPts" in r else str(r.get("error"))[:20])
                 print(f"{f'{nd}-D {n}^{nd} so={so}':<22}{threads:>4}{triad.get('GBps', np.nan):>12.1f}"
                       f"{fmt(am):>22}{fmt(dv):>22}{ratio:>7.2f}{roof:>9.0%}", flush=True)
+    print(f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

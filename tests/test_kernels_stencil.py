@@ -194,3 +194,45 @@ def test_restrict_is_adjoint_of_extension(rng: np.random.Generator) -> None:
     y = rng.standard_normal(model.grid_shape)
     ext = np.pad(x, model.pad, mode="edge")
     assert np.sum(ext * y) == pytest.approx(np.sum(x * model.restrict(y)), rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_long_rows_in_chunks_match_numpy(dtype: type, rng: np.random.Generator) -> None:
+    """2-D rows longer than a prefetch chunk (256 points), a partial last chunk, damped rows."""
+    shape = (14, 600)
+    so = 8
+    H = so // 2
+    k = make_kernels(2, so, dtype)
+    u = np.zeros((2, *shape), dtype)
+    u[:, H:-H, H:-H] = rng.standard_normal((2, shape[0] - 2 * H, shape[1] - 2 * H))
+    c = rng.uniform(0.01, 0.1, shape).astype(dtype)
+    w = np.array([1.0, 0.7], dtype)
+    damping = [np.zeros(n, dtype) for n in shape]
+    damping[0][H:H + 3] = [0.3, 0.2, 0.1]
+    damping[1][H:H + 40] = np.linspace(0.2, 0.005, 40)
+    damping[1][-H - 40:-H] = np.linspace(0.005, 0.2, 40)
+    expected = _numpy_step(u, 0, c, w, damping, so)
+    tol = 2e-5 if dtype is np.float32 else 1e-13
+    inplace = u.copy()
+    k.step(inplace, 0, c, w, *damping)
+    np.testing.assert_allclose(inplace, expected, rtol=tol, atol=tol)
+    dst = np.full_like(u, np.nan)
+    k.step_copy(u, dst, 0, c, w, *damping)
+    np.testing.assert_array_equal(dst, inplace)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fma_rounds_once(dtype: type) -> None:
+    """The kernels' fma is a * b + c with a single rounding (not a product rounded, then a sum)."""
+    import numba
+    from amcheck.kernels._jit import fma
+
+    @numba.njit
+    def f(a: float, b: float, c: float) -> float:
+        return fma(a, b, c)  # type: ignore[no-any-return]
+
+    eps = np.finfo(dtype).eps
+    a = dtype(1 + eps)
+    # (1 + eps)^2 - (1 + 2 eps) = eps^2 exactly; a rounded product would give 0.
+    assert f(a, a, dtype(-(1 + 2 * eps))) == dtype(eps) ** 2
+    assert str(f.nopython_signatures[0].return_type) == np.dtype(dtype).name  # no promotion
