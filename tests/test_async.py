@@ -452,7 +452,8 @@ def test_progress_counts_first_sweep_and_reverse_steps(tmp_path: Path) -> None:
 
 
 def test_compute_threads_during_disk_sweeps(tmp_path: Path) -> None:
-    numba = pytest.importorskip("numba")
+    import numba
+
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs numba with at least 2 threads")
     seen: list[int] = []
@@ -478,7 +479,8 @@ def test_compute_threads_during_disk_sweeps(tmp_path: Path) -> None:
 
 
 def test_fwi_gradient_through_async_multistage_and_zarr(tmp_path: Path) -> None:
-    kernels = pytest.importorskip("amcheck.kernels")
+    from amcheck import kernels
+
     nx, ny = 24, 26
     x = np.arange(nx)[:, None]
     vp = np.full((nx, ny), 1.5) + 0.02 * x

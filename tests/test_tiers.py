@@ -483,7 +483,6 @@ async def test_zarr_store_errors_name_step_tier_and_path() -> None:
 
 
 def test_zarr_url_without_fsspec_names_the_fix() -> None:
-    pytest.importorskip("zarr")
     try:
         import fsspec  # noqa: F401
     except ImportError:
