@@ -1,51 +1,33 @@
-"""The zarr v3 disk tier: one shard per checkpoint and field, one inner chunk per time level.
+"""The zarr v3 disk tier (:class:`ZarrTier`): one shard per checkpoint and field.
 
-Layout
-------
-The store holds one zarr group. Its attributes (``attrs["amcheck"]``) record the format, amcheck's
-version, the state spec (:meth:`StateSpec.to_json`), the compression and the **index**: which row
-holds which step, and how many bytes it takes. Each field of the state is one zarr array.
+A checkpoint is stored as one shard (file or object) per field of the state, one chunk per time
+level inside it, in a plain zarr v3 group that ``zarr.open_group`` reads back. The pieces live
+in their own modules:
 
-A field's *chunk shape* is its own spatial shape: leading axes shorter than 4 (time levels, e.g.
-the two levels of a ``(2, ny, nx)`` wave state) are split off, so each level is its own 2-D (or
-3-D) chunk. This matters for ZFP, which codes in 4^d blocks: a ``(1, ny, nx)`` or ``(2, ny, nx)``
-chunk is coded as 3-D with padding (6.7x instead of 11.6x at the same tolerance, and 4x slower;
-see FIELD-NOTES). The array stacks chunks along the first axis: a field of spatial shape
-``(ny, nx)`` with ``L`` levels is an array of shape ``(R*L*ny, nx)`` with chunks ``(ny, nx)``;
-checkpoint row ``r`` holds chunks ``r*L … r*L + L - 1``.
+- :mod:`amcheck.storage._shard`: the layout (chunk and shard shapes, keys, the shard index);
+- :mod:`amcheck.storage._step_index`: which row holds which step, free rows, the saved index;
+- :mod:`amcheck.storage._chunk_codec`: coding one chunk with the array's own zarr codecs;
+- :mod:`amcheck.storage._local_io`: ``pwritev``/``preadv`` of shard files on a local directory;
+- :mod:`amcheck.storage._codecs`: the compression specs.
 
-Those ``L`` chunks are one **shard** (zarr's sharding codec, shard shape ``(L*ny, nx)``): one file
-per checkpoint and field, the levels back to back followed by the shard index (an (offset,
-nbytes) pair per level and a crc32c), each level still coded as its own 2-D chunk. Chunk keys
-use the ``"."`` separator (``u/c.<row>.0``), so a row is a file, not a directory with a file per
-level: a 1 MB two-level checkpoint creates one file on a fresh store instead of two files and two
-directories. Plain ``zarr.open_group`` reads it all back (tested).
-
-Steps are not known in advance (unknown-length runs), so rows are allocated as checkpoints come:
-the arrays are declared with :data:`MAX_ROWS` rows (zarr arrays are sparse: a chunk never written
-takes no space and no metadata), a deleted checkpoint's row goes to a free list, and an overwrite
-writes a fresh row before dropping the old one (so a failed or over-budget write leaves the old
-checkpoint intact). The alternatives measured worse: one new array per checkpoint costs about
-3.5 ms of metadata per put (FIELD-NOTES), and growing the arrays with ``resize`` rewrites metadata
-and serialises concurrent writers.
+This module opens the store (or erases and creates it) and schedules each transfer's work.
 
 Speed
 -----
 zarr's own ``setitem``/``getitem`` cost about 7 ms per 1 MB put here, 6.3 ms of it in its chunk
 write (a chunk-sized allocation and copy, a thread hop per codec, the crc32c appended with another
 copy, a temporary file and a rename), and its reads land in fresh allocations that are copied out.
-So this tier codes each chunk itself with the array's own codecs (:class:`ChunkCodec`, the same
-codec calls zarr makes, so the bytes are what zarr writes), builds the shard index itself, and on a
-local directory moves the bytes with ``pwritev``/``preadv`` from and into the caller's arrays:
+So this tier codes each chunk itself with the array's own codecs (the same codec calls zarr
+makes, so the bytes are what zarr writes), builds the shard index itself, and on a local
+directory moves the bytes with ``pwritev``/``preadv`` from and into the caller's arrays:
 uncompressed, no copy at all. Levels of 256 KiB or more get one pool job each (uncompressed, each
 job writes or reads its level at its known offset in the shard; compressed, the levels are coded
 in parallel and the shard written in one call), so the two levels of a large state use both
-cores. File creation and unlinking are the costly operations on the
-benchmark machine's ext4 (0.4-0.7 ms and 2.7 ms), so a freed row's files are rewritten in place by
-the next checkpoint and only removed on close. The step index lives in the group attributes and
-is written at most every ``index_interval`` seconds and on flush/close; a row a saved index may
-refer to is not reused before the next save, so a reopened store never maps a step to another
-step's data.
+cores; smaller fields of a transfer share one job. A codec without synchronous calls (a
+third-party zarr codec) falls back to zarr's asynchronous codec pipeline for its array. File
+creation and unlinking are the costly operations on the benchmark machine's ext4 (0.4-0.7 ms
+and 2.7 ms), so a freed row's files are rewritten in place by the next checkpoint and only
+removed on close.
 
 Integrity: every chunk ends with a crc32c checksum, checked on every read, and a read checks that
 every chunk of the checkpoint exists (zarr would silently return the fill value for a missing
@@ -58,23 +40,26 @@ import asyncio
 import math
 import os
 import re
-import threading
-import time
-from collections.abc import Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-from amcheck.storage._codecs import (
-    ChecksumError,
-    ChunkCodec,
-    Compression,
-    CompressionLike,
-    crc_bytes,
-    parse_compression,
-    quiet_numcodecs,
+from amcheck.storage._chunk_codec import ChunkCodec
+from amcheck.storage._codecs import Compression, CompressionLike, parse_compression, quiet_numcodecs
+from amcheck.storage._local_io import LocalShards
+from amcheck.storage._shard import (
+    KEY_ENCODING,
+    MAX_ROWS,
+    FieldArray,
+    Layout,
+    Part,
+    missing,
+    parse_index,
+    shard_pieces,
 )
+from amcheck.storage._step_index import FORMAT, StepIndex
+from amcheck.storage._sync import run_sync
 from amcheck.storage._tier import Tier
 
 from amcheck._bytes import ByteSize, format_bytes, parse_bytes
@@ -93,212 +78,12 @@ from amcheck._validate import check_int
 if TYPE_CHECKING:
     from zarr.abc.store import Store
 
-__all__ = ["FORMAT", "MAX_ROWS", "ZarrTier"]
-
-#: Rows (checkpoints held at once) each field array is declared with.
-MAX_ROWS = 2**20
-
-#: Format tag written into the store's attributes.
-FORMAT = "amcheck.zarr-tier/2"
-
-#: Chunk keys ``<field>/c.<row>.0``: with zarr's default "/" separator every row would be a
-#: directory of its own (creating one took 0.1-0.5 ms on the benchmark machine).
-_KEY_ENCODING = {"name": "default", "separator": "."}
+# FORMAT, MAX_ROWS and run_sync live in _step_index, _shard and _sync; they stay importable from
+# here, where the tier's users have found them.
+__all__ = ["FORMAT", "MAX_ROWS", "ZarrTier", "run_sync"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _T = TypeVar("_T")
-
-
-def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
-    """Run ``coro`` to completion from synchronous code, also when a loop runs in this thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = asyncio.run(coro)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="amcheck-zarr-open")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]  # type: ignore[no-any-return]
-
-
-@dataclass(frozen=True, slots=True)
-class _Layout:
-    """How one field maps onto its zarr array."""
-
-    name: str
-    levels: int  # inner chunks per checkpoint (one shard)
-    chunk: tuple[int, ...]  # one inner chunk: the field's spatial shape
-    empty: bool  # zero elements: nothing to store
-
-    @classmethod
-    def of(cls, name: str, shape: tuple[int, ...]) -> _Layout:
-        rest = shape if shape else (1,)
-        lead: list[int] = []
-        while len(rest) > 1 and rest[0] < 4:
-            lead.append(rest[0])
-            rest = rest[1:]
-        empty = math.prod(shape) == 0
-        return cls(name, math.prod(lead), tuple(rest), empty)
-
-    @property
-    def shard(self) -> tuple[int, ...]:
-        """One checkpoint of the field: its levels stacked along the first axis."""
-        return (self.levels * self.chunk[0], *self.chunk[1:])
-
-    @property
-    def array_shape(self) -> tuple[int, ...]:
-        return (MAX_ROWS * self.levels * self.chunk[0], *self.chunk[1:])
-
-    def shard_coords(self, row: int) -> tuple[int, ...]:
-        return (row, *((0,) * (len(self.chunk) - 1)))
-
-    def level_views(self, array: np.ndarray) -> list[np.ndarray]:
-        """The field's inner chunks (one per level) as views of ``array``."""
-        stacked = array.reshape(self.shard)
-        span = self.chunk[0]
-        return [stacked[level * span : (level + 1) * span] for level in range(self.levels)]
-
-
-@dataclass(slots=True)
-class _Field:
-    """A field's array: its layout, chunk key encoding and codecs."""
-
-    layout: _Layout
-    metadata: Any  # zarr ArrayV3Metadata
-    codec: ChunkCodec  # one inner chunk (one level)
-    pipeline: Any  # zarr's codec pipeline of whole shards: used only when ``sync`` is False
-    shard_spec: Any  # zarr's ArraySpec of one shard
-    sync: bool  # amcheck codes the shards itself (else zarr's pipeline does)
-    peak_tol: float | None  # "zfp:rtol=": the ZFP tolerance is peak_tol * max|field| per put
-
-    def key(self, row: int) -> str:
-        """Store key of the row's shard: ``<field>/c.<row>.0``."""
-        return f"{self.layout.name}/{self.metadata.encode_chunk_key(self.layout.shard_coords(row))}"
-
-    @property
-    def stride(self) -> int:
-        """Bytes one stored inner chunk takes when the codec is plain (payload and crc32c)."""
-        return int(self.codec.nbytes) + (4 if self.codec.crc else 0)
-
-    @property
-    def plain_nbytes(self) -> int:
-        """Bytes of a whole shard when the codec is plain (levels, then the index)."""
-        return self.layout.levels * self.stride + _index_nbytes(self.layout.levels)
-
-
-@dataclass(slots=True)
-class _Part:
-    """One field of one checkpoint (one shard) on its way to or from the store."""
-
-    field: _Field
-    key: str
-    levels: list[np.ndarray]  # the caller's memory: the state's levels (put) or out's (get)
-    tolerance: float | None = None  # ZFP tolerance of this put ("zfp:rtol=")
-
-    @property
-    def big(self) -> bool:
-        return self.levels[0].nbytes >= _BIG_CHUNK
-
-
-#: Levels of at least this many bytes (256 KiB) get pool jobs of their own (so large levels code,
-#: write and read in parallel); smaller fields share one job per transfer.
-_BIG_CHUNK = 1 << 18
-
-#: The shard index's entry for an inner chunk that is not there (zarr's sharding spec).
-_NO_CHUNK = 2**64 - 1
-
-
-def _index_nbytes(levels: int) -> int:
-    """Bytes of a shard index: an (offset, nbytes) uint64 pair per inner chunk and a crc32c."""
-    return 16 * levels + 4
-
-
-def _shard_index(sizes: list[int]) -> list[np.ndarray]:
-    """The index that ends a shard of inner chunks of ``sizes`` bytes stored back to back.
-
-    zarr's sharding codec with its default ``index_codecs`` (little-endian bytes, crc32c) and
-    ``index_location="end"``: a ``(levels, 1, …, 2)`` table of (offset, nbytes) from the start of
-    the shard.
-    """
-    table = np.empty((len(sizes), 2), dtype="<u8")
-    table[:, 1] = sizes
-    table[:, 0] = np.cumsum([0, *sizes[:-1]])
-    raw = table.reshape(-1).view(np.uint8)
-    return [raw, crc_bytes(raw)]
-
-
-def _shard_pieces(coded: list[list[np.ndarray]]) -> list[np.ndarray]:
-    """A whole shard as pieces to write back to back: each level's coded pieces, the index."""
-    sizes = [sum(p.nbytes for p in pieces) for pieces in coded]
-    return [p for pieces in coded for p in pieces] + _shard_index(sizes)
-
-
-def _parse_index(stored: np.ndarray, levels: int, key: str) -> np.ndarray:
-    """The (offset, nbytes) table of a stored shard, checked; raises if it is damaged."""
-    n = _index_nbytes(levels)
-    body = stored.nbytes - n
-    if body < 0:
-        raise ChecksumError(f"shard {key} holds {stored.nbytes} bytes, too few for its index")
-    raw = stored[body : body + n - 4]
-    if not np.array_equal(crc_bytes(raw), stored[body + n - 4 :]):
-        raise ChecksumError(f"the crc32c of the index of shard {key} does not match")
-    table = raw.view("<u8").reshape(levels, 2)
-    for level, (offset, size) in enumerate(table.tolist()):
-        if offset == _NO_CHUNK:
-            raise _missing(f"{key}, level {level}")
-        if offset + size > body:
-            raise ChecksumError(f"shard {key}: level {level} runs past the end of the data")
-    return table
-
-
-def _pwritev_all(fd: int, pieces: list[np.ndarray], offset: int = 0) -> int:
-    """Write ``pieces`` back to back from ``offset``; the number of bytes written."""
-    buffers = [p.data.cast("B") for p in pieces if p.nbytes]
-    total = sum(len(b) for b in buffers)
-    while buffers:
-        done = os.pwritev(fd, buffers, offset)
-        offset += done
-        while buffers and done >= len(buffers[0]):
-            done -= len(buffers[0])
-            buffers = buffers[1:]
-        if buffers and done:
-            buffers = [buffers[0][done:], *buffers[1:]]
-    return total
-
-
-def _preadv_all(fd: int, pieces: list[np.ndarray], offset: int = 0) -> None:
-    """Fill ``pieces`` from ``offset``; a short file raises ``EOFError``."""
-    buffers = [p.data.cast("B") for p in pieces if p.nbytes]
-    while buffers:
-        done = os.preadv(fd, buffers, offset)
-        if done == 0:
-            raise EOFError(f"the chunk file ends at byte {offset}")
-        offset += done
-        while buffers and done >= len(buffers[0]):
-            done -= len(buffers[0])
-            buffers = buffers[1:]
-        if buffers and done:
-            buffers = [buffers[0][done:], *buffers[1:]]
-
-
-def _peak(levels: list[np.ndarray]) -> float:
-    """max |x| over ``levels`` without a temporary array (two passes: max and min); NaN if any."""
-    ends = [float(v) for x in levels for v in (x.max(), -x.min())]
-    return max(ends) if all(math.isfinite(v) for v in ends) else math.nan
-
-
-def _missing(key: str) -> FileNotFoundError:
-    return FileNotFoundError(f"a chunk of the checkpoint is missing from the store ({key})")
 
 
 def _open_store(store: Any) -> tuple[Store, bool, str]:
@@ -331,6 +116,26 @@ def _open_store(store: Any) -> tuple[Store, bool, str]:
         "store must be a local path, an fsspec URL or a zarr.storage store, "
         f"got {store!r} of type {type(store).__name__}"
     )
+
+
+def _jobs(
+    parts: list[Part],
+    big: Callable[[asyncio.AbstractEventLoop, Part], Coroutine[Any, Any, _T]],
+    pipeline: Callable[[Part], Coroutine[Any, Any, _T]],
+    small: Callable[[asyncio.AbstractEventLoop, list[Part]], Coroutine[Any, Any, _T]],
+) -> list[Coroutine[Any, Any, _T]]:
+    """The coroutines of one transfer of ``parts``.
+
+    One per large field (:data:`~amcheck.storage._shard.BIG_CHUNK`), one per field that zarr's
+    pipeline codes (its codec has no synchronous calls), and one for all small fields together.
+    """
+    loop = asyncio.get_running_loop()
+    jobs = [big(loop, p) for p in parts if p.field.sync and p.big]
+    jobs += [pipeline(p) for p in parts if not p.field.sync]
+    rest = [p for p in parts if p.field.sync and not p.big]
+    if rest:
+        jobs.append(small(loop, rest))
+    return jobs
 
 
 class ZarrTier(Tier):
@@ -422,22 +227,15 @@ class ZarrTier(Tier):
         self.index_interval = float(index_interval)
         self.compression: Compression = parse_compression(compression)
         self._budget = None if budget is None else parse_bytes(budget, "budget")
-        self._layouts = {key: _Layout.of(key, f.shape) for key, f in spec.items()}
+        self._layouts = {key: Layout.of(key, f.shape) for key, f in spec.items()}
         self._store, self._owns_store, self.path = _open_store(store)
-        self._root: Path | None = None  # set for a writable local directory: direct file I/O
-        self._fields: dict[str, _Field] = {}
-        self._index: dict[int, tuple[int, int]] = {}  # step -> (row, stored bytes)
-        self._free_rows: list[int] = []  # rows no saved index refers to: reusable
-        self._limbo_rows: list[int] = []  # rows dropped since the last index save
-        self._next_row = 0
-        self._nbytes = 0
+        self._local: LocalShards | None = None  # set for a writable local directory
+        self._fields: dict[str, FieldArray] = {}
+        self._index = StepIndex(
+            self._store, self._header(), self.index_interval,
+            f"zarr tier {self.name!r} at {self.path}",
+        )
         self._closed = False
-        self._dirs: set[str] = set()
-        self._index_version = 0
-        self._saved_version = 0
-        self._saved_at = -math.inf
-        self._group: tuple[asyncio.AbstractEventLoop, Any] | None = None
-        self._index_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         with quiet_numcodecs():
             run_sync(self._open(overwrite))
 
@@ -454,11 +252,6 @@ class ZarrTier(Tier):
             "max_rows": MAX_ROWS,
         }
 
-    def _attrs(self) -> dict[str, Any]:
-        header = self._header()
-        header["index"] = {str(step): [row, nb] for step, (row, nb) in self._index.items()}
-        return {"amcheck": header}
-
     async def _open(self, overwrite: bool) -> None:
         import zarr.api.asynchronous as za
 
@@ -468,7 +261,7 @@ class ZarrTier(Tier):
             if not empty:
                 group = await za.open_group(store=self._store, mode="r+", zarr_format=3)
                 found = dict(group.attrs).get("amcheck")
-                problem = self._mismatch(found)
+                problem = self._index.mismatch(found)
                 if problem is None and isinstance(found, dict):
                     arrays = {k: await group.getitem(k) for k, lay in self._layouts.items()
                               if not lay.empty}
@@ -480,7 +273,7 @@ class ZarrTier(Tier):
                     )
             if not reopened:
                 group = await za.open_group(
-                    store=self._store, mode="w", zarr_format=3, attributes=self._attrs()
+                    store=self._store, mode="w", zarr_format=3, attributes=self._index.attrs()
                 )
                 arrays = {}
                 for key, layout in self._layouts.items():
@@ -492,7 +285,7 @@ class ZarrTier(Tier):
                         dtype=self.spec[key].dtype,
                         chunks=layout.chunk,
                         shards=layout.shard,
-                        chunk_key_encoding=_KEY_ENCODING,  # type: ignore[arg-type]
+                        chunk_key_encoding=KEY_ENCODING,  # type: ignore[arg-type]
                         fill_value=0,
                         config={"write_empty_chunks": True},
                         attributes={"levels": layout.levels},
@@ -501,7 +294,7 @@ class ZarrTier(Tier):
             self._fields = {key: self._field(key, arr) for key, arr in arrays.items()}
             self._use_local_files()
             if reopened and isinstance(found, dict):
-                await self._load_index(found)
+                await self._index.load(found, self._row_present)
         except (StoreMismatchError, InvalidArgumentError, ArgumentTypeError):
             raise
         except Exception as exc:
@@ -517,7 +310,7 @@ class ZarrTier(Tier):
                 ) from exc
             raise
 
-    def _field(self, key: str, array: Any) -> _Field:
+    def _field(self, key: str, array: Any) -> FieldArray:
         from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
         from zarr.core.array import create_codec_pipeline
         from zarr.core.array_spec import ArrayConfig
@@ -551,7 +344,7 @@ class ZarrTier(Tier):
             and isinstance(index[1], Crc32cCodec)
             and getattr(sharding.index_location, "value", sharding.index_location) == "end"
         )
-        return _Field(
+        return FieldArray(
             layout, metadata, codec, create_codec_pipeline(metadata), shard_spec,
             codec.sync and index_ok, self.compression.peak_tol,
         )
@@ -561,50 +354,16 @@ class ZarrTier(Tier):
 
         store = self._store
         if type(store) is LocalStore and not store.read_only:
-            self._root = Path(store.root)
+            self._local = LocalShards(Path(store.root))
 
-    def _mismatch(self, found: Any) -> str | None:
-        if not isinstance(found, dict):
-            return "the store holds data that amcheck did not write"
-        want = self._header()
-        if found.get("format") != FORMAT:
-            return f"format {found.get('format')!r}, expected {FORMAT!r}"
-        if found.get("spec") != want["spec"]:
-            return f"it was written for spec {found.get('spec')}, not {want['spec']}"
-        if found.get("compression") != want["compression"]:
-            return (
-                f"it was written with compression {found.get('compression')!r}, "
-                f"not {want['compression']!r}"
-            )
-        if found.get("max_rows") != MAX_ROWS:
-            return f"it has {found.get('max_rows')} rows per array, expected {MAX_ROWS}"
-        return None
-
-    async def _load_index(self, found: dict[str, Any]) -> None:
-        """Read the saved index; drop checkpoints all of whose chunks are gone.
-
-        Those were deleted (or replaced) after the index was last saved. A checkpoint missing
-        only some chunks stays listed, and reading it raises (the store was damaged).
-        """
-        entries = {int(s): (int(r), int(nb)) for s, (r, nb) in dict(found.get("index", {})).items()}
-        keys = {step: self._row_keys(row) for step, (row, _) in entries.items()}
-        flat = [k for ks in keys.values() for k in ks]
-        present = dict(zip(flat, await asyncio.gather(*(self._exists(k) for k in flat)),
-                           strict=True))
-        for step, entry in entries.items():
-            if not keys[step] or any(present[k] for k in keys[step]):
-                self._index[step] = entry
-        used = {row for row, _ in entries.values()}
-        held = {row for row, _ in self._index.values()}
-        self._next_row = max(used) + 1 if used else 0
-        self._free_rows = sorted(set(range(self._next_row)) - held, reverse=True)
-        self._nbytes = sum(nb for _, nb in self._index.values())
-        if len(self._index) != len(entries):
-            await self._save_index()
+    async def _row_present(self, row: int) -> bool:
+        """Whether any chunk of ``row`` is on the store (True when the state stores nothing)."""
+        keys = self._row_keys(row)
+        return not keys or any(await asyncio.gather(*(self._exists(k) for k in keys)))
 
     async def _exists(self, key: str) -> bool:
-        if self._root is not None:
-            return os.path.exists(self._root / key)
+        if self._local is not None:
+            return self._local.exists(key)
         return bool(await self._store.exists(key))
 
     # -- helpers -------------------------------------------------------------------------------
@@ -627,157 +386,42 @@ class ZarrTier(Tier):
         error.__cause__ = exc
         return error
 
-    def _take_row(self) -> int:
-        if self._free_rows:
-            return self._free_rows.pop()
-        if self._next_row >= MAX_ROWS:
-            raise TierFullError(
-                f"zarr tier {self.name!r} at {self.path} holds {len(self._index)} checkpoints, "
-                f"the most it can hold at once ({MAX_ROWS})"
-            )
-        self._next_row += 1
-        return self._next_row - 1
-
-    def _parts(self, state: State, row: int) -> list[_Part]:
+    def _parts(self, state: State, row: int) -> list[Part]:
         """The row's shards, one per field, with the state's memory."""
         return [
-            _Part(fld, fld.key(row), fld.layout.level_views(np.asarray(state[key])))
+            Part(fld, fld.key(row), fld.layout.level_views(np.asarray(state[key])))
             for key, fld in self._fields.items()
         ]
 
-    # -- shard I/O (pool threads) ----------------------------------------------------------------
+    def _row_keys(self, row: int) -> list[str]:
+        return [f.key(row) for f in self._fields.values()]
 
-    def _scale(self, part: _Part) -> None:
-        """Set the ZFP tolerance of a ``"zfp:rtol="`` put: rtol * max|field| of this checkpoint."""
-        rtol = part.field.peak_tol
-        if rtol is None or not part.field.codec.zfp_accuracy:
-            return
-        peak = _peak(part.levels)
-        if not math.isfinite(peak):
-            raise ValueError(
-                f"field {part.field.layout.name!r} holds NaN or infinity: the relative zfp "
-                f"tolerance (rtol={rtol!r}) cannot be scaled to it"
-            )
-        part.tolerance = rtol * peak
+    # -- pool jobs -------------------------------------------------------------------------------
 
-    def _write_file(self, key: str, pieces: list[np.ndarray], offset: int = 0,
-                    end: bool = True) -> int:
-        """Write ``pieces`` into a shard file at ``offset`` (a freed row's file is reused).
-
-        ``end``: these pieces end the shard, so anything a longer earlier shard left after them
-        is cut off.
-        """
-        assert self._root is not None
-        path = self._root / key
-        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        try:
-            fd = os.open(path, flags, 0o644)
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, flags, 0o644)
-        try:
-            written = _pwritev_all(fd, pieces, offset)
-            if end and os.fstat(fd).st_size > offset + written:
-                os.ftruncate(fd, offset + written)
-            return written
-        finally:
-            os.close(fd)
-
-    def _write_plain(self, part: _Part, levels: range) -> int:
-        """Local directory, plain codec: write ``levels`` of a shard where they belong.
-
-        Every stored level has the same size, so each level's place is known and the levels of a
-        large field are written by parallel jobs straight from the caller's arrays.
-        """
-        fld = part.field
-        pieces = [p for i in levels for p in fld.codec.encode(part.levels[i])]
-        last = levels.stop == fld.layout.levels
-        if last:
-            pieces += _shard_index([fld.stride] * fld.layout.levels)
-        return self._write_file(part.key, pieces, levels.start * fld.stride, last)
-
-    def _encode(self, part: _Part) -> list[np.ndarray]:
-        self._scale(part)
-        return _shard_pieces([part.field.codec.encode(x, part.tolerance) for x in part.levels])
-
-    def _put_small(self, parts: list[_Part]) -> list[int] | list[bytes]:
+    def _put_small(self, parts: list[Part]) -> list[int] | list[bytes]:
         """Pool job: code (and on a local directory write) the shards of small fields."""
-        if self._root is None:
-            return [b"".join(p.data.cast("B") for p in self._encode(part)) for part in parts]
+        local = self._local
+        if local is None:
+            return [b"".join(p.data.cast("B") for p in part.encode()) for part in parts]
         return [
-            self._write_plain(part, range(part.field.layout.levels)) if part.field.codec.plain
-            else self._write_file(part.key, self._encode(part))
+            local.write_plain(part, range(part.field.layout.levels)) if part.field.codec.plain
+            else local.write(part.key, part.encode())
             for part in parts
         ]
 
-    def _read_file(self, key: str) -> np.ndarray:
-        assert self._root is not None
-        try:
-            fd = os.open(self._root / key, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            raise _missing(key) from None
-        try:
-            stored = np.empty(os.fstat(fd).st_size, np.uint8)
-            _preadv_all(fd, [stored])
-            return stored
-        finally:
-            os.close(fd)
-
-    def _read_plain(self, part: _Part, levels: range) -> None:
-        """Local directory, plain codec: read ``levels`` straight into the caller's arrays."""
-        assert self._root is not None
-        fld = part.field
-        codec = fld.codec
-        crcs = [np.empty(4 if codec.crc else 0, np.uint8) for _ in levels]
-        pieces: list[np.ndarray] = []
-        for i, crc in zip(levels, crcs, strict=True):
-            pieces += [part.levels[i].reshape(-1).view(np.uint8), crc]
-        last = levels.stop == fld.layout.levels
-        index = np.empty(_index_nbytes(fld.layout.levels), np.uint8)
-        if last:
-            pieces.append(index)
-        try:
-            fd = os.open(self._root / part.key, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            raise _missing(part.key) from None
-        try:
-            size = os.fstat(fd).st_size
-            if size != fld.plain_nbytes:
-                raise ChecksumError(
-                    f"shard {part.key} holds {size} bytes, expected {fld.plain_nbytes}"
-                )
-            _preadv_all(fd, pieces, levels.start * fld.stride)
-        finally:
-            os.close(fd)
-        if codec.crc:
-            for i, crc in zip(levels, crcs, strict=True):
-                codec.check_crc(crc, part.levels[i].reshape(-1).view(np.uint8))
-        if last:
-            expected = b"".join(p.tobytes() for p in _shard_index([fld.stride] * fld.layout.levels))
-            if index.tobytes() != expected:
-                raise ChecksumError(f"the index of shard {part.key} is not the expected one")
-
-    @staticmethod
-    def _decode_level(part: _Part, stored: np.ndarray, table: np.ndarray, level: int) -> None:
-        offset, size = (int(v) for v in table[level])
-        part.field.codec.decode_into(stored[offset : offset + size], part.levels[level])
-
-    def _decode(self, part: _Part, stored: np.ndarray) -> None:
-        table = _parse_index(stored, part.field.layout.levels, part.key)
-        for level in range(part.field.layout.levels):
-            self._decode_level(part, stored, table, level)
-
-    def _get_small(self, parts: list[_Part], stored: list[np.ndarray] | None) -> None:
+    def _get_small(self, parts: list[Part], stored: list[np.ndarray] | None) -> None:
         """Pool job: read (local directory) and decode the shards of small fields."""
         for i, part in enumerate(parts):
             if stored is not None:
-                self._decode(part, stored[i])
+                part.decode(stored[i])
             elif part.field.codec.plain:
-                self._read_plain(part, range(part.field.layout.levels))
+                assert self._local is not None
+                self._local.read_plain(part, range(part.field.layout.levels))
             else:
-                self._decode(part, self._read_file(part.key))
+                assert self._local is not None
+                part.decode(self._local.read(part.key))
 
-    # -- shard I/O (the loop) --------------------------------------------------------------------
+    # -- transfers (the loop) --------------------------------------------------------------------
 
     async def _set(self, key: str, blob: bytes) -> None:
         from zarr.core.buffer import default_buffer_prototype
@@ -789,50 +433,46 @@ class ZarrTier(Tier):
 
         buf = await self._store.get(key, prototype=default_buffer_prototype())
         if buf is None:
-            raise _missing(key)
+            raise missing(key)
         return np.asarray(buf.as_numpy_array()).view(np.uint8).reshape(-1)
 
     async def _put_parts(self, state: State, row: int) -> int:
         """Write the row's shards; the bytes they take."""
-        loop = asyncio.get_running_loop()
-        parts = self._parts(state, row)
-        small = [p for p in parts if p.field.sync and not p.big]
-        jobs = [self._put_big(loop, p) for p in parts if p.field.sync and p.big]
-        jobs += [self._put_pipeline(p) for p in parts if not p.field.sync]
-        if small:
-            jobs.append(self._put_small_parts(loop, small))
+        jobs = _jobs(self._parts(state, row), self._put_big, self._put_pipeline,
+                     self._put_small_parts)
         return sum(await asyncio.gather(*jobs))
 
-    async def _put_small_parts(self, loop: asyncio.AbstractEventLoop, parts: list[_Part]) -> int:
+    async def _put_small_parts(self, loop: asyncio.AbstractEventLoop, parts: list[Part]) -> int:
         done = await loop.run_in_executor(None, self._put_small, parts)
-        if self._root is not None:
+        if self._local is not None:
             return sum(done)  # type: ignore[arg-type]
         blobs: list[bytes] = done  # type: ignore[assignment]
         await asyncio.gather(*(self._set(p.key, b) for p, b in zip(parts, blobs, strict=True)))
         return sum(len(b) for b in blobs)
 
-    async def _put_big(self, loop: asyncio.AbstractEventLoop, part: _Part) -> int:
+    async def _put_big(self, loop: asyncio.AbstractEventLoop, part: Part) -> int:
         """A large field: one pool job per level, then one write of the shard."""
         fld = part.field
-        if self._root is not None and fld.codec.plain:
+        local = self._local
+        if local is not None and fld.codec.plain:
             sizes = await asyncio.gather(*(
-                loop.run_in_executor(None, self._write_plain, part, range(i, i + 1))
+                loop.run_in_executor(None, local.write_plain, part, range(i, i + 1))
                 for i in range(fld.layout.levels)
             ))
             return sum(sizes)
         if fld.peak_tol is not None:
-            await loop.run_in_executor(None, self._scale, part)
+            await loop.run_in_executor(None, part.scale)
         coded = await asyncio.gather(*(
             loop.run_in_executor(None, fld.codec.encode, x, part.tolerance) for x in part.levels
         ))
-        pieces = _shard_pieces(list(coded))
-        if self._root is not None:
-            return await loop.run_in_executor(None, self._write_file, part.key, pieces)
+        pieces = shard_pieces(list(coded))
+        if local is not None:
+            return await loop.run_in_executor(None, local.write, part.key, pieces)
         blob = await loop.run_in_executor(None, b"".join, [p.data.cast("B") for p in pieces])
         await self._set(part.key, blob)
         return len(blob)
 
-    async def _put_pipeline(self, part: _Part) -> int:
+    async def _put_pipeline(self, part: Part) -> int:
         """A codec without synchronous calls: zarr's own pipeline codes the whole shard."""
         spec = part.field.shard_spec
         shard = np.concatenate(part.levels)
@@ -842,68 +482,55 @@ class ZarrTier(Tier):
         return len(encoded)
 
     async def _get_parts(self, out: State, row: int) -> None:
-        loop = asyncio.get_running_loop()
-        parts = self._parts(out, row)
-        small = [p for p in parts if p.field.sync and not p.big]
-        jobs = [self._get_big(loop, p) for p in parts if p.field.sync and p.big]
-        jobs += [self._get_pipeline(p) for p in parts if not p.field.sync]
-        if small:
-            jobs.append(self._get_small_parts(loop, small))
+        """Read the row's shards into ``out``."""
+        jobs = _jobs(self._parts(out, row), self._get_big, self._get_pipeline,
+                     self._get_small_parts)
         await asyncio.gather(*jobs)
 
-    async def _get_small_parts(self, loop: asyncio.AbstractEventLoop, parts: list[_Part]) -> None:
+    async def _get_small_parts(self, loop: asyncio.AbstractEventLoop, parts: list[Part]) -> None:
         stored = None
-        if self._root is None:
+        if self._local is None:
             stored = list(await asyncio.gather(*(self._fetch(p.key) for p in parts)))
         await loop.run_in_executor(None, self._get_small, parts, stored)
 
-    async def _get_big(self, loop: asyncio.AbstractEventLoop, part: _Part) -> None:
+    async def _get_big(self, loop: asyncio.AbstractEventLoop, part: Part) -> None:
         """A large field: read the shard, then decode its levels in parallel pool jobs."""
         fld = part.field
         levels = range(fld.layout.levels)
-        if self._root is not None and fld.codec.plain:
+        local = self._local
+        if local is not None and fld.codec.plain:
             await asyncio.gather(*(
-                loop.run_in_executor(None, self._read_plain, part, range(i, i + 1)) for i in levels
+                loop.run_in_executor(None, local.read_plain, part, range(i, i + 1)) for i in levels
             ))
             return
-        if self._root is not None:
-            stored = await loop.run_in_executor(None, self._read_file, part.key)
+        if local is not None:
+            stored = await loop.run_in_executor(None, local.read, part.key)
         else:
             stored = await self._fetch(part.key)
-        table = _parse_index(stored, fld.layout.levels, part.key)
+        table = parse_index(stored, fld.layout.levels, part.key)
         await asyncio.gather(*(
-            loop.run_in_executor(None, self._decode_level, part, stored, table, i) for i in levels
+            loop.run_in_executor(None, part.decode_level, stored, table, i) for i in levels
         ))
 
-    async def _get_pipeline(self, part: _Part) -> None:
+    async def _get_pipeline(self, part: Part) -> None:
         from zarr.core.buffer import default_buffer_prototype
 
         buf = await self._store.get(part.key, prototype=default_buffer_prototype())
         if buf is None:
-            raise _missing(part.key)
+            raise missing(part.key)
         (decoded,) = await part.field.pipeline.decode([(buf, part.field.shard_spec)])
         shard = np.asarray(decoded.as_ndarray_like()).reshape(part.field.layout.shard)
         span = part.field.layout.chunk[0]
         for level, array in enumerate(part.levels):
             np.copyto(array, shard[level * span : (level + 1) * span], casting="no")
 
+
     async def _delete_keys(self, keys: list[str]) -> None:
-        if self._root is not None:
-            root = self._root
-
-            def unlink_all() -> None:
-                for key in keys:
-                    try:
-                        os.unlink(root / key)
-                    except FileNotFoundError:
-                        pass
-
-            await asyncio.get_running_loop().run_in_executor(None, unlink_all)
+        local = self._local
+        if local is not None:
+            await asyncio.get_running_loop().run_in_executor(None, local.unlink, keys)
         else:
             await asyncio.gather(*(self._store.delete(k) for k in keys))
-
-    def _row_keys(self, row: int) -> list[str]:
-        return [f.key(row) for f in self._fields.values()]
 
     async def _drop_row(self, row: int, *, indexed: bool) -> None:
         """Free a row: delete its chunks from the store, or keep its files for reuse.
@@ -915,61 +542,22 @@ class ZarrTier(Tier):
         index save, so a reopened store never maps a step to another step's data.
         """
         try:
-            if self._root is None:
+            if self._local is None:
                 await self._delete_keys(self._row_keys(row))
         finally:
-            (self._limbo_rows if indexed else self._free_rows).append(row)
+            self._index.release(row, indexed=indexed)
 
     async def _remove_free_files(self) -> None:
         """Delete the kept files of rows no checkpoint holds (on close)."""
-        if self._root is None:
+        if self._local is None:
             return
-        rows = sorted(set(self._free_rows) | set(self._limbo_rows))
-        await self._delete_keys([k for row in rows for k in self._row_keys(row)])
+        await self._delete_keys([k for row in self._index.unused_rows() for k in self._row_keys(row)])
 
     async def _drop_row_quietly(self, row: int) -> None:
         try:
             await self._drop_row(row, indexed=False)
         except Exception:  # noqa: BLE001, S110 - the original error is what the caller needs
             pass
-
-    # -- the index -------------------------------------------------------------------------------
-
-    def _lock(self) -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        if self._index_lock is None or self._index_lock[0] is not loop:
-            self._index_lock = (loop, asyncio.Lock())
-        return self._index_lock[1]
-
-    async def _save_index(self) -> None:
-        """Write the index into the group attributes; concurrent calls coalesce."""
-        import zarr.api.asynchronous as za
-
-        self._index_version += 1
-        async with self._lock():
-            if self._saved_version >= self._index_version:
-                return
-            version = self._index_version
-            limbo, self._limbo_rows = self._limbo_rows, []
-            attrs = self._attrs()
-            try:
-                loop = asyncio.get_running_loop()
-                if self._group is None or self._group[0] is not loop:
-                    with quiet_numcodecs():
-                        group = await za.open_group(store=self._store, mode="r+", zarr_format=3)
-                    self._group = (loop, group)
-                await self._group[1].update_attributes(attrs)
-            except BaseException:
-                self._limbo_rows.extend(limbo)
-                raise
-            self._free_rows.extend(limbo)
-            self._saved_version = version
-            self._saved_at = time.monotonic()
-
-    async def _index_changed(self) -> None:
-        self._index_version += 1
-        if time.monotonic() - self._saved_at >= self.index_interval:
-            await self._save_index()
 
     async def flush(self) -> None:
         """Write the step index into the store now, so a reopen finds every checkpoint held.
@@ -978,10 +566,10 @@ class ZarrTier(Tier):
         process, not a crash of the machine.
         """
         self._check_open()
-        if self._saved_version >= self._index_version:
+        if not self._index.dirty:
             return
         try:
-            await self._save_index()
+            await self._index.save()
         except Exception as exc:
             raise TransferError(
                 f"zarr tier {self.name!r}: writing the index to {self.path} failed: "
@@ -994,8 +582,7 @@ class ZarrTier(Tier):
         self._check_open()
         step = check_int("step", step, minimum=0)
         self.spec.check(state)
-        old = self._index.get(step)
-        held = self._nbytes - (old[1] if old else 0)
+        held = self._index.held_without(step)
         if (
             self._budget is not None
             and self.compression.lossless
@@ -1003,7 +590,7 @@ class ZarrTier(Tier):
             and held + self.spec.nbytes > self._budget
         ):
             raise self._full(step, held, self.spec.nbytes)
-        row = self._take_row()
+        row = self._index.take_row()
         try:
             nbytes = await self._put_parts(state, row)
         except BaseException as exc:
@@ -1011,17 +598,15 @@ class ZarrTier(Tier):
             if isinstance(exc, Exception):
                 raise self._io_error("write", step, exc) from exc
             raise
-        old = self._index.get(step)  # may have changed while writing
-        held = self._nbytes - (old[1] if old else 0)
+        held = self._index.held_without(step)  # may have changed while writing
         if self._budget is not None and held + nbytes > self._budget:
             await self._drop_row_quietly(row)
             raise self._full(step, held, nbytes)
-        self._index[step] = (row, nbytes)
-        self._nbytes = held + nbytes
+        old = self._index.record(step, row, nbytes)
         try:
             if old is not None:
                 await self._drop_row(old[0], indexed=True)
-            await self._index_changed()
+            await self._index.changed()
         except Exception as exc:
             raise self._io_error("write", step, exc) from exc
 
@@ -1046,13 +631,12 @@ class ZarrTier(Tier):
 
     async def delete(self, step: int) -> None:
         self._check_open()
-        entry = self._index.pop(step, None)
+        entry = self._index.remove(step)
         if entry is None:
             raise self._not_found(step)
-        self._nbytes -= entry[1]
         try:
             await self._drop_row(entry[0], indexed=True)
-            await self._index_changed()
+            await self._index.changed()
         except Exception as exc:
             raise self._io_error("delete", step, exc) from exc
 
@@ -1089,7 +673,7 @@ class ZarrTier(Tier):
 
     @property
     def nbytes(self) -> int:
-        return self._nbytes
+        return self._index.nbytes
 
     @property
     def capacity(self) -> int | None:
@@ -1104,5 +688,5 @@ class ZarrTier(Tier):
     def __repr__(self) -> str:
         return (
             f"ZarrTier({self.path!r}, compression={self.compression.text!r}, "
-            f"checkpoints={len(self._index)}, nbytes={format_bytes(self._nbytes)})"
+            f"checkpoints={len(self._index)}, nbytes={format_bytes(self._index.nbytes)})"
         )

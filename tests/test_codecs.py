@@ -222,7 +222,7 @@ def test_bad_relative_tolerances(bad: str, match: str) -> None:
 def test_zfp_decodes_in_place_like_zfpy(shape: tuple[int, ...], dtype: str) -> None:
     """libzfp decoding into the caller's array gives zfpy's values, and refuses a wrong target."""
     import zfpy
-    from amcheck.storage._codecs import libzfp
+    from amcheck.storage._libzfp import libzfp
 
     lib = libzfp()
     if lib is None:  # pragma: no cover - zfpy without its bundled libzfp: zfpy decodes

@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from amcheck.storage import RamTier, RawTier, Tier, ZarrTier
-from amcheck.storage._zarr import run_sync
+from amcheck.storage import RamTier, RawTier, Tier, TransferService, ZarrTier
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from zarr.storage import LocalStore, MemoryStore
@@ -36,7 +35,8 @@ def _stored_size(compression: Any) -> int:
         await tier.put(0, make_state(0))
         return tier.nbytes
 
-    return run_sync(measure())
+    with TransferService() as service:  # runs it also where a test's own loop is running
+        return service.run(measure())
 
 
 class TestRamTier(TierConformance):
