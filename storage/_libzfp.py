@@ -67,9 +67,18 @@ class LibZfp:
         self._dims = size * 4
 
     def decode_into(self, stream: np.ndarray, out: np.ndarray) -> bool:
-        """Decode ``stream`` into ``out``; False (nothing written) if the header does not fit."""
+        """Decode ``stream`` into ``out``; False (nothing written) if the header does not fit.
+
+        Also False for an ``out`` that is not C-contiguous or not writeable (libzfp would write
+        into read-only memory): the caller's own path then raises.
+        """
         ztype = self._TYPES.get(out.dtype)
-        if ztype is None or not out.flags.c_contiguous or not 1 <= out.ndim <= 4:
+        if (
+            ztype is None
+            or not out.flags.c_contiguous
+            or not out.flags.writeable
+            or not 1 <= out.ndim <= 4
+        ):
             return False
         stream = np.ascontiguousarray(stream)
         lib = self._lib

@@ -85,6 +85,10 @@ __all__ = ["FORMAT", "MAX_ROWS", "ZarrTier", "run_sync"]
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _T = TypeVar("_T")
 
+#: zarr's errors (by name: zarr is imported lazily) when a store holds something other than a
+#: zarr v3 group: an array, files without zarr metadata, a node of another type.
+_FOREIGN = ("ContainsArrayError", "GroupNotFoundError", "NodeTypeValidationError", "ZarrUserWarning")
+
 
 def _open_store(store: Any) -> tuple[Store, bool, str]:
     """The zarr store for ``store``, whether amcheck owns it, and a path for messages."""
@@ -258,10 +262,17 @@ class ZarrTier(Tier):
         try:
             empty = await self._store.is_empty("")
             reopened = False
+            problem: str | None
             if not empty:
-                group = await za.open_group(store=self._store, mode="r+", zarr_format=3)
-                found = dict(group.attrs).get("amcheck")
-                problem = self._index.mismatch(found)
+                try:
+                    group = await za.open_group(store=self._store, mode="r+", zarr_format=3)
+                except Exception as exc:
+                    if not (overwrite and type(exc).__name__ in _FOREIGN):
+                        raise
+                    found, problem = None, str(exc)  # something else is there: erase it
+                else:
+                    found = dict(group.attrs).get("amcheck")
+                    problem = self._index.mismatch(found)
                 if problem is None and isinstance(found, dict):
                     arrays = {k: await group.getitem(k) for k, lay in self._layouts.items()
                               if not lay.empty}
@@ -298,15 +309,15 @@ class ZarrTier(Tier):
         except (StoreMismatchError, InvalidArgumentError, ArgumentTypeError):
             raise
         except Exception as exc:
-            if isinstance(exc, OSError):
-                raise TransferError(
-                    f"zarr tier {self.name!r}: could not open the store at {self.path}: {exc}"
-                ) from exc
-            if type(exc).__name__ in ("ContainsArrayError", "GroupNotFoundError",
-                                      "NodeTypeValidationError", "ZarrUserWarning"):
+            # Before the OSError test: zarr's GroupNotFoundError is also a FileNotFoundError.
+            if type(exc).__name__ in _FOREIGN:
                 raise StoreMismatchError(
                     f"zarr tier {self.name!r} at {self.path}: the store holds something other "
                     f"than an amcheck checkpoint group ({exc}); pass overwrite=True to erase it"
+                ) from exc
+            if isinstance(exc, OSError):
+                raise TransferError(
+                    f"zarr tier {self.name!r}: could not open the store at {self.path}: {exc}"
                 ) from exc
             raise
 

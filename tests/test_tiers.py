@@ -304,6 +304,21 @@ async def test_zarr_codec_without_sync_calls_goes_through_zarrs_pipeline() -> No
         np.testing.assert_array_equal(out[key], array, strict=True)
 
 
+@pytest.mark.parametrize("compression", [None, "zfp:tol=1e-6"])
+async def test_zarr_get_into_read_only_arrays_is_an_error(compression: Any) -> None:
+    """A read-only ``out`` raises and stays untouched (libzfp would write into it regardless)."""
+    tier = ZarrTier(MemoryStore(), SPEC, compression)
+    await tier.put(1, make_state(1))
+    out = empty_like(SPEC)
+    for array in out.values():
+        array.setflags(write=False)
+    with pytest.raises(TransferError, match="read of step 1"):
+        await tier.get(1, out)
+    for key, array in empty_like(SPEC).items():
+        np.testing.assert_array_equal(out[key], array, strict=True)
+    await tier.close()
+
+
 async def test_zarr_reopen_keeps_checkpoints(tmp_path: Path) -> None:
     tier = ZarrTier(tmp_path / "z", SPEC, "blosc")
     for step in (3, 8, 20):
@@ -457,6 +472,19 @@ async def test_zarr_refuses_a_foreign_store(tmp_path: Path) -> None:
     zarr.open_group(LocalStore(tmp_path / "g"), mode="w")
     with pytest.raises(StoreMismatchError, match="did not write"):
         ZarrTier(tmp_path / "g", SPEC)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("not zarr")
+    with pytest.raises(StoreMismatchError, match="something other.*overwrite=True"):
+        ZarrTier(tmp_path / "d", SPEC)  # no zarr metadata: a mismatch, not an I/O error
+    for where in ("a", "g", "d"):  # overwrite=True erases whatever is there
+        tier = ZarrTier(tmp_path / where, SPEC, overwrite=True)
+        await tier.put(2, make_state(2))
+        out = empty_like(SPEC)
+        await tier.get(2, out)
+        for key, array in make_state(2).items():
+            np.testing.assert_array_equal(out[key], array, strict=True)
+        await tier.close()
+    assert not (tmp_path / "d" / "notes.txt").exists()
 
 
 async def test_zarr_missing_chunk_is_an_error_not_zeros() -> None:
