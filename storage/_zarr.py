@@ -7,10 +7,13 @@ in their own modules:
 - :mod:`amcheck.storage._shard`: the layout (chunk and shard shapes, keys, the shard index);
 - :mod:`amcheck.storage._step_index`: which row holds which step, free rows, the saved index;
 - :mod:`amcheck.storage._chunk_codec`: coding one chunk with the array's own zarr codecs;
+- :mod:`amcheck.storage._shard_io`: how a put or get is cut into pool jobs;
 - :mod:`amcheck.storage._local_io`: ``pwritev``/``preadv`` of shard files on a local directory;
 - :mod:`amcheck.storage._codecs`: the compression specs.
 
-This module opens the store (or erases and creates it) and schedules each transfer's work.
+This module opens the store (or erases and creates it), checks its arrays, and keeps the tier's
+contract: the budget, an overwrite that writes a fresh row before dropping the old one, errors
+that name the step, the tier and the path.
 
 Speed
 -----
@@ -36,15 +39,12 @@ chunk).
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import re
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from amcheck.storage._chunk_codec import ChunkCodec
 from amcheck.storage._codecs import Compression, CompressionLike, parse_compression, quiet_numcodecs
 from amcheck.storage._local_io import LocalShards
@@ -53,11 +53,8 @@ from amcheck.storage._shard import (
     MAX_ROWS,
     FieldArray,
     Layout,
-    Part,
-    missing,
-    parse_index,
-    shard_pieces,
 )
+from amcheck.storage._shard_io import ShardIO
 from amcheck.storage._step_index import FORMAT, StepIndex
 from amcheck.storage._sync import run_sync
 from amcheck.storage._tier import Tier
@@ -83,7 +80,6 @@ if TYPE_CHECKING:
 __all__ = ["FORMAT", "MAX_ROWS", "ZarrTier", "run_sync"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-_T = TypeVar("_T")
 
 #: zarr's errors (by name: zarr is imported lazily) when a store holds something other than a
 #: zarr v3 group: an array, files without zarr metadata, a node of another type.
@@ -120,26 +116,6 @@ def _open_store(store: Any) -> tuple[Store, bool, str]:
         "store must be a local path, an fsspec URL or a zarr.storage store, "
         f"got {store!r} of type {type(store).__name__}"
     )
-
-
-def _jobs(
-    parts: list[Part],
-    big: Callable[[asyncio.AbstractEventLoop, Part], Coroutine[Any, Any, _T]],
-    pipeline: Callable[[Part], Coroutine[Any, Any, _T]],
-    small: Callable[[asyncio.AbstractEventLoop, list[Part]], Coroutine[Any, Any, _T]],
-) -> list[Coroutine[Any, Any, _T]]:
-    """The coroutines of one transfer of ``parts``.
-
-    One per large field (:data:`~amcheck.storage._shard.BIG_CHUNK`), one per field that zarr's
-    pipeline codes (its codec has no synchronous calls), and one for all small fields together.
-    """
-    loop = asyncio.get_running_loop()
-    jobs = [big(loop, p) for p in parts if p.field.sync and p.big]
-    jobs += [pipeline(p) for p in parts if not p.field.sync]
-    rest = [p for p in parts if p.field.sync and not p.big]
-    if rest:
-        jobs.append(small(loop, rest))
-    return jobs
 
 
 class ZarrTier(Tier):
@@ -233,8 +209,8 @@ class ZarrTier(Tier):
         self._budget = None if budget is None else parse_bytes(budget, "budget")
         self._layouts = {key: Layout.of(key, f.shape) for key, f in spec.items()}
         self._store, self._owns_store, self.path = _open_store(store)
-        self._local: LocalShards | None = None  # set for a writable local directory
         self._fields: dict[str, FieldArray] = {}
+        self._io: ShardIO  # set by _open, with the fields
         self._index = StepIndex(
             self._store, self._header(), self.index_interval,
             f"zarr tier {self.name!r} at {self.path}",
@@ -303,9 +279,9 @@ class ZarrTier(Tier):
                         **self.compression.codecs_for(self.spec[key].dtype),
                     )
             self._fields = {key: self._field(key, arr) for key, arr in arrays.items()}
-            self._use_local_files()
+            self._io = ShardIO(self._store, self._local_shards(), self._fields)
             if reopened and isinstance(found, dict):
-                await self._index.load(found, self._row_present)
+                await self._index.load(found, self._io.row_present)
         except (StoreMismatchError, InvalidArgumentError, ArgumentTypeError):
             raise
         except Exception as exc:
@@ -360,22 +336,14 @@ class ZarrTier(Tier):
             codec.sync and index_ok, self.compression.peak_tol,
         )
 
-    def _use_local_files(self) -> None:
+    def _local_shards(self) -> LocalShards | None:
+        """Direct file I/O when the store is a writable local directory."""
         from zarr.storage import LocalStore
 
         store = self._store
         if type(store) is LocalStore and not store.read_only:
-            self._local = LocalShards(Path(store.root))
-
-    async def _row_present(self, row: int) -> bool:
-        """Whether any chunk of ``row`` is on the store (True when the state stores nothing)."""
-        keys = self._row_keys(row)
-        return not keys or any(await asyncio.gather(*(self._exists(k) for k in keys)))
-
-    async def _exists(self, key: str) -> bool:
-        if self._local is not None:
-            return self._local.exists(key)
-        return bool(await self._store.exists(key))
+            return LocalShards(Path(store.root))
+        return None
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -397,152 +365,6 @@ class ZarrTier(Tier):
         error.__cause__ = exc
         return error
 
-    def _parts(self, state: State, row: int) -> list[Part]:
-        """The row's shards, one per field, with the state's memory."""
-        return [
-            Part(fld, fld.key(row), fld.layout.level_views(np.asarray(state[key])))
-            for key, fld in self._fields.items()
-        ]
-
-    def _row_keys(self, row: int) -> list[str]:
-        return [f.key(row) for f in self._fields.values()]
-
-    # -- pool jobs -------------------------------------------------------------------------------
-
-    def _put_small(self, parts: list[Part]) -> list[int] | list[bytes]:
-        """Pool job: code (and on a local directory write) the shards of small fields."""
-        local = self._local
-        if local is None:
-            return [b"".join(p.data.cast("B") for p in part.encode()) for part in parts]
-        return [
-            local.write_plain(part, range(part.field.layout.levels)) if part.field.codec.plain
-            else local.write(part.key, part.encode())
-            for part in parts
-        ]
-
-    def _get_small(self, parts: list[Part], stored: list[np.ndarray] | None) -> None:
-        """Pool job: read (local directory) and decode the shards of small fields."""
-        for i, part in enumerate(parts):
-            if stored is not None:
-                part.decode(stored[i])
-            elif part.field.codec.plain:
-                assert self._local is not None
-                self._local.read_plain(part, range(part.field.layout.levels))
-            else:
-                assert self._local is not None
-                part.decode(self._local.read(part.key))
-
-    # -- transfers (the loop) --------------------------------------------------------------------
-
-    async def _set(self, key: str, blob: bytes) -> None:
-        from zarr.core.buffer import default_buffer_prototype
-
-        await self._store.set(key, default_buffer_prototype().buffer.from_bytes(blob))
-
-    async def _fetch(self, key: str) -> np.ndarray:
-        from zarr.core.buffer import default_buffer_prototype
-
-        buf = await self._store.get(key, prototype=default_buffer_prototype())
-        if buf is None:
-            raise missing(key)
-        return np.asarray(buf.as_numpy_array()).view(np.uint8).reshape(-1)
-
-    async def _put_parts(self, state: State, row: int) -> int:
-        """Write the row's shards; the bytes they take."""
-        jobs = _jobs(self._parts(state, row), self._put_big, self._put_pipeline,
-                     self._put_small_parts)
-        return sum(await asyncio.gather(*jobs))
-
-    async def _put_small_parts(self, loop: asyncio.AbstractEventLoop, parts: list[Part]) -> int:
-        done = await loop.run_in_executor(None, self._put_small, parts)
-        if self._local is not None:
-            return sum(done)  # type: ignore[arg-type]
-        blobs: list[bytes] = done  # type: ignore[assignment]
-        await asyncio.gather(*(self._set(p.key, b) for p, b in zip(parts, blobs, strict=True)))
-        return sum(len(b) for b in blobs)
-
-    async def _put_big(self, loop: asyncio.AbstractEventLoop, part: Part) -> int:
-        """A large field: one pool job per level, then one write of the shard."""
-        fld = part.field
-        local = self._local
-        if local is not None and fld.codec.plain:
-            sizes = await asyncio.gather(*(
-                loop.run_in_executor(None, local.write_plain, part, range(i, i + 1))
-                for i in range(fld.layout.levels)
-            ))
-            return sum(sizes)
-        if fld.peak_tol is not None:
-            await loop.run_in_executor(None, part.scale)
-        coded = await asyncio.gather(*(
-            loop.run_in_executor(None, fld.codec.encode, x, part.tolerance) for x in part.levels
-        ))
-        pieces = shard_pieces(list(coded))
-        if local is not None:
-            return await loop.run_in_executor(None, local.write, part.key, pieces)
-        blob = await loop.run_in_executor(None, b"".join, [p.data.cast("B") for p in pieces])
-        await self._set(part.key, blob)
-        return len(blob)
-
-    async def _put_pipeline(self, part: Part) -> int:
-        """A codec without synchronous calls: zarr's own pipeline codes the whole shard."""
-        spec = part.field.shard_spec
-        shard = np.concatenate(part.levels)
-        nd = spec.prototype.nd_buffer.from_ndarray_like(shard)
-        (encoded,) = await part.field.pipeline.encode([(nd, spec)])
-        await self._store.set(part.key, encoded)
-        return len(encoded)
-
-    async def _get_parts(self, out: State, row: int) -> None:
-        """Read the row's shards into ``out``."""
-        jobs = _jobs(self._parts(out, row), self._get_big, self._get_pipeline,
-                     self._get_small_parts)
-        await asyncio.gather(*jobs)
-
-    async def _get_small_parts(self, loop: asyncio.AbstractEventLoop, parts: list[Part]) -> None:
-        stored = None
-        if self._local is None:
-            stored = list(await asyncio.gather(*(self._fetch(p.key) for p in parts)))
-        await loop.run_in_executor(None, self._get_small, parts, stored)
-
-    async def _get_big(self, loop: asyncio.AbstractEventLoop, part: Part) -> None:
-        """A large field: read the shard, then decode its levels in parallel pool jobs."""
-        fld = part.field
-        levels = range(fld.layout.levels)
-        local = self._local
-        if local is not None and fld.codec.plain:
-            await asyncio.gather(*(
-                loop.run_in_executor(None, local.read_plain, part, range(i, i + 1)) for i in levels
-            ))
-            return
-        if local is not None:
-            stored = await loop.run_in_executor(None, local.read, part.key)
-        else:
-            stored = await self._fetch(part.key)
-        table = parse_index(stored, fld.layout.levels, part.key)
-        await asyncio.gather(*(
-            loop.run_in_executor(None, part.decode_level, stored, table, i) for i in levels
-        ))
-
-    async def _get_pipeline(self, part: Part) -> None:
-        from zarr.core.buffer import default_buffer_prototype
-
-        buf = await self._store.get(part.key, prototype=default_buffer_prototype())
-        if buf is None:
-            raise missing(part.key)
-        (decoded,) = await part.field.pipeline.decode([(buf, part.field.shard_spec)])
-        shard = np.asarray(decoded.as_ndarray_like()).reshape(part.field.layout.shard)
-        span = part.field.layout.chunk[0]
-        for level, array in enumerate(part.levels):
-            np.copyto(array, shard[level * span : (level + 1) * span], casting="no")
-
-
-    async def _delete_keys(self, keys: list[str]) -> None:
-        local = self._local
-        if local is not None:
-            await asyncio.get_running_loop().run_in_executor(None, local.unlink, keys)
-        else:
-            await asyncio.gather(*(self._store.delete(k) for k in keys))
-
     async def _drop_row(self, row: int, *, indexed: bool) -> None:
         """Free a row: delete its chunks from the store, or keep its files for reuse.
 
@@ -553,16 +375,17 @@ class ZarrTier(Tier):
         index save, so a reopened store never maps a step to another step's data.
         """
         try:
-            if self._local is None:
-                await self._delete_keys(self._row_keys(row))
+            if self._io.local is None:
+                await self._io.delete(self._io.row_keys(row))
         finally:
             self._index.release(row, indexed=indexed)
 
     async def _remove_free_files(self) -> None:
         """Delete the kept files of rows no checkpoint holds (on close)."""
-        if self._local is None:
+        if self._io.local is None:
             return
-        await self._delete_keys([k for row in self._index.unused_rows() for k in self._row_keys(row)])
+        rows = self._index.unused_rows()
+        await self._io.delete([k for row in rows for k in self._io.row_keys(row)])
 
     async def _drop_row_quietly(self, row: int) -> None:
         try:
@@ -603,7 +426,7 @@ class ZarrTier(Tier):
             raise self._full(step, held, self.spec.nbytes)
         row = self._index.take_row()
         try:
-            nbytes = await self._put_parts(state, row)
+            nbytes = await self._io.put(state, row)
         except BaseException as exc:
             await self._drop_row_quietly(row)
             if isinstance(exc, Exception):
@@ -636,7 +459,7 @@ class ZarrTier(Tier):
         self.spec.check(out, "out")
         row = self._index[step][0]
         try:
-            await self._get_parts(out, row)
+            await self._io.get(out, row)
         except Exception as exc:
             raise self._io_error("read", step, exc) from exc
 

@@ -1,0 +1,239 @@
+"""Move one checkpoint's shards between the caller's arrays and a zarr store (:class:`ShardIO`).
+
+A put or get of the zarr tier touches one shard per field (:mod:`amcheck.storage._shard`). How
+that work is cut into jobs decides how well it uses two cores, so it lives here:
+
+- a **large** field (levels of :data:`~amcheck.storage._shard.BIG_CHUNK` = 256 KiB or more)
+  gets one pool job per level: uncompressed on a local directory, each job writes or reads its
+  level at its known offset in the shard file; otherwise the levels are coded (or decoded) in
+  parallel jobs and the shard moves in one write (or read);
+- the **small** fields of a transfer share one pool job, which codes and, on a local directory,
+  writes them (or reads and decodes them): one thread hop instead of one per field;
+- a field whose codecs have no synchronous calls (a third-party zarr codec) goes through zarr's
+  own asynchronous codec pipeline, whole shard at once.
+
+On a local directory the bytes move through :class:`~amcheck.storage._local_io.LocalShards`
+(``pwritev``/``preadv`` on the caller's memory); on any other store through its ``set``/``get``.
+The pool is the running loop's default executor: the transfer service's bounded pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+from amcheck.storage._local_io import LocalShards
+from amcheck.storage._shard import FieldArray, Part, missing, parse_index, shard_pieces
+
+from amcheck._state import State
+
+if TYPE_CHECKING:
+    from zarr.abc.store import Store
+
+__all__ = ["ShardIO"]
+
+_T = TypeVar("_T")
+
+
+def _jobs(
+    parts: list[Part],
+    big: Callable[[asyncio.AbstractEventLoop, Part], Coroutine[Any, Any, _T]],
+    pipeline: Callable[[Part], Coroutine[Any, Any, _T]],
+    small: Callable[[asyncio.AbstractEventLoop, list[Part]], Coroutine[Any, Any, _T]],
+) -> list[Coroutine[Any, Any, _T]]:
+    """The coroutines of one transfer of ``parts``.
+
+    One per large field (:data:`~amcheck.storage._shard.BIG_CHUNK`), one per field that zarr's
+    pipeline codes (its codec has no synchronous calls), and one for all small fields together.
+    """
+    loop = asyncio.get_running_loop()
+    jobs = [big(loop, p) for p in parts if p.field.sync and p.big]
+    jobs += [pipeline(p) for p in parts if not p.field.sync]
+    rest = [p for p in parts if p.field.sync and not p.big]
+    if rest:
+        jobs.append(small(loop, rest))
+    return jobs
+
+
+class ShardIO:
+    """Puts, gets and deletes the shards of one checkpoint row of a zarr tier's arrays.
+
+    Coroutines: run them on the tier's event loop; the blocking work goes to its executor.
+
+    Parameters
+    ----------
+    store
+        The zarr store.
+    local
+        Direct file access when the store is a writable local directory, else ``None``.
+    fields
+        The tier's arrays by field name (every field with something to store).
+    """
+
+    def __init__(
+        self, store: Store, local: LocalShards | None, fields: dict[str, FieldArray]
+    ) -> None:
+        self.store = store
+        self.local = local
+        self.fields = fields
+
+    async def row_present(self, row: int) -> bool:
+        """Whether any chunk of ``row`` is on the store (True when the state stores nothing)."""
+        keys = self.row_keys(row)
+        return not keys or any(await asyncio.gather(*(self.exists(k) for k in keys)))
+
+    async def exists(self, key: str) -> bool:
+        """Whether the shard of ``key`` is on the store."""
+        if self.local is not None:
+            return self.local.exists(key)
+        return bool(await self.store.exists(key))
+
+    def parts(self, state: State, row: int) -> list[Part]:
+        """The row's shards, one per field, with the state's memory."""
+        return [
+            Part(fld, fld.key(row), fld.layout.level_views(np.asarray(state[key])))
+            for key, fld in self.fields.items()
+        ]
+
+    def row_keys(self, row: int) -> list[str]:
+        """The store keys of the row's shards, one per field."""
+        return [f.key(row) for f in self.fields.values()]
+
+    # -- pool jobs -------------------------------------------------------------------------------
+
+    def _put_small(self, parts: list[Part]) -> list[int] | list[bytes]:
+        """Pool job: code (and on a local directory write) the shards of small fields."""
+        local = self.local
+        if local is None:
+            return [b"".join(p.data.cast("B") for p in part.encode()) for part in parts]
+        return [
+            local.write_plain(part, range(part.field.layout.levels)) if part.field.codec.plain
+            else local.write(part.key, part.encode())
+            for part in parts
+        ]
+
+    def _get_small(self, parts: list[Part], stored: list[np.ndarray] | None) -> None:
+        """Pool job: read (local directory) and decode the shards of small fields."""
+        for i, part in enumerate(parts):
+            if stored is not None:
+                part.decode(stored[i])
+            elif part.field.codec.plain:
+                assert self.local is not None
+                self.local.read_plain(part, range(part.field.layout.levels))
+            else:
+                assert self.local is not None
+                part.decode(self.local.read(part.key))
+
+    # -- transfers (the loop) --------------------------------------------------------------------
+
+    async def _set(self, key: str, blob: bytes) -> None:
+        from zarr.core.buffer import default_buffer_prototype
+
+        await self.store.set(key, default_buffer_prototype().buffer.from_bytes(blob))
+
+    async def _fetch(self, key: str) -> np.ndarray:
+        from zarr.core.buffer import default_buffer_prototype
+
+        buf = await self.store.get(key, prototype=default_buffer_prototype())
+        if buf is None:
+            raise missing(key)
+        return np.asarray(buf.as_numpy_array()).view(np.uint8).reshape(-1)
+
+    async def put(self, state: State, row: int) -> int:
+        """Write the row's shards; the bytes they take."""
+        jobs = _jobs(self.parts(state, row), self._put_big, self._put_pipeline,
+                     self._put_small_parts)
+        return sum(await asyncio.gather(*jobs))
+
+    async def _put_small_parts(self, loop: asyncio.AbstractEventLoop, parts: list[Part]) -> int:
+        done = await loop.run_in_executor(None, self._put_small, parts)
+        if self.local is not None:
+            return sum(done)  # type: ignore[arg-type]
+        blobs: list[bytes] = done  # type: ignore[assignment]
+        await asyncio.gather(*(self._set(p.key, b) for p, b in zip(parts, blobs, strict=True)))
+        return sum(len(b) for b in blobs)
+
+    async def _put_big(self, loop: asyncio.AbstractEventLoop, part: Part) -> int:
+        """A large field: one pool job per level, then one write of the shard."""
+        fld = part.field
+        local = self.local
+        if local is not None and fld.codec.plain:
+            sizes = await asyncio.gather(*(
+                loop.run_in_executor(None, local.write_plain, part, range(i, i + 1))
+                for i in range(fld.layout.levels)
+            ))
+            return sum(sizes)
+        if fld.peak_tol is not None:
+            await loop.run_in_executor(None, part.scale)
+        coded = await asyncio.gather(*(
+            loop.run_in_executor(None, fld.codec.encode, x, part.tolerance) for x in part.levels
+        ))
+        pieces = shard_pieces(list(coded))
+        if local is not None:
+            return await loop.run_in_executor(None, local.write, part.key, pieces)
+        blob = await loop.run_in_executor(None, b"".join, [p.data.cast("B") for p in pieces])
+        await self._set(part.key, blob)
+        return len(blob)
+
+    async def _put_pipeline(self, part: Part) -> int:
+        """A codec without synchronous calls: zarr's own pipeline codes the whole shard."""
+        spec = part.field.shard_spec
+        shard = np.concatenate(part.levels)
+        nd = spec.prototype.nd_buffer.from_ndarray_like(shard)
+        (encoded,) = await part.field.pipeline.encode([(nd, spec)])
+        await self.store.set(part.key, encoded)
+        return len(encoded)
+
+    async def get(self, out: State, row: int) -> None:
+        """Read the row's shards into ``out``."""
+        jobs = _jobs(self.parts(out, row), self._get_big, self._get_pipeline,
+                     self._get_small_parts)
+        await asyncio.gather(*jobs)
+
+    async def _get_small_parts(self, loop: asyncio.AbstractEventLoop, parts: list[Part]) -> None:
+        stored = None
+        if self.local is None:
+            stored = list(await asyncio.gather(*(self._fetch(p.key) for p in parts)))
+        await loop.run_in_executor(None, self._get_small, parts, stored)
+
+    async def _get_big(self, loop: asyncio.AbstractEventLoop, part: Part) -> None:
+        """A large field: read the shard, then decode its levels in parallel pool jobs."""
+        fld = part.field
+        levels = range(fld.layout.levels)
+        local = self.local
+        if local is not None and fld.codec.plain:
+            await asyncio.gather(*(
+                loop.run_in_executor(None, local.read_plain, part, range(i, i + 1)) for i in levels
+            ))
+            return
+        if local is not None:
+            stored = await loop.run_in_executor(None, local.read, part.key)
+        else:
+            stored = await self._fetch(part.key)
+        table = parse_index(stored, fld.layout.levels, part.key)
+        await asyncio.gather(*(
+            loop.run_in_executor(None, part.decode_level, stored, table, i) for i in levels
+        ))
+
+    async def _get_pipeline(self, part: Part) -> None:
+        from zarr.core.buffer import default_buffer_prototype
+
+        buf = await self.store.get(part.key, prototype=default_buffer_prototype())
+        if buf is None:
+            raise missing(part.key)
+        (decoded,) = await part.field.pipeline.decode([(buf, part.field.shard_spec)])
+        shard = np.asarray(decoded.as_ndarray_like()).reshape(part.field.layout.shard)
+        span = part.field.layout.chunk[0]
+        for level, array in enumerate(part.levels):
+            np.copyto(array, shard[level * span : (level + 1) * span], casting="no")
+
+    async def delete(self, keys: list[str]) -> None:
+        """Remove the shards of ``keys`` from the store (files: those already gone are skipped)."""
+        local = self.local
+        if local is not None:
+            await asyncio.get_running_loop().run_in_executor(None, local.unlink, keys)
+        else:
+            await asyncio.gather(*(self.store.delete(k) for k in keys))
+
