@@ -300,7 +300,7 @@ class Checkpointer:
         folder, self._owned_dir = self._owned_dir, None
         try:
             if tier is not None:
-                from amcheck.storage._zarr import run_sync
+                from amcheck.storage._sync import run_sync
 
                 run_sync(tier.close())
         finally:

@@ -285,6 +285,12 @@ def main() -> None:
           f"load average {os.getloadavg()}", flush=True)
     report: dict[str, Any] = {"ns": {}, "machine": {"cpus": os.cpu_count(), "numba_threads": threads,
                                                      "loadavg_start": os.getloadavg()}}
+    # One untimed run of each kind first: imports, thread pools, numba's read-only dispatch and the
+    # first zarr store are one-time costs of the process, not of a sequence's length.
+    for warm in (lambda: run_amcheck(120, workdir=workroot / "warm", interval=10),
+                 lambda: run_amcheck(120, workdir=workroot, strategy="revolve", disk=False),
+                 lambda: run_pyrevolve(120, RAM_STATES)):
+        warm()
     for n in args.ns:
         print(f"\nn = {n}", flush=True)
         variants: dict[str, Callable[[], dict[str, Any]]] = {

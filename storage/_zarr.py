@@ -75,9 +75,7 @@ from amcheck._validate import check_int
 if TYPE_CHECKING:
     from zarr.abc.store import Store
 
-# FORMAT, MAX_ROWS and run_sync live in _step_index, _shard and _sync; they stay importable from
-# here, where the tier's users have found them.
-__all__ = ["FORMAT", "MAX_ROWS", "ZarrTier", "run_sync"]
+__all__ = ["ZarrTier"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
