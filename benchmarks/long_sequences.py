@@ -1,8 +1,8 @@
 """Long sequences: asynchronous multistage checkpointing against Revolve, pyrevolve and store-all.
 
 The load (issue 5): a memory-bound numba operator, a 2-D wave equation with a 5-point Laplacian
-and leapfrog in time, state ``u`` of shape (2, 724, 724) float32 = 4.0 MiB, about 0.3–0.5 ms a
-step on this machine; the RAM budget is fixed at 10 states; the disk tier is a ZarrTier in a
+and leapfrog in time, state ``u`` of shape (2, 724, 724) float32 = 4.0 MiB, about 0.11 ms a
+step on one thread here; the RAM budget is fixed at 10 states; the disk tier is a ZarrTier in a
 temporary directory with ``disk_budget="8 GiB"``. In one run, for each n:
 
 1. **async multistage, k = 50** (fixed): wall time, recompute factor, time per step, the stall
@@ -34,114 +34,26 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import _wave  # the shared benchmark load, beside this script
 import numba
 import numpy as np
-from numba import prange
+from _wave import Adjoint as _Adjoint
+from _wave import advance, compile_kernels, state_nbytes, wave_steps
 
 import amcheck
 from amcheck.schedules import multistage_recompute_factor
 
 NX = 724  # 2 x 724^2 float32 = 4.0 MiB
-C2 = np.float32(0.2)  # (c dt / h)^2, stable for the 2-D leapfrog (< 0.5)
-STATE_NBYTES = 2 * NX * NX * 4
+STATE_NBYTES = state_nbytes(NX)
 RAM_STATES = 10
 
 
-@numba.njit(nogil=True, parallel=True, cache=True)
-def _wave_step(src: np.ndarray, dst: np.ndarray, t: int) -> None:  # pragma: no cover - numba
-    """x_{t+1} from x_t: u[t%2] is u_t, u[(t+1)%2] is u_{t-1}; writes dst (may be src)."""
-    cur, old = t % 2, (t + 1) % 2
-    ny, nx = src.shape[1], src.shape[2]
-    a = src[cur]
-    b = src[old]
-    out = dst[old]
-    keep = dst[cur]
-    copy_cur = src.ctypes.data != dst.ctypes.data
-    for i in prange(1, ny - 1):
-        for j in range(1, nx - 1):
-            lap = a[i - 1, j] + a[i + 1, j] + a[i, j - 1] + a[i, j + 1] - np.float32(4.0) * a[i, j]
-            out[i, j] = np.float32(2.0) * a[i, j] - b[i, j] + C2 * lap
-        if copy_cur:
-            for j in range(nx):
-                keep[i, j] = a[i, j]
-    if copy_cur:
-        for j in range(nx):
-            keep[0, j] = a[0, j]
-            keep[ny - 1, j] = a[ny - 1, j]
-            out[0, j] = np.float32(0.0)
-            out[ny - 1, j] = np.float32(0.0)
-        for i in range(ny):
-            out[i, 0] = np.float32(0.0)
-            out[i, nx - 1] = np.float32(0.0)
-
-
-@numba.njit(nogil=True, parallel=True, cache=True)
-def _adjoint_step(
-    lam: np.ndarray, grad: np.ndarray, u: np.ndarray, t: int
-) -> None:  # pragma: no cover - numba
-    """One reverse step: leapfrog the adjoint in place, inject and image with u_t = u[t%2]."""
-    cur, old = t % 2, (t + 1) % 2
-    ny, nx = lam.shape[1], lam.shape[2]
-    a = lam[cur]
-    b = lam[old]
-    ut = u[cur]
-    for i in prange(1, ny - 1):
-        for j in range(1, nx - 1):
-            lap = a[i - 1, j] + a[i + 1, j] + a[i, j - 1] + a[i, j + 1] - np.float32(4.0) * a[i, j]
-            b[i, j] = np.float32(2.0) * a[i, j] - b[i, j] + C2 * lap + np.float32(1e-3) * ut[i, j]
-            grad[i, j] += a[i, j] * ut[i, j]
-
-
 def initial_state() -> dict[str, np.ndarray]:
-    u = np.zeros((2, NX, NX), dtype=np.float32)
-    y, x = np.mgrid[0:NX, 0:NX].astype(np.float32) / NX
-    bump = np.exp(-((x - 0.5) ** 2 + (y - 0.5) ** 2) / 0.002).astype(np.float32)
-    u[0] = bump
-    u[1] = bump
-    return {"u": u}
-
-
-class Adjoint:
-    """The reverse operator: owns the adjoint wavefield and the gradient."""
-
-    def __init__(self) -> None:
-        self.lam = np.zeros((2, NX, NX), dtype=np.float32)
-        self.grad = np.zeros((NX, NX), dtype=np.float32)
-
-    def reverse(self, state: Mapping[str, np.ndarray], t: int) -> None:
-        _adjoint_step(self.lam, self.grad, state["u"], t)
-
-
-@numba.njit(nogil=True, cache=True)
-def _wave_steps(src: np.ndarray, dst: np.ndarray, t0: int, t1: int) -> None:  # pragma: no cover
-    """Steps t0 … t1-1 in one call that holds no GIL: x_t0 in src, x_t1 left in dst."""
-    _wave_step(src, dst, t0)
-    for t in range(t0 + 1, t1):
-        _wave_step(dst, dst, t)
-
-
-def advance(src: Mapping[str, np.ndarray], dst: Mapping[str, np.ndarray], t0: int, t1: int) -> None:
-    # All t1 - t0 steps run inside one nogil numba call: the compute thread needs the GIL once per
-    # advance, not once per step, so a transfer thread busy in Python cannot stall it step by step.
-    _wave_steps(src["u"], dst["u"], t0, t1)
-
-
-def compile_kernels() -> None:
-    tiny = np.zeros((2, 8, 8), dtype=np.float32)
-    frozen = tiny.copy()
-    frozen.flags.writeable = False
-    _wave_step(tiny, tiny, 0)
-    _wave_step(tiny, tiny.copy(), 0)
-    _wave_step(frozen, tiny, 0)
-    _wave_steps(tiny, tiny, 0, 2)
-    _wave_steps(tiny, tiny.copy(), 0, 2)
-    _wave_steps(frozen, tiny, 0, 2)
-    _adjoint_step(tiny.copy(), np.zeros((8, 8), np.float32), tiny, 0)
-    _adjoint_step(tiny.copy(), np.zeros((8, 8), np.float32), frozen, 0)
+    return _wave.initial_state(NX)
 
 
 # -- variants -------------------------------------------------------------------------------------
@@ -152,7 +64,7 @@ def run_amcheck(
     disk: bool = True, interval: int | None = None, compute_threads: Any = None,
     plot: Path | None = None,
 ) -> dict[str, Any]:
-    adj = Adjoint()
+    adj = _Adjoint(NX)
     kwargs: dict[str, Any] = {}
     if disk:
         kwargs = {"disk": workdir, "disk_budget": "8 GiB", "interval": interval,
@@ -179,7 +91,7 @@ def run_amcheck(
 def run_pyrevolve(n: int, checkpoints: int) -> dict[str, Any]:
     import pyrevolve
 
-    adj = Adjoint()
+    adj = _Adjoint(NX)
     live = initial_state()["u"]
     counts = {"forward_steps": 0}
 
@@ -200,12 +112,12 @@ def run_pyrevolve(n: int, checkpoints: int) -> dict[str, Any]:
 
     class Fwd:
         def apply(self, t_start: int, t_end: int) -> None:
-            _wave_steps(live, live, t_start, t_end)
+            wave_steps(live, live, t_start, t_end)
             counts["forward_steps"] += t_end - t_start
 
     class Rev:
         def apply(self, t_start: int, t_end: int) -> None:
-            _adjoint_step(adj.lam, adj.grad, live, t_start)  # u_t is level t%2 of live
+            adj.reverse({"u": live}, t_start)  # u_t is level t%2 of live
 
     wrp = pyrevolve.Revolver(Checkpoint(), Fwd(), Rev(), checkpoints, n)
     start = time.perf_counter()

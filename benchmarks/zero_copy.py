@@ -27,97 +27,32 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
+import _wave  # the shared benchmark load, beside this script
 import numba
 import numpy as np
+from _wave import Adjoint, advance, compile_kernels, state_nbytes, wave_steps
 
 import amcheck
 from amcheck.schedules import Advance, End, Free, Load, Reverse, Revolve, Save, simulate
 
 NX = 1448  # 2 x 1448^2 float32 = 16.0 MiB
-C2 = np.float32(0.2)  # (c dt / h)^2, stable for the 2-D leapfrog (< 0.5)
-
-
-@numba.njit(nogil=True, cache=True)
-def _wave_step(src: np.ndarray, dst: np.ndarray, t: int) -> None:  # pragma: no cover - numba
-    """x_{t+1} from x_t: u[t%2] is u_t, u[(t+1)%2] is u_{t-1}; writes dst (may be src)."""
-    cur, old = t % 2, (t + 1) % 2
-    ny, nx = src.shape[1], src.shape[2]
-    a = src[cur]
-    b = src[old]
-    out = dst[old]
-    keep = dst[cur]
-    copy_cur = src.ctypes.data != dst.ctypes.data
-    for i in range(1, ny - 1):
-        for j in range(1, nx - 1):
-            lap = a[i - 1, j] + a[i + 1, j] + a[i, j - 1] + a[i, j + 1] - np.float32(4.0) * a[i, j]
-            out[i, j] = np.float32(2.0) * a[i, j] - b[i, j] + C2 * lap
-        if copy_cur:
-            for j in range(nx):
-                keep[i, j] = a[i, j]
-    if copy_cur:  # boundary rows of the current level, and the zero boundary of the new one
-        for j in range(nx):
-            keep[0, j] = a[0, j]
-            keep[ny - 1, j] = a[ny - 1, j]
-            out[0, j] = np.float32(0.0)
-            out[ny - 1, j] = np.float32(0.0)
-        for i in range(ny):
-            out[i, 0] = np.float32(0.0)
-            out[i, nx - 1] = np.float32(0.0)
-
-
-@numba.njit(nogil=True, cache=True)
-def _adjoint_step(
-    lam: np.ndarray, grad: np.ndarray, u: np.ndarray, t: int
-) -> None:  # pragma: no cover - numba
-    """One reverse step: leapfrog the adjoint in place, inject and image with u_t = u[t%2]."""
-    cur, old = t % 2, (t + 1) % 2
-    ny, nx = lam.shape[1], lam.shape[2]
-    a = lam[cur]
-    b = lam[old]
-    ut = u[cur]
-    for i in range(1, ny - 1):
-        for j in range(1, nx - 1):
-            lap = a[i - 1, j] + a[i + 1, j] + a[i, j - 1] + a[i, j + 1] - np.float32(4.0) * a[i, j]
-            b[i, j] = np.float32(2.0) * a[i, j] - b[i, j] + C2 * lap + np.float32(1e-3) * ut[i, j]
-            grad[i, j] += a[i, j] * ut[i, j]
+STATE_NBYTES = state_nbytes(NX)
 
 
 def initial_state() -> dict[str, np.ndarray]:
-    u = np.zeros((2, NX, NX), dtype=np.float32)
-    y, x = np.mgrid[0:NX, 0:NX].astype(np.float32) / NX
-    bump = np.exp(-((x - 0.5) ** 2 + (y - 0.5) ** 2) / 0.002).astype(np.float32)
-    u[0] = bump
-    u[1] = bump
-    return {"u": u}
-
-
-class Adjoint:
-    """The reverse operator: owns the adjoint wavefield and the gradient."""
-
-    def __init__(self) -> None:
-        self.lam = np.zeros((2, NX, NX), dtype=np.float32)
-        self.grad = np.zeros((NX, NX), dtype=np.float32)
-
-    def reverse(self, state: Mapping[str, np.ndarray], t: int) -> None:
-        _adjoint_step(self.lam, self.grad, state["u"], t)
-
-
-def advance(src: Mapping[str, np.ndarray], dst: Mapping[str, np.ndarray], t0: int, t1: int) -> None:
-    _wave_step(src["u"], dst["u"], t0)
-    for t in range(t0 + 1, t1):
-        _wave_step(dst["u"], dst["u"], t)
+    return _wave.initial_state(NX)
 
 
 # -- 1. amcheck ----------------------------------------------------------------------------------
 
 
 def run_amcheck(n: int, slots: int) -> dict[str, Any]:
-    adj = Adjoint()
+    adj = Adjoint(NX)
     schedule = Revolve(n, slots)
-    ram = simulate(schedule).peak_buffers * (2 * NX * NX * 4)
+    ram = simulate(schedule).peak_buffers * STATE_NBYTES
     with amcheck.Checkpointer(
         advance, adj, initial_state(), n, ram=ram, strategy=schedule, timeline=False
     ) as ckp:
@@ -130,7 +65,7 @@ def run_amcheck(n: int, slots: int) -> dict[str, Any]:
         "wall": wall,
         "forward_steps": stats.forward_steps,
         "copies": stats.copies,
-        "states_held": ckp.ram_pool_bytes // (2 * NX * NX * 4),
+        "states_held": ckp.ram_pool_bytes // STATE_NBYTES,
         "grad": adj.grad,
     }
 
@@ -140,7 +75,7 @@ def run_amcheck(n: int, slots: int) -> dict[str, Any]:
 
 def run_deep_copy(n: int, slots: int) -> dict[str, Any]:
     """Revolve(n, slots) executed on one live state, copying at every Save and Load."""
-    adj = Adjoint()
+    adj = Adjoint(NX)
     live = initial_state()["u"]
     store = np.zeros((slots, 2, NX, NX), dtype=np.float32)  # preallocated, like NumpyStorage
     where: dict[int, int] = {}
@@ -151,10 +86,9 @@ def run_deep_copy(n: int, slots: int) -> dict[str, Any]:
     for action in Revolve(n, slots):
         if isinstance(action, Advance):
             if action.final:  # x_n into its own buffer; the live state stays x_{n-1}
-                _wave_step(live, final, action.t0)
+                wave_steps(live, final, action.t0, action.t1)
             else:
-                for t in range(action.t0, action.t1):
-                    _wave_step(live, live, t)
+                wave_steps(live, live, action.t0, action.t1)
             steps += action.t1 - action.t0
         elif isinstance(action, Save):
             where[action.t] = slot = free.pop()
@@ -166,7 +100,7 @@ def run_deep_copy(n: int, slots: int) -> dict[str, Any]:
         elif isinstance(action, Free):
             free.append(where.pop(action.t))
         elif isinstance(action, Reverse):
-            _adjoint_step(adj.lam, adj.grad, live, action.t)
+            adj.reverse({"u": live}, action.t)
         elif isinstance(action, End):
             break
     wall = time.perf_counter() - start
@@ -185,7 +119,7 @@ def run_deep_copy(n: int, slots: int) -> dict[str, Any]:
 def run_pyrevolve(n: int, checkpoints: int) -> dict[str, Any]:
     import pyrevolve
 
-    adj = Adjoint()
+    adj = Adjoint(NX)
     live = initial_state()["u"]
     counts = {"forward_steps": 0, "copies": 0}
 
@@ -208,14 +142,13 @@ def run_pyrevolve(n: int, checkpoints: int) -> dict[str, Any]:
 
     class Fwd:
         def apply(self, t_start: int, t_end: int) -> None:
-            for t in range(t_start, t_end):
-                _wave_step(live, live, t)
+            wave_steps(live, live, t_start, t_end)
             counts["forward_steps"] += t_end - t_start
 
     class Rev:
         def apply(self, t_start: int, t_end: int) -> None:
             # pyrevolve ran fwd.apply(t, t+1) just before: level t%2 still holds u_t.
-            _adjoint_step(adj.lam, adj.grad, live, t_start)
+            adj.reverse({"u": live}, t_start)
 
     wrp = pyrevolve.Revolver(Checkpoint(), Fwd(), Rev(), checkpoints, n)
     start = time.perf_counter()
@@ -238,16 +171,10 @@ def main() -> None:
         "same schedule, deep copies": lambda: run_deep_copy(args.n, args.slots),
         "pyrevolve Revolver": lambda: run_pyrevolve(args.n, args.slots + 1),
     }
-    # Compile the kernels outside the timings.
-    # amcheck hands pinned checkpoints over read-only: numba compiles a variant for those too.
-    tiny = np.zeros((2, 8, 8), dtype=np.float32)
-    frozen = tiny.copy()
-    frozen.flags.writeable = False
-    _wave_step(tiny, tiny, 0)
-    _wave_step(tiny, tiny.copy(), 0)
-    _wave_step(frozen, tiny, 0)
-    _adjoint_step(tiny.copy(), np.zeros((8, 8), np.float32), tiny, 0)
-    _adjoint_step(tiny.copy(), np.zeros((8, 8), np.float32), frozen, 0)
+    # One numba thread for every variant (the kernels are parallel loops), compiled outside the
+    # timings; amcheck hands pinned checkpoints over read-only, a signature of its own.
+    numba.set_num_threads(1)
+    compile_kernels()
 
     walls: dict[str, list[float]] = {name: [] for name in variants}
     last: dict[str, dict[str, Any]] = {}

@@ -1,0 +1,118 @@
+"""The load of the engine benchmarks (zero_copy.py, long_sequences.py): a memory-bound operator.
+
+A 2-D wave equation, 5-point Laplacian, leapfrog in time, float32. The state is one field ``u`` of
+shape (2, nx, nx): level ``t % 2`` holds u_t, the other u_{t-1}, and a step overwrites u_{t-1}
+with u_{t+1} (in place when src is dst). The reverse operator leapfrogs an adjoint wavefield and
+accumulates a gradient image from u_t; every variant of a benchmark must produce it bitwise equal.
+
+``advance`` runs all its steps in one nogil numba call, so the compute thread needs the GIL once
+per advance, not once per step (the operator protocol's multi-step ``advance(src, dst, t0, t1)``
+exists for this). The kernels are ``parallel``; the scripts choose the thread count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numba
+import numpy as np
+from numba import prange
+
+C2 = np.float32(0.2)  # (c dt / h)^2, stable for the 2-D leapfrog (< 0.5)
+
+
+@numba.njit(nogil=True, parallel=True, cache=True)
+def wave_step(src: np.ndarray, dst: np.ndarray, t: int) -> None:  # pragma: no cover - numba
+    """x_{t+1} from x_t: u[t%2] is u_t, u[(t+1)%2] is u_{t-1}; writes dst (may be src)."""
+    cur, old = t % 2, (t + 1) % 2
+    ny, nx = src.shape[1], src.shape[2]
+    a = src[cur]
+    b = src[old]
+    out = dst[old]
+    keep = dst[cur]
+    copy_cur = src.ctypes.data != dst.ctypes.data
+    for i in prange(1, ny - 1):
+        for j in range(1, nx - 1):
+            lap = a[i - 1, j] + a[i + 1, j] + a[i, j - 1] + a[i, j + 1] - np.float32(4.0) * a[i, j]
+            out[i, j] = np.float32(2.0) * a[i, j] - b[i, j] + C2 * lap
+        if copy_cur:
+            for j in range(nx):
+                keep[i, j] = a[i, j]
+    if copy_cur:  # boundary rows of the current level, and the zero boundary of the new one
+        for j in range(nx):
+            keep[0, j] = a[0, j]
+            keep[ny - 1, j] = a[ny - 1, j]
+            out[0, j] = np.float32(0.0)
+            out[ny - 1, j] = np.float32(0.0)
+        for i in range(ny):
+            out[i, 0] = np.float32(0.0)
+            out[i, nx - 1] = np.float32(0.0)
+
+
+@numba.njit(nogil=True, cache=True)
+def wave_steps(src: np.ndarray, dst: np.ndarray, t0: int, t1: int) -> None:  # pragma: no cover
+    """Steps t0 … t1-1 in one call that holds no GIL: x_t0 in src, x_t1 left in dst."""
+    wave_step(src, dst, t0)
+    for t in range(t0 + 1, t1):
+        wave_step(dst, dst, t)
+
+
+@numba.njit(nogil=True, parallel=True, cache=True)
+def adjoint_step(
+    lam: np.ndarray, grad: np.ndarray, u: np.ndarray, t: int
+) -> None:  # pragma: no cover - numba
+    """One reverse step: leapfrog the adjoint in place, inject and image with u_t = u[t%2]."""
+    cur, old = t % 2, (t + 1) % 2
+    ny, nx = lam.shape[1], lam.shape[2]
+    a = lam[cur]
+    b = lam[old]
+    ut = u[cur]
+    for i in prange(1, ny - 1):
+        for j in range(1, nx - 1):
+            lap = a[i - 1, j] + a[i + 1, j] + a[i, j - 1] + a[i, j + 1] - np.float32(4.0) * a[i, j]
+            b[i, j] = np.float32(2.0) * a[i, j] - b[i, j] + C2 * lap + np.float32(1e-3) * ut[i, j]
+            grad[i, j] += a[i, j] * ut[i, j]
+
+
+def state_nbytes(nx: int) -> int:
+    """Bytes of one state of the (2, nx, nx) float32 load."""
+    return 2 * nx * nx * 4
+
+
+def initial_state(nx: int) -> dict[str, np.ndarray]:
+    """x_0: a smooth bump in both time levels."""
+    u = np.zeros((2, nx, nx), dtype=np.float32)
+    y, x = np.mgrid[0:nx, 0:nx].astype(np.float32) / nx
+    bump = np.exp(-((x - 0.5) ** 2 + (y - 0.5) ** 2) / 0.002).astype(np.float32)
+    u[0] = bump
+    u[1] = bump
+    return {"u": u}
+
+
+class Adjoint:
+    """The reverse operator: owns the adjoint wavefield and the gradient."""
+
+    def __init__(self, nx: int) -> None:
+        self.lam = np.zeros((2, nx, nx), dtype=np.float32)
+        self.grad = np.zeros((nx, nx), dtype=np.float32)
+
+    def reverse(self, state: Mapping[str, np.ndarray], t: int) -> None:
+        adjoint_step(self.lam, self.grad, state["u"], t)
+
+
+def advance(src: Mapping[str, np.ndarray], dst: Mapping[str, np.ndarray], t0: int, t1: int) -> None:
+    """The forward operator: all of steps t0 … t1-1 in one nogil call."""
+    wave_steps(src["u"], dst["u"], t0, t1)
+
+
+def compile_kernels() -> None:
+    """Compile every signature the benchmarks use (read-only sources included) before timing."""
+    tiny = np.zeros((2, 8, 8), dtype=np.float32)
+    frozen = tiny.copy()
+    frozen.flags.writeable = False
+    for src, dst in ((tiny, tiny), (tiny, tiny.copy()), (frozen, tiny)):
+        wave_step(src, dst, 0)
+        wave_steps(src, dst, 0, 2)
+    grad = np.zeros((8, 8), np.float32)
+    adjoint_step(tiny.copy(), grad, tiny, 0)
+    adjoint_step(tiny.copy(), grad, frozen, 0)
