@@ -11,6 +11,7 @@ checkpoint buffer and write the next (no deep copies).
 from __future__ import annotations
 
 from amcheck._bytes import ByteSize, format_bytes, parse_bytes
+from amcheck._checkpointer import Checkpointer
 from amcheck._errors import (
     AmcheckError,
     ArgumentTypeError,
@@ -24,39 +25,38 @@ from amcheck._errors import (
     TierFullError,
     TransferError,
 )
-from amcheck._state import FieldSpec, State, StateSpec
-from amcheck._checkpointer import Checkpointer
-from amcheck._operators import ForwardOperator, ReverseOperator
-from amcheck._stats import Stats
 from amcheck._interval import IntervalController
+from amcheck._operators import ForwardOperator, ReverseOperator
+from amcheck._state import FieldSpec, State, StateSpec
+from amcheck._stats import Stats
+from amcheck._timeline import Event, Timeline
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "__version__",
-    # errors
     "AmcheckError",
     "ArgumentTypeError",
     "BudgetError",
+    "ByteSize",
     "CheckpointNotFoundError",
+    "Checkpointer",
+    "Event",
+    "FieldSpec",
+    "ForwardOperator",
+    "IntervalController",
     "InvalidArgumentError",
     "OperatorError",
+    "ReverseOperator",
     "ScheduleError",
+    "State",
+    "StateSpec",
+    "Stats",
     "StoreMismatchError",
     "SweepStateError",
     "TierFullError",
+    "Timeline",
     "TransferError",
-    # states and budgets
-    "ByteSize",
-    "FieldSpec",
-    "State",
-    "StateSpec",
+    "__version__",
     "format_bytes",
     "parse_bytes",
-    # the API
-    "Checkpointer",
-    "ForwardOperator",
-    "ReverseOperator",
-    "Stats",
-    "IntervalController",
 ]

@@ -8,7 +8,7 @@ from typing import TypeAlias
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
 
-__all__ = ["ByteSize", "parse_bytes", "format_bytes", "physical_memory"]
+__all__ = ["ByteSize", "format_bytes", "parse_bytes", "physical_memory"]
 
 ByteSize: TypeAlias = int | str
 """A byte count: an ``int``, or a string such as ``"8 GiB"``, ``"1.5GB"``, ``"4096"`` or ``"25%"``."""
@@ -91,7 +91,7 @@ def parse_bytes(value: ByteSize, name: str = "budget") -> int:
     return int(number * _UNITS[unit])
 
 
-def format_bytes(nbytes: int | float) -> str:
+def format_bytes(nbytes: float) -> str:
     """Format a byte count for people, in powers of 2 (``"1.5 GiB"``)."""
     size = float(nbytes)
     for unit in ("B", "KiB", "MiB", "GiB"):

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 __all__ = [
     "AmcheckError",
-    "InvalidArgumentError",
     "ArgumentTypeError",
     "BudgetError",
-    "ScheduleError",
     "CheckpointNotFoundError",
-    "TierFullError",
-    "StoreMismatchError",
-    "TransferError",
+    "InvalidArgumentError",
     "OperatorError",
+    "ScheduleError",
+    "StoreMismatchError",
     "SweepStateError",
+    "TierFullError",
+    "TransferError",
 ]
 
 

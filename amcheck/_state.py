@@ -14,7 +14,7 @@ import numpy as np
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
 
-__all__ = ["State", "FieldSpec", "StateSpec"]
+__all__ = ["FieldSpec", "State", "StateSpec"]
 
 State: TypeAlias = Mapping[str, np.ndarray]
 """A state x_t: field name -> C-contiguous numpy array of the spec's shape and dtype."""

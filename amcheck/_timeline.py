@@ -19,7 +19,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 from amcheck._errors import InvalidArgumentError
 
-__all__ = ["EventKind", "EVENT_KINDS", "Event", "Timeline", "clock"]
+__all__ = ["EVENT_KINDS", "Event", "EventKind", "Timeline", "clock"]
 
 EventKind: TypeAlias = Literal["compute", "reverse", "write", "read", "wait"]
 EVENT_KINDS: Final[tuple[EventKind, ...]] = ("compute", "reverse", "write", "read", "wait")

@@ -10,7 +10,7 @@ from typing import Any
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
 
-__all__ = ["check_int", "check_optional_int", "check_choice", "check_positive_float"]
+__all__ = ["check_choice", "check_int", "check_optional_int", "check_positive_float"]
 
 
 def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amcheck.storage import ALIGNMENT, RamTier
 
 import amcheck
-from amcheck.storage import ALIGNMENT, RamTier
 
 
 def spec2() -> amcheck.StateSpec:

@@ -63,9 +63,9 @@ class TierConformance:
 
     def assert_restored(self, expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> None:
         """Lossless tiers: bitwise equal."""
-        for key in expected:
-            assert got[key].dtype == expected[key].dtype
-            np.testing.assert_array_equal(got[key], expected[key], strict=True)
+        for key, want in expected.items():
+            assert got[key].dtype == want.dtype
+            np.testing.assert_array_equal(got[key], want, strict=True)
 
     @pytest.fixture
     async def tier(self, tmp_path: Path) -> AsyncIterator[Tier]:
