@@ -248,7 +248,8 @@ def test_writes_overlap_compute_on_the_transfer_thread(tmp_path: Path) -> None:
         stats = ckp.stats
     writes = [e for e in events if e.kind == "write"]
     computes = {e.step: e for e in events if e.kind == "compute"}
-    assert [w.step for w in writes] == [0, 5, 10, 15]
+    # Events are recorded as writes end; with two in flight they may end in either order.
+    assert sorted(w.step for w in writes) == [0, 5, 10, 15]
     main = threading.current_thread().name
     assert {w.thread for w in writes} == {"amcheck-transfer"}
     assert {c.thread for c in computes.values()} == {main}
