@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from itertools import pairwise
-from math import comb
 from typing import Any, Final
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 from amcheck.storage import RamTier
 from hypothesis import given
 from hypothesis import strategies as st
+from schedule_oracles import gw
 
 from amcheck import (
     ArgumentTypeError,
@@ -39,14 +39,6 @@ from amcheck.schedules import (
 
 R: Final = "ram"
 D: Final = "disk"
-
-
-def gw(n: int, s: int) -> int:
-    """Griewank–Walther minimum t·n − C(s+t, t−1), t smallest with C(s+t, s) >= n (a plain loop)."""
-    t = 0
-    while comb(s + t, s) < n:
-        t += 1
-    return t * n - comb(s + t, t - 1) if t >= 1 else 0
 
 
 class Steered:

@@ -11,6 +11,7 @@ from typing import Final
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from schedule_oracles import gw
 
 from amcheck import ArgumentTypeError, InvalidArgumentError, SweepStateError
 from amcheck.schedules import (
@@ -40,14 +41,6 @@ D: Final = "disk"
 # --------------------------------------------------------------------------------------------
 # Independent oracles
 # --------------------------------------------------------------------------------------------
-
-
-def gw(n: int, s: int) -> int:
-    """Griewank–Walther minimum t·n − C(s+t, t−1), t smallest with C(s+t, s) >= n (a plain loop)."""
-    t = 0
-    while comb(s + t, s) < n:
-        t += 1
-    return t * n - comb(s + t, t - 1) if t >= 1 else 0
 
 
 def dp_table(max_m: int, max_c: int) -> list[list[int]]:
