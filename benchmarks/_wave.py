@@ -12,7 +12,9 @@ exists for this). The kernels are ``parallel``; the scripts choose the thread co
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from typing import Any
 
 import numba
 import numpy as np
@@ -116,3 +118,52 @@ def compile_kernels() -> None:
     grad = np.zeros((8, 8), np.float32)
     adjoint_step(tiny.copy(), grad, tiny, 0)
     adjoint_step(tiny.copy(), grad, frozen, 0)
+
+
+def run_pyrevolve(nx: int, n: int, checkpoints: int) -> dict[str, Any]:
+    """Reverse n steps of this load with pyrevolve's classic ``Revolver`` (the ``bench`` extra).
+
+    The operators own one live state, as pyrevolve expects; ``copies`` counts pyrevolve's calls
+    for the live buffer on save and load (one 16-byte-a-point copy each). Returns wall time of
+    both sweeps (``forward_wall`` for the first), forward steps, copies and the gradient.
+    """
+    import pyrevolve
+
+    adj = Adjoint(nx)
+    live = initial_state(nx)["u"]
+    counts = {"forward_steps": 0, "copies": 0}
+
+    class Checkpoint(pyrevolve.Checkpoint):  # type: ignore[misc]
+        @property
+        def dtype(self) -> Any:
+            return np.float32
+
+        @property
+        def size(self) -> int:
+            return int(live.size)
+
+        def get_data(self, timestep: int) -> list[np.ndarray]:
+            counts["copies"] += 1
+            return [live]
+
+        def get_data_location(self, timestep: int) -> list[np.ndarray]:
+            counts["copies"] += 1
+            return [live]
+
+    class Fwd:
+        def apply(self, t_start: int, t_end: int) -> None:
+            wave_steps(live, live, t_start, t_end)
+            counts["forward_steps"] += t_end - t_start
+
+    class Rev:
+        def apply(self, t_start: int, t_end: int) -> None:
+            # pyrevolve ran fwd.apply(t, t+1) just before: level t%2 still holds u_t.
+            adj.reverse({"u": live}, t_start)
+
+    wrp = pyrevolve.Revolver(Checkpoint(), Fwd(), Rev(), checkpoints, n)
+    start = time.perf_counter()
+    wrp.apply_forward()
+    forward = time.perf_counter() - start
+    wrp.apply_reverse()
+    wall = time.perf_counter() - start
+    return {**counts, "wall": wall, "forward_wall": forward, "grad": adj.grad}

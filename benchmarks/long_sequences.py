@@ -42,7 +42,7 @@ import _wave  # the shared benchmark load, beside this script
 import numba
 import numpy as np
 from _wave import Adjoint as _Adjoint
-from _wave import advance, compile_kernels, state_nbytes, wave_steps
+from _wave import advance, compile_kernels, state_nbytes
 
 import amcheck
 from amcheck.schedules import multistage_recompute_factor
@@ -89,45 +89,10 @@ def run_amcheck(
 
 
 def run_pyrevolve(n: int, checkpoints: int) -> dict[str, Any]:
-    import pyrevolve
-
-    adj = _Adjoint(NX)
-    live = initial_state()["u"]
-    counts = {"forward_steps": 0}
-
-    class Checkpoint(pyrevolve.Checkpoint):  # type: ignore[misc]
-        @property
-        def dtype(self) -> Any:
-            return np.float32
-
-        @property
-        def size(self) -> int:
-            return int(live.size)
-
-        def get_data(self, timestep: int) -> list[np.ndarray]:
-            return [live]
-
-        def get_data_location(self, timestep: int) -> list[np.ndarray]:
-            return [live]
-
-    class Fwd:
-        def apply(self, t_start: int, t_end: int) -> None:
-            wave_steps(live, live, t_start, t_end)
-            counts["forward_steps"] += t_end - t_start
-
-    class Rev:
-        def apply(self, t_start: int, t_end: int) -> None:
-            adj.reverse({"u": live}, t_start)  # u_t is level t%2 of live
-
-    wrp = pyrevolve.Revolver(Checkpoint(), Fwd(), Rev(), checkpoints, n)
-    start = time.perf_counter()
-    wrp.apply_forward()
-    forward = time.perf_counter() - start
-    wrp.apply_reverse()
-    wall = time.perf_counter() - start
-    steps = counts["forward_steps"]
-    return {"wall": wall, "forward_wall": forward, "forward_steps": steps, "recompute": steps / n,
-            "per_step": wall / steps, "grad": adj.grad, "strategy": "pyrevolve"}
+    result = _wave.run_pyrevolve(NX, n, checkpoints)
+    steps = result["forward_steps"]
+    return {**result, "recompute": steps / n, "per_step": result["wall"] / steps,
+            "strategy": "pyrevolve"}
 
 
 def compute_only_forward(n: int, threads: int | None) -> float:

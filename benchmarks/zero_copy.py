@@ -117,45 +117,7 @@ def run_deep_copy(n: int, slots: int) -> dict[str, Any]:
 
 
 def run_pyrevolve(n: int, checkpoints: int) -> dict[str, Any]:
-    import pyrevolve
-
-    adj = Adjoint(NX)
-    live = initial_state()["u"]
-    counts = {"forward_steps": 0, "copies": 0}
-
-    class Checkpoint(pyrevolve.Checkpoint):  # type: ignore[misc]
-        @property
-        def dtype(self) -> Any:
-            return np.float32
-
-        @property
-        def size(self) -> int:
-            return int(live.size)
-
-        def get_data(self, timestep: int) -> list[np.ndarray]:
-            counts["copies"] += 1
-            return [live]
-
-        def get_data_location(self, timestep: int) -> list[np.ndarray]:
-            counts["copies"] += 1
-            return [live]
-
-    class Fwd:
-        def apply(self, t_start: int, t_end: int) -> None:
-            wave_steps(live, live, t_start, t_end)
-            counts["forward_steps"] += t_end - t_start
-
-    class Rev:
-        def apply(self, t_start: int, t_end: int) -> None:
-            # pyrevolve ran fwd.apply(t, t+1) just before: level t%2 still holds u_t.
-            adj.reverse({"u": live}, t_start)
-
-    wrp = pyrevolve.Revolver(Checkpoint(), Fwd(), Rev(), checkpoints, n)
-    start = time.perf_counter()
-    wrp.apply_forward()
-    wrp.apply_reverse()
-    wall = time.perf_counter() - start
-    return {**counts, "wall": wall, "states_held": checkpoints + 1, "grad": adj.grad}
+    return {**_wave.run_pyrevolve(NX, n, checkpoints), "states_held": checkpoints + 1}
 
 
 def main() -> None:
