@@ -93,6 +93,27 @@ def _check_signature(fn: Callable[..., Any], n_args: int, what: str, expected: s
         ) from None
 
 
+def _operator_callable(
+    operator: object, role: str, method_name: str, expected: str, n_args: int
+) -> Any:
+    """The operator's ``method_name`` method if it has one, else the operator itself if callable.
+
+    Either must accept ``n_args`` positional arguments (``expected`` names them in messages).
+    """
+    method = getattr(operator, method_name, None)
+    if callable(method):
+        what = f"{role}.{method_name} of {type(operator).__name__}"
+        _check_signature(method, n_args, what, expected)
+        return method
+    if callable(operator):
+        _check_signature(operator, n_args, role, expected)
+        return operator
+    raise ArgumentTypeError(
+        f"{role} must be an object with a method {method_name}{expected} or a callable "
+        f"{method_name}{expected}, got {operator!r} of type {type(operator).__name__}"
+    )
+
+
 def as_forward(forward: object) -> AdvanceFn:
     """Return the callable ``advance(src, dst, t0, t1)`` of a forward operator.
 
@@ -107,20 +128,8 @@ def as_forward(forward: object) -> AdvanceFn:
     ArgumentTypeError
         ``forward`` is neither, or its signature cannot take the four arguments.
     """
-    method = getattr(forward, "advance", None)
-    if callable(method):
-        _check_signature(
-            method, 4, f"forward.advance of {type(forward).__name__}", "(src, dst, t0, t1)"
-        )
-        fn: AdvanceFn = method
-        return fn
-    if callable(forward):
-        _check_signature(forward, 4, "forward", "(src, dst, t0, t1)")
-        return forward
-    raise ArgumentTypeError(
-        "forward must be an object with a method advance(src, dst, t0, t1) or a callable "
-        f"advance(src, dst, t0, t1), got {forward!r} of type {type(forward).__name__}"
-    )
+    fn: AdvanceFn = _operator_callable(forward, "forward", "advance", "(src, dst, t0, t1)", 4)
+    return fn
 
 
 def as_reverse(reverse: object) -> ReverseFn:
@@ -137,15 +146,5 @@ def as_reverse(reverse: object) -> ReverseFn:
     ArgumentTypeError
         ``reverse`` is neither, or its signature cannot take the two arguments.
     """
-    method = getattr(reverse, "reverse", None)
-    if callable(method):
-        _check_signature(method, 2, f"reverse.reverse of {type(reverse).__name__}", "(state, t)")
-        fn: ReverseFn = method
-        return fn
-    if callable(reverse):
-        _check_signature(reverse, 2, "reverse", "(state, t)")
-        return reverse
-    raise ArgumentTypeError(
-        "reverse must be an object with a method reverse(state, t) or a callable "
-        f"reverse(state, t), got {reverse!r} of type {type(reverse).__name__}"
-    )
+    fn: ReverseFn = _operator_callable(reverse, "reverse", "reverse", "(state, t)", 2)
+    return fn

@@ -21,7 +21,7 @@ Timings are medians of ``--repeats`` runs, the variants interleaved so that nois
 alike; the min–max spread is printed so the noise is visible.
 
     .venv/bin/python benchmarks/long_sequences.py --quick     # n = 300, 1000; a few minutes
-    .venv/bin/python benchmarks/long_sequences.py             # n = 10^3, 10^4, 10^5 (hours)
+    .venv/bin/python benchmarks/long_sequences.py             # n = 10^3, 10^4, 10^5 (~20 min)
     .venv/bin/python benchmarks/long_sequences.py --ns 1000 10000 --skip-slow-above 10000
 """
 

@@ -36,6 +36,8 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 def pwritev_all(fd: int, pieces: list[np.ndarray], offset: int = 0) -> int:
     """Write ``pieces`` back to back from ``offset``; the number of bytes written.
 
+    Shared by the shard files here and :class:`~amcheck.storage.RawTier`'s records.
+
     ``pwritev`` may write less than asked; it is called again for the rest.
     """
     buffers = [p.data.cast("B") for p in pieces if p.nbytes]
@@ -53,7 +55,7 @@ def preadv_all(fd: int, pieces: list[np.ndarray], offset: int = 0) -> None:
     while buffers:
         done = os.preadv(fd, buffers, offset)
         if done == 0:
-            raise EOFError(f"the chunk file ends at byte {offset}")
+            raise EOFError(f"the file ends at byte {offset}, before the buffers were filled")
         offset += done
         buffers = _advance(buffers, done)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiofiles.os
-import numpy as np
+from amcheck.storage._local_io import preadv_all, pwritev_all
 from amcheck.storage._tier import Tier
 
 from amcheck._bytes import ByteSize, format_bytes, parse_bytes
@@ -43,38 +43,8 @@ RECORD_ALIGNMENT = 4096
 DEFAULT_FILE = "amcheck-checkpoints.raw"
 
 
-def _buffers(state: State, keys: list[str]) -> list[memoryview]:
-    return [memoryview(state[key].reshape(-1).view(np.uint8)) for key in keys]  # type: ignore[arg-type]
-
-
-def _pwritev_all(fd: int, buffers: list[memoryview], offset: int) -> None:
-    """``pwritev`` until every byte is written (the kernel may write less than asked)."""
-    while buffers:
-        done = os.pwritev(fd, buffers, offset)
-        offset += done
-        while buffers and done >= len(buffers[0]):
-            done -= len(buffers[0])
-            buffers = buffers[1:]
-        if buffers and done:
-            buffers = [buffers[0][done:], *buffers[1:]]
-
-
-def _preadv_all(fd: int, buffers: list[memoryview], offset: int) -> None:
-    """``preadv`` until every buffer is full; a short file raises ``EOFError``."""
-    while buffers:
-        done = os.preadv(fd, buffers, offset)
-        if done == 0:
-            raise EOFError(f"the file ends at byte {offset}, inside a record")
-        offset += done
-        while buffers and done >= len(buffers[0]):
-            done -= len(buffers[0])
-            buffers = buffers[1:]
-        if buffers and done:
-            buffers = [buffers[0][done:], *buffers[1:]]
-
-
-_write = aiofiles.os.wrap(_pwritev_all)
-_read = aiofiles.os.wrap(_preadv_all)
+_write = aiofiles.os.wrap(pwritev_all)
+_read = aiofiles.os.wrap(preadv_all)
 _fdatasync = aiofiles.os.wrap(os.fdatasync)
 
 
@@ -217,7 +187,7 @@ class RawTier(Tier):
         else:
             record = self._take(step)
         try:
-            await _write(fd, _buffers(state, self._keys), record * self.record_nbytes)
+            await _write(fd, [state[key] for key in self._keys], record * self.record_nbytes)
             if self.durable:
                 await _fdatasync(fd)
         except Exception as exc:
@@ -239,7 +209,7 @@ class RawTier(Tier):
             )
         self.spec.check(out, "out")
         try:
-            await _read(fd, _buffers(out, self._keys), record * self.record_nbytes)
+            await _read(fd, [out[key] for key in self._keys], record * self.record_nbytes)
         except Exception as exc:
             raise self._error("read", step, exc) from exc
 
