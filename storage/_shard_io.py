@@ -3,7 +3,8 @@
 A put or get of the zarr tier touches one shard per field (:mod:`amcheck.storage._shard`). How
 that work is cut into jobs decides how well it uses two cores, so it lives here:
 
-- a **large** field (levels of :data:`~amcheck.storage._shard.BIG_CHUNK` = 256 KiB or more)
+- a **large** field (coded levels of :data:`~amcheck.storage._shard.BIG_CHUNK` = 256 KiB or
+  more, plain ones of :data:`~amcheck.storage._shard.BIG_PLAIN_CHUNK` = 4 MiB or more)
   gets one pool job per level: uncompressed on a local directory, each job writes or reads its
   level at its known offset in the shard file; otherwise the levels are coded (or decoded) in
   parallel jobs and the shard moves in one write (or read);

@@ -226,22 +226,35 @@ async def test_zarr_chunks_keep_the_field_dimensionality(tmp_path: Path) -> None
     assert files == ["s/c.0", "u/c.0.0", "w/c.0.0.0"]  # one file per field, no row directories
 
 
+@pytest.mark.parametrize(
+    ("compression", "side", "big"),
+    [(None, 1024, True), (None, 512, False), ("zfp:rtol=1e-4", 256, True),
+     ("blosc", 128, False)],
+)
+def test_which_levels_get_jobs_of_their_own(compression: Any, side: int, big: bool) -> None:
+    """Coded levels from 256 KiB, plain ones from 4 MiB: below that a job costs more than it saves."""
+    tier = ZarrTier(MemoryStore(), StateSpec({"u": ((2, side, side), "float32")}), compression)
+    (part,) = tier._io.parts({"u": np.zeros((2, side, side), np.float32)}, 0)
+    assert part.big is big
+
+
 @pytest.mark.parametrize("compression", [None, "blosc", "zfp:rtol=1e-4"])
 @pytest.mark.parametrize("where", ["local", "memory"])
 async def test_zarr_large_levels_take_parallel_jobs(
     tmp_path: Path, compression: Any, where: str
 ) -> None:
-    """Levels of 256 KiB and more are coded, written and read by one pool job each."""
+    """Coded levels of 256 KiB and more, plain ones of 4 MiB and more, get a pool job each."""
     import threading
 
     import zarr
 
-    spec = StateSpec({"u": ((2, 256, 256), "float32"), "n": ((5,), "int64")})
+    side = 1024 if compression is None else 256  # BIG_PLAIN_CHUNK, BIG_CHUNK
+    spec = StateSpec({"u": ((2, side, side), "float32"), "n": ((5,), "int64")})
     store: Any = tmp_path / "z" if where == "local" else MemoryStore()
     tier = ZarrTier(store, spec, compression)
     rng = np.random.default_rng(7)
     states = [
-        {"u": rng.standard_normal((2, 256, 256)).astype(np.float32) * 10.0**e,
+        {"u": rng.standard_normal((2, side, side)).astype(np.float32) * 10.0**e,
          "n": np.arange(5) * e}
         for e in (-5, 2)
     ]
@@ -271,7 +284,9 @@ async def test_zarr_large_levels_take_parallel_jobs(
             group = zarr.open_group(tmp_path / "z", mode="r")
             row = tier._index[step][0]
             np.testing.assert_array_equal(
-                group["u"][row * 512 : (row + 1) * 512].reshape(2, 256, 256), out["u"], strict=True
+                group["u"][row * 2 * side : (row + 1) * 2 * side].reshape(2, side, side),
+                out["u"],
+                strict=True,
             )
     await tier.close()
 
