@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from amcheck.storage._checksum import ChecksumError
+from amcheck.storage._direct import DirectFiles
 from amcheck.storage._shard import Part, index_nbytes, missing
 
 __all__ = ["LocalShards", "preadv_all", "pwritev_all"]
@@ -60,6 +61,10 @@ def preadv_all(fd: int, pieces: list[np.ndarray], offset: int = 0) -> None:
         buffers = _advance(buffers, done)
 
 
+def _open(path: Path, flags: int) -> int:
+    return os.open(path, flags | _CLOEXEC, 0o644)
+
+
 def _advance(buffers: list[memoryview], done: int) -> list[memoryview]:
     """What is left of ``buffers`` once their first ``done`` bytes have moved."""
     while buffers and done >= len(buffers[0]):
@@ -77,10 +82,14 @@ class LocalShards:
     ----------
     root
         The local store's directory; a key ``u/c.3.0`` is the file ``root / "u/c.3.0"``.
+    direct
+        Whole shards move with ``O_DIRECT`` through these bounce buffers
+        (:mod:`amcheck.storage._direct`); ``None``: through the page cache.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, direct: DirectFiles | None = None) -> None:
         self.root = root
+        self.direct = direct
 
     def exists(self, key: str) -> bool:
         """Whether the shard file of ``key`` is there."""
@@ -101,25 +110,34 @@ class LocalShards:
         is cut off. Returns the bytes written.
         """
         path = self.root / key
-        flags = os.O_WRONLY | os.O_CREAT | _CLOEXEC
+        direct = self.direct if offset == 0 and end else None
+        flags = os.O_WRONLY | os.O_CREAT
+        opener = direct.open if direct is not None else _open
         try:
-            fd = os.open(path, flags, 0o644)
+            fd = opener(path, flags)
         except FileNotFoundError:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, flags, 0o644)
+            fd = opener(path, flags)
         try:
+            if direct is not None:
+                return direct.write(fd, pieces)
             written = pwritev_all(fd, pieces, offset)
             if end and os.fstat(fd).st_size > offset + written:
                 os.ftruncate(fd, offset + written)
+            if os.environ.get("AMCHECK_SYNC"):
+                os.fdatasync(fd)
             return written
         finally:
             os.close(fd)
 
     def read(self, key: str) -> np.ndarray:
         """A whole shard file, as uint8; a missing file raises ``FileNotFoundError``."""
-        fd = self._open_for_reading(key)
+        fd = self._open_for_reading(key, self.direct is not None)
         try:
-            stored = np.empty(os.fstat(fd).st_size, np.uint8)
+            size = os.fstat(fd).st_size
+            if self.direct is not None:
+                return self.direct.read_whole(fd, size)
+            stored = np.empty(size, np.uint8)
             preadv_all(fd, [stored])
             return stored
         finally:
@@ -155,14 +173,18 @@ class LocalShards:
         index = np.empty(index_nbytes(fld.layout.levels), np.uint8)
         if last:
             pieces.append(index)
-        fd = self._open_for_reading(part.key)
+        direct = self.direct if levels.start == 0 and last else None
+        fd = self._open_for_reading(part.key, direct is not None)
         try:
             size = os.fstat(fd).st_size
             if size != fld.plain_nbytes:
                 raise ChecksumError(
                     f"shard {part.key} holds {size} bytes, expected {fld.plain_nbytes}"
                 )
-            preadv_all(fd, pieces, levels.start * fld.stride)
+            if direct is not None:
+                direct.read(fd, pieces)
+            else:
+                preadv_all(fd, pieces, levels.start * fld.stride)
         finally:
             os.close(fd)
         if codec.crc:
@@ -173,8 +195,10 @@ class LocalShards:
             if index.tobytes() != expected:
                 raise ChecksumError(f"the index of shard {part.key} is not the expected one")
 
-    def _open_for_reading(self, key: str) -> int:
+    def _open_for_reading(self, key: str, direct: bool = False) -> int:
         try:
-            return os.open(self.root / key, os.O_RDONLY | _CLOEXEC)
+            if direct and self.direct is not None:
+                return self.direct.open(self.root / key, os.O_RDONLY)
+            return _open(self.root / key, os.O_RDONLY)
         except FileNotFoundError:
             raise missing(key) from None

@@ -5,9 +5,10 @@ that work is cut into jobs decides how well it uses two cores, so it lives here:
 
 - a **large** field (coded levels of :data:`~amcheck.storage._shard.BIG_CHUNK` = 256 KiB or
   more, plain ones of :data:`~amcheck.storage._shard.BIG_PLAIN_CHUNK` = 4 MiB or more)
-  gets one pool job per level: uncompressed on a local directory, each job writes or reads its
-  level at its known offset in the shard file; otherwise the levels are coded (or decoded) in
-  parallel jobs and the shard moves in one write (or read);
+  gets one pool job per level: uncompressed on a local directory through the page cache, each
+  job writes or reads its level at its known offset in the shard file (with direct I/O, one job
+  moves the whole file); otherwise the levels are coded (or decoded) in parallel jobs and the
+  shard moves in one write (or read);
 - the **small** fields of a transfer share one pool job, which codes and, on a local directory,
   writes them (or reads and decodes them): one thread hop instead of one per field;
 - a field whose codecs have no synchronous calls (a third-party zarr codec) goes through zarr's
@@ -56,6 +57,12 @@ def _jobs(
     if rest:
         jobs.append(small(loop, rest))
     return jobs
+
+
+def _plain_jobs(local: LocalShards, levels: int) -> list[range]:
+    """The levels each pool job of a large plain field moves: one each, or all in one job with
+    direct I/O (which moves whole files: the disk, not the copy, is then the bound)."""
+    return [range(levels)] if local.direct is not None else [range(i, i + 1) for i in range(levels)]
 
 
 class ShardIO:
@@ -162,8 +169,8 @@ class ShardIO:
         local = self.local
         if local is not None and fld.codec.plain:
             sizes = await asyncio.gather(*(
-                loop.run_in_executor(None, local.write_plain, part, range(i, i + 1))
-                for i in range(fld.layout.levels)
+                loop.run_in_executor(None, local.write_plain, part, levels)
+                for levels in _plain_jobs(local, fld.layout.levels)
             ))
             return sum(sizes)
         if fld.peak_tol is not None:
@@ -206,7 +213,8 @@ class ShardIO:
         local = self.local
         if local is not None and fld.codec.plain:
             await asyncio.gather(*(
-                loop.run_in_executor(None, local.read_plain, part, range(i, i + 1)) for i in levels
+                loop.run_in_executor(None, local.read_plain, part, job)
+                for job in _plain_jobs(local, fld.layout.levels)
             ))
             return
         if local is not None:

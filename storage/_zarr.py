@@ -9,6 +9,7 @@ in their own modules:
 - :mod:`amcheck.storage._chunk_codec`: coding one chunk with the array's own zarr codecs;
 - :mod:`amcheck.storage._shard_io`: how a put or get is cut into pool jobs;
 - :mod:`amcheck.storage._local_io`: ``pwritev``/``preadv`` of shard files on a local directory;
+- :mod:`amcheck.storage._direct`: the same with ``O_DIRECT``, bypassing the page cache;
 - :mod:`amcheck.storage._codecs`: the compression specs.
 
 This module opens the store (or erases and creates it), checks its arrays, and keeps the tier's
@@ -22,11 +23,13 @@ write (a chunk-sized allocation and copy, a thread hop per codec, the crc32c app
 copy, a temporary file and a rename), and its reads land in fresh allocations that are copied out.
 So this tier codes each chunk itself with the array's own codecs (the same codec calls zarr
 makes, so the bytes are what zarr writes), builds the shard index itself, and on a local
-directory moves the bytes with ``pwritev``/``preadv`` from and into the caller's arrays:
-uncompressed, no copy at all. Levels of 256 KiB or more get one pool job each (uncompressed, each
-job writes or reads its level at its known offset in the shard; compressed, the levels are coded
-in parallel and the shard written in one call), so the two levels of a large state use both
-cores; smaller fields of a transfer share one job. A codec without synchronous calls (a
+directory moves the bytes itself: by default with direct I/O (``O_DIRECT`` through a small
+aligned bounce buffer: no page cache, so the cost of a checkpoint does not grow with the bytes
+a sweep has written), else with ``pwritev``/``preadv`` from and into the caller's arrays
+(uncompressed, no copy at all). Compressed levels of 256 KiB or more get one pool job each (coded
+in parallel, the shard written in one call), so the two levels of a large state use both cores;
+through the page cache, uncompressed levels of 4 MiB or more do too (each job writes or reads its
+level at its known offset in the shard); smaller fields of a transfer share one job. A codec without synchronous calls (a
 third-party zarr codec) falls back to zarr's asynchronous codec pipeline for its array. File
 creation and unlinking are the costly operations on the benchmark machine's ext4 (0.4-0.7 ms
 and 2.7 ms), so a freed row's files are rewritten in place by the next checkpoint and only
@@ -47,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from amcheck.storage._chunk_codec import ChunkCodec
 from amcheck.storage._codecs import Compression, CompressionLike, parse_compression, quiet_numcodecs
+from amcheck.storage._direct import DirectFiles, direct_supported
 from amcheck.storage._local_io import LocalShards
 from amcheck.storage._shard import (
     KEY_ENCODING,
@@ -147,6 +151,14 @@ class ZarrTier(Tier):
         after every put and delete (about 1 ms each on a local disk). A process that dies
         without ``close`` loses, on reopen, at most the checkpoints of the last
         ``index_interval`` seconds; it never gets a wrong one back.
+    direct
+        On a local directory, move checkpoints with direct I/O (``O_DIRECT``): straight to the
+        disk, not through the page cache, so a long sweep streaming gigabytes neither fills the
+        page cache nor pays for its copies and writeback on the cores that compute
+        (:mod:`amcheck.storage._direct`). ``None`` (default): wherever the file system supports
+        it (probed once; tmpfs does not); ``True``: required (an error where unsupported);
+        ``False``: through the page cache, which is faster only while everything written fits
+        in free memory and is read back soon. :attr:`direct` tells what the tier does.
     name
         Tier name in statistics and messages.
 
@@ -161,11 +173,11 @@ class ZarrTier(Tier):
     -----
     Calls are coroutines: run them on one event loop at a time (the transfer service's). Coding
     and file I/O run in the loop's default executor (the transfer service's bounded pool): each
-    level of 256 KiB or more is one pool job, so the levels of a large state are coded in
-    parallel. Each checkpoint of a field is one shard (one file or object), keys
-    ``<field>/c.<row>.0``. On a local directory chunks are written and read with
-    ``pwritev``/``preadv`` from and into the caller's arrays (uncompressed: no copy at all); on
-    other stores through the store's ``set``/``get``. Up to :data:`MAX_ROWS` checkpoints can be
+    compressed level of 256 KiB or more is one pool job, so the levels of a large state are coded
+    in parallel. Each checkpoint of a field is one shard (one file or object), keys
+    ``<field>/c.<row>.0``. On a local directory shard files are written and read by the tier
+    itself, with direct I/O (``direct``) or with ``pwritev``/``preadv`` from and into the
+    caller's arrays; on other stores through the store's ``set``/``get``. Up to :data:`MAX_ROWS` checkpoints can be
     held at once.
     """
 
@@ -180,6 +192,7 @@ class ZarrTier(Tier):
         overwrite: bool = False,
         budget: ByteSize | None = None,
         index_interval: float = 1.0,
+        direct: bool | None = None,
         name: str = "disk",
     ) -> None:
         if not isinstance(spec, StateSpec):
@@ -190,6 +203,8 @@ class ZarrTier(Tier):
             raise ArgumentTypeError(
                 f"index_interval must be a number of seconds, got {index_interval!r}"
             )
+        if direct is not None and not isinstance(direct, bool):
+            raise ArgumentTypeError(f"direct must be True, False or None, got {direct!r}")
         if not (0 <= index_interval < math.inf):
             raise InvalidArgumentError(
                 f"index_interval must be a finite number of seconds >= 0, got {index_interval!r}"
@@ -215,7 +230,9 @@ class ZarrTier(Tier):
         )
         self._closed = False
         with quiet_numcodecs():
-            run_sync(self._open(overwrite))
+            run_sync(self._open(overwrite, direct))
+        #: Whether checkpoints move with direct I/O (``O_DIRECT``), see the ``direct`` parameter.
+        self.direct: bool = self._io.local is not None and self._io.local.direct is not None
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -230,7 +247,7 @@ class ZarrTier(Tier):
             "max_rows": MAX_ROWS,
         }
 
-    async def _open(self, overwrite: bool) -> None:
+    async def _open(self, overwrite: bool, direct: bool | None) -> None:
         import zarr.api.asynchronous as za
 
         try:
@@ -277,7 +294,7 @@ class ZarrTier(Tier):
                         **self.compression.codecs_for(self.spec[key].dtype),
                     )
             self._fields = {key: self._field(key, arr) for key, arr in arrays.items()}
-            self._io = ShardIO(self._store, self._local_shards(), self._fields)
+            self._io = ShardIO(self._store, self._local_shards(direct), self._fields)
             if reopened and isinstance(found, dict):
                 await self._index.load(found, self._io.row_present)
         except (StoreMismatchError, InvalidArgumentError, ArgumentTypeError):
@@ -334,14 +351,21 @@ class ZarrTier(Tier):
             codec.sync and index_ok, self.compression.peak_tol,
         )
 
-    def _local_shards(self) -> LocalShards | None:
-        """Direct file I/O when the store is a writable local directory."""
+    def _local_shards(self, direct: bool | None) -> LocalShards | None:
+        """File I/O of our own when the store is a writable local directory (``O_DIRECT`` if
+        ``direct`` allows and the file system supports it)."""
         from zarr.storage import LocalStore
 
         store = self._store
-        if type(store) is LocalStore and not store.read_only:
-            return LocalShards(Path(store.root))
-        return None
+        root = Path(store.root) if type(store) is LocalStore and not store.read_only else None
+        use = direct is not False and root is not None and direct_supported(root)
+        if direct and not use:
+            raise InvalidArgumentError(
+                f"direct=True needs a writable local directory whose file system supports "
+                f"O_DIRECT; {self.path} is not one (pass direct=None to fall back to the page "
+                "cache where direct I/O is not available)"
+            )
+        return LocalShards(root, DirectFiles() if use else None) if root is not None else None
 
     # -- helpers -------------------------------------------------------------------------------
 

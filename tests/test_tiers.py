@@ -66,6 +66,12 @@ class TestZarrTierLocal(TierConformance):
         return ZarrTier(tmp_path / "ckpt.zarr", spec, self.compression, budget=budget)
 
 
+class TestZarrTierLocalPageCache(TierConformance):
+    def make_tier(self, spec: StateSpec, tmp_path: Path, *, capacity: int | None = None) -> Tier:
+        budget = None if capacity is None else int(capacity * _stored_size(None) * 1.2)
+        return ZarrTier(tmp_path / "ckpt.zarr", spec, budget=budget, direct=False)
+
+
 class TestZarrTierMemory(TierConformance):
     compression: Any = None
 

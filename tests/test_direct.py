@@ -1,0 +1,144 @@
+"""Direct I/O (``O_DIRECT``) of shard files: the bounce-buffer streaming and the zarr tier's use."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from amcheck.storage import ZarrTier, _direct
+from amcheck.storage._direct import ALIGN, DirectFiles, direct_supported
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from zarr.storage import MemoryStore
+
+from amcheck import ArgumentTypeError, InvalidArgumentError, StateSpec
+from tests.tier_conformance import empty_like
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="no O_DIRECT on this OS")
+
+
+@pytest.fixture(scope="module")
+def where(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("direct")
+    assert direct_supported(path), "the test machine's temporary directory supports O_DIRECT"
+    return path
+
+
+def _pieces(sizes: list[int], seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, size, dtype=np.uint8) for size in sizes]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 3 * ALIGN + 7), min_size=1, max_size=6),
+    blocks=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_write_then_read_any_pieces(where: Path, sizes: list[int], blocks: int, seed: int) -> None:
+    """Pieces of any sizes cross bounce-buffer blocks intact, and the file ends where they end."""
+    files = DirectFiles(block=blocks * ALIGN)
+    pieces = _pieces(sizes, seed)
+    path = where / "f"
+    with open(path, "wb") as f:  # a longer earlier file must be cut
+        f.write(b"x" * (sum(sizes) + 5000))
+    fd = files.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        assert files.write(fd, pieces) == sum(sizes)
+    finally:
+        os.close(fd)
+    expected = b"".join(p.tobytes() for p in pieces)
+    assert path.read_bytes() == expected
+    back = [np.empty_like(p) for p in pieces]
+    fd = files.open(path, os.O_RDONLY)
+    try:
+        files.read(fd, back)
+        assert files.read_whole(fd, len(expected)).tobytes() == expected
+    finally:
+        os.close(fd)
+    for got, want in zip(back, pieces, strict=True):
+        np.testing.assert_array_equal(got, want, strict=True)
+
+
+def test_reading_past_the_end_is_an_error(where: Path) -> None:
+    files = DirectFiles(block=ALIGN)
+    path = where / "short"
+    path.write_bytes(b"a" * 5000)
+    fd = files.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(EOFError, match="ends at byte 5000"):
+            files.read(fd, [np.empty(4000, np.uint8), np.empty(2000, np.uint8)])
+    finally:
+        os.close(fd)
+
+
+def test_block_must_be_aligned() -> None:
+    with pytest.raises(ValueError, match="multiple of 4096"):
+        DirectFiles(block=1000)
+
+
+def test_aligned_empty_is_aligned() -> None:
+    for n in (1, ALIGN, 3 * ALIGN + 1):
+        a = _direct.aligned_empty(n)
+        assert a.nbytes == n and a.ctypes.data % ALIGN == 0
+
+
+def _spy_open(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    opened: list[tuple[str, int]] = []
+    real = os.open
+
+    def spy(path: Any, flags: int, *args: Any) -> int:
+        opened.append((str(path), flags))
+        return real(path, flags, *args)
+
+    monkeypatch.setattr(_direct.os, "open", spy)
+    return opened
+
+
+@pytest.mark.parametrize("compression", [None, "zstd:level=1"])
+async def test_zarr_tier_moves_shards_with_o_direct(
+    where: Path, monkeypatch: pytest.MonkeyPatch, compression: Any
+) -> None:
+    spec = StateSpec({"u": ((2, 300, 200), "float32"), "n": ((3,), "int64")})
+    tier = ZarrTier(where / f"z-{compression}", spec, compression, overwrite=True)
+    assert tier.direct
+    opened = _spy_open(monkeypatch)
+    state = {"u": np.random.default_rng(1).random((2, 300, 200)).astype(np.float32),
+             "n": np.arange(3)}
+    await tier.put(4, state)
+    out = empty_like(spec)
+    await tier.get(4, out)
+    for key, want in state.items():
+        np.testing.assert_array_equal(out[key], want, strict=True)
+    shards = [(p, f) for p, f in opened if "/u/c." in p]
+    assert len(shards) == 2  # the write and the read of u's shard, both direct
+    assert all(f & os.O_DIRECT for _, f in shards)
+    await tier.close()
+
+
+async def test_page_cache_and_direct_read_each_others_files(where: Path) -> None:
+    spec = StateSpec({"u": ((2, 64, 48), "float64")})
+    state = {"u": np.random.default_rng(2).random((2, 64, 48))}
+    for first, second in ((False, True), (True, False)):
+        path = where / f"cross-{first}"
+        tier = ZarrTier(path, spec, direct=first, overwrite=True)
+        assert tier.direct is first
+        await tier.put(1, state)
+        await tier.close()
+        again = ZarrTier(path, spec, direct=second)
+        out = empty_like(spec)
+        await again.get(1, out)
+        np.testing.assert_array_equal(out["u"], state["u"], strict=True)
+        await again.close()
+
+
+def test_direct_argument_is_checked() -> None:
+    spec = StateSpec({"u": ((4,), "float32")})
+    with pytest.raises(ArgumentTypeError, match="direct must be True, False or None, got 'yes'"):
+        ZarrTier(MemoryStore(), spec, direct="yes")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="direct=True needs a writable local directory"):
+        ZarrTier(MemoryStore(), spec, direct=True)
+    assert ZarrTier(MemoryStore(), spec).direct is False  # auto: not a local directory
