@@ -116,10 +116,12 @@ def make_tier(kind: str, spec: StateSpec, where: Path, count: int, peak: float) 
         return RawTier(where / "raw.bin", spec, records=2 * count)
     compression = {
         "zarr": None,
+        "zarr-pagecache": None,
         "zarr+blosc": "blosc",
         "zarr+zfp": "zfp:rtol=1e-3",  # = tol 1e-3 * max|u|, the bare codec's tolerance
     }[kind]
-    return ZarrTier(where / "ckpt.zarr", spec, compression, overwrite=True)
+    direct = False if kind == "zarr-pagecache" else None  # None: O_DIRECT where supported
+    return ZarrTier(where / "ckpt.zarr", spec, compression, overwrite=True, direct=direct)
 
 
 def run_transfers(
@@ -266,7 +268,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 128], help="MB")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--tiers", nargs="+", default=["ram", "raw", "zarr", "zarr+blosc", "zarr+zfp"])
+    parser.add_argument("--tiers", nargs="+",
+                        default=["ram", "raw", "zarr", "zarr-pagecache", "zarr+blosc", "zarr+zfp"])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "disk_vs_ram.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "disk_vs_ram.png")
     args = parser.parse_args()
