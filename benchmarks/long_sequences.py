@@ -28,11 +28,14 @@ alike; the min–max spread is printed so the noise is visible.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
+import shutil
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +46,7 @@ import numba
 import numpy as np
 from _wave import Adjoint as _Adjoint
 from _wave import advance, compile_kernels, state_nbytes
+from amcheck.storage import ZarrTier
 
 import amcheck
 from amcheck.schedules import multistage_recompute_factor
@@ -59,32 +63,63 @@ def initial_state() -> dict[str, np.ndarray]:
 # -- variants -------------------------------------------------------------------------------------
 
 
+def io_cpu_seconds() -> float:
+    """CPU seconds (user + system) so far of this process's amcheck I/O threads (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for thread in threading.enumerate():
+        if not thread.name.startswith("amcheck"):
+            continue
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def run_amcheck(
     n: int, *, workdir: Path, ram_states: int = RAM_STATES, strategy: str = "auto",
     disk: bool = True, interval: int | None = None, compute_threads: Any = None,
-    plot: Path | None = None,
+    plot: Path | None = None, direct: bool | None = None,
 ) -> dict[str, Any]:
+    """One forward and reverse sweep; ``direct=False`` puts the disk tier on the page cache."""
     adj = _Adjoint(NX)
+    x0 = initial_state()
     kwargs: dict[str, Any] = {}
+    tier = None
     if disk:
-        kwargs = {"disk": workdir, "disk_budget": "8 GiB", "interval": interval,
-                  "compute_threads": compute_threads}
-    with amcheck.Checkpointer(advance, adj, initial_state(), n, ram=ram_states * STATE_NBYTES,
+        where: Any = workdir
+        if direct is False:
+            workdir.mkdir(parents=True, exist_ok=True)
+            where = tier = ZarrTier(tempfile.mkdtemp(dir=workdir), amcheck.StateSpec.from_arrays(x0),
+                                    direct=False, budget="8 GiB")
+        kwargs = {"disk": where, "interval": interval, "compute_threads": compute_threads}
+        if tier is None:
+            kwargs["disk_budget"] = "8 GiB"
+    with amcheck.Checkpointer(advance, adj, x0, n, ram=ram_states * STATE_NBYTES,
                               strategy=strategy, **kwargs) as ckp:
         start = time.perf_counter()
+        cpu0 = io_cpu_seconds()
         ckp.forward()
         forward = time.perf_counter() - start
+        io_cpu = io_cpu_seconds() - cpu0
         ckp.reverse()
         wall = time.perf_counter() - start
         stats = ckp.stats
         if plot is not None:
             ckp.timeline.plot(plot, title=f"async multistage, n={n}, k={stats.interval}")
+    if tier is not None:
+        asyncio.run(tier.close())
+        shutil.rmtree(tier.path, ignore_errors=True)
     return {
         "wall": wall, "forward_wall": forward, "strategy": ckp.strategy,
         "forward_steps": stats.forward_steps, "recompute": stats.recompute_factor,
         "per_step": wall / stats.forward_steps, "interval": stats.interval,
         "stall": stats.stall_seconds, "hidden": stats.hidden_fraction,
         "disk_writes": stats.writes["disk"], "slots": ckp.slots, "grad": adj.grad,
+        "forward_io_cpu": io_cpu,
     }
 
 
@@ -222,25 +257,32 @@ def main() -> None:
     # Overlapped forward sweep vs compute-only, on all threads and with a core left to I/O.
     n = args.sweep_n or args.ns[min(1, len(args.ns) - 1)]
     print(f"\noverlap at n = {n}: forward sweep with writes in flight vs compute only", flush=True)
-    settings: list[tuple[str, int]] = [(f"kernel on all {max_threads} threads", max_threads)]
+    settings: list[tuple[str, int, bool | None]] = [
+        (f"kernel on all {max_threads} threads", max_threads, None)]
     if max_threads > 1:
-        settings.append((f"kernel on {max_threads - 1}, 1 core to I/O", max_threads - 1))
+        settings += [(f"kernel on {max_threads - 1}, 1 core to I/O", max_threads - 1, None),
+                     (f"kernel on {max_threads - 1}, 1 core to I/O, page cache",
+                      max_threads - 1, False)]
     overlap: dict[str, Any] = {}
     numba.set_num_threads(max_threads)
     for r in range(args.repeats):
-        for label, setting in settings:
+        for label, setting, direct in settings:
             alone = compute_only_forward(n, setting)
             res = run_amcheck(n, workdir=workroot / "overlap", strategy="async_multistage",
-                              interval=k, compute_threads=setting)
-            entry = overlap.setdefault(label, {"alone": [], "overlapped": [], "hidden": []})
+                              interval=k, compute_threads=setting, direct=direct)
+            entry = overlap.setdefault(label, {"alone": [], "overlapped": [], "hidden": [],
+                                               "io_cpu_per_write": []})
             entry["alone"].append(alone)
             entry["overlapped"].append(res["forward_wall"])
             entry["hidden"].append(res["hidden"])
+            entry["io_cpu_per_write"].append(res["forward_io_cpu"] / res["disk_writes"])
     for label, entry in overlap.items():
         a, o = statistics.median(entry["alone"]), statistics.median(entry["overlapped"])
-        print(f"{label:32s} compute only {a:7.2f} s  overlapped {o:7.2f} s  ratio {o / a:5.2f}  "
-              f"(overlapped runs {min(entry['overlapped']):.2f}-{max(entry['overlapped']):.2f} s)")
-        entry.update(alone_median=a, overlapped_median=o, ratio=o / a)
+        cpu = statistics.median(entry["io_cpu_per_write"])
+        print(f"{label:44s} compute only {a:6.2f} s  overlapped {o:6.2f} s  ratio {o / a:5.2f}  "
+              f"(overlapped runs {min(entry['overlapped']):.2f}-{max(entry['overlapped']):.2f} s; "
+              f"I/O threads {1e3 * cpu:.1f} ms CPU per checkpoint)")
+        entry.update(alone_median=a, overlapped_median=o, ratio=o / a, io_cpu_per_write=cpu)
     report["overlap"] = {"n": n, **overlap}
     numba.set_num_threads(threads)
 
