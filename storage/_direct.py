@@ -18,8 +18,9 @@ How
 to the device's block size. A zarr shard is not aligned (each chunk is followed by its 4-byte
 crc32c), and neither, in general, is the caller's memory, so the bytes move through a per-thread
 aligned *bounce buffer* of :data:`BLOCK` bytes: a write gathers the pieces of a shard into it and
-writes block after block from offset 0, the last block padded with zeros and the file cut to its
-true length afterwards; a read reads blocks into it and scatters them into the caller's pieces.
+writes block after block from offset 0 (the last partial block, at most 4 KiB, goes through the
+page cache: padding it and cutting the file afterwards cost 0.1 ms a file on ext4); a read reads
+blocks into it and scatters them into the caller's pieces.
 The copy through the bounce buffer (about 0.3 ms per 4 MiB) is far cheaper than the page
 cache's. The bytes on disk are exactly those of a buffered write: plain zarr reads them.
 
@@ -122,11 +123,16 @@ class DirectFiles:
                     offset += block
                     filled = 0
         total = offset + filled
-        if filled:
-            padded = -(-filled // ALIGN) * ALIGN
-            bounce[filled:padded] = 0
-            _pwrite_all(fd, bounce[:padded], offset)
-        os.ftruncate(fd, total)
+        whole = filled - filled % ALIGN
+        if whole:
+            _pwrite_all(fd, bounce[:whole], offset)
+        if whole < filled:  # the last partial block: through the page cache, no padding to cut
+            import fcntl  # POSIX only, as O_DIRECT
+
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_O_DIRECT)
+            _pwrite_all(fd, bounce[whole:filled], offset + whole)
+        if os.fstat(fd).st_size > total:  # a longer earlier file
+            os.ftruncate(fd, total)
         return total
 
     def read(self, fd: int, pieces: list[np.ndarray]) -> None:
