@@ -124,15 +124,13 @@ class LocalShards:
             written = pwritev_all(fd, pieces, offset)
             if end and os.fstat(fd).st_size > offset + written:
                 os.ftruncate(fd, offset + written)
-            if os.environ.get("AMCHECK_SYNC"):
-                os.fdatasync(fd)
             return written
         finally:
             os.close(fd)
 
     def read(self, key: str) -> np.ndarray:
         """A whole shard file, as uint8; a missing file raises ``FileNotFoundError``."""
-        fd = self._open_for_reading(key, self.direct is not None)
+        fd = self._open_for_reading(key, self.direct)
         try:
             size = os.fstat(fd).st_size
             if self.direct is not None:
@@ -174,7 +172,7 @@ class LocalShards:
         if last:
             pieces.append(index)
         direct = self.direct if levels.start == 0 and last else None
-        fd = self._open_for_reading(part.key, direct is not None)
+        fd = self._open_for_reading(part.key, direct)
         try:
             size = os.fstat(fd).st_size
             if size != fld.plain_nbytes:
@@ -195,10 +193,9 @@ class LocalShards:
             if index.tobytes() != expected:
                 raise ChecksumError(f"the index of shard {part.key} is not the expected one")
 
-    def _open_for_reading(self, key: str, direct: bool = False) -> int:
+    def _open_for_reading(self, key: str, direct: DirectFiles | None = None) -> int:
+        opener = direct.open if direct is not None else _open
         try:
-            if direct and self.direct is not None:
-                return self.direct.open(self.root / key, os.O_RDONLY)
-            return _open(self.root / key, os.O_RDONLY)
+            return opener(self.root / key, os.O_RDONLY)
         except FileNotFoundError:
             raise missing(key) from None

@@ -29,11 +29,11 @@ a sweep has written), else with ``pwritev``/``preadv`` from and into the caller'
 (uncompressed, no copy at all). Compressed levels of 256 KiB or more get one pool job each (coded
 in parallel, the shard written in one call), so the two levels of a large state use both cores;
 through the page cache, uncompressed levels of 4 MiB or more do too (each job writes or reads its
-level at its known offset in the shard); smaller fields of a transfer share one job. A codec without synchronous calls (a
-third-party zarr codec) falls back to zarr's asynchronous codec pipeline for its array. File
-creation and unlinking are the costly operations on the benchmark machine's ext4 (0.4-0.7 ms
-and 2.7 ms), so a freed row's files are rewritten in place by the next checkpoint and only
-removed on close.
+level at its known offset in the shard); smaller fields of a transfer share one job. A codec
+without synchronous calls (a third-party zarr codec) falls back to zarr's asynchronous codec
+pipeline for its array. File creation and unlinking are the costly operations on the benchmark
+machine's ext4 (0.4-0.7 ms and 2.7 ms), so a freed row's files are rewritten in place by the
+next checkpoint and only removed on close.
 
 Integrity: every chunk ends with a crc32c checksum, checked on every read, and a read checks that
 every chunk of the checkpoint exists (zarr would silently return the fill value for a missing
