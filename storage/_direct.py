@@ -20,9 +20,11 @@ crc32c), and neither, in general, is the caller's memory, so the bytes move thro
 aligned *bounce buffer* of :data:`BLOCK` bytes: a write gathers the pieces of a shard into it and
 writes block after block from offset 0 (the last partial block, at most 4 KiB, goes through the
 page cache: padding it and cutting the file afterwards cost 0.1 ms a file on ext4); a read reads
-blocks into it and scatters them into the caller's pieces.
-The copy through the bounce buffer (about 0.3 ms per 4 MiB) is far cheaper than the page
-cache's. The bytes on disk are exactly those of a buffered write: plain zarr reads them.
+blocks into it and scatters them into the caller's pieces. The copy through the bounce buffer
+(0.12-0.15 ms per 4 MiB here) is far cheaper than the page cache's: in a forward sweep of 4 MiB
+checkpoints the I/O threads spent 1.9 ms of CPU per checkpoint with direct I/O and 5.5-6.1 ms
+through the page cache. The bytes on disk are exactly those of a buffered write: plain zarr
+reads them.
 
 Whether a directory supports ``O_DIRECT`` (tmpfs and some network file systems do not) is found
 by writing one aligned block to a probe file (:func:`direct_supported`).
