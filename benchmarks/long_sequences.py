@@ -254,6 +254,22 @@ def main() -> None:
           f"{last['recompute']:.3f}, ms/step {1e3 * first['per_step']:.3f} -> "
           f"{1e3 * last['per_step']:.3f} (ratio {last['per_step'] / first['per_step']:.3f})")
 
+    # No schedule beats store-all (each step runs forward once and in reverse once): that bounds
+    # every speed-up over pyrevolve, whatever the checkpointing.
+    stored = [(m, rows["store-all in RAM"]) for m, rows in report["ns"].items()
+              if "store-all in RAM" in rows]
+    if stored:
+        m, row = stored[0]
+        per_step = row["median_s"] / m
+        print(f"\nstore-all at n={m}: {1e3 * per_step:.3f} ms per step (one forward and one "
+              "reverse step each), the floor of any schedule")
+        for m2, rows in report["ns"].items():
+            if "pyrevolve Revolver" in rows:
+                most = rows["pyrevolve Revolver"]["median_s"] / (per_step * m2)
+                print(f"  n={m2}: pyrevolve {rows['pyrevolve Revolver']['median_s']:.2f} s is at "
+                      f"most {most:.2f}x the floor ({per_step * m2:.2f} s)")
+        report["store_all_floor_per_step"] = per_step
+
     # Overlapped forward sweep vs compute-only, on all threads and with a core left to I/O.
     n = args.sweep_n or args.ns[min(1, len(args.ns) - 1)]
     print(f"\noverlap at n = {n}: forward sweep with writes in flight vs compute only", flush=True)
