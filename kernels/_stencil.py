@@ -47,11 +47,30 @@ Performance rules (measured on one core of an AMD EPYC (Zen 4); see docs/kernels
   keep up with the 11-19 streams of a high-order stencil;
 - no division in the loop, one loop body per kernel (a separate undamped loop ran no faster
   and doubled the compile time);
-- cache blocking in y for 3-D (prange over y blocks of 16-64 lines) was measured and did not
-  pay at 256^3 (0-10% slower): with 1 MiB of L2 per core the 2H + 1 planes come from L3 at a
-  rate that is not the bound. The 3-D so=8 kernel runs close to its in-cache rate (about
-  1.15 GPts/s on a 64^3 grid): it is bound by the core (27 vector loads per 16 points), not by
-  memory;
+- 2-D, order >= 6: two rows per iteration (``_row2_pair``) share the loads along x: 18 vector
+  loads a point instead of 22 (r, q included), 0-6% faster (median +3%). At order 4 the pair
+  was 2-5% slower, so it is used from order 6 on. The adjoint kernel stays one row at a time:
+  with two rows of ``g`` and ``v`` stored, LLVM needs too many alias checks and does not
+  vectorise the pair;
+- 3-D line blocking does not pay. Pairs of lines in y are never vectorised in practice: LLVM
+  hoists the alias checks out of the y loop, where the stored line y and the loaded line y + 1
+  span the same plane, so the checks fail and the scalar loop runs (4x slower). Pairs in x
+  vectorise but spill (50 stack accesses an iteration instead of 16-19): 0-8% slower. With the
+  grid strides as compile-time constants (flat indexing: a clean 46-instruction loop, 29 loads
+  and 1 store per 16 points, no pointer reloads) single lines ran 3-5% faster and x-pairs no
+  faster still: not worth a compilation per grid shape;
+- what bounds 3-D order 8 is the number of *distinct lines* read per 16 points (19: 8 in x,
+  8 in y, the centre line, u[t-1], c), not instructions or DRAM: dropping the 8 x- or the 8
+  y-neighbours (8 loads from 8 other lines) made it 35-40% faster on a 64x24x512 grid, dropping
+  the 8 z-neighbours (8 loads from the centre line) 10%. The same kernel runs about 1.0-1.07 GPts/s when its planes
+  sit in L2 (16x16x256), 0.64-0.86 from L3 or DRAM (16x256x256 up to 256^3);
+- cache blocking in y for 3-D (blocks of 16-64 lines, prefetching across block ends) was 0-10%
+  slower at 256^3; prefetching all 2H + 1 planes instead of the one read from DRAM: 10-20%
+  slower; 256-bit instead of LLVM's 512-bit vectors on Zen 4 (function attribute
+  ``prefer-vector-width``): no better (-6% to +5%), so the default stays;
+- the data's alignment matters: 2-D rows whose vector loads start on a 32-byte boundary run up to
+  10-20% faster than rows 16 bytes off (numpy's base address decides, run to run). A per-row peel
+  to the boundary did not pay robustly and is not used;
 - FTZ/DAZ are set on every worker thread (:mod:`amcheck.kernels._jit`): no measurable cost per
   row, 2-19% faster while subnormal tails are present.
 """
@@ -259,6 +278,36 @@ def _row2_adjoint(vc: Any, vp: Any, c: Any, C: Any, sx: Any, sy: Any, x: int, y0
         vp[x, y] = _update(vc[x, y], vp[x, y], c[x, y], lv, r[y], q[y])
 
 
+# Row pairs (2-D): rows x and x + 1 in one loop, so that the loads they share (the x-neighbours
+# x - H + 1 ... x + H, each other's centres) are issued once: 15 vector loads a point at order 8
+# instead of 19. Each point is computed exactly as by the single-row helpers (same chain), so the
+# results are bitwise those of ``_row2``; the stores come after all the loads of an iteration.
+
+
+@jit(parallel=False, inline=True)
+def _row2_pair(uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any, sy: Any, x: int, y0: int,
+               m: int, r0: Any, q0: Any, r1: Any, q1: Any, H: int) -> None:
+    for j in range(m):
+        y = y0 + j + H
+        l0 = _lap2(uc, C, sx, sy, x, y)
+        l1 = _lap2(uc, C, sx, sy, x + 1, y)
+        n0 = _update(uc[x, y], up[x, y], c[x, y], l0, r0[y], q0[y])
+        n1 = _update(uc[x + 1, y], up[x + 1, y], c[x + 1, y], l1, r1[y], q1[y])
+        dn[x, y] = n0
+        dn[x + 1, y] = n1
+
+
+@jit(parallel=False, inline=True)
+def _row_factors(ax: Any, ay: Any, x: int, ry: Any, qy: Any, one: Any) -> tuple[Any, Any]:
+    """The factors r, q of row x: those of the y profile, or its own (a row of the x layer)."""
+    if ax[x] == 0:
+        return ry, qy
+    r = np.empty_like(ay)
+    q = np.empty_like(ay)
+    _damping_factors(ax[x], ay, r, q, one)
+    return r, q
+
+
 @jit(parallel=False, inline=True)
 def _line3(uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any, sy: Any, sz: Any, x: int, y: int,
            m: int, r: Any, q: Any, H: int) -> None:
@@ -292,10 +341,13 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
     LINE = 64 // np.dtype(scalar).itemsize  # items per 64-byte cache line
     CH = _CHUNK
 
-    # prange over rows x; each row in chunks of CH points. Before a chunk, prefetch the same
-    # chunk of the rows that row x + 1 reads from memory for the first time (u[t] at x + 1 + H,
-    # u[t-1] and c at x + 1); then compute it. Rows of the damping layer in x get their own
-    # factors r, q (a per-row scratch array); all others share those of the y profile.
+    ROWS = 2 if H >= 3 else 1  # row pairs from order 6 on (order 4: 2-5% slower, measured)
+
+    # prange over blocks of ROWS rows (x, x + 1 for pairs); each block in chunks of CH points.
+    # Before a chunk, prefetch the same chunk of the rows that the next block reads from memory for
+    # the first time (u[t] at x + ROWS + H ..., u[t-1] and c at x + ROWS ...); then compute it.
+    # Rows of the damping layer in x get their own factors r, q (per-row scratch arrays); all
+    # others share those of the y profile. An odd last row is computed alone.
 
     @jit
     def step(u: Any, cur: int, c: Any, w: Any, ax: Any, ay: Any) -> None:
@@ -310,23 +362,31 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         qy = np.empty_like(ay)
         _damping_factors(zero, ay, ry, qy, one)
         nb = (ny + CH - 1) // CH
-        for i in prange(nx):
+        for ib in prange((nx + ROWS - 1) // ROWS):
             mx = ftz_on()
-            x = i + H
-            xn = min(x + 1, NX - H - 1)
-            r = ry
-            q = qy
-            if ax[x] != 0:  # a damped row: its own factors (row of the damping layer)
-                r = np.empty_like(ay)
-                q = np.empty_like(ay)
-                _damping_factors(ax[x], ay, r, q, one)
+            x = ROWS * ib + H
+            xa = min(x + ROWS, NX - H - 1)
+            xb = min(x + ROWS + 1, NX - H - 1)
+            pair = ROWS == 2 and x + 1 < NX - H
+            r0, q0 = _row_factors(ax, ay, x, ry, qy, one)
+            r1 = r0
+            q1 = q0
+            if pair:
+                r1, q1 = _row_factors(ax, ay, x + 1, ry, qy, one)
             for b in range(nb):
                 k0 = b * CH
                 k1 = min(k0 + CH, ny)
-                _prefetch_row(uc, xn + H, k0 + H, k1 - k0, LINE)
-                _prefetch_row(up, xn, k0 + H, k1 - k0, LINE)
-                _prefetch_row(c, xn, k0 + H, k1 - k0, LINE)
-                _row2(uc, up, up, c, C, sx, sy, x, k0, k1 - k0, r, q, H)
+                _prefetch_row(uc, xa + H, k0 + H, k1 - k0, LINE)
+                _prefetch_row(up, xa, k0 + H, k1 - k0, LINE)
+                _prefetch_row(c, xa, k0 + H, k1 - k0, LINE)
+                if ROWS == 2:
+                    _prefetch_row(uc, xb + H, k0 + H, k1 - k0, LINE)
+                    _prefetch_row(up, xb, k0 + H, k1 - k0, LINE)
+                    _prefetch_row(c, xb, k0 + H, k1 - k0, LINE)
+                if pair:
+                    _row2_pair(uc, up, up, c, C, sx, sy, x, k0, k1 - k0, r0, q0, r1, q1, H)
+                else:
+                    _row2(uc, up, up, c, C, sx, sy, x, k0, k1 - k0, r0, q0, H)
             ftz_restore(mx)
 
     @jit
@@ -345,28 +405,37 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         qy = np.empty_like(ay)
         _damping_factors(zero, ay, ry, qy, one)
         nb = (ny + CH - 1) // CH
-        for i in prange(nx):
+        for ib in prange((nx + ROWS - 1) // ROWS):
             mx = ftz_on()
-            x = i + H
-            xn = min(x + 1, NX - H - 1)
-            r = ry
-            q = qy
-            if ax[x] != 0:  # a damped row: its own factors (row of the damping layer)
-                r = np.empty_like(ay)
-                q = np.empty_like(ay)
-                _damping_factors(ax[x], ay, r, q, one)
-            for y in range(NY):
-                dc[x, y] = uc[x, y]
-            for j in range(H):
-                dn[x, j] = up[x, j]
-                dn[x, NY - H + j] = up[x, NY - H + j]
+            x = ROWS * ib + H
+            xa = min(x + ROWS, NX - H - 1)
+            xb = min(x + ROWS + 1, NX - H - 1)
+            pair = ROWS == 2 and x + 1 < NX - H
+            r0, q0 = _row_factors(ax, ay, x, ry, qy, one)
+            r1 = r0
+            q1 = q0
+            if pair:
+                r1, q1 = _row_factors(ax, ay, x + 1, ry, qy, one)
+            for xx in range(x, x + 1 + pair):  # copy level cur, and the halo of the new level
+                for y in range(NY):
+                    dc[xx, y] = uc[xx, y]
+                for j in range(H):
+                    dn[xx, j] = up[xx, j]
+                    dn[xx, NY - H + j] = up[xx, NY - H + j]
             for b in range(nb):
                 k0 = b * CH
                 k1 = min(k0 + CH, ny)
-                _prefetch_row(uc, xn + H, k0 + H, k1 - k0, LINE)
-                _prefetch_row(up, xn, k0 + H, k1 - k0, LINE)
-                _prefetch_row(c, xn, k0 + H, k1 - k0, LINE)
-                _row2(uc, up, dn, c, C, sx, sy, x, k0, k1 - k0, r, q, H)
+                _prefetch_row(uc, xa + H, k0 + H, k1 - k0, LINE)
+                _prefetch_row(up, xa, k0 + H, k1 - k0, LINE)
+                _prefetch_row(c, xa, k0 + H, k1 - k0, LINE)
+                if ROWS == 2:
+                    _prefetch_row(uc, xb + H, k0 + H, k1 - k0, LINE)
+                    _prefetch_row(up, xb, k0 + H, k1 - k0, LINE)
+                    _prefetch_row(c, xb, k0 + H, k1 - k0, LINE)
+                if pair:
+                    _row2_pair(uc, up, dn, c, C, sx, sy, x, k0, k1 - k0, r0, q0, r1, q1, H)
+                else:
+                    _row2(uc, up, dn, c, C, sx, sy, x, k0, k1 - k0, r0, q0, H)
             ftz_restore(mx)
         for i in range(H):
             for y in range(NY):
