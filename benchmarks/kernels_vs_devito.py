@@ -10,6 +10,10 @@ reads u[t], u[t-1], m, damp and writes u[t+1] (20 B, 24 B with write-allocate).
 
     .venv/bin/python benchmarks/kernels_vs_devito.py                 # full: 2000^2 and 256^3
     .venv/bin/python benchmarks/kernels_vs_devito.py --quick         # 1000^2 and 128^3
+    .venv/bin/python benchmarks/kernels_vs_devito.py --json benchmarks/results/kernels_vs_devito.json
+
+Two-thread figures on a 2-vCPU machine shared with other work are noisy (a preempted worker stalls
+every step); the load average is printed before and after.
 """
 
 from __future__ import annotations
@@ -120,6 +124,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--orders", default="4,8")
     p.add_argument("--threads", default="1,2")
+    p.add_argument("--json", metavar="PATH", help="also write every cell (and the load) as JSON")
     p.add_argument("--worker", nargs="*")
     a = p.parse_args()
     if a.worker is not None:
@@ -135,7 +140,9 @@ def main() -> None:
         return
     sizes = [(2, 1000 if a.quick else 2000, 20), (3, 128 if a.quick else 256, 10)]
     # Other work on the machine shows up as spread: say how loaded it was, before and after.
-    print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    load_start = os.getloadavg()
+    print(f"load average at start: {' '.join(f'{v:.2f}' for v in load_start)}")
+    cells: list[dict[str, object]] = []
     print(f"{'case':<22}{'thr':>4}{'triad GB/s':>12}{'amcheck GPts/s':>22}{'devito GPts/s':>22}"
           f"{'ratio':>7}{'roofline':>9}")
     for threads in [int(t) for t in a.threads.split(",")]:
@@ -151,7 +158,15 @@ def main() -> None:
                                  if "GPts" in r else str(r.get("error"))[:20])
                 print(f"{f'{nd}-D {n}^{nd} so={so}':<22}{threads:>4}{triad.get('GBps', np.nan):>12.1f}"
                       f"{fmt(am):>22}{fmt(dv):>22}{ratio:>7.2f}{roof:>9.0%}", flush=True)
-    print(f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+                cells.append({"ndim": nd, "n": n, "space_order": so, "steps": steps,
+                              "threads": threads, "triad": triad, "amcheck": am, "devito": dv,
+                              "ratio": float(ratio), "roofline": float(roof)})
+    load_end = os.getloadavg()
+    print(f"load average at end: {' '.join(f'{v:.2f}' for v in load_end)}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"repeats": a.repeats, "load_start": load_start, "load_end": load_end,
+                       "cells": cells}, f, indent=1)
 
 
 if __name__ == "__main__":

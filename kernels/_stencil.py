@@ -48,8 +48,9 @@ Performance rules (measured on one core of an AMD EPYC (Zen 4); see docs/kernels
 - no division in the loop, one loop body per kernel (a separate undamped loop ran no faster
   and doubled the compile time);
 - 2-D, order >= 6: two rows per iteration (``_row2_pair``) share the loads along x: 18 vector
-  loads a point instead of 22 (r, q included), 0-6% faster (median +3%). At order 4 the pair
-  was 2-5% slower, so it is used from order 6 on. The adjoint kernel stays one row at a time:
+  loads a point instead of 22 (r, q included), 1-10% faster at order 8 (median +6%, twelve
+  interleaved A/B pairs on the same arrays). At order 4 the pair was 2-5% slower, so it is used
+  from order 6 on. The adjoint kernel stays one row at a time:
   with two rows of ``g`` and ``v`` stored, LLVM needs too many alias checks and does not
   vectorise the pair;
 - 3-D line blocking does not pay. Pairs of lines in y are never vectorised in practice: LLVM
