@@ -108,11 +108,17 @@ class DirectFiles:
         """``os.open`` with ``O_DIRECT``."""
         return os.open(path, flags | _O_DIRECT | _CLOEXEC, 0o644)
 
-    def write(self, fd: int, pieces: list[np.ndarray]) -> int:
-        """Write ``pieces`` back to back from offset 0 and cut the file there; the bytes written."""
+    def write(self, fd: int, pieces: list[np.ndarray], record: int | None = None) -> int:
+        """Write ``pieces`` back to back; the bytes written (without padding).
+
+        ``record=None``: from offset 0, a whole file, cut where the pieces end. Else the pieces
+        fill a fixed-size record at byte ``record`` (a multiple of :data:`ALIGN`), whose last
+        block is padded with zeros, and the file's length is left alone.
+        """
         bounce = self._bounce()
         block = self.block
-        filled = offset = 0
+        filled = 0
+        offset = 0 if record is None else record
         for piece in _views(pieces):
             at, size = 0, piece.nbytes
             while at < size:
@@ -125,6 +131,12 @@ class DirectFiles:
                     offset += block
                     filled = 0
         total = offset + filled
+        if record is not None:
+            padded = -(-filled // ALIGN) * ALIGN
+            bounce[filled:padded] = 0
+            if padded:
+                _pwrite_all(fd, bounce[:padded], offset)
+            return total - record
         whole = filled - filled % ALIGN
         if whole:
             _pwrite_all(fd, bounce[:whole], offset)
@@ -137,10 +149,11 @@ class DirectFiles:
             os.ftruncate(fd, total)
         return total
 
-    def read(self, fd: int, pieces: list[np.ndarray]) -> None:
-        """Fill ``pieces`` back to back from offset 0; a file too short raises ``EOFError``."""
+    def read(self, fd: int, pieces: list[np.ndarray], offset: int = 0) -> None:
+        """Fill ``pieces`` back to back from ``offset`` (a multiple of :data:`ALIGN`); a file too
+        short raises ``EOFError``."""
         bounce = self._bounce()
-        offset = got = used = 0
+        got = used = 0
         for piece in _views(pieces):
             at, size = 0, piece.nbytes
             while at < size:

@@ -1,10 +1,12 @@
 """The raw-file disk tier: one preallocated file of fixed-size records.
 
 Each checkpoint is one record: the state's fields back to back (C order, native byte order),
-padded to a multiple of 4096 bytes so every record starts on a page. A write is one ``pwritev``
-of the caller's arrays and a read one ``preadv`` straight into the caller's buffers, both run
-off the event loop through :func:`aiofiles.os.wrap` (the loop's executor: the transfer service's
-bounded pool). No compression, no per-checkpoint metadata, no allocation: this tier is the
+padded to a multiple of 4096 bytes so every record starts on a page. By default records move
+with direct I/O (``O_DIRECT``, through the aligned bounce buffers of
+:mod:`amcheck.storage._direct`, as the zarr tier's do); with ``direct=False`` a write is one
+``pwritev`` of the caller's arrays and a read one ``preadv`` straight into the caller's buffers.
+Both run off the event loop through :func:`aiofiles.os.wrap` (the loop's executor: the transfer
+service's bounded pool). No compression, no per-checkpoint metadata, no allocation: this tier is the
 baseline that shows what zarr costs (``benchmarks/disk_vs_ram.py``).
 
 Records are reused after ``delete``; an overwrite writes a fresh record before releasing the
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiofiles.os
+from amcheck.storage._direct import DirectFiles, direct_supported
 from amcheck.storage._local_io import preadv_all, pwritev_all
 from amcheck.storage._tier import Tier
 
@@ -46,6 +49,8 @@ DEFAULT_FILE = "amcheck-checkpoints.raw"
 _write = aiofiles.os.wrap(pwritev_all)
 _read = aiofiles.os.wrap(preadv_all)
 _fdatasync = aiofiles.os.wrap(os.fdatasync)
+_write_direct = aiofiles.os.wrap(DirectFiles.write)
+_read_direct = aiofiles.os.wrap(DirectFiles.read)
 
 
 class RawTier(Tier):
@@ -67,6 +72,10 @@ class RawTier(Tier):
     durable
         Whether each put ends with ``fdatasync`` (the checkpoint survives a crash of the machine,
         at the cost of waiting for the disk). Without it, :meth:`flush` does it on demand.
+    direct
+        Move records with direct I/O (``O_DIRECT``), bypassing the page cache, as
+        :class:`~amcheck.storage.ZarrTier` does: ``None`` (default) wherever the file system
+        supports it, ``True`` required, ``False`` through the page cache. :attr:`direct` tells.
     name
         Tier name in statistics and messages.
 
@@ -88,6 +97,7 @@ class RawTier(Tier):
         records: int | None = None,
         budget: ByteSize | None = None,
         durable: bool = False,
+        direct: bool | None = None,
         name: str = "disk",
     ) -> None:
         from amcheck._errors import BudgetError
@@ -101,6 +111,8 @@ class RawTier(Tier):
             )
         if not isinstance(durable, bool):
             raise ArgumentTypeError(f"durable must be a bool, got {durable!r}")
+        if direct is not None and not isinstance(direct, bool):
+            raise ArgumentTypeError(f"direct must be True, False or None, got {direct!r}")
         if records is not None and budget is not None:
             raise InvalidArgumentError(
                 f"give records or budget, not both (got records={records!r}, budget={budget!r})"
@@ -126,9 +138,19 @@ class RawTier(Tier):
         if target.is_dir():
             target = target / DEFAULT_FILE
         self.path = str(target)
+        use = direct is not False and direct_supported(target.parent)
+        if direct and not use:
+            raise InvalidArgumentError(
+                f"direct=True needs a directory whose file system supports O_DIRECT; "
+                f"{target.parent} is not one (pass direct=None to fall back to the page cache)"
+            )
+        #: Whether records move with direct I/O (``O_DIRECT``), see the ``direct`` parameter.
+        self.direct: bool = use
+        self._direct = DirectFiles() if use else None
+        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
         try:
-            self._fd: int | None = os.open(
-                self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644
+            self._fd: int | None = (
+                self._direct.open(target, flags) if self._direct else os.open(target, flags, 0o644)
             )
         except OSError as exc:
             raise TransferError(
@@ -187,7 +209,11 @@ class RawTier(Tier):
         else:
             record = self._take(step)
         try:
-            await _write(fd, [state[key] for key in self._keys], record * self.record_nbytes)
+            pieces = [state[key] for key in self._keys]
+            if self._direct is not None:
+                await _write_direct(self._direct, fd, pieces, record * self.record_nbytes)
+            else:
+                await _write(fd, pieces, record * self.record_nbytes)
             if self.durable:
                 await _fdatasync(fd)
         except Exception as exc:
@@ -209,7 +235,11 @@ class RawTier(Tier):
             )
         self.spec.check(out, "out")
         try:
-            await _read(fd, [out[key] for key in self._keys], record * self.record_nbytes)
+            pieces = [out[key] for key in self._keys]
+            if self._direct is not None:
+                await _read_direct(self._direct, fd, pieces, record * self.record_nbytes)
+            else:
+                await _read(fd, pieces, record * self.record_nbytes)
         except Exception as exc:
             raise self._error("read", step, exc) from exc
 

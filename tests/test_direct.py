@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from amcheck.storage import ZarrTier, _direct
+from amcheck.storage import RawTier, ZarrTier, _direct
 from amcheck.storage._direct import ALIGN, DirectFiles, direct_supported
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -61,6 +61,49 @@ def test_write_then_read_any_pieces(where: Path, sizes: list[int], blocks: int, 
         os.close(fd)
     for got, want in zip(back, pieces, strict=True):
         np.testing.assert_array_equal(got, want, strict=True)
+
+
+@settings(max_examples=25, deadline=None)
+@given(sizes=st.lists(st.integers(0, 2 * ALIGN + 9), min_size=1, max_size=4),
+       record=st.integers(0, 3), seed=st.integers(0, 2**16))
+def test_records_at_an_offset_are_padded_not_cut(
+    where: Path, sizes: list[int], record: int, seed: int
+) -> None:
+    """A record write fills whole blocks at its offset and leaves the rest of the file alone."""
+    files = DirectFiles(block=2 * ALIGN)
+    pieces = _pieces(sizes, seed)
+    path = where / "records"
+    before = np.random.default_rng(seed + 1).integers(0, 256, 12 * ALIGN, dtype=np.uint8)
+    path.write_bytes(before.tobytes())
+    fd = files.open(path, os.O_RDWR)
+    try:
+        assert files.write(fd, pieces, record * ALIGN) == sum(sizes)
+        back = [np.empty_like(p) for p in pieces]
+        files.read(fd, back, record * ALIGN)
+    finally:
+        os.close(fd)
+    data = b"".join(p.tobytes() for p in pieces)
+    padded = -(-len(data) // ALIGN) * ALIGN
+    start = record * ALIGN
+    after = path.read_bytes()
+    assert after[start : start + len(data)] == data
+    assert after[start + len(data) : start + padded] == bytes(padded - len(data))
+    assert after[:start] == before.tobytes()[:start]
+    assert after[start + padded :] == before.tobytes()[start + padded :]
+    for got, want in zip(back, pieces, strict=True):
+        np.testing.assert_array_equal(got, want, strict=True)
+
+
+def test_raw_tier_moves_records_with_o_direct(where: Path) -> None:
+    import fcntl
+
+    spec = StateSpec({"u": ((2, 30, 20), "float32")})
+    tier = RawTier(where / "raw.bin", spec, records=2)
+    assert tier.direct
+    assert tier._fd is not None and fcntl.fcntl(tier._fd, fcntl.F_GETFL) & os.O_DIRECT
+    assert not RawTier(where / "raw2.bin", spec, direct=False).direct
+    with pytest.raises(ArgumentTypeError, match="direct must be True, False or None, got 1"):
+        RawTier(where / "raw3.bin", spec, direct=1)  # type: ignore[arg-type]
 
 
 def test_reading_past_the_end_is_an_error(where: Path) -> None:

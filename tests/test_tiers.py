@@ -51,6 +51,11 @@ class TestRawTier(TierConformance):
         return RawTier(tmp_path / "raw.bin", spec, records=capacity)
 
 
+class TestRawTierPageCache(TierConformance):
+    def make_tier(self, spec: StateSpec, tmp_path: Path, *, capacity: int | None = None) -> Tier:
+        return RawTier(tmp_path / "raw.bin", spec, records=capacity, direct=False)
+
+
 class TestRawTierInDirectoryDurable(TierConformance):
     def make_tier(self, spec: StateSpec, tmp_path: Path, *, capacity: int | None = None) -> Tier:
         record = -(-spec.nbytes // 4096) * 4096
