@@ -16,7 +16,9 @@ ring, so compression sees realistic data) and each tier and codec, this measures
   thread: ``hidden = 1 - (T_overlap - T_kernel) / T_write``;
 - the compression ratio (state bytes / stored bytes),
 
-and, in the same run, the machine's own limits: ``memcpy`` bandwidth (``np.copyto``), a plain
+``raw`` and ``zarr`` use direct I/O (``O_DIRECT``, their default where the file system has it);
+``zarr-pagecache`` is the zarr tier through the page cache (``direct=False``). And, in the same
+run, the machine's own limits: ``memcpy`` bandwidth (``np.copyto``), a plain
 Python sequential ``os.write`` + ``fsync`` / ``os.readv`` of the same bytes, and the bare numcodecs
 ZFPY codec on the same data (one thread, each time level coded separately).
 
