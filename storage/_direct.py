@@ -153,12 +153,16 @@ class DirectFiles:
         """Fill ``pieces`` back to back from ``offset`` (a multiple of :data:`ALIGN`); a file too
         short raises ``EOFError``."""
         bounce = self._bounce()
+        views = _views(pieces)
+        left = sum(v.nbytes for v in views)  # bytes still to read from the file
         got = used = 0
-        for piece in _views(pieces):
+        for piece in views:
             at, size = 0, piece.nbytes
             while at < size:
-                if used == got:  # the bounce buffer is spent: read the next block
-                    got = os.preadv(fd, [bounce.data], offset)
+                if used == got:  # the bounce buffer is spent: read the next block (no more)
+                    want = min(self.block, -(-left // ALIGN) * ALIGN)
+                    got = os.preadv(fd, [bounce[:want].data], offset)
+                    left -= got
                     if got == 0:
                         raise EOFError(f"the file ends at byte {offset}, before the buffers were filled")
                     offset += got
