@@ -13,10 +13,13 @@ temporary directory with ``disk_budget="8 GiB"``. In one run, for each n:
 4. **pyrevolve's Revolver** with 10 checkpoints (the ``bench`` extra).
 5. **store-all in RAM** where n + 1 states fit (``--store-all-gib``), else reported as not fitting.
 
-Then, at one n: the **overlapped forward sweep** (async multistage, its disk writes in flight)
-against the **compute-only sweep** (the same advances, no checkpoints) with the kernel on all
-numba threads and with one thread left to I/O (``compute_threads``), and a **sweep over k**
-showing where the optimum lies. Every variant computes the same gradient (checked bitwise).
+The store-all run, where it fits, gives the floor of any schedule (one forward and one reverse
+step a step), and so the most any schedule could gain over pyrevolve. Then, at one n: the
+**overlapped forward sweep** (async multistage, its disk writes in flight) against the
+**compute-only sweep** (the same advances, no checkpoints) with the kernel on all numba threads,
+with one thread left to I/O (``compute_threads``), and the latter with the disk tier on the page
+cache instead of direct I/O, each with the CPU its I/O threads spent per checkpoint; and a
+**sweep over k** showing where the optimum lies. Every variant computes the same gradient (checked bitwise).
 Timings are medians of ``--repeats`` runs, the variants interleaved so that noise hits them
 alike; the min–max spread is printed so the noise is visible.
 
