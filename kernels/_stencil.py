@@ -299,6 +299,26 @@ def _row2_pair(uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any, sy: Any, x: i
 
 
 @jit(parallel=False, inline=True)
+def _profile_factors(a: Any, zero: Any, one: Any) -> tuple[Any, Any]:
+    """The factors r, q of the innermost axis's profile alone, shared by undamped rows/lines."""
+    r = np.empty_like(a)
+    q = np.empty_like(a)
+    _damping_factors(zero, a, r, q, one)
+    return r, q
+
+
+@jit(parallel=False, inline=True)
+def _line_factors(axy: Any, az: Any, rz: Any, qz: Any, rl: Any, ql: Any, one: Any
+                  ) -> tuple[Any, Any]:
+    """The factors of a 3-D line with damping ``axy`` from x and y: the z profile's, or its own
+    in the worker's scratch arrays ``rl``, ``ql``."""
+    if axy == 0:
+        return rz, qz
+    _damping_factors(axy, az, rl, ql, one)
+    return rl, ql
+
+
+@jit(parallel=False, inline=True)
 def _row_factors(ax: Any, ay: Any, x: int, ry: Any, qy: Any, one: Any) -> tuple[Any, Any]:
     """The factors r, q of row x: those of the y profile, or its own (a row of the x layer)."""
     if ax[x] == 0:
@@ -359,9 +379,7 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         ny = u.shape[2] - 2 * H
         sx = w[0]
         sy = w[1]
-        ry = np.empty_like(ay)
-        qy = np.empty_like(ay)
-        _damping_factors(zero, ay, ry, qy, one)
+        ry, qy = _profile_factors(ay, zero, one)
         nb = (ny + CH - 1) // CH
         for ib in prange((nx + ROWS - 1) // ROWS):
             mx = ftz_on()
@@ -402,9 +420,7 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         ny = NY - 2 * H
         sx = w[0]
         sy = w[1]
-        ry = np.empty_like(ay)
-        qy = np.empty_like(ay)
-        _damping_factors(zero, ay, ry, qy, one)
+        ry, qy = _profile_factors(ay, zero, one)
         nb = (ny + CH - 1) // CH
         for ib in prange((nx + ROWS - 1) // ROWS):
             mx = ftz_on()
@@ -455,20 +471,13 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         ny = v.shape[2] - 2 * H
         sx = w[0]
         sy = w[1]
-        ry = np.empty_like(ay)
-        qy = np.empty_like(ay)
-        _damping_factors(zero, ay, ry, qy, one)
+        ry, qy = _profile_factors(ay, zero, one)
         nb = (ny + CH - 1) // CH
         for i in prange(nx):
             mx = ftz_on()
             x = i + H
             xn = min(x + 1, NX - H - 1)
-            r = ry
-            q = qy
-            if ax[x] != 0:  # a damped row: its own factors (row of the damping layer)
-                r = np.empty_like(ay)
-                q = np.empty_like(ay)
-                _damping_factors(ax[x], ay, r, q, one)
+            r, q = _row_factors(ax, ay, x, ry, qy, one)
             for b in range(nb):
                 k0 = b * CH
                 k1 = min(k0 + CH, ny)
@@ -507,9 +516,7 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         sx = w[0]
         sy = w[1]
         sz = w[2]
-        rz = np.empty_like(az)
-        qz = np.empty_like(az)
-        _damping_factors(zero, az, rz, qz, one)
+        rz, qz = _profile_factors(az, zero, one)
         for i in prange(nx):
             mx = ftz_on()
             x = i + H
@@ -521,13 +528,7 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
                 _prefetch_line(uc, x + H, yn, LINE)
                 _prefetch_line(up, x, yn, LINE)
                 _prefetch_line(c, x, yn, LINE)
-                axy = ax[x] + ay[y]
-                r = rz
-                q = qz
-                if axy != 0:
-                    _damping_factors(axy, az, rl, ql, one)
-                    r = rl
-                    q = ql
+                r, q = _line_factors(ax[x] + ay[y], az, rz, qz, rl, ql, one)
                 _line3(uc, up, up, c, C, sx, sy, sz, x, y, nz, r, q, H)
             ftz_restore(mx)
 
@@ -547,9 +548,7 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         sx = w[0]
         sy = w[1]
         sz = w[2]
-        rz = np.empty_like(az)
-        qz = np.empty_like(az)
-        _damping_factors(zero, az, rz, qz, one)
+        rz, qz = _profile_factors(az, zero, one)
         for i in prange(nx):
             mx = ftz_on()
             x = i + H
@@ -571,13 +570,7 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
                 _prefetch_line(uc, x + H, yn, LINE)
                 _prefetch_line(up, x, yn, LINE)
                 _prefetch_line(c, x, yn, LINE)
-                axy = ax[x] + ay[y]
-                r = rz
-                q = qz
-                if axy != 0:
-                    _damping_factors(axy, az, rl, ql, one)
-                    r = rl
-                    q = ql
+                r, q = _line_factors(ax[x] + ay[y], az, rz, qz, rl, ql, one)
                 _line3(uc, up, dn, c, C, sx, sy, sz, x, y, nz, r, q, H)
             ftz_restore(mx)
         for i in range(H):
@@ -600,9 +593,7 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         sx = w[0]
         sy = w[1]
         sz = w[2]
-        rz = np.empty_like(az)
-        qz = np.empty_like(az)
-        _damping_factors(zero, az, rz, qz, one)
+        rz, qz = _profile_factors(az, zero, one)
         for i in prange(nx):
             mx = ftz_on()
             x = i + H
@@ -616,13 +607,7 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
                 _prefetch_line(c, x, yn, LINE)
                 _prefetch_line(u, x, yn, LINE)
                 _prefetch_line(g, x, yn, LINE)
-                axy = ax[x] + ay[y]
-                r = rz
-                q = qz
-                if axy != 0:
-                    _damping_factors(axy, az, rl, ql, one)
-                    r = rl
-                    q = ql
+                r, q = _line_factors(ax[x] + ay[y], az, rz, qz, rl, ql, one)
                 _line3_adjoint(vc, vp, c, C, sx, sy, sz, x, y, nz, r, q,
                                    H, u, g)
             ftz_restore(mx)
