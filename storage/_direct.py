@@ -37,8 +37,19 @@ import threading
 from pathlib import Path
 
 import numpy as np
+from amcheck.storage._local_io import pwritev_all
 
-__all__ = ["ALIGN", "BLOCK", "DirectFiles", "aligned_empty", "direct_supported"]
+from amcheck._errors import ArgumentTypeError, InvalidArgumentError
+
+__all__ = [
+    "ALIGN",
+    "BLOCK",
+    "DirectFiles",
+    "aligned_empty",
+    "check_direct",
+    "direct_files",
+    "direct_supported",
+]
 
 #: Alignment of offsets, lengths and addresses (4 KiB: every common device's block size or a
 #: multiple of it).
@@ -74,6 +85,37 @@ def direct_supported(directory: Path) -> bool:
     finally:
         os.close(fd)
         probe.unlink(missing_ok=True)
+
+
+def check_direct(direct: object) -> bool | None:
+    """A tier's ``direct`` argument, checked: True, False or None."""
+    if direct is not None and not isinstance(direct, bool):
+        raise ArgumentTypeError(f"direct must be True, False or None, got {direct!r}")
+    return direct
+
+
+def direct_files(direct: object, directory: Path | None, where: str) -> DirectFiles | None:
+    """A tier's ``direct`` argument resolved: bounce buffers for direct I/O, or ``None``.
+
+    ``directory`` is where the tier's files go (``None``: not a local directory). ``None`` uses
+    direct I/O where :func:`direct_supported`; ``True`` requires it; ``False`` declines it.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``direct`` is not True, False or None.
+    InvalidArgumentError
+        ``direct=True`` where direct I/O is not available (``where`` names the place).
+    """
+    direct = check_direct(direct)
+    use = direct is not False and directory is not None and direct_supported(directory)
+    if direct and not use:
+        raise InvalidArgumentError(
+            f"direct=True needs a writable local directory whose file system supports O_DIRECT; "
+            f"{where} is not one (pass direct=None to fall back to the page cache where direct "
+            "I/O is not available)"
+        )
+    return DirectFiles() if use else None
 
 
 def _views(pieces: list[np.ndarray]) -> list[np.ndarray]:
@@ -127,7 +169,7 @@ class DirectFiles:
                 filled += take
                 at += take
                 if filled == block:
-                    _pwrite_all(fd, bounce, offset)
+                    pwritev_all(fd, [bounce], offset)
                     offset += block
                     filled = 0
         total = offset + filled
@@ -135,16 +177,16 @@ class DirectFiles:
             padded = -(-filled // ALIGN) * ALIGN
             bounce[filled:padded] = 0
             if padded:
-                _pwrite_all(fd, bounce[:padded], offset)
+                pwritev_all(fd, [bounce[:padded]], offset)
             return total - record
         whole = filled - filled % ALIGN
         if whole:
-            _pwrite_all(fd, bounce[:whole], offset)
+            pwritev_all(fd, [bounce[:whole]], offset)
         if whole < filled:  # the last partial block: through the page cache, no padding to cut
             import fcntl  # POSIX only, as O_DIRECT
 
             fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_O_DIRECT)
-            _pwrite_all(fd, bounce[whole:filled], offset + whole)
+            pwritev_all(fd, [bounce[whole:filled]], offset + whole)
         if os.fstat(fd).st_size > total:  # a longer earlier file
             os.ftruncate(fd, total)
         return total
@@ -184,10 +226,3 @@ class DirectFiles:
             offset += got
         return stored[:size]
 
-
-def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
-    view = data.data.cast("B")
-    while view:
-        done = os.pwritev(fd, [view], offset)
-        offset += done
-        view = view[done:]

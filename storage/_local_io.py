@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from amcheck.storage._checksum import ChecksumError
-from amcheck.storage._direct import DirectFiles
 from amcheck.storage._shard import Part, index_nbytes, missing
+
+if TYPE_CHECKING:
+    from amcheck.storage._direct import DirectFiles
 
 __all__ = ["LocalShards", "preadv_all", "pwritev_all"]
 
@@ -152,7 +155,7 @@ class LocalShards:
         pieces = [p for i in levels for p in fld.codec.encode(part.levels[i])]
         last = levels.stop == fld.layout.levels
         if last:
-            pieces += fld.plain_index()
+            pieces.append(fld.plain_index)
         return self.write(part.key, pieces, levels.start * fld.stride, last)
 
     def read_plain(self, part: Part, levels: range) -> None:
@@ -188,10 +191,8 @@ class LocalShards:
         if codec.crc:
             for i, crc in zip(levels, crcs, strict=True):
                 codec.check_crc(crc, part.levels[i].reshape(-1).view(np.uint8))
-        if last:
-            expected = b"".join(p.tobytes() for p in fld.plain_index())
-            if index.tobytes() != expected:
-                raise ChecksumError(f"the index of shard {part.key} is not the expected one")
+        if last and not np.array_equal(index, fld.plain_index):
+            raise ChecksumError(f"the index of shard {part.key} is not the expected one")
 
     def _open_for_reading(self, key: str, direct: DirectFiles | None = None) -> int:
         opener = direct.open if direct is not None else _open

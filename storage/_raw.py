@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiofiles.os
-from amcheck.storage._direct import DirectFiles, direct_supported
+from amcheck.storage._direct import DirectFiles, direct_files
 from amcheck.storage._local_io import preadv_all, pwritev_all
 from amcheck.storage._tier import Tier
 
@@ -111,8 +111,6 @@ class RawTier(Tier):
             )
         if not isinstance(durable, bool):
             raise ArgumentTypeError(f"durable must be a bool, got {durable!r}")
-        if direct is not None and not isinstance(direct, bool):
-            raise ArgumentTypeError(f"direct must be True, False or None, got {direct!r}")
         if records is not None and budget is not None:
             raise InvalidArgumentError(
                 f"give records or budget, not both (got records={records!r}, budget={budget!r})"
@@ -138,15 +136,9 @@ class RawTier(Tier):
         if target.is_dir():
             target = target / DEFAULT_FILE
         self.path = str(target)
-        use = direct is not False and direct_supported(target.parent)
-        if direct and not use:
-            raise InvalidArgumentError(
-                f"direct=True needs a directory whose file system supports O_DIRECT; "
-                f"{target.parent} is not one (pass direct=None to fall back to the page cache)"
-            )
+        self._direct = direct_files(direct, target.parent, str(target.parent))
         #: Whether records move with direct I/O (``O_DIRECT``), see the ``direct`` parameter.
-        self.direct: bool = use
-        self._direct = DirectFiles() if use else None
+        self.direct: bool = self._direct is not None
         flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
         try:
             self._fd: int | None = (

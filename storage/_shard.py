@@ -27,7 +27,7 @@ the store's ``set``/``get`` (:mod:`amcheck.storage._zarr`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -121,6 +121,12 @@ class FieldArray:
     shard_spec: Any  # zarr's ArraySpec of one shard
     sync: bool  # amcheck codes the shards itself (else zarr's pipeline does)
     peak_tol: float | None  # "zfp:rtol=": the ZFP tolerance is peak_tol * max|field| per put
+    #: The index that ends a shard when the codec is plain (every level ``stride`` bytes), and
+    #: its crc32c: the same for every checkpoint, so built once.
+    plain_index: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.plain_index = np.concatenate(shard_index([self.stride] * self.layout.levels))
 
     def key(self, row: int) -> str:
         """Store key of the row's shard: ``<field>/c.<row>.0``."""
@@ -135,10 +141,6 @@ class FieldArray:
     def plain_nbytes(self) -> int:
         """Bytes of a whole shard when the codec is plain (levels, then the index)."""
         return self.layout.levels * self.stride + index_nbytes(self.layout.levels)
-
-    def plain_index(self) -> list[np.ndarray]:
-        """The index that ends a shard when the codec is plain (every level ``stride`` bytes)."""
-        return shard_index([self.stride] * self.layout.levels)
 
 
 @dataclass(slots=True)

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from amcheck.storage._chunk_codec import ChunkCodec
 from amcheck.storage._codecs import Compression, CompressionLike, parse_compression, quiet_numcodecs
-from amcheck.storage._direct import DirectFiles, direct_supported
+from amcheck.storage._direct import check_direct, direct_files
 from amcheck.storage._local_io import LocalShards
 from amcheck.storage._shard import (
     KEY_ENCODING,
@@ -203,8 +203,7 @@ class ZarrTier(Tier):
             raise ArgumentTypeError(
                 f"index_interval must be a number of seconds, got {index_interval!r}"
             )
-        if direct is not None and not isinstance(direct, bool):
-            raise ArgumentTypeError(f"direct must be True, False or None, got {direct!r}")
+        check_direct(direct)  # before the store is touched; _open probes the directory
         if not (0 <= index_interval < math.inf):
             raise InvalidArgumentError(
                 f"index_interval must be a finite number of seconds >= 0, got {index_interval!r}"
@@ -358,14 +357,8 @@ class ZarrTier(Tier):
 
         store = self._store
         root = Path(store.root) if type(store) is LocalStore and not store.read_only else None
-        use = direct is not False and root is not None and direct_supported(root)
-        if direct and not use:
-            raise InvalidArgumentError(
-                f"direct=True needs a writable local directory whose file system supports "
-                f"O_DIRECT; {self.path} is not one (pass direct=None to fall back to the page "
-                "cache where direct I/O is not available)"
-            )
-        return LocalShards(root, DirectFiles() if use else None) if root is not None else None
+        files = direct_files(direct, root, str(self.path))
+        return LocalShards(root, files) if root is not None else None
 
     # -- helpers -------------------------------------------------------------------------------
 

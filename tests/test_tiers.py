@@ -254,7 +254,7 @@ def test_which_levels_get_jobs_of_their_own(compression: Any, side: int, big: bo
 async def test_zarr_large_levels_take_parallel_jobs(
     tmp_path: Path, compression: Any, where: str
 ) -> None:
-    """Coded levels of 256 KiB and more, plain ones of 4 MiB and more, get a pool job each."""
+    """Large levels (coded from 256 KiB, plain from 4 MiB) are coded in the pool and read back."""
     import threading
 
     import zarr
