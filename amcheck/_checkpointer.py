@@ -65,7 +65,8 @@ class Checkpointer:
     ram
         Bytes amcheck may allocate for states: an ``int`` or a string such as ``"2 GiB"`` or
         ``"25%"`` (of physical memory). It bounds every buffer the engine holds: checkpoint
-        slots, the current state, x_n and, with a disk, ``max_in_flight`` staging buffers.
+        slots, the current state, x_n and, with a disk, ``max_in_flight`` staging buffers (in
+        the forward sweep; the reverse sweep writes nothing and uses them as checkpoint slots).
         Only what the chosen schedule needs is allocated (``stats.ram_pool_bytes``), once, when
         the Checkpointer is built.
     disk
@@ -107,7 +108,8 @@ class Checkpointer:
         whenever the tier is full.
     max_in_flight
         Disk writes in flight at most (default 2). Each holds the RAM slot it writes from
-        until it is done (no copy), so the pool gets this many staging slots within ``ram``;
+        until it is done (no copy), so the pool gets this many staging slots within ``ram`` on
+        top of the forward sweep's buffers (the reverse sweep reuses them as checkpoint slots);
         when all are busy the compute thread waits for the oldest (back-pressure, recorded as a
         ``"wait"`` on the timeline and in ``stats.stall_seconds``).
     compute_threads

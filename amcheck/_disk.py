@@ -10,7 +10,8 @@ the books of what is in flight:
 - ``Save(t, "disk")`` → :meth:`DiskPath.put`: the buffer that holds x_t is submitted as it is
   (no copy) and stays *staged* (pinned, read-only) until its write is done; compute goes on at
   once. The advance that follows writes into another slot, so the slot pool needs
-  ``max_in_flight`` staging slots on top of what the schedule simulates. At most
+  ``max_in_flight`` staging slots on top of what the schedule's forward sweep simulates (the
+  reverse sweep, which writes nothing, reuses them). At most
   ``max_in_flight`` writes are in flight: one more waits for the oldest (back-pressure).
 - ``Prefetch(t, "disk")`` → :meth:`DiskPath.prefetch`: a read into a free slot starts now.
 - ``Load(t, "disk")`` → :meth:`DiskPath.take_prefetched` (wait for the prefetch if it has not

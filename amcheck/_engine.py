@@ -21,7 +21,8 @@ time step, so avoiding it matters.
 Disk actions go to a :class:`~amcheck.storage.Tier` through the asynchronous disk path of
 :mod:`amcheck._disk`: ``Save(t, "disk")`` starts a background write of the buffer holding x_t
 and pins it as a *staging* buffer until the write is done (the pool has ``max_in_flight``
-staging slots on top of the schedule's ``peak_buffers``); ``Prefetch(t, "disk")`` starts a read
+staging slots on top of the forward sweep's ``peak_buffers_forward``; every write has ended
+before the reverse sweep, which may use them as checkpoint slots); ``Prefetch(t, "disk")`` starts a read
 into a free slot; ``Load(t, "disk")`` takes the prefetched slot (waiting if the read has not
 finished) or reads now. Before every action the engine reaps finished transfers, so a failed
 write reaches the caller at the next action, and ``run_forward`` waits for every write before
@@ -121,7 +122,7 @@ class Engine:
         The counters to update.
     max_in_flight
         Disk writes in flight at most; the pool must hold that many staging slots on top of the
-        schedule's ``peak_buffers``.
+        schedule's ``peak_buffers_forward`` (and at least ``peak_buffers``).
     progress
         Called with the number of steps completed: forward steps of ``run_forward`` (never
         recomputations) and each reverse step of ``run_reverse``.

@@ -24,8 +24,14 @@ factor ``2 - 1/k``). A longer interval writes less to disk and recomputes more. 
 :class:`~amcheck.IntervalController` move it during the forward sweep.
 
 The disk strategies also need staging buffers: each disk write in flight holds the slot it
-writes from until it is done (zero copy), so the pool gets ``staging`` (the Checkpointer's
-``max_in_flight``) slots on top of ``simulate(schedule).peak_buffers``, all within ``ram``.
+writes from until it is done (zero copy), so the forward sweep gets ``staging`` (the
+Checkpointer's ``max_in_flight``) slots on top of what it simulates
+(``simulate(schedule).peak_buffers_forward``). Their reverse sweep writes nothing to disk, so it
+reuses those slots for RAM checkpoints (the engine waits for a write still in flight when it needs
+its slot): the pool holds ``max(peak_buffers, peak_buffers_forward + staging)`` buffers, all within
+``ram``, and the slots for Revolve inside a segment are sized on that. With 10 states and two
+writes in flight that is 7 slots instead of 5. A schedule passed as an instance may write to disk
+in its reverse sweep too, so it gets ``peak_buffers + staging``.
 A ``disk_slots`` bound (from ``disk_budget``) is passed to the schedule, which raises its
 interval (known n) or thins its disk checkpoints (unknown n) to stay within it.
 """
@@ -144,17 +150,23 @@ class Plan:
     interval: int | None = None
     staging: int = 0
     disk_slots: int | None = None
+    #: Buffers of the sweeps during which disk writes may be in flight; ``None``: all of them.
+    writing_buffers: int | None = None
 
     @property
     def pool_buffers(self) -> int:
-        """RAM slots to allocate: the schedule's buffers and the staging buffers of disk writes."""
-        return self.buffers + self.staging
+        """RAM slots to allocate: the schedule's buffers, with the staging buffers of disk writes
+        on top of those it holds while it writes (see the module docstring)."""
+        writing = self.buffers if self.writing_buffers is None else self.writing_buffers
+        return max(self.buffers, writing + self.staging)
 
 
-def _buffers(schedule: Schedule) -> int:
-    """RAM state buffers the engine needs for ``schedule`` (simulated, so also validated)."""
+def _buffers(schedule: Schedule) -> tuple[int, int]:
+    """RAM state buffers the engine needs for ``schedule`` (simulated, so also validated): at
+    most, and at most during the forward sweep."""
     if schedule.n_steps is not None:
-        return simulate(schedule).peak_buffers
+        stats = simulate(schedule)
+        return stats.peak_buffers, stats.peak_buffers_forward
     ram = schedule.capacity.get("ram", 0)
     if ram is None:
         raise InvalidArgumentError(
@@ -162,21 +174,20 @@ def _buffers(schedule: Schedule) -> int:
             "budget can be sized for it; use a schedule with a bounded capacity['ram']"
         )
     # Current state + x_n on top of the checkpoints, or what a replay at a few lengths needs.
-    return max([ram + 2] + [simulate(schedule, n).peak_buffers for n in _PROBE_LENGTHS])
+    runs = [simulate(schedule, n) for n in _PROBE_LENGTHS]
+    return (
+        max([ram + 2] + [r.peak_buffers for r in runs]),
+        max(r.peak_buffers_forward for r in runs),
+    )
 
 
 def _need(
-    name: str, buffers: int, slot_nbytes: int, budget: int, detail: str, staging: int = 0
+    name: str, total: int, slot_nbytes: int, budget: int, detail: str, staging: str = ""
 ) -> BudgetError:
-    need = (buffers + staging) * slot_nbytes
-    extra = (
-        f" plus {staging} staging buffer(s) for disk writes in flight (max_in_flight)"
-        if staging
-        else ""
-    )
+    need = total * slot_nbytes
     return BudgetError(
-        f"strategy {name!r} needs at least {buffers} state buffers of {slot_nbytes} bytes "
-        f"({detail}){extra}, i.e. ram >= {need} bytes ({format_bytes(need)}); "
+        f"strategy {name!r} needs at least {total} state buffers of {slot_nbytes} bytes "
+        f"({detail}{staging}), i.e. ram >= {need} bytes ({format_bytes(need)}); "
         f"ram={budget} bytes ({format_bytes(budget)}) was given"
     )
 
@@ -189,24 +200,35 @@ def _most_slots(
     budget: int,
     limit: int | None,
     staging: int = 0,
-) -> tuple[int, int]:
-    """The most RAM slots whose schedule fits the budget, and its buffer count.
+) -> tuple[int, int, int]:
+    """The most RAM slots whose schedule fits the budget, and its buffer counts (at most, and
+    during the forward sweep).
 
     ``overhead`` is a first guess of buffers beyond the slots; the simulation decides.
-    ``staging`` buffers are set aside first.
+    ``staging`` buffers (a disk strategy's writes in flight) come on top of the forward sweep's
+    buffers: the pool holds ``max(peak, forward peak + staging)``.
     """
-    fit = budget // slot_nbytes - staging
+    fit = budget // slot_nbytes
     slots = fit - overhead
     if limit is not None:
         slots = min(slots, limit)
     while slots >= 1:
-        buffers = _buffers(make(slots))
-        if buffers <= fit:
-            return slots, buffers
-        slots -= buffers - fit
-    minimum = _buffers(make(1))
+        buffers, forward = _buffers(make(slots))
+        need = max(buffers, forward + staging)
+        if need <= fit:
+            return slots, buffers, forward
+        slots -= need - fit
+    buffers, forward = _buffers(make(1))
     raise _need(
-        name, minimum, slot_nbytes, budget, "with a single RAM checkpoint slot", staging
+        name,
+        max(buffers, forward + staging),
+        slot_nbytes,
+        budget,
+        "with a single RAM checkpoint slot",
+        f"; the forward sweep holds {forward} plus {staging} staging buffer(s) for its disk "
+        "writes in flight (max_in_flight)"
+        if staging
+        else "",
     )
 
 
@@ -259,12 +281,20 @@ def plan(
                 "disk_budget applies to strategy names; with a schedule instance "
                 f"({schedule!r}) give the schedule its disk_slots"
             )
-        buffers = _buffers(schedule)
+        buffers, _ = _buffers(schedule)
         extra = staging if uses_disk else 0
         if (buffers + extra) * slot_nbytes > budget:
             raise _need(
-                repr(schedule), buffers, slot_nbytes, budget, "simulate().peak_buffers", extra
+                repr(schedule),
+                buffers + extra,
+                slot_nbytes,
+                budget,
+                "simulate().peak_buffers",
+                f" plus {extra} staging buffer(s) for disk writes in flight (max_in_flight)"
+                if extra
+                else "",
             )
+        # An instance may write to disk in its reverse sweep too: staging on top of every buffer.
         return Plan(type(schedule).__name__, lambda: schedule, buffers, staging=extra)
     if not isinstance(strategy, str):
         raise ArgumentTypeError(
@@ -281,7 +311,7 @@ def plan(
     if name == "auto":
         if n_steps is None:
             name = "async_multistage" if disk is not None else "store_all"
-        elif n_steps + 1 <= fit and interval is None and _buffers(StoreAll(n_steps)) <= fit:
+        elif n_steps + 1 <= fit and interval is None and _buffers(StoreAll(n_steps))[0] <= fit:
             name = "store_all"
         else:
             name = "revolve" if disk is None else "async_multistage"
@@ -298,7 +328,7 @@ def plan(
             message = f"ram={budget} bytes ({format_bytes(budget)})"
             return Plan(name, lambda: GrowingStoreAll(slots, message), slots + 1, slots=slots)
         known = n_steps
-        buffers = n_steps + 1 if n_steps + 1 > fit else _buffers(StoreAll(n_steps))
+        buffers = n_steps + 1 if n_steps + 1 > fit else _buffers(StoreAll(n_steps))[0]
         if buffers > fit:
             raise _need(
                 name,
@@ -315,7 +345,7 @@ def plan(
                 "(RAM only) or a disk strategy"
             )
         known = n_steps
-        slots, buffers = _most_slots(
+        slots, buffers, _ = _most_slots(
             name, lambda s: Revolve(known, s), 2, slot_nbytes, budget, limit=n_steps
         )
         return Plan(name, lambda: Revolve(known, slots), buffers, slots=slots)
@@ -332,13 +362,13 @@ def plan(
         return cls(n_steps, s, k, disk_slots=disk_slots)
 
     overhead = 3 if cls is AsyncMultistage else 2
-    slots, buffers = _most_slots(
+    slots, buffers, forward = _most_slots(
         name, make, overhead, slot_nbytes, budget, limit=None, staging=staging
     )
     if interval is None and n_steps is not None:
         # More slots than one segment can use only cost memory.
         slots = min(slots, max(n_steps - 1, 1))
-        buffers = _buffers(make(slots))
+        buffers, forward = _buffers(make(slots))
     first = make(slots)
     k = first.interval  # type: ignore[attr-defined]  # raised to the disk_slots floor if needed
     return Plan(
@@ -349,6 +379,7 @@ def plan(
         interval=k,
         staging=staging,
         disk_slots=disk_slots,
+        writing_buffers=forward,
     )
 
 

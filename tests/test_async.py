@@ -415,8 +415,9 @@ def test_disk_budget_with_known_length_raises_the_interval(tmp_path: Path) -> No
 
 def test_budget_errors_name_the_bytes(tmp_path: Path) -> None:
     disk = CountingRaw(tmp_path / "r.bin")
-    with pytest.raises(BudgetError, match=r"plus 2 staging buffer\(s\).*ram >= 1152 bytes"):
-        Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=5 * SLOT, disk=disk,
+    # 4 buffers: 1 slot, the current state, the prefetched start, x_n; 2 + 2 staging in forward.
+    with pytest.raises(BudgetError, match=r"holds 2 plus 2 staging buffer\(s\).*ram >= 768 bytes"):
+        Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=3 * SLOT, disk=disk,
                      strategy="async_multistage")
     with pytest.raises(BudgetError, match=r"disk_budget=100 bytes .* at least 112 bytes"):
         Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=disk, disk_budget=100)

@@ -30,6 +30,7 @@ def test_plan_table_default_revolve(capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert rows["disk: writes / reads / peak"] == "0 / 0 / 0"
     assert rows["peak RAM buffers"] == str(stats.peak_buffers)
+    assert rows["peak RAM buffers, forward"] == str(stats.peak_buffers_forward)
     assert float(rows["seconds to plan"]) >= 0.0
 
 

@@ -303,6 +303,8 @@ def test_two_level_any(n: int, s: int, data: st.DataObject) -> None:
     assert stats.writes["disk"] == stats.reads["disk"] == stats.peak["disk"] == segments
     assert stats.peak["ram"] <= s
     assert stats.peak_buffers <= s + 2
+    # Forward: the current state, the advance's destination (x_n): staging comes on top of these.
+    assert stats.peak_buffers_forward <= 2
 
 
 @given(n=st.integers(1, 5000), s=st.integers(1, 64), data=st.data())
@@ -316,6 +318,8 @@ def test_async_multistage_any(n: int, s: int, data: st.DataObject) -> None:
     assert stats.peak["ram"] <= s
     # + x_n, the current state, the prefetched start of the previous segment.
     assert stats.peak_buffers <= s + 3
+    # Forward: the current state, the last segment's start pinned in RAM, x_n.
+    assert stats.peak_buffers_forward <= 3
 
 
 @pytest.mark.parametrize("strategy", [TwoLevel, AsyncMultistage])

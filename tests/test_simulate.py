@@ -93,6 +93,8 @@ def test_valid_hand_written_schedule_counts() -> None:
         peak={"ram": 1, "disk": 1},
         # After Prefetch(0): pinned x_1, current x_2, x_3, the prefetched x_0.
         peak_buffers=4,
+        # At the end of forward(): pinned x_1, current x_2 and x_3.
+        peak_buffers_forward=3,
         actions=14,
     )
     assert stats.recompute_factor == 1.0

@@ -68,8 +68,12 @@ class ScheduleStats:
     peak_buffers
         State-sized RAM buffers a zero-copy engine needs at most: pinned RAM checkpoints, the
         current state when it is not one of them, x_n once it exists, the destination of an advance
-        from a pinned state, and one per prefetched disk read not loaded yet. The engine's staging
-        buffers for disk writes come on top.
+        from a pinned state, and one per prefetched disk read not loaded yet.
+    peak_buffers_forward
+        The same, during the forward sweep (``forward()``) only. A disk strategy's engine adds its
+        staging buffers (disk writes in flight) to this peak: its reverse sweep only reads from
+        disk, so the reverse may use the staging buffers for RAM checkpoints once the forward
+        sweep's writes have ended.
     actions
         Number of actions replayed, ``End`` included.
     """
@@ -81,6 +85,7 @@ class ScheduleStats:
     reads: dict[TierName, int]
     peak: dict[TierName, int]
     peak_buffers: int
+    peak_buffers_forward: int
     actions: int
 
     @property
@@ -99,6 +104,7 @@ class ScheduleStats:
             "reads": dict(self.reads),
             "peak": dict(self.peak),
             "peak_buffers": self.peak_buffers,
+            "peak_buffers_forward": self.peak_buffers_forward,
             "actions": self.actions,
         }
 
@@ -209,6 +215,7 @@ class _Replay:
 
         # The forward part, then the reverse part, numbered as one stream.
         phase_forward = True
+        forward_peak = 0
         stream: Iterator[Action] = schedule.forward()
         while True:
             for action in stream:
@@ -466,6 +473,7 @@ class _Replay:
                         "but it yields more",
                     )
             phase_forward = False
+            forward_peak = peak_buffers
             stream = schedule.reverse(n)
         if not ended:
             raise _fail(schedule, index + 1, None, "the schedule ended without End")
@@ -477,6 +485,7 @@ class _Replay:
             reads=reads,  # type: ignore[arg-type]
             peak={"ram": peak_ram, "disk": peak_disk},
             peak_buffers=peak_buffers,
+            peak_buffers_forward=forward_peak,
             actions=index + 1,
         )
 
