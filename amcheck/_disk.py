@@ -4,7 +4,8 @@ What it does
 ------------
 The engine (:mod:`amcheck._engine`) hands every disk action of a schedule to one
 :class:`DiskPath`, which owns one :class:`~amcheck.storage.TransferService` (an asyncio loop on
-the thread ``amcheck-transfer``, codecs and file I/O in its bounded ``amcheck-io`` pool) and keeps
+the thread ``amcheck-transfer``, codecs in its ``amcheck-codec`` threads and blocking file I/O in
+its ``amcheck-io`` threads) and keeps
 the books of what is in flight:
 
 - ``Save(t, "disk")`` → :meth:`DiskPath.put`: the buffer that holds x_t is submitted as it is
@@ -76,7 +77,7 @@ class DiskPath:
     timeline, stats
         Where waits, transfers and their bytes and seconds are recorded.
     workers
-        Threads of the transfer service's pool (codecs, blocking file I/O).
+        Codec threads of the transfer service (its I/O threads keep their default).
     """
 
     def __init__(

@@ -3,8 +3,8 @@
 For checkpoint sizes of 1, 16 and 128 MB (a two-level 2-D float32 wavefield, a smooth expanding
 ring, so compression sees realistic data) and each tier and codec, this measures
 
-- write and read MB/s through the :class:`~amcheck.storage.TransferService` (workers=2,
-  max_in_flight=2), checkpoints submitted back to back, ``os.sync()`` included in the write time;
+- write and read MB/s through a :class:`~amcheck.storage.TransferService` with its defaults
+  (max_in_flight=4, workers=2 codec threads, io_threads=4), checkpoints submitted back to back, ``os.sync()`` included in the write time;
   reads after ``posix_fadvise(DONTNEED)`` on every file (so not from the page cache, as far as
   the guest can tell: the virtio host may still cache). Two write figures, side by side in each
   repetition: **first write** into a fresh tier (every zarr shard file is created), and **steady
@@ -158,7 +158,7 @@ def bench_tier(
     outs = [{"u": np.empty_like(state["u"])} for _ in range(2)]
     writes, reads, hidden, steady_w, steady_r = [], [], [], [], []
     ratio = 1.0
-    service = TransferService(max_in_flight=2, workers=2)
+    service = TransferService()  # the defaults: 4 in flight, 2 codec threads, 4 I/O threads
     try:
         for rep in range(repeats + 1):  # the first round warms up and measures the overlap
             tier = make_tier(kind, spec, where, count, peak)

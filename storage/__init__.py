@@ -11,7 +11,7 @@ from amcheck.storage._codecs import Compression, CompressionLike, parse_compress
 from amcheck.storage._ram import ALIGNMENT, RamTier, Slot
 from amcheck.storage._raw import RawTier
 from amcheck.storage._tier import Tier
-from amcheck.storage._transfer import EventHook, TransferFuture, TransferService
+from amcheck.storage._transfer import EventHook, TransferFuture, TransferService, codec_executor
 from amcheck.storage._zarr import ZarrTier
 
 __all__ = [
@@ -26,5 +26,6 @@ __all__ = [
     "TransferFuture",
     "TransferService",
     "ZarrTier",
+    "codec_executor",
     "parse_compression",
 ]

@@ -126,7 +126,7 @@ class DirectFiles:
     """Whole-file ``O_DIRECT`` writes and reads through per-thread aligned bounce buffers.
 
     Every method blocks; each thread that calls them gets its own bounce buffer of ``block``
-    bytes (the transfer service's pool threads: ``workers * block`` bytes in all).
+    bytes (the transfer service's I/O threads: ``io_threads * block`` bytes in all).
 
     Parameters
     ----------

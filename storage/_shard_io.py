@@ -16,18 +16,23 @@ that work is cut into jobs decides how well it uses two cores, so it lives here:
 
 On a local directory the bytes move through :class:`~amcheck.storage._local_io.LocalShards`
 (``pwritev``/``preadv`` on the caller's memory); on any other store through its ``set``/``get``.
-The pool is the running loop's default executor: the transfer service's bounded pool.
+Codec jobs (coding, scaling, joining blobs) go to the transfer service's codec pool
+(:func:`~amcheck.storage._transfer.codec_executor`), jobs that only move bytes to the loop's
+default executor, the service's I/O threads; a small-field job that codes anything counts as a
+codec job.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from amcheck.storage._local_io import LocalShards
 from amcheck.storage._shard import FieldArray, Part, missing, parse_index, shard_pieces
+from amcheck.storage._transfer import codec_executor
 
 from amcheck._state import State
 
@@ -63,6 +68,14 @@ def _plain_jobs(local: LocalShards, levels: int) -> list[range]:
     """The levels each pool job of a large plain field moves: one each, or all in one job with
     direct I/O (which moves whole files: the disk, not the copy, is then the bound)."""
     return [range(levels)] if local.direct is not None else [range(i, i + 1) for i in range(levels)]
+
+
+def _pool_for(parts: list[Part], local: LocalShards | None) -> Executor | None:
+    """The executor of a small-field job: the codec pool if it codes anything (or joins blobs
+    for a store that is not a local directory), else the I/O threads (``None``)."""
+    if local is None or not all(p.field.codec.plain for p in parts):
+        return codec_executor()
+    return None
 
 
 class ShardIO:
@@ -156,7 +169,7 @@ class ShardIO:
         return sum(await asyncio.gather(*jobs))
 
     async def _put_small_parts(self, loop: asyncio.AbstractEventLoop, parts: list[Part]) -> int:
-        done = await loop.run_in_executor(None, self._put_small, parts)
+        done = await loop.run_in_executor(_pool_for(parts, self.local), self._put_small, parts)
         if self.local is not None:
             return sum(done)  # type: ignore[arg-type]
         blobs: list[bytes] = done  # type: ignore[assignment]
@@ -173,15 +186,16 @@ class ShardIO:
                 for levels in _plain_jobs(local, fld.layout.levels)
             ))
             return sum(sizes)
+        codecs = codec_executor()
         if fld.peak_tol is not None:
-            await loop.run_in_executor(None, part.scale)
+            await loop.run_in_executor(codecs, part.scale)
         coded = await asyncio.gather(*(
-            loop.run_in_executor(None, fld.codec.encode, x, part.tolerance) for x in part.levels
+            loop.run_in_executor(codecs, fld.codec.encode, x, part.tolerance) for x in part.levels
         ))
         pieces = shard_pieces(list(coded))
         if local is not None:
             return await loop.run_in_executor(None, local.write, part.key, pieces)
-        blob = await loop.run_in_executor(None, b"".join, [p.data.cast("B") for p in pieces])
+        blob = await loop.run_in_executor(codecs, b"".join, [p.data.cast("B") for p in pieces])
         await self._set(part.key, blob)
         return len(blob)
 
@@ -204,7 +218,7 @@ class ShardIO:
         stored = None
         if self.local is None:
             stored = list(await asyncio.gather(*(self._fetch(p.key) for p in parts)))
-        await loop.run_in_executor(None, self._get_small, parts, stored)
+        await loop.run_in_executor(_pool_for(parts, self.local), self._get_small, parts, stored)
 
     async def _get_big(self, loop: asyncio.AbstractEventLoop, part: Part) -> None:
         """A large field: read the shard, then decode its levels in parallel pool jobs."""
@@ -222,8 +236,9 @@ class ShardIO:
         else:
             stored = await self._fetch(part.key)
         table = parse_index(stored, fld.layout.levels, part.key)
+        codecs = codec_executor()
         await asyncio.gather(*(
-            loop.run_in_executor(None, part.decode_level, stored, table, i) for i in levels
+            loop.run_in_executor(codecs, part.decode_level, stored, table, i) for i in levels
         ))
 
     async def _get_pipeline(self, part: Part) -> None:

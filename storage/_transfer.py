@@ -3,8 +3,15 @@
 The compute thread calls :meth:`TransferService.submit_put` / :meth:`~TransferService.submit_get`
 and goes back to computing; the transfer runs as a task on the service's loop (thread
 ``amcheck-transfer``) and its CPU-heavy or blocking parts (codecs, file writes: zarr's and
-aiofiles' ``run_in_executor`` / ``to_thread`` calls) run in a bounded pool of ``workers``
-threads (``amcheck-io_N``), installed as the loop's default executor.
+aiofiles' ``run_in_executor`` / ``to_thread`` calls) run in two bounded thread pools:
+
+- ``workers`` threads (``amcheck-codec_N``) run codecs, the CPU work: each busy one takes a core
+  from the computation, so on a small machine they must be few. A tier sends a job there with
+  ``loop.run_in_executor(codec_executor(), ...)``.
+- ``io_threads`` threads (``amcheck-io_N``), the loop's default executor, run blocking file I/O.
+  They mostly wait for the disk (direct I/O costs little CPU), and small checkpoints need
+  several writes at once to keep the disk busy: with 1 MB checkpoints in one file each, four
+  I/O threads wrote 1.3-1.4 GB/s here where two wrote 1.0 GB/s (see docs/benchmarks.md).
 
 Back-pressure: at most ``max_in_flight`` transfers are submitted and not finished at any time; a
 further submit blocks the caller until one finishes. So the staging buffers the caller hands over
@@ -25,6 +32,7 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
 from typing import Any, Protocol, Self, TypeVar
 
 from amcheck.storage._tier import Tier
@@ -33,9 +41,23 @@ from amcheck._errors import ArgumentTypeError, SweepStateError, TransferError
 from amcheck._state import State
 from amcheck._validate import check_int
 
-__all__ = ["EventHook", "TransferFuture", "TransferService"]
+__all__ = ["EventHook", "TransferFuture", "TransferService", "codec_executor"]
 
 _T = TypeVar("_T")
+
+#: The codec pool of the transfer service running the current transfer (set in its tasks).
+_CODECS: ContextVar[concurrent.futures.Executor | None] = ContextVar(
+    "amcheck_codec_executor", default=None
+)
+
+
+def codec_executor() -> concurrent.futures.Executor | None:
+    """The executor for a codec (CPU) job of the transfer running now.
+
+    Inside a :class:`TransferService` transfer: its pool of ``workers`` codec threads. Elsewhere
+    (a tier's coroutine run by ``asyncio.run``): ``None``, the loop's default executor.
+    """
+    return _CODECS.get()
 
 
 class EventHook(Protocol):
@@ -109,8 +131,11 @@ class TransferService:
         caller's, so this bounds the staging memory: ``max_in_flight * state.nbytes``. A further
         submit blocks (back-pressure). 2 to 4 keeps a disk busy; more only adds memory.
     workers
-        Threads in the pool that runs codecs and blocking I/O off the loop. On 2 cores, 1 or 2:
-        each worker running a codec takes a core from the computation.
+        Threads that run codecs (CPU work) off the loop. On 2 cores, 1 or 2: each worker running
+        a codec takes a core from the computation.
+    io_threads
+        Threads that run blocking file I/O off the loop (the loop's default executor). They
+        mostly wait for the disk; more of them keep it busier with small checkpoints.
     on_event
         Optional :class:`EventHook` called on the loop thread when a transfer ends.
     name
@@ -133,12 +158,14 @@ class TransferService:
         self,
         max_in_flight: int = 4,
         workers: int = 2,
+        io_threads: int = 4,
         *,
         on_event: EventHook | None = None,
         name: str = "amcheck-transfer",
     ) -> None:
         self.max_in_flight = check_int("max_in_flight", max_in_flight, minimum=1)
         self.workers = check_int("workers", workers, minimum=1)
+        self.io_threads = check_int("io_threads", io_threads, minimum=1)
         if on_event is not None and not callable(on_event):
             raise ArgumentTypeError(f"on_event must be callable or None, got {on_event!r}")
         self._on_event = on_event
@@ -152,11 +179,14 @@ class TransferService:
         self.stalls = 0
         self.completed = 0
         self.peak_in_flight = 0
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            self.workers, thread_name_prefix="amcheck-io"
+        self._codecs = concurrent.futures.ThreadPoolExecutor(
+            self.workers, thread_name_prefix="amcheck-codec"
+        )
+        self._io = concurrent.futures.ThreadPoolExecutor(
+            self.io_threads, thread_name_prefix="amcheck-io"
         )
         self._loop = asyncio.new_event_loop()
-        self._loop.set_default_executor(self._pool)
+        self._loop.set_default_executor(self._io)
         started = threading.Event()
         self._thread = threading.Thread(
             target=self._run_loop, args=(started,), name=name, daemon=True
@@ -240,6 +270,7 @@ class TransferService:
         self, future: TransferFuture, make: Callable[[], Coroutine[Any, Any, None]]
     ) -> None:
         error: BaseException | None = None
+        _CODECS.set(self._codecs)  # this task's own context: its jobs find the codec pool
         future.set_running_or_notify_cancel()
         future.start = time.perf_counter()
         try:
@@ -321,7 +352,11 @@ class TransferService:
         except SweepStateError:
             coro.close()
             raise
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        return asyncio.run_coroutine_threadsafe(self._with_codecs(coro), self._loop).result(timeout)
+
+    async def _with_codecs(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        _CODECS.set(self._codecs)
+        return await coro
 
     # -- waiting and closing -------------------------------------------------------------------
 
@@ -381,7 +416,8 @@ class TransferService:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
         self._loop.close()
-        self._pool.shutdown(wait=True)
+        self._codecs.shutdown(wait=True)
+        self._io.shutdown(wait=True)
         self._raise_unobserved()
 
     async def _shutdown(self) -> None:
@@ -416,6 +452,7 @@ class TransferService:
     def __repr__(self) -> str:
         return (
             f"TransferService(max_in_flight={self.max_in_flight}, workers={self.workers}, "
+            f"io_threads={self.io_threads}, "
             f"in_flight={self.in_flight}, completed={self.completed}, "
             f"stall_seconds={self.stall_seconds:.3f})"
         )

@@ -11,7 +11,7 @@ from typing import Any
 import numba
 import numpy as np
 import pytest
-from amcheck.storage import RamTier, TransferService, ZarrTier
+from amcheck.storage import RamTier, TransferService, ZarrTier, codec_executor
 from zarr.storage import MemoryStore
 
 from amcheck import InvalidArgumentError, StateSpec, SweepStateError, TierFullError, TransferError
@@ -82,12 +82,13 @@ def test_transfers_overlap_a_nogil_kernel_in_the_callers_thread() -> None:
             calls += 1
             record("kernel")
         future.result()
-        io_threads = [t.name for t in threading.enumerate() if t.name.startswith("amcheck-io")]
+        codec_threads = [t.name for t in threading.enumerate()
+                         if t.name.startswith("amcheck-codec")]
         out = {"u": np.zeros_like(state["u"])}
         service.submit_get(tier, 7, out).result()
         loop_ident = service.thread.ident
         assert service.thread.name == "amcheck-transfer" and service.thread.daemon
-    assert 1 <= len(io_threads) <= 1  # the codec ran in the bounded pool (workers=1)
+    assert len(codec_threads) == 1  # zfp ran in the bounded codec pool (workers=1)
     assert np.max(np.abs(out["u"] - state["u"])) <= 1e-4
     names = [what for _, what, _ in log]
     assert names[0] == "submit" and "write-7" in names and names[-1] == "read-7"
@@ -277,8 +278,40 @@ def test_run_executes_a_coroutine_on_the_loop() -> None:
             service.run(small.put(1, {"u": np.ones(8)}))
 
 
+class ThreadRecordingTier(RamTier):
+    """A real RAM tier whose put also runs a job in the codec pool and one in the I/O threads."""
+
+    seen: list[tuple[str, str]]
+
+    async def put(self, step: int, state: State) -> None:
+        loop = asyncio.get_running_loop()
+        name = lambda: threading.current_thread().name
+        codec = await loop.run_in_executor(codec_executor(), name)
+        io = await loop.run_in_executor(None, name)
+        self.seen.append((codec, io))
+        await super().put(step, state)
+
+
+def test_codec_jobs_and_io_jobs_run_in_their_own_pools() -> None:
+    spec = StateSpec({"u": ((8,), "float64")})
+    tier = ThreadRecordingTier(10**6, spec)
+    tier.seen = []
+    with TransferService(max_in_flight=4, workers=1, io_threads=3) as service:
+        for step in range(12):
+            service.submit_put(tier, step, {"u": np.ones(8)})
+        service.wait_all()
+        service.run(tier.put(12, {"u": np.ones(8)}))  # run() too
+    codec = {c for c, _ in tier.seen}
+    io = {i for _, i in tier.seen}
+    assert len(tier.seen) == 13
+    assert all(n.startswith("amcheck-codec") for n in codec) and len(codec) == 1
+    assert all(n.startswith("amcheck-io") for n in io) and 1 <= len(io) <= 3
+    assert codec_executor() is None  # outside a transfer: the loop's default executor
+
+
 @pytest.mark.parametrize(("kwargs", "name"), [({"max_in_flight": 0}, "max_in_flight"),
-                                               ({"workers": 0}, "workers")])
+                                               ({"workers": 0}, "workers"),
+                                               ({"io_threads": 0}, "io_threads")])
 def test_rejects_bad_arguments(kwargs: dict[str, int], name: str) -> None:
     with pytest.raises(InvalidArgumentError, match=name):
         TransferService(**kwargs)
