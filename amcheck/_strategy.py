@@ -64,7 +64,7 @@ from amcheck.schedules import (
     TwoLevel,
     simulate,
 )
-from amcheck.storage import ALIGNMENT, Tier
+from amcheck.storage import Tier, slot_layout
 
 __all__ = ["STRATEGIES", "GrowingStoreAll", "Plan", "default_interval", "plan", "slot_size"]
 
@@ -384,8 +384,6 @@ def plan(
 
 
 def slot_size(spec: StateSpec) -> int:
-    """Bytes one RAM slot takes for ``spec``, as RamTier lays it out (64-byte aligned fields)."""
-    size = 0
-    for field in spec.values():
-        size += -(-field.nbytes // ALIGNMENT) * ALIGNMENT
-    return int(max(-(-size // ALIGNMENT) * ALIGNMENT, ALIGNMENT))
+    """Bytes one RAM slot takes for ``spec``, as RamTier lays it out
+    (:func:`amcheck.storage.slot_layout`)."""
+    return slot_layout(spec)[1]

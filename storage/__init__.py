@@ -8,7 +8,7 @@ it when first used.
 from __future__ import annotations
 
 from amcheck.storage._codecs import Compression, CompressionLike, parse_compression
-from amcheck.storage._ram import ALIGNMENT, RamTier, Slot
+from amcheck.storage._ram import ALIGNMENT, RamTier, Slot, slot_layout
 from amcheck.storage._raw import RawTier
 from amcheck.storage._tier import Tier
 from amcheck.storage._transfer import EventHook, TransferFuture, TransferService, codec_executor
@@ -28,4 +28,5 @@ __all__ = [
     "ZarrTier",
     "codec_executor",
     "parse_compression",
+    "slot_layout",
 ]

@@ -1,9 +1,11 @@
 """The RAM tier: a preallocated pool of state-sized slots.
 
-The pool is one 64-byte-aligned block allocated (and touched) once, so the hot path never
+The pool is one page-aligned block allocated (and touched) once, so the hot path never
 allocates: on these machines memory that stays free for ~2 s goes back to the host and costs
 10x more to touch again (see docs/storage.md). Each slot holds one state; each field inside a
-slot starts on a 64-byte boundary and is C-contiguous.
+slot starts on a 64-byte boundary and is C-contiguous, and a field of :data:`PAGE_FIELD` bytes or
+more starts on a 4 KiB page boundary: the disk tiers' direct I/O then moves it straight between
+the slot and the disk, with no bounce copy (:mod:`amcheck.storage._direct`).
 
 Two ways in:
 
@@ -32,14 +34,38 @@ from amcheck._errors import (
 from amcheck._state import State, StateSpec
 from amcheck._validate import check_int, check_optional_int
 
-__all__ = ["ALIGNMENT", "RamTier", "Slot"]
+__all__ = ["ALIGNMENT", "PAGE", "PAGE_FIELD", "RamTier", "Slot", "slot_layout"]
 
 #: Byte alignment of every slot and every field inside it (a cache line, and AVX-512 friendly).
 ALIGNMENT = 64
+#: Alignment of large fields (and then of slots): what ``O_DIRECT`` needs of memory addresses.
+PAGE = 4096
+#: Fields of at least this many bytes start on a :data:`PAGE` boundary (smaller ones would waste
+#: up to 4 KiB each for nothing: they are written through the bounce buffer anyway).
+PAGE_FIELD = 64 << 10
 
 
-def _align(n: int) -> int:
-    return -(-n // ALIGNMENT) * ALIGNMENT
+def _align(n: int, to: int = ALIGNMENT) -> int:
+    return -(-n // to) * to
+
+
+def slot_layout(spec: StateSpec) -> tuple[dict[str, int], int]:
+    """Where each field of ``spec`` starts in a slot (bytes), and the slot's size.
+
+    Fields follow each other in ``spec`` order, each on a 64-byte boundary, or on a 4 KiB page
+    boundary when it has :data:`PAGE_FIELD` bytes or more; a slot holding such a field is a whole
+    number of pages, so the next slot's fields are page-aligned too.
+    """
+    offsets: dict[str, int] = {}
+    size = 0
+    unit = ALIGNMENT
+    for key, fspec in spec.items():
+        if fspec.nbytes >= PAGE_FIELD:
+            unit = PAGE
+            size = _align(size, PAGE)
+        offsets[key] = size
+        size += _align(fspec.nbytes)
+    return offsets, max(_align(size, unit), ALIGNMENT)
 
 
 @dataclass(eq=False, slots=True)
@@ -98,12 +124,7 @@ class RamTier(Tier):
         self.spec = spec
         self.name = name
         self._budget = parse_bytes(budget, "budget")
-        offsets: dict[str, int] = {}
-        size = 0
-        for key, fspec in spec.items():
-            offsets[key] = size
-            size += _align(fspec.nbytes)
-        self.slot_nbytes = max(_align(size), ALIGNMENT)
+        offsets, self.slot_nbytes = slot_layout(spec)
         fit = self._budget // self.slot_nbytes
         wanted = check_optional_int("slots", slots, minimum=1)
         if wanted is None:
@@ -117,8 +138,8 @@ class RamTier(Tier):
             )
         self.n_slots = wanted
         # One block, touched once here (np.zeros may map lazily; fill forces the pages in).
-        raw = np.empty(self.n_slots * self.slot_nbytes + ALIGNMENT, dtype=np.uint8)
-        start = (-raw.ctypes.data) % ALIGNMENT
+        raw = np.empty(self.n_slots * self.slot_nbytes + PAGE, dtype=np.uint8)
+        start = (-raw.ctypes.data) % PAGE
         self._block = raw[start : start + self.n_slots * self.slot_nbytes]
         self._block.fill(0)
         self._slots: list[Slot] = []

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from amcheck.storage import RawTier, ZarrTier, _direct
-from amcheck.storage._direct import ALIGN, DirectFiles, direct_supported
+from amcheck.storage._direct import ALIGN, DirectFiles, aligned_empty, direct_supported
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from zarr.storage import MemoryStore
@@ -27,9 +27,18 @@ def where(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _pieces(sizes: list[int], seed: int) -> list[np.ndarray]:
+def _pieces(sizes: list[int], seed: int, paged: list[bool] | None = None) -> list[np.ndarray]:
+    """Random pieces; those flagged in ``paged`` start on a page (they skip the bounce buffer)."""
     rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, size, dtype=np.uint8) for size in sizes]
+    pieces = [rng.integers(0, 256, size, dtype=np.uint8) for size in sizes]
+    return [_place(p, bool(paged and paged[i % len(paged)])) for i, p in enumerate(pieces)]
+
+
+def _place(piece: np.ndarray, paged: bool) -> np.ndarray:
+    """A copy of ``piece`` at a page-aligned address, or one byte past a page."""
+    out = aligned_empty(piece.nbytes + 1)[0 if paged else 1 :][: piece.nbytes]
+    out[...] = piece
+    return out
 
 
 @settings(max_examples=40, deadline=None)
@@ -37,11 +46,16 @@ def _pieces(sizes: list[int], seed: int) -> list[np.ndarray]:
     sizes=st.lists(st.integers(0, 3 * ALIGN + 7), min_size=1, max_size=6),
     blocks=st.integers(1, 3),
     seed=st.integers(0, 2**16),
+    paged=st.lists(st.booleans(), min_size=1, max_size=6),
 )
-def test_write_then_read_any_pieces(where: Path, sizes: list[int], blocks: int, seed: int) -> None:
-    """Pieces of any sizes cross bounce-buffer blocks intact, and the file ends where they end."""
+def test_write_then_read_any_pieces(
+    where: Path, sizes: list[int], blocks: int, seed: int, paged: list[bool]
+) -> None:
+    """Pieces of any sizes, page-aligned (moved straight, without the bounce buffer, while the
+    file offset is aligned too) or not, cross bounce-buffer blocks intact, and the file ends
+    where they end."""
     files = DirectFiles(block=blocks * ALIGN)
-    pieces = _pieces(sizes, seed)
+    pieces = _pieces(sizes, seed, paged)
     path = where / "f"
     with open(path, "wb") as f:  # a longer earlier file must be cut
         f.write(b"x" * (sum(sizes) + 5000))
@@ -52,7 +66,7 @@ def test_write_then_read_any_pieces(where: Path, sizes: list[int], blocks: int, 
         os.close(fd)
     expected = b"".join(p.tobytes() for p in pieces)
     assert path.read_bytes() == expected
-    back = [np.empty_like(p) for p in pieces]
+    back = [_place(np.empty_like(p), paged[i % len(paged)]) for i, p in enumerate(pieces)]
     fd = files.open(path, os.O_RDONLY)
     try:
         files.read(fd, back)
@@ -65,13 +79,14 @@ def test_write_then_read_any_pieces(where: Path, sizes: list[int], blocks: int, 
 
 @settings(max_examples=25, deadline=None)
 @given(sizes=st.lists(st.integers(0, 2 * ALIGN + 9), min_size=1, max_size=4),
-       record=st.integers(0, 3), seed=st.integers(0, 2**16))
+       record=st.integers(0, 3), seed=st.integers(0, 2**16),
+       paged=st.lists(st.booleans(), min_size=1, max_size=4))
 def test_records_at_an_offset_are_padded_not_cut(
-    where: Path, sizes: list[int], record: int, seed: int
+    where: Path, sizes: list[int], record: int, seed: int, paged: list[bool]
 ) -> None:
     """A record write fills whole blocks at its offset and leaves the rest of the file alone."""
     files = DirectFiles(block=2 * ALIGN)
-    pieces = _pieces(sizes, seed)
+    pieces = _pieces(sizes, seed, paged)
     path = where / "records"
     before = np.random.default_rng(seed + 1).integers(0, 256, 12 * ALIGN, dtype=np.uint8)
     path.write_bytes(before.tobytes())
@@ -114,6 +129,8 @@ def test_reading_past_the_end_is_an_error(where: Path) -> None:
     try:
         with pytest.raises(EOFError, match="ends at byte 5000"):
             files.read(fd, [np.empty(4000, np.uint8), np.empty(2000, np.uint8)])
+        with pytest.raises(EOFError, match="ends at byte 5000"):  # a page-aligned piece, no bounce
+            files.read(fd, [aligned_empty(3 * ALIGN)])
     finally:
         os.close(fd)
 

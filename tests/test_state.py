@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amcheck.storage import ALIGNMENT, RamTier
+from amcheck.storage import ALIGNMENT, RamTier, slot_layout
 
 import amcheck
 
@@ -31,6 +31,21 @@ def test_spec_check_errors() -> None:
                     "n": np.zeros(3, np.int64)})
     with pytest.raises(amcheck.ArgumentTypeError, match="numpy array"):
         amcheck.StateSpec.from_arrays({"u": [1.0, 2.0]})
+
+
+def test_large_fields_start_on_pages() -> None:
+    """Fields of 64 KiB and more are page-aligned (direct I/O needs no bounce copy); small ones
+    keep 64-byte alignment, and a state of small fields only takes no page per slot."""
+    small = amcheck.StateSpec({"a": ((10,), "f8"), "b": ((3,), "f4")})
+    assert slot_layout(small) == ({"a": 0, "b": 128}, 192)
+    spec = amcheck.StateSpec({"n": ((3,), "i8"), "u": ((2, 100, 90), "f4"), "s": ((5,), "f8")})
+    offsets, size = slot_layout(spec)
+    assert offsets == {"n": 0, "u": 4096, "s": 4096 + 72000} and size == 4096 * 19
+    tier = RamTier(3 * size, spec)
+    for _ in range(tier.n_slots):
+        state = tier.acquire().state
+        assert state["u"].ctypes.data % 4096 == 0
+        assert state["n"].ctypes.data % ALIGNMENT == state["s"].ctypes.data % ALIGNMENT == 0
 
 
 def test_ram_tier_slots_are_aligned_and_disjoint() -> None:
