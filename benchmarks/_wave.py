@@ -81,6 +81,16 @@ def state_nbytes(nx: int) -> int:
     return 2 * nx * nx * 4
 
 
+def slot_nbytes(nx: int) -> int:
+    """Bytes one state takes in amcheck's RAM pool (its large fields start on 4 KiB pages): a
+    RAM budget of k states is k of these."""
+    from amcheck.storage import slot_layout
+
+    import amcheck
+
+    return slot_layout(amcheck.StateSpec({"u": ((2, nx, nx), "float32")}))[1]
+
+
 def initial_state(nx: int) -> dict[str, np.ndarray]:
     """x_0: a smooth bump in both time levels."""
     u = np.zeros((2, nx, nx), dtype=np.float32)

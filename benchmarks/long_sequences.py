@@ -48,7 +48,7 @@ import _wave  # the shared benchmark load, beside this script
 import numba
 import numpy as np
 from _wave import Adjoint as _Adjoint
-from _wave import advance, compile_kernels, state_nbytes
+from _wave import advance, compile_kernels, slot_nbytes, state_nbytes
 from amcheck.storage import ZarrTier
 
 import amcheck
@@ -56,6 +56,7 @@ from amcheck.schedules import multistage_recompute_factor
 
 NX = 724  # 2 x 724^2 float32 = 4.0 MiB
 STATE_NBYTES = state_nbytes(NX)
+SLOT_NBYTES = slot_nbytes(NX)  # one state in amcheck's pool: 896 bytes of page padding more
 RAM_STATES = 10
 
 
@@ -101,7 +102,7 @@ def run_amcheck(
         kwargs = {"disk": where, "interval": interval, "compute_threads": compute_threads}
         if tier is None:
             kwargs["disk_budget"] = "8 GiB"
-    with amcheck.Checkpointer(advance, adj, x0, n, ram=ram_states * STATE_NBYTES,
+    with amcheck.Checkpointer(advance, adj, x0, n, ram=ram_states * SLOT_NBYTES,
                               strategy=strategy, **kwargs) as ckp:
         start = time.perf_counter()
         cpu0 = io_cpu_seconds()
