@@ -27,8 +27,8 @@ The disk strategies also need staging buffers: each disk write in flight holds t
 writes from until it is done (zero copy), so the forward sweep gets ``staging`` (the
 Checkpointer's ``max_in_flight``) slots on top of what it simulates
 (``simulate(schedule).peak_buffers_forward``). Their reverse sweep writes nothing to disk, so it
-reuses those slots for RAM checkpoints (the engine waits for a write still in flight when it needs
-its slot): the pool holds ``max(peak_buffers, peak_buffers_forward + staging)`` buffers, all within
+reuses those slots for RAM checkpoints (every write has ended when the engine's forward sweep
+returns): the pool holds ``max(peak_buffers, peak_buffers_forward + staging)`` buffers, all within
 ``ram``, and the slots for Revolve inside a segment are sized on that. With 10 states and two
 writes in flight that is 7 slots instead of 5. A schedule passed as an instance may write to disk
 in its reverse sweep too, so it gets ``peak_buffers + staging``.
