@@ -69,9 +69,26 @@ Performance rules (measured on one core of an AMD EPYC (Zen 4); see docs/kernels
   slower at 256^3; prefetching all 2H + 1 planes instead of the one read from DRAM: 10-20%
   slower; 256-bit instead of LLVM's 512-bit vectors on Zen 4 (function attribute
   ``prefer-vector-width``): no better (-6% to +5%), so the default stays;
+- 3-D order 8, also measured at 256^3 and not kept (one thread, A/B in one process, interleaved,
+  5-11 pairs, each variant bitwise equal to the kernel; raw figures in
+  benchmarks/results/kernels_3d_so8_variants.log). Scratch lines do not cut the cost of the
+  distinct lines: splitting each line into two or three loops through L1 scratch lines (x | y+z,
+  x+y | z, x | y | z) 0.87-0.97x; blocks of 2 or 4 x-planes whose x-parts share their loads in
+  one loop 0.65-0.78x; line pairs in y or x stored to scratch lines (vectorised, since no
+  alias check can fail, but 30 line pointers spill: 37 stack accesses per 32 points) 0.79x and
+  0.92-0.96x; 2x2 lines into four scratch lines: not vectorised at all (0.24x). Strip-mining z
+  (32-128 points, y loop inside, so that the y-neighbour lines stay in L1) 0.34-0.71x: each
+  loop entry costs some 40-80 ns (estimated from the rates at several lengths). Neither the scalar remainder (the last 16
+  points as one vector into scratch first: 1.00x) nor a store into u in the stencil loop (the
+  whole line into scratch, then copied: 0.99x) costs anything measurable;
 - the data's alignment matters: 2-D rows whose vector loads start on a 32-byte boundary run up to
-  10-20% faster than rows 16 bytes off (numpy's base address decides, run to run). A per-row peel
-  to the boundary did not pay robustly and is not used;
+  10-20% faster than rows 16 bytes off (numpy's base address decides, run to run); 3-D order 8
+  at 256^3 ran 0.82-0.84 GPts/s with u's lines on a 32-byte boundary and 0.70-0.74 16 bytes off.
+  A per-row peel to the boundary did not pay robustly in 2-D, and a per-line peel in 3-D (both
+  ends as vectors into scratch) was 0.87-0.97x at every alignment: neither is used;
+- 3-D line length matters through L1: at the same point count, order 8 ran 0.70, 0.89, 0.84,
+  0.70 and 0.63 GPts/s with lines of 64, 128, 256, 512 and 1024 points (the 9 lines of the
+  y-window no longer stay in L1 between their uses as the lines grow);
 - FTZ/DAZ are set on every worker thread (:mod:`amcheck.kernels._jit`): no measurable cost per
   row, 2-19% faster while subnormal tails are present.
 """
