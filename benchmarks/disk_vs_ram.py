@@ -42,7 +42,7 @@ from typing import Any
 
 import numba
 import numpy as np
-from amcheck.storage import RamTier, RawTier, Tier, TransferService, ZarrTier
+from amcheck.storage import RamTier, RawTier, Tier, TransferService, ZarrTier, slot_layout
 from amcheck.storage._codecs import quiet_numcodecs
 
 from amcheck import StateSpec
@@ -113,7 +113,7 @@ def plain_write_read(state: dict[str, np.ndarray], count: int, path: Path) -> tu
 
 def make_tier(kind: str, spec: StateSpec, where: Path, count: int, peak: float) -> Tier:
     if kind == "ram":
-        return RamTier(2 * count * (spec.nbytes + 128) + 4096, spec, slots=2 * count)
+        return RamTier(2 * count * slot_layout(spec)[1], spec, slots=2 * count)
     if kind == "raw":
         return RawTier(where / "raw.bin", spec, records=2 * count)
     compression = {
