@@ -248,5 +248,5 @@ async def test_disk_strategy_from_inside_a_running_event_loop() -> None:
         ckp.forward()
         ckp.reverse()
     check_exact(ops, 9)
-    alive = [t.name for t in threading.enumerate() if t.name.startswith("amcheck-io")]
-    assert alive == []  # close() stopped the I/O thread
+    alive = [t.name for t in threading.enumerate() if t.name.startswith("amcheck")]
+    assert alive == []  # close() stopped the loop thread, the I/O and the codec threads
