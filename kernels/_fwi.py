@@ -16,6 +16,7 @@ from typing import Any, Self
 
 import numpy as np
 from amcheck.kernels._geometry import Geometry
+from amcheck.kernels._layout import aligned_zeros
 from amcheck.kernels._model import Model
 from amcheck.kernels._operators import AcousticAdjoint, AcousticForward
 
@@ -77,7 +78,7 @@ def store_all_sweep(forward: AcousticForward, adjoint_start: Any, reverse: Any) 
     """
     states = [forward.initial_state()]
     for t in range(forward.n_steps):
-        nxt = {"u": np.empty_like(states[-1]["u"])}
+        nxt = {"u": aligned_zeros(states[-1]["u"].shape, states[-1]["u"].dtype)}
         forward.advance(states[-1], nxt, t, t + 1)
         states.append(nxt)
     adjoint_start(states[-1])

@@ -92,7 +92,7 @@ def interpolation_weights(model: Model, positions: np.ndarray, name: str = "posi
     for corner in range(corners):
         for axis in range(model.ndim):
             bit = (corner >> (model.ndim - 1 - axis)) & 1
-            idx[:, corner] += (base[:, axis] + bit + model.pad) * strides[axis]
+            idx[:, corner] += (base[:, axis] + bit + model.pads[axis][0]) * strides[axis]
             wts[:, corner] *= rem[:, axis] if bit else 1.0 - rem[:, axis]
     return idx, wts
 

@@ -3,11 +3,16 @@
 Units: velocity in km/s, lengths in m, time in ms (so km/s = m/ms), frequency in kHz. The squared
 slowness ``m = 1 / vp**2`` (s^2/km^2) is the FWI parameter.
 
-The padded grid has, along each axis, ``space_order // 2`` halo points (held at zero), ``nbl``
-absorbing-layer points, the ``n`` physical points, and again ``nbl`` and the halo. Physical point
-``p`` sits at array index ``p + nbl + space_order // 2``. In the layer the model is the nearest
-physical value (edge extension, operator ``E``); the gradient with respect to the physical model is
-``E^T`` of the padded one, so it is exact for the discrete problem.
+The padded grid has, along each axis, a left halo (held at zero), ``nbl`` absorbing-layer points,
+the ``n`` physical points, again ``nbl`` layer points and a right halo. The halo is
+``H = space_order // 2`` points on every axis but the last; on the last axis it is padded so that
+the interior of every line starts on a 32-byte boundary (:func:`~amcheck.kernels._layout.line_pads`:
+float32 order 8 has 8 points on the left and 4-11 on the right). :attr:`Model.pads` holds the
+resulting ``(left, right)`` padding (halo + ``nbl``) of each axis, and everything that indexes the
+padded grid reads it from there: physical point ``p`` of axis ``d`` sits at array index
+``p + pads[d][0]``. In the layer and the halo the model is the nearest physical value (edge
+extension, operator ``E``); the gradient with respect to the physical model is ``E^T`` of the
+padded one, so it is exact for the discrete problem.
 
 Damping: u_tt + eta u_t = (lap u + q) / m with eta = sum over axes of
 ``eta_max * (depth / nbl)**2`` in the layer (zero inside), eta_max = 3 v_ref ln(1/R) / (2 L), with
@@ -24,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from amcheck.kernels._layout import line_pads
 from amcheck.kernels._stencil import DTYPES, SPACE_ORDERS, fd_coefficients
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
@@ -112,10 +118,17 @@ class Model:
         self._vp = vp_arr.astype(self.dtype)
         self._vp.flags.writeable = False
         self.halo = self.space_order // 2
-        self.pad = self.nbl + self.halo
-        self.grid_shape: tuple[int, ...] = tuple(n + 2 * self.pad for n in self.shape)
+        halos = [(self.halo, self.halo)] * (self.ndim - 1)
+        halos.append(line_pads(self.halo, self.shape[-1] + 2 * self.nbl, self.dtype))
+        #: ``(left, right)`` halo points of each axis (the last axis padded for alignment).
+        self.halos: tuple[tuple[int, int], ...] = tuple(halos)
+        #: ``(left, right)`` points around the physical domain of each axis: halo + ``nbl``.
+        self.pads: tuple[tuple[int, int], ...] = tuple(
+            (lo + self.nbl, hi + self.nbl) for lo, hi in self.halos)
+        self.grid_shape: tuple[int, ...] = tuple(
+            n + lo + hi for n, (lo, hi) in zip(self.shape, self.pads))
         m = (1.0 / vp_arr.astype(np.float64) ** 2)
-        self._m_padded = np.pad(m, self.pad, mode="edge").astype(self.dtype)
+        self._m_padded = np.pad(m, self.pads, mode="edge").astype(self.dtype)
         self._m_padded.flags.writeable = False
 
     # --- properties ---------------------------------------------------------------------------
@@ -142,7 +155,12 @@ class Model:
     @property
     def physical(self) -> tuple[slice, ...]:
         """Index of the physical domain inside the padded grid."""
-        return tuple(slice(self.pad, self.pad + n) for n in self.shape)
+        return tuple(slice(lo, lo + n) for n, (lo, _) in zip(self.shape, self.pads))
+
+    @property
+    def interior_end(self) -> int:
+        """One past the last non-halo index of the last axis (the kernels' loop bound there)."""
+        return self.grid_shape[-1] - self.halos[-1][1]
 
     @property
     def domain_size(self) -> tuple[float, ...]:
@@ -157,15 +175,15 @@ class Model:
     def damping_profiles(self) -> list[np.ndarray]:
         """eta per axis (1/ms) on the padded grid, float64; zero in the physical domain and halo."""
         profiles = []
-        for n, h in zip(self.shape, self.spacing):
-            eta = np.zeros(n + 2 * self.pad)
+        for n, h, size, (lo, _) in zip(self.shape, self.spacing, self.grid_shape, self.halos):
+            eta = np.zeros(size)
             if self.nbl > 0:
                 width = self.nbl * h
                 eta_max = 3.0 * self.damping_velocity * math.log(1.0 / _REFLECTION) / (2.0 * width)
                 depth = (np.arange(self.nbl, 0, -1)) / self.nbl  # 1 … 1/nbl towards the inside
                 layer = eta_max * depth**2
-                eta[self.halo:self.halo + self.nbl] = layer
-                eta[self.halo + self.nbl + n:self.halo + 2 * self.nbl + n] = layer[::-1]
+                eta[lo:lo + self.nbl] = layer
+                eta[lo + self.nbl + n:lo + 2 * self.nbl + n] = layer[::-1]
             profiles.append(eta)
         return profiles
 
@@ -173,7 +191,7 @@ class Model:
         """E^T: fold a padded-grid gradient onto the physical grid (adjoint of edge extension)."""
         out = np.asarray(padded, dtype=np.float64)
         for axis, n in enumerate(self.shape):
-            idx = np.clip(np.arange(out.shape[axis]) - self.pad, 0, n - 1)
+            idx = np.clip(np.arange(out.shape[axis]) - self.pads[axis][0], 0, n - 1)
             folded = np.zeros(out.shape[:axis] + (n,) + out.shape[axis + 1:])
             index: Any = (slice(None),) * axis + (idx,)
             np.add.at(folded, index, out)

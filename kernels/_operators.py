@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 from amcheck.kernels._geometry import Geometry, interpolation_weights
+from amcheck.kernels._layout import aligned_zeros
 from amcheck.kernels._model import Model
 from amcheck.kernels._stencil import Kernels, make_kernels
 
@@ -63,10 +64,17 @@ class _Discretisation:
         dtype = model.dtype
         self.dtype = dtype
         self.kernels: Kernels = make_kernels(model.ndim, model.space_order, dtype)
+        # The layout comes from the model (Model.pads); the kernels were compiled for its left pad.
+        assert self.kernels.left_pad == model.halos[-1][0], (self.kernels, model.halos)
         self.grid_shape = model.grid_shape
+        #: The kernels' ``end``: one past the last interior point of the last axis.
+        self.end = model.interior_end
         self.spec = StateSpec({"u": ((2, *self.grid_shape), dtype)})
         dt = geometry.dt
-        self.c = np.ascontiguousarray((dt * dt / model.m_padded.astype(np.float64)).astype(dtype))
+        # Every array a kernel streams is 64-byte aligned, so that each line's interior (which
+        # starts PL points in, a whole number of 32-byte vectors) is aligned too.
+        self.c = aligned_zeros(self.grid_shape, dtype)
+        self.c[...] = (dt * dt / model.m_padded.astype(np.float64)).astype(dtype)
         self.w = np.array([1.0 / h**2 for h in model.spacing], dtype=dtype)
         self.damping = [np.ascontiguousarray((eta * dt / 2.0).astype(dtype))
                         for eta in model.damping_profiles()]
@@ -138,8 +146,8 @@ class AcousticForward:
         self.n_steps = geometry.n_steps
 
     def initial_state(self) -> dict[str, np.ndarray]:
-        """x_0: the medium at rest (zeros)."""
-        return {"u": np.zeros(self.spec["u"].shape, self._disc.dtype)}
+        """x_0: the medium at rest (zeros), 64-byte aligned."""
+        return {"u": aligned_zeros(self.spec["u"].shape, self._disc.dtype)}
 
     def advance(self, src: Mapping[str, np.ndarray], dst: Mapping[str, np.ndarray],
                 t0: int, t1: int) -> None:
@@ -154,9 +162,9 @@ class AcousticForward:
         for t in range(t0, t1):
             cur = t % 2
             if t == t0 and u_dst.ctypes.data != u_src.ctypes.data:
-                d.kernels.step_copy(u_src, u_dst, cur, d.c, d.w, *d.damping)
+                d.kernels.step_copy(u_src, u_dst, cur, d.c, d.w, d.end, *d.damping)
             else:
-                d.kernels.step(u_dst, cur, d.c, d.w, *d.damping)
+                d.kernels.step(u_dst, cur, d.c, d.w, d.end, *d.damping)
             new = u_dst[1 - cur]
             d.inject(new, d.src_idx, d.src_cw, self.src_data[t])
             self.data[t + 1] = d.sample(new, d.rec_idx, d.rec_w)
@@ -183,8 +191,8 @@ class AcousticAdjoint:
         self.n_steps = forward.n_steps
         self.with_gradient = gradient
         d = self._disc
-        self.v = np.zeros(self.spec["u"].shape, d.dtype)
-        self.g = np.zeros(d.grid_shape, d.dtype) if gradient else np.zeros((0,), d.dtype)
+        self.v = aligned_zeros(self.spec["u"].shape, d.dtype)
+        self.g = aligned_zeros(d.grid_shape, d.dtype) if gradient else np.zeros((0,), d.dtype)
         self.src_adjoint = np.zeros((d.geometry.nt, d.geometry.nsrc))
         self._residual: np.ndarray | None = None
         self._next = -1
@@ -237,10 +245,10 @@ class AcousticAdjoint:
             if state is None:
                 raise InvalidArgumentError("reverse(state, t) needs x_t to accumulate the gradient")
             u_t = _field(state, self.spec, "state")[t % 2]
-            d.kernels.adjoint_gradient(self.v, cur, d.c, d.w, *d.damping, u_t, self.g)
+            d.kernels.adjoint_gradient(self.v, cur, d.c, d.w, d.end, *d.damping, u_t, self.g)
             self._gradient_receivers(u_t, self._residual[t])
         else:
-            d.kernels.step(self.v, cur, d.c, d.w, *d.damping)
+            d.kernels.step(self.v, cur, d.c, d.w, d.end, *d.damping)
         d.inject(self.v[t % 2], d.rec_idx, d.rec_cw, self._residual[t])
         self._next = t - 1
 

@@ -101,6 +101,7 @@ from typing import Any
 
 import numpy as np
 from amcheck.kernels._jit import fma, ftz_on, ftz_restore, jit, prefetch
+from amcheck.kernels._layout import left_pad
 from numba import prange
 
 from amcheck._errors import InvalidArgumentError
@@ -121,14 +122,19 @@ class Kernels:
     Attributes
     ----------
     step
-        ``step(u, cur, c, w, *damping)``, ``w`` the per-axis scales 1/h_d^2: in place, u[t] in level ``cur``; u[t+1]
-        overwrites level ``1 - cur``.
+        ``step(u, cur, c, w, end, *damping)``, ``w`` the per-axis scales 1/h_d^2: in place, u[t]
+        in level ``cur``; u[t+1] overwrites level ``1 - cur``. The interior (the points updated)
+        is ``H:n-H`` on every axis but the last and ``PL:end`` on the last, ``PL`` =
+        :func:`~amcheck.kernels._layout.left_pad` ``(H, dtype)`` and ``end`` =
+        :attr:`Model.interior_end <amcheck.kernels.Model.interior_end>` (at most ``n - H``).
     step_copy
-        ``step_copy(src, dst, cur, c, w, *damping)``: reads ``src``, writes the whole of
+        ``step_copy(src, dst, cur, c, w, end, *damping)``: reads ``src``, writes the whole of
         ``dst`` (u[t+1] into level ``1 - cur``, a copy of u[t] into level ``cur``).
     adjoint_gradient
-        ``adjoint_gradient(v, cur, c, w, *damping, u, g)``: one step of ``step`` on the
+        ``adjoint_gradient(v, cur, c, w, end, *damping, u, g)``: one step of ``step`` on the
         adjoint field ``v`` and ``g += u * L v[cur]`` over the interior (``u`` one level, ``grid``).
+    left_pad
+        ``PL``: where the interior of each line starts on the last axis.
     ndim, space_order, dtype
         What the kernels were built for.
     """
@@ -136,6 +142,7 @@ class Kernels:
     step: Any
     step_copy: Any
     adjoint_gradient: Any
+    left_pad: int
     ndim: int
     space_order: int
     dtype: np.dtype[Any]
@@ -176,7 +183,8 @@ def make_kernels(ndim: int, space_order: int, dtype: Any) -> Kernels:
 def _make_kernels(ndim: int, space_order: int, dtype_name: str) -> Kernels:
     factory = _factory_2d if ndim == 2 else _factory_3d
     step, step_copy, adjoint_gradient = factory(space_order // 2, np.dtype(dtype_name).type)
-    return Kernels(step, step_copy, adjoint_gradient, ndim, space_order, np.dtype(dtype_name))
+    pl = left_pad(space_order // 2, dtype_name)
+    return Kernels(step, step_copy, adjoint_gradient, pl, ndim, space_order, np.dtype(dtype_name))
 
 
 def fd_coefficients(space_order: int, scalar: Any = float) -> tuple[Any, ...]:
@@ -273,24 +281,25 @@ def _prefetch_line(a: Any, x: int, y: int, line: int) -> None:
 
 
 # The line helpers compute one contiguous run of the innermost axis: dn[x, y] (2-D) or
-# dn[x, y, z] (3-D) for m points from y0 + H (z0 + H), reading u[t] from ``uc`` and u[t-1] from
+# dn[x, y, z] (3-D) for m points from y0 + PL (PL), PL the left pad of the last axis (>= H, a
+# whole number of 32-byte vectors; a compile-time constant), reading u[t] from ``uc`` and u[t-1] from
 # ``up`` (``dn`` is ``up`` for the in-place step), with the damping factors r, q of that line.
 # One loop body per kernel (no separate undamped loop) keeps the compile time down.
 
 
 @jit(parallel=False, inline=True)
 def _row2(uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any, sy: Any, x: int, y0: int, m: int,
-          r: Any, q: Any, H: int) -> None:
+          r: Any, q: Any, PL: int) -> None:
     for j in range(m):
-        y = y0 + j + H
+        y = y0 + j + PL
         dn[x, y] = _update(uc[x, y], up[x, y], c[x, y], _lap2(uc, C, sx, sy, x, y), r[y], q[y])
 
 
 @jit(parallel=False, inline=True)
 def _row2_adjoint(vc: Any, vp: Any, c: Any, C: Any, sx: Any, sy: Any, x: int, y0: int, m: int,
-                  r: Any, q: Any, H: int, u: Any, g: Any) -> None:
+                  r: Any, q: Any, PL: int, u: Any, g: Any) -> None:
     for j in range(m):
-        y = y0 + j + H
+        y = y0 + j + PL
         lv = _lap2(vc, C, sx, sy, x, y)
         g[x, y] = fma(u[x, y], lv, g[x, y])
         vp[x, y] = _update(vc[x, y], vp[x, y], c[x, y], lv, r[y], q[y])
@@ -304,9 +313,9 @@ def _row2_adjoint(vc: Any, vp: Any, c: Any, C: Any, sx: Any, sy: Any, x: int, y0
 
 @jit(parallel=False, inline=True)
 def _row2_pair(uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any, sy: Any, x: int, y0: int,
-               m: int, r0: Any, q0: Any, r1: Any, q1: Any, H: int) -> None:
+               m: int, r0: Any, q0: Any, r1: Any, q1: Any, PL: int) -> None:
     for j in range(m):
-        y = y0 + j + H
+        y = y0 + j + PL
         l0 = _lap2(uc, C, sx, sy, x, y)
         l1 = _lap2(uc, C, sx, sy, x + 1, y)
         n0 = _update(uc[x, y], up[x, y], c[x, y], l0, r0[y], q0[y])
@@ -348,21 +357,28 @@ def _row_factors(ax: Any, ay: Any, x: int, ry: Any, qy: Any, one: Any) -> tuple[
 
 @jit(parallel=False, inline=True)
 def _line3(uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any, sy: Any, sz: Any, x: int, y: int,
-           m: int, r: Any, q: Any, H: int) -> None:
+           m: int, r: Any, q: Any, PL: int) -> None:
     for k in range(m):
-        z = k + H
+        z = k + PL
         dn[x, y, z] = _update(uc[x, y, z], up[x, y, z], c[x, y, z],
                               _lap3(uc, C, sx, sy, sz, x, y, z), r[z], q[z])
 
 
 @jit(parallel=False, inline=True)
 def _line3_adjoint(vc: Any, vp: Any, c: Any, C: Any, sx: Any, sy: Any, sz: Any, x: int, y: int,
-                   m: int, r: Any, q: Any, H: int, u: Any, g: Any) -> None:
+                   m: int, r: Any, q: Any, PL: int, u: Any, g: Any) -> None:
     for k in range(m):
-        z = k + H
+        z = k + PL
         lv = _lap3(vc, C, sx, sy, sz, x, y, z)
         g[x, y, z] = fma(u[x, y, z], lv, g[x, y, z])
         vp[x, y, z] = _update(vc[x, y, z], vp[x, y, z], c[x, y, z], lv, r[z], q[z])
+
+
+@jit(parallel=False, inline=True)
+def _check_end(m: int, end: int, n: int, H: int) -> None:
+    """The interior ``PL:end`` of the last axis must leave the stencil's reach inside the line."""
+    if m < 0 or end > n - H:
+        raise ValueError("end (the last axis's interior end) must lie in [PL, n - H]")
 
 
 #: Points per chunk of a 2-D row: the next row's chunk is prefetched before each chunk is computed.
@@ -377,6 +393,7 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
     zero = scalar(0.0)
     C = fd_coefficients(2 * H, scalar)  # constants: LLVM folds them into the unrolled loop
     LINE = 64 // np.dtype(scalar).itemsize  # items per 64-byte cache line
+    PL = left_pad(H, scalar)  # every row's interior starts at y = PL (on a 32-byte boundary)
     CH = _CHUNK
 
     ROWS = 2 if H >= 3 else 1  # row pairs from order 6 on (order 4: 2-5% slower, measured)
@@ -388,12 +405,13 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
     # others share those of the y profile. An odd last row is computed alone.
 
     @jit
-    def step(u: Any, cur: int, c: Any, w: Any, ax: Any, ay: Any) -> None:
+    def step(u: Any, cur: int, c: Any, w: Any, end: int, ax: Any, ay: Any) -> None:
         uc = u[cur]
         up = u[1 - cur]
         NX = u.shape[1]
         nx = NX - 2 * H
-        ny = u.shape[2] - 2 * H
+        ny = end - PL
+        _check_end(ny, end, u.shape[2], H)
         sx = w[0]
         sy = w[1]
         ry, qy = _profile_factors(ay, zero, one)
@@ -412,21 +430,21 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
             for b in range(nb):
                 k0 = b * CH
                 k1 = min(k0 + CH, ny)
-                _prefetch_row(uc, xa + H, k0 + H, k1 - k0, LINE)
-                _prefetch_row(up, xa, k0 + H, k1 - k0, LINE)
-                _prefetch_row(c, xa, k0 + H, k1 - k0, LINE)
+                _prefetch_row(uc, xa + H, k0 + PL, k1 - k0, LINE)
+                _prefetch_row(up, xa, k0 + PL, k1 - k0, LINE)
+                _prefetch_row(c, xa, k0 + PL, k1 - k0, LINE)
                 if ROWS == 2:
-                    _prefetch_row(uc, xb + H, k0 + H, k1 - k0, LINE)
-                    _prefetch_row(up, xb, k0 + H, k1 - k0, LINE)
-                    _prefetch_row(c, xb, k0 + H, k1 - k0, LINE)
+                    _prefetch_row(uc, xb + H, k0 + PL, k1 - k0, LINE)
+                    _prefetch_row(up, xb, k0 + PL, k1 - k0, LINE)
+                    _prefetch_row(c, xb, k0 + PL, k1 - k0, LINE)
                 if pair:
-                    _row2_pair(uc, up, up, c, C, sx, sy, x, k0, k1 - k0, r0, q0, r1, q1, H)
+                    _row2_pair(uc, up, up, c, C, sx, sy, x, k0, k1 - k0, r0, q0, r1, q1, PL)
                 else:
-                    _row2(uc, up, up, c, C, sx, sy, x, k0, k1 - k0, r0, q0, H)
+                    _row2(uc, up, up, c, C, sx, sy, x, k0, k1 - k0, r0, q0, PL)
             ftz_restore(mx)
 
     @jit
-    def step_copy(src: Any, dst: Any, cur: int, c: Any, w: Any, ax: Any, ay: Any) -> None:
+    def step_copy(src: Any, dst: Any, cur: int, c: Any, w: Any, end: int, ax: Any, ay: Any) -> None:
         uc = src[cur]
         up = src[1 - cur]
         dc = dst[cur]
@@ -434,7 +452,8 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         NX = src.shape[1]
         NY = src.shape[2]
         nx = NX - 2 * H
-        ny = NY - 2 * H
+        ny = end - PL
+        _check_end(ny, end, NY, H)
         sx = w[0]
         sy = w[1]
         ry, qy = _profile_factors(ay, zero, one)
@@ -453,23 +472,24 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
             for xx in range(x, x + 1 + pair):  # copy level cur, and the halo of the new level
                 for y in range(NY):
                     dc[xx, y] = uc[xx, y]
-                for j in range(H):
-                    dn[xx, j] = up[xx, j]
-                    dn[xx, NY - H + j] = up[xx, NY - H + j]
+                for y in range(PL):
+                    dn[xx, y] = up[xx, y]
+                for y in range(end, NY):
+                    dn[xx, y] = up[xx, y]
             for b in range(nb):
                 k0 = b * CH
                 k1 = min(k0 + CH, ny)
-                _prefetch_row(uc, xa + H, k0 + H, k1 - k0, LINE)
-                _prefetch_row(up, xa, k0 + H, k1 - k0, LINE)
-                _prefetch_row(c, xa, k0 + H, k1 - k0, LINE)
+                _prefetch_row(uc, xa + H, k0 + PL, k1 - k0, LINE)
+                _prefetch_row(up, xa, k0 + PL, k1 - k0, LINE)
+                _prefetch_row(c, xa, k0 + PL, k1 - k0, LINE)
                 if ROWS == 2:
-                    _prefetch_row(uc, xb + H, k0 + H, k1 - k0, LINE)
-                    _prefetch_row(up, xb, k0 + H, k1 - k0, LINE)
-                    _prefetch_row(c, xb, k0 + H, k1 - k0, LINE)
+                    _prefetch_row(uc, xb + H, k0 + PL, k1 - k0, LINE)
+                    _prefetch_row(up, xb, k0 + PL, k1 - k0, LINE)
+                    _prefetch_row(c, xb, k0 + PL, k1 - k0, LINE)
                 if pair:
-                    _row2_pair(uc, up, dn, c, C, sx, sy, x, k0, k1 - k0, r0, q0, r1, q1, H)
+                    _row2_pair(uc, up, dn, c, C, sx, sy, x, k0, k1 - k0, r0, q0, r1, q1, PL)
                 else:
-                    _row2(uc, up, dn, c, C, sx, sy, x, k0, k1 - k0, r0, q0, H)
+                    _row2(uc, up, dn, c, C, sx, sy, x, k0, k1 - k0, r0, q0, PL)
             ftz_restore(mx)
         for i in range(H):
             for y in range(NY):
@@ -479,13 +499,14 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
                 dn[NX - H + i, y] = up[NX - H + i, y]
 
     @jit
-    def adjoint_gradient(v: Any, cur: int, c: Any, w: Any, ax: Any, ay: Any,
+    def adjoint_gradient(v: Any, cur: int, c: Any, w: Any, end: int, ax: Any, ay: Any,
                          u: Any, g: Any) -> None:
         vc = v[cur]
         vp = v[1 - cur]
         NX = v.shape[1]
         nx = NX - 2 * H
-        ny = v.shape[2] - 2 * H
+        ny = end - PL
+        _check_end(ny, end, v.shape[2], H)
         sx = w[0]
         sy = w[1]
         ry, qy = _profile_factors(ay, zero, one)
@@ -498,12 +519,12 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
             for b in range(nb):
                 k0 = b * CH
                 k1 = min(k0 + CH, ny)
-                _prefetch_row(vc, xn + H, k0 + H, k1 - k0, LINE)
-                _prefetch_row(vp, xn, k0 + H, k1 - k0, LINE)
-                _prefetch_row(c, xn, k0 + H, k1 - k0, LINE)
-                _prefetch_row(u, xn, k0 + H, k1 - k0, LINE)
-                _prefetch_row(g, xn, k0 + H, k1 - k0, LINE)
-                _row2_adjoint(vc, vp, c, C, sx, sy, x, k0, k1 - k0, r, q, H, u, g)
+                _prefetch_row(vc, xn + H, k0 + PL, k1 - k0, LINE)
+                _prefetch_row(vp, xn, k0 + PL, k1 - k0, LINE)
+                _prefetch_row(c, xn, k0 + PL, k1 - k0, LINE)
+                _prefetch_row(u, xn, k0 + PL, k1 - k0, LINE)
+                _prefetch_row(g, xn, k0 + PL, k1 - k0, LINE)
+                _row2_adjoint(vc, vp, c, C, sx, sy, x, k0, k1 - k0, r, q, PL, u, g)
             ftz_restore(mx)
 
     return step, step_copy, adjoint_gradient
@@ -515,6 +536,7 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
     zero = scalar(0.0)
     C = fd_coefficients(2 * H, scalar)
     LINE = 64 // np.dtype(scalar).itemsize
+    PL = left_pad(H, scalar)  # every line's interior starts at z = PL (on a 32-byte boundary)
     AHEAD = _AHEAD
 
     # prange over x planes; each (x, y) line first prefetches line y + AHEAD of the streams read
@@ -523,13 +545,14 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
     # their own into a per-plane scratch array.
 
     @jit
-    def step(u: Any, cur: int, c: Any, w: Any, ax: Any, ay: Any, az: Any) -> None:
+    def step(u: Any, cur: int, c: Any, w: Any, end: int, ax: Any, ay: Any, az: Any) -> None:
         uc = u[cur]
         up = u[1 - cur]
         NY = u.shape[2]
         nx = u.shape[1] - 2 * H
         ny = NY - 2 * H
-        nz = u.shape[3] - 2 * H
+        nz = end - PL
+        _check_end(nz, end, u.shape[3], H)
         sx = w[0]
         sy = w[1]
         sz = w[2]
@@ -546,11 +569,11 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
                 _prefetch_line(up, x, yn, LINE)
                 _prefetch_line(c, x, yn, LINE)
                 r, q = _line_factors(ax[x] + ay[y], az, rz, qz, rl, ql, one)
-                _line3(uc, up, up, c, C, sx, sy, sz, x, y, nz, r, q, H)
+                _line3(uc, up, up, c, C, sx, sy, sz, x, y, nz, r, q, PL)
             ftz_restore(mx)
 
     @jit
-    def step_copy(src: Any, dst: Any, cur: int, c: Any, w: Any,
+    def step_copy(src: Any, dst: Any, cur: int, c: Any, w: Any, end: int,
                   ax: Any, ay: Any, az: Any) -> None:
         uc = src[cur]
         up = src[1 - cur]
@@ -561,7 +584,8 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         NZ = src.shape[3]
         nx = NX - 2 * H
         ny = NY - 2 * H
-        nz = NZ - 2 * H
+        nz = end - PL
+        _check_end(nz, end, NZ, H)
         sx = w[0]
         sy = w[1]
         sz = w[2]
@@ -574,9 +598,10 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
             for y in range(NY):  # copy level cur, and the halo of the new level
                 for z in range(NZ):
                     dc[x, y, z] = uc[x, y, z]
-                for z in range(H):
+                for z in range(PL):
                     dn[x, y, z] = up[x, y, z]
-                    dn[x, y, NZ - H + z] = up[x, y, NZ - H + z]
+                for z in range(end, NZ):
+                    dn[x, y, z] = up[x, y, z]
             for j in range(H):
                 for z in range(NZ):
                     dn[x, j, z] = up[x, j, z]
@@ -588,7 +613,7 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
                 _prefetch_line(up, x, yn, LINE)
                 _prefetch_line(c, x, yn, LINE)
                 r, q = _line_factors(ax[x] + ay[y], az, rz, qz, rl, ql, one)
-                _line3(uc, up, dn, c, C, sx, sy, sz, x, y, nz, r, q, H)
+                _line3(uc, up, dn, c, C, sx, sy, sz, x, y, nz, r, q, PL)
             ftz_restore(mx)
         for i in range(H):
             for y in range(NY):
@@ -599,14 +624,15 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
                     dn[NX - H + i, y, z] = up[NX - H + i, y, z]
 
     @jit
-    def adjoint_gradient(v: Any, cur: int, c: Any, w: Any, ax: Any, ay: Any, az: Any,
+    def adjoint_gradient(v: Any, cur: int, c: Any, w: Any, end: int, ax: Any, ay: Any, az: Any,
                          u: Any, g: Any) -> None:
         vc = v[cur]
         vp = v[1 - cur]
         NY = v.shape[2]
         nx = v.shape[1] - 2 * H
         ny = NY - 2 * H
-        nz = v.shape[3] - 2 * H
+        nz = end - PL
+        _check_end(nz, end, v.shape[3], H)
         sx = w[0]
         sy = w[1]
         sz = w[2]
@@ -626,7 +652,7 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
                 _prefetch_line(g, x, yn, LINE)
                 r, q = _line_factors(ax[x] + ay[y], az, rz, qz, rl, ql, one)
                 _line3_adjoint(vc, vp, c, C, sx, sy, sz, x, y, nz, r, q,
-                                   H, u, g)
+                           PL, u, g)
             ftz_restore(mx)
 
     return step, step_copy, adjoint_gradient

@@ -17,23 +17,39 @@ from amcheck.kernels import (
 import amcheck
 
 
+def _padded(shape: tuple[int, ...], so: int, dtype: type
+            ) -> tuple[tuple[int, ...], tuple[slice, ...], int]:
+    """The kernels' layout for an interior of ``shape``: padded shape, interior slices, ``end``.
+
+    H halo points on every axis, the last axis padded to ``line_pads`` (written out here, not taken
+    from the Model: its left pad is ``H`` rounded up to 32 bytes, its length a multiple of 32 bytes).
+    """
+    H = so // 2
+    a = 32 // np.dtype(dtype).itemsize
+    pl = -(-H // a) * a
+    n = shape[-1]
+    total = -(-(pl + n + H) // a) * a
+    padded = tuple(m + 2 * H for m in shape[:-1]) + (total,)
+    inner = tuple(slice(H, H + m) for m in shape[:-1]) + (slice(pl, pl + n),)
+    return padded, inner, pl + n
+
+
 def _numpy_step(u: np.ndarray, cur: int, c: np.ndarray, w: np.ndarray,
-                damping: list[np.ndarray], so: int) -> np.ndarray:
+                damping: list[np.ndarray], so: int, inner: tuple[slice, ...]) -> np.ndarray:
     """One damped leapfrog step in float64 with np.roll-free slicing (independent of the kernels)."""
     H = so // 2
     coef = {2: [-2.0, 1.0], 4: [-5 / 2, 4 / 3, -1 / 12],
             8: [-205 / 72, 8 / 5, -1 / 5, 8 / 315, -1 / 560]}[so]
     uc = u[cur].astype(np.float64)
     up = u[1 - cur].astype(np.float64)
-    inner = tuple(slice(H, n - H) for n in uc.shape)
     lap = np.zeros_like(uc[inner])
     for axis in range(uc.ndim):
         acc = coef[0] * uc[inner]
         for r in range(1, H + 1):
             plus = list(inner)
             minus = list(inner)
-            plus[axis] = slice(H + r, uc.shape[axis] - H + r)
-            minus[axis] = slice(H - r, uc.shape[axis] - H - r)
+            plus[axis] = slice(inner[axis].start + r, inner[axis].stop + r)
+            minus[axis] = slice(inner[axis].start - r, inner[axis].stop - r)
             acc = acc + coef[r] * (uc[tuple(plus)] + uc[tuple(minus)])
         lap += float(w[axis]) * acc
     a = sum(np.meshgrid(*[d.astype(np.float64) for d in damping], indexing="ij"))[inner]
@@ -46,44 +62,54 @@ def _numpy_step(u: np.ndarray, cur: int, c: np.ndarray, w: np.ndarray,
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("space_order", [2, 4, 8])
-@pytest.mark.parametrize("shape", [(23, 19), (11, 9, 13)])
-def test_kernels_match_numpy(shape: tuple[int, ...], space_order: int, dtype: type,
+@pytest.mark.parametrize("size", [(23, 19), (11, 9, 13)])
+def test_kernels_match_numpy(size: tuple[int, ...], space_order: int, dtype: type,
                              rng: np.random.Generator) -> None:
-    ndim = len(shape)
+    """Interior ``size - 2 H`` (with the halo of H, ``size`` points), last axis padded."""
+    ndim = len(size)
     H = space_order // 2
+    shape, inner, end = _padded(tuple(n - 2 * H for n in size), space_order, dtype)
     k = make_kernels(ndim, space_order, dtype)
+    assert k.left_pad == inner[-1].start
     u = np.zeros((2, *shape), dtype)
-    inner = (slice(None),) + tuple(slice(H, n - H) for n in shape)
-    u[inner] = rng.standard_normal(u[inner].shape)
+    u[(slice(None), *inner)] = rng.standard_normal((2, *u[0][inner].shape))
     c = rng.uniform(0.01, 0.1, shape).astype(dtype)
     w = rng.uniform(0.5, 2.0, ndim).astype(dtype)
-    damping = [np.where(np.arange(n) < H + 3, 0.05, 0.0).astype(dtype) for n in shape]
-    for d in damping:
-        d[:H] = 0
+    damping = [np.where(np.arange(n) < sl.start + 3, 0.05, 0.0).astype(dtype)
+               for n, sl in zip(shape, inner)]
+    for d, sl in zip(damping, inner):
+        d[:sl.start] = 0
+        d[sl.stop:] = 0
     cur = 1
-    expected = _numpy_step(u, cur, c, w, damping, space_order)
+    expected = _numpy_step(u, cur, c, w, damping, space_order, inner)
     tol = 2e-5 if dtype is np.float32 else 1e-13
     # out of place: dst starts as garbage and must end as the full state x_{t+1}
     dst = np.full_like(u, np.nan)
     src = u.copy()
     src.flags.writeable = False
-    k.step_copy(src, dst, cur, c, w, *damping)
+    k.step_copy(src, dst, cur, c, w, end, *damping)
     np.testing.assert_allclose(dst, expected, rtol=tol, atol=tol)
+    halo = np.ones(shape, bool)
+    halo[inner] = False
+    assert np.all(dst[:, halo] == 0)  # the halo, alignment pad included, stays zero
     # in place, bitwise equal to out of place
     inplace = u.copy()
-    k.step(inplace, cur, c, w, *damping)
+    k.step(inplace, cur, c, w, end, *damping)
     np.testing.assert_array_equal(inplace, dst)
     # the adjoint kernel: same update of v, plus g += u * L v[cur] in the interior
     g = np.zeros(shape, dtype)
     v = u.copy()
     fld = rng.standard_normal(shape).astype(dtype)
-    k.adjoint_gradient(v, cur, c, w, *damping, fld, g)
+    k.adjoint_gradient(v, cur, c, w, end, *damping, fld, g)
     np.testing.assert_array_equal(v, dst)
-    zero_c = _numpy_step(u, cur, np.ones(shape, dtype), w, [0 * d for d in damping], space_order)
+    zero_c = _numpy_step(u, cur, np.ones(shape, dtype), w, [0 * d for d in damping], space_order,
+                         inner)
     lap = zero_c[1 - cur] - 2 * u[cur].astype(np.float64) + u[1 - cur]
-    interior = tuple(slice(H, n - H) for n in shape)
-    np.testing.assert_allclose(g[interior], (fld * lap)[interior], rtol=10 * tol, atol=10 * tol)
-    assert np.all(g[tuple(slice(0, H) for _ in shape)] == 0)
+    np.testing.assert_allclose(g[inner], (fld * lap)[inner], rtol=10 * tol, atol=10 * tol)
+    assert np.all(g[halo] == 0)
+    # an interior end beyond the stencil's reach is refused, not read out of bounds
+    with pytest.raises(ValueError, match="end"):
+        k.step(inplace, cur, c, w, shape[-1] - H + 1, *damping)
 
 
 def test_fd_coefficients_exact() -> None:
@@ -192,32 +218,32 @@ def test_restrict_is_adjoint_of_extension(rng: np.random.Generator) -> None:
     model = Model(np.full((6, 7), 1.5), (10.0, 10.0), nbl=3, space_order=4)
     x = rng.standard_normal(model.shape)
     y = rng.standard_normal(model.grid_shape)
-    ext = np.pad(x, model.pad, mode="edge")
+    ext = np.pad(x, model.pads, mode="edge")
     assert np.sum(ext * y) == pytest.approx(np.sum(x * model.restrict(y)), rel=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_long_rows_in_chunks_match_numpy(dtype: type, rng: np.random.Generator) -> None:
     """2-D rows longer than a prefetch chunk (256 points), a partial last chunk, damped rows."""
-    shape = (14, 600)
     so = 8
-    H = so // 2
+    shape, inner, end = _padded((6, 591), so, dtype)
     k = make_kernels(2, so, dtype)
     u = np.zeros((2, *shape), dtype)
-    u[:, H:-H, H:-H] = rng.standard_normal((2, shape[0] - 2 * H, shape[1] - 2 * H))
+    u[(slice(None), *inner)] = rng.standard_normal((2, 6, 591))
     c = rng.uniform(0.01, 0.1, shape).astype(dtype)
     w = np.array([1.0, 0.7], dtype)
     damping = [np.zeros(n, dtype) for n in shape]
-    damping[0][H:H + 3] = [0.3, 0.2, 0.1]
-    damping[1][H:H + 40] = np.linspace(0.2, 0.005, 40)
-    damping[1][-H - 40:-H] = np.linspace(0.005, 0.2, 40)
-    expected = _numpy_step(u, 0, c, w, damping, so)
+    x0, y0 = inner[0].start, inner[1].start
+    damping[0][x0:x0 + 3] = [0.3, 0.2, 0.1]
+    damping[1][y0:y0 + 40] = np.linspace(0.2, 0.005, 40)
+    damping[1][end - 40:end] = np.linspace(0.005, 0.2, 40)
+    expected = _numpy_step(u, 0, c, w, damping, so, inner)
     tol = 2e-5 if dtype is np.float32 else 1e-13
     inplace = u.copy()
-    k.step(inplace, 0, c, w, *damping)
+    k.step(inplace, 0, c, w, end, *damping)
     np.testing.assert_allclose(inplace, expected, rtol=tol, atol=tol)
     dst = np.full_like(u, np.nan)
-    k.step_copy(u, dst, 0, c, w, *damping)
+    k.step_copy(u, dst, 0, c, w, end, *damping)
     np.testing.assert_array_equal(dst, inplace)
 
 
