@@ -3,22 +3,29 @@
 Why
 ---
 A high-order stencil kernel is fastest when the vector loads of each line's *interior* (the
-points after the halo of the last axis) start on a 32-byte boundary. Measured on one core of an
-AMD EPYC (Zen 4), one thread, medians of 5: 3-D 256^3 at space order 8 ran 0.747 / 0.829 / 0.752
-/ 0.833 GPts/s with ``u`` 0 / 16 / 32 / 48 bytes past a 64-byte boundary (the interior starts
-H = 4 points = 16 bytes after the line), 2-D 2000^2 order 8 1.22 / 1.28 / 1.20 at 0 / 16 / 32.
-With a halo of exactly H points, which case a run gets depends on the base address: numpy puts
-large arrays 16 bytes past a 64-byte boundary, a Checkpointer's RAM slots on 64-byte (large
-fields: 4 KiB) boundaries.
+points after the halo of the last axis) start on an aligned boundary. Measured on one core of an
+AMD EPYC (Zen 4, AVX-512), one thread, medians of 5: with a halo of exactly H points, 3-D 256^3
+at space order 8 ran 0.747 / 0.829 / 0.752 / 0.833 GPts/s with ``u`` 0 / 16 / 32 / 48 bytes past a
+64-byte boundary (the interior starts H = 4 points = 16 bytes after the line), 2-D 2000^2 order 8
+1.22 / 1.28 / 1.20 at 0 / 16 / 32: which case a run got depended on the base address (numpy puts
+large arrays 16 bytes past a 64-byte boundary, a Checkpointer's RAM slots on 64-byte, large
+fields 4 KiB, boundaries). With the interior of *every* line on a 64-byte boundary the order-8
+forward step ran 0.858 GPts/s (3-D) and 1.244 (2-D); on a 32-byte boundary that is not a 64-byte
+one 0.790 and 1.192 (one process, interleaved, medians of 9; the old layout 0.731 / 1.141 in a
+slot and 0.809 / 1.225 at numpy's usual address). So the boundary is 64 bytes, a cache line
+and one AVX-512 vector, not the 32 of an AVX2 vector.
 
 What
 ----
 As Devito pads its arrays, the last axis gets a left pad ``PL >= H`` whose byte size is a
-multiple of :data:`VECTOR_BYTES` (float32: 8 points for H <= 8; float64: 4 for H <= 4) and a right
-pad ``PR >= H`` that makes the whole padded line a multiple of :data:`VECTOR_BYTES` long, so that
-every line, and the interior of every line, starts on a 32-byte boundary as long as the array
-itself is 32-byte aligned (:func:`aligned_zeros` gives 64). The extra points are halo: zero, and
-never written by a step. The other axes keep a halo of H points. :func:`line_pads` is the single
+multiple of :data:`VECTOR_BYTES` (float32: 16 points for H <= 16; float64: 8 for H <= 8) and a
+right pad ``PR >= H`` that makes the whole padded line a multiple of :data:`VECTOR_BYTES` long, so
+that every line, and the interior of every line, starts on a 64-byte boundary as long as the array
+itself does (:func:`aligned_zeros`; a Checkpointer's slots do too). The cost is memory: up to
+``PL - H + PR - H`` points more per line than a plain halo (float32 order 8: 24 more than 2 H at
+most; 256^3 + 2 x 40 layer points: lines of 368 instead of 344, 7% more bytes per state). The extra
+points are halo: zero, and never written by a step. The other axes keep a halo of H points.
+:func:`line_pads` is the single
 rule: the :class:`~amcheck.kernels.Model` stores its result (``Model.pads``) and everything else
 (the damping profiles, ``restrict``, source and receiver indices, the kernels' loop bounds) reads
 the layout from there; the kernels get ``PL`` from :func:`left_pad` at compile time, so their
@@ -33,8 +40,9 @@ import numpy as np
 
 __all__ = ["ARRAY_ALIGN", "VECTOR_BYTES", "aligned_zeros", "is_aligned", "left_pad", "line_pads"]
 
-#: The boundary (bytes) each line's interior starts on: one AVX2 vector, half an AVX-512 one.
-VECTOR_BYTES = 32
+#: The boundary (bytes) each line's interior starts on: a cache line, one AVX-512 vector. 64
+#: measured faster than 32 (see the module docstring).
+VECTOR_BYTES = 64
 #: The boundary (bytes) of the arrays the kernels stream (:func:`aligned_zeros`): a cache line.
 ARRAY_ALIGN = 64
 
@@ -44,7 +52,7 @@ def _vector_items(dtype: Any) -> int:
 
 
 def left_pad(halo: int, dtype: Any) -> int:
-    """``PL``: the halo ``halo`` rounded up to a whole number of 32-byte vectors of ``dtype``."""
+    """``PL``: the halo ``halo`` rounded up to a whole number of 64-byte lines of ``dtype``."""
     a = _vector_items(dtype)
     return -(-halo // a) * a
 
@@ -53,7 +61,7 @@ def line_pads(halo: int, n: int, dtype: Any) -> tuple[int, int]:
     """``(PL, PR)`` of a last axis with ``n`` non-halo points (absorbing layer included).
 
     ``PL = left_pad(halo, dtype)``; ``PR`` is the least ``>= halo`` that makes ``PL + n + PR`` a
-    multiple of 32 bytes. E.g. float32, halo 4, n = 256: (8, 8); n = 250: (8, 6).
+    multiple of 64 bytes. E.g. float32, halo 4, n = 256: (16, 16); n = 250: (16, 6).
     """
     a = _vector_items(dtype)
     pl = left_pad(halo, dtype)

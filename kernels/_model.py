@@ -6,8 +6,8 @@ slowness ``m = 1 / vp**2`` (s^2/km^2) is the FWI parameter.
 The padded grid has, along each axis, a left halo (held at zero), ``nbl`` absorbing-layer points,
 the ``n`` physical points, again ``nbl`` layer points and a right halo. The halo is
 ``H = space_order // 2`` points on every axis but the last; on the last axis it is padded so that
-the interior of every line starts on a 32-byte boundary (:func:`~amcheck.kernels._layout.line_pads`:
-float32 order 8 has 8 points on the left and 4-11 on the right). :attr:`Model.pads` holds the
+the interior of every line starts on a 64-byte boundary (:func:`~amcheck.kernels._layout.line_pads`:
+float32 order 8 has 16 points on the left and 4-19 on the right). :attr:`Model.pads` holds the
 resulting ``(left, right)`` padding (halo + ``nbl``) of each axis, and everything that indexes the
 padded grid reads it from there: physical point ``p`` of axis ``d`` sits at array index
 ``p + pads[d][0]``. In the layer and the halo the model is the nearest physical value (edge

@@ -282,7 +282,7 @@ def _prefetch_line(a: Any, x: int, y: int, line: int) -> None:
 
 # The line helpers compute one contiguous run of the innermost axis: dn[x, y] (2-D) or
 # dn[x, y, z] (3-D) for m points from y0 + PL (PL), PL the left pad of the last axis (>= H, a
-# whole number of 32-byte vectors; a compile-time constant), reading u[t] from ``uc`` and u[t-1] from
+# whole number of 64-byte lines; a compile-time constant), reading u[t] from ``uc`` and u[t-1] from
 # ``up`` (``dn`` is ``up`` for the in-place step), with the damping factors r, q of that line.
 # One loop body per kernel (no separate undamped loop) keeps the compile time down.
 
@@ -393,7 +393,7 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
     zero = scalar(0.0)
     C = fd_coefficients(2 * H, scalar)  # constants: LLVM folds them into the unrolled loop
     LINE = 64 // np.dtype(scalar).itemsize  # items per 64-byte cache line
-    PL = left_pad(H, scalar)  # every row's interior starts at y = PL (on a 32-byte boundary)
+    PL = left_pad(H, scalar)  # every row's interior starts at y = PL (on a 64-byte boundary)
     CH = _CHUNK
 
     ROWS = 2 if H >= 3 else 1  # row pairs from order 6 on (order 4: 2-5% slower, measured)
@@ -536,7 +536,7 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
     zero = scalar(0.0)
     C = fd_coefficients(2 * H, scalar)
     LINE = 64 // np.dtype(scalar).itemsize
-    PL = left_pad(H, scalar)  # every line's interior starts at z = PL (on a 32-byte boundary)
+    PL = left_pad(H, scalar)  # every line's interior starts at z = PL (on a 64-byte boundary)
     AHEAD = _AHEAD
 
     # prange over x planes; each (x, y) line first prefetches line y + AHEAD of the streams read

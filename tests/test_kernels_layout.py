@@ -1,4 +1,4 @@
-"""The padded grid's layout: each line's interior on a 32-byte boundary, results unchanged."""
+"""The padded grid's layout: each line's interior on a 64-byte boundary, results unchanged."""
 
 from __future__ import annotations
 
@@ -20,15 +20,16 @@ from amcheck.kernels._layout import aligned_zeros, is_aligned, left_pad, line_pa
 @pytest.mark.parametrize(
     ("halo", "n", "dtype", "pads"),
     [
-        (4, 256, np.float32, (8, 8)),
-        (4, 250, np.float32, (8, 6)),
-        (4, 257, np.float32, (8, 7)),
-        (2, 100, np.float32, (8, 4)),
-        (1, 7, np.float32, (8, 1)),
-        (6, 10, np.float32, (8, 6)),
-        (4, 256, np.float64, (4, 4)),
-        (4, 255, np.float64, (4, 5)),
-        (6, 30, np.float64, (8, 6)),
+        (4, 256, np.float32, (16, 16)),
+        (4, 250, np.float32, (16, 6)),
+        (4, 257, np.float32, (16, 15)),
+        (2, 100, np.float32, (16, 12)),
+        (1, 7, np.float32, (16, 9)),
+        (6, 10, np.float32, (16, 6)),
+        (4, 256, np.float64, (8, 8)),
+        (4, 255, np.float64, (8, 9)),
+        (6, 30, np.float64, (8, 10)),
+        (10, 30, np.float64, (16, 10)),
     ],
 )
 def test_line_pads(halo: int, n: int, dtype: type, pads: tuple[int, int]) -> None:
@@ -36,8 +37,8 @@ def test_line_pads(halo: int, n: int, dtype: type, pads: tuple[int, int]) -> Non
     pl, pr = pads
     item = np.dtype(dtype).itemsize
     assert left_pad(halo, dtype) == pl >= halo and pr >= halo
-    assert (pl * item) % 32 == 0 and ((pl + n + pr) * item) % 32 == 0
-    assert pr - halo < 32 // item  # the least right pad that aligns the next line
+    assert (pl * item) % 64 == 0 and ((pl + n + pr) * item) % 64 == 0
+    assert pl - halo < 64 // item and pr - halo < 64 // item  # the least pads that align
 
 
 def test_aligned_zeros() -> None:
@@ -93,7 +94,7 @@ def test_streamed_arrays_and_line_interiors_are_aligned(dtype: type) -> None:
     pl = model.halos[-1][0]
     for x in (0, 5, 12):
         for y in (0, 1, 9):
-            assert u[1, x, y, pl:].ctypes.data % 32 == 0  # the interior of every line
+            assert u[1, x, y, pl:].ctypes.data % 64 == 0  # the interior of every line
 
 
 def _case(shape: tuple[int, ...], so: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:

@@ -22,10 +22,10 @@ def _padded(shape: tuple[int, ...], so: int, dtype: type
     """The kernels' layout for an interior of ``shape``: padded shape, interior slices, ``end``.
 
     H halo points on every axis, the last axis padded to ``line_pads`` (written out here, not taken
-    from the Model: its left pad is ``H`` rounded up to 32 bytes, its length a multiple of 32 bytes).
+    from the Model: its left pad is ``H`` rounded up to 64 bytes, its length a multiple of 64 bytes).
     """
     H = so // 2
-    a = 32 // np.dtype(dtype).itemsize
+    a = 64 // np.dtype(dtype).itemsize
     pl = -(-H // a) * a
     n = shape[-1]
     total = -(-(pl + n + H) // a) * a
