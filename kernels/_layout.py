@@ -21,15 +21,22 @@ As Devito pads its arrays, the last axis gets a left pad ``PL >= H`` whose byte 
 multiple of :data:`VECTOR_BYTES` (float32: 16 points for H <= 16; float64: 8 for H <= 8) and a
 right pad ``PR >= H`` that makes the whole padded line a multiple of :data:`VECTOR_BYTES` long, so
 that every line, and the interior of every line, starts on a 64-byte boundary as long as the array
-itself does (:func:`aligned_zeros`; a Checkpointer's slots do too). The cost is memory: up to
-``PL - H + PR - H`` points more per line than a plain halo (float32 order 8: 24 more than 2 H at
-most; 256^3 + 2 x 40 layer points: lines of 368 instead of 344, 7% more bytes per state). The extra
-points are halo: zero, and never written by a step. The other axes keep a halo of H points.
-:func:`line_pads` is the single
-rule: the :class:`~amcheck.kernels.Model` stores its result (``Model.pads``) and everything else
-(the damping profiles, ``restrict``, source and receiver indices, the kernels' loop bounds) reads
-the layout from there; the kernels get ``PL`` from :func:`left_pad` at compile time, so their
-loops keep the form "loop variable + non-negative constant".
+itself does (:func:`aligned_zeros`; a Checkpointer's slots do too). One more rule: a line whose
+length is a multiple of 1 KiB gets 64 bytes more, as such lines put the stencil's neighbour lines
+in the same cache sets: 3-D order 8 at 236^3 ran 0.638-0.671 GPts/s with lines of 256 float32
+points (1 KiB) and 0.771-0.846 with 272; 2-D 2000^2 order 8 0.998 with rows of 2048 points
+(8 KiB) and 1.272-1.275 with 2032 or 2064 (one thread, medians of 7-9). The cost is memory: float32
+order 8 has 12 points more than H on the left and 0-27 on the right (256^3 + 2 x 40 layer points:
+lines of 368 instead of 344, 7% more bytes per state; 2000^2 + 80: 1.2%). The extra points are
+halo: zero, and never written by a step. The other axes keep a halo of H points (so a padded
+second axis of 256 points in 3-D, planes of a multiple of 4 KiB, still costs some 20%: 248^3
+order 8 ran 0.706 GPts/s, 252^3 0.873).
+
+:func:`line_pads` is the single rule: the :class:`~amcheck.kernels.Model` stores its result
+(``Model.pads``) and everything else (the damping profiles, ``restrict``, source and receiver
+indices, the kernels' loop bounds) reads the layout from there; the kernels get ``PL`` from
+:func:`left_pad` at compile time, so their loops keep the form "loop variable + non-negative
+constant".
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ __all__ = ["ARRAY_ALIGN", "VECTOR_BYTES", "aligned_zeros", "is_aligned", "left_p
 #: The boundary (bytes) each line's interior starts on: a cache line, one AVX-512 vector. 64
 #: measured faster than 32 (see the module docstring).
 VECTOR_BYTES = 64
+#: Line lengths (bytes) that are a multiple of this are avoided (one more 64-byte block).
+_AVOID_BYTES = 1024
 #: The boundary (bytes) of the arrays the kernels stream (:func:`aligned_zeros`): a cache line.
 ARRAY_ALIGN = 64
 
@@ -61,11 +70,14 @@ def line_pads(halo: int, n: int, dtype: Any) -> tuple[int, int]:
     """``(PL, PR)`` of a last axis with ``n`` non-halo points (absorbing layer included).
 
     ``PL = left_pad(halo, dtype)``; ``PR`` is the least ``>= halo`` that makes ``PL + n + PR`` a
-    multiple of 64 bytes. E.g. float32, halo 4, n = 256: (16, 16); n = 250: (16, 6).
+    multiple of 64 bytes, and not a multiple of 1 KiB (then 64 bytes more; see the module
+    docstring). E.g. float32, halo 4, n = 256: (16, 16); n = 250: (16, 6); n = 236: (16, 20).
     """
     a = _vector_items(dtype)
     pl = left_pad(halo, dtype)
     pr = halo + (-(pl + n + halo)) % a
+    if ((pl + n + pr) * np.dtype(dtype).itemsize) % _AVOID_BYTES == 0:
+        pr += a  # lines of a multiple of 1 KiB map the stencil's lines onto the same cache sets
     return pl, pr
 
 

@@ -30,6 +30,9 @@ from amcheck.kernels._layout import aligned_zeros, is_aligned, left_pad, line_pa
         (4, 255, np.float64, (8, 9)),
         (6, 30, np.float64, (8, 10)),
         (10, 30, np.float64, (16, 10)),
+        (4, 236, np.float32, (16, 20)),  # not 256 points (1 KiB lines)
+        (4, 2028, np.float32, (16, 20)),  # not 2048 (8 KiB)
+        (4, 112, np.float64, (8, 16)),  # not 128 (1 KiB)
     ],
 )
 def test_line_pads(halo: int, n: int, dtype: type, pads: tuple[int, int]) -> None:
@@ -38,7 +41,8 @@ def test_line_pads(halo: int, n: int, dtype: type, pads: tuple[int, int]) -> Non
     item = np.dtype(dtype).itemsize
     assert left_pad(halo, dtype) == pl >= halo and pr >= halo
     assert (pl * item) % 64 == 0 and ((pl + n + pr) * item) % 64 == 0
-    assert pl - halo < 64 // item and pr - halo < 64 // item  # the least pads that align
+    assert ((pl + n + pr) * item) % 1024 != 0
+    assert pl - halo < 64 // item and pr - halo < 2 * 64 // item  # the least pads that do that
 
 
 def test_aligned_zeros() -> None:
