@@ -81,11 +81,14 @@ Performance rules (measured on one core of an AMD EPYC (Zen 4); see docs/kernels
   loop entry costs some 40-80 ns (estimated from the rates at several lengths). Neither the scalar remainder (the last 16
   points as one vector into scratch first: 1.00x) nor a store into u in the stencil loop (the
   whole line into scratch, then copied: 0.99x) costs anything measurable;
-- the data's alignment matters: 2-D rows whose vector loads start on a 32-byte boundary run up to
-  10-20% faster than rows 16 bytes off (numpy's base address decides, run to run); 3-D order 8
-  at 256^3 ran 0.82-0.84 GPts/s with u's lines on a 32-byte boundary and 0.70-0.74 16 bytes off.
-  A per-row peel to the boundary did not pay robustly in 2-D, and a per-line peel in 3-D (both
-  ends as vectors into scratch) was 0.87-0.97x at every alignment: neither is used;
+- every line's interior starts on a 64-byte boundary (:mod:`amcheck.kernels._layout`: the last
+  axis padded on the left to ``PL`` = H rounded up to 64 bytes, lines a multiple of 64 bytes but
+  not of 1 KiB, streamed arrays 64-byte aligned). With a halo of H points the speed depended on
+  the base address (3-D order 8 at 256^3: 0.75 GPts/s with u on a 64-byte boundary, 0.83 16 bytes
+  off); interiors on 32 but not 64 bytes ran 0.790 against 0.858 (2-D 2000^2: 1.192 / 1.244).
+  Against the previous layout in a 64-byte aligned buffer (a Checkpointer slot): forward 1.04-1.19x,
+  adjoint 1.00-1.22x (benchmarks/results/kernels_layout_ab.log). A per-row peel to the boundary did
+  not pay robustly in 2-D, nor a per-line peel in 3-D (0.87-0.97x at every alignment);
 - 3-D line length matters through L1: at the same point count, order 8 ran 0.70, 0.89, 0.84,
   0.70 and 0.63 GPts/s with lines of 64, 128, 256, 512 and 1024 points (the 9 lines of the
   y-window no longer stay in L1 between their uses as the lines grow);
