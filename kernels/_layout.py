@@ -1,4 +1,4 @@
-"""The padded grid's layout along the last axis, and 64-byte-aligned arrays.
+"""The padded grid's layout (last axis, and the middle axis in 3-D), and 64-byte-aligned arrays.
 
 Why
 ---
@@ -28,12 +28,18 @@ points (1 KiB) and 0.771-0.846 with 272; 2-D 2000^2 order 8 0.998 with rows of 2
 (8 KiB) and 1.272-1.275 with 2032 or 2064 (one thread, medians of 7-9). The cost is memory: float32
 order 8 has 12 points more than H on the left and 0-27 on the right (256^3 + 2 x 40 layer points:
 lines of 368 instead of 344, 7% more bytes per state; 2000^2 + 80: 1.2%). The extra points are
-halo: zero, and never written by a step. The other axes keep a halo of H points (so a padded
-second axis of 256 points in 3-D, planes of a multiple of 4 KiB, still costs some 20%: 248^3
-order 8 ran 0.706 GPts/s, 252^3 0.873).
+halo: zero, and never written by a step. The first axis keeps a halo of H points, and so does
+the middle axis of a 3-D grid unless its plane (padded y length times padded line bytes) would be
+a multiple of 4 KiB: then it gets one point more on the right, as the stencil's 2H + 1 x-neighbour
+planes would share the L1 sets (Zen 4: 8 ways of 4 KiB). 248^3 order 8 (nbl 0: planes of 256 lines
+of 1088 bytes) ran 0.706 GPts/s forward and 0.506 adjoint without the extra point, 0.811 and 0.626
+with it (one thread, interleaved, medians of 7); at order 4 (252^3, the same planes) 0.99x
+forward, 1.06x adjoint; grids it does not touch (256^3 orders 4 and 8, 248^3 order 4) 0.996-1.004x
+(benchmarks/results/kernels_layout_plane_ab.log). One point always suffices: a line is a multiple
+of 64 bytes but never of 1 KiB, so of two consecutive plane sizes at most one is a multiple of 4 KiB.
 
-:func:`line_pads` is the single rule: the :class:`~amcheck.kernels.Model` stores its result
-(``Model.pads``) and everything else (the damping profiles, ``restrict``, source and receiver
+:func:`grid_halos` (with :func:`line_pads` for the last axis) is the single rule: the
+:class:`~amcheck.kernels.Model` stores its result (``Model.halos``, ``Model.pads``) and everything else (the damping profiles, ``restrict``, source and receiver
 indices, the kernels' loop bounds) reads the layout from there; the kernels get ``PL`` from
 :func:`left_pad` at compile time, so their loops keep the form "loop variable + non-negative
 constant".
@@ -41,17 +47,29 @@ constant".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ARRAY_ALIGN", "VECTOR_BYTES", "aligned_zeros", "is_aligned", "left_pad", "line_pads"]
+__all__ = [
+    "ARRAY_ALIGN",
+    "VECTOR_BYTES",
+    "aligned_zeros",
+    "grid_halos",
+    "is_aligned",
+    "left_pad",
+    "line_pads",
+]
 
 #: The boundary (bytes) each line's interior starts on: a cache line, one AVX-512 vector. 64
 #: measured faster than 32 (see the module docstring).
 VECTOR_BYTES = 64
 #: Line lengths (bytes) that are a multiple of this are avoided (one more 64-byte block).
 _AVOID_BYTES = 1024
+#: 3-D planes (padded y length times padded line bytes) that are a multiple of this get one more
+#: y point: the stencil's x-neighbour planes would share the L1 sets (Zen 4 L1D: 8 ways of 4 KiB).
+_AVOID_PLANE_BYTES = 4096
 #: The boundary (bytes) of the arrays the kernels stream (:func:`aligned_zeros`): a cache line.
 ARRAY_ALIGN = 64
 
@@ -79,6 +97,26 @@ def line_pads(halo: int, n: int, dtype: Any) -> tuple[int, int]:
     if ((pl + n + pr) * np.dtype(dtype).itemsize) % _AVOID_BYTES == 0:
         pr += a  # lines of a multiple of 1 KiB map the stencil's lines onto the same cache sets
     return pl, pr
+
+
+def grid_halos(halo: int, sizes: Sequence[int], dtype: Any) -> tuple[tuple[int, int], ...]:
+    """``(left, right)`` halo points of each axis of a grid with ``sizes`` non-halo points.
+
+    ``halo`` on both sides of every axis but the last, which gets :func:`line_pads`; in 3-D the
+    middle axis gets one point more on the right when the plane (padded y length times the
+    padded line's bytes) would be a multiple of 4 KiB (see the module docstring). One point
+    always suffices: the line is a multiple of 64 bytes but not of 1 KiB. E.g. float32, halo 4,
+    sizes (248, 248, 248): ((4, 4), (4, 5), (16, 8)); sizes (256, 256, 256): ((4, 4), (4, 4),
+    (16, 16)).
+    """
+    ndim = len(sizes)
+    halos = [(halo, halo)] * (ndim - 1) + [line_pads(halo, int(sizes[-1]), dtype)]
+    if ndim == 3:
+        pl, pr = halos[-1]
+        line_bytes = (pl + int(sizes[-1]) + pr) * np.dtype(dtype).itemsize
+        if ((int(sizes[1]) + 2 * halo) * line_bytes) % _AVOID_PLANE_BYTES == 0:
+            halos[1] = (halo, halo + 1)  # x-neighbour planes would alias in the L1 sets
+    return tuple(halos)
 
 
 def aligned_zeros(shape: Any, dtype: Any, align: int = ARRAY_ALIGN) -> np.ndarray:

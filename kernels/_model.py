@@ -7,7 +7,9 @@ The padded grid has, along each axis, a left halo (held at zero), ``nbl`` absorb
 the ``n`` physical points, again ``nbl`` layer points and a right halo. The halo is
 ``H = space_order // 2`` points on every axis but the last; on the last axis it is padded so that
 the interior of every line starts on a 64-byte boundary (:func:`~amcheck.kernels._layout.line_pads`:
-float32 order 8 has 16 points on the left and 4-19 on the right). :attr:`Model.pads` holds the
+float32 order 8 has 16 points on the left and 4-19 on the right); in 3-D the middle axis gets one
+point more on the right where its planes would be a multiple of 4 KiB
+(:func:`~amcheck.kernels._layout.grid_halos`, the one rule). :attr:`Model.pads` holds the
 resulting ``(left, right)`` padding (halo + ``nbl``) of each axis, and everything that indexes the
 padded grid reads it from there: physical point ``p`` of axis ``d`` sits at array index
 ``p + pads[d][0]``. In the layer and the halo the model is the nearest physical value (edge
@@ -29,7 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from amcheck.kernels._layout import line_pads
+from amcheck.kernels._layout import grid_halos
 from amcheck.kernels._stencil import DTYPES, SPACE_ORDERS, fd_coefficients
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
@@ -118,10 +120,10 @@ class Model:
         self._vp = vp_arr.astype(self.dtype)
         self._vp.flags.writeable = False
         self.halo = self.space_order // 2
-        halos = [(self.halo, self.halo)] * (self.ndim - 1)
-        halos.append(line_pads(self.halo, self.shape[-1] + 2 * self.nbl, self.dtype))
-        #: ``(left, right)`` halo points of each axis (the last axis padded for alignment).
-        self.halos: tuple[tuple[int, int], ...] = tuple(halos)
+        #: ``(left, right)`` halo points of each axis (the last axis padded for alignment, in 3-D
+        #: the middle one on the right against planes of a multiple of 4 KiB).
+        self.halos: tuple[tuple[int, int], ...] = grid_halos(
+            self.halo, [n + 2 * self.nbl for n in self.shape], self.dtype)
         #: ``(left, right)`` points around the physical domain of each axis: halo + ``nbl``.
         self.pads: tuple[tuple[int, int], ...] = tuple(
             (lo + self.nbl, hi + self.nbl) for lo, hi in self.halos)
@@ -161,6 +163,11 @@ class Model:
     def interior_end(self) -> int:
         """One past the last non-halo index of the last axis (the kernels' loop bound there)."""
         return self.grid_shape[-1] - self.halos[-1][1]
+
+    @property
+    def interior_ends(self) -> tuple[int, ...]:
+        """One past the last non-halo index of each axis (``grid_shape[d] - halos[d][1]``)."""
+        return tuple(n - hi for n, (_, hi) in zip(self.grid_shape, self.halos))
 
     @property
     def domain_size(self) -> tuple[float, ...]:

@@ -67,8 +67,11 @@ class _Discretisation:
         # The layout comes from the model (Model.pads); the kernels were compiled for its left pad.
         assert self.kernels.left_pad == model.halos[-1][0], (self.kernels, model.halos)
         self.grid_shape = model.grid_shape
-        #: The kernels' ``end``: one past the last interior point of the last axis.
-        self.end = model.interior_end
+        #: The kernels' ``end``: one past the last interior point of the last axis; in 3-D the
+        #: pair (middle axis, last axis), as the middle axis may have a wider right halo.
+        self.end: int | tuple[int, int] = (
+            model.interior_end if model.ndim == 2
+            else (model.interior_ends[1], model.interior_end))
         self.spec = StateSpec({"u": ((2, *self.grid_shape), dtype)})
         dt = geometry.dt
         # Every array a kernel streams is 64-byte aligned, so that each line's interior (which

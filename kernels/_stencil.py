@@ -89,6 +89,13 @@ Performance rules (measured on one core of an AMD EPYC (Zen 4); see docs/kernels
   Against the previous layout in a 64-byte aligned buffer (a Checkpointer slot): forward 1.04-1.19x,
   adjoint 1.00-1.22x (benchmarks/results/kernels_layout_ab.log). A per-row peel to the boundary did
   not pay robustly in 2-D, nor a per-line peel in 3-D (0.87-0.97x at every alignment);
+- 3-D planes of a multiple of 4 KiB put the 2H + 1 x-neighbour planes into the same L1 sets, so
+  the layout gives the middle axis one point more on the right there (``grid_halos``), and the
+  3-D kernels take the interior end of the middle axis as well as of the last (``end`` =
+  ``(yend, zend)``): 248^3 order 8 (padded y 256, lines of 1088 bytes) forward 0.706 -> 0.811
+  GPts/s, adjoint 0.506 -> 0.626; 252^3 order 4 0.99x forward, 1.06x adjoint; untouched grids
+  0.996-1.004x (one thread, interleaved, medians of 7,
+  benchmarks/results/kernels_layout_plane_ab.log);
 - 3-D line length matters through L1: at the same point count, order 8 ran 0.70, 0.89, 0.84,
   0.70 and 0.63 GPts/s with lines of 64, 128, 256, 512 and 1024 points (the 9 lines of the
   y-window no longer stay in L1 between their uses as the lines grow);
@@ -127,9 +134,11 @@ class Kernels:
     step
         ``step(u, cur, c, w, end, *damping)``, ``w`` the per-axis scales 1/h_d^2: in place, u[t]
         in level ``cur``; u[t+1] overwrites level ``1 - cur``. The interior (the points updated)
-        is ``H:n-H`` on every axis but the last and ``PL:end`` on the last, ``PL`` =
-        :func:`~amcheck.kernels._layout.left_pad` ``(H, dtype)`` and ``end`` =
-        :attr:`Model.interior_end <amcheck.kernels.Model.interior_end>` (at most ``n - H``).
+        is ``H:n-H`` on the first axis, ``PL:end`` on the last, ``PL`` =
+        :func:`~amcheck.kernels._layout.left_pad` ``(H, dtype)``, and in 3-D ``H:yend`` on the
+        middle one. ``end`` is :attr:`Model.interior_end <amcheck.kernels.Model.interior_end>`
+        (at most ``n - H``) in 2-D, the pair ``(yend, end)`` of
+        :attr:`Model.interior_ends <amcheck.kernels.Model.interior_ends>` in 3-D.
     step_copy
         ``step_copy(src, dst, cur, c, w, end, *damping)``: reads ``src``, writes the whole of
         ``dst`` (u[t+1] into level ``1 - cur``, a copy of u[t] into level ``cur``).
@@ -379,9 +388,9 @@ def _line3_adjoint(vc: Any, vp: Any, c: Any, C: Any, sx: Any, sy: Any, sz: Any, 
 
 @jit(parallel=False, inline=True)
 def _check_end(m: int, end: int, n: int, H: int) -> None:
-    """The interior ``PL:end`` of the last axis must leave the stencil's reach inside the line."""
+    """An axis's interior ``start:end`` (``m`` points) must leave the stencil's reach inside it."""
     if m < 0 or end > n - H:
-        raise ValueError("end (the last axis's interior end) must lie in [PL, n - H]")
+        raise ValueError("end (an axis's interior end) must lie in [its interior start, n - H]")
 
 
 #: Points per chunk of a 2-D row: the next row's chunk is prefetched before each chunk is computed.
@@ -548,14 +557,17 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
     # their own into a per-plane scratch array.
 
     @jit
-    def step(u: Any, cur: int, c: Any, w: Any, end: int, ax: Any, ay: Any, az: Any) -> None:
+    def step(u: Any, cur: int, c: Any, w: Any, end: tuple[int, int], ax: Any, ay: Any, az: Any
+             ) -> None:
         uc = u[cur]
         up = u[1 - cur]
         NY = u.shape[2]
         nx = u.shape[1] - 2 * H
-        ny = NY - 2 * H
-        nz = end - PL
-        _check_end(nz, end, u.shape[3], H)
+        yend, zend = end
+        ny = yend - H
+        nz = zend - PL
+        _check_end(ny, yend, NY, H)
+        _check_end(nz, zend, u.shape[3], H)
         sx = w[0]
         sy = w[1]
         sz = w[2]
@@ -576,7 +588,7 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
             ftz_restore(mx)
 
     @jit
-    def step_copy(src: Any, dst: Any, cur: int, c: Any, w: Any, end: int,
+    def step_copy(src: Any, dst: Any, cur: int, c: Any, w: Any, end: tuple[int, int],
                   ax: Any, ay: Any, az: Any) -> None:
         uc = src[cur]
         up = src[1 - cur]
@@ -586,9 +598,11 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         NY = src.shape[2]
         NZ = src.shape[3]
         nx = NX - 2 * H
-        ny = NY - 2 * H
-        nz = end - PL
-        _check_end(nz, end, NZ, H)
+        yend, zend = end
+        ny = yend - H
+        nz = zend - PL
+        _check_end(ny, yend, NY, H)
+        _check_end(nz, zend, NZ, H)
         sx = w[0]
         sy = w[1]
         sz = w[2]
@@ -603,12 +617,14 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
                     dc[x, y, z] = uc[x, y, z]
                 for z in range(PL):
                     dn[x, y, z] = up[x, y, z]
-                for z in range(end, NZ):
+                for z in range(zend, NZ):
                     dn[x, y, z] = up[x, y, z]
             for j in range(H):
                 for z in range(NZ):
                     dn[x, j, z] = up[x, j, z]
-                    dn[x, NY - H + j, z] = up[x, NY - H + j, z]
+            for y in range(yend, NY):
+                for z in range(NZ):
+                    dn[x, y, z] = up[x, y, z]
             for j in range(ny):
                 y = j + H
                 yn = min(y + AHEAD, NY - 1)
@@ -627,15 +643,17 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
                     dn[NX - H + i, y, z] = up[NX - H + i, y, z]
 
     @jit
-    def adjoint_gradient(v: Any, cur: int, c: Any, w: Any, end: int, ax: Any, ay: Any, az: Any,
-                         u: Any, g: Any) -> None:
+    def adjoint_gradient(v: Any, cur: int, c: Any, w: Any, end: tuple[int, int], ax: Any, ay: Any,
+                         az: Any, u: Any, g: Any) -> None:
         vc = v[cur]
         vp = v[1 - cur]
         NY = v.shape[2]
         nx = v.shape[1] - 2 * H
-        ny = NY - 2 * H
-        nz = end - PL
-        _check_end(nz, end, v.shape[3], H)
+        yend, zend = end
+        ny = yend - H
+        nz = zend - PL
+        _check_end(ny, yend, NY, H)
+        _check_end(nz, zend, v.shape[3], H)
         sx = w[0]
         sy = w[1]
         sz = w[2]

@@ -11,10 +11,11 @@ from amcheck.kernels import (
     AcousticForward,
     Geometry,
     Model,
+    _model,
     forward_modeling,
     fwi_gradient,
 )
-from amcheck.kernels._layout import aligned_zeros, is_aligned, left_pad, line_pads
+from amcheck.kernels._layout import aligned_zeros, grid_halos, is_aligned, left_pad, line_pads
 
 
 @pytest.mark.parametrize(
@@ -52,6 +53,56 @@ def test_aligned_zeros() -> None:
         assert a.shape == ((13,) if shape == 13 else shape) and a.dtype == np.float32
 
 
+@pytest.mark.parametrize(
+    ("halo", "sizes", "dtype", "halos"),
+    [
+        (4, (248, 248, 248), np.float32, ((4, 4), (4, 5), (16, 8))),  # planes 256 x 1088 bytes
+        (4, (256, 256, 256), np.float32, ((4, 4), (4, 4), (16, 16))),  # 264 x 1152: untouched
+        (2, (252, 252, 252), np.float32, ((2, 2), (2, 3), (16, 4))),  # 256 x 1088
+        (4, (100, 24, 12), np.float32, ((4, 4), (4, 5), (16, 4))),  # 32 x 128 bytes
+        (4, (100, 56, 12), np.float64, ((4, 4), (4, 5), (8, 4))),  # 64 x 192 bytes
+        (4, (100, 25, 12), np.float32, ((4, 4), (4, 4), (16, 4))),  # 33 x 128 bytes
+        (4, (248, 248), np.float32, ((4, 4), (16, 8))),  # 2-D: rows only
+    ],
+)
+def test_grid_halos(halo: int, sizes: tuple[int, ...], dtype: type,
+                    halos: tuple[tuple[int, int], ...]) -> None:
+    """H on each axis but the last (``line_pads``); in 3-D one y point more against 4 KiB planes."""
+    assert grid_halos(halo, sizes, dtype) == halos
+    assert halos[-1] == line_pads(halo, sizes[-1], dtype)
+    line = (sizes[-1] + sum(halos[-1])) * np.dtype(dtype).itemsize
+    if len(sizes) == 3:
+        assert (sizes[1] + sum(halos[1])) * line % 4096 != 0
+        assert halos[1][0] == halo
+        assert halos[1][1] == halo + ((sizes[1] + 2 * halo) * line % 4096 == 0)
+
+
+def _without_plane_pad(halo: int, sizes: list[int], dtype: type) -> tuple[tuple[int, int], ...]:
+    """The layout before the plane rule: a halo of H on the middle axis too."""
+    halos = grid_halos(halo, sizes, dtype)
+    return (*halos[:-2], (halo, halo), halos[-1]) if len(halos) == 3 else halos
+
+
+@pytest.mark.parametrize("so", [4, 8])
+def test_plane_pad_changes_no_result(so: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 3-D grid whose planes would be 4 KiB (32 x 128 bytes) gets one y point more; data and
+    gradient are bitwise those of the same run without it."""
+    nbl = 3
+    shape = (9, 32 - 2 * nbl - so, 6)  # padded y: 32 (+ 1), lines of 32 points
+    idx = np.indices(shape).sum(axis=0)
+    model = Model(1.5 + 0.05 * (idx % 7), (10.0,) * 3, nbl=nbl, space_order=so)
+    H = so // 2
+    assert model.halos[1] == (H, H + 1) and model.grid_shape[1:] == (33, 32)
+    d_pad, g_pad = _case(shape, so, np.float32)
+    monkeypatch.setattr(_model, "grid_halos", _without_plane_pad)
+    plain_model = Model(1.5 + 0.05 * (idx % 7), (10.0,) * 3, nbl=nbl, space_order=so)
+    assert plain_model.halos[1] == (H, H) and plain_model.grid_shape[1:] == (32, 32)
+    d_plain, g_plain = _case(shape, so, np.float32)
+    assert np.all(np.isfinite(d_pad)) and np.abs(d_pad).max() > 0 and np.abs(g_pad).max() > 0
+    np.testing.assert_array_equal(d_pad, d_plain)
+    np.testing.assert_array_equal(g_pad, g_plain)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(13, 17), (9, 8, 11)])
 def test_model_layout(shape: tuple[int, ...], dtype: type) -> None:
@@ -61,7 +112,8 @@ def test_model_layout(shape: tuple[int, ...], dtype: type) -> None:
     model = Model(vp, (10.0,) * len(shape), nbl=nbl, space_order=so, dtype=dtype)
     H = so // 2
     pl, pr = line_pads(H, shape[-1] + 2 * nbl, dtype)
-    assert model.halos == ((H, H),) * (len(shape) - 1) + ((pl, pr),)
+    assert model.halos == ((H, H),) * (len(shape) - 1) + ((pl, pr),)  # no plane of 4 KiB here
+    assert model.halos == grid_halos(H, [n + 2 * nbl for n in shape], dtype)
     assert model.pads == tuple((lo + nbl, hi + nbl) for lo, hi in model.halos)
     assert model.grid_shape == tuple(n + lo + hi for n, (lo, hi) in zip(shape, model.pads))
     assert model.interior_end == model.grid_shape[-1] - pr

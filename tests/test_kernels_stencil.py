@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from amcheck.kernels import (
@@ -17,21 +19,26 @@ from amcheck.kernels import (
 import amcheck
 
 
-def _padded(shape: tuple[int, ...], so: int, dtype: type
-            ) -> tuple[tuple[int, ...], tuple[slice, ...], int]:
+def _padded(shape: tuple[int, ...], so: int, dtype: type, ypad: int = 0
+            ) -> tuple[tuple[int, ...], tuple[slice, ...], Any]:
     """The kernels' layout for an interior of ``shape``: padded shape, interior slices, ``end``.
 
     H halo points on every axis, the last axis padded to ``line_pads`` (written out here, not taken
-    from the Model: its left pad is ``H`` rounded up to 64 bytes, its length a multiple of 64 bytes).
+    from the Model: its left pad is ``H`` rounded up to 64 bytes, its length a multiple of 64 bytes),
+    in 3-D ``ypad`` more on the right of the middle axis; ``end`` is ``(yend, zend)`` in 3-D.
     """
     H = so // 2
     a = 64 // np.dtype(dtype).itemsize
     pl = -(-H // a) * a
     n = shape[-1]
     total = -(-(pl + n + H) // a) * a
-    padded = tuple(m + 2 * H for m in shape[:-1]) + (total,)
+    right = [H] * (len(shape) - 1)
+    if len(shape) == 3:
+        right[1] += ypad
+    padded = tuple(m + H + r for m, r in zip(shape[:-1], right)) + (total,)
     inner = tuple(slice(H, H + m) for m in shape[:-1]) + (slice(pl, pl + n),)
-    return padded, inner, pl + n
+    end: Any = pl + n if len(shape) == 2 else (H + shape[1], pl + n)
+    return padded, inner, end
 
 
 def _numpy_step(u: np.ndarray, cur: int, c: np.ndarray, w: np.ndarray,
@@ -62,13 +69,14 @@ def _numpy_step(u: np.ndarray, cur: int, c: np.ndarray, w: np.ndarray,
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("space_order", [2, 4, 8])
-@pytest.mark.parametrize("size", [(23, 19), (11, 9, 13)])
-def test_kernels_match_numpy(size: tuple[int, ...], space_order: int, dtype: type,
+@pytest.mark.parametrize(("size", "ypad"), [((23, 19), 0), ((11, 9, 13), 0), ((11, 9, 13), 2)])
+def test_kernels_match_numpy(size: tuple[int, ...], ypad: int, space_order: int, dtype: type,
                              rng: np.random.Generator) -> None:
-    """Interior ``size - 2 H`` (with the halo of H, ``size`` points), last axis padded."""
+    """Interior ``size - 2 H`` (with the halo of H, ``size`` points), last axis padded; in 3-D
+    with ``ypad`` more halo points on the right of the middle axis (not updated, kept zero)."""
     ndim = len(size)
     H = space_order // 2
-    shape, inner, end = _padded(tuple(n - 2 * H for n in size), space_order, dtype)
+    shape, inner, end = _padded(tuple(n - 2 * H for n in size), space_order, dtype, ypad)
     k = make_kernels(ndim, space_order, dtype)
     assert k.left_pad == inner[-1].start
     u = np.zeros((2, *shape), dtype)
@@ -109,7 +117,19 @@ def test_kernels_match_numpy(size: tuple[int, ...], space_order: int, dtype: typ
     assert np.all(g[halo] == 0)
     # an interior end beyond the stencil's reach is refused, not read out of bounds
     with pytest.raises(ValueError, match="end"):
-        k.step(inplace, cur, c, w, shape[-1] - H + 1, *damping)
+        k.step(inplace, cur, c, w, _bad_end(end, shape, H, -1), *damping)
+    if ndim == 3:  # and so is a middle axis's
+        with pytest.raises(ValueError, match="end"):
+            k.step(inplace, cur, c, w, _bad_end(end, shape, H, 1), *damping)
+
+
+def _bad_end(end: Any, shape: tuple[int, ...], H: int, axis: int) -> Any:
+    """``end`` with the interior end of ``axis`` (-1 or, in 3-D, 1) one past the stencil's reach."""
+    if isinstance(end, int):
+        return shape[-1] - H + 1
+    ends = list(end)  # (yend, zend)
+    ends[0 if axis == 1 else 1] = shape[axis] - H + 1
+    return tuple(ends)
 
 
 def test_fd_coefficients_exact() -> None:
