@@ -393,6 +393,37 @@ def _check_end(m: int, end: int, n: int, H: int) -> None:
         raise ValueError("end (an axis's interior end) must lie in [its interior start, n - H]")
 
 
+@jit(parallel=False, inline=True)
+def _row_block(uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any, sy: Any, ax: Any, ay: Any,
+               ry: Any, qy: Any, one: Any, x: int, NX: int, ny: int, H: int, PL: int, CH: int,
+               LINE: int, ROWS: int) -> None:
+    """One 2-D block: row x (and x + 1 when ``ROWS == 2`` and it is an interior row), chunk by chunk
+    of ``CH`` points, each chunk after prefetching the same chunk of the rows the next block reads
+    from memory for the first time. Shared by ``step`` and ``step_copy`` (``dn`` the new level)."""
+    xa = min(x + ROWS, NX - H - 1)
+    xb = min(x + ROWS + 1, NX - H - 1)
+    pair = ROWS == 2 and x + 1 < NX - H
+    r0, q0 = _row_factors(ax, ay, x, ry, qy, one)
+    r1 = r0
+    q1 = q0
+    if pair:
+        r1, q1 = _row_factors(ax, ay, x + 1, ry, qy, one)
+    for b in range((ny + CH - 1) // CH):
+        k0 = b * CH
+        k1 = min(k0 + CH, ny)
+        _prefetch_row(uc, xa + H, k0 + PL, k1 - k0, LINE)
+        _prefetch_row(up, xa, k0 + PL, k1 - k0, LINE)
+        _prefetch_row(c, xa, k0 + PL, k1 - k0, LINE)
+        if ROWS == 2:
+            _prefetch_row(uc, xb + H, k0 + PL, k1 - k0, LINE)
+            _prefetch_row(up, xb, k0 + PL, k1 - k0, LINE)
+            _prefetch_row(c, xb, k0 + PL, k1 - k0, LINE)
+        if pair:
+            _row2_pair(uc, up, dn, c, C, sx, sy, x, k0, k1 - k0, r0, q0, r1, q1, PL)
+        else:
+            _row2(uc, up, dn, c, C, sx, sy, x, k0, k1 - k0, r0, q0, PL)
+
+
 #: Points per chunk of a 2-D row: the next row's chunk is prefetched before each chunk is computed.
 _CHUNK = 256
 #: How many lines ahead the 3-D kernels prefetch (2-8 measured alike; see docs/kernels.md).
@@ -427,32 +458,10 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         sx = w[0]
         sy = w[1]
         ry, qy = _profile_factors(ay, zero, one)
-        nb = (ny + CH - 1) // CH
         for ib in prange((nx + ROWS - 1) // ROWS):
             mx = ftz_on()
-            x = ROWS * ib + H
-            xa = min(x + ROWS, NX - H - 1)
-            xb = min(x + ROWS + 1, NX - H - 1)
-            pair = ROWS == 2 and x + 1 < NX - H
-            r0, q0 = _row_factors(ax, ay, x, ry, qy, one)
-            r1 = r0
-            q1 = q0
-            if pair:
-                r1, q1 = _row_factors(ax, ay, x + 1, ry, qy, one)
-            for b in range(nb):
-                k0 = b * CH
-                k1 = min(k0 + CH, ny)
-                _prefetch_row(uc, xa + H, k0 + PL, k1 - k0, LINE)
-                _prefetch_row(up, xa, k0 + PL, k1 - k0, LINE)
-                _prefetch_row(c, xa, k0 + PL, k1 - k0, LINE)
-                if ROWS == 2:
-                    _prefetch_row(uc, xb + H, k0 + PL, k1 - k0, LINE)
-                    _prefetch_row(up, xb, k0 + PL, k1 - k0, LINE)
-                    _prefetch_row(c, xb, k0 + PL, k1 - k0, LINE)
-                if pair:
-                    _row2_pair(uc, up, up, c, C, sx, sy, x, k0, k1 - k0, r0, q0, r1, q1, PL)
-                else:
-                    _row2(uc, up, up, c, C, sx, sy, x, k0, k1 - k0, r0, q0, PL)
+            _row_block(uc, up, up, c, C, sx, sy, ax, ay, ry, qy, one, ROWS * ib + H, NX, ny,
+                       H, PL, CH, LINE, ROWS)
             ftz_restore(mx)
 
     @jit
@@ -469,39 +478,18 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         sx = w[0]
         sy = w[1]
         ry, qy = _profile_factors(ay, zero, one)
-        nb = (ny + CH - 1) // CH
         for ib in prange((nx + ROWS - 1) // ROWS):
             mx = ftz_on()
             x = ROWS * ib + H
-            xa = min(x + ROWS, NX - H - 1)
-            xb = min(x + ROWS + 1, NX - H - 1)
-            pair = ROWS == 2 and x + 1 < NX - H
-            r0, q0 = _row_factors(ax, ay, x, ry, qy, one)
-            r1 = r0
-            q1 = q0
-            if pair:
-                r1, q1 = _row_factors(ax, ay, x + 1, ry, qy, one)
-            for xx in range(x, x + 1 + pair):  # copy level cur, and the halo of the new level
+            for xx in range(x, min(x + ROWS, NX - H)):  # copy level cur, and the new level's halo
                 for y in range(NY):
                     dc[xx, y] = uc[xx, y]
                 for y in range(PL):
                     dn[xx, y] = up[xx, y]
                 for y in range(end, NY):
                     dn[xx, y] = up[xx, y]
-            for b in range(nb):
-                k0 = b * CH
-                k1 = min(k0 + CH, ny)
-                _prefetch_row(uc, xa + H, k0 + PL, k1 - k0, LINE)
-                _prefetch_row(up, xa, k0 + PL, k1 - k0, LINE)
-                _prefetch_row(c, xa, k0 + PL, k1 - k0, LINE)
-                if ROWS == 2:
-                    _prefetch_row(uc, xb + H, k0 + PL, k1 - k0, LINE)
-                    _prefetch_row(up, xb, k0 + PL, k1 - k0, LINE)
-                    _prefetch_row(c, xb, k0 + PL, k1 - k0, LINE)
-                if pair:
-                    _row2_pair(uc, up, dn, c, C, sx, sy, x, k0, k1 - k0, r0, q0, r1, q1, PL)
-                else:
-                    _row2(uc, up, dn, c, C, sx, sy, x, k0, k1 - k0, r0, q0, PL)
+            _row_block(uc, up, dn, c, C, sx, sy, ax, ay, ry, qy, one, x, NX, ny, H, PL, CH, LINE,
+                       ROWS)
             ftz_restore(mx)
         for i in range(H):
             for y in range(NY):
