@@ -51,6 +51,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from amcheck.storage._direct import aligned_empty
 
 __all__ = [
     "ARRAY_ALIGN",
@@ -123,14 +124,13 @@ def aligned_zeros(shape: Any, dtype: Any, align: int = ARRAY_ALIGN) -> np.ndarra
     """A C-contiguous array of zeros whose first element sits on an ``align``-byte boundary.
 
     numpy's own allocations of large arrays start 16 bytes past a 64-byte boundary; this one
-    over-allocates by ``align`` bytes and returns the aligned view (the base keeps it alive).
+    comes from :func:`amcheck.storage._direct.aligned_empty`, zeroed.
     """
     dt = np.dtype(dtype)
     shape_t = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(map(int, shape))
-    nbytes = int(np.prod(shape_t, dtype=np.int64)) * dt.itemsize
-    raw = np.zeros(nbytes + align, np.uint8)
-    start = (-raw.ctypes.data) % align
-    out: np.ndarray = raw[start:start + nbytes].view(dt).reshape(shape_t)
+    raw = aligned_empty(int(np.prod(shape_t, dtype=np.int64)) * dt.itemsize, align)
+    raw.fill(0)
+    out: np.ndarray = raw.view(dt).reshape(shape_t)
     return out
 
 

@@ -66,10 +66,11 @@ _O_DIRECT = getattr(os, "O_DIRECT", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def aligned_empty(nbytes: int) -> np.ndarray:
-    """An uninitialised uint8 array of ``nbytes`` whose address is a multiple of :data:`ALIGN`."""
-    raw = np.empty(nbytes + ALIGN, np.uint8)
-    start = (-raw.ctypes.data) % ALIGN
+def aligned_empty(nbytes: int, align: int = ALIGN) -> np.ndarray:
+    """An uninitialised uint8 array of ``nbytes`` whose address is a multiple of ``align``
+    (over-allocated by ``align`` bytes; the base keeps the whole block alive)."""
+    raw = np.empty(nbytes + align, np.uint8)
+    start = (-raw.ctypes.data) % align
     return raw[start : start + nbytes]
 
 

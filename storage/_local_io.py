@@ -16,7 +16,7 @@ So on a writable local directory the tier bypasses the store for chunk data and 
 
 The files are the ones zarr itself would write (same keys, same bytes), so plain zarr reads the
 store. Like zarr's stores, nothing is fsync'ed: checkpoints survive the process, not a crash of
-the machine. Every method blocks: the tier runs them on the transfer service's pool.
+the machine. Every method blocks: the tier runs them on the transfer service's I/O threads.
 """
 
 from __future__ import annotations

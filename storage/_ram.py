@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from amcheck.storage._direct import aligned_empty
 from amcheck.storage._tier import Tier
 
 from amcheck._bytes import ByteSize, format_bytes, parse_bytes
@@ -138,9 +139,7 @@ class RamTier(Tier):
             )
         self.n_slots = wanted
         # One block, touched once here (np.zeros may map lazily; fill forces the pages in).
-        raw = np.empty(self.n_slots * self.slot_nbytes + PAGE, dtype=np.uint8)
-        start = (-raw.ctypes.data) % PAGE
-        self._block = raw[start : start + self.n_slots * self.slot_nbytes]
+        self._block = aligned_empty(self.n_slots * self.slot_nbytes, PAGE)
         self._block.fill(0)
         self._slots: list[Slot] = []
         for i in range(self.n_slots):

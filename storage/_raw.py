@@ -6,7 +6,7 @@ with direct I/O (``O_DIRECT``, through the aligned bounce buffers of
 :mod:`amcheck.storage._direct`, as the zarr tier's do); with ``direct=False`` a write is one
 ``pwritev`` of the caller's arrays and a read one ``preadv`` straight into the caller's buffers.
 Both run off the event loop through :func:`aiofiles.os.wrap` (the loop's executor: the transfer
-service's bounded pool). No compression, no per-checkpoint metadata, no allocation: this tier is
+service's I/O threads). No compression, no per-checkpoint metadata, no allocation: this tier is
 the baseline that shows what zarr costs (``benchmarks/disk_vs_ram.py``).
 
 Records are reused after ``delete``; an overwrite writes a fresh record before releasing the

@@ -172,9 +172,9 @@ class ZarrTier(Tier):
     Notes
     -----
     Calls are coroutines: run them on one event loop at a time (the transfer service's). Coding
-    and file I/O run in the loop's default executor (the transfer service's bounded pool): each
-    compressed level of 256 KiB or more is one pool job, so the levels of a large state are coded
-    in parallel. Each checkpoint of a field is one shard (one file or object), keys
+    runs in the transfer service's codec threads (:func:`~amcheck.storage.codec_executor`), file
+    I/O in the loop's default executor (its I/O threads): each compressed level of 256 KiB or
+    more is one job, so the levels of a large state are coded in parallel. Each checkpoint of a field is one shard (one file or object), keys
     ``<field>/c.<row>.0``. On a local directory shard files are written and read by the tier
     itself, with direct I/O (``direct``) or with ``pwritev``/``preadv`` from and into the
     caller's arrays; on other stores through the store's ``set``/``get``. Up to :data:`MAX_ROWS` checkpoints can be
