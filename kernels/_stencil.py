@@ -81,6 +81,12 @@ Performance rules (measured on one core of an AMD EPYC (Zen 4); see docs/kernels
   loop entry costs some 40-80 ns (estimated from the rates at several lengths). Neither the scalar remainder (the last 16
   points as one vector into scratch first: 1.00x) nor a store into u in the stencil loop (the
   whole line into scratch, then copied: 0.99x) costs anything measurable;
+- 3-D order 8, the z loop of a line as an LLVM intrinsic with explicit ``<16 x float>`` vectors
+  (z neighbours by ``shufflevector`` of the centre line's aligned vectors: 21 loads per 16 points
+  instead of 30; bitwise equal to the kernel): 1.2-1.5x with lines of <= 160 points (64^3-128^3,
+  256x256x128), but 0.95-1.03x at 256^3 (nbl 0 and 40; unaligned z loads 0.91-1.00x, with y
+  blocks or z chunks 0.86-0.94x): long lines are bound by their L1 working set, not by the load
+  count; not kept (benchmarks/results/kernels_simd_ab.py and .log);
 - every line's interior starts on a 64-byte boundary (:mod:`amcheck.kernels._layout`: the last
   axis padded on the left to ``PL`` = H rounded up to 64 bytes, lines a multiple of 64 bytes but
   not of 1 KiB, streamed arrays 64-byte aligned). With a halo of H points the speed depended on
