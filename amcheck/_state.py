@@ -6,6 +6,7 @@ shape and dtype; it is what tiers size their slots and records from.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -30,7 +31,7 @@ class FieldSpec:
     @property
     def nbytes(self) -> int:
         """Bytes one copy of this field takes."""
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize  # Python ints: exact, and no numpy call
 
 
 class StateSpec(Mapping[str, FieldSpec]):
