@@ -7,19 +7,21 @@ temporary directory with ``disk_budget="8 GiB"``. In one run, for each n:
 
 1. **async multistage, k = 50** (fixed): wall time, recompute factor, time per step, the stall
    time and the fraction of transfer time hidden behind compute. The constant-overhead check:
-   recompute factor and time per step at the largest n within 5% of those at the smallest.
+   recompute factor and time per step at the largest n within 5% of those at the smallest (the
+   smallest n runs again interleaved with the largest, so that both meet the same machine).
 2. **async multistage, automatic k** (``interval=None``): where the IntervalController lands.
 3. **amcheck Revolve in RAM** with the same 10-state budget.
 4. **pyrevolve's Revolver** with 10 checkpoints (the ``bench`` extra).
 5. **store-all in RAM** where n + 1 states fit (``--store-all-gib``), else reported as not fitting.
 
-The store-all run, where it fits, gives the floor of any schedule (one forward and one reverse
-step a step), and so the most any schedule could gain over pyrevolve. Then, at one n: the
-**overlapped forward sweep** (async multistage, its disk writes in flight) against the
-**compute-only sweep** (the same advances, no checkpoints) with the kernel on all numba threads,
-with one thread left to I/O (``compute_threads``), and the latter with the disk tier on the page
-cache instead of direct I/O, each with the CPU its I/O threads spent per checkpoint; and a
-**sweep over k** showing where the optimum lies. Every variant computes the same gradient (checked bitwise).
+Then, at one n: the **overlapped forward sweep** (async multistage, its disk writes in flight)
+against the **compute-only sweep** (the same advances, no checkpoints) with the kernel on all
+numba threads, with one thread left to I/O (``compute_threads``), and the latter with the disk
+tier on the page cache instead of direct I/O, each with the CPU its I/O threads spent per
+checkpoint; a **sweep over k** showing where the optimum lies; and for each k the **no-overhead
+bound**: n (recompute factor x an in-place forward step + a reverse step alone), what an engine
+with no cost of its own would take, and so the most any implementation of the schedule could gain
+over pyrevolve. Every variant computes the same gradient (checked bitwise).
 Timings are medians of ``--repeats`` runs, the variants interleaved so that noise hits them
 alike; the min–max spread is printed so the noise is visible.
 
@@ -134,6 +136,16 @@ def run_pyrevolve(n: int, checkpoints: int) -> dict[str, Any]:
             "strategy": "pyrevolve"}
 
 
+def reverse_only(n: int) -> float:
+    """n reverse steps alone on one state (hot in cache): the cost of the adjoint itself."""
+    adj = _Adjoint(NX)
+    state = initial_state()
+    start = time.perf_counter()
+    for t in range(n - 1, -1, -1):
+        adj.reverse(state, t)
+    return time.perf_counter() - start
+
+
 def compute_only_forward(n: int, threads: int | None) -> float:
     """The forward sweep without any checkpoint: the same advances, in place."""
     state = initial_state()
@@ -207,6 +219,8 @@ def main() -> None:
                  lambda: run_amcheck(120, workdir=workroot, strategy="revolve", disk=False),
                  lambda: run_pyrevolve(120, RAM_STATES)):
         warm()
+    small = args.ns[0]
+    interleaved = f"async multistage k={args.k}, n={small}"
     for n in args.ns:
         print(f"\nn = {n}", flush=True)
         variants: dict[str, Callable[[], dict[str, Any]]] = {
@@ -215,6 +229,11 @@ def main() -> None:
             "async multistage auto k": lambda n=n: run_amcheck(
                 n, workdir=workroot / "auto", strategy="async_multistage"),
         }
+        if n == args.ns[-1] and n != small:
+            # The constant-overhead check compares this n with the smallest: run that one again
+            # here, interleaved, so that both see the machine in the same state.
+            variants[interleaved] = lambda: run_amcheck(
+                small, workdir=workroot / "fixed", strategy="async_multistage", interval=args.k)
         if n <= args.skip_slow_above:
             variants["amcheck Revolve in RAM"] = lambda n=n: run_amcheck(
                 n, workdir=workroot, strategy="revolve", disk=False)
@@ -227,6 +246,8 @@ def main() -> None:
         results = repeat(variants, args.repeats)
         reference = results[f"async multistage k={args.k}"][-1]["grad"]
         for name, runs in results.items():
+            if name == interleaved:
+                continue  # another n, another gradient
             if not np.array_equal(runs[-1]["grad"], reference):
                 raise SystemExit(f"{name} computed another gradient than async multistage")
         rows = {}
@@ -241,7 +262,8 @@ def main() -> None:
                   f"{last.get('interval') or '':>5} {last.get('stall', 0.0):8.2f} "
                   f"{'' if hidden is None else f'{100 * hidden:.0f}%':>6s}")
             rows[name] = {k: v for k, v in last.items() if k != "grad"}
-            rows[name].update(median_s=med, min_s=lo, max_s=hi, runs_s=[r["wall"] for r in runs])
+            rows[name].update(median_s=med, min_s=lo, max_s=hi, runs_s=[r["wall"] for r in runs],
+                              per_step_median=medians(runs, "per_step")[0])
         if not fits:
             print(f"store-all in RAM: does not fit ({(n + 1) * STATE_NBYTES / 2**30:.1f} GiB > "
                   f"{args.store_all_gib} GiB)")
@@ -253,26 +275,14 @@ def main() -> None:
     slots = report["ns"][args.ns[0]][fixed]["slots"]
     print(f"\nconstant overhead (k={k}, {slots} RAM slots): 1 + T(k, s)/k = "
           f"{multistage_recompute_factor(k, slots):.3f} for n a multiple of k")
-    first, last = report["ns"][args.ns[0]][fixed], report["ns"][args.ns[-1]][fixed]
-    print(f"n={args.ns[0]} -> n={args.ns[-1]}: recompute factor {first['recompute']:.3f} -> "
-          f"{last['recompute']:.3f}, ms/step {1e3 * first['per_step']:.3f} -> "
-          f"{1e3 * last['per_step']:.3f} (ratio {last['per_step'] / first['per_step']:.3f})")
+    largest = report["ns"][args.ns[-1]]
+    first = largest.get(interleaved, report["ns"][args.ns[0]][fixed])
+    last = largest[fixed]
+    a, b = first["per_step_median"], last["per_step_median"]
+    print(f"n={args.ns[0]} -> n={args.ns[-1]} (the smaller n run interleaved with the larger): "
+          f"recompute factor {first['recompute']:.3f} -> {last['recompute']:.3f}, ms/step "
+          f"(medians) {1e3 * a:.3f} -> {1e3 * b:.3f} (ratio {b / a:.3f})")
 
-    # No schedule beats store-all (each step runs forward once and in reverse once): that bounds
-    # every speed-up over pyrevolve, whatever the checkpointing.
-    stored = [(m, rows["store-all in RAM"]) for m, rows in report["ns"].items()
-              if "store-all in RAM" in rows]
-    if stored:
-        m, row = stored[0]
-        per_step = row["median_s"] / m
-        print(f"\nstore-all at n={m}: {1e3 * per_step:.3f} ms per step (one forward and one "
-              "reverse step each), the floor of any schedule")
-        for m2, rows in report["ns"].items():
-            if "pyrevolve Revolver" in rows:
-                most = rows["pyrevolve Revolver"]["median_s"] / (per_step * m2)
-                print(f"  n={m2}: pyrevolve {rows['pyrevolve Revolver']['median_s']:.2f} s is at "
-                      f"most {most:.2f}x the floor ({per_step * m2:.2f} s)")
-        report["store_all_floor_per_step"] = per_step
 
     # Overlapped forward sweep vs compute-only, on all threads and with a core left to I/O.
     n = args.sweep_n or args.ns[min(1, len(args.ns) - 1)]
@@ -321,6 +331,27 @@ def main() -> None:
               f"stall {runs[-1]['stall']:.2f} s  disk writes {runs[-1]['disk_writes']}")
     report["k_sweep"] = {key: [{k2: v for k2, v in r.items() if k2 != "grad"} for r in runs]
                          for key, runs in sweep.items()}
+
+    # What an engine with no overhead at all would take at each k: every recomputed step as fast
+    # as an in-place step, every reverse step as fast as alone, no waiting. A small k recomputes
+    # least but needs the disk to keep up; the sweep shows where it stops keeping up.
+    f = statistics.median(compute_only_forward(n, threads) for _ in range(args.repeats)) / n
+    r = statistics.median(reverse_only(n) for _ in range(args.repeats)) / n
+    pyrevolve = report["ns"].get(n, {}).get("pyrevolve Revolver")
+    print(f"\nno-overhead bound at n = {n}: in-place forward step {1e3 * f:.3f} ms, reverse step "
+          f"alone {1e3 * r:.3f} ms, {slots} RAM slots; time = n (recompute x {1e3 * f:.3f} + "
+          f"{1e3 * r:.3f}) ms")
+    bounds = {}
+    for key, runs in sweep.items():
+        kk = runs[-1]["interval"]
+        ideal = n * (multistage_recompute_factor(kk, slots, n) * f + r)
+        med = medians(runs, "wall")[0]
+        vs = "" if pyrevolve is None else f"; pyrevolve / bound {pyrevolve['median_s'] / ideal:.2f}x"
+        print(f"k={kk:>5d}: bound {ideal:6.2f} s, measured {med:6.2f} s ({med / ideal:.2f}x the "
+              f"bound, stall {runs[-1]['stall']:.2f} s){vs}")
+        bounds[key] = ideal
+    report["no_overhead_bound"] = {"forward_step_s": f, "reverse_step_s": r, "slots": slots,
+                                   "bound_s": bounds}
 
     if args.plot:
         plot_n = min(2000, args.ns[0])
