@@ -283,7 +283,6 @@ def main() -> None:
           f"recompute factor {first['recompute']:.3f} -> {last['recompute']:.3f}, ms/step "
           f"(medians) {1e3 * a:.3f} -> {1e3 * b:.3f} (ratio {b / a:.3f})")
 
-
     # Overlapped forward sweep vs compute-only, on all threads and with a core left to I/O.
     n = args.sweep_n or args.ns[min(1, len(args.ns) - 1)]
     print(f"\noverlap at n = {n}: forward sweep with writes in flight vs compute only", flush=True)
@@ -347,8 +346,9 @@ def main() -> None:
         ideal = n * (multistage_recompute_factor(kk, slots, n) * f + r)
         med = medians(runs, "wall")[0]
         vs = "" if pyrevolve is None else f"; pyrevolve / bound {pyrevolve['median_s'] / ideal:.2f}x"
-        print(f"k={kk:>5d}: bound {ideal:6.2f} s, measured {med:6.2f} s ({med / ideal:.2f}x the "
-              f"bound, stall {runs[-1]['stall']:.2f} s){vs}")
+        label = f"k={kk}" if key != "None" else f"auto (ended at {kk})"
+        print(f"{label:>20s}: bound {ideal:6.2f} s, measured {med:6.2f} s ({med / ideal:.2f}x "
+              f"the bound, stall {runs[-1]['stall']:.2f} s){vs}")
         bounds[key] = ideal
     report["no_overhead_bound"] = {"forward_step_s": f, "reverse_step_s": r, "slots": slots,
                                    "bound_s": bounds}
