@@ -1,0 +1,77 @@
+"""The engine benchmarks' load (benchmarks/_wave.py): its two step paths agree bit for bit.
+
+On one numba thread the load steps with serial loops (no GIL), on more with parallel ones; the
+benchmarks compare variants that may run either, so both must give the same states, in place
+and from one buffer into another, from writable and read-only sources.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from types import ModuleType
+
+import numba
+import numpy as np
+import pytest
+
+from amcheck.cli import _benchmarks_dir
+
+
+@pytest.fixture(scope="module")
+def wave() -> ModuleType:
+    # Under its own name: numba's on-disk cache of its kernels refers to the module "_wave".
+    path = _benchmarks_dir() / "_wave.py"
+    spec = importlib.util.spec_from_file_location("_wave", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("_wave", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def threads() -> Iterator[None]:
+    before = numba.get_num_threads()
+    yield
+    numba.set_num_threads(before)
+
+
+def _run(wave: ModuleType, steps: object, readonly: bool) -> np.ndarray:
+    x0 = wave.initial_state(37)["u"]
+    x0[:, 5:9, 11:20] += np.float32(0.5)  # not symmetric, so a transposed index would show
+    src = x0.copy()
+    src.flags.writeable = not readonly
+    dst: np.ndarray = np.full_like(x0, np.float32(7.0))  # every point of dst must be written
+    steps(src, dst, 3, 4)  # type: ignore[operator]
+    steps(dst, dst, 4, 25)  # type: ignore[operator]
+    return dst
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_serial_and_parallel_steps_are_bitwise_equal(
+    wave: ModuleType, threads: None, readonly: bool
+) -> None:
+    serial = _run(wave, wave._steps_serial, readonly)
+    parallel = _run(wave, wave._steps_parallel, readonly)
+    assert np.array_equal(serial, parallel)
+    assert np.abs(serial).max() > 0.1  # the wave moved and nothing blew up
+    # wave_steps picks the path by numba's thread count: both counts give the same states
+    for count in (1, int(numba.config.NUMBA_NUM_THREADS)):  # type: ignore[attr-defined]
+        numba.set_num_threads(count)
+        assert np.array_equal(_run(wave, wave.wave_steps, readonly), serial)
+
+
+def test_out_of_place_step_keeps_the_current_level_and_zero_boundary(wave: ModuleType) -> None:
+    x0 = wave.initial_state(21)["u"]
+    dst = np.full_like(x0, np.float32(7.0))
+    wave._steps_serial(x0, dst, 0, 1)
+    assert np.array_equal(dst[0], x0[0])  # level 0 holds u_0, copied
+    new = dst[1]  # level 1 now holds u_1
+    assert not new[0].any() and not new[-1].any() and not new[:, 0].any() and not new[:, -1].any()
+    inner = x0[0, 1:-1, 1:-1]
+    lap = (x0[0, :-2, 1:-1] + x0[0, 2:, 1:-1] + x0[0, 1:-1, :-2] + x0[0, 1:-1, 2:]
+           - np.float32(4.0) * inner)
+    expected = np.float32(2.0) * inner - x0[1, 1:-1, 1:-1] + wave.C2 * lap
+    assert np.array_equal(new[1:-1, 1:-1], expected)
