@@ -87,7 +87,11 @@ def wave_step(src: np.ndarray, dst: np.ndarray, t: int) -> None:  # pragma: no c
 
 @numba.njit(nogil=True, cache=True)
 def wave_step_serial(src: np.ndarray, dst: np.ndarray, t: int) -> None:  # pragma: no cover
-    """:func:`wave_step` on the calling thread alone, with no parallel launch (no GIL)."""
+    """:func:`wave_step` on the calling thread alone, with no parallel launch (no GIL).
+
+    Its own function, not ``wave_step``'s body compiled without ``parallel``: numba's on-disk
+    cache keys on the Python function, not on the compile options, so the two would share entries.
+    """
     cur, old = t % 2, (t + 1) % 2
     a = src[cur]
     if src.ctypes.data == dst.ctypes.data:

@@ -39,8 +39,9 @@ forward, 1.06x adjoint; grids it does not touch (256^3 orders 4 and 8, 248^3 ord
 of 64 bytes but never of 1 KiB, so of two consecutive plane sizes at most one is a multiple of 4 KiB.
 
 :func:`grid_halos` (with :func:`line_pads` for the last axis) is the single rule: the
-:class:`~amcheck.kernels.Model` stores its result (``Model.halos``, ``Model.pads``) and everything else (the damping profiles, ``restrict``, source and receiver
-indices, the kernels' loop bounds) reads the layout from there; the kernels get ``PL`` from
+:class:`~amcheck.kernels.Model` stores its result (``Model.halos``, ``Model.pads``) and
+everything else (the damping profiles, ``restrict``, source and receiver indices, the kernels'
+loop bounds) reads the layout from there; the kernels get ``PL`` from
 :func:`left_pad` at compile time, so their loops keep the form "loop variable + non-negative
 constant".
 """

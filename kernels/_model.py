@@ -160,11 +160,6 @@ class Model:
         return tuple(slice(lo, lo + n) for n, (lo, _) in zip(self.shape, self.pads))
 
     @property
-    def interior_end(self) -> int:
-        """One past the last non-halo index of the last axis (the kernels' loop bound there)."""
-        return self.grid_shape[-1] - self.halos[-1][1]
-
-    @property
     def interior_ends(self) -> tuple[int, ...]:
         """One past the last non-halo index of each axis (``grid_shape[d] - halos[d][1]``)."""
         return tuple(n - hi for n, (_, hi) in zip(self.grid_shape, self.halos))

@@ -69,13 +69,12 @@ class _Discretisation:
         self.grid_shape = model.grid_shape
         #: The kernels' ``end``: one past the last interior point of the last axis; in 3-D the
         #: pair (middle axis, last axis), as the middle axis may have a wider right halo.
-        self.end: int | tuple[int, int] = (
-            model.interior_end if model.ndim == 2
-            else (model.interior_ends[1], model.interior_end))
+        ends = model.interior_ends
+        self.end: int | tuple[int, int] = ends[-1] if model.ndim == 2 else (ends[1], ends[2])
         self.spec = StateSpec({"u": ((2, *self.grid_shape), dtype)})
         dt = geometry.dt
         # Every array a kernel streams is 64-byte aligned, so that each line's interior (which
-        # starts PL points in, a whole number of 32-byte vectors) is aligned too.
+        # starts PL points in, a whole number of 64-byte vectors) is aligned too.
         self.c = aligned_zeros(self.grid_shape, dtype)
         self.c[...] = (dt * dt / model.m_padded.astype(np.float64)).astype(dtype)
         self.w = np.array([1.0 / h**2 for h in model.spacing], dtype=dtype)

@@ -142,9 +142,9 @@ class Kernels:
         in level ``cur``; u[t+1] overwrites level ``1 - cur``. The interior (the points updated)
         is ``H:n-H`` on the first axis, ``PL:end`` on the last, ``PL`` =
         :func:`~amcheck.kernels._layout.left_pad` ``(H, dtype)``, and in 3-D ``H:yend`` on the
-        middle one. ``end`` is :attr:`Model.interior_end <amcheck.kernels.Model.interior_end>`
-        (at most ``n - H``) in 2-D, the pair ``(yend, end)`` of
-        :attr:`Model.interior_ends <amcheck.kernels.Model.interior_ends>` in 3-D.
+        middle one. ``end`` (at most ``n - H``) is the last entry of
+        :attr:`Model.interior_ends <amcheck.kernels.Model.interior_ends>` in 2-D, the pair
+        ``(yend, end)`` of its last two in 3-D.
     step_copy
         ``step_copy(src, dst, cur, c, w, end, *damping)``: reads ``src``, writes the whole of
         ``dst`` (u[t+1] into level ``1 - cur``, a copy of u[t] into level ``cur``).
@@ -393,10 +393,12 @@ def _line3_adjoint(vc: Any, vp: Any, c: Any, C: Any, sx: Any, sy: Any, sz: Any, 
 
 
 @jit(parallel=False, inline=True)
-def _check_end(m: int, end: int, n: int, H: int) -> None:
-    """An axis's interior ``start:end`` (``m`` points) must leave the stencil's reach inside it."""
-    if m < 0 or end > n - H:
-        raise ValueError("end (an axis's interior end) must lie in [its interior start, n - H]")
+def _interior_size(end: int, start: int, n: int, H: int) -> int:
+    """Points of an axis's interior ``start:end``, which must leave the stencil's reach inside it."""
+    if end < start or end > n - H:
+        raise ValueError("end must lie between the interior start and n - H of its axis: pass "
+                         "Model.interior_ends (its last entry in 2-D, its last two in 3-D)")
+    return end - start
 
 
 @jit(parallel=False, inline=True)
@@ -459,8 +461,7 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         up = u[1 - cur]
         NX = u.shape[1]
         nx = NX - 2 * H
-        ny = end - PL
-        _check_end(ny, end, u.shape[2], H)
+        ny = _interior_size(end, PL, u.shape[2], H)
         sx = w[0]
         sy = w[1]
         ry, qy = _profile_factors(ay, zero, one)
@@ -479,8 +480,7 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         NX = src.shape[1]
         NY = src.shape[2]
         nx = NX - 2 * H
-        ny = end - PL
-        _check_end(ny, end, NY, H)
+        ny = _interior_size(end, PL, NY, H)
         sx = w[0]
         sy = w[1]
         ry, qy = _profile_factors(ay, zero, one)
@@ -511,8 +511,7 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         vp = v[1 - cur]
         NX = v.shape[1]
         nx = NX - 2 * H
-        ny = end - PL
-        _check_end(ny, end, v.shape[2], H)
+        ny = _interior_size(end, PL, v.shape[2], H)
         sx = w[0]
         sy = w[1]
         ry, qy = _profile_factors(ay, zero, one)
@@ -557,11 +556,8 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         up = u[1 - cur]
         NY = u.shape[2]
         nx = u.shape[1] - 2 * H
-        yend, zend = end
-        ny = yend - H
-        nz = zend - PL
-        _check_end(ny, yend, NY, H)
-        _check_end(nz, zend, u.shape[3], H)
+        ny = _interior_size(end[0], H, NY, H)
+        nz = _interior_size(end[1], PL, u.shape[3], H)
         sx = w[0]
         sy = w[1]
         sz = w[2]
@@ -593,10 +589,8 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         NZ = src.shape[3]
         nx = NX - 2 * H
         yend, zend = end
-        ny = yend - H
-        nz = zend - PL
-        _check_end(ny, yend, NY, H)
-        _check_end(nz, zend, NZ, H)
+        ny = _interior_size(yend, H, NY, H)
+        nz = _interior_size(zend, PL, NZ, H)
         sx = w[0]
         sy = w[1]
         sz = w[2]
@@ -643,11 +637,8 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         vp = v[1 - cur]
         NY = v.shape[2]
         nx = v.shape[1] - 2 * H
-        yend, zend = end
-        ny = yend - H
-        nz = zend - PL
-        _check_end(ny, yend, NY, H)
-        _check_end(nz, zend, v.shape[3], H)
+        ny = _interior_size(end[0], H, NY, H)
+        nz = _interior_size(end[1], PL, v.shape[3], H)
         sx = w[0]
         sy = w[1]
         sz = w[2]
@@ -666,8 +657,7 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
                 _prefetch_line(u, x, yn, LINE)
                 _prefetch_line(g, x, yn, LINE)
                 r, q = _line_factors(ax[x] + ay[y], az, rz, qz, rl, ql, one)
-                _line3_adjoint(vc, vp, c, C, sx, sy, sz, x, y, nz, r, q,
-                           PL, u, g)
+                _line3_adjoint(vc, vp, c, C, sx, sy, sz, x, y, nz, r, q, PL, u, g)
             ftz_restore(mx)
 
     return step, step_copy, adjoint_gradient

@@ -174,11 +174,11 @@ class ZarrTier(Tier):
     Calls are coroutines: run them on one event loop at a time (the transfer service's). Coding
     runs in the transfer service's codec threads (:func:`~amcheck.storage.codec_executor`), file
     I/O in the loop's default executor (its I/O threads): each compressed level of 256 KiB or
-    more is one job, so the levels of a large state are coded in parallel. Each checkpoint of a field is one shard (one file or object), keys
-    ``<field>/c.<row>.0``. On a local directory shard files are written and read by the tier
-    itself, with direct I/O (``direct``) or with ``pwritev``/``preadv`` from and into the
-    caller's arrays; on other stores through the store's ``set``/``get``. Up to :data:`MAX_ROWS` checkpoints can be
-    held at once.
+    more is one job, so the levels of a large state are coded in parallel. Each checkpoint of a
+    field is one shard (one file or object), keys ``<field>/c.<row>.0``. On a local directory
+    shard files are written and read by the tier itself, with direct I/O (``direct``) or with
+    ``pwritev``/``preadv`` from and into the caller's arrays; on other stores through the store's
+    ``set``/``get``. Up to :data:`MAX_ROWS` checkpoints can be held at once.
     """
 
     is_persistent = True

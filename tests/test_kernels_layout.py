@@ -116,7 +116,7 @@ def test_model_layout(shape: tuple[int, ...], dtype: type) -> None:
     assert model.halos == grid_halos(H, [n + 2 * nbl for n in shape], dtype)
     assert model.pads == tuple((lo + nbl, hi + nbl) for lo, hi in model.halos)
     assert model.grid_shape == tuple(n + lo + hi for n, (lo, hi) in zip(shape, model.pads))
-    assert model.interior_end == model.grid_shape[-1] - pr
+    assert model.interior_ends[-1] == model.grid_shape[-1] - pr
     np.testing.assert_array_equal(model.m_padded[model.physical], (1.0 / vp**2).astype(dtype))
     np.testing.assert_array_equal(model.m, (1.0 / vp**2).astype(dtype))
     for eta, (lo, hi), n in zip(model.damping_profiles(), model.halos, model.grid_shape):
