@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+import tracemalloc
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import amcheck
-from amcheck._timeline import Timeline
+from amcheck._timeline import _BLOCK, EVENT_KINDS, Timeline
 
 
 def test_hidden_fraction_counts_only_overlap() -> None:
@@ -66,3 +69,95 @@ def test_plot_writes_png(tmp_path: Path) -> None:
     assert out.stat().st_size > 1000
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert tl.to_json()[0]["start"] == 0.0
+
+
+# -- the compact store against a plain reference --------------------------------------------------
+
+
+def _reference_hidden(events: list[tuple[str, float, float]]) -> float | None:
+    """The overlap fraction computed the obvious way: merge, then walk both lists."""
+
+    def union(kinds: tuple[str, ...]) -> list[tuple[float, float]]:
+        merged: list[tuple[float, float]] = []
+        for lo, hi in sorted((s, e) for k, s, e in events if k in kinds):
+            if merged and lo <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+            else:
+                merged.append((lo, hi))
+        return merged
+
+    transfer, work = union(("write", "read")), union(("compute", "reverse"))
+    busy = sum(hi - lo for lo, hi in transfer)
+    if busy <= 0.0:
+        return None
+    shared = sum(max(0.0, min(a1, b1) - max(a0, b0)) for a0, a1 in transfer for b0, b1 in work)
+    return shared / busy
+
+
+_interval = st.tuples(
+    st.sampled_from(EVENT_KINDS),
+    st.integers(0, 200),
+    st.integers(0, 40),
+)
+
+
+@given(st.lists(_interval, max_size=60))
+def test_summaries_match_the_plain_reference(raw: list[tuple[str, int, int]]) -> None:
+    events = [(kind, start / 8, (start + length) / 8) for kind, start, length in raw]
+    tl = Timeline()
+    for kind, start, end in events:
+        tl.record(kind, start, end, thread="t")  # type: ignore[arg-type]
+    want = _reference_hidden(events)
+    got = tl.hidden_fraction()
+    if want is None:
+        assert got is None
+    else:
+        assert got == pytest.approx(want, abs=1e-12)
+    for kind in EVENT_KINDS:
+        assert tl.totals()[kind] == pytest.approx(
+            sum(e - s for k, s, e in events if k == kind), abs=1e-9)
+
+
+def test_events_round_trip_across_blocks() -> None:
+    tl = Timeline()
+    n = 3 * _BLOCK + 17
+    for i in range(n):
+        tl.record("write" if i % 3 else "compute", float(i), i + 0.5,
+                  step=None if i % 5 == 0 else i, tier="disk" if i % 3 else None,
+                  nbytes=i * 1024 ** 2, thread=f"t{i % 4}")
+    events = tl.events
+    assert len(tl) == len(events) == n
+    for i, e in enumerate(events):
+        assert e == amcheck.Event("write" if i % 3 else "compute", float(i), i + 0.5, f"t{i % 4}",
+                                  None if i % 5 == 0 else i, "disk" if i % 3 else None,
+                                  i * 1024 ** 2)
+    assert tl.to_json()[-1]["start"] == float(n - 1)
+    tl.clear()
+    assert len(tl) == 0 and tl.events == [] and tl.hidden_fraction() is None
+
+
+def test_an_event_keeps_under_64_bytes() -> None:
+    """About two events a step: a long sequence's timeline must stay small (it was ~200 B)."""
+    n = 20 * _BLOCK
+    tracemalloc.start()
+    try:
+        tl = Timeline()
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(n):
+            tl.record("reverse", i * 1e-3, i * 1e-3 + 5e-4, step=i, thread="main")
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert used / n < 64
+    assert len(tl) == n
+
+
+def test_plot_of_a_long_run_merges_bars(tmp_path: Path) -> None:
+    tl = Timeline()
+    for i in range(50_000):  # 50 000 reverse steps, 10 us apart: far below a pixel
+        tl.record("reverse", i * 1e-4, i * 1e-4 + 9e-5, step=i, thread="main")
+        if i % 1000 == 0:
+            tl.record("read", i * 1e-4, i * 1e-4 + 5e-2, step=i, tier="disk",
+                      thread="amcheck-transfer")
+    out = tl.plot(tmp_path / "long.png")
+    assert out.read_bytes()[:4] == b"\x89PNG"
