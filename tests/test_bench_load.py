@@ -71,6 +71,7 @@ def test_serial_and_parallel_steps_are_bitwise_equal(
 
 def test_out_of_place_step_keeps_the_current_level_and_zero_boundary(wave: ModuleType) -> None:
     x0 = wave.initial_state(21)["u"]
+    x0[np.abs(x0) < 1e-30] = 0.0  # far from subnormal, so the kernel's flush-to-zero never acts
     dst = np.full_like(x0, np.float32(7.0))
     wave._steps_serial(x0, dst, 0, 1)
     assert np.array_equal(dst[0], x0[0])  # level 0 holds u_0, copied
@@ -81,3 +82,14 @@ def test_out_of_place_step_keeps_the_current_level_and_zero_boundary(wave: Modul
            - np.float32(4.0) * inner)
     expected = np.float32(2.0) * inner - x0[1, 1:-1, 1:-1] + wave.C2 * lap
     assert np.array_equal(new[1:-1, 1:-1], expected)
+
+
+def test_steps_flush_subnormals_and_leave_the_callers_flags_alone(wave: ModuleType) -> None:
+    tiny = np.finfo(np.float32).tiny
+    u = np.full((2, 16, 16), tiny / np.float32(4.0), dtype=np.float32)  # all subnormal
+    u[:, 4:12, 4:12] = np.float32(1.0)
+    wave._steps_serial(u, u, 0, 1)
+    new = u[1, 1:-1, 1:-1]  # the interior: what the step wrote
+    assert not ((new != 0) & (np.abs(new) < tiny)).any()  # no subnormal written
+    half = np.float32(tiny) * np.float32(0.5)  # numpy on this thread still makes subnormals
+    assert 0 < half < tiny
