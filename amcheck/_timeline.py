@@ -124,7 +124,7 @@ class Timeline:
         """Append one event; ``thread`` defaults to the calling thread's name."""
         if not self.enabled:
             return
-        code = _CODE.get(kind)
+        code = _CODE.get(kind) if isinstance(kind, str) else None
         if code is None:
             raise InvalidArgumentError(
                 f"kind must be one of {', '.join(map(repr, EVENT_KINDS))}, got {kind!r}"

@@ -58,6 +58,8 @@ def test_disabled_records_nothing() -> None:
 def test_bad_kind() -> None:
     with pytest.raises(amcheck.InvalidArgumentError, match="kind"):
         Timeline().record("nap", 0.0, 1.0)  # type: ignore[arg-type]
+    with pytest.raises(amcheck.InvalidArgumentError, match="kind"):
+        Timeline().record(["write"], 0.0, 1.0)  # type: ignore[arg-type]
 
 
 def test_plot_writes_png(tmp_path: Path) -> None:
