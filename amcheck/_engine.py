@@ -74,8 +74,14 @@ class IntervalTuner(Protocol):
     The engine calls :meth:`observe_step` after every advance of the forward sweep,
     :meth:`observe_write` (on the compute thread) when a disk write is reaped, and
     :meth:`segment_started` right after each ``Save(t, "disk")`` of the forward sweep: the moment
-    between two segments at which a schedule may take a new interval.
+    between two segments at which a schedule may take a new interval. While :attr:`probing` is
+    true, the engine lets every disk write end before it starts the next, so that each measured
+    write had the disk to itself.
     """
+
+    @property
+    def probing(self) -> bool:
+        """Whether the tuner is still measuring the disk (its first writes)."""
 
     def observe_step(self, seconds_per_step: float) -> None:
         """Seconds one forward step took (the mean over one advance)."""
@@ -562,6 +568,10 @@ class Engine:
         self._check_tier(tier, action, index)
         dp = self._dp
         assert dp is not None
+        if self.tuner is not None and self.tuner.probing:
+            # Two writes in flight share the disk, and each one's time would count both.
+            for freed in dp.drain():
+                self._maybe_release(freed)
         for freed in dp.put(t, slot, self._ro(slot)):
             self._maybe_release(freed)
         self._stats.writes[_DISK] += 1

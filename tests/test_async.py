@@ -7,6 +7,7 @@ StoreAll in RAM is the reference, compared bit for bit.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import threading
@@ -257,6 +258,30 @@ def test_writes_overlap_compute_on_the_transfer_thread(tmp_path: Path) -> None:
         advance = computes[write.step]
         assert advance.start < write.end and write.start < advance.end  # they overlapped
     assert stats.hidden_fraction is not None and stats.hidden_fraction > 0.0
+
+
+def test_automatic_interval_measures_its_first_writes_alone(tmp_path: Path) -> None:
+    """The first estimate of k comes from writes that each had the disk to itself."""
+    from amcheck._checkpointer import _AutoInterval
+
+    class Slow(CountingRaw):
+        async def put(self, step: int, state: Any) -> None:
+            import asyncio
+
+            await asyncio.sleep(0.01)  # far slower than a segment of the toy problem
+            await super().put(step, state)
+
+    n = 60
+    want, _, _, _ = gradient(None, n, strategy="store_all", ram="1 MiB")
+    grad, _, stats, ckp = gradient(Slow(tmp_path / "r.bin"), n, strategy="async_multistage")
+    assert_same(grad, want)
+    writes = sorted((e for e in ckp.timeline.events if e.kind == "write"), key=lambda e: e.start)
+    probe = writes[:_AutoInterval.PROBE_WRITES]
+    assert len(probe) == _AutoInterval.PROBE_WRITES
+    for before, after in itertools.pairwise(probe):
+        assert after.start >= before.end  # one at a time
+    assert stats.waits >= _AutoInterval.PROBE_WRITES - 1  # the computation waited for them
+    assert stats.interval is not None and stats.interval > probe[1].step - probe[0].step
 
 
 def test_back_pressure_bounds_staging_buffers(tmp_path: Path) -> None:
