@@ -37,7 +37,11 @@ for JIT compilation and first-touch page faults and can be 10–100× slower tha
 estimate needs one more step observation and ``warmup_writes`` (1) completed writes. Until then
 :meth:`IntervalController.interval` returns the initial interval, which the engine chooses without
 measurements (e.g. from the RAM slots: ``slots + 1`` makes every step but one per segment run
-twice); the first checkpoint's write is the probe of the write time.
+twice); the first checkpoint's write is the probe of the write time. The Checkpointer asks for
+``warmup_writes=3`` and lets each of those writes run with the disk to itself (its engine waits
+for one to end before starting the next while the controller is not :attr:`ready`): two writes in
+flight share the disk and each takes about twice as long, and the median of three ignores the
+first write's one-off costs.
 
 Re-measured during the sweep, with hysteresis
 ---------------------------------------------
