@@ -367,8 +367,8 @@ class Checkpointer:
                 )
             self._n_seen = n
             self._phase = "forwarded"
-        except BaseException:
-            self._reset()
+        except BaseException as error:
+            self._reset(error)
             raise
         finally:
             self._engine.progress = None
@@ -421,8 +421,8 @@ class Checkpointer:
             with self._cores():
                 self._engine.run_reverse(actions)
             self._phase = "reversed"
-        except BaseException:
-            self._reset()
+        except BaseException as error:
+            self._reset(error)
             raise
         finally:
             self._engine.progress = None
@@ -563,16 +563,23 @@ class Checkpointer:
             return None
         return _AutoInterval(schedule, self._plan.interval or 1)
 
-    def _reset(self) -> None:
-        """After a failure: drop the sweep's buffers and checkpoints, or close if that fails."""
+    def _reset(self, error: BaseException) -> None:
+        """After ``error``: drop the sweep's buffers and checkpoints, or close if that fails.
+
+        ``error`` stays the one raised (a disk that failed once often fails the clean-up too);
+        a failed clean-up is added to it as a note.
+        """
         self._phase = "ready"
         try:
             self._engine.clear()
-        except BaseException:
+        except Exception as cleanup:  # noqa: BLE001 - any failure: report it, close
             self._phase = "closed"
-            with contextlib.suppress(Exception):  # the first error is the one to report
+            with contextlib.suppress(Exception):
                 self._engine.close()
-            raise
+            error.add_note(
+                "amcheck could not clean up after it and closed the Checkpointer: "
+                f"{type(cleanup).__name__}: {cleanup}"
+            )
 
 
 def _check_progress(progress: object) -> None:

@@ -24,9 +24,10 @@ and pins it as a *staging* buffer until the write is done (the pool has ``max_in
 staging slots on top of the forward sweep's ``peak_buffers_forward``; every write has ended
 before the reverse sweep, which may use them as checkpoint slots); ``Prefetch(t, "disk")`` starts a read
 into a free slot; ``Load(t, "disk")`` takes the prefetched slot (waiting if the read has not
-finished) or reads now. Before every action the engine reaps finished transfers, so a failed
-write reaches the caller at the next action, and ``run_forward`` waits for every write before
-it returns. Transfers run on the transfer service's own loop thread, so calling the engine from
+finished) or reads now; ``Free(t, "disk")`` starts a background delete (a write waits for the
+deletes in flight, which free disk budget). Before every action the engine reaps finished
+transfers, so a failed write or delete reaches the caller at the next action; ``run_forward``
+waits for every write and ``run_reverse`` for every delete before it returns. Transfers run on the transfer service's own loop thread, so calling the engine from
 code that already runs an event loop (Jupyter) works.
 
 Repeated reverse sweeps
@@ -433,6 +434,8 @@ class Engine:
         for slot in list(self._held.values()):
             self._maybe_release(slot)
         self._delete_unneeded()
+        if self._dp is not None:
+            self._dp.settle_deletes()  # every delete's error, if any, before reverse() returns
 
     # -- actions -------------------------------------------------------------------------------
 

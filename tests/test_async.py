@@ -408,6 +408,69 @@ def test_failure_in_a_write_nobody_waits_for_surfaces_before_forward_returns(
     assert transfer_threads() == []
 
 
+def test_deletes_run_in_the_background(tmp_path: Path, reference: dict[str, np.ndarray]) -> None:
+    """A disk checkpoint's delete does not hold up the reverse sweep.
+
+    The schedule frees x_s on disk right after loading it, before it reverses steps s+k-1 … s;
+    here the delete of x_s waits until reverse step s has run. Were deletes run on the compute
+    thread, the first one would wait for the compute thread, time out and fail the sweep.
+    """
+    reversed_steps: set[int] = set()
+    progress = threading.Condition()
+
+    def reversed_(step: int) -> bool:
+        with progress:
+            return progress.wait_for(lambda: step in reversed_steps, timeout=10.0)
+
+    class WaitingDeletes(CountingRaw):
+        async def delete(self, step: int) -> None:
+            import asyncio
+
+            if not await asyncio.to_thread(reversed_, step):
+                raise TimeoutError(f"reverse step {step} did not run while x_{step} was deleted")
+            await super().delete(step)
+
+    class Stepping(Adjoint):
+        def reverse(self, state: Mapping[str, np.ndarray], t: int) -> None:
+            super().reverse(state, t)
+            with progress:
+                reversed_steps.add(t)
+                progress.notify_all()
+
+    disk = WaitingDeletes(tmp_path / "r.bin")
+    adj = Stepping()
+    with Checkpointer(Forward(), adj, initial_state(), N, ram=RAM, disk=disk,
+                      strategy="async_multistage", interval=4) as ckp:
+        adj.start(ckp.forward())
+        ckp.reverse()
+        assert ckp.stats.reads["disk"] == 5  # x_0, x_4 … x_16, each deleted after its read
+    assert_same(adj.grad, reference)
+    assert disk.steps == frozenset()
+
+
+def test_delete_failure_reaches_the_caller(tmp_path: Path) -> None:
+    class FailingDeletes(CountingRaw):
+        async def delete(self, step: int) -> None:
+            raise OSError(5, "Input/output error (injected)")
+
+    disk = FailingDeletes(tmp_path / "r.bin")
+    with Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=disk,
+                      strategy="async_multistage", interval=4) as ckp:
+        ckp.forward()
+        with pytest.raises(TransferError, match=r"delete of step 16 ") as info:
+            ckp.reverse()  # x_16 is the first disk checkpoint the reverse sweep is done with
+        message = str(info.value)
+        assert str(tmp_path / "r.bin") in message
+        assert "Input/output error (injected)" in message
+        # Cleaning up fails too (every delete does): the first error is the one raised, the
+        # clean-up's is a note, and the Checkpointer is closed.
+        assert any("could not clean up" in note for note in info.value.__notes__)
+        assert transfer_threads() == []
+        with pytest.raises(amcheck.SweepStateError):
+            ckp.forward()
+    assert transfer_threads() == []
+
+
 # -- budgets ------------------------------------------------------------------------------------
 
 
