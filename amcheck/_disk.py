@@ -98,6 +98,8 @@ class DiskPath:
         self._writes: list[_Transfer] = []  # in submission order
         self._reads: dict[int, _Transfer] = {}  # step -> prefetch not loaded yet
         self._deletes: list[TransferFuture] = []  # deletes not reaped yet
+        #: Steps whose delete failed or was abandoned: the tier may still hold them.
+        self.undeleted: set[int] = set()
         self._holding: dict[int, _Transfer] = {}  # slot index -> the transfer that pins it
         #: Called on the compute thread with the seconds each finished write took.
         self.write_observer: Callable[[float], None] | None = None
@@ -235,6 +237,7 @@ class DiskPath:
         for future in done:
             error = future.exception()
             if error is not None:
+                self.undeleted.add(future.step)
                 raise error  # the service's TransferError: names the step and the tier
 
     # -- actions -------------------------------------------------------------------------------
@@ -349,6 +352,7 @@ class DiskPath:
         """
         transfers = [*self._writes, *self._reads.values()]
         deletes, self._deletes = self._deletes, []
+        self.undeleted.update(future.step for future in deletes)
         self._writes = []
         self._reads = {}
         self._holding.clear()

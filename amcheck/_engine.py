@@ -302,8 +302,9 @@ class Engine:
         if dp is None:
             return
         try:
-            if self._disk is not None and self._disk_all:
-                steps, self._disk_all = sorted(self._disk_all), set()
+            steps = sorted(self._disk_all | dp.undeleted)
+            self._disk_all, dp.undeleted = set(), set()
+            if self._disk is not None:
                 for step in steps:
                     if step in self._disk:
                         dp.run(self._disk.delete(step), step, "delete")

@@ -471,6 +471,36 @@ def test_delete_failure_reaches_the_caller(tmp_path: Path) -> None:
     assert transfer_threads() == []
 
 
+def test_a_failed_delete_is_retried_by_the_reset(
+    tmp_path: Path, reference: dict[str, np.ndarray]
+) -> None:
+    """The first delete fails once: the error reaches the caller, the reset deletes that
+    checkpoint and the rest, and the Checkpointer is usable again."""
+
+    class OnceFailing(CountingRaw):
+        failed = False
+
+        async def delete(self, step: int) -> None:
+            if not self.failed:
+                self.failed = True
+                raise OSError(5, "Input/output error (injected)")
+            await super().delete(step)
+
+    disk = OnceFailing(tmp_path / "r.bin")
+    adj = Adjoint()
+    with Checkpointer(Forward(), adj, initial_state(), N, ram=RAM, disk=disk,
+                      strategy="async_multistage", interval=4) as ckp:
+        ckp.forward()
+        with pytest.raises(TransferError, match=r"delete of step 16 ") as info:
+            ckp.reverse()
+        assert not getattr(info.value, "__notes__", [])  # the reset went through
+        assert disk.steps == frozenset()  # x_16 too: the reset deleted it
+        adj.start(ckp.forward())
+        ckp.reverse()
+    assert_same(adj.grad, reference)
+    assert disk.steps == frozenset()
+
+
 # -- budgets ------------------------------------------------------------------------------------
 
 
