@@ -577,7 +577,8 @@ class Checkpointer:
             with contextlib.suppress(Exception):
                 self._engine.close()
             error.add_note(
-                "amcheck could not clean up after it and closed the Checkpointer: "
+                "amcheck could not clean up after it and closed the Checkpointer (make a new "
+                "one; the disk tier may still hold some of its checkpoints): "
                 f"{type(cleanup).__name__}: {cleanup}"
             )
 

@@ -27,8 +27,9 @@ into a free slot; ``Load(t, "disk")`` takes the prefetched slot (waiting if the 
 finished) or reads now; ``Free(t, "disk")`` starts a background delete (a write waits for the
 deletes in flight, which free disk budget). Before every action the engine reaps finished
 transfers, so a failed write or delete reaches the caller at the next action; ``run_forward``
-waits for every write and ``run_reverse`` for every delete before it returns. Transfers run on the transfer service's own loop thread, so calling the engine from
-code that already runs an event loop (Jupyter) works.
+waits for every write and ``run_reverse`` for every delete before it returns. Transfers run on
+the transfer service's own loop thread, so calling the engine from code that already runs an
+event loop (Jupyter) works.
 
 Repeated reverse sweeps
 -----------------------
