@@ -24,7 +24,8 @@ an engine with no cost of its own would take, and so the most any implementation
 could gain over pyrevolve. Every variant computes the same gradient (checked bitwise).
 Timings are medians of ``--repeats`` runs, the variants interleaved so that noise hits them
 alike, each run started after ``os.sync()`` (:func:`settle`); the min–max spread is printed so
-the noise is visible.
+the noise is visible. The targets' ratios are also printed round by round (``paired``: round i of
+two variants ran back to back), which the machine's drift over a long run does not move.
 
     .venv/bin/python benchmarks/long_sequences.py --quick     # n = 300, 1000; a few minutes
     .venv/bin/python benchmarks/long_sequences.py             # n = 10^3, 10^4, 10^5 (~20 min)
@@ -183,6 +184,18 @@ def medians(runs: list[dict[str, Any]], key: str) -> tuple[float, float, float]:
     return statistics.median(values), min(values), max(values)
 
 
+def paired(runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]], key: str = "wall"
+           ) -> list[float]:
+    """a / b for each round (the variants ran interleaved, so round i of each met the same
+    machine): a ratio that the machine's drift over the run does not move."""
+    return [a[key] / b[key] for a, b in zip(runs_a, runs_b, strict=True)]
+
+
+def ratio_text(ratios: list[float]) -> str:
+    return (f"median {statistics.median(ratios):.3f} (rounds {min(ratios):.3f}-{max(ratios):.3f}: "
+            + ", ".join(f"{x:.3f}" for x in ratios) + ")")
+
+
 def repeat(variants: dict[str, Callable[[], dict[str, Any]]], repeats: int
            ) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
@@ -282,7 +295,20 @@ def main() -> None:
             print(f"store-all in RAM: does not fit ({(n + 1) * STATE_NBYTES / 2**30:.1f} GiB > "
                   f"{args.store_all_gib} GiB)")
         print("gradients: bitwise equal across the variants")
+        # The targets' ratios, round by round.
+        ratios: dict[str, list[float]] = {}
+        for mine in (f"async multistage k={args.k}", "async multistage auto k"):
+            if "store-all in RAM" in results:
+                ratios[f"{mine} / store-all"] = paired(results[mine], results["store-all in RAM"])
+            if "pyrevolve Revolver" in results:
+                ratios[f"pyrevolve / {mine}"] = paired(results["pyrevolve Revolver"], results[mine])
+        if interleaved in results:
+            ratios[f"ms/step n={n} / n={small} (k={args.k})"] = paired(
+                results[f"async multistage k={args.k}"], results[interleaved], "per_step")
+        for label, values in ratios.items():
+            print(f"paired, round by round: {label}: {ratio_text(values)}")
         report["ns"][n] = rows
+        report.setdefault("paired", {})[n] = ratios
 
     k = args.k
     fixed = f"async multistage k={k}"
@@ -325,7 +351,10 @@ def main() -> None:
         print(f"{label:44s} compute only {a:6.2f} s  overlapped {o:6.2f} s  ratio {o / a:5.2f}  "
               f"(overlapped runs {min(entry['overlapped']):.2f}-{max(entry['overlapped']):.2f} s; "
               f"I/O threads {1e3 * cpu:.1f} ms CPU per checkpoint)")
-        entry.update(alone_median=a, overlapped_median=o, ratio=o / a, io_cpu_per_write=cpu)
+        rounds = [x / y for x, y in zip(entry["overlapped"], entry["alone"], strict=True)]
+        print(f"{'':44s} paired, round by round: {ratio_text(rounds)}")
+        entry.update(alone_median=a, overlapped_median=o, ratio=o / a, io_cpu_per_write=cpu,
+                     paired=rounds)
     report["overlap"] = {"n": n, **overlap}
     numba.set_num_threads(threads)
 
