@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import re
 from typing import TypeAlias
@@ -43,7 +45,7 @@ def parse_bytes(value: ByteSize, name: str = "budget") -> int:
     Parameters
     ----------
     value
-        An ``int`` (bytes), or a string: a number with an optional unit (``B``, ``kB``, ``MB``,
+        An integer (bytes; numpy integers too), or a string: a number with an optional unit (``B``, ``kB``, ``MB``,
         ``GB``, ``TB`` are powers of 10; ``KiB``, ``MiB``, ``GiB``, ``TiB`` and the bare letters
         ``K``, ``M``, ``G``, ``T`` are powers of 2; case does not matter), or a percentage of
         physical memory such as ``"25%"``.
@@ -58,20 +60,20 @@ def parse_bytes(value: ByteSize, name: str = "budget") -> int:
     Raises
     ------
     ArgumentTypeError
-        ``value`` is neither an ``int`` nor a ``str``.
+        ``value`` is neither an integer (``int``, ``numpy.int64``, ...) nor a ``str``.
     InvalidArgumentError
         The string cannot be parsed, the unit is unknown, or the value is negative or a
         percentage outside (0, 100].
     """
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, str)):
         raise ArgumentTypeError(
-            f"{name} must be a number of bytes (int) or a string such as '2 GiB' or '25%', "
-            f"got {value!r} of type {type(value).__name__}"
+            f"{name} must be a number of bytes (an integer) or a string such as '2 GiB' or "
+            f"'25%', got {value!r} of type {type(value).__name__}"
         )
-    if isinstance(value, int):
+    if not isinstance(value, str):
         if value < 0:
             raise InvalidArgumentError(f"{name} must be >= 0 bytes, got {value}")
-        return value
+        return int(value)
     match = _PATTERN.match(value)
     if match is None:
         raise InvalidArgumentError(
@@ -88,7 +90,10 @@ def parse_bytes(value: ByteSize, name: str = "budget") -> int:
             f"{name} has an unknown unit {match.group(2)!r} in {value!r}; "
             "allowed: B, kB, MB, GB, TB, KiB, MiB, GiB, TiB, or %"
         )
-    return int(number * _UNITS[unit])
+    nbytes = number * _UNITS[unit]
+    if not math.isfinite(nbytes):
+        raise InvalidArgumentError(f"{name} is too large to be a byte size: {value!r}")
+    return int(nbytes)
 
 
 def format_bytes(nbytes: float) -> str:

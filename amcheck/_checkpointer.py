@@ -175,7 +175,7 @@ class Checkpointer:
         self._owned_dir: Path | None = None
         advance_fn = as_forward(forward)
         reverse_fn = as_reverse(reverse)
-        spec = StateSpec.from_arrays(initial_state)
+        spec = StateSpec.from_arrays(initial_state, "initial_state")
         spec.check(initial_state, "initial_state")
         self._n_given = check_optional_int("n_steps", n_steps, minimum=1)
         budget = parse_bytes(ram, "ram")
@@ -282,11 +282,17 @@ class Checkpointer:
             root = Path(disk)
             if root.exists() and not root.is_dir():
                 raise InvalidArgumentError(f"disk={str(root)!r} exists and is not a directory")
-            if root.exists():
-                self._owned_dir = Path(tempfile.mkdtemp(prefix="amcheck-", dir=root))
-            else:
-                root.mkdir(parents=True)
-                self._owned_dir = root
+            try:
+                if root.exists():
+                    self._owned_dir = Path(tempfile.mkdtemp(prefix="amcheck-", dir=root))
+                else:
+                    root.mkdir(parents=True)
+                    self._owned_dir = root
+            except OSError as exc:
+                raise InvalidArgumentError(
+                    f"disk={str(root)!r}: the directory for the disk tier could not be created "
+                    f"({type(exc).__name__}: {exc}); pass a directory you can write to"
+                ) from exc
             try:
                 tier = ZarrTier(self._owned_dir, spec, compression)
             except BaseException:

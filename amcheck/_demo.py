@@ -282,6 +282,10 @@ def _check_config(config: DemoConfig) -> tuple[DemoSize, int, int]:
     if config.compression is not None and config.strategy == "revolve":
         raise InvalidArgumentError(
             "--compression applies to the disk checkpoints; strategy revolve uses none")
+    if config.disk is not None and config.strategy == "revolve":
+        raise InvalidArgumentError(
+            f"--disk {config.disk} would not be used: strategy revolve keeps every checkpoint "
+            "in RAM")
     return size, shots, iterations
 
 

@@ -166,7 +166,8 @@ class DiskPath:
 
     def _reap(self, transfer: _Transfer) -> Slot:
         """Account for a finished transfer and unpin its slot; raise its error, if any."""
-        self._holding.pop(transfer.slot.index, None)
+        if self._holding.get(transfer.slot.index) is transfer:
+            del self._holding[transfer.slot.index]
         future = transfer.future
         error = future.exception()
         if error is not None:
@@ -209,8 +210,9 @@ class DiskPath:
         """Back-pressure: wait for the oldest write in flight and reap it; ``None`` if none."""
         if not self._writes:
             return None
-        oldest = self._writes.pop(0)
-        self._wait(oldest.future, oldest.step)
+        oldest = self._writes[0]
+        self._wait(oldest.future, oldest.step)  # still listed if interrupted: abandon() waits
+        self._writes.pop(0)
         return self._reap(oldest)
 
     def drain(self) -> list[Slot]:
@@ -232,13 +234,17 @@ class DiskPath:
         if wait:
             for future in self._deletes:
                 self._wait(future, future.step)
-        done = [f for f in self._deletes if f.done()]
-        self._deletes = [f for f in self._deletes if not f.done()]
-        for future in done:
-            error = future.exception()
-            if error is not None:
-                self.undeleted.add(future.step)
-                raise error  # the service's TransferError: names the step and the tier
+        done: list[TransferFuture] = []
+        running: list[TransferFuture] = []
+        for future in self._deletes:  # one look at each: a delete may end between two looks
+            (done if future.done() else running).append(future)
+        self._deletes = running
+        failed = [future for future in done if future.exception() is not None]
+        self.undeleted.update(future.step for future in failed)  # every one, for the retry
+        if failed:
+            error = failed[0].exception()
+            assert error is not None
+            raise error  # the service's TransferError: names the step and the tier
 
     # -- actions -------------------------------------------------------------------------------
 
@@ -266,8 +272,8 @@ class DiskPath:
         """Wait for a write of x_step still in flight (before reading or deleting it)."""
         freed: list[Slot] = []
         for write in [w for w in self._writes if w.step == step]:
-            self._writes.remove(write)
             self._wait(write.future, step)
+            self._writes.remove(write)
             freed.append(self._reap(write))
         return freed
 
@@ -286,10 +292,11 @@ class DiskPath:
 
     def take_prefetched(self, step: int) -> Slot | None:
         """The slot a prefetch of x_step read into, after waiting for it; ``None`` if none."""
-        transfer = self._reads.pop(step, None)
+        transfer = self._reads.get(step)
         if transfer is None:
             return None
         self._wait(transfer.future, step)
+        del self._reads[step]
         return self._reap(transfer)
 
     def read_now(self, step: int, slot: Slot, out: Mapping[str, np.ndarray]) -> list[Slot]:
@@ -307,8 +314,9 @@ class DiskPath:
         return [self._reap_read(step) for step in list(self._reads)]
 
     def _reap_read(self, step: int) -> Slot:
-        transfer = self._reads.pop(step)
+        transfer = self._reads[step]
         self._wait(transfer.future, step)
+        del self._reads[step]
         return self._reap(transfer)
 
     def delete(self, step: int) -> list[Slot]:

@@ -571,6 +571,8 @@ class Engine:
             self._stats.writes[_RAM] += 1
             return
         self._check_tier(tier, action, index)
+        if t in self._disk_ckpt:
+            raise ScheduleError(f"action {index}, {action!r}: x_{t} is already held on disk")
         dp = self._dp
         assert dp is not None
         if self.tuner is not None and self.tuner.probing:

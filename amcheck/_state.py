@@ -7,6 +7,7 @@ shape and dtype; it is what tiers size their slots and records from.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -40,7 +41,10 @@ class StateSpec(Mapping[str, FieldSpec]):
     Parameters
     ----------
     fields
-        Field name -> ``(shape, dtype)`` or :class:`FieldSpec`. Names are non-empty strings.
+        Field name -> ``(shape, dtype)`` or :class:`FieldSpec`. Names are non-empty strings,
+        dimensions integers >= 0, dtypes numeric (no Python objects).
+    name
+        The parameter's name in error messages.
 
     Examples
     --------
@@ -51,56 +55,67 @@ class StateSpec(Mapping[str, FieldSpec]):
 
     __slots__ = ("_fields",)
 
-    def __init__(self, fields: Mapping[str, FieldSpec | tuple[Any, Any]]) -> None:
+    def __init__(
+        self, fields: Mapping[str, FieldSpec | tuple[Any, Any]], *, name: str = "fields"
+    ) -> None:
         if not isinstance(fields, Mapping):
             raise ArgumentTypeError(
-                f"fields must be a mapping name -> (shape, dtype), got {type(fields).__name__}"
+                f"{name} must be a mapping name -> (shape, dtype), got {type(fields).__name__}"
             )
         if not fields:
-            raise InvalidArgumentError("fields must name at least one array, got an empty mapping")
+            raise InvalidArgumentError(f"{name} must name at least one array, got an empty mapping")
         parsed: dict[str, FieldSpec] = {}
-        for name, item in fields.items():
-            if not isinstance(name, str) or not name:
-                raise ArgumentTypeError(f"field names must be non-empty strings, got {name!r}")
+        for key, item in fields.items():
+            if not isinstance(key, str) or not key:
+                raise ArgumentTypeError(f"{name}: field names must be non-empty strings, got {key!r}")
             if isinstance(item, FieldSpec):
-                parsed[name] = item
-                continue
-            try:
-                shape, dtype = item
-                shape_t = tuple(int(n) for n in shape)
-                dtype_o = np.dtype(dtype)
-            except (TypeError, ValueError) as exc:
-                raise ArgumentTypeError(
-                    f"field {name!r} must be given as (shape, dtype), got {item!r}"
-                ) from exc
+                shape_t, dtype_o = item.shape, item.dtype
+            else:
+                try:
+                    shape, dtype = item
+                    shape_t = tuple(operator.index(n) for n in shape)
+                    dtype_o = np.dtype(dtype)
+                except (TypeError, ValueError) as exc:
+                    raise ArgumentTypeError(
+                        f"{name}: field {key!r} must be given as (shape, dtype) with integer "
+                        f"dimensions, got {item!r}"
+                    ) from exc
             if any(n < 0 for n in shape_t):
-                raise InvalidArgumentError(f"field {name!r} has a negative dimension: {shape_t}")
+                raise InvalidArgumentError(
+                    f"{name}: field {key!r} has a negative dimension: {shape_t}"
+                )
             if dtype_o.hasobject:
-                raise InvalidArgumentError(f"field {name!r} has dtype object, which cannot be stored")
-            parsed[name] = FieldSpec(shape_t, dtype_o)
+                raise InvalidArgumentError(
+                    f"{name}: field {key!r} has dtype {dtype_o}, which holds Python objects and "
+                    "cannot be checkpointed; use numeric arrays"
+                )
+            parsed[key] = FieldSpec(shape_t, dtype_o)
         self._fields = parsed
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, Any]) -> StateSpec:
-        """Build the spec of example arrays (typically x_0).
+    def from_arrays(cls, arrays: Mapping[str, Any], name: str = "state") -> StateSpec:
+        """Build the spec of example arrays (typically x_0); ``name`` is the parameter's name
+        in error messages.
 
         Raises
         ------
         ArgumentTypeError
             ``arrays`` is not a mapping of numpy arrays.
+        InvalidArgumentError
+            ``arrays`` is empty, or an array holds Python objects.
         """
         if not isinstance(arrays, Mapping):
             raise ArgumentTypeError(
-                f"state must be a mapping name -> numpy array, got {type(arrays).__name__}"
+                f"{name} must be a mapping name -> numpy array, got {type(arrays).__name__}"
             )
         fields: dict[str, FieldSpec] = {}
-        for name, array in arrays.items():
+        for key, array in arrays.items():
             if not isinstance(array, np.ndarray):
                 raise ArgumentTypeError(
-                    f"state field {name!r} must be a numpy array, got {type(array).__name__}"
+                    f"{name} field {key!r} must be a numpy array, got {type(array).__name__}"
                 )
-            fields[name] = FieldSpec(tuple(array.shape), array.dtype)
-        return cls(fields)
+            fields[key] = FieldSpec(tuple(array.shape), array.dtype)
+        return cls(fields, name=name)
 
     @property
     def nbytes(self) -> int:

@@ -252,7 +252,8 @@ def plan(
     ------
     ArgumentTypeError, InvalidArgumentError
         An unknown strategy name, a schedule for another length, a disk strategy without a
-        disk tier, ``interval`` with a RAM-only strategy.
+        disk tier, a disk tier with a RAM-only strategy, ``interval`` with a RAM-only strategy
+        or without a disk.
     BudgetError
         The budget is below the strategy's minimum; the message says how many bytes it needs.
     """
@@ -306,6 +307,16 @@ def plan(
     if interval is not None and name in ("store_all", "revolve"):
         raise InvalidArgumentError(
             f"interval applies to strategies 'two_level' and 'async_multistage', not {name!r}"
+        )
+    if disk is not None and name in ("store_all", "revolve"):
+        raise InvalidArgumentError(
+            f"strategy {name!r} keeps every checkpoint in RAM, so the disk tier would never be "
+            "used; pass disk=None, or strategy 'auto', 'two_level' or 'async_multistage'"
+        )
+    if interval is not None and disk is None:
+        raise InvalidArgumentError(
+            f"interval={interval} is the spacing of disk checkpoints, but disk is None; pass a "
+            "disk, or leave interval=None"
         )
     fit = budget // slot_nbytes
     if name == "auto":

@@ -5,12 +5,19 @@ Each check names the parameter, what was given and what is allowed.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
 
-__all__ = ["check_choice", "check_int", "check_optional_int", "check_positive_float"]
+__all__ = [
+    "check_choice",
+    "check_finite_float",
+    "check_int",
+    "check_optional_int",
+    "check_positive_float",
+]
 
 
 def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
@@ -47,14 +54,22 @@ def check_optional_int(name: str, value: Any, *, minimum: int | None = None) -> 
     return None if value is None else check_int(name, value, minimum=minimum)
 
 
-def check_positive_float(name: str, value: Any) -> float:
-    """Return ``value`` as a finite ``float`` > 0, or raise naming ``name``."""
+def check_finite_float(name: str, value: Any) -> float:
+    """Return ``value`` as a finite ``float`` (numpy scalars too), or raise naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ArgumentTypeError(
             f"{name} must be a real number, got {value!r} of type {type(value).__name__}"
         )
     fvalue = float(value)
-    if not (fvalue > 0.0 and fvalue < float("inf")):
+    if not math.isfinite(fvalue):
+        raise InvalidArgumentError(f"{name} must be a finite number, got {fvalue!r}")
+    return fvalue
+
+
+def check_positive_float(name: str, value: Any) -> float:
+    """Return ``value`` as a finite ``float`` > 0, or raise naming ``name``."""
+    fvalue = check_finite_float(name, value)
+    if not fvalue > 0.0:
         raise InvalidArgumentError(f"{name} must be a finite number > 0, got {fvalue!r}")
     return fvalue
 

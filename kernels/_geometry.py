@@ -19,7 +19,7 @@ import numpy as np
 from amcheck.kernels._model import Model
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
-from amcheck._validate import check_positive_float
+from amcheck._validate import check_finite_float, check_positive_float
 
 __all__ = ["CFL_SAFETY", "Geometry", "UnstableTimeStepError", "interpolation_weights", "ricker"]
 
@@ -141,15 +141,12 @@ class Geometry:
         self.ndim = model.ndim
         self.src_positions = _check_positions("src_positions", src_positions, model.ndim)
         self.rec_positions = _check_positions("rec_positions", rec_positions, model.ndim)
-        if not (isinstance(t0, (int, float)) and math.isfinite(t0)):
-            raise InvalidArgumentError(f"t0 must be a finite number (ms), got {t0!r}")
-        tn_f = float(tn)
-        if not (math.isfinite(tn_f) and tn_f > t0):
-            raise InvalidArgumentError(f"tn must be finite and > t0 = {t0} ms, got {tn!r}")
-        self.t0 = float(t0)
-        self.tn = tn_f
+        self.t0 = check_finite_float("t0", t0)
+        self.tn = check_finite_float("tn", tn)
+        if not self.tn > self.t0:
+            raise InvalidArgumentError(f"tn must be > t0 = {self.t0} ms, got {tn!r}")
         self.f0 = check_positive_float("f0", f0)
-        self.amplitude = float(amplitude)
+        self.amplitude = check_finite_float("amplitude", amplitude)
         if dt is None:
             dt_target = CFL_SAFETY * model.critical_dt
         else:

@@ -96,9 +96,13 @@ class Model:
         dtype: Any = np.float32,
         damping_velocity: float | None = None,
     ) -> None:
-        self.dtype: np.dtype[Any] = np.dtype(dtype)
-        if self.dtype not in DTYPES:
-            raise InvalidArgumentError(f"dtype must be float32 or float64, got {self.dtype}")
+        try:
+            parsed = None if dtype is None else np.dtype(dtype)
+        except TypeError:
+            parsed = None
+        if parsed is None or parsed not in DTYPES:
+            raise InvalidArgumentError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.dtype: np.dtype[Any] = parsed
         self.space_order = check_int("space_order", space_order)
         if self.space_order not in SPACE_ORDERS:
             raise InvalidArgumentError(

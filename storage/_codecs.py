@@ -106,6 +106,8 @@ class Compression:
     peak_tol
         For ``"zfp:rtol=…"``: the guaranteed bound on ``max |x' - x| / max |x|`` of each float
         field of each checkpoint; the tier scales the ZFP tolerance by ``max |x|`` per put.
+    keepbits
+        For BitRound: the mantissa bits kept (at most 23 for float32 fields, 52 for float64).
     """
 
     text: str
@@ -117,6 +119,7 @@ class Compression:
     rel_tol: float | None = None
     _lossless_compressors: tuple[Any, ...] = field(default=(), repr=False)
     peak_tol: float | None = None
+    keepbits: int | None = None
 
     def codecs_for(self, dtype: np.dtype[Any]) -> dict[str, Any]:
         """The ``filters``/``serializer``/``compressors`` arguments of ``create_array`` for ``dtype``.
@@ -127,6 +130,11 @@ class Compression:
         from zarr.codecs import Crc32cCodec
 
         lossy_ok = dtype.kind in _FLOAT_KINDS and dtype.itemsize in (4, 8)
+        if lossy_ok and self.keepbits is not None and self.keepbits > np.finfo(dtype).nmant:
+            raise InvalidArgumentError(
+                f"compression {self.text!r}: bitround keepbits must be 1..{np.finfo(dtype).nmant} "
+                f"for {dtype} fields (its mantissa bits), got {self.keepbits}"
+            )
         if lossy_ok or self.lossless:
             filters = list(self.filters)
             serializer = self.serializer if self.serializer is not None else "auto"
@@ -186,6 +194,8 @@ def _lossless(text: str, family: str, params: dict[str, str]) -> tuple[Any, str]
     if family == "zstd":
         _check_keys(text, family, params, ("level",))
         level = int(_number(text, family, "level", params.get("level", "3"), integer=True))
+        if level > 22:
+            raise InvalidArgumentError(f"compression {text!r}: zstd level must be 1..22, got {level}")
         return ZstdCodec(level=level), f"zstd:level={level}"
     _check_keys(text, family, params, ("cname", "clevel", "shuffle"))
     cname = params.get("cname", "lz4")
@@ -223,6 +233,7 @@ def _parse_string(text: str) -> Compression:
     peak_tol: float | None = None
     canon: list[str] = []
     has_bitround = False
+    keepbits: int | None = None
     for part in parts:
         family, _, params_text = part.partition(":")
         family = family.strip().lower()
@@ -293,6 +304,7 @@ def _parse_string(text: str) -> Compression:
             rel_tol = 2.0 ** -(keep + 1)
             lossless = False
             has_bitround = True
+            keepbits = keep
             canon.append(f"bitround:keepbits={keep}")
     if has_bitround and not compressors and serializer is None:
         from zarr.codecs import ZstdCodec
@@ -309,6 +321,7 @@ def _parse_string(text: str) -> Compression:
         rel_tol,
         tuple(compressors),
         peak_tol,
+        keepbits,
     )
 
 

@@ -501,6 +501,47 @@ def test_a_failed_delete_is_retried_by_the_reset(
     assert disk.steps == frozenset()
 
 
+def test_every_finished_delete_is_reaped(tmp_path: Path) -> None:
+    """A delete that ends between two looks at it is still reaped, and every failed delete is
+    remembered for the reset's retry, not only the first one raised."""
+    from amcheck._disk import DiskPath
+    from amcheck._stats import StatsRecorder
+    from amcheck._timeline import Timeline
+
+    class Finishing:
+        """A delete's future that is done from its ``looks``-th look on."""
+
+        def __init__(self, step: int, looks: int, error: BaseException | None) -> None:
+            self.step, self._looks, self._error = step, looks, error
+
+        def done(self) -> bool:
+            self._looks -= 1
+            return self._looks <= 0
+
+        def exception(self) -> BaseException | None:
+            return self._error
+
+    dp = DiskPath(CountingRaw(tmp_path / "r.bin"), max_in_flight=2, timeline=Timeline(),
+                  stats=StatsRecorder())
+    ends_now = Finishing(4, 2, TransferError("delete of step 4 failed"))  # done at the 2nd look
+    fails = Finishing(8, 1, TransferError("delete of step 8 failed"))
+    running = Finishing(12, 10, None)
+    dp._deletes = [ends_now, fails, running]  # type: ignore[list-item]
+    with pytest.raises(TransferError, match="step 8"):
+        dp.poll()
+    assert dp.undeleted == {8}
+    assert dp._deletes == [ends_now, running]  # not lost: reaped at the next look
+    with pytest.raises(TransferError, match="step 4"):
+        dp.poll()
+    assert dp.undeleted == {4, 8}
+    both = [Finishing(16, 1, TransferError("a")), Finishing(20, 1, TransferError("b"))]
+    dp._deletes = both  # type: ignore[assignment]
+    with pytest.raises(TransferError, match="a"):
+        dp.poll()
+    assert dp.undeleted == {4, 8, 16, 20} and dp._deletes == []
+    assert not dp.running  # no transfer service was started
+
+
 # -- budgets ------------------------------------------------------------------------------------
 
 

@@ -439,7 +439,12 @@ def test_callables_with_defaults_and_varargs_are_accepted() -> None:
         ({"u": np.ones((4, 4))[:, ::2]}, InvalidArgumentError, r"initial_state\['u'\] is not C-"),
         ({"u": [1.0, 2.0]}, ArgumentTypeError, r"state field 'u' must be a numpy array, got list"),
         ([np.ones(3)], ArgumentTypeError, r"state must be a mapping name -> numpy array"),
-        ({}, InvalidArgumentError, r"at least one array"),
+        ({}, InvalidArgumentError, r"initial_state must name at least one array"),
+        (
+            {"u": np.array([1, None], dtype=object)},
+            InvalidArgumentError,
+            r"initial_state: field 'u' has dtype object, which holds Python objects",
+        ),
     ],
 )
 def test_bad_initial_state(state: Any, error: type[Exception], match: str) -> None:
@@ -506,6 +511,19 @@ def test_bad_strategy_arguments() -> None:
         Checkpointer(Forward(), Adjoint(), x0, N, disk=ram_disk(), compression="zstd")
     with pytest.raises(InvalidArgumentError, match=r"compression='zstd'.*disk is None"):
         Checkpointer(Forward(), Adjoint(), x0, N, compression="zstd")
+    for name in ("revolve", "store_all"):
+        with pytest.raises(InvalidArgumentError, match=rf"'{name}' keeps every checkpoint in RAM"):
+            Checkpointer(Forward(), Adjoint(), x0, N, strategy=name, disk=ram_disk())
+    # auto with disk=None plans RAM only: an interval would be ignored.
+    with pytest.raises(InvalidArgumentError, match=r"interval=5 is the spacing of disk"):
+        Checkpointer(Forward(), Adjoint(), x0, N, interval=5)
+
+
+def test_disk_directory_that_cannot_be_made(tmp_path: Any) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(InvalidArgumentError, match=r"disk=.*could not be created"):
+        Checkpointer(Forward(), Adjoint(), initial_state(), N, disk=blocker / "sub")
 
 
 def test_api_docs_name_every_export() -> None:

@@ -125,6 +125,7 @@ def test_every_pipeline_ends_with_a_checksum() -> None:
         ("zfp:tolerance=1", "unknown parameter.*tolerance"),
         ("bitround", "keepbits="),
         ("bitround:keepbits=60", "1..52"),
+        ("zstd:level=23", "zstd level must be 1..22, got 23"),
         ("blosc:cname=snappy", "cname must be one of"),
         ("blosc:clevel", "key=value"),
         ("zstd+", "empty part"),
@@ -135,6 +136,16 @@ def test_every_pipeline_ends_with_a_checksum() -> None:
 def test_bad_specs_say_what_is_allowed(bad: str, match: str) -> None:
     with pytest.raises(InvalidArgumentError, match=match):
         parse_compression(bad)
+
+
+def test_bitround_keepbits_beyond_the_fields_mantissa() -> None:
+    """keepbits above a float32 field's 23 mantissa bits is refused when the tier is built,
+    before anything is written; float64 fields take up to 52."""
+    spec32 = StateSpec({"u": ((4, 4), "float32")})
+    with pytest.raises(InvalidArgumentError, match=r"keepbits must be 1..23 for float32.*got 30"):
+        ZarrTier(MemoryStore(), spec32, "bitround:keepbits=30")
+    ZarrTier(MemoryStore(), StateSpec({"u": ((4, 4), "float64")}), "bitround:keepbits=30")
+    ZarrTier(MemoryStore(), spec32, "bitround:keepbits=23")
 
 
 def test_bad_types() -> None:

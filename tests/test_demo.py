@@ -129,6 +129,9 @@ def test_demo_rejects_bad_configs(tmp_path: Path) -> None:
     with pytest.raises(amcheck.InvalidArgumentError, match="interval"):
         run_demo(DemoConfig(out=tmp_path, size="small", strategy="revolve", interval=5),
                  quiet=True)
+    with pytest.raises(amcheck.InvalidArgumentError, match="--disk .* would not be used"):
+        run_demo(DemoConfig(out=tmp_path, size="small", strategy="revolve", disk=tmp_path),
+                 quiet=True)
     with pytest.raises(amcheck.BudgetError, match="ram"):
         run_demo(DemoConfig(out=tmp_path, size="small", ram=1000), quiet=True)
     assert not any(tmp_path.iterdir())  # nothing written before the checks

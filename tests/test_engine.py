@@ -197,6 +197,18 @@ def test_invalid_actions(forward: list[Action], reverse: list[Action], match: st
     engine.close()
 
 
+def test_a_second_disk_save_of_a_step_is_refused() -> None:
+    """Two writes of x_0 from one buffer would share its pin: the first to end would unpin the
+    buffer while the second still reads it."""
+    disk = RamTier(4 * SLOT, SPEC, slots=4, name="disk")
+    engine, _, pool = make_engine(disk=disk)
+    with pytest.raises(ScheduleError, match=r"action 1, Save\(t=0, tier='disk'\): x_0 is already"):
+        engine.run_forward([Save(0, "disk"), Save(0, "disk")], x0())
+    engine.clear()
+    assert pool.n_free == pool.n_slots and disk.steps == frozenset()
+    engine.close()
+
+
 def test_pool_too_small_for_the_schedule() -> None:
     engine, _, _ = make_engine()
     actions: list[Action] = []

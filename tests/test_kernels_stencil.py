@@ -192,6 +192,8 @@ def _model(**kw: object) -> Model:
         ({"space_order": 5}, amcheck.InvalidArgumentError, "space_order must be one of"),
         ({"nbl": -1}, amcheck.InvalidArgumentError, "nbl must be"),
         ({"dtype": np.int32}, amcheck.InvalidArgumentError, "dtype must be float32"),
+        ({"dtype": "foo"}, amcheck.InvalidArgumentError, "dtype must be float32.*got 'foo'"),
+        ({"dtype": None}, amcheck.InvalidArgumentError, "dtype must be float32.*got None"),
     ],
 )
 def test_model_errors(kwargs: dict[str, object], error: type, match: str) -> None:
@@ -210,6 +212,13 @@ def test_geometry_errors() -> None:
         Geometry(model, [10.0, 10.0], rec, t0=5.0, tn=5.0)
     with pytest.raises(amcheck.InvalidArgumentError, match="f0 must be"):
         Geometry(model, [10.0, 10.0], rec, tn=100.0, f0=0.0)
+    with pytest.raises(amcheck.ArgumentTypeError, match=r"tn must be a real number, got None"):
+        Geometry(model, [10.0, 10.0], rec, tn=None)  # type: ignore[arg-type]
+    with pytest.raises(amcheck.ArgumentTypeError, match=r"tn must be a real number, got '100'"):
+        Geometry(model, [10.0, 10.0], rec, tn="100")  # type: ignore[arg-type]
+    with pytest.raises(amcheck.InvalidArgumentError, match=r"amplitude must be a finite number"):
+        Geometry(model, [10.0, 10.0], rec, tn=100.0, amplitude=float("nan"))
+    assert Geometry(model, [10.0, 10.0], rec, t0=np.float32(0.0), tn=np.float64(100.0)).nt > 1
     with pytest.raises(UnstableTimeStepError, match="unstable"):
         Geometry(model, [10.0, 10.0], rec, tn=100.0, dt=1.01 * model.critical_dt)
     # A geometry keeps its time axis; a faster model is refused, a slower one accepted.

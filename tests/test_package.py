@@ -73,7 +73,14 @@ def test_parse_bytes_percent() -> None:
     assert amcheck.parse_bytes("25%") == physical_memory() // 4
 
 
-@pytest.mark.parametrize("bad", ["", "lots", "3 parsecs", "0%", "101%", -1])
+def test_parse_bytes_takes_numpy_integers() -> None:
+    import numpy as np
+
+    assert amcheck.parse_bytes(np.int64(2**33), "ram") == 2**33
+    assert type(amcheck.parse_bytes(np.uint32(7), "ram")) is int
+
+
+@pytest.mark.parametrize("bad", ["", "lots", "3 parsecs", "0%", "101%", -1, "1e400 GiB"])
 def test_parse_bytes_rejects(bad: int | str) -> None:
     with pytest.raises(amcheck.InvalidArgumentError, match="ram"):
         amcheck.parse_bytes(bad, "ram")

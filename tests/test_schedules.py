@@ -86,6 +86,12 @@ def test_repetition_number(m: int, c: int) -> None:
     assert r == 0 or comb(c + r - 1, c) < m
 
 
+def test_repetition_number_needs_a_slot() -> None:
+    assert repetition_number(1, 0) == 0  # nothing to reverse
+    with pytest.raises(InvalidArgumentError, match=r"c \(RAM slots\) must be an integer >= 1, got 0"):
+        repetition_number(5, 0)
+
+
 @given(m=st.integers(1, 10**12), c=st.integers(1, 300))
 def test_repetition_number_any_size(m: int, c: int) -> None:
     r = repetition_number(m, c)

@@ -33,6 +33,31 @@ def test_spec_check_errors() -> None:
         amcheck.StateSpec.from_arrays({"u": [1.0, 2.0]})
 
 
+@pytest.mark.parametrize(
+    ("fields", "error", "match"),
+    [
+        ({"u": ((2.5, 3), "f4")}, amcheck.ArgumentTypeError, r"integer dimensions, got \(\(2.5"),
+        ({"u": ((2, -1), "f4")}, amcheck.InvalidArgumentError, r"negative dimension"),
+        ({"u": ((2,), object)}, amcheck.InvalidArgumentError, r"field 'u' has dtype object"),
+        (
+            {"u": amcheck.FieldSpec((2,), np.dtype(object))},
+            amcheck.InvalidArgumentError,
+            r"field 'u' has dtype object",
+        ),
+        ({"": ((2,), "f4")}, amcheck.ArgumentTypeError, r"fields: field names must be non-empty"),
+    ],
+)
+def test_spec_rejects(fields: object, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        amcheck.StateSpec(fields)  # type: ignore[arg-type]
+
+
+def test_spec_accepts_numpy_dimensions() -> None:
+    spec = amcheck.StateSpec({"u": ((np.int64(2), np.int32(3)), "f4")})
+    assert spec["u"].shape == (2, 3)
+    assert all(type(n) is int for n in spec["u"].shape)
+
+
 def test_large_fields_start_on_pages() -> None:
     """Fields of 64 KiB and more are page-aligned (direct I/O needs no bounce copy); small ones
     keep 64-byte alignment, and a state of small fields only takes no page per slot."""

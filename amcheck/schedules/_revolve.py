@@ -90,9 +90,16 @@ def repetition_number(m: int, c: int) -> int:
     -----
     ``(r+1)(r+2)…(r+c) / c! >= m`` puts ``r`` near ``(m·c!)^(1/c) − (c+1)/2``; the estimate is
     corrected by exact integer binomials (a few steps at most), so the cost does not grow with ``m``.
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``c < 1`` (with ``m >= 2``: no slot can reverse a range of two steps or more).
     """
     if m <= 1:
         return 0
+    if c < 1:
+        raise InvalidArgumentError(f"c (RAM slots) must be an integer >= 1, got {c!r}")
     if c == 1:
         return m - 1
     estimate = exp((log(m) + lgamma(c + 1)) / c) - 0.5 * (c + 1)
