@@ -45,10 +45,10 @@ def parse_bytes(value: ByteSize, name: str = "budget") -> int:
     Parameters
     ----------
     value
-        An integer (bytes; numpy integers too), or a string: a number with an optional unit (``B``, ``kB``, ``MB``,
-        ``GB``, ``TB`` are powers of 10; ``KiB``, ``MiB``, ``GiB``, ``TiB`` and the bare letters
-        ``K``, ``M``, ``G``, ``T`` are powers of 2; case does not matter), or a percentage of
-        physical memory such as ``"25%"``.
+        An integer (bytes; numpy integers too), or a string: a number with an optional unit
+        (``B``, ``kB``, ``MB``, ``GB``, ``TB`` are powers of 10; ``KiB``, ``MiB``, ``GiB``,
+        ``TiB`` and the bare letters ``K``, ``M``, ``G``, ``T`` are powers of 2; case does not
+        matter), or a percentage of physical memory such as ``"25%"``.
     name
         The parameter's name, for the error message.
 

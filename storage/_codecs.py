@@ -232,7 +232,6 @@ def _parse_string(text: str) -> Compression:
     rel_tol: float | None = None
     peak_tol: float | None = None
     canon: list[str] = []
-    has_bitround = False
     keepbits: int | None = None
     for part in parts:
         family, _, params_text = part.partition(":")
@@ -292,6 +291,8 @@ def _parse_string(text: str) -> Compression:
                 canon.append(f"zfp:precision={prec}")
             lossless = False
         else:  # bitround
+            if keepbits is not None:  # two roundings: the error bound would be the last one's
+                raise InvalidArgumentError(f"compression {text!r}: bitround given twice")
             _check_keys(text, family, params, ("keepbits",))
             if "keepbits" not in params:
                 raise InvalidArgumentError(f"compression {text!r}: bitround needs keepbits=")
@@ -303,10 +304,14 @@ def _parse_string(text: str) -> Compression:
             filters.append(BitRound(keepbits=keep))
             rel_tol = 2.0 ** -(keep + 1)
             lossless = False
-            has_bitround = True
             keepbits = keep
             canon.append(f"bitround:keepbits={keep}")
-    if has_bitround and not compressors and serializer is None:
+    if keepbits is not None and serializer is not None:
+        raise InvalidArgumentError(
+            f"compression {text!r}: bitround and zfp are both lossy and their error bounds do "
+            "not combine; choose one"
+        )
+    if keepbits is not None and not compressors:
         from zarr.codecs import ZstdCodec
 
         compressors.append(ZstdCodec(level=3))

@@ -131,6 +131,8 @@ def test_every_pipeline_ends_with_a_checksum() -> None:
         ("zstd+", "empty part"),
         ("none+zstd", "cannot be chained"),
         ("zfp:tol=1+zfp:rate=4", "zfp given twice"),
+        ("bitround:keepbits=4+bitround:keepbits=8", "bitround given twice"),
+        ("bitround:keepbits=8+zfp:tol=1e-3", "bitround and zfp are both lossy"),
     ],
 )
 def test_bad_specs_say_what_is_allowed(bad: str, match: str) -> None:
