@@ -18,11 +18,11 @@ import numpy as np
 from amcheck.kernels._geometry import Geometry
 from amcheck.kernels._layout import aligned_zeros
 from amcheck.kernels._model import Model
-from amcheck.kernels._operators import AcousticAdjoint, AcousticForward
+from amcheck.kernels._operators import AcousticAdjoint, AcousticForward, trace_data
 
 from amcheck._bytes import ByteSize
 from amcheck._checkpointer import Checkpointer
-from amcheck._errors import ArgumentTypeError, InvalidArgumentError
+from amcheck._errors import ArgumentTypeError
 from amcheck._stats import Stats
 from amcheck._timeline import Timeline
 
@@ -64,7 +64,7 @@ def adjoint_modeling(model: Model, geometry: Geometry, rec_data: Any) -> np.ndar
     """
     fwd = AcousticForward(model, geometry)
     adj = AcousticAdjoint(fwd, gradient=False)
-    adj.start(rec_data)
+    adj.start(rec_data, name="rec_data")
     for t in range(fwd.n_steps - 1, -1, -1):
         adj.reverse(None, t)
     return np.array(adj.src_adjoint, copy=True)
@@ -222,8 +222,12 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
 
     Raises
     ------
+    ArgumentTypeError
+        ``d_obs`` is not a real array (complex, masked, ragged, text), ``model`` is not a
+        :class:`Model` or ``geometry`` not a :class:`Geometry`.
     InvalidArgumentError
-        ``d_obs`` of the wrong shape; see also :class:`Geometry` and :class:`amcheck.Checkpointer`.
+        ``d_obs`` of the wrong shape or with values that are not finite (a dead trace's NaN: fill
+        it with zeros); see also :class:`Geometry` and :class:`amcheck.Checkpointer`.
     BudgetError
         ``ram`` is below what the strategy needs.
     ArgumentTypeError
@@ -237,10 +241,7 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
     """
     started = time.perf_counter()
     fwd = AcousticForward(model, geometry)
-    obs = np.asarray(d_obs, dtype=np.float64)
-    if obs.shape != (geometry.nt, geometry.nrec):
-        raise InvalidArgumentError(
-            f"d_obs must have shape (nt, nrec) = {(geometry.nt, geometry.nrec)}, got {obs.shape}")
+    obs = trace_data("d_obs", d_obs, geometry)
     if progress is not None and not callable(progress):
         raise ArgumentTypeError(
             f"progress must be a callable progress(phase, steps) or None, got {progress!r}")

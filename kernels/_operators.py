@@ -48,16 +48,55 @@ from amcheck.kernels._layout import aligned_zeros
 from amcheck.kernels._model import Model
 from amcheck.kernels._stencil import Kernels, make_kernels
 
-from amcheck._errors import InvalidArgumentError, SweepStateError
+from amcheck._errors import ArgumentTypeError, InvalidArgumentError, SweepStateError
 from amcheck._state import StateSpec
 
 __all__ = ["AcousticAdjoint", "AcousticForward"]
+
+
+def trace_data(name: str, data: Any, geometry: Geometry) -> np.ndarray:
+    """``data`` as a float64 array of shape ``(nt, nrec)`` with finite values, or raise.
+
+    Receiver data (observed data, residuals) come from files and other programs, so a dead
+    trace's NaN, a complex or masked array, or a ragged list is refused here, naming ``name``,
+    before it can poison a misfit and a whole gradient.
+    """
+    shape = (geometry.nt, geometry.nrec)
+    if isinstance(data, np.ma.MaskedArray):
+        raise ArgumentTypeError(
+            f"{name} is a masked array; amcheck would use the masked samples as they are: pass "
+            f"np.ma.filled({name}, 0.0) (a zero trace adds nothing to the misfit)"
+        )
+    try:
+        array = np.asarray(data)
+        if np.iscomplexobj(array) or not (array.dtype.kind in "fiub"):
+            raise TypeError(f"dtype {array.dtype}")
+        array = array.astype(np.float64, copy=False)
+    except (TypeError, ValueError) as exc:
+        raise ArgumentTypeError(
+            f"{name} must be a real array of shape (nt, nrec) = {shape}, got "
+            f"{type(data).__name__} ({exc})"
+        ) from exc
+    if array.shape != shape:
+        raise InvalidArgumentError(f"{name} must have shape (nt, nrec) = {shape}, got {array.shape}")
+    finite = np.isfinite(array)
+    if not finite.all():
+        t, r = (int(i) for i in np.argwhere(~finite)[0])
+        raise InvalidArgumentError(
+            f"{name} holds {int((~finite).sum())} values that are not finite, the first at "
+            f"[{t}, {r}] (time sample {t}, receiver {r}): {array[t, r]}"
+        )
+    return array
 
 
 class _Discretisation:
     """What the forward and the adjoint operator share for one (model, geometry)."""
 
     def __init__(self, model: Model, geometry: Geometry) -> None:
+        if not isinstance(model, Model):
+            raise ArgumentTypeError(f"model must be a Model, got {type(model).__name__}")
+        if not isinstance(geometry, Geometry):
+            raise ArgumentTypeError(f"geometry must be a Geometry, got {type(geometry).__name__}")
         geometry.check_model(model)
         self.model = model
         self.geometry = geometry
@@ -199,7 +238,8 @@ class AcousticAdjoint:
         self._residual: np.ndarray | None = None
         self._next = -1
 
-    def start(self, residual: Any, final_state: Mapping[str, np.ndarray] | None = None) -> None:
+    def start(self, residual: Any, final_state: Mapping[str, np.ndarray] | None = None,
+              *, name: str = "residual") -> None:
         """Set the adjoint at t = n: w[n] = c R^T r[n], w[n+1] = 0, and the gradient's t = n term.
 
         Parameters
@@ -208,13 +248,11 @@ class AcousticAdjoint:
             ``d_syn - d_obs`` (or any receiver data for adjoint modelling), shape ``(nt, nrec)``.
         final_state
             x_n, as returned by the forward sweep (needed when accumulating the gradient).
+        name
+            The parameter ``residual`` came from, for error messages.
         """
         d = self._disc
-        nt, nrec = d.geometry.nt, d.geometry.nrec
-        r = np.asarray(residual, dtype=np.float64)
-        if r.shape != (nt, nrec):
-            raise InvalidArgumentError(
-                f"residual must have shape (nt, nrec) = {(nt, nrec)}, got {r.shape}")
+        r = trace_data(name, residual, d.geometry)
         self._residual = r.astype(d.dtype)
         n = self.n_steps
         self.v[...] = 0

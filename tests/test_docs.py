@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +110,17 @@ def test_index_example_runs_and_its_gradient_is_right() -> None:
     eps = 1e-6
     fd = (objective(x0 + eps * direction) - objective(x0 - eps * direction)) / (2 * eps)
     assert float(np.dot(gradient, direction)) == pytest.approx(fd, rel=1e-6)  # type: ignore[call-overload]
+
+
+def test_quickstart_fwi_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # "Your own problem" in docs/quickstart.md, as printed there (it writes timeline.png).
+    text = (DOCS / "quickstart.md").read_text().split("## Your own problem", 1)[1]
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # its scratch directory too
+    namespace: dict[str, object] = {}
+    exec(compile(code, "docs/quickstart.md", "exec"), namespace)  # noqa: S102 - our own docs
+    result = namespace["result"]
+    assert result.strategy == "async_multistage"  # type: ignore[attr-defined]
+    assert result.stats.writes["disk"] > 0  # type: ignore[attr-defined]
+    assert np.isfinite(namespace["misfit"]) and (tmp_path / "timeline.png").exists()  # type: ignore[call-overload]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from amcheck.kernels import (
     AcousticForward,
     Geometry,
     Model,
+    adjoint_modeling,
     forward_modeling,
     fwi_gradient,
     store_all_sweep,
@@ -126,10 +128,50 @@ def test_fwi_gradient_revolve_equals_store_all() -> None:
     np.testing.assert_array_equal(g1, g2)
 
 
+def _dead_trace(d: np.ndarray) -> np.ndarray:
+    d = d.copy()
+    d[5, 3] = np.nan
+    return d
+
+
+def _masked(d: np.ndarray) -> np.ndarray:
+    return np.ma.masked_array(d, mask=np.zeros(d.shape, bool))
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda d: np.zeros((3, 3)), amcheck.InvalidArgumentError, r"d_obs must have shape"),
+        (_dead_trace, amcheck.InvalidArgumentError,
+         r"d_obs holds 1 values that are not finite, the first at \[5, 3\]"),
+        (lambda d: np.full_like(d, np.inf), amcheck.InvalidArgumentError, r"d_obs holds \d+ values that are not"),
+        (lambda d: d + 1j, amcheck.ArgumentTypeError, r"d_obs must be a real array"),
+        (_masked, amcheck.ArgumentTypeError, r"d_obs is a masked array"),
+        (lambda d: "abc", amcheck.ArgumentTypeError, r"d_obs must be a real array .*got str"),
+        (lambda d: [[1.0], [1.0, 2.0]], amcheck.ArgumentTypeError, r"d_obs must be a real array"),
+        (lambda d: None, amcheck.ArgumentTypeError, r"d_obs must be a real array"),
+    ],
+)  # fmt: skip
+def test_fwi_gradient_rejects_bad_observations(make: Any, error: type, match: str) -> None:
+    _true, initial, geometry = _true_and_initial()
+    d_obs = np.zeros((geometry.nt, geometry.nrec))
+    with pytest.raises(error, match=match):
+        fwi_gradient(initial, geometry, make(d_obs))
+
+
+def test_modelling_rejects_swapped_arguments() -> None:
+    true, _initial, geometry = _true_and_initial()
+    d = np.zeros((geometry.nt, geometry.nrec))
+    with pytest.raises(amcheck.ArgumentTypeError, match=r"model must be a Model, got Geometry"):
+        forward_modeling(geometry, true)  # type: ignore[arg-type]
+    with pytest.raises(amcheck.ArgumentTypeError, match=r"geometry must be a Geometry, got NoneType"):
+        fwi_gradient(true, None, d)  # type: ignore[arg-type]
+    with pytest.raises(amcheck.InvalidArgumentError, match=r"rec_data must have shape"):
+        adjoint_modeling(true, geometry, d[:-1])
+
+
 def test_fwi_gradient_errors() -> None:
     _true, initial, geometry = _true_and_initial()
-    with pytest.raises(amcheck.InvalidArgumentError, match="d_obs must have shape"):
-        fwi_gradient(initial, geometry, np.zeros((3, 3)))
     if not hasattr(amcheck, "Checkpointer"):
         d_obs = np.zeros((geometry.nt, geometry.nrec))
         with pytest.raises(amcheck.BudgetError, match="store-all needs"):
