@@ -209,7 +209,7 @@ def _most_slots(
     buffers: the pool holds ``max(peak, forward peak + staging)``.
     """
     fit = budget // slot_nbytes
-    slots = fit - overhead
+    slots = max(fit - overhead, 1)  # the guess may be high or, for one slot, too low
     if limit is not None:
         slots = min(slots, limit)
     while slots >= 1:

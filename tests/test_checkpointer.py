@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -484,6 +485,28 @@ def test_budget_below_minimum() -> None:
         )
     with pytest.raises(InvalidArgumentError, match=r"ram could not be parsed"):
         Checkpointer(Forward(), Adjoint(), initial_state(), N, ram="lots")
+
+
+@pytest.mark.parametrize("max_in_flight", [1, 2])
+@pytest.mark.parametrize(
+    ("strategy", "interval"),
+    [("revolve", None), ("two_level", None), ("two_level", N - 1), ("async_multistage", 4),
+     ("async_multistage", N - 1)],
+)  # fmt: skip
+def test_the_minimum_a_budget_error_names_is_enough(
+    strategy: str, interval: int | None, max_in_flight: int, reference: dict[str, np.ndarray]
+) -> None:
+    disk = None if strategy == "revolve" else {"disk": ram_disk(), "interval": interval,
+                                               "max_in_flight": max_in_flight}
+    kwargs: dict[str, Any] = {"strategy": strategy, **(disk or {})}
+    with pytest.raises(BudgetError) as info:
+        Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=SLOT, **kwargs)
+    match = re.search(r"ram >= (\d+) bytes", str(info.value))
+    assert match is not None, str(info.value)
+    grad, _, _, ckp = gradient(ram=int(match.group(1)), **kwargs)
+    assert ckp.slots >= 1 and ckp.ram_pool_bytes == int(match.group(1))
+    for key, expected in reference.items():
+        assert np.array_equal(grad[key], expected)
 
 
 def test_bad_strategy_arguments() -> None:
