@@ -33,10 +33,10 @@ from amcheck._errors import (
 from amcheck._operators import as_forward, as_reverse
 from amcheck._state import StateSpec
 from amcheck._stats import Stats, StatsRecorder
-from amcheck._strategy import Plan, plan, slot_size
+from amcheck._strategy import STRATEGIES, Plan, plan, slot_size
 from amcheck._timeline import Timeline
 from amcheck._validate import check_int, check_optional_int
-from amcheck.schedules import Schedule
+from amcheck.schedules import AsyncMultistage, Schedule, TwoLevel
 from amcheck.storage import RamTier, Tier
 
 __all__ = ["Checkpointer"]
@@ -453,8 +453,16 @@ class Checkpointer:
 
     @property
     def schedule(self) -> Schedule:
-        """The schedule of the current sweep (a fresh one per ``forward()`` for named strategies)."""
-        return self._schedule if self._schedule is not None else self._plan.make()
+        """The schedule of the current sweep (a fresh one per ``forward()`` for named strategies).
+
+        For the disk strategies named by a string, a :meth:`~amcheck.schedules.TwoLevel.replay`
+        of it: ``simulate(ckp.schedule)`` then counts what the sweep did, with the intervals an
+        automatic interval chose, and cannot disturb the sweep in progress.
+        """
+        schedule = self._schedule if self._schedule is not None else self._plan.make()
+        if isinstance(schedule, (TwoLevel, AsyncMultistage)) and self._plan.name in STRATEGIES:
+            return schedule.replay()
+        return schedule
 
     @property
     def slots(self) -> int | None:

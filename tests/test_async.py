@@ -284,6 +284,33 @@ def test_automatic_interval_measures_its_first_writes_alone(tmp_path: Path) -> N
     assert stats.interval is not None and stats.interval > probe[1].step - probe[0].step
 
 
+def test_simulate_counts_a_sweep_with_an_automatic_interval(tmp_path: Path) -> None:
+    """simulate(ckp.schedule) between forward() and reverse() counts the sweep as it ran, with
+    the intervals the controller chose, and leaves the reverse sweep to come alone."""
+
+    class Slow(CountingRaw):
+        async def put(self, step: int, state: Any) -> None:
+            import asyncio
+
+            await asyncio.sleep(0.01)
+            await super().put(step, state)
+
+    n = 60
+    want, _, _, _ = gradient(None, n, strategy="store_all", ram="1 MiB")
+    adj = Adjoint()
+    with Checkpointer(Forward(), adj, initial_state(), n, ram=RAM, disk=Slow(tmp_path / "r.bin"),
+                      strategy="async_multistage") as ckp:
+        adj.start(ckp.forward())
+        starts = ckp.schedule.segment_starts  # type: ignore[attr-defined]
+        assert len(set(np.diff((*starts, n)))) > 1  # the interval changed during the sweep
+        sim = simulate(ckp.schedule, n)
+        ckp.reverse()
+        stats = ckp.stats
+    assert_same(adj.grad, want)
+    assert stats.forward_steps == sim.forward_steps
+    assert dict(stats.writes) == sim.writes and dict(stats.reads) == sim.reads
+
+
 def test_back_pressure_bounds_staging_buffers(tmp_path: Path) -> None:
     """A disk slower than compute: never more than max_in_flight writes; waits are recorded."""
 

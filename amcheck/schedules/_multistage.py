@@ -82,8 +82,10 @@ constraints with constant overheads", arXiv:1812.05952, 2018.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Self
 
 from amcheck._errors import InvalidArgumentError, SweepStateError
 from amcheck._validate import check_int, check_optional_int
@@ -173,6 +175,8 @@ class _Sweep:
     thinning_rounds: int = 0
     #: The sweep is over: its final advance was yielded (known n) or reverse() was called.
     closed: bool = False
+    #: The interval in force at each segment boundary, in order (what a replay repeats).
+    intervals: list[int] = field(default_factory=list)
 
 
 class _Periodic(Schedule):
@@ -198,6 +202,8 @@ class _Periodic(Schedule):
         #: Steps per segment k now in force; read afresh at every segment boundary.
         self.interval: int = self._start_interval
         self._sweep: _Sweep | None = None
+        #: The intervals a replay's sweeps use at their boundaries (see :meth:`replay`).
+        self._replayed: tuple[int, ...] | None = None
 
     def __repr__(self) -> str:
         disk = "" if self.disk_slots is None else f", disk_slots={self.disk_slots}"
@@ -273,6 +279,26 @@ class _Periodic(Schedule):
         return (n - 1) // self.interval + 1
 
     # -- the forward sweep ----------------------------------------------------------------------
+
+    def replay(self) -> Self:
+        """A copy whose forward sweeps use, boundary by boundary, the intervals the latest sweep
+        of this schedule used (an automatic interval sets them while the sweep runs), so that
+        :func:`~amcheck.schedules.simulate` of the copy counts what that sweep did, and leaves
+        this schedule (and a reverse sweep still to come) alone. Before any sweep: a copy.
+        """
+        twin = copy.copy(self)
+        if self._sweep is not None:
+            twin._replayed = tuple(self._sweep.intervals)
+        return twin
+
+    def _boundary(self, sweep: _Sweep) -> int:
+        """The interval in force at this segment boundary, recorded for a replay."""
+        replayed = self._replayed
+        i = len(sweep.intervals)
+        if replayed is not None and i < len(replayed):
+            self.interval = max(replayed[i], self._floor)
+        sweep.intervals.append(self.interval)
+        return self.interval
 
     def _begin(self) -> _Sweep:
         """Start a new sweep: the interval and floor it begins with, nothing recorded yet."""
@@ -404,7 +430,7 @@ class TwoLevel(_Periodic):
         t = 0
         while True:
             yield from self._make_room(sweep)
-            k = self.interval
+            k = self._boundary(sweep)
             sweep.starts.append(t)
             if n is not None and t + k >= n:
                 sweep.reached = n
@@ -494,7 +520,7 @@ class AsyncMultistage(_Periodic):
         t = 0
         previous = -1
         while True:
-            k = self.interval
+            k = self._boundary(sweep)
             if n is not None and t + k >= n:
                 sweep.starts.append(t)
                 sweep.reached = n
