@@ -220,6 +220,28 @@ def test_calls_from_the_loop_thread_are_refused() -> None:
     assert len(seen) == 1 and "loop thread" in str(seen[0])
 
 
+def test_the_caller_never_wakes_the_loop_itself() -> None:
+    """Waking the loop lets go of the GIL, and the loop thread took it at once: submitting only
+    queues the transfer; the submit thread wakes the loop."""
+    spec = StateSpec({"u": ((64,), "float32")})
+    tier = RamTier(10 * 4096, spec, name="disk")
+    with TransferService(max_in_flight=2) as service:
+        wakers: list[str] = []
+        wake = service._loop.call_soon_threadsafe
+
+        def recording(*args: Any, **kwargs: Any) -> Any:
+            wakers.append(threading.current_thread().name)
+            return wake(*args, **kwargs)
+
+        service._loop.call_soon_threadsafe = recording  # type: ignore[method-assign]
+        futures = [service.submit_put(tier, step, {"u": np.full(64, step, np.float32)})
+                   for step in range(5)]
+        concurrent.futures.wait(futures)
+        assert wakers == ["amcheck-transfer-submit"] * 5
+        del service._loop.call_soon_threadsafe  # the loop's own method again, for close()
+    assert tier.steps == frozenset(range(5))
+
+
 def test_close_leaves_no_thread_and_is_idempotent() -> None:
     before = _threads()
     spec = StateSpec({"u": ((128, 128), "float32")})
