@@ -208,44 +208,13 @@ def repeat(variants: dict[str, Callable[[], dict[str, Any]]], repeats: int
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ns", type=int, nargs="+", default=[1000, 10000, 100000])
-    parser.add_argument("--quick", action="store_true", help="n = 300, 1000; 1 repeat; small k sweep")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--k", type=int, default=50, help="fixed interval (default 50)")
-    parser.add_argument("--skip-slow-above", type=int, default=10000,
-                        help="run Revolve in RAM and pyrevolve only up to this n (default 10^4)")
-    parser.add_argument("--store-all-gib", type=float, default=6.0,
-                        help="RAM store-all may use (default 6 GiB: n=1000 fits)")
-    parser.add_argument("--sweep-n", type=int, default=None, help="n of the k sweep (default: 2nd n)")
-    parser.add_argument("--sweep-ks", type=int, nargs="+", default=[5, 10, 20, 50, 100, 200, 400])
-    parser.add_argument("--threads", type=int, default=1,
-                        help="numba threads of every variant in the main table (default 1: on a "
-                             "shared 2-core machine a 2-thread barrier kernel is preempted)")
-    parser.add_argument("--workdir", default=None, help="disk tier directory (default: a temp dir)")
-    parser.add_argument("--plot", default="docs/img/timeline.png", help="timeline picture path")
-    parser.add_argument("--json", default="benchmarks/results/long_sequences.json")
-    args = parser.parse_args()
-    if args.quick:
-        args.ns, args.repeats, args.sweep_ks = [300, 1000], 1, [5, 20, 50, 100]
-    workroot = Path(args.workdir or tempfile.mkdtemp(prefix="amcheck-bench-"))
-    compile_kernels()
-    max_threads = int(numba.config.NUMBA_NUM_THREADS)
-    numba.set_num_threads(min(args.threads, max_threads))
-    threads = numba.get_num_threads()
-    print(f"state {STATE_NBYTES / 2**20:.1f} MiB float32, RAM {RAM_STATES} states, disk tier in "
-          f"{workroot}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numba "
-          f"{numba.__version__} ({threads} threads), numpy {np.__version__}, "
-          f"load average {os.getloadavg()}", flush=True)
-    report: dict[str, Any] = {"ns": {}, "machine": {"cpus": os.cpu_count(), "numba_threads": threads,
-                                                     "loadavg_start": os.getloadavg()}}
-    # One untimed run of each kind first: imports, thread pools, numba's read-only dispatch and the
-    # first zarr store are one-time costs of the process, not of a sequence's length.
-    for warm in (lambda: run_amcheck(120, workdir=workroot / "warm", interval=10),
-                 lambda: run_amcheck(120, workdir=workroot, strategy="revolve", disk=False),
-                 lambda: run_pyrevolve(120, RAM_STATES)):
-        warm()
+def sweep_n(args: argparse.Namespace) -> int:
+    """The n of the overlap and k-sweep measurements."""
+    return int(args.sweep_n or args.ns[min(1, len(args.ns) - 1)])
+
+
+def main_table(args: argparse.Namespace, workroot: Path, report: dict[str, Any]) -> None:
+    """The table for every n, the targets' ratios round by round, the constant-overhead check."""
     small = args.ns[0]
     interleaved = f"async multistage k={args.k}, n={small}"
     for n in args.ns:
@@ -323,8 +292,13 @@ def main() -> None:
           f"recompute factor {first['recompute']:.3f} -> {last['recompute']:.3f}, ms/step "
           f"(medians) {1e3 * a:.3f} -> {1e3 * b:.3f} (ratio {b / a:.3f})")
 
-    # Overlapped forward sweep vs compute-only, on all threads and with a core left to I/O.
-    n = args.sweep_n or args.ns[min(1, len(args.ns) - 1)]
+
+def overlap_table(args: argparse.Namespace, workroot: Path, report: dict[str, Any],
+                  max_threads: int, threads: int) -> None:
+    """The overlapped forward sweep against compute only, on all threads and with a core
+    left to I/O (direct I/O and page cache)."""
+    n = sweep_n(args)
+    k = args.k
     print(f"\noverlap at n = {n}: forward sweep with writes in flight vs compute only", flush=True)
     settings: list[tuple[str, int, bool | None]] = [
         (f"kernel on all {max_threads} threads", max_threads, None)]
@@ -358,7 +332,12 @@ def main() -> None:
     report["overlap"] = {"n": n, **overlap}
     numba.set_num_threads(threads)
 
-    # The k sweep, and where the automatic interval lands.
+
+def k_sweep(args: argparse.Namespace, workroot: Path, report: dict[str, Any],
+            threads: int) -> None:
+    """The sweep over k, where the automatic interval lands, and the no-overhead bound."""
+    n = sweep_n(args)
+    slots = report["ns"][args.ns[0]][f"async multistage k={args.k}"]["slots"]
     print(f"\nk sweep at n = {n}", flush=True)
     sweep: dict[str, Any] = {}
     for r in range(args.repeats):
@@ -398,11 +377,58 @@ def main() -> None:
     report["no_overhead_bound"] = {"forward_step_s": f, "reverse_step_s": r, "slots": slots,
                                    "bound_s": bounds}
 
-    if args.plot:
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ns", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--quick", action="store_true", help="n = 300, 1000; 1 repeat; small k sweep")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--k", type=int, default=50, help="fixed interval (default 50)")
+    parser.add_argument("--skip-slow-above", type=int, default=10000,
+                        help="run Revolve in RAM and pyrevolve only up to this n (default 10^4)")
+    parser.add_argument("--store-all-gib", type=float, default=6.0,
+                        help="RAM store-all may use (default 6 GiB: n=1000 fits)")
+    parser.add_argument("--sweep-n", type=int, default=None, help="n of the k sweep (default: 2nd n)")
+    parser.add_argument("--sweep-ks", type=int, nargs="+", default=[5, 10, 20, 50, 100, 200, 400])
+    parser.add_argument("--threads", type=int, default=1,
+                        help="numba threads of every variant in the main table (default 1: on a "
+                             "shared 2-core machine a 2-thread barrier kernel is preempted)")
+    parser.add_argument("--workdir", default=None, help="disk tier directory (default: a temp dir)")
+    parser.add_argument("--plot", default="docs/img/timeline.png", help="timeline picture path")
+    parser.add_argument("--json", default="benchmarks/results/long_sequences.json")
+    parser.add_argument("--overlap-only", action="store_true",
+                        help="only the overlap measurement: --repeats rounds at --sweep-n "
+                             "(default: the second n, or the only one)")
+    args = parser.parse_args()
+    if args.quick:
+        args.ns, args.repeats, args.sweep_ks = [300, 1000], 1, [5, 20, 50, 100]
+    workroot = Path(args.workdir or tempfile.mkdtemp(prefix="amcheck-bench-"))
+    compile_kernels()
+    max_threads = int(numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(min(args.threads, max_threads))
+    threads = numba.get_num_threads()
+    print(f"state {STATE_NBYTES / 2**20:.1f} MiB float32, RAM {RAM_STATES} states, disk tier in "
+          f"{workroot}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numba "
+          f"{numba.__version__} ({threads} threads), numpy {np.__version__}, "
+          f"load average {os.getloadavg()}", flush=True)
+    report: dict[str, Any] = {"ns": {}, "machine": {"cpus": os.cpu_count(), "numba_threads": threads,
+                                                     "loadavg_start": os.getloadavg()}}
+    # One untimed run of each kind first: imports, thread pools, numba's read-only dispatch and the
+    # first zarr store are one-time costs of the process, not of a sequence's length.
+    for warm in (lambda: run_amcheck(120, workdir=workroot / "warm", interval=10),
+                 lambda: run_amcheck(120, workdir=workroot, strategy="revolve", disk=False),
+                 lambda: run_pyrevolve(120, RAM_STATES)):
+        warm()
+    if not args.overlap_only:
+        main_table(args, workroot, report)
+    overlap_table(args, workroot, report, max_threads, threads)
+    if not args.overlap_only:
+        k_sweep(args, workroot, report, threads)
+    if args.plot and not args.overlap_only:
         plot_n = min(2000, args.ns[0])
-        run_amcheck(plot_n, workdir=workroot / "plot", strategy="async_multistage", interval=k,
+        run_amcheck(plot_n, workdir=workroot / "plot", strategy="async_multistage", interval=args.k,
                     plot=Path(args.plot))
-        print(f"\ntimeline of n = {plot_n}, k = {k}: {args.plot}")
+        print(f"\ntimeline of n = {plot_n}, k = {args.k}: {args.plot}")
     report["machine"]["loadavg_end"] = os.getloadavg()
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
