@@ -97,13 +97,11 @@ class ChunkCodec:
         )
         self.sync = all(self._has_sync(c) for c in codecs)
         inner: Any = getattr(self.serializer, "_codec", None)
-        #: The serializer is numcodecs ZFPY in fixed-accuracy mode: :meth:`encode` can take
-        #: another tolerance per call (``"zfp:rtol=…"``).
-        self.zfp_accuracy = (
-            _is_numcodecs_wrapper(self.serializer)
-            and getattr(inner, "codec_id", None) == "zfpy"
-            and getattr(inner, "mode", None) == 4
-        )
+        #: The serializer is numcodecs ZFPY (any mode): it cannot code NaN or infinity.
+        self.zfp = _is_numcodecs_wrapper(self.serializer) and getattr(inner, "codec_id", None) == "zfpy"
+        #: ... in fixed-accuracy mode: :meth:`encode` can take another tolerance per call
+        #: (``"zfp:rtol=…"``).
+        self.zfp_accuracy = self.zfp and getattr(inner, "mode", None) == 4
         #: ZFP streams decode straight into the caller's array (no filters after the serializer).
         self.zfp_in_place = (
             _is_numcodecs_wrapper(self.serializer)

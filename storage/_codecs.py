@@ -26,7 +26,8 @@ Spec strings
     absolute tolerance ``rtol * max|field|`` of that checkpoint and field (over its time levels),
     so ``max |x' - x| <= rtol * max|x|`` whatever the field's scale. The effective tolerance is
     in every chunk's ZFP header (ZFP writes its accuracy there), so a read, also by plain zarr,
-    needs nothing else. A field holding NaN or infinity cannot be scaled and raises on put.
+    needs nothing else. ZFP cannot code NaN or infinity: in every zfp mode a put of a field
+    holding one raises.
 ``"zfp:rate=8"``
     Lossy, fixed rate (bits per value; mode 2): a fixed size (32/8 = 4x for float32), no error bound.
 ``"zfp:precision=16"``

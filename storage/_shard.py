@@ -158,23 +158,28 @@ class Part:
         return self.levels[0].nbytes >= (BIG_PLAIN_CHUNK if self.field.codec.plain else BIG_CHUNK)
 
     def scale(self) -> None:
-        """Set the ZFP tolerance of a ``"zfp:rtol="`` put: rtol * max|field| of this checkpoint.
+        """Before a ZFP put: refuse NaN and infinity, and set the tolerance of a
+        ``"zfp:rtol="`` put, rtol * max|field| of this checkpoint.
 
         Raises
         ------
         ValueError
-            The field holds NaN or infinity, so the tolerance cannot be scaled to it.
+            The field holds NaN or infinity. ZFP cannot code them: they came back as about ±2,
+            and the finite values of their 4^d block were clipped (measured with "zfp:tol=1e-3").
         """
-        rtol = self.field.peak_tol
-        if rtol is None or not self.field.codec.zfp_accuracy:
+        codec = self.field.codec
+        if not codec.zfp:
             return
         peak = _peak(self.levels)
         if not math.isfinite(peak):
             raise ValueError(
-                f"field {self.field.layout.name!r} holds NaN or infinity: the relative zfp "
-                f"tolerance (rtol={rtol!r}) cannot be scaled to it"
+                f"field {self.field.layout.name!r} holds NaN or infinity, which zfp cannot code "
+                "(they and the values near them would come back wrong); use a lossless codec "
+                "for this field's data"
             )
-        self.tolerance = rtol * peak
+        rtol = self.field.peak_tol
+        if rtol is not None and codec.zfp_accuracy:
+            self.tolerance = rtol * peak
 
     def encode(self) -> list[np.ndarray]:
         """The whole shard as pieces to write back to back (scaling the tolerance first)."""

@@ -212,9 +212,27 @@ async def test_zfp_relative_tolerance_edge_cases() -> None:
     assert np.all(out["u"] == 0) and np.array_equal(out["ids"], zero["ids"])
     bad = {"u": zero["u"].copy(), "ids": zero["ids"]}
     bad["u"][1, 3, 3] = np.nan
-    with pytest.raises(TransferError, match=r"step 1 .*NaN or infinity.*rtol=0.001"):
+    with pytest.raises(TransferError, match=r"step 1 .*NaN or infinity, which zfp cannot code"):
         await tier.put(1, bad)
     assert 1 not in tier
+
+
+@pytest.mark.parametrize("spec_text", ["zfp:tol=1e-3", "zfp:rate=8", "zfp:precision=16"])
+@pytest.mark.parametrize("bad_value", [np.inf, -np.inf, np.nan])
+async def test_zfp_refuses_what_it_cannot_code(spec_text: str, bad_value: float) -> None:
+    """ZFP returns about ±2 for an infinity or NaN and clips the finite values of its 4^d block
+    (-2.83 came back as +2.0 with "zfp:tol=1e-3"), so every zfp mode refuses them on put."""
+    from amcheck import TransferError
+
+    rng = np.random.default_rng(0)
+    spec = StateSpec({"u": ((1, 64, 48), "float32")})
+    tier = ZarrTier(MemoryStore(), spec, spec_text)
+    x = {"u": rng.standard_normal((1, 64, 48)).astype(np.float32)}
+    await tier.put(0, x)  # finite: fine
+    x["u"][0, 5, 7] = bad_value
+    with pytest.raises(TransferError, match=r"step 1 .*'u' holds NaN or infinity"):
+        await tier.put(1, x)
+    assert 1 not in tier and 0 in tier
 
 
 @pytest.mark.parametrize(
