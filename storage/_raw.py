@@ -10,7 +10,8 @@ service's I/O threads). No compression, no per-checkpoint metadata, no allocatio
 the baseline that shows what zarr costs (``benchmarks/disk_vs_ram.py``).
 
 Records are reused after ``delete``; an overwrite writes a fresh record before releasing the
-old one. The step -> record index lives in memory only, so the file is scratch space: it is
+old one, except when every record is in use: then it writes over the old one in place, and if
+that write fails the step is dropped (its error says so). The step -> record index lives in memory only, so the file is scratch space: it is
 removed on ``close`` (``is_persistent`` is False).
 """
 
@@ -209,9 +210,12 @@ class RawTier(Tier):
             if self.durable:
                 await _fdatasync(fd)
         except Exception as exc:
-            if record != old:
-                self._free.append(record)
-            raise self._error("write", step, exc) from exc
+            error = self._error("write", step, exc)
+            if record == old:  # overwritten in place: the old checkpoint is partly gone too
+                del self._index[step]
+                error.add_note(f"the checkpoint x_{step} it replaced in place is lost")
+            self._free.append(record)
+            raise error from exc
         current = self._index.get(step)
         self._index[step] = record
         if current is not None and current != record:

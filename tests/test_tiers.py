@@ -588,3 +588,32 @@ def test_import_storage_does_not_import_zarr() -> None:
     code = "import sys, amcheck.storage; print('zarr' in sys.modules, 'numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+async def test_raw_tier_drops_a_checkpoint_its_failed_in_place_overwrite_tore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full RawTier overwrites a held step in place; if that write fails half way, the step is
+    dropped rather than read back half old, half new (RawTier has no checksum)."""
+    import amcheck.storage._raw as raw
+
+    spec = StateSpec({"u": ((1024,), "float64")})
+    tier = RawTier(tmp_path / "r.bin", spec, records=1, direct=False)
+    await tier.put(5, {"u": np.zeros(1024)})
+    write = raw._write
+
+    async def torn(fd: int, pieces: Any, offset: int) -> None:
+        await write(fd, [pieces[0][:512]], offset)  # half of the new data reaches the file
+        raise OSError(28, "No space left on device (injected)")
+
+    monkeypatch.setattr(raw, "_write", torn)
+    with pytest.raises(TransferError, match=r"write of step 5 .*No space left") as info:
+        await tier.put(5, {"u": np.ones(1024)})
+    assert any("x_5 it replaced in place is lost" in note for note in info.value.__notes__)
+    assert 5 not in tier and tier.steps == frozenset()
+    monkeypatch.setattr(raw, "_write", write)
+    await tier.put(6, {"u": np.full(1024, 6.0)})  # the record is free again
+    out = {"u": np.empty(1024)}
+    await tier.get(6, out)
+    assert np.all(out["u"] == 6.0)
+    await tier.close()
