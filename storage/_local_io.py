@@ -190,7 +190,10 @@ class LocalShards:
             os.close(fd)
         if codec.crc:
             for i, crc in zip(levels, crcs, strict=True):
-                codec.check_crc(crc, part.levels[i].reshape(-1).view(np.uint8))
+                try:
+                    codec.check_crc(crc, part.levels[i].reshape(-1).view(np.uint8))
+                except ChecksumError as exc:
+                    raise ChecksumError(f"shard {part.key}, level {i}: {exc}") from None
         if last and not np.array_equal(index, fld.plain_index):
             raise ChecksumError(f"the index of shard {part.key} is not the expected one")
 

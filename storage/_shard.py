@@ -189,7 +189,10 @@ class Part:
     def decode_level(self, stored: np.ndarray, table: np.ndarray, level: int) -> None:
         """Decode one level of a stored shard (``table``: its :func:`parse_index`) into place."""
         offset, size = (int(v) for v in table[level])
-        self.field.codec.decode_into(stored[offset : offset + size], self.levels[level])
+        try:
+            self.field.codec.decode_into(stored[offset : offset + size], self.levels[level])
+        except ChecksumError as exc:
+            raise ChecksumError(f"shard {self.key}, level {level}: {exc}") from None
 
     def decode(self, stored: np.ndarray) -> None:
         """Check a stored shard's index and decode every level into the caller's memory."""

@@ -422,7 +422,7 @@ async def test_zarr_damaged_chunk_fails_its_checksum(tmp_path: Path) -> None:
     data = bytearray(chunk.read_bytes())
     data[100] ^= 1
     chunk.write_bytes(bytes(data))
-    with pytest.raises(TransferError, match=r"read of step 3 .*crc32c"):
+    with pytest.raises(TransferError, match=r"read of step 3 .*shard u/c.0.0, level 0: the crc32c"):
         await tier.get(3, empty_like(SPEC))
     chunk.write_bytes(bytes(data[:-9]))
     with pytest.raises(TransferError, match=r"read of step 3 .*bytes, expected"):
