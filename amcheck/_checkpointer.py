@@ -380,6 +380,7 @@ class Checkpointer:
             self._engine.progress = None
             self._engine.tuner = None
             self._busy = False
+            self._stats.hidden_fraction = self._timeline.hidden_fraction()
         final = self._engine.final_state
         assert final is not None
         return final
@@ -433,13 +434,14 @@ class Checkpointer:
         finally:
             self._engine.progress = None
             self._busy = False
+            self._stats.hidden_fraction = self._timeline.hidden_fraction()
 
     # -- introspection -------------------------------------------------------------------------
 
     @property
     def stats(self) -> Stats:
         """Counts and times since the last ``forward()`` (see :class:`amcheck.Stats`)."""
-        return self._stats.snapshot(self._timeline.hidden_fraction())
+        return self._stats.snapshot()
 
     @property
     def timeline(self) -> Timeline:

@@ -71,8 +71,9 @@ class Stats:
         How many times the compute thread waited (each is a ``"wait"`` event on the timeline).
     hidden_fraction
         Fraction of disk transfer time that overlapped compute or reverse steps (see
-        :meth:`amcheck.Timeline.hidden_fraction`); ``None`` without transfers or without a
-        timeline.
+        :meth:`amcheck.Timeline.hidden_fraction`), taken from the timeline when each sweep ends
+        (so clearing the timeline later does not change it); ``None`` without transfers or
+        without a timeline, and until the first sweep ends.
     interval
         Steps between disk checkpoints at the end of the forward sweep (it changes during the
         sweep when the interval is automatic); ``None`` for RAM-only strategies.
@@ -160,6 +161,7 @@ class StatsRecorder:
     bytes_written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TIERS, 0))
     read_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_TIERS, 0.0))
     write_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_TIERS, 0.0))
+    hidden_fraction: float | None = None
 
     def reset(self) -> None:
         """Zero every counter (the pool size stays)."""
@@ -168,8 +170,8 @@ class StatsRecorder:
         for name in self.__slots__:
             setattr(self, name, getattr(fresh, name))
 
-    def snapshot(self, hidden_fraction: float | None = None) -> Stats:
-        """An immutable copy of the counters (``hidden_fraction`` comes from the timeline)."""
+    def snapshot(self) -> Stats:
+        """An immutable copy of the counters."""
         return Stats(
             n_steps=self.n_steps,
             forward_steps=self.forward_steps,
@@ -187,6 +189,6 @@ class StatsRecorder:
             reverse_seconds=self.reverse_seconds,
             stall_seconds=self.stall_seconds,
             waits=self.waits,
-            hidden_fraction=hidden_fraction,
+            hidden_fraction=self.hidden_fraction,
             interval=self.interval,
         )

@@ -224,7 +224,17 @@ class Timeline:
         -------
         Path
             Where the figure was written.
+
+        Raises
+        ------
+        InvalidArgumentError
+            ``path``'s folder does not exist, or its suffix is not a format matplotlib writes.
         """
+        out = Path(path)
+        if not out.parent.is_dir():
+            raise InvalidArgumentError(
+                f"path={str(out)!r}: the folder {str(out.parent)!r} does not exist"
+            )
         try:
             import matplotlib
 
@@ -235,6 +245,15 @@ class Timeline:
             raise ImportError(
                 "Timeline.plot needs matplotlib: pip install 'amcheck[plot]'"
             ) from exc
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        suffix = out.suffix.lower().lstrip(".")
+        formats = FigureCanvasBase.get_supported_filetypes()
+        if suffix not in formats:
+            raise InvalidArgumentError(
+                f"path={str(out)!r}: {'no suffix' if not suffix else repr(suffix)} is not a format "
+                f"the plot can be saved in; use one of {', '.join(sorted(formats))}"
+            )
         records, threads, _ = self._snapshot()
         colours = {
             "compute": "#4C72B0",
@@ -280,8 +299,9 @@ class Timeline:
             ncols=max(len(kinds), 1),
             fontsize="small",
         )
-        fig.tight_layout()
-        out = Path(path)
-        fig.savefig(out, dpi=120)
-        plt.close(fig)
+        try:
+            fig.tight_layout()
+            fig.savefig(out, dpi=120)
+        finally:
+            plt.close(fig)
         return out

@@ -175,3 +175,14 @@ def test_plot_of_a_long_run_merges_bars(tmp_path: Path, monkeypatch: pytest.Monk
     out = tl.plot(tmp_path / "long.png")
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert sorted(drawn) == [1, 50]  # the reverse steps as one bar, the reads as 50
+
+
+def test_plot_names_a_bad_path_before_drawing(tmp_path: Path) -> None:
+    timeline = Timeline()
+    with pytest.raises(amcheck.InvalidArgumentError, match=r"the folder .*nodir' does not exist"):
+        timeline.plot(tmp_path / "nodir" / "t.png")
+    with pytest.raises(amcheck.InvalidArgumentError, match=r"'xyz' is not a format .*png"):
+        timeline.plot(tmp_path / "t.xyz")
+    with pytest.raises(amcheck.InvalidArgumentError, match=r"no suffix is not a format"):
+        timeline.plot(tmp_path / "t")
+    assert timeline.plot(tmp_path / "t.svg").exists()
