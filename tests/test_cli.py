@@ -58,6 +58,7 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
         (["bench", "nope"], "invalid choice: 'nope'"),
         (["bench", "--dir", "/nonexistent/amcheck", "schedules"], "no benchmarks folder"),
         (["info", "--bogus"], "unrecognized arguments: --bogus"),
+        (["plan", "--steps", "99999999999999999999", "--ram-slots", "3"], "is more than 10,000,000"),
     ],
 )  # fmt: skip
 def test_bad_arguments_one_line_exit_2(
