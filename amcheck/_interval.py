@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 import threading
 from collections import deque
 from statistics import median
@@ -87,9 +88,26 @@ __all__ = ["IntervalController", "required_interval"]
 #: operator too fast to time gives the largest interval the cap allows rather than a division by 0.
 _TINY = 1e-9
 
-#: Relative tolerance of the ceiling, so that a ratio which is an integer up to round-off (e.g.
-#: 0.03 / 0.01 = 2.9999999999999996 or 3.0000000000000004) gives that integer.
+#: Relative tolerance of the hysteresis comparisons (round-off in target vs. k · band).
 _ROUND_OFF = 1e-9
+
+#: The interval a write "infinitely" slower than a step calls for (an infinite or overflowing
+#: ratio); a cap, if any, then decides.
+_HUGE = 2**62
+
+
+def _ceil(ratio: float) -> int:
+    """``ceil(ratio)``, at least 1, forgiving a few ulps of round-off above an integer.
+
+    0.03 / 0.01 = 3.0000000000000004 gives 3; 1000000.0005 gives 1000001 (a relative tolerance
+    as loose as 1e-9 gave 1000000, a k too small). An infinite ratio gives :data:`_HUGE`.
+    """
+    if not ratio < _HUGE:
+        return _HUGE
+    k = max(1, math.ceil(ratio))
+    if k > 1 and k - 1 >= ratio * (1.0 - 4.0 * sys.float_info.epsilon):
+        k -= 1
+    return k
 
 
 def _check_seconds(name: str, value: Any, what: str = "a number of seconds") -> float:
@@ -131,8 +149,7 @@ def required_interval(write_time: float, step_time: float, *, margin: float = 1.
     write = _check_seconds("write_time", write_time)
     step = max(_check_seconds("step_time", step_time), _TINY)
     m = check_positive_float("margin", margin)
-    ratio = m * write / step
-    return max(1, math.ceil(ratio * (1.0 - _ROUND_OFF)))
+    return _ceil(m * write / step)
 
 
 class IntervalController:
@@ -273,8 +290,9 @@ class IntervalController:
 
     @property
     def cap(self) -> int | None:
-        """The largest interval :meth:`interval` returns, or ``None``."""
-        return self._cap
+        """The largest interval :meth:`interval` returns (the floor when that is larger), or
+        ``None``."""
+        return None if self._cap is None else max(self._cap, self._floor)
 
     @property
     def changes(self) -> int:
@@ -284,29 +302,24 @@ class IntervalController:
     def set_floor(self, floor: int) -> None:
         """Raise (or lower) the floor, e.g. to the schedule's ``interval_floor`` after thinning.
 
-        A floor above the cap raises the cap to it: the disk capacity wins over recomputation.
+        A floor above the cap wins over it (the disk capacity over recomputation) while it
+        stands; lowered again, the cap given to the constructor applies again.
         """
         value = check_int("floor", floor, minimum=1)
         with self._lock:
             self._floor = value
-            if self._cap is not None and self._cap < value:
-                self._cap = value
 
     def target(self) -> int | None:
         """The interval the current estimates call for, before hysteresis; ``None`` in warm-up."""
         with self._lock:
             if not self._ready():
                 return None
-            return self._clamp(self._ceil(self._target()))
+            return self._clamp(_ceil(self._target()))
 
     def _target(self) -> float:
         """``margin · write_time / step_time`` from the medians, as a real number."""
         step = max(median(self._steps), _TINY)
         return self.margin * median(self._writes) / step
-
-    @staticmethod
-    def _ceil(target: float) -> int:
-        return max(1, math.ceil(target * (1.0 - _ROUND_OFF)))
 
     def interval(self) -> int:
         """The interval k to use from the next segment boundary on.
@@ -323,15 +336,15 @@ class IntervalController:
                 band = 1.0 + self.hysteresis
                 if not self._estimated:
                     self._estimated = True
-                    k = self._ceil(target)
+                    k = _ceil(target)
                 elif target > k * band * (1.0 + _ROUND_OFF):
-                    k = self._ceil(target)
+                    k = _ceil(target)
                     self._low_run = 0
                 elif target * band < k * (1.0 - _ROUND_OFF):
                     self._low_max = target if self._low_run == 0 else max(self._low_max, target)
                     self._low_run += 1
                     if self._low_run >= self.patience:
-                        k = self._ceil(self._low_max)
+                        k = _ceil(self._low_max)
                         self._low_run = 0
                 else:
                     self._low_run = 0
@@ -342,5 +355,5 @@ class IntervalController:
             return k
 
     def _clamp(self, k: int) -> int:
-        k = max(k, self._floor)
-        return k if self._cap is None else min(k, self._cap)
+        k = k if self._cap is None else min(k, self._cap)
+        return max(k, self._floor)

@@ -107,6 +107,17 @@ def test_floor_and_cap_hold() -> None:
     assert feed(ctl, 0.010, 0.001, 9) == 50
     with pytest.raises(InvalidArgumentError, match=r"cap must be >= floor \(6\), got cap=5"):
         IntervalController(1, floor=6, cap=5)
+    ctl.set_floor(2)  # lowered again: the constructor's cap applies again
+    assert ctl.cap == 40 and feed(ctl, 0.001, 0.100, 9) == 40
+
+
+def test_the_ceiling_is_exact_and_never_overflows() -> None:
+    assert required_interval(0.03, 0.01) == 3  # 3.0000000000000004: round-off forgiven
+    assert required_interval(1000000.0005, 1.0) == 1000001  # but not a real excess
+    assert required_interval(2e9 + 0.5, 1.0) == 2_000_000_001
+    assert required_interval(1e300, 1e-300) == 2**62  # an infinite ratio: the largest k
+    ctl = IntervalController(4, cap=50)
+    assert feed(ctl, 0.0, 1e300, 9) == 50  # a too-fast step: the cap, no OverflowError
 
 
 def test_hysteresis_band() -> None:
