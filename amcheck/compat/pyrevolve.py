@@ -26,7 +26,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from amcheck._errors import ArgumentTypeError, OperatorError, ScheduleError, SweepStateError
+from amcheck._errors import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    OperatorError,
+    ScheduleError,
+    SweepStateError,
+)
 from amcheck._state import StateSpec
 from amcheck._stats import Stats, StatsRecorder
 from amcheck._strategy import slot_size
@@ -102,6 +108,10 @@ class Revolver:
         ``NumpyStorage``.
     n_timesteps
         Number of steps n, ``>= 1``.
+    timings, profiler, compression_params
+        pyrevolve's optional arguments, accepted so that its calls run unchanged: ``None`` only
+        (amcheck has one memory level, profiles through :attr:`stats` and :attr:`timeline`, and
+        compresses disk checkpoints through :class:`amcheck.Checkpointer`).
     timeline
         Record compute and reverse events in :attr:`timeline`.
 
@@ -111,7 +121,8 @@ class Revolver:
         An operator has no ``apply``, or the checkpoint object lacks ``get_data`` /
         ``get_data_location`` or returns something other than numpy arrays.
     InvalidArgumentError
-        ``n_checkpoints`` or ``n_timesteps`` below 1.
+        ``n_checkpoints`` or ``n_timesteps`` below 1; ``timings``, ``profiler`` or
+        ``compression_params`` other than ``None``.
     """
 
     def __init__(
@@ -121,9 +132,20 @@ class Revolver:
         rev_operator: PyrevolveOperator,
         n_checkpoints: int | None,
         n_timesteps: int,
+        timings: object = None,
+        profiler: object = None,
+        compression_params: object = None,
         *,
         timeline: bool = True,
     ) -> None:
+        for name, value in (("timings", timings), ("profiler", profiler),
+                            ("compression_params", compression_params)):
+            if value is not None:
+                raise InvalidArgumentError(
+                    f"{name}={value!r}: amcheck's Revolver takes pyrevolve's {name} only as None "
+                    "(see docs/migrating.md for what replaces it: stats and timeline for the "
+                    "profiler, Checkpointer(disk=..., compression=...) for compression)"
+                )
         for name, op in (("fwd_operator", fwd_operator), ("rev_operator", rev_operator)):
             if not callable(getattr(op, "apply", None)):
                 raise ArgumentTypeError(
@@ -165,13 +187,26 @@ class Revolver:
 
     @property
     def ratio(self) -> float:
-        """Forward steps of the schedule divided by n (pyrevolve's ``ratio``)."""
+        """pyrevolve's ``ratio``: ``T(n, s) / n``, the binomial optimum's recomputed forward
+        steps per step (:func:`~amcheck.schedules.binomial_forward_steps` minus the step that
+        makes x_n, over n)."""
         from amcheck.schedules import binomial_forward_steps
 
-        return binomial_forward_steps(self.n_timesteps, self.n_checkpoints) / self.n_timesteps
+        forward = binomial_forward_steps(self.n_timesteps, self.n_checkpoints)
+        return (forward - 1) / self.n_timesteps
 
     def apply_forward(self) -> None:
-        """Run the forward sweep from the live data (x_0), saving checkpoints on the way."""
+        """Run the forward sweep from the live data (x_0), saving checkpoints on the way.
+
+        As with pyrevolve, the live data must hold x_0: after a reverse sweep it holds x_1, so
+        set it back first. Straight after a forward sweep it holds x_n, which is refused.
+        """
+        if self._phase == "forwarded":
+            raise SweepStateError(
+                "apply_forward() was called again before apply_reverse(): the live data holds "
+                f"x_{self.n_timesteps}, not x_0; call apply_reverse(), or make a new Revolver "
+                "after setting the live data back to x_0"
+            )
         for step in list(self._pool.steps):
             self._pool.discard(step)
         self._stats.reset()
