@@ -23,6 +23,7 @@ way, and all threads are kept.
 
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 from collections.abc import Iterator
@@ -39,9 +40,9 @@ AUTO_RESERVE_MAX_CORES: Final = 4
 
 def check_compute_threads(value: Any) -> int | str | None:
     """Validate ``compute_threads``: ``None`` (auto), ``"all"``, or an int ``>= 1``."""
-    if value is None or value == "all":
-        return value  # type: ignore[no-any-return]
-    if isinstance(value, bool) or not isinstance(value, int):
+    if value is None or (isinstance(value, str) and value == "all"):
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ArgumentTypeError(
             "compute_threads must be None (auto), 'all' or an integer >= 1, "
             f"got {value!r} of type {type(value).__name__}"
@@ -50,7 +51,7 @@ def check_compute_threads(value: Any) -> int | str | None:
         raise InvalidArgumentError(
             f"compute_threads must be None (auto), 'all' or an integer >= 1, got {value}"
         )
-    return value
+    return int(value)
 
 
 def _numba() -> Any | None:
