@@ -371,10 +371,11 @@ class DiskPath:
 
     def stop(self) -> None:
         """Stop the transfer service and its threads (it restarts on the next transfer)."""
-        service, self._service = self._service, None
+        service = self._service
         if service is not None:
             with contextlib.suppress(AmcheckError):  # errors were reaped or abandoned
                 service.close()
+            self._service = None  # not before: an interrupted close is finished by the next stop
 
 
 def concurrent_wait(future: TransferFuture) -> None:

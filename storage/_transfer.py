@@ -188,7 +188,8 @@ class TransferService:
         self._pending: set[TransferFuture] = set()
         self._failed: list[TransferFuture] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._closed = False
+        self._closed = False  # no new transfers
+        self._stopped = False  # close() has stopped every thread
         self.stall_seconds = 0.0
         self.stalls = 0
         self.completed = 0
@@ -423,19 +424,22 @@ class TransferService:
         TransferError
             A transfer failed and nobody looked at its future. The service is closed anyway.
 
-        Calling it again does nothing.
+        Calling it again finishes a close that was interrupted (Ctrl-C while it waited), cancelling
+        what is still in flight, and otherwise does nothing.
         """
         if threading.current_thread() is self._thread:
             raise SweepStateError("TransferService.close() was called from the transfer loop thread")
         with self._lock:
-            if self._closed:
+            if self._stopped:
                 return
+            wait = not (self._closed or cancel)
             self._closed = True
             pending: list[concurrent.futures.Future[None]] = list(self._pending)
-        if not cancel and pending:
+        if wait and pending:
             concurrent.futures.wait(pending, timeout)
-        self._inbox.put(None)  # every transfer submitted before reaches the loop first
-        self._submitter.join()
+        if self._submitter.is_alive():
+            self._inbox.put(None)  # every transfer submitted before reaches the loop first
+            self._submitter.join()
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result()
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -443,6 +447,7 @@ class TransferService:
         self._loop.close()
         self._codecs.shutdown(wait=True)
         self._io.shutdown(wait=True)
+        self._stopped = True
         self._raise_unobserved()
 
     async def _shutdown(self) -> None:

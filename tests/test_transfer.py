@@ -257,6 +257,32 @@ def test_close_leaves_no_thread_and_is_idempotent() -> None:
         service.submit_put(tier, 9, {"u": np.zeros((128, 128), np.float32)})
 
 
+def test_a_close_interrupted_while_it_waits_is_finished_by_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C while close() waits for a transfer: a second close() stops every thread."""
+    before = _threads()
+    spec = StateSpec({"u": ((8,), "float64")})
+    tier = GatedRamTier(10 * 4096, spec, name="disk")
+    service = TransferService(max_in_flight=2)
+    future = service.submit_put(tier, 1, {"u": np.ones(8)})
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(concurrent.futures, "wait", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            service.close()
+    assert _threads() != before  # the loop and its pools still run
+    with pytest.raises(SweepStateError, match="after close"):
+        service.submit_put(tier, 2, {"u": np.ones(8)})
+    service.close()  # cancels the stuck put and stops everything
+    assert _threads() == before
+    assert future.cancelled() or isinstance(future.exception(), concurrent.futures.CancelledError)
+    service.close()  # and then does nothing
+
+
 def test_close_with_cancel_stops_stuck_transfers() -> None:
     before = _threads()
     spec = StateSpec({"u": ((8,), "float64")})
