@@ -311,13 +311,8 @@ class DiskPath:
 
     def settle_reads(self) -> list[Slot]:
         """Wait for every prefetch nobody loaded and unpin its slot (at the end of a sweep)."""
-        return [self._reap_read(step) for step in list(self._reads)]
-
-    def _reap_read(self, step: int) -> Slot:
-        transfer = self._reads[step]
-        self._wait(transfer.future, step)
-        del self._reads[step]
-        return self._reap(transfer)
+        slots = [self.take_prefetched(step) for step in list(self._reads)]
+        return [slot for slot in slots if slot is not None]
 
     def delete(self, step: int) -> list[Slot]:
         """Start dropping x_step from the tier, after its write or prefetch (if any) has ended.

@@ -572,7 +572,11 @@ class Engine:
             return
         self._check_tier(tier, action, index)
         if t in self._disk_ckpt:
-            raise ScheduleError(f"action {index}, {action!r}: x_{t} is already held on disk")
+            raise ScheduleError(
+                f"action {index}, {action!r}: x_{t} is already held on disk; a schedule writes a "
+                "step to disk once (Free it before saving it again: amcheck.schedules.simulate "
+                "checks a schedule's actions)"
+            )
         dp = self._dp
         assert dp is not None
         if self.tuner is not None and self.tuner.probing:

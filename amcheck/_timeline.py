@@ -95,6 +95,20 @@ def _overlap(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray])
     return float(np.sum(measure(a[1]) - measure(a[0])))
 
 
+def _hidden_fraction(records: np.ndarray) -> float | None:
+    """:meth:`Timeline.hidden_fraction` of these event records."""
+
+    def union(codes: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        chosen = records[np.isin(records["kind"], codes)]
+        return _union(chosen["start"], chosen["end"])
+
+    transfer = union(_TRANSFER)
+    busy = float(np.sum(transfer[1] - transfer[0]))
+    if busy <= 0.0:
+        return None
+    return min(1.0, max(0.0, _overlap(transfer, union(_WORK)) / busy))
+
+
 class Timeline:
     """Thread-safe record of :class:`Event` intervals, with summaries and a plot.
 
@@ -189,17 +203,7 @@ class Timeline:
         1.0 means every transfer ran while the compute thread was busy, 0.0 that none did;
         ``None`` when there was no transfer.
         """
-        records = self._snapshot()[0]
-
-        def union(codes: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-            chosen = records[np.isin(records["kind"], codes)]
-            return _union(chosen["start"], chosen["end"])
-
-        transfer = union(_TRANSFER)
-        busy = float(np.sum(transfer[1] - transfer[0]))
-        if busy <= 0.0:
-            return None
-        return min(1.0, max(0.0, _overlap(transfer, union(_WORK)) / busy))
+        return _hidden_fraction(self._snapshot()[0])
 
     def to_json(self) -> list[dict[str, Any]]:
         """The events as a list of plain dicts (times in seconds from the first event)."""
@@ -233,7 +237,8 @@ class Timeline:
         out = Path(path)
         if not out.parent.is_dir():
             raise InvalidArgumentError(
-                f"path={str(out)!r}: the folder {str(out.parent)!r} does not exist"
+                f"path={str(out)!r}: the folder {str(out.parent)!r} does not exist; create it "
+                "first or save elsewhere"
             )
         try:
             import matplotlib
@@ -288,7 +293,7 @@ class Timeline:
         ax.set_ylim(-0.6, len(lanes) - 0.4)
         ax.invert_yaxis()
         ax.set_xlabel("wall-clock time (s)")
-        hidden = self.hidden_fraction()
+        hidden = _hidden_fraction(records)
         subtitle = "" if hidden is None else f" — {100 * hidden:.0f}% of transfer time hidden"
         ax.set_title((title or "amcheck timeline") + subtitle)
         present = set(records["kind"].tolist())

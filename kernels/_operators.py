@@ -69,14 +69,17 @@ def trace_data(name: str, data: Any, geometry: Geometry) -> np.ndarray:
         )
     try:
         array = np.asarray(data)
-        if np.iscomplexobj(array) or not (array.dtype.kind in "fiub"):
-            raise TypeError(f"dtype {array.dtype}")
-        array = array.astype(np.float64, copy=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:  # a ragged list
         raise ArgumentTypeError(
             f"{name} must be a real array of shape (nt, nrec) = {shape}, got "
             f"{type(data).__name__} ({exc})"
         ) from exc
+    if array.dtype.kind not in "fiub":  # complex, text, objects
+        raise ArgumentTypeError(
+            f"{name} must be a real array of shape (nt, nrec) = {shape}, got "
+            f"{type(data).__name__} of dtype {array.dtype}"
+        )
+    array = array.astype(np.float64, copy=False)
     if array.shape != shape:
         raise InvalidArgumentError(f"{name} must have shape (nt, nrec) = {shape}, got {array.shape}")
     finite = np.isfinite(array)
@@ -84,7 +87,9 @@ def trace_data(name: str, data: Any, geometry: Geometry) -> np.ndarray:
         t, r = (int(i) for i in np.argwhere(~finite)[0])
         raise InvalidArgumentError(
             f"{name} holds {int((~finite).sum())} values that are not finite, the first at "
-            f"[{t}, {r}] (time sample {t}, receiver {r}): {array[t, r]}"
+            f"[{t}, {r}] (time sample {t}, receiver {r}): {array[t, r]}; set dead samples "
+            f"to 0 (np.nan_to_num({name}, nan=0.0, posinf=0.0, neginf=0.0)) or leave their "
+            "receivers out of the Geometry"
         )
     return array
 

@@ -122,6 +122,21 @@ class Compression:
     peak_tol: float | None = None
     keepbits: int | None = None
 
+    @staticmethod
+    def _lossy_applies(dtype: np.dtype[Any]) -> bool:
+        return dtype.kind in _FLOAT_KINDS and dtype.itemsize in (4, 8)
+
+    def check(self, dtype: np.dtype[Any]) -> None:
+        """Raise :class:`~amcheck.InvalidArgumentError` if a field of ``dtype`` cannot take
+        these codecs (bitround keeping more mantissa bits than the dtype has)."""
+        if self._lossy_applies(dtype) and self.keepbits is not None:
+            nmant = np.finfo(dtype).nmant
+            if self.keepbits > nmant:
+                raise InvalidArgumentError(
+                    f"compression {self.text!r}: bitround keepbits must be 1..{nmant} for "
+                    f"{dtype} fields (its mantissa bits), got {self.keepbits}"
+                )
+
     def codecs_for(self, dtype: np.dtype[Any]) -> dict[str, Any]:
         """The ``filters``/``serializer``/``compressors`` arguments of ``create_array`` for ``dtype``.
 
@@ -130,13 +145,8 @@ class Compression:
         """
         from zarr.codecs import Crc32cCodec
 
-        lossy_ok = dtype.kind in _FLOAT_KINDS and dtype.itemsize in (4, 8)
-        if lossy_ok and self.keepbits is not None and self.keepbits > np.finfo(dtype).nmant:
-            raise InvalidArgumentError(
-                f"compression {self.text!r}: bitround keepbits must be 1..{np.finfo(dtype).nmant} "
-                f"for {dtype} fields (its mantissa bits), got {self.keepbits}"
-            )
-        if lossy_ok or self.lossless:
+        self.check(dtype)
+        if self._lossy_applies(dtype) or self.lossless:
             filters = list(self.filters)
             serializer = self.serializer if self.serializer is not None else "auto"
             compressors = list(self.compressors)

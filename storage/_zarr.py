@@ -219,7 +219,7 @@ class ZarrTier(Tier):
         self.index_interval = float(index_interval)
         self.compression: Compression = parse_compression(compression)
         for fld in spec.values():
-            self.compression.codecs_for(fld.dtype)  # raises for codecs the dtype cannot take
+            self.compression.check(fld.dtype)  # before the store is touched
         self._budget = None if budget is None else parse_bytes(budget, "budget")
         self._layouts = {key: Layout.of(key, f.shape) for key, f in spec.items()}
         self._store, self._owns_store, self.path = _open_store(store)
