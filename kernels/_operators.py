@@ -42,11 +42,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numba
 import numpy as np
 from amcheck.kernels._geometry import Geometry, interpolation_weights
 from amcheck.kernels._layout import aligned_zeros
 from amcheck.kernels._model import Model
-from amcheck.kernels._stencil import Kernels, make_kernels
+from amcheck.kernels._stencil import Kernels, inject, make_kernels, sample
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError, SweepStateError
 from amcheck._state import StateSpec
@@ -135,14 +136,13 @@ class _Discretisation:
 
     def inject(self, level: np.ndarray, idx: np.ndarray, cw: np.ndarray, values: np.ndarray
                ) -> None:
-        """level.flat[idx] += cw * values[:, None] (unbuffered, so repeated corners add up)."""
-        flat = level.reshape(-1)
-        np.add.at(flat, idx.reshape(-1), (cw * values.astype(self.dtype)[:, None]).reshape(-1))
+        """level.flat[idx] += cw * values[:, None] (in order, so repeated corners add up)."""
+        inject(level.reshape(-1), idx, cw, values.astype(self.dtype, copy=False))
 
     @staticmethod
-    def sample(level: np.ndarray, idx: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """Multilinear interpolation: sum over corners of w * level.flat[idx]."""
-        return np.asarray((level.reshape(-1)[idx] * w).sum(axis=1))
+    def sample(level: np.ndarray, idx: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+        """Multilinear interpolation into ``out``: sum over corners of w * level.flat[idx]."""
+        sample(level.reshape(-1), idx, w, out)
 
 
 def _field(state: Mapping[str, np.ndarray], spec: StateSpec, name: str) -> np.ndarray:
@@ -174,7 +174,16 @@ class AcousticForward:
         The :class:`~amcheck.StateSpec` ``{"u": ((2, *grid), dtype)}``.
     data
         Receiver data recorded so far, ``(nt, nrec)`` float64.
+    fused
+        How :meth:`advance` steps: ``True``, all its steps in one serial numba call that never
+        takes the GIL (sources and receivers included); ``False``, a Python loop calling the
+        ``parallel`` kernel once a step; ``None`` (the default), fused when numba runs one thread
+        (``numba.get_num_threads() == 1``), as the :class:`~amcheck.Checkpointer` arranges
+        during sweeps with disk traffic on small machines. Both give bitwise the same states
+        and data.
     """
+
+    fused: bool | None = None
 
     def __init__(self, model: Model, geometry: Geometry, src_data: Any = None) -> None:
         self._disc = _Discretisation(model, geometry)
@@ -204,16 +213,22 @@ class AcousticForward:
         d = self._disc
         u_src = _field(src, self.spec, "src")
         u_dst = _field(dst, self.spec, "dst")
-        self.data[t0] = d.sample(u_src[t0 % 2], d.rec_idx, d.rec_w)
+        copy = u_dst.ctypes.data != u_src.ctypes.data
+        fused = self.fused if self.fused is not None else numba.get_num_threads() == 1
+        if fused:
+            d.kernels.advance(u_src, u_dst, t0, t1, copy, d.c, d.w, d.end, tuple(d.damping),
+                              d.src_idx, d.src_cw, self.src_data, d.rec_idx, d.rec_w, self.data)
+            return
+        d.sample(u_src[t0 % 2], d.rec_idx, d.rec_w, self.data[t0])
         for t in range(t0, t1):
             cur = t % 2
-            if t == t0 and u_dst.ctypes.data != u_src.ctypes.data:
+            if t == t0 and copy:
                 d.kernels.step_copy(u_src, u_dst, cur, d.c, d.w, d.end, *d.damping)
             else:
                 d.kernels.step(u_dst, cur, d.c, d.w, d.end, *d.damping)
             new = u_dst[1 - cur]
             d.inject(new, d.src_idx, d.src_cw, self.src_data[t])
-            self.data[t + 1] = d.sample(new, d.rec_idx, d.rec_w)
+            d.sample(new, d.rec_idx, d.rec_w, self.data[t + 1])
 
 
 class AcousticAdjoint:
@@ -285,7 +300,7 @@ class AcousticAdjoint:
                                   f"{self._next}, got {t}")
         d = self._disc
         cur = (t + 1) % 2
-        self.src_adjoint[t] = d.sample(self.v[cur], d.src_idx, d.src_w)
+        d.sample(self.v[cur], d.src_idx, d.src_w, self.src_adjoint[t])
         if self.with_gradient:
             if state is None:
                 raise InvalidArgumentError("reverse(state, t) needs x_t to accumulate the gradient")

@@ -123,7 +123,7 @@ from numba import prange
 from amcheck._errors import InvalidArgumentError
 from amcheck._validate import check_int
 
-__all__ = ["DTYPES", "SPACE_ORDERS", "Kernels", "make_kernels"]
+__all__ = ["DTYPES", "SPACE_ORDERS", "Kernels", "inject", "make_kernels", "sample"]
 
 #: Space orders a kernel can be built for (even, so the stencil is centred).
 SPACE_ORDERS = (2, 4, 6, 8, 10, 12)
@@ -151,6 +151,13 @@ class Kernels:
     adjoint_gradient
         ``adjoint_gradient(v, cur, c, w, end, *damping, u, g)``: one step of ``step`` on the
         adjoint field ``v`` and ``g += u * L v[cur]`` over the interior (``u`` one level, ``grid``).
+    advance
+        ``advance(src, dst, t0, t1, copy, c, w, end, damping, src_idx, src_cw, src_data,
+        rec_idx, rec_w, data)``: steps t0 … t1-1 in one serial call that never takes the GIL,
+        with the source injection and receiver sampling of each step (:func:`inject`,
+        :func:`sample`); ``copy`` makes the first step ``step_copy(src, dst, ...)``, otherwise
+        every step is ``step(dst, ...)``. Bitwise the same as calling ``step``/``step_copy``,
+        :func:`inject` and :func:`sample` step by step (see :func:`_fused_advance`).
     left_pad
         ``PL``: where the interior of each line starts on the last axis.
     ndim, space_order, dtype
@@ -160,6 +167,7 @@ class Kernels:
     step: Any
     step_copy: Any
     adjoint_gradient: Any
+    advance: Any
     left_pad: int
     ndim: int
     space_order: int
@@ -201,8 +209,12 @@ def make_kernels(ndim: int, space_order: int, dtype: Any) -> Kernels:
 def _make_kernels(ndim: int, space_order: int, dtype_name: str) -> Kernels:
     factory = _factory_2d if ndim == 2 else _factory_3d
     step, step_copy, adjoint_gradient = factory(space_order // 2, np.dtype(dtype_name).type)
+    # The serial builds of the same step functions (prange runs as range) serve the fused loop.
+    advance = _fused_advance(jit(step.py_func, parallel=False),
+                             jit(step_copy.py_func, parallel=False))
     pl = left_pad(space_order // 2, dtype_name)
-    return Kernels(step, step_copy, adjoint_gradient, pl, ndim, space_order, np.dtype(dtype_name))
+    return Kernels(step, step_copy, adjoint_gradient, advance, pl, ndim, space_order,
+                   np.dtype(dtype_name))
 
 
 def fd_coefficients(space_order: int, scalar: Any = float) -> tuple[Any, ...]:
@@ -661,3 +673,71 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
             ftz_restore(mx)
 
     return step, step_copy, adjoint_gradient
+
+
+# Sources and receivers ---------------------------------------------------------------------------
+# Both paths of the forward operator (the fused serial loop and the step-by-step one) inject and
+# sample through these, so their receiver data are bitwise the same whatever numpy's own reduction
+# order. The corner sums are those numpy 2.4 computes for ``(level[idx] * w).sum(axis=1)`` (the
+# operators' previous form): from +0, in order for 4 corners, as a pairwise tree for 8.
+
+
+@jit(parallel=False)
+def inject(level: Any, idx: Any, cw: Any, values: Any) -> None:  # pragma: no cover - numba
+    """``level[idx[i, j]] += cw[i, j] * values[i]`` in the order i, j (repeated corners add up).
+
+    ``level`` is one time level, flat (``u[k].reshape(-1)``); ``idx`` and ``cw`` have shape
+    ``(npoints, 2**ndim)``; ``values`` one sample per point, of the level's dtype.
+    """
+    for i in range(idx.shape[0]):
+        v = values[i]
+        for j in range(idx.shape[1]):
+            level[idx[i, j]] += cw[i, j] * v
+
+
+@jit(parallel=False)
+def sample(level: Any, idx: Any, w: Any, out: Any) -> None:  # pragma: no cover - numba
+    """``out[i] = sum_j w[i, j] * level[idx[i, j]]``: multilinear interpolation at the points.
+
+    The products and their sum are in the level's dtype (``out`` may be wider); ``level`` is
+    flat, as for :func:`inject`.
+    """
+    for i in range(idx.shape[0]):
+        zero = w[i, 0] - w[i, 0]  # +0 of the level's dtype (weights are finite)
+        if idx.shape[1] == 8:
+            s = zero + (((level[idx[i, 0]] * w[i, 0] + level[idx[i, 1]] * w[i, 1])
+                         + (level[idx[i, 2]] * w[i, 2] + level[idx[i, 3]] * w[i, 3]))
+                        + ((level[idx[i, 4]] * w[i, 4] + level[idx[i, 5]] * w[i, 5])
+                           + (level[idx[i, 6]] * w[i, 6] + level[idx[i, 7]] * w[i, 7])))
+        else:
+            s = zero
+            for j in range(idx.shape[1]):
+                s += level[idx[i, j]] * w[i, j]
+        out[i] = s
+
+
+def _fused_advance(step: Any, step_copy: Any) -> Any:
+    """A time loop over serial ``step``/``step_copy`` with injection and sampling, one nogil call.
+
+    Why: numba takes the GIL to launch every ``parallel`` region, even on one thread and inside
+    a nogil function, and a Python loop over steps takes it a few times a step more. While
+    checkpoints stream to disk, the transfer threads often hold it, and each step waits. On one
+    thread this loop holds no GIL from the first step to the last.
+    """
+
+    @jit(parallel=False)
+    def advance(src: Any, dst: Any, t0: int, t1: int, copy: bool, c: Any, w: Any, end: Any,
+                damping: Any, src_idx: Any, src_cw: Any, src_data: Any, rec_idx: Any,
+                rec_w: Any, data: Any) -> None:  # pragma: no cover - numba
+        sample(src[t0 % 2].reshape(-1), rec_idx, rec_w, data[t0])
+        for t in range(t0, t1):
+            cur = t % 2
+            if t == t0 and copy:
+                step_copy(src, dst, cur, c, w, end, *damping)
+            else:
+                step(dst, cur, c, w, end, *damping)
+            new = dst[1 - cur].reshape(-1)
+            inject(new, src_idx, src_cw, src_data[t])
+            sample(new, rec_idx, rec_w, data[t + 1])
+
+    return advance
