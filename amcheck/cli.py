@@ -273,6 +273,7 @@ def _run_plan(args: argparse.Namespace) -> int:
 #: ``amcheck bench NAME`` -> the scripts in benchmarks/ it may run (the first that exists).
 BENCHMARKS: dict[str, tuple[str, ...]] = {
     "disk-vs-ram": ("disk_vs_ram.py",),
+    "fwi-overlap": ("fwi_overlap.py",),
     "long": ("long_sequences.py", "long.py", "long_sequence.py"),
     "kernels": ("kernels_vs_devito.py", "kernels.py"),
     "schedules": ("schedules.py",),
@@ -281,6 +282,7 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
 
 _BENCH_HELP = {
     "disk-vs-ram": "RAM vs raw disk vs zarr tiers, with and without compression",
+    "fwi-overlap": "FWI forward sweeps with disk writes: fused time loop vs step loop",
     "long": "recompute factor and time against the length of the sequence",
     "kernels": "the numba wave kernels beside Devito and a STREAM triad",
     "schedules": "time to plan schedules beside checkpoint_schedules",
