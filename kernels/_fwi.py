@@ -261,14 +261,18 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
     with Checkpointer(forward_op, reverse_op, fwd.initial_state(), fwd.n_steps, ram=ram,
                       disk=disk, strategy=strategy, timeline=timeline, **options) as ckp:
         final = ckp.forward()
-        adj.start(fwd.data - obs, final)
+        # The forward sweep's data: recomputation from lossy checkpoints during the reverse sweep
+        # rewrites fwd.data with slightly different values.
+        d_syn = np.array(fwd.data, copy=True)
+        residual = d_syn - obs
+        adj.start(residual, final)
         if counted is not None:
             counted.phase = "recompute"
         ckp.reverse()
         stats = ckp.stats
         chosen = (ckp.strategy, ckp.slots, ckp.interval, ckp.ram_pool_bytes)
-    misfit = 0.5 * float(np.sum((fwd.data - obs) ** 2))
-    return GradientResult(misfit, adj.gradient_m(), d_syn=np.array(fwd.data, copy=True),
+    misfit = 0.5 * float(np.sum(residual**2))
+    return GradientResult(misfit, adj.gradient_m(), d_syn=d_syn,
                           stats=stats, timeline=ckp.timeline if timeline else None,
                           strategy=chosen[0], slots=chosen[1], interval=chosen[2],
                           ram_pool_bytes=chosen[3], seconds=time.perf_counter() - started)

@@ -51,18 +51,20 @@ from amcheck.kernels._stencil import Kernels, inject, make_kernels, sample
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError, SweepStateError
 from amcheck._state import StateSpec
+from amcheck._validate import check_int
 
 __all__ = ["AcousticAdjoint", "AcousticForward"]
 
 
-def trace_data(name: str, data: Any, geometry: Geometry) -> np.ndarray:
+def trace_data(name: str, data: Any, geometry: Geometry, kind: str = "nrec") -> np.ndarray:
     """``data`` as a float64 array of shape ``(nt, nrec)`` with finite values, or raise.
 
-    Receiver data (observed data, residuals) come from files and other programs, so a dead
-    trace's NaN, a complex or masked array, or a ragged list is refused here, naming ``name``,
-    before it can poison a misfit and a whole gradient.
+    Receiver data (observed data, residuals) and source time functions come from files and
+    other programs, so a dead trace's NaN, a complex or masked array, or a ragged list is
+    refused here, naming ``name``, before it can poison a misfit and a whole gradient.
+    ``kind="nsrc"`` checks source data, shape ``(nt, nsrc)``.
     """
-    shape = (geometry.nt, geometry.nrec)
+    shape = (geometry.nt, geometry.nrec if kind == "nrec" else geometry.nsrc)
     if isinstance(data, np.ma.MaskedArray):
         raise ArgumentTypeError(
             f"{name} is a masked array; amcheck would use the masked samples as they are: pass "
@@ -72,25 +74,25 @@ def trace_data(name: str, data: Any, geometry: Geometry) -> np.ndarray:
         array = np.asarray(data)
     except (TypeError, ValueError) as exc:  # a ragged list
         raise ArgumentTypeError(
-            f"{name} must be a real array of shape (nt, nrec) = {shape}, got "
+            f"{name} must be a real array of shape (nt, {kind}) = {shape}, got "
             f"{type(data).__name__} ({exc})"
         ) from exc
     if array.dtype.kind not in "fiub":  # complex, text, objects
         raise ArgumentTypeError(
-            f"{name} must be a real array of shape (nt, nrec) = {shape}, got "
+            f"{name} must be a real array of shape (nt, {kind}) = {shape}, got "
             f"{type(data).__name__} of dtype {array.dtype}"
         )
     array = array.astype(np.float64, copy=False)
     if array.shape != shape:
-        raise InvalidArgumentError(f"{name} must have shape (nt, nrec) = {shape}, got {array.shape}")
+        raise InvalidArgumentError(f"{name} must have shape (nt, {kind}) = {shape}, got {array.shape}")
     finite = np.isfinite(array)
     if not finite.all():
         t, r = (int(i) for i in np.argwhere(~finite)[0])
         raise InvalidArgumentError(
             f"{name} holds {int((~finite).sum())} values that are not finite, the first at "
-            f"[{t}, {r}] (time sample {t}, receiver {r}): {array[t, r]}; set dead samples "
-            f"to 0 (np.nan_to_num({name}, nan=0.0, posinf=0.0, neginf=0.0)) or leave their "
-            "receivers out of the Geometry"
+            f"[{t}, {r}] (time sample {t}, {'receiver' if kind == 'nrec' else 'source'} {r}): "
+            f"{array[t, r]}; set dead samples to 0 (np.nan_to_num({name}, nan=0.0, posinf=0.0, "
+            "neginf=0.0)) or leave them out of the Geometry"
         )
     return array
 
@@ -145,7 +147,9 @@ class _Discretisation:
         sample(level.reshape(-1), idx, w, out)
 
 
-def _field(state: Mapping[str, np.ndarray], spec: StateSpec, name: str) -> np.ndarray:
+def _field(state: Mapping[str, np.ndarray], spec: StateSpec, name: str, *, write: bool = False
+           ) -> np.ndarray:
+    """The state's ``u``: C-contiguous, of the spec's shape and dtype, writeable if ``write``."""
     try:
         u = state["u"]
     except (KeyError, TypeError) as exc:
@@ -155,6 +159,12 @@ def _field(state: Mapping[str, np.ndarray], spec: StateSpec, name: str) -> np.nd
         raise InvalidArgumentError(
             f"{name}['u'] must be an array of shape {fs.shape} and dtype {fs.dtype}, got "
             f"{getattr(u, 'shape', None)} {getattr(u, 'dtype', type(u).__name__)}")
+    if not u.flags.c_contiguous:
+        raise InvalidArgumentError(
+            f"{name}['u'] must be C-contiguous (the kernels index it flat), got strides "
+            f"{u.strides}: pass np.ascontiguousarray({name}['u'])")
+    if write and not u.flags.writeable:
+        raise InvalidArgumentError(f"{name}['u'] is read-only; the operator writes into it")
     return u
 
 
@@ -190,11 +200,7 @@ class AcousticForward:
         if src_data is None:
             src = np.asarray(geometry.src_data)
         else:
-            src = np.asarray(src_data, dtype=np.float64)
-            if src.shape != (geometry.nt, geometry.nsrc):
-                raise InvalidArgumentError(
-                    f"src_data must have shape (nt, nsrc) = {(geometry.nt, geometry.nsrc)}, "
-                    f"got {src.shape}")
+            src = trace_data("src_data", src_data, geometry, kind="nsrc")
         self.src_data = src.astype(model.dtype)
         self.data = np.zeros((geometry.nt, geometry.nrec))
         self.spec = self._disc.spec
@@ -207,12 +213,14 @@ class AcousticForward:
     def advance(self, src: Mapping[str, np.ndarray], dst: Mapping[str, np.ndarray],
                 t0: int, t1: int) -> None:
         """Compute x_t1 from x_t0 (steps t0 … t1-1) and record d[t0 … t1]."""
+        t0 = check_int("t0", t0)
+        t1 = check_int("t1", t1)
         if not (0 <= t0 < t1 <= self.n_steps):
             raise InvalidArgumentError(
                 f"advance needs 0 <= t0 < t1 <= {self.n_steps}, got t0={t0}, t1={t1}")
         d = self._disc
         u_src = _field(src, self.spec, "src")
-        u_dst = _field(dst, self.spec, "dst")
+        u_dst = _field(dst, self.spec, "dst", write=True)
         copy = u_dst.ctypes.data != u_src.ctypes.data
         fused = self.fused if self.fused is not None else numba.get_num_threads() == 1
         if fused:
@@ -256,7 +264,7 @@ class AcousticAdjoint:
         self.g = aligned_zeros(d.grid_shape, d.dtype) if gradient else np.zeros((0,), d.dtype)
         self.src_adjoint = np.zeros((d.geometry.nt, d.geometry.nsrc))
         self._residual: np.ndarray | None = None
-        self._next = -1
+        self._next: int | None = None  # the next reverse step; None until start()
 
     def start(self, residual: Any, final_state: Mapping[str, np.ndarray] | None = None,
               *, name: str = "residual") -> None:
@@ -272,18 +280,21 @@ class AcousticAdjoint:
             The parameter ``residual`` came from, for error messages.
         """
         d = self._disc
-        r = trace_data(name, residual, d.geometry)
-        self._residual = r.astype(d.dtype)
+        self._residual, self._next = None, None  # a failed start leaves no sweep to continue
+        r = trace_data(name, residual, d.geometry).astype(d.dtype)
         n = self.n_steps
-        self.v[...] = 0
-        self.src_adjoint[...] = 0
-        d.inject(self.v[n % 2], d.rec_idx, d.rec_cw, self._residual[n])
+        u_n = None
         if self.with_gradient:
             if final_state is None:
                 raise InvalidArgumentError("final_state (x_n) is needed to accumulate the gradient")
-            self.g[...] = 0
             u_n = _field(final_state, self.spec, "final_state")[n % 2]
-            self._gradient_receivers(u_n, self._residual[n])
+        self._residual = r
+        self.v[...] = 0
+        self.src_adjoint[...] = 0
+        d.inject(self.v[n % 2], d.rec_idx, d.rec_cw, r[n])
+        if u_n is not None:
+            self.g[...] = 0
+            self._gradient_receivers(u_n, r[n])
         self._next = n - 1
 
     def _gradient_receivers(self, u_t: np.ndarray, r_t: np.ndarray) -> None:
@@ -295,6 +306,7 @@ class AcousticAdjoint:
         """Reverse step t: x_t in ``state`` (read-only); adjoint from t+1 to t."""
         if self._residual is None:
             raise SweepStateError("call start(residual, final_state) before reverse()")
+        t = check_int("t", t)
         if t != self._next:
             raise SweepStateError(f"reverse steps must come in order n-1 … 0: expected "
                                   f"{self._next}, got {t}")
@@ -316,6 +328,10 @@ class AcousticAdjoint:
         """dJ/dm on the physical grid (float64): -E^T (g / m), g = sum_t u[t] (L w[t+1] + R^T r[t])."""
         if not self.with_gradient:
             raise SweepStateError("this adjoint operator was built with gradient=False")
+        if self._next is None:
+            raise SweepStateError(
+                "no reverse sweep has run: call start(residual, final_state), then reverse(x_t, "
+                "t) for t = n-1 … 0")
         if self._next != -1:
             raise SweepStateError(
                 f"the reverse sweep is not finished: next reverse step would be {self._next}")
