@@ -21,10 +21,22 @@ from amcheck.kernels._model import Model
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
 from amcheck._validate import check_finite_float, check_positive_float
 
-__all__ = ["CFL_SAFETY", "Geometry", "UnstableTimeStepError", "interpolation_weights", "ricker"]
+__all__ = [
+    "CFL_SAFETY",
+    "MAX_TIME_STEPS",
+    "Geometry",
+    "UnstableTimeStepError",
+    "interpolation_weights",
+    "ricker",
+]
 
 #: Fraction of the exact stability limit used for the default time step.
 CFL_SAFETY = 0.9
+#: The most time steps (``nt - 1``) a :class:`Geometry` allows: 10^7, as ``amcheck plan``
+#: (``amcheck.cli.PLAN_MAX_STEPS``). The time axis and ``src_data`` are ``nt`` float64 values
+#: per source (80 MB each at the cap), and a run of 10^7 steps takes hours even on a small grid,
+#: so a larger count is a mistaken ``dt`` (e.g. in s instead of ms) rather than a request.
+MAX_TIME_STEPS = 10**7
 
 
 class UnstableTimeStepError(InvalidArgumentError):
@@ -36,7 +48,15 @@ def ricker(t: np.ndarray, f0: float, t_peak: float | None = None, amplitude: flo
     """Ricker wavelet a (1 - 2 r^2) exp(-r^2), r = pi f0 (t - t_peak); t in ms, f0 in kHz.
 
     ``t_peak`` defaults to 1 / f0 (as in Devito's ``RickerSource``).
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``f0`` is not a real number.
+    InvalidArgumentError
+        ``f0`` is not finite and > 0.
     """
+    f0 = check_positive_float("f0", f0)
     tp = 1.0 / f0 if t_peak is None else t_peak
     r = np.pi * f0 * (np.asarray(t, dtype=np.float64) - tp)
     return amplitude * (1.0 - 2.0 * r**2) * np.exp(-(r**2))
@@ -114,7 +134,8 @@ class Geometry:
         Peak frequency of the Ricker wavelet in kHz (0.010 is 10 Hz).
     dt
         Time step in ms; default ``CFL_SAFETY * model.critical_dt``, then shrunk so that
-        ``(tn - t0) / dt`` is a whole number (the axis ends exactly at ``tn``).
+        ``(tn - t0) / dt`` is a whole number (the axis ends exactly at ``tn``). At most
+        :data:`MAX_TIME_STEPS` (10^7) steps are allowed.
     amplitude
         Amplitude of the wavelet.
 
@@ -127,8 +148,13 @@ class Geometry:
 
     Raises
     ------
+    ArgumentTypeError
+        ``model`` is not a :class:`Model`, or ``t0``, ``tn``, ``f0``, ``dt``, ``amplitude`` is
+        not a real number.
     InvalidArgumentError
-        Positions outside the domain or of the wrong shape, ``tn <= t0``, non-positive ``f0``.
+        Positions outside the domain or of the wrong shape, ``tn <= t0``, non-positive ``f0``;
+        a ``dt`` so small that ``(tn - t0) / dt`` is more than :data:`MAX_TIME_STEPS` (10^7)
+        steps (the message names ``dt``, ``tn - t0`` and the number of steps).
     UnstableTimeStepError
         ``dt`` exceeds the model's stability limit.
     """
@@ -149,9 +175,20 @@ class Geometry:
         self.amplitude = check_finite_float("amplitude", amplitude)
         if dt is None:
             dt_target = CFL_SAFETY * model.critical_dt
+            origin = (f"the default CFL_SAFETY * model.critical_dt = {CFL_SAFETY} * "
+                      f"{model.critical_dt:.6g} ms")
         else:
             dt_target = check_positive_float("dt", dt)
-        steps = max(1, math.ceil((self.tn - self.t0) / dt_target - 1e-12))
+            origin = "given"
+        span = self.tn - self.t0
+        ratio = span / dt_target
+        if not ratio <= MAX_TIME_STEPS:  # also inf (tn - t0 overflowed) and the like
+            raise InvalidArgumentError(
+                f"dt = {dt_target:.6g} ms ({origin}) over tn - t0 = {span:.6g} ms gives "
+                f"{ratio:.4g} time steps, more than the {MAX_TIME_STEPS:,} allowed: pass a larger "
+                "dt (in ms) or a shorter time axis"
+            )
+        steps = max(1, math.ceil(ratio - 1e-12))
         self.nt: int = steps + 1
         self.dt = (self.tn - self.t0) / steps
         self.time_values = self.t0 + self.dt * np.arange(self.nt)

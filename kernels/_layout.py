@@ -26,8 +26,11 @@ length is a multiple of 1 KiB gets 64 bytes more, as such lines put the stencil'
 in the same cache sets: 3-D order 8 at 236^3 ran 0.638-0.671 GPts/s with lines of 256 float32
 points (1 KiB) and 0.771-0.846 with 272; 2-D 2000^2 order 8 0.998 with rows of 2048 points
 (8 KiB) and 1.272-1.275 with 2032 or 2064 (one thread, medians of 7-9). The cost is memory: float32
-order 8 has 12 points more than H on the left and 0-27 on the right (256^3 + 2 x 40 layer points:
-lines of 368 instead of 344, 7% more bytes per state; 2000^2 + 80: 1.2%). The extra points are
+order 8 has 12 points more than H on the left and 0-31 on the right (256^3 + 2 x 40 layer points:
+lines of 368 instead of 344, 7% more bytes per state; 2000^2 + 80: 1.2%). In general ``PR - H``
+is 0 to 2a - 1 points, a = 64 bytes of points (float32: 0-31, float64: 0-15; the upper half only
+where the line would otherwise be a multiple of 1 KiB), for every supported order: computed with
+:func:`line_pads` for every ``n`` = 1 … 4096, orders 2-12, both dtypes. The extra points are
 halo: zero, and never written by a step. The first axis keeps a halo of H points, and so does
 the middle axis of a 3-D grid unless its plane (padded y length times padded line bytes) would be
 a multiple of 4 KiB: then it gets one point more on the right, as the stencil's 2H + 1 x-neighbour

@@ -7,8 +7,10 @@ The padded grid has, along each axis, a left halo (held at zero), ``nbl`` absorb
 the ``n`` physical points, again ``nbl`` layer points and a right halo. The halo is
 ``H = space_order // 2`` points on every axis but the last; on the last axis it is padded so that
 the interior of every line starts on a 64-byte boundary (:func:`~amcheck.kernels._layout.line_pads`:
-float32 order 8 has 16 points on the left and 4-19 on the right); in 3-D the middle axis gets one
-point more on the right where its planes would be a multiple of 4 KiB
+float32 order 8 has 16 points on the left and 4-35 on the right, 20-35 only where the line would
+otherwise be a multiple of 1 KiB; in general H to H + 31 in float32 and H to H + 15 in float64,
+computed for every line interior of 1 to 4096 points and every order); in 3-D the middle axis gets
+one point more on the right where its planes would be a multiple of 4 KiB
 (:func:`~amcheck.kernels._layout.grid_halos`, the one rule). :attr:`Model.pads` holds the
 resulting ``(left, right)`` padding (halo + ``nbl``) of each axis, and everything that indexes the
 padded grid reads it from there: physical point ``p`` of axis ``d`` sits at array index
@@ -32,10 +34,10 @@ from typing import Any
 
 import numpy as np
 from amcheck.kernels._layout import grid_halos
-from amcheck.kernels._stencil import DTYPES, SPACE_ORDERS, fd_coefficients
+from amcheck.kernels._stencil import SPACE_ORDERS, check_dtype, fd_coefficients
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
-from amcheck._validate import check_int, check_positive_float
+from amcheck._validate import check_finite_float, check_int, check_positive_float
 
 __all__ = ["Model", "critical_dt"]
 
@@ -51,11 +53,41 @@ def critical_dt(vmax: float, spacing: Sequence[float], space_order: int) -> floa
     mu_1 = -(C_0 + 2 sum_r C_r (-1)^r) the symbol of the 1-D stencil at the Nyquist wavenumber.
     So dt_c = 2 / (v_max sqrt(mu)); for order 2 in 2-D that is the textbook h / (v sqrt 2).
     The damping layer only adds dissipation and does not lower dt_c.
+
+    Parameters
+    ----------
+    vmax
+        The largest velocity in km/s, finite and > 0.
+    spacing
+        Grid spacing per axis in m: a non-empty sequence of finite numbers > 0.
+    space_order
+        One of :data:`~amcheck.kernels.SPACE_ORDERS` (the orders the kernels are built for).
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``vmax`` or an entry of ``spacing`` is not a real number, ``spacing`` is a string or not
+        a sequence, ``space_order`` is not an integer.
+    InvalidArgumentError
+        ``vmax`` or a spacing is not finite and > 0, ``spacing`` is empty, ``space_order`` is
+        not one of :data:`~amcheck.kernels.SPACE_ORDERS`, or the values are so extreme that the
+        time step is not a finite number > 0 in float64 (e.g. a spacing of 1e-320 m).
     """
+    vmax = check_positive_float("vmax", vmax)
+    space_order = _check_space_order(space_order)
+    hs = _check_vector("spacing", spacing, None, positive=True)
     C = fd_coefficients(space_order)
     mu1 = -(C[0] + 2.0 * sum(c * (-1) ** r for r, c in enumerate(C) if r > 0))
-    mu = sum(mu1 / h**2 for h in spacing)
-    return 2.0 / (vmax * math.sqrt(mu))
+    try:
+        dt_c = 2.0 / (vmax * math.sqrt(sum(mu1 / h**2 for h in hs)))
+    except (ZeroDivisionError, OverflowError):
+        dt_c = math.nan
+    if not (math.isfinite(dt_c) and dt_c > 0.0):
+        raise InvalidArgumentError(
+            f"critical_dt of vmax = {vmax!r} km/s and spacing = {hs} m is not a finite time step "
+            "> 0 in float64: give velocities and spacings of a physical scale (km/s, m)"
+        )
+    return dt_c
 
 
 class Model:
@@ -81,9 +113,13 @@ class Model:
 
     Raises
     ------
-    ArgumentTypeError, InvalidArgumentError
-        Bad shapes, non-positive or non-finite velocities or spacings, wrong lengths of
-        ``spacing``/``origin``, unsupported space order or dtype.
+    ArgumentTypeError
+        ``vp`` is not a numpy array or holds no real numbers; ``spacing`` or ``origin`` is a
+        string, not a sequence, or has an entry that is not a real number; ``nbl`` or
+        ``space_order`` is not an integer.
+    InvalidArgumentError
+        Bad shapes, a masked ``vp``, non-positive or non-finite velocities or spacings, wrong
+        lengths of ``spacing``/``origin``, unsupported space order or dtype.
     """
 
     def __init__(
@@ -96,18 +132,8 @@ class Model:
         dtype: Any = np.float32,
         damping_velocity: float | None = None,
     ) -> None:
-        try:
-            parsed = None if dtype is None else np.dtype(dtype)
-        except TypeError:
-            parsed = None
-        if parsed is None or parsed not in DTYPES:
-            raise InvalidArgumentError(f"dtype must be float32 or float64, got {dtype!r}")
-        self.dtype: np.dtype[Any] = parsed
-        self.space_order = check_int("space_order", space_order)
-        if self.space_order not in SPACE_ORDERS:
-            raise InvalidArgumentError(
-                f"space_order must be one of {SPACE_ORDERS}, got {self.space_order}"
-            )
+        self.dtype: np.dtype[Any] = check_dtype(dtype)
+        self.space_order = _check_space_order(space_order)
         self.nbl = check_int("nbl", nbl, minimum=0)
         vp_arr = _check_vp(vp)
         self.ndim = vp_arr.ndim
@@ -175,7 +201,14 @@ class Model:
 
     @property
     def critical_dt(self) -> float:
-        """The largest stable time step of this model, ms (see :func:`critical_dt`)."""
+        """The largest stable time step of this model, ms (see :func:`critical_dt`).
+
+        Raises
+        ------
+        InvalidArgumentError
+            The spacings and velocities are so extreme that the step is not a finite number > 0
+            in float64 (see :func:`critical_dt`).
+        """
         return critical_dt(self.vmax, self.spacing, self.space_order)
 
     def damping_profiles(self) -> list[np.ndarray]:
@@ -229,9 +262,39 @@ class Model:
                 f"vp in [{float(self._vp.min()):.4g}, {self.vmax:.4g}] km/s)")
 
 
+def _check_space_order(space_order: Any) -> int:
+    """``space_order`` as an ``int`` of :data:`SPACE_ORDERS`, or raise naming it."""
+    order = check_int("space_order", space_order)
+    if order not in SPACE_ORDERS:
+        raise InvalidArgumentError(f"space_order must be one of {SPACE_ORDERS}, got {order}")
+    return order
+
+
 def _check_vp(vp: Any) -> np.ndarray:
+    """``vp`` as a float64 array, 2-D or 3-D, >= 2 points per axis, finite and > 0, or raise.
+
+    A masked array is refused: its mask would be dropped (the check below and ``np.asarray`` see
+    the masked values as they are), so a velocity hidden by ``np.ma.masked_invalid`` would enter
+    the model as NaN.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``vp`` is not a numpy array, or holds no real numbers.
+    InvalidArgumentError
+        ``vp`` is a masked array, has the wrong number of axes or too few points, or a value
+        that is not finite and > 0.
+    """
     if not isinstance(vp, np.ndarray):
         raise ArgumentTypeError(f"vp must be a numpy array (km/s), got {type(vp).__name__}")
+    if isinstance(vp, np.ma.MaskedArray):
+        masked = int(np.sum(np.ma.getmask(vp)))
+        raise InvalidArgumentError(
+            f"vp must be a plain numpy array of finite velocities > 0 (km/s), got a masked array "
+            f"of shape {vp.shape} with {masked} masked value(s); amcheck would use the masked "
+            "values as they are: pass np.ma.filled(vp, v) with a velocity v for the masked points"
+        )
+    vp = np.asarray(vp)
     if vp.ndim not in (2, 3):
         raise InvalidArgumentError(f"vp must be 2-D or 3-D, got shape {vp.shape}")
     if min(vp.shape) < 2:
@@ -247,19 +310,33 @@ def _check_vp(vp: Any) -> np.ndarray:
     return np.asarray(vp, dtype=np.float64)
 
 
-def _check_vector(name: str, value: Any, ndim: int, *, positive: bool) -> tuple[float, ...]:
+def _check_vector(name: str, value: Any, ndim: int | None, *, positive: bool
+                  ) -> tuple[float, ...]:
+    """``value`` as a tuple of ``ndim`` floats (any number >= 1 if ``None``), or raise naming it.
+
+    Strings are refused (``"55"`` would otherwise read as ``(5.0, 5.0)``), and so is every entry
+    that is not a real number (:func:`~amcheck._validate.check_finite_float`).
+    """
+    count = "at least 1" if ndim is None else str(ndim)
     try:
-        vec = tuple(float(v) for v in value)
-    except (TypeError, ValueError) as exc:
+        if isinstance(value, (str, bytes)):
+            raise TypeError("a string is not a sequence of numbers")
+        entries = tuple(value)
+    except TypeError as exc:
         raise ArgumentTypeError(
-            f"{name} must be a sequence of {ndim} numbers (m), got {value!r}"
+            f"{name} must be a sequence of {count} numbers (m), got {value!r} of type "
+            f"{type(value).__name__}"
         ) from exc
-    if len(vec) != ndim:
+    if (len(entries) != ndim) if ndim is not None else not entries:
+        where = "" if ndim is None else f" for a {ndim}-D model"
         raise InvalidArgumentError(
-            f"{name} must have {ndim} entries for a {ndim}-D model, got {len(vec)}: {value!r}"
+            f"{name} must have {count} entries{where}, got {len(entries)}: {value!r}"
         )
-    for v in vec:
-        if not math.isfinite(v) or (positive and v <= 0):
-            allowed = "finite and > 0" if positive else "finite"
-            raise InvalidArgumentError(f"{name} entries must be {allowed} (m), got {value!r}")
+    allowed = "finite and > 0" if positive else "finite"
+    try:  # ArgumentTypeError (an entry that is no real number) passes through
+        vec = tuple(check_finite_float(f"{name}[{i}]", v) for i, v in enumerate(entries))
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"{name} entries must be {allowed} (m), got {value!r}") from exc
+    if positive and not all(v > 0.0 for v in vec):
+        raise InvalidArgumentError(f"{name} entries must be {allowed} (m), got {value!r}")
     return vec

@@ -188,8 +188,11 @@ def make_kernels(ndim: int, space_order: int, dtype: Any) -> Kernels:
 
     Raises
     ------
+    ArgumentTypeError
+        ``ndim`` or ``space_order`` is not an integer.
     InvalidArgumentError
-        For any other ``ndim``, ``space_order`` or ``dtype``.
+        For any other ``ndim``, ``space_order`` or ``dtype`` (``None`` and strings numpy does not
+        know, such as ``'foo'``, included).
     """
     ndim = check_int("ndim", ndim)
     space_order = check_int("space_order", space_order)
@@ -199,10 +202,29 @@ def make_kernels(ndim: int, space_order: int, dtype: Any) -> Kernels:
         raise InvalidArgumentError(
             f"space_order must be one of {SPACE_ORDERS}, got {space_order}"
         )
-    dt = np.dtype(dtype)
-    if dt not in DTYPES:
-        raise InvalidArgumentError(f"dtype must be float32 or float64, got {dt}")
+    dt = check_dtype(dtype)
     return _make_kernels(ndim, space_order, dt.name)
+
+
+def check_dtype(dtype: Any) -> np.dtype[Any]:
+    """``dtype`` as one of :data:`DTYPES`, or raise naming it and the allowed float32/float64.
+
+    ``None`` is refused (``np.dtype(None)`` would silently be float64), and so is anything
+    ``np.dtype`` does not understand.
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``dtype`` is not float32 or float64.
+    """
+    parsed: np.dtype[Any] | None
+    try:
+        parsed = None if dtype is None else np.dtype(dtype)
+    except (TypeError, ValueError):
+        parsed = None
+    if parsed is None or parsed not in DTYPES:
+        raise InvalidArgumentError(f"dtype must be float32 or float64, got {dtype!r}")
+    return DTYPES[DTYPES.index(parsed)]
 
 
 @cache

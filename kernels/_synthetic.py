@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 from amcheck.kernels._geometry import CFL_SAFETY, Geometry
-from amcheck.kernels._model import Model, critical_dt
+from amcheck.kernels._model import Model, _check_vp, critical_dt
 
-from amcheck._errors import InvalidArgumentError
+from amcheck._errors import ArgumentTypeError, InvalidArgumentError
 from amcheck._validate import check_int, check_positive_float
 
 __all__ = ["WATER_VELOCITY", "layered_salt_model", "smooth_model", "surface_survey", "water_rows"]
@@ -117,7 +117,8 @@ def smooth_model(vp: Any, sigma: float, spacing: float, *, keep_water: bool = Tr
     Parameters
     ----------
     vp
-        The velocity (km/s), 2-D or 3-D.
+        The velocity (km/s): a numpy array, 2-D or 3-D, at least 2 points per axis, finite and
+        > 0 everywhere (as for :class:`~amcheck.kernels.Model`).
     sigma
         Standard deviation of the Gaussian in m (> 0); about one dominant wavelength gives a
         start model that a few FWI iterations visibly improve.
@@ -132,10 +133,20 @@ def smooth_model(vp: Any, sigma: float, spacing: float, *, keep_water: bool = Tr
     -------
     numpy.ndarray
         float64 velocities of the same shape.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``vp`` is not a numpy array of real numbers; ``sigma`` or ``spacing`` is not a real
+        number.
+    InvalidArgumentError
+        ``vp`` is masked, not 2-D or 3-D, has fewer than 2 points on an axis or a value that is
+        not finite and > 0 (NaN or zero velocities would give NaN or zero ones); ``sigma`` or
+        ``spacing`` is not finite and > 0.
     """
     from scipy.ndimage import gaussian_filter
 
-    arr = np.asarray(vp, dtype=np.float64)
+    arr = _check_vp(vp)
     sigma = check_positive_float("sigma", sigma)
     spacing = check_positive_float("spacing", spacing)
     rows = water_rows(arr) if keep_water else 0
@@ -179,7 +190,19 @@ def surface_survey(model: Model, n_shots: int, *, tn: float, f0: float, vmax: fl
     -------
     list[Geometry]
         All with the same ``dt`` and ``nt``.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``model`` is not a :class:`~amcheck.kernels.Model`; ``n_shots`` is not an integer.
+    InvalidArgumentError
+        A 3-D model, ``n_shots < 1``, a non-positive ``depth``, ``receiver_spacing`` or ``vmax``,
+        or a ``vmax`` below the model's largest velocity; see also
+        :class:`~amcheck.kernels.Geometry` (``tn``, ``f0``).
     """
+    if not isinstance(model, Model):
+        raise ArgumentTypeError(
+            f"model must be a Model (amcheck.kernels.Model), got {type(model).__name__}")
     if model.ndim != 2:
         raise InvalidArgumentError(f"surface_survey needs a 2-D model, got {model.ndim}-D")
     n_shots = check_int("n_shots", n_shots, minimum=1)
