@@ -77,7 +77,9 @@ STRATEGIES: Final[tuple[str, ...]] = (
     "async_multistage",
 )
 
-# Lengths at which a schedule of unknown length is simulated to bound its buffer count.
+# Lengths at which a schedule of unknown length is simulated to bound its buffer count; a disk
+# schedule also at 2 and 3 segments of its interval (the reverse sweep prefetches the previous
+# segment's start beside the current segment's checkpoints only when there is one).
 _PROBE_LENGTHS: Final = (1, 2, 3, 7, 64, 257)
 
 
@@ -174,7 +176,11 @@ def _buffers(schedule: Schedule) -> tuple[int, int]:
             "budget can be sized for it; use a schedule with a bounded capacity['ram']"
         )
     # Current state + x_n on top of the checkpoints, or what a replay at a few lengths needs.
-    runs = [simulate(schedule, n) for n in _PROBE_LENGTHS]
+    lengths = list(_PROBE_LENGTHS)
+    interval = getattr(schedule, "interval", None)
+    if isinstance(interval, int):
+        lengths += [2 * interval + 1, 3 * interval + 1]
+    runs = [simulate(schedule, n) for n in lengths]
     return (
         max([ram + 2] + [r.peak_buffers for r in runs]),
         max(r.peak_buffers_forward for r in runs),

@@ -193,6 +193,20 @@ def test_unknown_length_matches_known(
     assert stats.copies == 0
 
 
+@pytest.mark.parametrize("slots", [150, 300])
+def test_unknown_length_with_many_slots(slots: int) -> None:
+    """Intervals above 128 steps (the pool for an unknown length was sized by runs of at most
+    257 steps, which never reached the reverse sweep's prefetch beside a segment's checkpoints)."""
+    n = 3 * slots + 20
+    expected, *_ = gradient(n, strategy="store_all", ram="4 MiB")
+    grad, _, stats, ckp = gradient(None, fwd=Forward(stop_at=n), ram=(slots + 3) * SLOT,
+                                   disk=ram_disk(16), interval=slots + 1)
+    assert ckp.strategy == "async_multistage" and ckp.slots == slots
+    assert stats.reads["disk"] == (n - 1) // (slots + 1)  # every segment start but the last's
+    for key in ("u", "v"):
+        assert np.array_equal(grad[key], expected[key]), key
+
+
 def test_unknown_length_longer_than_budget_is_a_budget_error() -> None:
     fwd = Forward(stop_at=50)
     ckp = Checkpointer(fwd, Adjoint(), initial_state(), None, ram=11 * SLOT)
