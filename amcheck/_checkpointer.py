@@ -105,7 +105,9 @@ class Checkpointer:
         so the schedule holds at most ``disk_budget // spec.nbytes`` disk checkpoints: with a
         known ``n_steps`` the interval becomes at least ``ceil(n / that)``; with
         ``n_steps=None`` the schedule drops every other disk checkpoint and doubles the interval
-        whenever the tier is full.
+        whenever the tier is full. A Tier instance with a capacity of its own (e.g.
+        ``ZarrTier(path, spec, budget="8 GiB")``) bounds the count the same way
+        (``Tier.max_checkpoints()``), with or without ``disk_budget``.
     max_in_flight
         Disk writes in flight at most (default 2). Each holds the RAM slot it writes from
         until it is done (no copy), so the pool gets this many staging slots within ``ram`` on
@@ -183,7 +185,7 @@ class Checkpointer:
         self._compute_threads = check_compute_threads(compute_threads)
         if not isinstance(timeline, bool):
             raise ArgumentTypeError(f"timeline must be True or False, got {timeline!r}")
-        disk_slots = self._disk_slots(disk, disk_budget, spec)
+        disk_slots = self._disk_slots(disk, disk_budget, spec, isinstance(strategy, str))
         slot_nbytes = slot_size(spec)
         self._auto_interval = interval is None
         tier = self._tier(disk, compression, spec)
@@ -224,10 +226,19 @@ class Checkpointer:
         self._phase = "ready"
 
     @staticmethod
-    def _disk_slots(disk: Any, disk_budget: Any, spec: StateSpec) -> int | None:
-        """Disk checkpoints ``disk_budget`` holds: ``disk_budget // spec.nbytes`` (see above)."""
+    def _disk_slots(disk: Any, disk_budget: Any, spec: StateSpec, named: bool) -> int | None:
+        """Disk checkpoints ``disk_budget`` holds, ``disk_budget // spec.nbytes`` (see above),
+        and for a strategy ``named`` (not a schedule instance, which brings its own bound) at
+        most what a disk Tier's own capacity holds (``Tier.max_checkpoints()``)."""
+        held = disk.max_checkpoints() if named and isinstance(disk, Tier) else None
+        if held is not None and held < 1:
+            raise BudgetError(
+                f"the disk tier {disk!r} holds no checkpoint of {spec.nbytes} bytes "
+                f"({format_bytes(spec.nbytes)}) within its capacity of {disk.capacity} bytes; "
+                "raise its budget"
+            )
         if disk_budget is None:
-            return None
+            return held
         if disk is None:
             raise InvalidArgumentError(
                 f"disk_budget={disk_budget!r} needs a disk; with disk=None nothing goes to disk"
@@ -240,7 +251,7 @@ class Checkpointer:
                 f"disk_budget={nbytes} bytes ({format_bytes(nbytes)}) holds no checkpoint of "
                 f"{per} bytes ({format_bytes(per)}); raise it to at least {per} bytes"
             )
-        return int(slots)
+        return int(slots) if held is None else min(int(slots), held)
 
     def _tier(self, disk: Any, compression: Any, spec: StateSpec) -> Tier | None:
         """The disk tier for ``disk``: a caller's Tier, or a ZarrTier amcheck creates."""

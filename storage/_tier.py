@@ -73,3 +73,13 @@ class Tier(ABC):
     @abstractmethod
     def capacity(self) -> int | None:
         """Bytes this tier may hold, or ``None`` when it is unbounded."""
+
+    def max_checkpoints(self) -> int | None:
+        """The most uncompressed checkpoints :attr:`capacity` holds, or ``None`` (unbounded).
+
+        A :class:`~amcheck.Checkpointer` given this tier as its disk (and no ``disk_budget``, or
+        a larger one) plans for at most this many disk checkpoints. This default counts
+        ``spec.nbytes`` a checkpoint; a tier that stores more (checksums, indexes) overrides it.
+        """
+        cap = self.capacity
+        return None if cap is None else cap // max(self.spec.nbytes, 1)

@@ -57,6 +57,7 @@ from amcheck.storage._shard import (
     MAX_ROWS,
     FieldArray,
     Layout,
+    index_nbytes,
 )
 from amcheck.storage._shard_io import ShardIO
 from amcheck.storage._step_index import FORMAT, StepIndex
@@ -529,6 +530,19 @@ class ZarrTier(Tier):
     @property
     def capacity(self) -> int | None:
         return self._budget
+
+    def max_checkpoints(self) -> int | None:
+        """The most uncompressed checkpoints the budget holds, each level's crc32c and each
+        shard's index included (compressed ones usually take less), or ``None`` without one."""
+        if self._budget is None:
+            return None
+        per = 0
+        for name, field in self.spec.items():
+            layout = Layout.of(name, field.shape)
+            if not layout.empty:
+                level = math.prod(layout.chunk) * field.dtype.itemsize + 4
+                per += layout.levels * level + index_nbytes(layout.levels)
+        return self._budget // max(per, 1)
 
     def stored_nbytes(self, step: int) -> int:
         """Bytes checkpoint x_step takes on the store (after compression, checksums included)."""

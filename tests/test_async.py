@@ -601,6 +601,41 @@ def test_disk_budget_with_known_length_raises_the_interval(tmp_path: Path) -> No
     assert disk.peak <= 3
 
 
+@pytest.mark.parametrize("held", [1, 3])
+def test_a_tiers_own_budget_bounds_the_disk_checkpoints(tmp_path: Path, held: int,
+                                                        reference: dict[str, np.ndarray]) -> None:
+    """ZarrTier(budget=...) without disk_budget: the plan keeps within what the tier holds
+    (checksums and shard indexes included), instead of failing with TierFullError midway."""
+    import asyncio
+
+    async def stored(tier: ZarrTier) -> int:  # the bytes one checkpoint takes on the store
+        await tier.put(0, initial_state())
+        nbytes = tier.nbytes
+        await tier.close()
+        return nbytes
+
+    per = asyncio.run(stored(ZarrTier(tmp_path / "probe.zarr", SPEC)))
+    budget = held * per + per - 1
+
+    async def fill(tier: ZarrTier) -> None:  # exactly that many fit
+        for step in range(held):
+            await tier.put(step, initial_state())
+        with pytest.raises(amcheck.TierFullError):
+            await tier.put(held, initial_state())
+        await tier.close()
+
+    full = ZarrTier(tmp_path / "full.zarr", SPEC, budget=budget)
+    assert per > SPEC.nbytes and full.max_checkpoints() == held
+    asyncio.run(fill(full))
+    tier = ZarrTier(tmp_path / "c.zarr", SPEC, budget=budget)
+    grad, _, stats, ckp = gradient(tier, interval=2)
+    assert_same(grad, reference)
+    assert ckp.interval == -(-N // held) and stats.writes["disk"] <= held
+    with pytest.raises(BudgetError, match=r"holds no checkpoint"):
+        Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM,
+                     disk=ZarrTier(tmp_path / "tiny.zarr", SPEC, budget=per - 1))
+
+
 def test_budget_errors_name_the_bytes(tmp_path: Path) -> None:
     disk = CountingRaw(tmp_path / "r.bin")
     # 4 buffers: 1 slot, the current state, the prefetched start, x_n; 2 + 2 staging in forward.
