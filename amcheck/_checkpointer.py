@@ -175,6 +175,7 @@ class Checkpointer:
         self._phase: _Phase = "closed"  # until fully built
         self._owned_tier: Tier | None = None
         self._owned_dir: Path | None = None
+        self._made_parents: list[Path] = []  # parents of _owned_dir amcheck made, innermost first
         advance_fn = as_forward(forward)
         reverse_fn = as_reverse(reverse)
         spec = StateSpec.from_arrays(initial_state, "initial_state")
@@ -297,8 +298,9 @@ class Checkpointer:
                 if root.exists():
                     self._owned_dir = Path(tempfile.mkdtemp(prefix="amcheck-", dir=root))
                 else:
+                    missing = [p for p in root.absolute().parents if not p.exists()]
                     root.mkdir(parents=True)
-                    self._owned_dir = root
+                    self._owned_dir, self._made_parents = root, missing
             except OSError as exc:
                 raise InvalidArgumentError(
                     f"disk={str(root)!r}: the directory for the disk tier could not be created "
@@ -317,6 +319,7 @@ class Checkpointer:
         """Close the tier amcheck created and remove the directory it made for it."""
         tier, self._owned_tier = self._owned_tier, None
         folder, self._owned_dir = self._owned_dir, None
+        parents, self._made_parents = self._made_parents, []
         try:
             if tier is not None:
                 from amcheck.storage._sync import run_sync
@@ -325,6 +328,11 @@ class Checkpointer:
         finally:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
+            for parent in parents:  # the parents it made too, while nothing else is in them
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
 
     # -- sweeps --------------------------------------------------------------------------------
 

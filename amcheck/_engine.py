@@ -498,9 +498,13 @@ class Engine:
         try:
             result = self._advance(src_view, self._rw(dst), t0, t1)
         except Exception as exc:
+            hint = ""
+            if isinstance(exc, TypeError) and "mappingproxy" in str(exc):
+                hint = ("; src and dst are read-only mappings of arrays: write into a field in "
+                        "place, dst[name][...] = value, not dst[name] = value")
             raise OperatorError(
                 f"the forward operator raised {type(exc).__name__} in advance(src, dst, "
-                f"t0={t0}, t1={t1}) (steps {t0} … {t1 - 1}): {exc}"
+                f"t0={t0}, t1={t1}) (steps {t0} … {t1 - 1}): {exc}{hint}"
             ) from exc
         end = clock()
         self._timeline.record("compute", start, end, step=t0)

@@ -100,6 +100,13 @@ def _operator_callable(
 
     Either must accept ``n_args`` positional arguments (``expected`` names them in messages).
     """
+    if isinstance(operator, type) and inspect.isfunction(
+        inspect.getattr_static(operator, method_name, None)
+    ):  # a plain method looked up on the class: self would be missing
+        raise ArgumentTypeError(
+            f"{role} is the class {operator.__name__}, whose {method_name} needs an instance: "
+            f"pass {operator.__name__}(...), not {operator.__name__}"
+        )
     method = getattr(operator, method_name, None)
     if callable(method):
         what = f"{role}.{method_name} of {type(operator).__name__}"

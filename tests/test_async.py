@@ -150,7 +150,10 @@ def test_disk_path_is_created_and_removed(tmp_path: Path, reference: dict[str, n
     assert_same(grad, reference)
     assert stats.writes["disk"] == (N - 1) // 4
     assert isinstance(ckp.disk, ZarrTier) and ckp.disk.compression.text.startswith("zstd")
-    assert not fresh.exists() and (tmp_path / "new").is_dir()
+    assert not (tmp_path / "new").exists()  # amcheck made both levels, and removed both
+    (tmp_path / "mine").mkdir()
+    gradient(tmp_path / "mine" / "a" / "b", strategy="async_multistage", interval=4)
+    assert list((tmp_path / "mine").iterdir()) == []  # made a/b, removed a/b; "mine" stays
     # An existing directory gets an amcheck-* subdirectory, removed on close; the directory stays.
     (tmp_path / "scratch").mkdir()
     (tmp_path / "scratch" / "keep.txt").write_text("mine")

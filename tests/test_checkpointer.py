@@ -244,6 +244,17 @@ def test_advance_return_value_is_checked(value: object) -> None:
         ckp.forward()
 
 
+def test_assigning_a_field_instead_of_writing_into_it_gets_a_hint() -> None:
+    def advance(src: Mapping[str, np.ndarray], dst: Any, t0: int, t1: int) -> None:
+        dst["u"] = src["u"] + 1.0  # instead of dst["u"][...] = ...
+
+    ckp = Checkpointer(advance, lambda s, t: None, initial_state(), 5, ram="1 MiB",
+                       strategy="revolve")
+    with ckp, pytest.raises(OperatorError, match=r"write into a field in place, "
+                                                 r"dst\[name\]\[...\] = value"):
+        ckp.forward()
+
+
 def test_unknown_length_end_must_lie_inside_the_advance() -> None:
     def advance(src: Mapping[str, np.ndarray], dst: Any, t0: int, t1: int) -> int:
         return t1 + 1
@@ -429,6 +440,8 @@ class TwoArgAdvance:
         (lambda x: x, Adjoint(), r"forward must accept \(src, dst, t0, t1\); its signature is"),
         (TwoArgAdvance(), Adjoint(), r"forward.advance of TwoArgAdvance must accept"),
         (Forward(), lambda s: None, r"reverse must accept \(state, t\)"),
+        (Forward, Adjoint(), r"forward is the class Forward, .* pass Forward\(...\), not Forward"),
+        (Forward(), Adjoint, r"reverse is the class Adjoint, .* pass Adjoint\(...\)"),
         (42, Adjoint(), r"forward must be an object with a method advance.*got 42 of type int"),
         (Forward(), "nope", r"reverse must be an object with a method reverse"),
     ],
