@@ -11,6 +11,7 @@ checkpoint buffer and write the next (no deep copies).
 from __future__ import annotations
 
 from amcheck._bytes import ByteSize, format_bytes, parse_bytes
+from amcheck._check import check_operator
 from amcheck._checkpointer import Checkpointer
 from amcheck._errors import (
     AmcheckError,
@@ -57,6 +58,7 @@ __all__ = [
     "Timeline",
     "TransferError",
     "__version__",
+    "check_operator",
     "format_bytes",
     "parse_bytes",
 ]
