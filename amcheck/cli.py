@@ -179,9 +179,10 @@ def _add_plan(subparsers: argparse._SubParsersAction[_Parser]) -> None:
     plan.add_argument(
         "--ram-slots",
         type=_positive_int,
-        required=True,
+        default=None,
         metavar="S",
-        help="RAM checkpoints held at most (store_all ignores it)",
+        help="RAM checkpoints held at most; required except with --strategy store_all, which "
+        "ignores it",
     )
     plan.add_argument(
         "--interval",
@@ -221,6 +222,10 @@ def _run_plan(args: argparse.Namespace) -> int:
         raise _UsageError(f"--interval is required with --strategy {strategy}")
     if strategy in ("store_all", "revolve") and interval is not None:
         raise _UsageError(f"--interval does not apply to --strategy {strategy}")
+    if strategy != "store_all" and args.ram_slots is None:
+        raise _UsageError(
+            f"--ram-slots is required with --strategy {strategy} (only store_all does without)"
+        )
     started = time.perf_counter()
     schedule: Schedule
     if strategy == "store_all":

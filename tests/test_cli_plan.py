@@ -60,7 +60,11 @@ def test_plan_json(
         (["--steps", "0", "--ram-slots", "3"], "argument --steps: must be an integer >= 1, got 0"),
         (["--steps", "ten", "--ram-slots", "3"], "must be an integer >= 1, got 'ten'"),
         (["--steps", "10", "--ram-slots", "3.5"], "argument --ram-slots"),
-        (["--steps", "10"], "the following arguments are required: --ram-slots"),
+        (["--steps", "10"], "--ram-slots is required with --strategy revolve"),
+        (["--steps", "10", "--interval", "3"],
+         "--ram-slots is required with --strategy async_multistage"),
+        (["--steps", "10", "--interval", "3", "--strategy", "two_level"],
+         "--ram-slots is required with --strategy two_level"),
         (["--steps", "10", "--ram-slots", "3", "--strategy", "x"], "invalid choice: 'x'"),
         (["--steps", "10", "--ram-slots", "3", "--strategy", "two_level"], "--interval is req"),
         (["--steps", "10", "--ram-slots", "3", "--interval", "2", "--strategy", "revolve"],
@@ -77,6 +81,18 @@ def test_plan_bad_arguments(
     assert len(lines) == 1, captured.err
     assert lines[0].startswith("amcheck: error: ")
     assert words in lines[0]
+
+
+def test_plan_store_all_needs_no_ram_slots(capsys: pytest.CaptureFixture[str]) -> None:
+    # store_all keeps every state: --ram-slots is optional (and ignored when given).
+    assert main(["plan", "--steps", "50", "--strategy", "store_all", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    expected = simulate(StoreAll(50)).to_dict()
+    assert {key: out[key] for key in expected} == expected
+    assert out["strategy"] == "store_all" and out["slots"] is None
+    assert main(["plan", "--steps", "50", "--strategy", "store_all", "--ram-slots", "3"]) == 0
+    rows = capsys.readouterr().out
+    assert "n (all)" in rows
 
 
 def test_plan_entry_point_exit_status() -> None:

@@ -141,6 +141,132 @@ def test_variable_interval_and_disk_capacity_any(
         assert schedule.interval_floor >= 2 and schedule.interval >= schedule.interval_floor
 
 
+def _engine_sweep(schedule: Any, n: int, calls: dict[int, int]) -> list[Action]:
+    """Consume forward() as the engine does, with ``set_interval(calls[i])`` after action i;
+    stop after the advance that reaches n (unknown n) or the final one (known n)."""
+    actions: list[Action] = []
+    for i, action in enumerate(schedule.forward()):
+        actions.append(action)
+        if type(action) is Advance and action.t1 >= n:
+            break
+        k = calls.get(i)
+        if k is not None:
+            schedule.set_interval(k)
+    return actions
+
+
+@given(
+    data=st.data(),
+    n=st.integers(1, 300),
+    s=st.integers(1, 5),
+    known=st.sampled_from([False, False, False, True]),  # unknown n: thinning
+    is_async=st.booleans(),
+)
+def test_replay_repeats_the_sweep_that_ran(
+    data: st.DataObject, n: int, s: int, known: bool, is_async: bool
+) -> None:
+    """simulate(schedule.replay()) counts the sweep that ran: same actions, starts and costs,
+    whatever set_interval did during it (thinning included) and whatever is called on the copy."""
+    # Mostly small intervals, small disks and many small set_interval calls early on, so that
+    # unknown-length sweeps thin, several times, with the interval lowered between boundaries.
+    k0 = data.draw(st.integers(1, 4) | st.integers(1, n + 2), label="interval")
+    d = data.draw(
+        st.none() | st.integers(1, 9) if known else st.integers(2, 5), label="disk_slots"
+    )
+    # Dense calls raise and lower the interval between two boundaries (what a replay got wrong
+    # when a thinning round then doubled it); sparse ones anywhere in the sweep.
+    dense = st.dictionaries(st.integers(0, 60), st.integers(1, 6), min_size=4, max_size=20)
+    sparse = st.dictionaries(st.integers(0, 3 * n), st.integers(1, 40), max_size=8)
+    calls = data.draw(sparse | dense if known else dense, label="calls")
+    noise = data.draw(
+        st.dictionaries(st.integers(0, 3 * n), st.integers(1, 40), max_size=4), label="noise"
+    )
+    cls = SteeredAsync if is_async else SteeredTwoLevel
+    # The sweep that ran, steered while it runs, counted by simulate.
+    schedule = steered(cls, n if known else None, s, k0, d, calls)
+    ran = simulate(schedule, None if known else n)
+    starts, forward = schedule.segment_starts, schedule.actions
+    rounds, interval = schedule.thinning_rounds, schedule.interval_floor
+    reverse = list(schedule.reverse(n))
+    # Its replay, steered differently (the replay must not listen).
+    twin = schedule.replay()
+    twin.calls = noise
+    assert twin.segment_starts == starts  # before its own sweep: the recorded one
+    replayed = simulate(twin, None if known else n)
+    assert replayed == ran
+    assert twin.segment_starts == starts and twin.actions == forward
+    assert twin.thinning_rounds == rounds and twin.interval_floor == interval
+    assert list(twin.reverse(n)) == reverse
+    # The schedule itself is left alone, and a replay of the replay is the same sweep again.
+    assert schedule.segment_starts == starts and list(schedule.reverse(n)) == reverse
+    again = twin.replay()
+    again.calls = {}
+    assert simulate(again, None if known else n) == ran and again.segment_starts == starts
+
+    # The same sweep consumed the way the engine does (set_interval between actions, not in a
+    # wrapper): the replay of a plain schedule counts it as well.
+    plain = (AsyncMultistage if is_async else TwoLevel)(n if known else None, s, k0, disk_slots=d)
+    actions = _engine_sweep(plain, n, calls)
+    assert actions == forward[: len(actions)] and plain.segment_starts == starts
+    assert simulate(plain.replay(), None if known else n) == ran
+
+
+@pytest.mark.parametrize(
+    ("cls", "n", "calls", "starts", "forward_steps"),
+    [(TwoLevel, 6, {0: 2, 2: 1}, (0, 5), 12), (AsyncMultistage, 5, {0: 1, 7: 2}, (0, 2), 8)],
+)
+def test_replay_after_thinning_and_a_lowered_interval(
+    cls: type[AsyncMultistage | TwoLevel],
+    n: int,
+    calls: dict[int, int],
+    starts: tuple[int, ...],
+    forward_steps: int,
+) -> None:
+    """The reviewer's cases: set_interval between boundaries, then a thinning round doubles what
+    was set (not what the replay had in force)."""
+    schedule = cls(None, 2, 1, disk_slots=2)
+    _engine_sweep(schedule, n, calls)
+    assert schedule.segment_starts == starts and schedule.thinning_rounds >= 1
+    twin = schedule.replay()
+    stats = simulate(twin, n_steps=n)
+    assert twin.segment_starts == starts
+    assert stats.forward_steps == forward_steps == n + sum(
+        gw(b - a, 2) for a, b in zip(starts, (*starts[1:], n), strict=True)
+    )
+
+
+@pytest.mark.parametrize("cls", [AsyncMultistage, TwoLevel])
+def test_set_interval_after_reverse_is_called_sets_the_next_sweep(
+    cls: type[AsyncMultistage | TwoLevel],
+) -> None:
+    schedule = cls(None, 2, 3)
+    _engine_sweep(schedule, 7, {})
+    reverse = schedule.reverse(7)  # the call ends the sweep, before any action is iterated
+    assert schedule.set_interval(5) == 5
+    assert list(reverse)[-1] == End()
+    simulate(schedule, n_steps=12)
+    assert schedule.segment_starts == (0, 5, 10)
+
+
+@pytest.mark.parametrize("cls", [AsyncMultistage, TwoLevel])
+def test_a_rejected_reverse_leaves_the_sweep_open(cls: type[AsyncMultistage | TwoLevel]) -> None:
+    schedule = cls(None, 2, 3)
+    _engine_sweep(schedule, 5, {})  # up to Advance(3, 6)
+    with pytest.raises(SweepStateError, match=r"3 < n <= 6"):
+        list(schedule.reverse(7))
+    schedule.set_interval(5)  # still this sweep's: forgotten by the next forward()
+    assert list(schedule.reverse(5))[-1] == End()
+    simulate(schedule, n_steps=7)
+    assert schedule.segment_starts == (0, 3, 6)
+
+
+def test_recompute_factor_of_a_huge_interval() -> None:
+    # Exact integers: no float estimate, no hang, no OverflowError.
+    assert multistage_recompute_factor(10**50, 2) == pytest.approx(2 ** 0.5 * 10**25 * 2 / 3)
+    assert multistage_recompute_factor(10**700, 2) == float("inf")
+    assert multistage_recompute_factor(10**700, 2, 3 * 10**700 + 1) == float("inf")
+
+
 # --------------------------------------------------------------------------------------------
 # Golden traces
 # --------------------------------------------------------------------------------------------

@@ -87,16 +87,62 @@ def test_repetition_number(m: int, c: int) -> None:
 
 
 def test_repetition_number_needs_a_slot() -> None:
-    assert repetition_number(1, 0) == 0  # nothing to reverse
-    with pytest.raises(InvalidArgumentError, match=r"c \(RAM slots\) must be an integer >= 1, got 0"):
-        repetition_number(5, 0)
+    for m in (1, 5):  # c >= 1 as documented, even when there is nothing to reverse
+        with pytest.raises(
+            InvalidArgumentError, match=r"c \(RAM slots\) must be an integer >= 1, got 0"
+        ):
+            repetition_number(m, 0)
 
 
-@given(m=st.integers(1, 10**12), c=st.integers(1, 300))
-def test_repetition_number_any_size(m: int, c: int) -> None:
+@pytest.mark.parametrize(
+    ("m", "c", "error", "words"),
+    [
+        (5, True, ArgumentTypeError, "c (RAM slots) must be an integer, got True of type bool"),
+        (5.5, 2, ArgumentTypeError, "m (range length) must be an integer, got 5.5 of type float"),
+        (-3, 2, InvalidArgumentError, "m (range length) must be an integer >= 1, got -3"),
+        (0, 2, InvalidArgumentError, "m (range length) must be an integer >= 1, got 0"),
+        ("5", 2, ArgumentTypeError, "m (range length) must be an integer, got '5' of type str"),
+        (5, None, ArgumentTypeError, "c (RAM slots) must be an integer, got None"),
+        (float("nan"), 2, ArgumentTypeError, "got nan of type float"),
+        (5, 2.0, ArgumentTypeError, "c (RAM slots) must be an integer, got 2.0"),
+        (5, -1, InvalidArgumentError, "c (RAM slots) must be an integer >= 1, got -1"),
+    ],
+)
+def test_repetition_number_rejects_bad_arguments(
+    m: object, c: object, error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error) as info:
+        repetition_number(m, c)  # type: ignore[arg-type]
+    assert words in str(info.value)
+
+
+def _check_repetition_number(m: int, c: int) -> None:
+    """The defining inequality, with exact integers: r is the smallest with C(c + r, c) >= m."""
     r = repetition_number(m, c)
+    assert type(r) is int
     assert comb(c + r, c) >= m
     assert r == 0 or comb(c + r - 1, c) < m
+
+
+@given(
+    m=st.integers(1, 10**12) | st.integers(10**12, 10**60) | st.integers(10**60, 10**800),
+    c=st.integers(1, 300),
+)
+def test_repetition_number_any_size(m: int, c: int) -> None:
+    _check_repetition_number(m, c)
+
+
+@pytest.mark.parametrize(
+    ("m", "c"),
+    [(10**44, 2), (10**44 + 1, 2), (10**50, 2), (10**50, 3), (10**700, 2), (10**700, 5),
+     (2**1030, 2), (10**3000, 2), (10**800, 1000), (10**18, 10**6)],
+)  # fmt: skip
+def test_repetition_number_huge(m: int, c: int) -> None:
+    # A float estimate corrected one step at a time hung from about 10^44 (c = 2) and overflowed
+    # beyond 10^308; exact bisection answers at once, whatever the size.
+    _check_repetition_number(m, c)
+    t = repetition_number(m, c)
+    assert binomial_forward_steps(m, c) == t * m - comb(c + t, c + 1) + 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,6 +331,22 @@ def test_revolve_edge_cases() -> None:
     assert simulate(Revolve(7, 1)).forward_steps == 7 * 6 // 2 + 1
     assert simulate(Revolve(7, 6)).forward_steps == 7
     assert simulate(Revolve(7, 100)).forward_steps == 7
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 50, 301])
+@pytest.mark.parametrize("s", [1, 2, 3, 7, 40])
+def test_revolve_recompute_factor_as_documented(n: int, s: int) -> None:
+    """Revolve's Notes: r − (C(s + r, s + 1) − 1)/n, its bounds, and the one-slot case."""
+    factor = simulate(Revolve(n, s)).recompute_factor
+    r = repetition_number(n, s)
+    assert factor == pytest.approx(r - (comb(s + r, s + 1) - 1) / n, rel=1e-12)
+    if n >= 2:
+        assert (r - 1) * s / (s + 1) + 1 / n - 1e-12 <= factor <= r * s / (s + 1) + 1 / n + 1e-12
+        assert factor <= r
+    if s == 1:
+        assert factor == pytest.approx((n - 1) / 2 + 1 / n, rel=1e-12)
+    if s >= n - 1:
+        assert factor == 1.0
 
 
 @given(n=st.integers(1, 5000), s=st.integers(1, 64))

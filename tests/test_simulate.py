@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Final
 
+import numpy as np
 import pytest
 
 from amcheck import ArgumentTypeError, InvalidArgumentError, ScheduleError
@@ -21,6 +22,7 @@ from amcheck.schedules import (
     Save,
     Schedule,
     ScheduleStats,
+    StoreAll,
     TierName,
     TwoLevel,
     simulate,
@@ -142,7 +144,29 @@ BROKEN = [
     (FORWARD, REVERSE[:3] + [End()], 8, "End before every reverse step ran: Reverse(1) is due"),
     (FORWARD[:1] + [End()], REVERSE, 1, "End in the forward sweep"),
     (FORWARD, _replace(REVERSE, 0, "Reverse(2)"), 5, "not an action"),
-]
+    # Malformed fields: steps are integers >= 0 (not bool, not float), tiers are 'ram'/'disk'.
+    (_replace(FORWARD, 2, Save(1, ["ram"])), REVERSE, 2, "unknown tier ['ram']"),  # type: ignore[arg-type]
+    (_replace(FORWARD, 2, Save(1, None)), REVERSE, 2, "unknown tier None"),  # type: ignore[arg-type]
+    (_replace(FORWARD, 1, Advance(0, None)), REVERSE, 1,  # type: ignore[arg-type]
+     "t1 must be an integer step >= 0, got None of type NoneType"),
+    (_replace(FORWARD, 1, Advance(0, "1")), REVERSE, 1,  # type: ignore[arg-type]
+     "t1 must be an integer step >= 0, got '1' of type str"),
+    (FORWARD[:1] + [Advance(0, 0.5), Advance(0.5, 1)] + FORWARD[2:], REVERSE, 1,  # type: ignore[arg-type]
+     "t1 must be an integer step >= 0, got 0.5 of type float"),
+    (_replace(FORWARD, 1, Advance(False, True)), REVERSE, 1,
+     "t0 must be an integer step >= 0, got False of type bool"),
+    (FORWARD, _replace(REVERSE, 3, Reverse(True)), 8,
+     "t must be an integer step >= 0, got True of type bool"),
+    (FORWARD, _replace(REVERSE, 3, Reverse(1.0)), 8,  # type: ignore[arg-type]
+     "t must be an integer step >= 0, got 1.0 of type float"),
+    (FORWARD, _replace(REVERSE, 2, Load(1.0, R)), 7,  # type: ignore[arg-type]
+     "t must be an integer step >= 0, got 1.0 of type float"),
+    (FORWARD, _replace(REVERSE, 4, Free("1", R)), 9,  # type: ignore[arg-type]
+     "t must be an integer step >= 0, got '1' of type str"),
+    (FORWARD, _replace(REVERSE, 1, Prefetch(None, D)), 6,  # type: ignore[arg-type]
+     "t must be an integer step >= 0, got None"),
+    (FORWARD, _replace(REVERSE, 7, Reverse(-1)), 12, "t must be a step >= 0, got -1"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("forward", "reverse", "index", "words"), BROKEN)
@@ -154,6 +178,75 @@ def test_each_rule_is_enforced(
     message = str(info.value)
     assert f"action {index} (" in message, message
     assert words in message, message
+
+
+@pytest.mark.parametrize(
+    ("capacity", "error", "words"),
+    [
+        ({"ram": "2", "disk": 0}, ArgumentTypeError,
+         "Listed().capacity['ram'] must be an integer, got '2' of type str"),
+        ({"ram": 2, "disk": 2.0}, ArgumentTypeError,
+         "Listed().capacity['disk'] must be an integer, got 2.0"),
+        ({"ram": True, "disk": 0}, ArgumentTypeError, "capacity['ram'] must be an integer, got True"),
+        ({"ram": -1, "disk": 0}, InvalidArgumentError,
+         "Listed().capacity['ram'] must be an integer >= 0, got -1"),
+        (None, ArgumentTypeError, "Listed().capacity must be a mapping from tier name"),
+        ([("ram", 2)], ArgumentTypeError, "got [('ram', 2)] of type list"),
+    ],
+)  # fmt: skip
+def test_capacity_must_map_tiers_to_integers(
+    capacity: object, error: type[Exception], words: str
+) -> None:
+    schedule = Listed(FORWARD, REVERSE)
+    schedule._capacity = capacity  # type: ignore[assignment]
+    with pytest.raises(error) as info:
+        simulate(schedule)
+    assert words in str(info.value)
+
+
+def test_numpy_integer_steps_are_steps() -> None:
+    """Integers of any kind are steps: counted as plain ints, same stats as the int version."""
+    i = np.int64
+    forward = [Save(i(0), D), Advance(i(0), i(1)), Save(i(1), R), Advance(i(1), 2),
+               Advance(2, i(3), final=True)]  # fmt: skip
+    reverse = [Reverse(i(2)), Prefetch(i(0), D), Load(i(1), R), Reverse(i(1)), Free(i(1), R),
+               Load(i(0), D), Free(i(0), D), Reverse(i(0)), End()]  # fmt: skip
+    stats = simulate(Listed(forward, reverse))  # type: ignore[arg-type]
+    assert stats == simulate(Listed(FORWARD, REVERSE))
+    assert type(stats.forward_steps) is int
+
+
+def test_forward_and_reverse_must_return_iterables() -> None:
+    class AsLists(Listed):
+        def forward(self) -> Iterator[Action]:
+            return list(self._forward)  # type: ignore[return-value]
+
+        def reverse(self, n_steps: int) -> Iterator[Action]:
+            return list(self._reverse)  # type: ignore[return-value]
+
+    # Lists are fine (the replay keeps one iterator across the end of forward()).
+    assert simulate(AsLists(FORWARD, REVERSE)) == simulate(Listed(FORWARD, REVERSE))
+
+    class Nothing(Listed):
+        def reverse(self, n_steps: int) -> Iterator[Action]:
+            return None  # type: ignore[return-value]
+
+    with pytest.raises(ScheduleError, match=r"reverse\(3\) must return an iterable of actions, "
+                       r"got None of type NoneType"):  # fmt: skip
+        simulate(Nothing(FORWARD, REVERSE))
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [StoreAll(4), Revolve(30, 3), TwoLevel(17, 2, 5), AsyncMultistage(17, 2, 5),
+     Listed(FORWARD, REVERSE)],
+)  # fmt: skip
+def test_reverse_steps_are_the_reverse_actions_replayed(schedule: Schedule) -> None:
+    stats = simulate(schedule)
+    assert schedule.n_steps is not None
+    replayed = [a for a in schedule if type(a) is Reverse]
+    assert stats.reverse_steps == len(replayed) == schedule.n_steps
+    assert [a.t for a in replayed] == list(range(schedule.n_steps - 1, -1, -1))
 
 
 def test_capacity_is_enforced() -> None:
@@ -188,6 +281,14 @@ def test_unknown_length_replay() -> None:
         simulate(Listed(forward, [Reverse(4)], n_steps=None), n_steps=5)
     with pytest.raises(ScheduleError, match="final=True in a schedule of unknown length"):
         simulate(Listed([Save(0, D), Advance(0, 1, final=True)], [], n_steps=None), n_steps=5)
+    # Advancing the destroyed current state (step -1) is caught: it used to pass as x_-1.
+    from_nothing = [
+        Advance(-1, 4), Reverse(4),
+        Free(4, D), Load(2, D), Advance(2, 3), Reverse(3), Load(2, D), Free(2, D), Reverse(2),
+        Load(0, D), Advance(0, 1), Reverse(1), Load(0, D), Free(0, D), Reverse(0), End(),
+    ]  # fmt: skip
+    with pytest.raises(ScheduleError, match=r"action 6 \(Advance\(t0=-1, .*t0 must be a step >= 0"):
+        simulate(Listed(forward, from_nothing, n_steps=None, disk=None), n_steps=5)
 
 
 def test_unknown_length_forward_that_stops_early() -> None:

@@ -83,6 +83,7 @@ constraints with constant overheads", arXiv:1812.05952, 2018.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Self
@@ -142,7 +143,16 @@ def multistage_recompute_factor(interval: int, slots: int, n_steps: int | None =
         ``1 + T(k, s)/k`` without ``n_steps``, ``(n + Σ_j T(m_j, s))/n`` with it, where
         ``T(m, s)`` is the binomial count of :mod:`amcheck.schedules._revolve` (the fewest forward
         steps that reverse m steps with s slots, ``binomial_forward_steps(m, s) − 1``) and
-        ``m_j`` are the segment lengths. ``2 − 1/k`` when ``s >= k − 1``.
+        ``m_j`` are the segment lengths. ``2 − 1/k`` when ``s >= k − 1``. Computed with exact
+        integers for any k; ``inf`` when the factor exceeds the float range (with 2 slots, k
+        beyond about 10^616).
+
+    Raises
+    ------
+    ArgumentTypeError
+        An argument is not an integer.
+    InvalidArgumentError
+        ``interval``, ``slots`` or ``n_steps`` is below 1.
 
     Examples
     --------
@@ -152,13 +162,16 @@ def multistage_recompute_factor(interval: int, slots: int, n_steps: int | None =
     k = check_int("interval", interval, minimum=1)
     s = check_int("slots", slots, minimum=1)
     n = check_optional_int("n_steps", n_steps, minimum=1)
-    if n is None:
-        return 1.0 + (binomial_forward_steps(k, s) - 1) / k
-    full, rest = divmod(n, k)
-    extra = full * (binomial_forward_steps(k, s) - 1)
-    if rest:
-        extra += binomial_forward_steps(rest, s) - 1
-    return (n + extra) / n
+    try:
+        if n is None:
+            return 1.0 + (binomial_forward_steps(k, s) - 1) / k
+        full, rest = divmod(n, k)
+        extra = full * (binomial_forward_steps(k, s) - 1)
+        if rest:
+            extra += binomial_forward_steps(rest, s) - 1
+        return (n + extra) / n
+    except OverflowError:  # int / int: the exact quotient is beyond the largest float
+        return math.inf
 
 
 @dataclass(slots=True)
@@ -175,8 +188,10 @@ class _Sweep:
     thinning_rounds: int = 0
     #: The sweep is over: its final advance was yielded (known n) or reverse() was called.
     closed: bool = False
-    #: The interval in force at each segment boundary, in order (what a replay repeats).
-    intervals: list[int] = field(default_factory=list)
+    #: What each segment used, in order: its interval (the length of its advance, except the
+    #: known-length final one, which stops at n) and the interval floor in force then, after any
+    #: thinning round at its boundary. A replay sets exactly these (see :meth:`_Periodic.replay`).
+    used: list[tuple[int, int]] = field(default_factory=list)
 
 
 class _Periodic(Schedule):
@@ -202,8 +217,8 @@ class _Periodic(Schedule):
         #: Steps per segment k now in force; read afresh at every segment boundary.
         self.interval: int = self._start_interval
         self._sweep: _Sweep | None = None
-        #: The intervals a replay's sweeps use at their boundaries (see :meth:`replay`).
-        self._replayed: tuple[int, ...] | None = None
+        #: (interval, floor) a replay's sweeps set at their boundaries (see :meth:`replay`).
+        self._replayed: tuple[tuple[int, int], ...] | None = None
 
     def __repr__(self) -> str:
         disk = "" if self.disk_slots is None else f", disk_slots={self.disk_slots}"
@@ -227,9 +242,12 @@ class _Periodic(Schedule):
         The forward sweep reads :attr:`interval` afresh at every segment boundary (every disk
         checkpoint), so a call between two actions changes the spacing of the *later* disk
         checkpoints; the positions actually used are recorded and :meth:`reverse` follows them.
-        Such a change lasts until the sweep ends. Called while no sweep runs (before the first
-        ``forward()``, after a known-length sweep's final advance or once ``reverse()`` was
-        called), it sets the interval every later ``forward()`` starts with.
+        Such a change lasts until the sweep ends. Called while no sweep runs, it sets the
+        interval every later ``forward()`` starts with: before the first ``forward()``, after a
+        known-length sweep's final advance was handed out, or after ``reverse(n)`` was called
+        (the call itself ends the sweep, before its actions are iterated; an unknown-length
+        sweep runs until then, so a call after its last advance but before ``reverse(n)`` still
+        belongs to it and is forgotten by the next ``forward()``).
 
         Parameters
         ----------
@@ -281,23 +299,42 @@ class _Periodic(Schedule):
     # -- the forward sweep ----------------------------------------------------------------------
 
     def replay(self) -> Self:
-        """A copy whose forward sweeps use, boundary by boundary, the intervals the latest sweep
-        of this schedule used (an automatic interval sets them while the sweep runs), so that
-        :func:`~amcheck.schedules.simulate` of the copy counts what that sweep did, and leaves
-        this schedule (and a reverse sweep still to come) alone. Before any sweep: a copy.
+        """A copy that repeats the latest sweep of this schedule, segment by segment.
+
+        Each segment of that sweep recorded the interval it actually used and the interval floor
+        in force after any thinning round at its boundary (an automatic interval, or any
+        :meth:`set_interval` call, may have changed them while it ran). The copy's forward sweeps
+        set exactly those at the same boundaries, whatever :meth:`set_interval` is called on the
+        copy meanwhile, so :func:`~amcheck.schedules.simulate` of the copy (with the same n for
+        an unknown length) yields the same actions, segment starts and counts as that sweep, and
+        leaves this schedule (its recorded positions, and a reverse sweep still to come) alone.
+        Boundaries past the recorded ones (a longer unknown-length replay) follow the copy's own
+        interval. Before any sweep: a plain copy.
+
+        Returns
+        -------
+        TwoLevel or AsyncMultistage
+            A shallow copy of this schedule, of the same class, with its own copy of the
+            recorded sweep.
         """
         twin = copy.copy(self)
-        if self._sweep is not None:
-            twin._replayed = tuple(self._sweep.intervals)
+        sweep = self._sweep
+        if sweep is not None:
+            twin._replayed = tuple(sweep.used)
+            twin._sweep = copy.deepcopy(sweep)
         return twin
 
     def _boundary(self, sweep: _Sweep) -> int:
-        """The interval in force at this segment boundary, recorded for a replay."""
+        """The interval of the segment that starts now (after any thinning at this boundary).
+
+        A replay first sets the recorded interval and floor of this segment; either way the pair
+        in force is recorded for later replays.
+        """
         replayed = self._replayed
-        i = len(sweep.intervals)
+        i = len(sweep.used)
         if replayed is not None and i < len(replayed):
-            self.interval = max(replayed[i], self._floor)
-        sweep.intervals.append(self.interval)
+            self.interval, self._floor = replayed[i]
+        sweep.used.append((self.interval, self._floor))
         return self.interval
 
     def _begin(self) -> _Sweep:
@@ -351,7 +388,6 @@ class _Periodic(Schedule):
                 f"{name}.reverse({n_steps}) needs the forward sweep first: n_steps is None, so "
                 "consume forward() until the sequence ends, then call reverse(n)"
             )
-        sweep.closed = True
         last = sweep.starts[-1]
         if not last < n_steps <= sweep.reached:
             raise SweepStateError(
@@ -359,6 +395,7 @@ class _Periodic(Schedule):
                 f"Advance({last}, {sweep.reached}), so the sequence must end at n with "
                 f"{last} < n <= {sweep.reached}"
             )
+        sweep.closed = True
         return sweep
 
     def _reverse_segments(self, starts: list[int], end: int) -> Iterator[Action]:
@@ -444,9 +481,23 @@ class TwoLevel(_Periodic):
             t += k
 
     def reverse(self, n_steps: int) -> Iterator[Action]:
-        """For each segment, last first: read its start from disk, keep it in RAM, reverse it."""
+        """For each segment, last first: read its start from disk, keep it in RAM, reverse it.
+
+        Not a generator: the call checks ``n_steps`` against the recorded sweep and ends that
+        sweep (see :meth:`set_interval`) at once, and returns the iterator of the actions.
+
+        Raises
+        ------
+        SweepStateError
+            The forward sweep has not reached x_n (known n), or was not consumed up to the
+            advance that ends at n (unknown n).
+        InvalidArgumentError, ArgumentTypeError
+            ``n_steps`` is not an integer >= 1, or differs from a known ``n_steps``.
+        """
         sweep = self._recorded(n_steps)
-        starts = list(sweep.starts)
+        return self._reverse_actions(list(sweep.starts), n_steps)
+
+    def _reverse_actions(self, starts: list[int], n_steps: int) -> Iterator[Action]:
         last = starts.pop()
         yield Load(last, DISK)
         yield Free(last, DISK)
@@ -520,17 +571,17 @@ class AsyncMultistage(_Periodic):
         t = 0
         previous = -1
         while True:
+            # Thinning happens only when n is unknown (a known n's floor rules it out), so it may
+            # come before the known-length test of the last segment, which saves nothing to disk.
+            yield from self._make_room(sweep)
             k = self._boundary(sweep)
+            sweep.starts.append(t)
             if n is not None and t + k >= n:
-                sweep.starts.append(t)
                 sweep.reached = n
                 sweep.done = sweep.closed = True
                 yield Save(t, RAM)
                 yield Advance(t, n, final=True)
                 return
-            yield from self._make_room(sweep)
-            k = self.interval
-            sweep.starts.append(t)
             sweep.reached = t + k
             yield Save(t, DISK)
             if n is None:
@@ -542,9 +593,24 @@ class AsyncMultistage(_Periodic):
             t += k
 
     def reverse(self, n_steps: int) -> Iterator[Action]:
-        """Reverse the last segment from RAM, then each earlier one from its prefetched start."""
+        """Reverse the last segment from RAM, then each earlier one from its prefetched start.
+
+        Not a generator: the call checks ``n_steps`` against the recorded sweep and ends that
+        sweep (see :meth:`~TwoLevel.set_interval`) at once, and returns the iterator of the
+        actions.
+
+        Raises
+        ------
+        SweepStateError
+            The forward sweep has not reached x_n (known n), or was not consumed up to the
+            advance that ends at n (unknown n).
+        InvalidArgumentError, ArgumentTypeError
+            ``n_steps`` is not an integer >= 1, or differs from a known ``n_steps``.
+        """
         sweep = self._recorded(n_steps)
-        starts = list(sweep.starts)
+        return self._reverse_actions(list(sweep.starts), n_steps)
+
+    def _reverse_actions(self, starts: list[int], n_steps: int) -> Iterator[Action]:
         start = starts.pop()
         if self.n_steps is None:
             # The sweep ended inside the current segment's advance: the current state is gone but

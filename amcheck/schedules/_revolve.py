@@ -49,7 +49,7 @@ doi:10.1145/347837.347846.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from math import comb, exp, lgamma, log
+from math import comb
 
 from amcheck._errors import InvalidArgumentError
 from amcheck._validate import check_int
@@ -86,35 +86,48 @@ def repetition_number(m: int, c: int) -> int:
     c
         RAM slots, the one holding the range's start included, ``>= 1``.
 
-    Notes
-    -----
-    ``(r+1)(r+2)…(r+c) / c! >= m`` puts ``r`` near ``(m·c!)^(1/c) − (c+1)/2``; the estimate is
-    corrected by exact integer binomials (a few steps at most), so the cost does not grow with ``m``.
+    Returns
+    -------
+    int
+        The repetition number r: 0 for ``m = 1``, ``m − 1`` for ``c = 1``.
 
     Raises
     ------
+    ArgumentTypeError
+        ``m`` or ``c`` is not an integer (``bool`` included).
     InvalidArgumentError
-        ``c < 1`` (with ``m >= 2``: no slot can reverse a range of two steps or more).
+        ``m < 1`` or ``c < 1``.
+
+    Notes
+    -----
+    Exact integer arithmetic only: ``β(c, r)`` grows with r, so r is bracketed by doubling and then
+    bisected, ``O(log r)`` binomials of at most ``c`` factors each. A float estimate such as
+    ``(m·c!)^(1/c)`` would be off by many units once m passes about 2^53, and overflows for
+    ``m > 10^308``; this stays exact and fast for any size (``m = 10^700, c = 2``: r has 351
+    digits, found in about 2 300 binomials).
+
+    Examples
+    --------
+    >>> repetition_number(10**6, 10), repetition_number(10, 1), repetition_number(10**50, 2)
+    (13, 9, 14142135623730950488016886)
     """
+    m = check_int("m (range length)", m, minimum=1)
+    c = check_int("c (RAM slots)", c, minimum=1)
     if m <= 1:
         return 0
-    if c < 1:
-        raise InvalidArgumentError(f"c (RAM slots) must be an integer >= 1, got {c!r}")
     if c == 1:
         return m - 1
-    estimate = exp((log(m) + lgamma(c + 1)) / c) - 0.5 * (c + 1)
-    r = max(0, int(estimate))
-    value = comb(c + r, c)
-    while value < m:  # β(c, r+1) = β(c, r)·(c+r+1)/(r+1)
-        r += 1
-        value = value * (c + r) // r
-    while r > 0:  # β(c, r-1) = β(c, r)·r/(c+r)
-        smaller = value * r // (c + r)
-        if smaller < m:
-            break
-        value = smaller
-        r -= 1
-    return r
+    # Invariant: β(c, lo) < m <= β(c, hi). β(c, 0) = 1 < m.
+    lo, hi = 0, 1
+    while comb(c + hi, c) < m:
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if comb(c + mid, c) >= m:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def _beta(c: int, r: int) -> int:
@@ -140,7 +153,15 @@ def binomial_forward_steps(n_steps: int, slots: int) -> int:
     """Forward steps :class:`Revolve` runs: ``T(n, s) + 1`` (see the module docstring).
 
     ``T(n, s) = t·n − C(s + t, t − 1)`` with ``t`` the smallest integer such that
-    ``C(s + t, s) >= n``; the ``+ 1`` is the step that produces x_n.
+    ``C(s + t, s) >= n``; the ``+ 1`` is the step that produces x_n. Exact integers, fast for any
+    n (see :func:`repetition_number`).
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``n_steps`` or ``slots`` is not an integer.
+    InvalidArgumentError
+        ``n_steps < 1`` or ``slots < 1``.
     """
     n = check_int("n_steps", n_steps, minimum=1)
     s = check_int("slots", slots, minimum=1)
@@ -260,10 +281,12 @@ class Revolve(Schedule):
 
     Notes
     -----
-    Forward steps: exactly :func:`binomial_forward_steps` ``(n, slots)``, so the recompute factor
-    is about the repetition number ``r`` (``C(slots + r, slots) >= n``): 1 when
-    ``slots >= n − 1``, ``(n + 1)/2`` for one slot, and it grows like ``n^(1/slots)``. The
-    algorithm and its references are in :mod:`amcheck.schedules._revolve`.
+    Forward steps: exactly :func:`binomial_forward_steps` ``(n, slots)``, so with s = ``slots``
+    and r the repetition number (the smallest with ``C(s + r, s) >= n``) the recompute factor is
+    exactly ``r − (C(s + r, s + 1) − 1)/n``: between ``(r − 1)·s/(s + 1) + 1/n`` and
+    ``r·s/(s + 1) + 1/n``, and at most r for ``n >= 2``. It is 1 when ``s >= n − 1``, ``(n − 1)/2 + 1/n`` for one
+    slot (``n(n − 1)/2 + 1`` forward steps), and grows like ``n^(1/s)``. The algorithm and its
+    references are in :mod:`amcheck.schedules._revolve`.
 
     Examples
     --------

@@ -8,13 +8,16 @@ broke; otherwise the counts come back as a :class:`ScheduleStats`.
 
 The rules (see :mod:`amcheck.schedules._actions` for the conventions):
 
+0. Every step (``t``, ``t0``, ``t1``) is an integer >= 0 (``bool`` is not), every tier is
+   ``"ram"`` or ``"disk"``, and ``forward()`` and ``reverse(n)`` return iterables of actions.
 1. ``Advance(t0, t1)`` starts at the current step and ``t0 < t1 <= n``; only the advance with
    ``final=True`` may reach n, exactly once, and it ends the forward sweep.
 2. ``Save(t, tier)`` keeps the current state, which must be x_t, and t is not already in that tier.
 3. ``Load``, ``Free`` and ``Prefetch`` name a checkpoint the tier holds.
 4. No tier ever holds more checkpoints than ``schedule.capacity`` allows.
 5. ``Reverse(t)`` runs for t = n-1, …, 0 in this order, each exactly once, after x_n exists and
-   with x_t as the current state.
+   with x_t as the current state. ``reverse_steps`` counts the ``Reverse`` actions replayed; with
+   rules 5 and 6 it is n for every schedule that passes.
 6. ``End`` comes last, after every reverse step, with every checkpoint freed.
 
 Unknown length (``schedule.n_steps is None``): ``simulate(schedule, n_steps=n)`` consumes
@@ -25,12 +28,13 @@ replays ``reverse(n)``.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from amcheck._errors import InvalidArgumentError, ScheduleError
-from amcheck._validate import check_int
+from amcheck._errors import ArgumentTypeError, InvalidArgumentError, ScheduleError
+from amcheck._validate import check_int, check_optional_int
 from amcheck.schedules._actions import (
     TIERS,
     Action,
@@ -59,7 +63,8 @@ class ScheduleStats:
     forward_steps
         Forward steps run in all, the first sweep included (n when nothing is recomputed).
     reverse_steps
-        Reverse steps run (always n for a valid schedule).
+        ``Reverse`` actions replayed. Each step n-1 … 0 must run exactly once, in that order, so
+        this is n for every schedule :func:`simulate` accepts.
     writes, reads
         Checkpoints saved into / loaded from each tier, keyed ``"ram"`` and ``"disk"``. A RAM
         write pins a buffer (no copy); a disk write or read moves one state.
@@ -110,13 +115,51 @@ class ScheduleStats:
 
 
 def _capacity(schedule: Schedule) -> dict[str, float]:
-    """The schedule's capacity per tier, ``inf`` for unbounded, 0 for a tier it does not name."""
-    capacity: Mapping[TierName, int | None] = schedule.capacity
+    """The schedule's capacity per tier, ``inf`` for unbounded, 0 for a tier it does not name.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``schedule.capacity`` is not a mapping, or a value is neither an integer nor ``None``.
+    InvalidArgumentError
+        A value is a negative integer.
+    """
+    capacity: object = schedule.capacity
+    if not isinstance(capacity, Mapping):
+        raise ArgumentTypeError(
+            f"{schedule!r}.capacity must be a mapping from tier name ('ram', 'disk') to an "
+            f"integer >= 0 or None (unbounded), got {capacity!r} of type "
+            f"{type(capacity).__name__}"
+        )
     out: dict[str, float] = {}
     for tier in TIERS:
-        value = capacity.get(tier, 0)
+        value = check_optional_int(f"{schedule!r}.capacity[{tier!r}]", capacity.get(tier, 0),
+                                   minimum=0)
         out[tier] = float("inf") if value is None else value
     return out
+
+
+def _iterate(schedule: Schedule, part: str, actions: object) -> Iterator[Action]:
+    """An iterator over what ``forward()`` or ``reverse(n)`` (``part``) returned."""
+    try:
+        return iter(actions)  # type: ignore[call-overload,no-any-return]
+    except TypeError:
+        raise ScheduleError(
+            f"{schedule!r} is invalid: {part} must return an iterable of actions, got "
+            f"{actions!r} of type {type(actions).__name__}"
+        ) from None
+
+
+def _step(schedule: Schedule, index: int, action: object, name: str, value: object) -> int:
+    """``value`` as a step: an integer >= 0 (numpy integers too, not ``bool``), or the error."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        step = int(value)
+        if step >= 0:
+            return step
+        what = f"{name} must be a step >= 0, got {step}"
+    else:
+        what = f"{name} must be an integer step >= 0, got {value!r} of type {type(value).__name__}"
+    raise _fail(schedule, index, action, what)
 
 
 def simulate(schedule: Schedule, n_steps: int | None = None) -> ScheduleStats:
@@ -138,14 +181,16 @@ def simulate(schedule: Schedule, n_steps: int | None = None) -> ScheduleStats:
     Raises
     ------
     ScheduleError
-        An action breaks a rule (see :mod:`amcheck.schedules._simulate`); the message names its
+        An action breaks a rule (see :mod:`amcheck.schedules._simulate`), e.g. a step that is not
+        an integer >= 0 or a tier that is not ``"ram"`` or ``"disk"``; the message names its
         index (counting from 0 across the forward and the reverse part), the action and the rule.
+        Also when ``forward()`` or ``reverse(n)`` returns something that is not iterable.
     InvalidArgumentError, ArgumentTypeError
-        ``n_steps`` is missing, not an integer >= 1, or differs from ``schedule.n_steps``.
+        ``n_steps`` is missing, not an integer >= 1, or differs from ``schedule.n_steps``;
+        ``schedule`` is not a Schedule; ``schedule.capacity`` is not a mapping of tier names to
+        integers >= 0 or ``None``.
     """
     if not isinstance(schedule, Schedule):
-        from amcheck._errors import ArgumentTypeError
-
         raise ArgumentTypeError(
             f"schedule must be an amcheck.schedules.Schedule, got {schedule!r} of type "
             f"{type(schedule).__name__}"
@@ -195,6 +240,7 @@ class _Replay:
         buffers = 1  # RAM buffers in use now: x_0 is the current state
         peak_buffers = 1
         forward_steps = 0
+        reverse_steps = 0
         expect = n - 1  # the next reverse step due
         index = -1
         ended = False
@@ -216,13 +262,15 @@ class _Replay:
         # The forward part, then the reverse part, numbered as one stream.
         phase_forward = True
         forward_peak = 0
-        stream: Iterator[Action] = schedule.forward()
+        stream: Iterator[Action] = _iterate(schedule, "forward()", schedule.forward())
         while True:
             for action in stream:
                 index += 1
                 cls = type(action)
                 if cls is _Reverse:
                     t = action.t  # type: ignore[union-attr]
+                    if type(t) is not int or t < 0:
+                        t = _step(schedule, index, action, "t", t)
                     if not have_final:
                         raise _fail(schedule, index, action, "reverse step before x_n exists")
                     if t != expect:
@@ -243,9 +291,14 @@ class _Replay:
                             f"needs x_{t} as the current state, which is {_state(cur)}",
                         )
                     expect = t - 1
+                    reverse_steps += 1
                 elif cls is _Advance:
                     t0 = action.t0  # type: ignore[union-attr]
                     t1 = action.t1  # type: ignore[union-attr]
+                    if type(t0) is not int or t0 < 0:
+                        t0 = _step(schedule, index, action, "t0", t0)
+                    if type(t1) is not int:  # t1 < 0 fails t1 > t0 below
+                        t1 = _step(schedule, index, action, "t1", t1)
                     if t0 != cur:
                         raise _fail(
                             schedule,
@@ -315,8 +368,10 @@ class _Replay:
                                 peak_buffers = buffers
                 elif cls is _Load:
                     t = action.t  # type: ignore[union-attr]
+                    if type(t) is not int:  # t < 0 is never held: only saved steps are
+                        t = _step(schedule, index, action, "t", t)
                     tier = action.tier  # type: ignore[union-attr]
-                    place = ram if tier == "ram" else held.get(tier)
+                    place = held.get(tier) if isinstance(tier, str) else None
                     if place is None:
                         raise _fail(schedule, index, action, _bad_tier(tier))
                     if t not in place:
@@ -342,8 +397,10 @@ class _Replay:
                     reads[tier] += 1
                 elif cls is _Save:
                     t = action.t  # type: ignore[union-attr]
+                    if type(t) is not int or t < 0:
+                        t = _step(schedule, index, action, "t", t)
                     tier = action.tier  # type: ignore[union-attr]
-                    place = ram if tier == "ram" else held.get(tier)
+                    place = held.get(tier) if isinstance(tier, str) else None
                     if place is None:
                         raise _fail(schedule, index, action, _bad_tier(tier))
                     if cur != t:
@@ -377,8 +434,10 @@ class _Replay:
                             peak_disk = size
                 elif cls is _Free:
                     t = action.t  # type: ignore[union-attr]
+                    if type(t) is not int:  # t < 0 is never held: only saved steps are
+                        t = _step(schedule, index, action, "t", t)
                     tier = action.tier  # type: ignore[union-attr]
-                    place = ram if tier == "ram" else held.get(tier)
+                    place = held.get(tier) if isinstance(tier, str) else None
                     if place is None:
                         raise _fail(schedule, index, action, _bad_tier(tier))
                     if t not in place:
@@ -399,8 +458,10 @@ class _Replay:
                         buffers -= 1
                 elif cls is _Prefetch:
                     t = action.t  # type: ignore[union-attr]
+                    if type(t) is not int:  # t < 0 is never held: only saved steps are
+                        t = _step(schedule, index, action, "t", t)
                     tier = action.tier  # type: ignore[union-attr]
-                    place = ram if tier == "ram" else held.get(tier)
+                    place = held.get(tier) if isinstance(tier, str) else None
                     if place is None:
                         raise _fail(schedule, index, action, _bad_tier(tier))
                     if t not in place:
@@ -474,13 +535,13 @@ class _Replay:
                     )
             phase_forward = False
             forward_peak = peak_buffers
-            stream = schedule.reverse(n)
+            stream = _iterate(schedule, f"reverse({n})", schedule.reverse(n))
         if not ended:
             raise _fail(schedule, index + 1, None, "the schedule ended without End")
         return ScheduleStats(
             n_steps=n,
             forward_steps=forward_steps,
-            reverse_steps=n,
+            reverse_steps=reverse_steps,
             writes=writes,  # type: ignore[arg-type]
             reads=reads,  # type: ignore[arg-type]
             peak={"ram": peak_ram, "disk": peak_disk},

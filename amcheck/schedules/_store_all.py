@@ -37,7 +37,9 @@ class StoreAll(Schedule):
 
     Notes
     -----
-    Forward steps: exactly n (recompute factor 1). RAM writes and reads: n each; disk: none.
+    Forward steps: exactly n (recompute factor 1). RAM writes: n; RAM reads: n − 1 (step n − 1
+    is reversed from the current state x_{n-1}, which the forward sweep leaves in place);
+    disk: none.
     """
 
     def __init__(self, n_steps: int) -> None:
