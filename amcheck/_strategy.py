@@ -10,8 +10,12 @@ pinned checkpoints, the current state, x_n, prefetch targets).
 1. ``"store_all"`` when every state fits the budget (no recomputation);
 2. ``"revolve"`` with the most RAM slots the budget holds when there is no disk tier (binomial
    checkpointing, the fewest recomputations for that memory);
-3. ``"async_multistage"`` otherwise: disk checkpoints every ``interval`` steps, Revolve in RAM
-   inside each segment, so the recompute factor no longer grows with n.
+3. with a disk tier, ``"revolve"`` still when n is known and Revolve runs no more forward steps
+   than async multistage would in the same RAM at its starting interval (short runs with many
+   slots, n up to about s²/2: each disk segment is computed twice, recompute factor ``2 - 1/k``,
+   while Revolve's is below 2 there; :func:`_revolve_suffices`), else ``"async_multistage"``:
+   disk checkpoints every ``interval`` steps, Revolve in RAM inside each segment, so the
+   recompute factor no longer grows with n.
 
 For an unknown length (``n_steps=None``) without a disk tier, ``"store_all"`` keeps every state
 until the budget is full (a clear :class:`~amcheck.BudgetError` if the sequence runs longer); with
@@ -62,6 +66,8 @@ from amcheck.schedules import (
     StoreAll,
     TierName,
     TwoLevel,
+    binomial_forward_steps,
+    multistage_recompute_factor,
     simulate,
 )
 from amcheck.storage import Tier, slot_layout
@@ -330,8 +336,10 @@ def plan(
             name = "async_multistage" if disk is not None else "store_all"
         elif n_steps + 1 <= fit and interval is None and _buffers(StoreAll(n_steps))[0] <= fit:
             name = "store_all"
+        elif disk is None or (interval is None and _revolve_suffices(n_steps, fit, disk_slots)):
+            name = "revolve"
         else:
-            name = "revolve" if disk is None else "async_multistage"
+            name = "async_multistage"
     if name in ("two_level", "async_multistage") and disk is None:
         raise InvalidArgumentError(
             f"strategy {name!r} keeps checkpoints on disk, but disk=None; pass a disk tier "
@@ -398,6 +406,23 @@ def plan(
         disk_slots=disk_slots,
         writing_buffers=forward,
     )
+
+
+def _revolve_suffices(n_steps: int, fit: int, disk_slots: int | None) -> bool:
+    """Whether Revolve in RAM runs no more forward steps than async multistage would in the same
+    ``fit`` buffers (at its starting interval, ``slots + 1``, whose segments are reversed without
+    recomputing any step twice): then ``"auto"`` leaves the disk alone. True for short runs with
+    many slots, where each disk segment would be computed twice (recompute factor ``2 - 1/k``)
+    while Revolve recomputes little (1 once ``slots >= n - 1``). Closed forms, no simulation."""
+    revolve_slots = min(fit - 2, n_steps)  # Revolve: the slots, the current state and x_n
+    async_slots = min(fit - 3, n_steps - 1)  # also the prefetched segment start
+    if revolve_slots < 1 or async_slots < 1:
+        return False  # one of them does not fit at all: leave the choice to the plan's errors
+    k = default_interval(async_slots)
+    if disk_slots is not None:
+        k = max(k, -(-n_steps // disk_slots))
+    asynchronous = multistage_recompute_factor(k, async_slots, n_steps) * n_steps
+    return binomial_forward_steps(n_steps, revolve_slots) <= round(asynchronous)
 
 
 def slot_size(spec: StateSpec) -> int:

@@ -141,10 +141,16 @@ def test_auto_choices() -> None:
     assert gradient(ram="1 MiB")[3].strategy == "store_all"
     ckp = gradient(ram=10 * SLOT)[3]
     assert ckp.strategy == "revolve" and ckp.slots == 8  # 10 buffers: 8 checkpoints, current, x_n
+    # With a disk, Revolve's 8 slots run 37 forward steps and async multistage's 7 (k = 8) 43:
+    # the disk stays unused.
     ckp = gradient(ram=10 * SLOT, disk=ram_disk())[3]
-    # 7 slots + current + prefetch + x_n in reverse; the forward sweep's 3 + 2 staging fit in that.
-    assert ckp.strategy == "async_multistage" and ckp.slots == 7
-    assert ckp.interval == default_interval(7) == 8
+    assert ckp.strategy == "revolve" and ckp.slots == 8
+    assert ckp.stats.forward_steps == 37 and ckp.stats.writes["disk"] == 0
+    # With 6 buffers Revolve's 4 slots would run 49 steps, async multistage's 3 (k = 4) 40.
+    # 3 slots + current + prefetch + x_n in reverse; the forward sweep's 2 + 2 staging fit in that.
+    ckp = gradient(ram=6 * SLOT, disk=ram_disk())[3]
+    assert ckp.strategy == "async_multistage" and ckp.slots == 3
+    assert ckp.interval == default_interval(3) == 4  # where the automatic interval starts
     assert gradient(None, ram=30 * SLOT, fwd=Forward(stop_at=N))[3].strategy == "store_all"
     ckp = gradient(None, ram=8 * SLOT, disk=ram_disk(), fwd=Forward(stop_at=N))[3]
     assert ckp.strategy == "async_multistage"
