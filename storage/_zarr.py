@@ -465,9 +465,11 @@ class ZarrTier(Tier):
     def _full(self, step: int, held: int, nbytes: int) -> TierFullError:
         assert self._budget is not None
         return TierFullError(
-            f"zarr tier {self.name!r} at {self.path}: step {step} needs {format_bytes(nbytes)}, "
-            f"but {format_bytes(held)} of the {format_bytes(self._budget)} budget are held by "
-            f"{len(self._index)} checkpoint(s); delete some or raise the budget"
+            f"zarr tier {self.name!r} at {self.path}: step {step} needs {nbytes} bytes "
+            f"({format_bytes(nbytes)}), but {held} bytes of the {self._budget}-byte "
+            f"({format_bytes(self._budget)}) budget are held by {len(self._index)} checkpoint(s) "
+            f"(checksums and shard indexes included: it holds {self.max_checkpoints()} "
+            "uncompressed); delete some or raise the budget"
         )
 
     async def get(self, step: int, out: State) -> None:

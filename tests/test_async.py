@@ -623,7 +623,8 @@ def test_a_tiers_own_budget_bounds_the_disk_checkpoints(tmp_path: Path, held: in
     async def fill(tier: ZarrTier) -> None:  # exactly that many fit
         for step in range(held):
             await tier.put(step, initial_state())
-        with pytest.raises(amcheck.TierFullError):
+        with pytest.raises(amcheck.TierFullError, match=rf"needs {per} bytes .* but {held * per} "
+                           rf"bytes of the {budget}-byte .* it holds {held} uncompressed"):
             await tier.put(held, initial_state())
         await tier.close()
 
