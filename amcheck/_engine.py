@@ -21,8 +21,9 @@ time step, so avoiding it matters.
 Disk actions go to a :class:`~amcheck.storage.Tier` through the asynchronous disk path of
 :mod:`amcheck._disk`: ``Save(t, "disk")`` starts a background write of the buffer holding x_t
 and pins it as a *staging* buffer until the write is done (the pool has ``max_in_flight``
-staging slots on top of the forward sweep's ``peak_buffers_forward``; every write has ended
-before the reverse sweep, which may use them as checkpoint slots); ``Prefetch(t, "disk")`` starts a read
+staging slots on top of the buffers the forward sweep holds while it writes,
+``peak_buffers_writing``; later actions that need one wait for its write, and every write has
+ended before the reverse sweep, which may use them as checkpoint slots); ``Prefetch(t, "disk")`` starts a read
 into a free slot; ``Load(t, "disk")`` takes the prefetched slot (waiting if the read has not
 finished) or reads now; ``Free(t, "disk")`` starts a background delete (a write waits for the
 deletes in flight, which free disk budget). Before every action the engine reaps finished
@@ -130,7 +131,7 @@ class Engine:
         The counters to update.
     max_in_flight
         Disk writes in flight at most; the pool must hold that many staging slots on top of the
-        schedule's ``peak_buffers_forward`` (and at least ``peak_buffers``).
+        schedule's ``peak_buffers_writing`` (and at least ``peak_buffers``).
     progress
         Called with the number of steps completed: forward steps of ``run_forward`` (never
         recomputations) and each reverse step of ``run_reverse``.

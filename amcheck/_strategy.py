@@ -28,14 +28,16 @@ factor ``2 - 1/k``). A longer interval writes less to disk and recomputes more. 
 :class:`~amcheck.IntervalController` move it during the forward sweep.
 
 The disk strategies also need staging buffers: each disk write in flight holds the slot it
-writes from until it is done (zero copy), so the forward sweep gets ``staging`` (the
-Checkpointer's ``max_in_flight``) slots on top of what it simulates
-(``simulate(schedule).peak_buffers_forward``). Their reverse sweep writes nothing to disk, so it
-reuses those slots for RAM checkpoints (every write has ended when the engine's forward sweep
-returns): the pool holds ``max(peak_buffers, peak_buffers_forward + staging)`` buffers, all within
-``ram``, and the slots for Revolve inside a segment are sized on that. With 10 states and two
-writes in flight that is 7 slots instead of 5. A schedule passed as an instance may write to disk
-in its reverse sweep too, so it gets ``peak_buffers + staging``.
+writes from until it is done (zero copy), so the part of the forward sweep that writes to disk
+gets ``staging`` (the Checkpointer's ``max_in_flight``) slots on top of what it simulates
+(``simulate(schedule).peak_buffers_writing``: up to the advance after the last disk save). The
+rest of the forward sweep (with a known n, the first Revolve descent of the last segment, which
+holds up to the slots, the current state and x_n) and the reverse sweep write nothing to disk, so
+they reuse those slots for RAM checkpoints: if one is still held by a write in flight, the engine
+waits for that write. The pool holds ``max(peak_buffers, peak_buffers_writing + staging)``
+buffers, all within ``ram``, and the slots for Revolve inside a segment are sized on that. With
+10 states and two writes in flight that is 7 slots instead of 5. A schedule passed as an instance
+may write to disk in its reverse sweep too, so it gets ``peak_buffers + staging``.
 A ``disk_slots`` bound (from ``disk_budget``) is passed to the schedule, which raises its
 interval (known n) or thins its disk checkpoints (unknown n) to stay within it.
 """
@@ -158,7 +160,8 @@ class Plan:
     interval: int | None = None
     staging: int = 0
     disk_slots: int | None = None
-    #: Buffers of the sweeps during which disk writes may be in flight; ``None``: all of them.
+    #: Buffers held while the forward sweep writes to disk (``simulate``'s
+    #: ``peak_buffers_writing``), the staging buffers come on top; ``None``: all of them.
     writing_buffers: int | None = None
 
     @property
@@ -171,10 +174,10 @@ class Plan:
 
 def _buffers(schedule: Schedule) -> tuple[int, int]:
     """RAM state buffers the engine needs for ``schedule`` (simulated, so also validated): at
-    most, and at most during the forward sweep."""
+    most, and at most while the forward sweep writes to disk (``peak_buffers_writing``)."""
     if schedule.n_steps is not None:
         stats = simulate(schedule)
-        return stats.peak_buffers, stats.peak_buffers_forward
+        return stats.peak_buffers, stats.peak_buffers_writing
     ram = schedule.capacity.get("ram", 0)
     if ram is None:
         raise InvalidArgumentError(
@@ -189,7 +192,7 @@ def _buffers(schedule: Schedule) -> tuple[int, int]:
     runs = [simulate(schedule, n) for n in lengths]
     return (
         max([ram + 2] + [r.peak_buffers for r in runs]),
-        max(r.peak_buffers_forward for r in runs),
+        max(r.peak_buffers_writing for r in runs),
     )
 
 
@@ -214,31 +217,31 @@ def _most_slots(
     staging: int = 0,
 ) -> tuple[int, int, int]:
     """The most RAM slots whose schedule fits the budget, and its buffer counts (at most, and
-    during the forward sweep).
+    while the forward sweep writes to disk).
 
     ``overhead`` is a first guess of buffers beyond the slots; the simulation decides.
-    ``staging`` buffers (a disk strategy's writes in flight) come on top of the forward sweep's
-    buffers: the pool holds ``max(peak, forward peak + staging)``.
+    ``staging`` buffers (a disk strategy's writes in flight) come on top of the buffers of the
+    forward sweep's writing part: the pool holds ``max(peak, writing peak + staging)``.
     """
     fit = budget // slot_nbytes
     slots = max(fit - overhead, 1)  # the guess may be high or, for one slot, too low
     if limit is not None:
         slots = min(slots, limit)
     while slots >= 1:
-        buffers, forward = _buffers(make(slots))
-        need = max(buffers, forward + staging)
+        buffers, writing = _buffers(make(slots))
+        need = max(buffers, writing + staging)
         if need <= fit:
-            return slots, buffers, forward
+            return slots, buffers, writing
         slots -= need - fit
-    buffers, forward = _buffers(make(1))
+    buffers, writing = _buffers(make(1))
     raise _need(
         name,
-        max(buffers, forward + staging),
+        max(buffers, writing + staging),
         slot_nbytes,
         budget,
         "with a single RAM checkpoint slot",
-        f"; the forward sweep holds {forward} plus {staging} staging buffer(s) for its disk "
-        "writes in flight (max_in_flight)"
+        f"; the forward sweep holds {writing} while it writes to disk, plus {staging} staging "
+        "buffer(s) for its writes in flight (max_in_flight)"
         if staging
         else "",
     )
@@ -387,13 +390,13 @@ def plan(
         return cls(n_steps, s, k, disk_slots=disk_slots)
 
     overhead = 3 if cls is AsyncMultistage else 2
-    slots, buffers, forward = _most_slots(
+    slots, buffers, writing = _most_slots(
         name, make, overhead, slot_nbytes, budget, limit=None, staging=staging
     )
     if interval is None and n_steps is not None:
         # More slots than one segment can use only cost memory.
         slots = min(slots, max(n_steps - 1, 1))
-        buffers, forward = _buffers(make(slots))
+        buffers, writing = _buffers(make(slots))
     first = make(slots)
     k = first.interval  # type: ignore[attr-defined]  # raised to the disk_slots floor if needed
     return Plan(
@@ -404,7 +407,7 @@ def plan(
         interval=k,
         staging=staging,
         disk_slots=disk_slots,
-        writing_buffers=forward,
+        writing_buffers=writing,
     )
 
 

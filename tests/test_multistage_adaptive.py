@@ -36,6 +36,7 @@ from amcheck.schedules import (
     multistage_recompute_factor,
     simulate,
 )
+from amcheck.schedules._revolve import forward_descent
 
 R: Final = "ram"
 D: Final = "disk"
@@ -109,25 +110,32 @@ def test_variable_interval_and_disk_capacity_any(
     starts = schedule.segment_starts
     assert starts[0] == 0 and list(starts) == sorted(set(starts)) and starts[-1] < n
     lengths = [b - a for a, b in zip(starts, (*starts[1:], n), strict=True)]
-    # Exact cost: the first sweep plus Revolve over every recorded segment, whatever its length.
-    assert stats.forward_steps == n + sum(gw(m, s) for m in lengths)
+    # Exact cost: the first sweep plus Revolve over every recorded segment, whatever its length;
+    # with a known n the last one's first descent runs in the forward sweep (m − 1 steps fewer).
+    saved = lengths[-1] - 1 if known else 0
+    assert stats.forward_steps == n + sum(gw(m, s) for m in lengths) - saved
     assert stats.reverse_steps == n
     assert stats.peak["ram"] <= s
 
-    # Each forward advance used the interval in force at its boundary.
+    # Each forward advance at a boundary used the interval in force there; with a known n the
+    # sweep ends with the last segment's start in RAM and the first descent of its reversal.
     forward = schedule.actions
-    advances = [a for a in forward if type(a) is Advance]
-    for a in advances:
-        k = schedule.interval_at[a.t0]
-        if a.final or a is advances[-1]:
-            assert a.t1 - a.t0 <= k if known else a.t1 - a.t0 == k
-        else:
-            assert a.t1 - a.t0 == k
+    boundaries = forward
+    if known:
+        last = starts[-1]
+        i = forward.index(Save(last, R))
+        assert forward[i:] == list(forward_descent(last, n, s))
+        assert n - last <= schedule.interval_at[last]
+        boundaries = forward[:i]
+    for a in boundaries:
+        if type(a) is Advance:
+            assert a.t1 - a.t0 == schedule.interval_at[a.t0]
 
-    # Disk: every kept start is read back once (the last one of AsyncMultistage is in RAM).
+    # Disk: every kept start is read back once (the last one is in RAM for AsyncMultistage and
+    # for a known n).
     thinned = sum(1 for a in forward if type(a) is Free and a.tier == D)
-    in_ram_only = is_async and known
-    assert stats.reads[D] == len(starts) - (1 if is_async else 0)
+    in_ram_only = known
+    assert stats.reads[D] == len(starts) - (1 if is_async or known else 0)
     assert stats.writes[D] == len(starts) - in_ram_only + thinned
     if d is not None:
         assert schedule.capacity[D] == d and stats.peak[D] <= d
@@ -319,10 +327,14 @@ def test_golden_set_interval_mid_sweep() -> None:
     forward = schedule.forward()
     assert [next(forward), next(forward)] == [Save(0, D), Advance(0, 2)]
     assert schedule.set_interval(5) == 5
-    assert list(forward) == [Save(2, D), Advance(2, 7), Save(7, R), Advance(7, 12, final=True)]
+    # The last segment [7, 12) ends the sweep as Revolve(5, 2) would: its first descent.
+    assert list(forward) == [
+        Save(2, D), Advance(2, 7), Save(7, R),
+        Advance(7, 10), Save(10, R), Advance(10, 11), Advance(11, 12, final=True),
+    ]  # fmt: skip
     assert schedule.segment_starts == (0, 2, 7)
     reverse = list(schedule.reverse(12))
-    assert reverse[:2] == [Prefetch(2, D), Advance(7, 10)]  # Revolve: 5 steps, 2 slots
+    assert reverse[:2] == [Prefetch(2, D), Reverse(11)]  # the descent is replayed silently
     assert reverse.count(Load(2, D)) == reverse.count(Load(0, D)) == 1
 
 
@@ -339,7 +351,7 @@ def test_known_length_interval_floor(cls: type[AsyncMultistage | TwoLevel]) -> N
     assert schedule.set_interval(5) == 100  # never below the floor
     assert schedule.set_interval(250) == 250
     stats = simulate(schedule)
-    assert stats.peak[D] == (3 if cls is AsyncMultistage else 4)  # 0, 250, 500 (, 750)
+    assert stats.peak[D] == 3  # 0, 250, 500: the last start, 750, stays in RAM
     assert "disk_slots=10" in repr(schedule)
     # n·size/k <= budget: 1001 steps, 10 slots -> k = 101, 10 segments at most.
     assert simulate(cls(1001, 4, 1, disk_slots=10)).peak[D] <= 10
@@ -426,7 +438,8 @@ def test_controller_follows_a_slower_disk() -> None:
     # Two segments at the initial k = 2: the first advance's step time is discarded (warm-up).
     assert lengths[:2] == [2, 2] and set(lengths[2:40]) == {5}
     assert set(lengths[-60:]) == {15}
-    assert stats.forward_steps == 2000 + sum(
+    # The last segment's first descent runs in the forward sweep: m − 1 steps fewer.
+    assert stats.forward_steps == 2000 - (2000 - starts[-1] - 1) + sum(
         gw(b - a, 4) for a, b in zip(starts, (*starts[1:], 2000), strict=True)
     )
 

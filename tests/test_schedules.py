@@ -29,6 +29,7 @@ from amcheck.schedules import (
     StoreAll,
     TwoLevel,
     binomial_forward_steps,
+    multistage_recompute_factor,
     repetition_number,
     simulate,
 )
@@ -252,10 +253,11 @@ def test_actions_are_frozen_slotted_dataclasses() -> None:
 
 
 def test_golden_two_level_5_2_2() -> None:
+    # The last segment's start stays in RAM (known n).
     assert list(TwoLevel(5, 2, 2)) == [
-        Save(0, D), Advance(0, 2), Save(2, D), Advance(2, 4), Save(4, D),
+        Save(0, D), Advance(0, 2), Save(2, D), Advance(2, 4), Save(4, R),
         Advance(4, 5, final=True),
-        Load(4, D), Free(4, D), Reverse(4),
+        Reverse(4), Free(4, R),
         Load(2, D), Free(2, D), Save(2, R), Advance(2, 3), Reverse(3), Load(2, R), Reverse(2),
         Free(2, R),
         Load(0, D), Free(0, D), Save(0, R), Advance(0, 1), Reverse(1), Load(0, R), Reverse(0),
@@ -277,6 +279,22 @@ def test_golden_async_multistage_7_2_3() -> None:
         Load(0, R), Reverse(0), Free(0, R),
         End(),
     ]  # fmt: skip
+
+
+def test_golden_async_multistage_8_2_4() -> None:
+    # The last segment [4, 8) as Revolve(4, 2) would run it: its first descent (to x_7) in the
+    # forward sweep, replayed silently by the reverse sweep; 5 forward steps, not 4 + T(4, 2) = 8.
+    assert list(AsyncMultistage(8, 2, 4)) == [
+        Save(0, D), Advance(0, 4), Save(4, R),
+        Advance(4, 6), Save(6, R), Advance(6, 7), Advance(7, 8, final=True),
+        Prefetch(0, D), Reverse(7), Load(6, R), Reverse(6), Free(6, R),
+        Load(4, R), Advance(4, 5), Reverse(5), Load(4, R), Reverse(4), Free(4, R),
+        Load(0, D), Free(0, D), Save(0, R),
+        Advance(0, 2), Save(2, R), Advance(2, 3), Reverse(3), Load(2, R), Reverse(2), Free(2, R),
+        Load(0, R), Advance(0, 1), Reverse(1), Load(0, R), Reverse(0), Free(0, R),
+        End(),
+    ]  # fmt: skip
+    assert simulate(AsyncMultistage(8, 2, 4)).forward_steps == 4 + gw(4, 2) + gw(4, 2) + 1 == 13
 
 
 def test_golden_async_multistage_unknown_length() -> None:
@@ -357,9 +375,11 @@ def test_revolve_any(n: int, s: int) -> None:
     assert stats.peak_buffers <= s + 2
 
 
-def _segment_cost(n: int, s: int, k: int) -> int:
-    """Forward steps of TwoLevel/AsyncMultistage: n, plus T(m, s) for every segment length m."""
-    return n + sum(gw(min(k, n - start), s) for start in range(0, n, k))
+def _segment_cost(n: int, s: int, k: int, *, known: bool = True) -> int:
+    """Forward steps of TwoLevel/AsyncMultistage: n, plus T(m, s) for every segment length m,
+    less m − 1 for the last one when n is known (its first descent runs in the forward sweep)."""
+    lengths = [min(k, n - start) for start in range(0, n, k)]
+    return n + sum(gw(m, s) for m in lengths) - (lengths[-1] - 1 if known else 0)
 
 
 @given(n=st.integers(1, 5000), s=st.integers(1, 64), data=st.data())
@@ -368,11 +388,16 @@ def test_two_level_any(n: int, s: int, data: st.DataObject) -> None:
     stats = simulate(TwoLevel(n, s, k))
     segments = (n - 1) // k + 1
     assert stats.forward_steps == _segment_cost(n, s, k)
-    assert stats.writes["disk"] == stats.reads["disk"] == stats.peak["disk"] == segments
+    # The last segment's start stays in RAM.
+    assert stats.writes["disk"] == stats.reads["disk"] == stats.peak["disk"] == segments - 1
     assert stats.peak["ram"] <= s
     assert stats.peak_buffers <= s + 2
-    # Forward: the current state, the advance's destination (x_n): staging comes on top of these.
-    assert stats.peak_buffers_forward <= 2
+    # Forward: the last segment's descent holds up to s checkpoints, the current state and x_n;
+    # while it writes to disk, the current state and the advance's destination (staging comes
+    # on top of these).
+    assert stats.peak_buffers_forward <= s + 2
+    assert stats.peak_buffers_writing <= 2
+    assert (stats.peak_buffers_writing == 0) == (segments == 1)
 
 
 @given(n=st.integers(1, 5000), s=st.integers(1, 64), data=st.data())
@@ -381,13 +406,35 @@ def test_async_multistage_any(n: int, s: int, data: st.DataObject) -> None:
     stats = simulate(AsyncMultistage(n, s, k))
     segments = (n - 1) // k + 1
     assert stats.forward_steps == _segment_cost(n, s, k)
-    # The last segment's start stays in RAM: one disk write and read fewer than TwoLevel.
+    # The last segment's start stays in RAM: no disk write or read.
     assert stats.writes["disk"] == stats.reads["disk"] == segments - 1
     assert stats.peak["ram"] <= s
     # + x_n, the current state, the prefetched start of the previous segment.
     assert stats.peak_buffers <= s + 3
-    # Forward: the current state, the last segment's start pinned in RAM, x_n.
-    assert stats.peak_buffers_forward <= 3
+    # Forward: the last segment's descent (up to s checkpoints, the current state, x_n); the
+    # writing part holds the current state and the advance's destination.
+    assert stats.peak_buffers_forward <= s + 2
+    assert stats.peak_buffers_writing <= 2
+    # Same actions as TwoLevel but for the prefetch hints.
+    two_level = [a for a in TwoLevel(n, s, k) if type(a) is not Prefetch]
+    assert [a for a in AsyncMultistage(n, s, k) if type(a) is not Prefetch] == two_level
+
+
+@pytest.mark.parametrize("strategy", [TwoLevel, AsyncMultistage])
+def test_last_segment_costs_what_revolve_does(strategy: type[TwoLevel]) -> None:
+    """Known n: the last segment, of length m, costs T(m, s) + 1 forward steps (Revolve's count),
+    not m + T(m, s); with a single segment the schedule runs Revolve's forward steps exactly."""
+    for n in range(1, 41):
+        for s in range(1, 9):
+            for k in range(1, n + 3):
+                stats = simulate(strategy(n, s, k))
+                m = n - (n - 1) // k * k  # the last segment's length
+                others = [k] * ((n - 1) // k)
+                assert stats.forward_steps == sum(j + gw(j, s) for j in others) + gw(m, s) + 1
+                assert stats.forward_steps == round(multistage_recompute_factor(k, s, n) * n)
+                if k >= n:
+                    assert stats.forward_steps == binomial_forward_steps(n, s)
+                    assert list(strategy(n, s, k)) == list(Revolve(n, s))
 
 
 @pytest.mark.parametrize("strategy", [TwoLevel, AsyncMultistage])
@@ -395,10 +442,15 @@ def test_async_multistage_any(n: int, s: int, data: st.DataObject) -> None:
 def test_recompute_factor_depends_on_interval_and_slots_only(
     strategy: type[TwoLevel], s: int, k: int
 ) -> None:
-    factors = {simulate(strategy(j * k, s, k)).recompute_factor for j in (1, 2, 5, 13)}
-    assert factors == {1 + gw(k, s) / k}
-    if s >= k - 1:
-        assert factors == {2 - 1 / k}
+    # Known n: the last segment's descent runs in the forward sweep, k − 1 steps fewer; the
+    # limit 1 + T(k, s)/k is that of an unknown n.
+    for j in (1, 2, 5, 13):
+        n = j * k
+        known = simulate(strategy(n, s, k)).forward_steps
+        assert known == n + j * gw(k, s) - (k - 1)
+        assert simulate(strategy(None, s, k), n_steps=n).recompute_factor == 1 + gw(k, s) / k
+        if s >= k - 1:
+            assert known / n == 2 - 1 / k - (k - 1) / n
 
 
 @given(n=st.integers(1, 3000), s=st.integers(1, 64), data=st.data())
@@ -407,8 +459,10 @@ def test_unknown_length_matches_known(n: int, s: int, data: st.DataObject) -> No
     for strategy in (TwoLevel, AsyncMultistage):
         unknown = simulate(strategy(None, s, k), n_steps=n)
         known = simulate(strategy(n, s, k))
-        # The sweep ending inside an advance runs the same steps; only disk traffic differs.
-        assert unknown.forward_steps == known.forward_steps
+        # The sweep ending inside an advance runs the last segment forward, then reverses it
+        # from its start: m − 1 more steps than a known n's descent during the forward sweep.
+        assert unknown.forward_steps == _segment_cost(n, s, k, known=False)
+        assert known.forward_steps == _segment_cost(n, s, k)
         assert unknown.peak["ram"] <= s
     unknown = simulate(AsyncMultistage(None, s, k), n_steps=n)
     segments = (n - 1) // k + 1

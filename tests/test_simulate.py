@@ -84,6 +84,19 @@ REVERSE = [
 ]
 
 
+def test_peak_buffers_writing() -> None:
+    """The forward peak up to the advance after the last disk save; 0 without disk saves."""
+    assert simulate(Revolve(30, 3)).peak_buffers_writing == 0
+    assert simulate(StoreAll(4)).peak_buffers_writing == 0
+    # Unknown n: the sweep ends in the advance after its last disk save.
+    stats = simulate(AsyncMultistage(None, 3, 8), n_steps=20)
+    assert stats.peak_buffers_writing == stats.peak_buffers_forward == 2
+    # Known n: the last segment's descent (x_16 … x_18 pinned, x_19, x_20) comes after it.
+    for schedule in (AsyncMultistage(20, 3, 8), TwoLevel(20, 3, 8)):
+        stats = simulate(schedule)
+        assert stats.peak_buffers_writing == 1 and stats.peak_buffers_forward == 5
+
+
 def test_valid_hand_written_schedule_counts() -> None:
     stats = simulate(Listed(FORWARD, REVERSE))
     assert stats == ScheduleStats(
@@ -97,6 +110,8 @@ def test_valid_hand_written_schedule_counts() -> None:
         peak_buffers=4,
         # At the end of forward(): pinned x_1, current x_2 and x_3.
         peak_buffers_forward=3,
+        # Up to Advance(0, 1), the advance after the last disk save: x_1 in x_0's buffer.
+        peak_buffers_writing=1,
         actions=14,
     )
     assert stats.recompute_factor == 1.0

@@ -4,9 +4,9 @@ See :mod:`amcheck.schedules._actions` for the action vocabulary and its conventi
 
 Strategies: :class:`StoreAll` (no recomputation), :class:`Revolve` (binomial checkpointing in RAM),
 :class:`TwoLevel` (periodic disk checkpoints, Revolve inside each segment) and
-:class:`AsyncMultistage` (the same with prefetching and the last segment kept in RAM); both take
-a variable interval (``set_interval``) and a bounded disk (``disk_slots``, thinning when n is
-unknown), and :func:`multistage_recompute_factor` gives their cost for an interval and slots.
+:class:`AsyncMultistage` (the same with prefetching); both take a variable interval
+(``set_interval``) and a bounded disk (``disk_slots``, thinning when n is unknown), and
+:func:`multistage_recompute_factor` gives their cost for an interval and slots.
 :func:`simulate` replays any schedule, proves it valid and returns its exact costs.
 """
 

@@ -8,12 +8,24 @@ to first: it reads the segment's start back from disk, keeps it in RAM (zero cop
 a slot) and reverses the segment with binomial checkpointing over the RAM ``slots``
 (:func:`amcheck.schedules._revolve.reverse_range`, shared by every strategy).
 
+With a known n the last segment ``[t, n)`` is treated as :class:`~._revolve.Revolve` treats
+``[0, n)`` (:func:`~._revolve.forward_descent`): its start x_t stays in RAM, not on disk, and the
+forward sweep ends with the first binomial descent of its reversal (advances and RAM saves down
+to x_{n-1}) and the advance that makes x_n; the reverse sweep replays that descent silently
+(``descended=True``). The last segment, of length m, then costs ``T(m, s) + 1`` forward steps in
+all instead of ``m + T(m, s)``. An unknown-length sweep ends inside an advance (the operator
+decides where), so there it is run forward and then reversed from its start like the others.
+
 Cost, for n a multiple of k and ``T(k, s)`` the binomial count of :mod:`._revolve`:
 
-- forward steps ``n + (n/k)·T(k, s)``: the recompute factor ``1 + T(k, s)/k`` depends on k and
-  the slots, not on n. With ``s >= k − 1`` it is ``2 − 1/k``: every step but the last of a segment
-  is run twice (once forward, once from the disk checkpoint).
-- disk: ``ceil(n/k)`` writes and reads of one state each; RAM: ``s`` checkpoints.
+- forward steps ``n + (n/k)·T(k, s) − (k − 1)`` with a known n, ``n + (n/k)·T(k, s)`` without
+  (:func:`multistage_recompute_factor`): the recompute factor tends to ``1 + T(k, s)/k`` as n
+  grows, which depends on k and the slots only. With ``s >= k − 1`` (``T(k, s) = k − 1``) that
+  limit is ``2 − 1/k``: every step but the last of a segment is run twice (once forward, once
+  from the disk checkpoint), except in the last segment of a known-length sweep (once).
+- disk: ``n/k − 1`` writes and reads of one state each with a known n (the last start stays in
+  RAM); ``n/k`` writes without (every start may be the last), and as many reads for TwoLevel,
+  one fewer for AsyncMultistage. RAM: ``s`` checkpoints.
 
 Two-level schedules are optimal among schedules that write every disk checkpoint once, when a disk
 write costs about as much as ``k`` steps (Aupy & Herrmann 2017). The asynchronous variant of Kukreja
@@ -23,13 +35,14 @@ that one write takes no longer than k steps makes the disk cost vanish from the 
 
 TwoLevel vs AsyncMultistage
 ---------------------------
-:class:`TwoLevel` is the plain two-level plan: every segment start, the last one included, is written
-to disk and read back when its segment is reversed; no prefetch hints. :class:`AsyncMultistage`
-adds a ``Prefetch`` of segment j−1's start as soon as the reversal of segment j begins, and keeps
-the last segment's start in RAM during the forward sweep, so the reverse sweep starts without a
-disk read. x_0 *is* written to disk by both (segment 0 starts there), except by AsyncMultistage
-when there is a single segment (n <= k), whose start stays in RAM. Both accept ``n_steps=None``
-(unknown length): AsyncMultistage then keeps the current segment's start pinned in RAM as it goes
+:class:`TwoLevel` is the plain two-level plan: every segment start is written to disk and read back
+when its segment is reversed, except the last one of a known-length sweep (kept in RAM, see
+above); no prefetch hints. :class:`AsyncMultistage` adds a ``Prefetch`` of segment j−1's start as
+soon as the reversal of segment j begins, so each read overlaps a segment's reversal. With a known
+n their actions differ only by those hints; x_0 is written to disk by both (segment 0 starts
+there), except when there is a single segment (n <= k): both are then Revolve(n, s), the disk
+unused. Both accept ``n_steps=None`` (unknown length): TwoLevel writes every start to disk and
+reads each back; AsyncMultistage keeps the current segment's start pinned in RAM as it goes
 (freeing the previous one) and writes it to disk too, since any segment may turn out to be the
 last; the disk copy of the last one is freed unread.
 
@@ -43,7 +56,8 @@ recorded (:attr:`~TwoLevel.segment_starts`) and ``reverse(n)`` follows them: seg
 different lengths, each reversed with Revolve over the slots (store-all when it fits, which
 Revolve is when ``slots >= length − 1``). With a known n the boundary t starts the last segment
 when ``t + interval >= n``. The recompute factor of a sweep is ``(n + Σ_j T(m_j, s))/n`` for its
-segment lengths ``m_j``; :func:`multistage_recompute_factor` gives it for a fixed k.
+segment lengths ``m_j``, less ``(m_last − 1)/n`` with a known n (the last segment's descent runs
+in the forward sweep); :func:`multistage_recompute_factor` gives it for a fixed k.
 
 A finite disk
 -------------
@@ -104,7 +118,12 @@ from amcheck.schedules._actions import (
     TierName,
 )
 from amcheck.schedules._base import Schedule
-from amcheck.schedules._revolve import binomial_forward_steps, check_reverse_length, reverse_range
+from amcheck.schedules._revolve import (
+    binomial_forward_steps,
+    check_reverse_length,
+    forward_descent,
+    reverse_range,
+)
 
 __all__ = ["AsyncMultistage", "TwoLevel", "disk_interval_floor", "multistage_recompute_factor"]
 
@@ -134,18 +153,24 @@ def multistage_recompute_factor(interval: int, slots: int, n_steps: int | None =
     slots
         RAM slots s for the reversal of one segment, its start included, ``>= 1``.
     n_steps
-        With a length n the result is exact for a fixed k (the last segment may be shorter);
-        without it, the constant-overhead limit for n a multiple of k.
+        With a length n the result is exact for a known-length sweep with a fixed k (the last
+        segment may be shorter); without it, the constant-overhead limit as n grows, which is
+        also the factor of an unknown-length sweep (``n_steps=None``) for n a multiple of k.
 
     Returns
     -------
     float
-        ``1 + T(k, s)/k`` without ``n_steps``, ``(n + Σ_j T(m_j, s))/n`` with it, where
+        ``1 + T(k, s)/k`` without ``n_steps`` (``2 − 1/k`` when ``s >= k − 1``), where
         ``T(m, s)`` is the binomial count of :mod:`amcheck.schedules._revolve` (the fewest forward
-        steps that reverse m steps with s slots, ``binomial_forward_steps(m, s) − 1``) and
-        ``m_j`` are the segment lengths. ``2 − 1/k`` when ``s >= k − 1``. Computed with exact
-        integers for any k; ``inf`` when the factor exceeds the float range (with 2 slots, k
-        beyond about 10^616).
+        steps that reverse m steps with s slots, ``binomial_forward_steps(m, s) − 1``). With
+        ``n_steps``: ``(n − m + 1 + Σ_j T(m_j, s))/n`` for the segment lengths ``m_j`` (``k``,
+        and ``n mod k`` last when it is not 0) and the last one's ``m``. Every segment but the
+        last is run forward once and reversed with ``T(m_j, s)`` more steps, ``m_j + T(m_j, s)``;
+        the last one's first binomial descent runs in the forward sweep, as in Revolve, so it
+        costs ``T(m, s) + 1`` (``m − 1`` fewer). For n a multiple of k that is
+        ``1 + T(k, s)/k − (k − 1)/n``, and for ``n <= k`` Revolve's own factor. Computed with
+        exact integers for any k; ``inf`` when the factor exceeds the float range (with 2
+        slots, k beyond about 10^616).
 
     Raises
     ------
@@ -158,6 +183,8 @@ def multistage_recompute_factor(interval: int, slots: int, n_steps: int | None =
     --------
     >>> round(multistage_recompute_factor(100, 20), 4)  # T(100, 20) = 178 steps per 100
     2.78
+    >>> multistage_recompute_factor(100, 20, 1000)  # (1000 − 100 + 1 + 10·178)/1000
+    2.681
     """
     k = check_int("interval", interval, minimum=1)
     s = check_int("slots", slots, minimum=1)
@@ -169,7 +196,8 @@ def multistage_recompute_factor(interval: int, slots: int, n_steps: int | None =
         extra = full * (binomial_forward_steps(k, s) - 1)
         if rest:
             extra += binomial_forward_steps(rest, s) - 1
-        return (n + extra) / n
+        last = rest or k
+        return (n - last + 1 + extra) / n
     except OverflowError:  # int / int: the exact quotient is beyond the largest float
         return math.inf
 
@@ -178,7 +206,7 @@ def multistage_recompute_factor(interval: int, slots: int, n_steps: int | None =
 class _Sweep:
     """What one forward sweep recorded: the positions actually used, for its reverse sweep."""
 
-    #: Segment starts, in order; every one but (AsyncMultistage, known n) the last is on disk.
+    #: Segment starts, in order; every one but the last of a known-length sweep is on disk.
     starts: list[int] = field(default_factory=list)
     #: The step the last advance yielded ends at (n when the known-length sweep is complete).
     reached: int = 0
@@ -226,6 +254,14 @@ class _Periodic(Schedule):
             f"{type(self).__name__}(n_steps={self.n_steps}, slots={self.slots}, "
             f"interval={self.interval}{disk})"
         )
+
+    @property
+    def capacity(self) -> Mapping[TierName, int | None]:
+        d = self.disk_slots
+        n = self.n_steps
+        if d is None and n is not None:
+            d = (n - 1) // self._base_floor  # every start but the last one (kept in RAM)
+        return {"ram": self.slots, "disk": d}
 
     # -- the interval ---------------------------------------------------------------------------
 
@@ -365,6 +401,28 @@ class _Periodic(Schedule):
 
     # -- the reverse sweep ----------------------------------------------------------------------
 
+    def reverse(self, n_steps: int) -> Iterator[Action]:
+        """The segments reversed last to first (TwoLevel reads each start when its turn comes,
+        AsyncMultistage one segment ahead).
+
+        Not a generator: the call checks ``n_steps`` against the recorded sweep and ends that
+        sweep (see :meth:`set_interval`) at once, and returns the iterator of the actions.
+
+        Raises
+        ------
+        SweepStateError
+            The forward sweep has not reached x_n (known n), or was not consumed up to the
+            advance that ends at n (unknown n).
+        InvalidArgumentError, ArgumentTypeError
+            ``n_steps`` is not an integer >= 1, or differs from a known ``n_steps``.
+        """
+        sweep = self._recorded(n_steps)
+        return self._reverse_actions(list(sweep.starts), n_steps)
+
+    def _reverse_actions(self, starts: list[int], n_steps: int) -> Iterator[Action]:
+        """The actions of the reverse sweep over the recorded segment ``starts``."""
+        raise NotImplementedError
+
     def _recorded(self, n_steps: int) -> _Sweep:
         """The latest sweep, checked against the n that ``reverse(n)`` was called with."""
         check_reverse_length(self, n_steps)
@@ -445,23 +503,23 @@ class TwoLevel(_Periodic):
 
     Notes
     -----
-    Recompute factor ``1 + T(k, slots)/k`` when k divides n (see :mod:`._multistage` and
-    :func:`multistage_recompute_factor`); ``2 − 1/k`` when ``slots >= k − 1``. Every segment
-    start is written to disk and read back once. ``capacity["disk"]`` is ``disk_slots``, or
-    without it the most segments the floor interval allows (n, since k may be set to 1).
+    Forward steps, with a known n and k dividing n: ``n + (n/k)·T(k, slots) − (k − 1)``, where
+    ``T`` is the binomial count of :mod:`._revolve`: every segment is run forward and reversed
+    with Revolve, except that the last one's first binomial descent runs during the forward
+    sweep, as in :class:`~amcheck.schedules.Revolve` (see :mod:`._multistage`). The recompute
+    factor (:func:`multistage_recompute_factor`) tends to ``1 + T(k, slots)/k`` as n grows,
+    ``2 − 1/k`` when ``slots >= k − 1``; an unknown n pays the full ``n + (n/k)·T(k, slots)``.
+    Every segment start is written to disk and read back once, except the last one of a
+    known-length sweep (kept in RAM). ``capacity["disk"]`` is ``disk_slots``, or without it the
+    most disk checkpoints the floor interval allows (n − 1 for a known n, since k may be set
+    to 1).
     """
-
-    @property
-    def capacity(self) -> Mapping[TierName, int | None]:
-        d = self.disk_slots
-        n = self.n_steps
-        if d is None and n is not None:
-            d = (n - 1) // self._base_floor + 1
-        return {"ram": self.slots, "disk": d}
 
     def forward(self) -> Iterator[Action]:
         """Write each segment start to disk and advance ``interval`` steps; the last advance makes
-        x_n. The interval is read afresh at every boundary."""
+        x_n. Known n: the last segment's start stays in RAM and the first descent of its reversal
+        runs before x_n is made (:func:`~._revolve.forward_descent`). The interval is read afresh
+        at every boundary."""
         sweep = self._begin()
         n = self.n_steps
         t = 0
@@ -472,46 +530,26 @@ class TwoLevel(_Periodic):
             if n is not None and t + k >= n:
                 sweep.reached = n
                 sweep.done = sweep.closed = True
-                yield Save(t, DISK)
-                yield Advance(t, n, final=True)
+                yield from forward_descent(t, n, self.slots)
                 return
             sweep.reached = t + k
             yield Save(t, DISK)
             yield Advance(t, t + k)
             t += k
 
-    def reverse(self, n_steps: int) -> Iterator[Action]:
-        """For each segment, last first: read its start from disk, keep it in RAM, reverse it.
-
-        Not a generator: the call checks ``n_steps`` against the recorded sweep and ends that
-        sweep (see :meth:`set_interval`) at once, and returns the iterator of the actions.
-
-        Raises
-        ------
-        SweepStateError
-            The forward sweep has not reached x_n (known n), or was not consumed up to the
-            advance that ends at n (unknown n).
-        InvalidArgumentError, ArgumentTypeError
-            ``n_steps`` is not an integer >= 1, or differs from a known ``n_steps``.
-        """
-        sweep = self._recorded(n_steps)
-        return self._reverse_actions(list(sweep.starts), n_steps)
-
     def _reverse_actions(self, starts: list[int], n_steps: int) -> Iterator[Action]:
-        last = starts.pop()
-        yield Load(last, DISK)
-        yield Free(last, DISK)
-        if n_steps - last > 1:
-            yield Save(last, RAM)
-            yield from reverse_range(last, n_steps, self.slots)
-            yield Free(last, RAM)
-        else:
-            yield Reverse(last)
-        yield from self._reverse_segments(starts, last)
+        """For each segment, last first: read its start from disk, keep it in RAM, reverse it."""
+        end = n_steps
+        if self.n_steps is not None:
+            # The last segment's start is in RAM and its first descent ran in forward().
+            end = starts.pop()
+            yield from reverse_range(end, n_steps, self.slots, descended=True)
+            yield Free(end, RAM)
+        yield from self._reverse_segments(starts, end)
 
 
 class AsyncMultistage(_Periodic):
-    """Asynchronous multistage checkpointing: TwoLevel with prefetching and the last segment in RAM.
+    """Asynchronous multistage checkpointing: TwoLevel with prefetching (see :mod:`._multistage`).
 
     Parameters
     ----------
@@ -534,12 +572,16 @@ class AsyncMultistage(_Periodic):
 
     Notes
     -----
-    Forward steps and the recompute factor are those of :class:`TwoLevel` (``1 + T(k, slots)/k``
-    when k divides n, whatever n; :func:`multistage_recompute_factor`); disk: one write and one
-    read fewer (the last segment's start stays in RAM), or as many writes when n is unknown.
-    Reads of segment j−1's start are hinted with ``Prefetch`` as soon as segment j's reversal
-    begins, so a read overlaps a whole segment. ``capacity["disk"]`` is ``disk_slots``, or without
-    it the most disk checkpoints the floor interval allows (n − 1, since k may be set to 1).
+    Forward steps, disk writes and the recompute factor are those of :class:`TwoLevel`: with a
+    known n and k dividing n, ``n + (n/k)·T(k, slots) − (k − 1)`` forward steps (the last
+    segment's first binomial descent runs during the forward sweep, as in
+    :class:`~amcheck.schedules.Revolve`; :func:`multistage_recompute_factor`), a factor that tends
+    to ``1 + T(k, slots)/k``; ``n/k − 1`` disk writes (the last segment's start stays in RAM), or
+    ``n/k`` when n is unknown. Reads of segment j−1's start are hinted with ``Prefetch`` as soon
+    as segment j's reversal begins, so a read overlaps a whole segment; with n unknown the last
+    segment's start is read from RAM, one disk read fewer than TwoLevel. ``capacity["disk"]`` is
+    ``disk_slots``, or without it the most disk checkpoints the floor interval allows (n − 1,
+    since k may be set to 1).
 
     Examples
     --------
@@ -550,21 +592,14 @@ class AsyncMultistage(_Periodic):
     (4, 160, 8)
     """
 
-    @property
-    def capacity(self) -> Mapping[TierName, int | None]:
-        d = self.disk_slots
-        n = self.n_steps
-        if d is None and n is not None:
-            d = (n - 1) // self._base_floor
-        return {"ram": self.slots, "disk": d}
-
     def forward(self) -> Iterator[Action]:
         """Write segment starts to disk; keep the last (or, n unknown, the current) one in RAM.
 
         Known n: the boundary t starts the last segment when ``t + interval >= n``; its start is
-        kept in RAM only. Unknown n: every start goes to disk *and* stays pinned in RAM while its
-        segment is the current one (the previous one is unpinned), since any segment may be the
-        last. The interval is read afresh at every boundary.
+        kept in RAM only and the first descent of its reversal runs before x_n is made
+        (:func:`~._revolve.forward_descent`). Unknown n: every start goes to disk *and* stays
+        pinned in RAM while its segment is the current one (the previous one is unpinned), since
+        any segment may be the last. The interval is read afresh at every boundary.
         """
         sweep = self._begin()
         n = self.n_steps
@@ -579,8 +614,7 @@ class AsyncMultistage(_Periodic):
             if n is not None and t + k >= n:
                 sweep.reached = n
                 sweep.done = sweep.closed = True
-                yield Save(t, RAM)
-                yield Advance(t, n, final=True)
+                yield from forward_descent(t, n, self.slots)
                 return
             sweep.reached = t + k
             yield Save(t, DISK)
@@ -592,25 +626,8 @@ class AsyncMultistage(_Periodic):
             yield Advance(t, t + k)
             t += k
 
-    def reverse(self, n_steps: int) -> Iterator[Action]:
-        """Reverse the last segment from RAM, then each earlier one from its prefetched start.
-
-        Not a generator: the call checks ``n_steps`` against the recorded sweep and ends that
-        sweep (see :meth:`~TwoLevel.set_interval`) at once, and returns the iterator of the
-        actions.
-
-        Raises
-        ------
-        SweepStateError
-            The forward sweep has not reached x_n (known n), or was not consumed up to the
-            advance that ends at n (unknown n).
-        InvalidArgumentError, ArgumentTypeError
-            ``n_steps`` is not an integer >= 1, or differs from a known ``n_steps``.
-        """
-        sweep = self._recorded(n_steps)
-        return self._reverse_actions(list(sweep.starts), n_steps)
-
     def _reverse_actions(self, starts: list[int], n_steps: int) -> Iterator[Action]:
+        """Reverse the last segment from RAM, then each earlier one from its prefetched start."""
         start = starts.pop()
         if self.n_steps is None:
             # The sweep ended inside the current segment's advance: the current state is gone but
@@ -619,8 +636,11 @@ class AsyncMultistage(_Periodic):
             if starts:
                 yield Prefetch(starts[-1], DISK)
             yield Load(start, RAM)
-        elif starts:
-            yield Prefetch(starts[-1], DISK)
-        yield from reverse_range(start, n_steps, self.slots)
+            yield from reverse_range(start, n_steps, self.slots)
+        else:
+            # Known n: the first descent of the last segment ran in forward().
+            if starts:
+                yield Prefetch(starts[-1], DISK)
+            yield from reverse_range(start, n_steps, self.slots, descended=True)
         yield Free(start, RAM)
         yield from self._reverse_segments(starts, start)

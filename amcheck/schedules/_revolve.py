@@ -71,6 +71,7 @@ __all__ = [
     "binomial_forward_steps",
     "binomial_split",
     "check_reverse_length",
+    "forward_descent",
     "repetition_number",
     "reverse_range",
 ]
@@ -268,6 +269,25 @@ def reverse_range(
         yield load
 
 
+def forward_descent(a: int, b: int, c: int) -> Iterator[Action]:
+    """End a forward sweep at x_b so that ``[a, b)`` is reversed next without running it twice.
+
+    With x_a as the current state: keep it in RAM (``Save(a, "ram")``), run the first descent of
+    ``reverse_range(a, b, c)`` (its actions up to, not including, its first ``Reverse``, which
+    end at x_{b-1}) and produce x_b with ``Advance(b-1, b, final=True)``. The reversal is then
+    ``reverse_range(a, b, c, descended=True)`` followed by ``Free(a, "ram")``: ``[a, b)`` costs
+    ``T(b − a, c) + 1`` forward steps in all, where an advance to x_b followed by a reversal from
+    scratch costs ``(b − a) + T(b − a, c)``. :class:`Revolve` does this for ``[0, n)``, the disk
+    strategies of :mod:`amcheck.schedules._multistage` for their last segment.
+    """
+    yield Save(a, RAM)
+    for action in reverse_range(a, b, c):
+        if type(action) is Reverse:
+            break
+        yield action
+    yield Advance(b - 1, b, final=True)
+
+
 class Revolve(Schedule):
     """Binomial checkpointing in RAM: the fewest forward steps for ``slots`` checkpoints.
 
@@ -308,14 +328,7 @@ class Revolve(Schedule):
 
     def forward(self) -> Iterator[Action]:
         """Keep x_0, advance down the first binomial descent, then produce x_n."""
-        n = self.n_steps
-        yield Save(0, RAM)
-        # The first descent of the reversal, up to (not including) its first Reverse(n-1).
-        for action in reverse_range(0, n, self.slots):
-            if type(action) is Reverse:
-                break
-            yield action
-        yield Advance(n - 1, n, final=True)
+        yield from forward_descent(0, self.n_steps, self.slots)
 
     def reverse(self, n_steps: int) -> Iterator[Action]:
         """Reverse all steps, then free x_0."""

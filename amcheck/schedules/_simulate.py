@@ -79,6 +79,13 @@ class ScheduleStats:
         staging buffers (disk writes in flight) to this peak: its reverse sweep only reads from
         disk, so the reverse may use the staging buffers for RAM checkpoints once the forward
         sweep's writes have ended.
+    peak_buffers_writing
+        The same, during the part of the forward sweep in which it writes to disk: up to and
+        including the first ``Advance`` after its last ``Save(t, "disk")`` (0 when ``forward()``
+        saves nothing to disk). A disk strategy's staging buffers are needed on top of this
+        peak only: a write still in flight later (say during a Revolve descent at the end of the
+        sweep, when up to ``peak_buffers_forward`` buffers are held) only makes the engine wait
+        for it when it needs that write's buffer, and the pool holds ``peak_buffers`` at least.
     actions
         Number of actions replayed, ``End`` included.
     """
@@ -91,6 +98,7 @@ class ScheduleStats:
     peak: dict[TierName, int]
     peak_buffers: int
     peak_buffers_forward: int
+    peak_buffers_writing: int
     actions: int
 
     @property
@@ -110,6 +118,7 @@ class ScheduleStats:
             "peak": dict(self.peak),
             "peak_buffers": self.peak_buffers,
             "peak_buffers_forward": self.peak_buffers_forward,
+            "peak_buffers_writing": self.peak_buffers_writing,
             "actions": self.actions,
         }
 
@@ -262,6 +271,10 @@ class _Replay:
         # The forward part, then the reverse part, numbered as one stream.
         phase_forward = True
         forward_peak = 0
+        # A forward disk save sets ``writing``; the next advance records the peak so far in
+        # writing_peak (or the end of the forward part does, when that advance ends it).
+        writing = False
+        writing_peak = 0
         stream: Iterator[Action] = _iterate(schedule, "forward()", schedule.forward())
         while True:
             for action in stream:
@@ -366,6 +379,9 @@ class _Replay:
                             pinned = False
                             if buffers > peak_buffers:  # noqa: PLR1730 (hot loop: cheaper than max())
                                 peak_buffers = buffers
+                        if writing:
+                            writing = False
+                            writing_peak = peak_buffers
                 elif cls is _Load:
                     t = action.t  # type: ignore[union-attr]
                     if type(t) is not int:  # t < 0 is never held: only saved steps are
@@ -427,6 +443,7 @@ class _Replay:
                             peak_ram = size
                         pinned = True  # the current buffer becomes the checkpoint: no copy
                     else:
+                        writing = phase_forward
                         size = len(disk)
                         if size > peak_disk:
                             if size > cap_disk:
@@ -535,6 +552,9 @@ class _Replay:
                     )
             phase_forward = False
             forward_peak = peak_buffers
+            if writing:  # the advance that ended the forward part followed a disk save
+                writing = False
+                writing_peak = peak_buffers
             stream = _iterate(schedule, f"reverse({n})", schedule.reverse(n))
         if not ended:
             raise _fail(schedule, index + 1, None, "the schedule ended without End")
@@ -547,6 +567,7 @@ class _Replay:
             peak={"ram": peak_ram, "disk": peak_disk},
             peak_buffers=peak_buffers,
             peak_buffers_forward=forward_peak,
+            peak_buffers_writing=writing_peak,
             actions=index + 1,
         )
 
