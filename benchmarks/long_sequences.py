@@ -58,6 +58,7 @@ from amcheck.storage import ZarrTier
 import amcheck
 from amcheck.schedules import multistage_recompute_factor
 
+ROOT = Path(__file__).resolve().parent.parent  # the repository: default output paths
 NX = 724  # 2 x 724^2 float32 = 4.0 MiB
 STATE_NBYTES = state_nbytes(NX)
 SLOT_NBYTES = slot_nbytes(NX)  # one state in amcheck's pool: 896 bytes of page padding more
@@ -394,8 +395,10 @@ def main() -> None:
                         help="numba threads of every variant in the main table (default 1: on a "
                              "shared 2-core machine a 2-thread barrier kernel is preempted)")
     parser.add_argument("--workdir", default=None, help="disk tier directory (default: a temp dir)")
-    parser.add_argument("--plot", default="docs/img/timeline.png", help="timeline picture path")
-    parser.add_argument("--json", default="benchmarks/results/long_sequences.json")
+    parser.add_argument("--plot", default=str(ROOT / "docs" / "img" / "timeline.png"),
+                        help="timeline picture path")
+    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" /
+                                              "long_sequences.json"))
     parser.add_argument("--overlap-only", action="store_true",
                         help="only the overlap measurement: --repeats rounds at --sweep-n "
                              "(default: the second n, or the only one)")
