@@ -16,7 +16,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from amcheck._engine import _readonly
+from amcheck._engine import _readonly, assignment_hint
 from amcheck._errors import OperatorError
 from amcheck._operators import as_forward
 from amcheck._state import StateSpec
@@ -77,22 +77,29 @@ def check_operator(forward: object, initial_state: Mapping[str, np.ndarray], ste
 
     def run(src: Mapping[str, np.ndarray], dst: dict[str, np.ndarray], t0: int, t1: int,
             way: str) -> None:
-        if dst is src:
-            src_view: Mapping[str, np.ndarray] = MappingProxyType(dst)
-        else:
-            src_view = _readonly(src)
+        out = MappingProxyType(dst)
+        # In place the engine passes one mapping as both (operators test ``dst is src``).
+        src_view = out if dst is src else _readonly(src)
+        call = f"advance(src, dst, {t0}, {t1}) ({way})"
         try:
-            result = advance(src_view, MappingProxyType(dst), t0, t1)
+            result = advance(src_view, out, t0, t1)
         except Exception as exc:
             raise OperatorError(
-                f"check_operator: the forward operator raised {type(exc).__name__} in "
-                f"advance(src, dst, {t0}, {t1}) ({way}): {exc}"
+                f"check_operator: the forward operator raised {type(exc).__name__} in {call}: "
+                f"{exc}{assignment_hint(exc)}"
             ) from exc
-        if result is not None and result != t1:
+        if result is None or (type(result) is not bool and isinstance(result, (int, np.integer))
+                              and result == t1):
+            return
+        if type(result) is bool or not isinstance(result, (int, np.integer)):
             raise OperatorError(
-                f"check_operator: advance(src, dst, {t0}, {t1}) ({way}) returned {result!r}, "
-                f"ending the sequence within the {steps} steps checked: pass fewer steps"
+                f"check_operator: {call} returned {result!r} of type {type(result).__name__}; "
+                "it must return None, or the step at which an unknown-length sequence ended"
             )
+        raise OperatorError(
+            f"check_operator: {call} returned {result!r}, ending the sequence within the "
+            f"{steps} steps checked: pass fewer steps"
+        )
 
     def garbage(byte: int) -> dict[str, np.ndarray]:
         state = {name: np.empty(f.shape, f.dtype) for name, f in spec.items()}
@@ -142,4 +149,6 @@ def _bytes(array: np.ndarray) -> np.ndarray:
 
 def _unchanged(x0: Mapping[str, np.ndarray], initial: Mapping[str, np.ndarray]) -> None:
     _same(initial, x0, lambda name, n: (
-        f"the operator changed {n} bytes of the read-only src[{name!r}]"))
+        f"{n} bytes of field {name!r} changed during an out-of-place advance, in the read-only "
+        "src or in the initial_state arrays themselves (through a reference the operator "
+        "keeps): an operator must write into dst only"))

@@ -291,14 +291,15 @@ class Checkpointer:
                     f"disk={disk!r}: pass a URL as a zarr store (zarr.storage.FsspecStore."
                     "from_url(url)) or a ZarrTier; a str is a local directory"
                 )
-            root = Path(disk)
+            # Absolute and normalised now, so that a later chdir cannot redirect the removal.
+            root = Path(os.path.abspath(disk))
             if root.exists() and not root.is_dir():
                 raise InvalidArgumentError(f"disk={str(root)!r} exists and is not a directory")
             try:
                 if root.exists():
                     self._owned_dir = Path(tempfile.mkdtemp(prefix="amcheck-", dir=root))
                 else:
-                    missing = [p for p in root.absolute().parents if not p.exists()]
+                    missing = [p for p in root.parents if not p.exists()]
                     root.mkdir(parents=True)
                     self._owned_dir, self._made_parents = root, missing
             except OSError as exc:
@@ -309,30 +310,34 @@ class Checkpointer:
             try:
                 tier = ZarrTier(self._owned_dir, spec, compression)
             except BaseException:
-                shutil.rmtree(self._owned_dir, ignore_errors=True)
-                self._owned_dir = None
+                self._remove_owned_dir()
                 raise
         self._owned_tier = tier
         return tier
 
+    def _remove_owned_dir(self) -> None:
+        """Remove the directory amcheck made for its tier, and the parents it had to make while
+        nothing else is in them."""
+        folder, self._owned_dir = self._owned_dir, None
+        parents, self._made_parents = self._made_parents, []
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        for parent in parents:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+
     def _close_owned(self) -> None:
         """Close the tier amcheck created and remove the directory it made for it."""
         tier, self._owned_tier = self._owned_tier, None
-        folder, self._owned_dir = self._owned_dir, None
-        parents, self._made_parents = self._made_parents, []
         try:
             if tier is not None:
                 from amcheck.storage._sync import run_sync
 
                 run_sync(tier.close())
         finally:
-            if folder is not None:
-                shutil.rmtree(folder, ignore_errors=True)
-            for parent in parents:  # the parents it made too, while nothing else is in them
-                try:
-                    parent.rmdir()
-                except OSError:
-                    break
+            self._remove_owned_dir()
 
     # -- sweeps --------------------------------------------------------------------------------
 

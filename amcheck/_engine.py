@@ -99,6 +99,14 @@ _RAM: Final = "ram"
 _DISK: Final = "disk"
 
 
+def assignment_hint(exc: BaseException) -> str:
+    """What to do when an operator assigned a field (``dst[name] = value``), else ``""``."""
+    if isinstance(exc, TypeError) and "mappingproxy" in str(exc):
+        return ("; src and dst are read-only mappings of arrays: write into a field in place, "
+                "dst[name][...] = value, not dst[name] = value")
+    return ""
+
+
 def _readonly(state: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
     views: dict[str, np.ndarray] = {}
     for key, array in state.items():
@@ -499,13 +507,9 @@ class Engine:
         try:
             result = self._advance(src_view, self._rw(dst), t0, t1)
         except Exception as exc:
-            hint = ""
-            if isinstance(exc, TypeError) and "mappingproxy" in str(exc):
-                hint = ("; src and dst are read-only mappings of arrays: write into a field in "
-                        "place, dst[name][...] = value, not dst[name] = value")
             raise OperatorError(
                 f"the forward operator raised {type(exc).__name__} in advance(src, dst, "
-                f"t0={t0}, t1={t1}) (steps {t0} … {t1 - 1}): {exc}{hint}"
+                f"t0={t0}, t1={t1}) (steps {t0} … {t1 - 1}): {exc}{assignment_hint(exc)}"
             ) from exc
         end = clock()
         self._timeline.record("compute", start, end, step=t0)

@@ -412,20 +412,26 @@ def plan(
 
 
 def _revolve_suffices(n_steps: int, fit: int, disk_slots: int | None) -> bool:
-    """Whether Revolve in RAM runs no more forward steps than async multistage would in the same
-    ``fit`` buffers (at its starting interval, ``slots + 1``, whose segments are reversed without
-    recomputing any step twice): then ``"auto"`` leaves the disk alone. True for short runs with
-    many slots, where each disk segment would be computed twice (recompute factor ``2 - 1/k``)
-    while Revolve recomputes little (1 once ``slots >= n - 1``). Closed forms, no simulation."""
+    """Whether Revolve in RAM recomputes no more than async multistage in the same ``fit``
+    buffers: then ``"auto"`` leaves the disk alone.
+
+    Async multistage at its starting interval ``k = slots + 1`` reverses each segment without
+    running a step more than twice: recompute factor ``1 + T(k, s)/k = 2 - 1/k`` for long runs
+    (its ``n``-free form, so that the choice changes once as n grows, not back and forth with
+    the length of the last segment). Revolve's factor grows with n from 1: it is the lower
+    one for n up to about s²/2 (s slots). Closed forms, no simulation.
+    """
     revolve_slots = min(fit - 2, n_steps)  # Revolve: the slots, the current state and x_n
+    if revolve_slots < 1:
+        return False  # Revolve does not fit: the plan's BudgetError says what would
     async_slots = min(fit - 3, n_steps - 1)  # also the prefetched segment start
-    if revolve_slots < 1 or async_slots < 1:
-        return False  # one of them does not fit at all: leave the choice to the plan's errors
+    if async_slots < 1:
+        return True  # async multistage would have fewer than one slot, Revolve has some
     k = default_interval(async_slots)
     if disk_slots is not None:
         k = max(k, -(-n_steps // disk_slots))
-    asynchronous = multistage_recompute_factor(k, async_slots, n_steps) * n_steps
-    return binomial_forward_steps(n_steps, revolve_slots) <= round(asynchronous)
+    revolve = binomial_forward_steps(n_steps, revolve_slots) / n_steps
+    return revolve <= multistage_recompute_factor(k, async_slots)
 
 
 def slot_size(spec: StateSpec) -> int:

@@ -264,6 +264,7 @@ def _run_plan(args: argparse.Namespace) -> int:
     rows += [
         ("peak RAM buffers", f"{stats.peak_buffers:,}"),
         ("peak RAM buffers, forward", f"{stats.peak_buffers_forward:,}"),
+        ("  while writing to disk", f"{stats.peak_buffers_writing:,}"),
         ("actions", f"{stats.actions:,}"),
         ("seconds to plan", f"{seconds:.3f}"),
     ]

@@ -206,6 +206,22 @@ class AcousticForward:
         self.spec = self._disc.spec
         self.n_steps = geometry.n_steps
 
+    def _check_arrays(self) -> None:
+        """``src_data`` and ``data`` as the kernels index them (the fused loop has no bounds
+        checks), in case they were replaced after construction."""
+        g, dtype = self._disc.geometry, self._disc.dtype
+        for name, array, shape, kind in (("src_data", self.src_data, (g.nt, g.nsrc), dtype),
+                                         ("data", self.data, (g.nt, g.nrec), np.float64)):
+            if (not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != kind
+                    or not array.flags.c_contiguous):
+                raise InvalidArgumentError(
+                    f"AcousticForward.{name} must be a C-contiguous {np.dtype(kind)} array of "
+                    f"shape {shape}, got {getattr(array, 'shape', None)} "
+                    f"{getattr(array, 'dtype', type(array).__name__)}: pass source data to the "
+                    "constructor (src_data=) instead of replacing the attribute")
+        if not self.data.flags.writeable:
+            raise InvalidArgumentError("AcousticForward.data must be writeable")
+
     def initial_state(self) -> dict[str, np.ndarray]:
         """x_0: the medium at rest (zeros), 64-byte aligned."""
         return {"u": aligned_zeros(self.spec["u"].shape, self._disc.dtype)}
@@ -221,6 +237,7 @@ class AcousticForward:
         d = self._disc
         u_src = _field(src, self.spec, "src")
         u_dst = _field(dst, self.spec, "dst", write=True)
+        self._check_arrays()
         copy = u_dst.ctypes.data != u_src.ctypes.data
         fused = self.fused if self.fused is not None else numba.get_num_threads() == 1
         if fused:

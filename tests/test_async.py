@@ -166,6 +166,30 @@ def test_disk_path_is_created_and_removed(tmp_path: Path, reference: dict[str, n
     assert [p.name for p in (tmp_path / "scratch").iterdir()] == ["keep.txt"]
 
 
+def test_a_relative_disk_path_is_removed_where_it_was_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path is made absolute when the Checkpointer is built: a chdir before close() must not
+    turn the removal on another directory (a user's file there survives); p/q/../r leaves no p."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "other" / "scratch" / "ckpt").mkdir(parents=True)
+    precious = tmp_path / "other" / "scratch" / "ckpt" / "precious.txt"
+    precious.write_text("not amcheck's")
+    monkeypatch.chdir(tmp_path / "run")
+    ckp = Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk="scratch/ckpt",
+                       interval=4)
+    ckp.forward()
+    monkeypatch.chdir(tmp_path / "other")
+    ckp.close()
+    assert precious.read_text() == "not amcheck's"
+    assert list((tmp_path / "run").iterdir()) == []
+    with Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk="p/q/../r",
+                      interval=4) as ckp:
+        ckp.forward()
+        assert (tmp_path / "other" / "p" / "r").is_dir()
+    assert not (tmp_path / "other" / "p").exists()
+
+
 def test_zarr_store_and_auto_strategy(tmp_path: Path, reference: dict[str, np.ndarray]) -> None:
     store = LocalStore(tmp_path / "store")
     grad, _, stats, ckp = gradient(store, interval=5)
@@ -638,6 +662,39 @@ def test_a_tiers_own_budget_bounds_the_disk_checkpoints(tmp_path: Path, held: in
     with pytest.raises(BudgetError, match=r"holds no checkpoint"):
         Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM,
                      disk=ZarrTier(tmp_path / "tiny.zarr", SPEC, budget=per - 1))
+
+
+@pytest.mark.parametrize("compression", ["zstd", "blosc"])
+def test_a_compressed_tier_holds_what_it_promises(tmp_path: Path, compression: str) -> None:
+    """On incompressible data blosc and zstd store a few bytes more than the raw state: the
+    count max_checkpoints() promises must still fit."""
+    import asyncio
+
+    spec = StateSpec({"u": ((2, 4096), "float32")})
+    rng = np.random.default_rng(3)
+
+    async def stored(tier: ZarrTier) -> int:  # the bytes one uncompressed checkpoint takes
+        await tier.put(0, {"u": np.zeros((2, 4096), np.float32)})
+        nbytes = tier.nbytes
+        await tier.close()
+        return nbytes
+
+    per = asyncio.run(stored(ZarrTier(tmp_path / "plain.zarr", spec)))
+    tier = ZarrTier(tmp_path / "c.zarr", spec, compression=compression, budget=3 * per + 8)
+    promised = tier.max_checkpoints()
+    assert promised == 2  # 3 uncompressed ones would fit, 3 of these might not
+
+    async def fill() -> None:
+        for step in range(3):
+            state = {"u": np.frombuffer(rng.bytes(2 * 4096 * 4), np.float32).reshape(2, 4096)}
+            if step < promised:
+                await tier.put(step, state)
+            else:  # and indeed the third does not
+                with pytest.raises(amcheck.TierFullError):
+                    await tier.put(step, state)
+        await tier.close()
+
+    asyncio.run(fill())
 
 
 def test_budget_errors_name_the_bytes(tmp_path: Path) -> None:

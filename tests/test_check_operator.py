@@ -77,6 +77,19 @@ def writes_src(src: State, dst: Any, t0: int, t1: int) -> None:
     good(src, dst, t0, t1)
 
 
+def wrong_in_place_branch(src: State, dst: Any, t0: int, t1: int) -> None:
+    if dst is src:  # the engine passes one mapping for both when it runs in place
+        dst["u"][...] = smooth(src["u"])  # one step only, whatever t1 - t0
+        dst["n"][...] = src["n"] + (t1 - t0)
+        return
+    good(src, dst, t0, t1)
+
+
+def returns_a_bool(src: State, dst: Any, t0: int, t1: int) -> bool:
+    good(src, dst, t0, t1)
+    return True
+
+
 def ends_early(src: State, dst: Any, t0: int, t1: int) -> int:
     good(src, dst, t0, t1)
     return t0 + 1
@@ -89,6 +102,8 @@ def ends_early(src: State, dst: Any, t0: int, t1: int) -> int:
     (split_dependent, r"3 calls advance\(x_t, x_t\+1, t, t\+1\) differ .* field 'u'"),
     (writes_src, r"raised ValueError in advance\(src, dst, 0, 3\) \(out of place\)"),
     (ends_early, r"returned 1, ending the sequence within the 3 steps"),
+    (wrong_in_place_branch, r"in place \(dst is src\) differs .* field 'u'"),
+    (returns_a_bool, r"returned True of type bool; it must return None, or the step"),
 ])
 def test_broken_operators_are_named(operator: Any, match: str) -> None:
     with pytest.raises(OperatorError, match=match):

@@ -9,6 +9,8 @@ from amcheck.kernels import Geometry, Model
 from amcheck.kernels._operators import AcousticForward
 from amcheck.kernels._stencil import inject, sample
 
+import amcheck
+
 
 def _operator(ndim: int, space_order: int, dtype: type) -> tuple[Model, Geometry]:
     shape = (31, 37) if ndim == 2 else (13, 15, 17)
@@ -94,3 +96,18 @@ def test_sample_and_inject_match_numpy(corners: int, dtype: type, rng: np.random
     theirs = level.copy()
     np.add.at(theirs, idx.reshape(-1), (w * values[:, None]).reshape(-1))
     np.testing.assert_array_equal(mine, theirs)
+
+
+def test_replaced_source_data_is_checked_before_the_loop() -> None:
+    """The fused loop has no bounds checks: arrays swapped in after construction are refused."""
+    model, geometry = _operator(2, 2, np.float32)
+    fwd = AcousticForward(model, geometry)
+    x = fwd.initial_state()
+    fwd.src_data = fwd.src_data.astype(np.float64)
+    with pytest.raises(amcheck.InvalidArgumentError, match=r"src_data must be a C-contiguous "
+                                                           r"float32 array"):
+        fwd.advance(x, x, 0, 3)
+    fwd = AcousticForward(model, geometry)
+    fwd.data = fwd.data[:5]
+    with pytest.raises(amcheck.InvalidArgumentError, match=r"data must be .* shape"):
+        fwd.advance(x, x, 0, 3)

@@ -399,6 +399,16 @@ class _Periodic(Schedule):
         self.interval *= 2
         self._floor = max(2 * self._floor, self.interval)
 
+    def _last_segment(self, sweep: _Sweep, t: int, n: int) -> Iterator[Action]:
+        """Known n: the last segment's first descent (:func:`~._revolve.forward_descent`); the
+        sweep closes when its final advance is handed out (see :meth:`set_interval`)."""
+        sweep.reached = n
+        sweep.done = True
+        for action in forward_descent(t, n, self.slots):
+            if type(action) is Advance and action.final:
+                sweep.closed = True
+            yield action
+
     # -- the reverse sweep ----------------------------------------------------------------------
 
     def reverse(self, n_steps: int) -> Iterator[Action]:
@@ -528,9 +538,7 @@ class TwoLevel(_Periodic):
             k = self._boundary(sweep)
             sweep.starts.append(t)
             if n is not None and t + k >= n:
-                sweep.reached = n
-                sweep.done = sweep.closed = True
-                yield from forward_descent(t, n, self.slots)
+                yield from self._last_segment(sweep, t, n)
                 return
             sweep.reached = t + k
             yield Save(t, DISK)
@@ -612,9 +620,7 @@ class AsyncMultistage(_Periodic):
             k = self._boundary(sweep)
             sweep.starts.append(t)
             if n is not None and t + k >= n:
-                sweep.reached = n
-                sweep.done = sweep.closed = True
-                yield from forward_descent(t, n, self.slots)
+                yield from self._last_segment(sweep, t, n)
                 return
             sweep.reached = t + k
             yield Save(t, DISK)
