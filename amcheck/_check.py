@@ -88,23 +88,23 @@ def check_operator(forward: object, initial_state: Mapping[str, np.ndarray], ste
                 f"check_operator: the forward operator raised {type(exc).__name__} in {call}: "
                 f"{exc}{assignment_hint(exc)}"
             ) from exc
-        if result is None or (type(result) is not bool and isinstance(result, (int, np.integer))
-                              and result == t1):
+        if result is None:
             return
         if type(result) is bool or not isinstance(result, (int, np.integer)):
             raise OperatorError(
                 f"check_operator: {call} returned {result!r} of type {type(result).__name__}; "
                 "it must return None, or the step at which an unknown-length sequence ended"
             )
-        raise OperatorError(
-            f"check_operator: {call} returned {result!r}, ending the sequence within the "
-            f"{steps} steps checked: pass fewer steps"
-        )
+        if result != t1:
+            raise OperatorError(
+                f"check_operator: {call} returned {result!r}, ending the sequence within the "
+                f"{steps} steps checked: pass fewer steps"
+            )
 
     def garbage(byte: int) -> dict[str, np.ndarray]:
         state = {name: np.empty(f.shape, f.dtype) for name, f in spec.items()}
         for array in state.values():
-            _bytes(array)[...] = byte
+            array.reshape(-1).view(np.uint8)[...] = byte  # fresh, so contiguous: a view
         return state
 
     reference = garbage(_GARBAGE[0])
