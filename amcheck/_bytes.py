@@ -92,7 +92,10 @@ def parse_bytes(value: ByteSize, name: str = "budget") -> int:
         )
     nbytes = number * _UNITS[unit]
     if not math.isfinite(nbytes):
-        raise InvalidArgumentError(f"{name} is too large to be a byte size: {value!r}")
+        raise InvalidArgumentError(
+            f"{name} is too large to be a byte size: {value!r}; give a finite size such as "
+            "'64 GiB' or '2 TB'"
+        )
     return int(nbytes)
 
 

@@ -16,7 +16,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from amcheck._engine import _readonly, assignment_hint
+from amcheck._engine import _readonly, assignment_hint, returned_step
 from amcheck._errors import OperatorError
 from amcheck._operators import as_forward
 from amcheck._state import StateSpec
@@ -88,14 +88,8 @@ def check_operator(forward: object, initial_state: Mapping[str, np.ndarray], ste
                 f"check_operator: the forward operator raised {type(exc).__name__} in {call}: "
                 f"{exc}{assignment_hint(exc)}"
             ) from exc
-        if result is None:
-            return
-        if type(result) is bool or not isinstance(result, (int, np.integer)):
-            raise OperatorError(
-                f"check_operator: {call} returned {result!r} of type {type(result).__name__}; "
-                "it must return None, or the step at which an unknown-length sequence ended"
-            )
-        if result != t1:
+        step = returned_step(result, f"check_operator: {call}")
+        if step is not None and step != t1:
             raise OperatorError(
                 f"check_operator: {call} returned {result!r}, ending the sequence within the "
                 f"{steps} steps checked: pass fewer steps"

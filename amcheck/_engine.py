@@ -99,6 +99,19 @@ _RAM: Final = "ram"
 _DISK: Final = "disk"
 
 
+def returned_step(result: object, call: str) -> int | None:
+    """What an advance returned: ``None``, or the step at which an unknown-length sequence ended
+    (an integer); anything else is an :class:`OperatorError` naming ``call``."""
+    if result is None:
+        return None
+    if isinstance(result, bool) or not isinstance(result, (int, np.integer)):
+        raise OperatorError(
+            f"{call} returned {result!r} of type {type(result).__name__}; it must return None, "
+            "or the step at which an unknown-length sequence ended"
+        )
+    return int(result)
+
+
 def assignment_hint(exc: BaseException) -> str:
     """What to do when an operator assigned a field (``dst[name] = value``), else ``""``."""
     if isinstance(exc, TypeError) and "mappingproxy" in str(exc):
@@ -536,15 +549,9 @@ class Engine:
         return False
 
     def _reached(self, result: object, t0: int, t1: int, forward: bool) -> int:
-        if result is None:
+        step = returned_step(result, f"the forward operator's advance(src, dst, t0={t0}, t1={t1})")
+        if step is None:
             return t1
-        if isinstance(result, bool) or not isinstance(result, (int, np.integer)):
-            raise OperatorError(
-                f"the forward operator's advance(src, dst, t0={t0}, t1={t1}) returned "
-                f"{result!r} of type {type(result).__name__}; it must return None, or the "
-                "step at which an unknown-length sequence ended"
-            )
-        step = int(result)
         if not forward and step != t1:
             raise OperatorError(
                 f"the forward operator's advance(src, dst, t0={t0}, t1={t1}) returned {step} "

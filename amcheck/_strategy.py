@@ -69,6 +69,7 @@ from amcheck.schedules import (
     TierName,
     TwoLevel,
     binomial_forward_steps,
+    disk_interval_floor,
     multistage_recompute_factor,
     simulate,
 )
@@ -427,9 +428,7 @@ def _revolve_suffices(n_steps: int, fit: int, disk_slots: int | None) -> bool:
     async_slots = min(fit - 3, n_steps - 1)  # also the prefetched segment start
     if async_slots < 1:
         return True  # async multistage would have fewer than one slot, Revolve has some
-    k = default_interval(async_slots)
-    if disk_slots is not None:
-        k = max(k, -(-n_steps // disk_slots))
+    k = max(default_interval(async_slots), disk_interval_floor(n_steps, disk_slots))
     revolve = binomial_forward_steps(n_steps, revolve_slots) / n_steps
     return revolve <= multistage_recompute_factor(k, async_slots)
 

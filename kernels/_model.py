@@ -28,13 +28,14 @@ velocities change during an inversion (the gradient is exact for a fixed layer).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from amcheck.kernels._layout import grid_halos
-from amcheck.kernels._stencil import SPACE_ORDERS, check_dtype, fd_coefficients
+from amcheck.kernels._stencil import check_dtype, check_space_order, fd_coefficients
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
 from amcheck._validate import check_finite_float, check_int, check_positive_float
@@ -74,7 +75,7 @@ def critical_dt(vmax: float, spacing: Sequence[float], space_order: int) -> floa
         time step is not a finite number > 0 in float64 (e.g. a spacing of 1e-320 m).
     """
     vmax = check_positive_float("vmax", vmax)
-    space_order = _check_space_order(space_order)
+    space_order = check_space_order(space_order)
     hs = _check_vector("spacing", spacing, None, positive=True)
     C = fd_coefficients(space_order)
     mu1 = -(C[0] + 2.0 * sum(c * (-1) ** r for r, c in enumerate(C) if r > 0))
@@ -133,7 +134,7 @@ class Model:
         damping_velocity: float | None = None,
     ) -> None:
         self.dtype: np.dtype[Any] = check_dtype(dtype)
-        self.space_order = _check_space_order(space_order)
+        self.space_order = check_space_order(space_order)
         self.nbl = check_int("nbl", nbl, minimum=0)
         vp_arr = _check_vp(vp)
         self.ndim = vp_arr.ndim
@@ -262,14 +263,6 @@ class Model:
                 f"vp in [{float(self._vp.min()):.4g}, {self.vmax:.4g}] km/s)")
 
 
-def _check_space_order(space_order: Any) -> int:
-    """``space_order`` as an ``int`` of :data:`SPACE_ORDERS`, or raise naming it."""
-    order = check_int("space_order", space_order)
-    if order not in SPACE_ORDERS:
-        raise InvalidArgumentError(f"space_order must be one of {SPACE_ORDERS}, got {order}")
-    return order
-
-
 def _check_vp(vp: Any) -> np.ndarray:
     """``vp`` as a float64 array, 2-D or 3-D, >= 2 points per axis, finite and > 0, or raise.
 
@@ -314,29 +307,24 @@ def _check_vector(name: str, value: Any, ndim: int | None, *, positive: bool
                   ) -> tuple[float, ...]:
     """``value`` as a tuple of ``ndim`` floats (any number >= 1 if ``None``), or raise naming it.
 
-    Strings are refused (``"55"`` would otherwise read as ``(5.0, 5.0)``), and so is every entry
-    that is not a real number (:func:`~amcheck._validate.check_finite_float`).
+    Strings are refused (``"55"`` would otherwise read as ``(5.0, 5.0)``), and each entry is
+    checked by :func:`~amcheck._validate.check_positive_float` (``positive``) or
+    :func:`~amcheck._validate.check_finite_float`, which name it (``spacing[1]``).
     """
     count = "at least 1" if ndim is None else str(ndim)
-    try:
-        if isinstance(value, (str, bytes)):
-            raise TypeError("a string is not a sequence of numbers")
-        entries = tuple(value)
-    except TypeError as exc:
+    entries: tuple[Any, ...] | None = None
+    if not isinstance(value, (str, bytes)):
+        with contextlib.suppress(TypeError):
+            entries = tuple(value)
+    if entries is None:
         raise ArgumentTypeError(
             f"{name} must be a sequence of {count} numbers (m), got {value!r} of type "
             f"{type(value).__name__}"
-        ) from exc
+        )
     if (len(entries) != ndim) if ndim is not None else not entries:
         where = "" if ndim is None else f" for a {ndim}-D model"
         raise InvalidArgumentError(
             f"{name} must have {count} entries{where}, got {len(entries)}: {value!r}"
         )
-    allowed = "finite and > 0" if positive else "finite"
-    try:  # ArgumentTypeError (an entry that is no real number) passes through
-        vec = tuple(check_finite_float(f"{name}[{i}]", v) for i, v in enumerate(entries))
-    except InvalidArgumentError as exc:
-        raise InvalidArgumentError(f"{name} entries must be {allowed} (m), got {value!r}") from exc
-    if positive and not all(v > 0.0 for v in vec):
-        raise InvalidArgumentError(f"{name} entries must be {allowed} (m), got {value!r}")
-    return vec
+    check = check_positive_float if positive else check_finite_float
+    return tuple(check(f"{name}[{i}]", v) for i, v in enumerate(entries))

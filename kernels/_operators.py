@@ -164,7 +164,9 @@ def _field(state: Mapping[str, np.ndarray], spec: StateSpec, name: str, *, write
             f"{name}['u'] must be C-contiguous (the kernels index it flat), got strides "
             f"{u.strides}: pass np.ascontiguousarray({name}['u'])")
     if write and not u.flags.writeable:
-        raise InvalidArgumentError(f"{name}['u'] is read-only; the operator writes into it")
+        raise InvalidArgumentError(
+            f"{name}['u'] is read-only, but the operator writes into it: pass a writeable array "
+            f"(np.array({name}['u']) is a writeable copy)")
     return u
 
 
@@ -220,7 +222,9 @@ class AcousticForward:
                     f"{getattr(array, 'dtype', type(array).__name__)}: pass source data to the "
                     "constructor (src_data=) instead of replacing the attribute")
         if not self.data.flags.writeable:
-            raise InvalidArgumentError("AcousticForward.data must be writeable")
+            raise InvalidArgumentError(
+                "AcousticForward.data must be writeable (advance records the receiver data "
+                "into it): leave the attribute as the constructor made it")
 
     def initial_state(self) -> dict[str, np.ndarray]:
         """x_0: the medium at rest (zeros), 64-byte aligned."""

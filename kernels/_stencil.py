@@ -195,15 +195,27 @@ def make_kernels(ndim: int, space_order: int, dtype: Any) -> Kernels:
         know, such as ``'foo'``, included).
     """
     ndim = check_int("ndim", ndim)
-    space_order = check_int("space_order", space_order)
     if ndim not in (2, 3):
         raise InvalidArgumentError(f"ndim must be 2 or 3, got {ndim}")
-    if space_order not in SPACE_ORDERS:
-        raise InvalidArgumentError(
-            f"space_order must be one of {SPACE_ORDERS}, got {space_order}"
-        )
+    space_order = check_space_order(space_order)
     dt = check_dtype(dtype)
     return _make_kernels(ndim, space_order, dt.name)
+
+
+def check_space_order(space_order: Any) -> int:
+    """``space_order`` as an ``int`` of :data:`SPACE_ORDERS`, or raise naming it.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``space_order`` is not an integer.
+    InvalidArgumentError
+        It is not one of :data:`SPACE_ORDERS`.
+    """
+    order = check_int("space_order", space_order)
+    if order not in SPACE_ORDERS:
+        raise InvalidArgumentError(f"space_order must be one of {SPACE_ORDERS}, got {order}")
+    return order
 
 
 def check_dtype(dtype: Any) -> np.dtype[Any]:

@@ -223,6 +223,7 @@ class ZarrTier(Tier):
             self.compression.check(fld.dtype)  # before the store is touched
         self._budget = None if budget is None else parse_bytes(budget, "budget")
         self._layouts = {key: Layout.of(key, f.shape) for key, f in spec.items()}
+        self._max_checkpoints = self._count_checkpoints()
         self._store, self._owns_store, self.path = _open_store(store)
         self._fields: dict[str, FieldArray] = {}
         self._io: ShardIO  # set by _open, with the fields
@@ -534,6 +535,11 @@ class ZarrTier(Tier):
         return self._budget
 
     def max_checkpoints(self) -> int | None:
+        """The most checkpoints the budget surely holds, or ``None`` without one (see
+        :meth:`_count_checkpoints`)."""
+        return self._max_checkpoints
+
+    def _count_checkpoints(self) -> int | None:
         """The most checkpoints the budget surely holds, or ``None`` without one.
 
         Each level of a field counts its uncompressed bytes and crc32c, each shard its index.
@@ -547,7 +553,7 @@ class ZarrTier(Tier):
         grows = bool(self.compression.compressors)
         per = 0
         for name, field in self.spec.items():
-            layout = Layout.of(name, field.shape)
+            layout = self._layouts[name]
             if not layout.empty:
                 raw = math.prod(layout.chunk) * field.dtype.itemsize
                 level = raw + 4 + (raw // 64 + 64 if grows else 0)

@@ -100,7 +100,7 @@ import copy
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Self
+from typing import ClassVar, Self
 
 from amcheck._errors import InvalidArgumentError, SweepStateError
 from amcheck._validate import check_int, check_optional_int
@@ -399,6 +399,42 @@ class _Periodic(Schedule):
         self.interval *= 2
         self._floor = max(2 * self._floor, self.interval)
 
+    #: Unknown n: keep the current segment's start pinned in RAM too (AsyncMultistage), so that
+    #: the reverse sweep starts without a read whichever segment turns out to be the last.
+    _pin_current: ClassVar[bool] = False
+
+    def forward(self) -> Iterator[Action]:
+        """Write each segment start to disk and advance ``interval`` steps; the last advance makes
+        x_n. The interval is read afresh at every boundary.
+
+        Known n: the boundary t starts the last segment when ``t + interval >= n``; its start is
+        kept in RAM only and the first descent of its reversal runs before x_n is made
+        (:func:`~._revolve.forward_descent`). Unknown n, AsyncMultistage: every start also stays
+        pinned in RAM while its segment is the current one (the previous one is unpinned).
+        """
+        sweep = self._begin()
+        n = self.n_steps
+        t = 0
+        previous = -1
+        while True:
+            # Thinning happens only when n is unknown (a known n's floor rules it out), so it may
+            # come before the known-length test of the last segment, which saves nothing to disk.
+            yield from self._make_room(sweep)
+            k = self._boundary(sweep)
+            sweep.starts.append(t)
+            if n is not None and t + k >= n:
+                yield from self._last_segment(sweep, t, n)
+                return
+            sweep.reached = t + k
+            yield Save(t, DISK)
+            if n is None and self._pin_current:
+                if previous >= 0:
+                    yield Free(previous, RAM)
+                yield Save(t, RAM)
+                previous = t
+            yield Advance(t, t + k)
+            t += k
+
     def _last_segment(self, sweep: _Sweep, t: int, n: int) -> Iterator[Action]:
         """Known n: the last segment's first descent (:func:`~._revolve.forward_descent`); the
         sweep closes when its final advance is handed out (see :meth:`set_interval`)."""
@@ -525,26 +561,6 @@ class TwoLevel(_Periodic):
     to 1).
     """
 
-    def forward(self) -> Iterator[Action]:
-        """Write each segment start to disk and advance ``interval`` steps; the last advance makes
-        x_n. Known n: the last segment's start stays in RAM and the first descent of its reversal
-        runs before x_n is made (:func:`~._revolve.forward_descent`). The interval is read afresh
-        at every boundary."""
-        sweep = self._begin()
-        n = self.n_steps
-        t = 0
-        while True:
-            yield from self._make_room(sweep)
-            k = self._boundary(sweep)
-            sweep.starts.append(t)
-            if n is not None and t + k >= n:
-                yield from self._last_segment(sweep, t, n)
-                return
-            sweep.reached = t + k
-            yield Save(t, DISK)
-            yield Advance(t, t + k)
-            t += k
-
     def _reverse_actions(self, starts: list[int], n_steps: int) -> Iterator[Action]:
         """For each segment, last first: read its start from disk, keep it in RAM, reverse it."""
         end = n_steps
@@ -600,37 +616,7 @@ class AsyncMultistage(_Periodic):
     (4, 160, 8)
     """
 
-    def forward(self) -> Iterator[Action]:
-        """Write segment starts to disk; keep the last (or, n unknown, the current) one in RAM.
-
-        Known n: the boundary t starts the last segment when ``t + interval >= n``; its start is
-        kept in RAM only and the first descent of its reversal runs before x_n is made
-        (:func:`~._revolve.forward_descent`). Unknown n: every start goes to disk *and* stays
-        pinned in RAM while its segment is the current one (the previous one is unpinned), since
-        any segment may be the last. The interval is read afresh at every boundary.
-        """
-        sweep = self._begin()
-        n = self.n_steps
-        t = 0
-        previous = -1
-        while True:
-            # Thinning happens only when n is unknown (a known n's floor rules it out), so it may
-            # come before the known-length test of the last segment, which saves nothing to disk.
-            yield from self._make_room(sweep)
-            k = self._boundary(sweep)
-            sweep.starts.append(t)
-            if n is not None and t + k >= n:
-                yield from self._last_segment(sweep, t, n)
-                return
-            sweep.reached = t + k
-            yield Save(t, DISK)
-            if n is None:
-                if previous >= 0:
-                    yield Free(previous, RAM)
-                yield Save(t, RAM)
-                previous = t
-            yield Advance(t, t + k)
-            t += k
+    _pin_current = True
 
     def _reverse_actions(self, starts: list[int], n_steps: int) -> Iterator[Action]:
         """Reverse the last segment from RAM, then each earlier one from its prefetched start."""
