@@ -103,12 +103,7 @@ class ChunkCodec:
         #: (``"zfp:rtol=…"``).
         self.zfp_accuracy = self.zfp and getattr(inner, "mode", None) == 4
         #: ZFP streams decode straight into the caller's array (no filters after the serializer).
-        self.zfp_in_place = (
-            _is_numcodecs_wrapper(self.serializer)
-            and getattr(inner, "codec_id", None) == "zfpy"
-            and not self.filters
-            and libzfp() is not None
-        )
+        self.zfp_in_place = self.zfp and not self.filters and libzfp() is not None
 
     @staticmethod
     def _has_sync(codec: Any) -> bool:
