@@ -25,7 +25,7 @@ codec job.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -42,6 +42,28 @@ if TYPE_CHECKING:
 __all__ = ["ShardIO"]
 
 _T = TypeVar("_T")
+
+
+async def _settled(*aws: Awaitable[_T]) -> list[_T]:
+    """``asyncio.gather`` that waits for every awaitable even when one fails, then raises the
+    first failure.
+
+    A plain ``gather`` raises at the first failure while its other jobs go on running on the
+    I/O and codec threads: a failed put would free its row while another field's write still
+    lands in it (on the next checkpoint's file, with a valid checksum), and a failed get would
+    leave the caller's buffer being written after the error reached the caller. A
+    ``KeyboardInterrupt`` or ``SystemExit`` from a job comes back as a ``RuntimeError``
+    chained to it: raised in a task, asyncio would re-raise it out of the transfer loop.
+    """
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+        if isinstance(result, BaseException):
+            raise RuntimeError(  # noqa: TRY004 - not a type check of an argument
+                f"{type(result).__name__} raised on an amcheck I/O thread: {result}"
+            ) from result
+    return results  # type: ignore[return-value]
 
 
 def _jobs(
@@ -103,7 +125,7 @@ class ShardIO:
     async def row_present(self, row: int) -> bool:
         """Whether any chunk of ``row`` is on the store (True when the state stores nothing)."""
         keys = self.row_keys(row)
-        return not keys or any(await asyncio.gather(*(self.exists(k) for k in keys)))
+        return not keys or any(await _settled(*(self.exists(k) for k in keys)))
 
     async def exists(self, key: str) -> bool:
         """Whether the shard of ``key`` is on the store."""
@@ -166,14 +188,14 @@ class ShardIO:
         """Write the row's shards; the bytes they take."""
         jobs = _jobs(self.parts(state, row), self._put_big, self._put_pipeline,
                      self._put_small_parts)
-        return sum(await asyncio.gather(*jobs))
+        return sum(await _settled(*jobs))
 
     async def _put_small_parts(self, loop: asyncio.AbstractEventLoop, parts: list[Part]) -> int:
         done = await loop.run_in_executor(_pool_for(parts, self.local), self._put_small, parts)
         if self.local is not None:
             return sum(done)  # type: ignore[arg-type]
         blobs: list[bytes] = done  # type: ignore[assignment]
-        await asyncio.gather(*(self._set(p.key, b) for p, b in zip(parts, blobs, strict=True)))
+        await _settled(*(self._set(p.key, b) for p, b in zip(parts, blobs, strict=True)))
         return sum(len(b) for b in blobs)
 
     async def _put_big(self, loop: asyncio.AbstractEventLoop, part: Part) -> int:
@@ -181,7 +203,7 @@ class ShardIO:
         fld = part.field
         local = self.local
         if local is not None and fld.codec.plain:
-            sizes = await asyncio.gather(*(
+            sizes = await _settled(*(
                 loop.run_in_executor(None, local.write_plain, part, levels)
                 for levels in _plain_jobs(local, fld.layout.levels)
             ))
@@ -189,7 +211,7 @@ class ShardIO:
         codecs = codec_executor()
         if fld.peak_tol is not None:
             await loop.run_in_executor(codecs, part.scale)
-        coded = await asyncio.gather(*(
+        coded = await _settled(*(
             loop.run_in_executor(codecs, fld.codec.encode, x, part.tolerance) for x in part.levels
         ))
         pieces = shard_pieces(list(coded))
@@ -212,12 +234,12 @@ class ShardIO:
         """Read the row's shards into ``out``."""
         jobs = _jobs(self.parts(out, row), self._get_big, self._get_pipeline,
                      self._get_small_parts)
-        await asyncio.gather(*jobs)
+        await _settled(*jobs)
 
     async def _get_small_parts(self, loop: asyncio.AbstractEventLoop, parts: list[Part]) -> None:
         stored = None
         if self.local is None:
-            stored = list(await asyncio.gather(*(self._fetch(p.key) for p in parts)))
+            stored = list(await _settled(*(self._fetch(p.key) for p in parts)))
         await loop.run_in_executor(_pool_for(parts, self.local), self._get_small, parts, stored)
 
     async def _get_big(self, loop: asyncio.AbstractEventLoop, part: Part) -> None:
@@ -226,7 +248,7 @@ class ShardIO:
         levels = range(fld.layout.levels)
         local = self.local
         if local is not None and fld.codec.plain:
-            await asyncio.gather(*(
+            await _settled(*(
                 loop.run_in_executor(None, local.read_plain, part, job)
                 for job in _plain_jobs(local, fld.layout.levels)
             ))
@@ -237,7 +259,7 @@ class ShardIO:
             stored = await self._fetch(part.key)
         table = parse_index(stored, fld.layout.levels, part.key)
         codecs = codec_executor()
-        await asyncio.gather(*(
+        await _settled(*(
             loop.run_in_executor(codecs, part.decode_level, stored, table, i) for i in levels
         ))
 
@@ -259,5 +281,5 @@ class ShardIO:
         if local is not None:
             await asyncio.get_running_loop().run_in_executor(None, local.unlink, keys)
         else:
-            await asyncio.gather(*(self.store.delete(k) for k in keys))
+            await _settled(*(self.store.delete(k) for k in keys))
 

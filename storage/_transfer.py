@@ -218,7 +218,16 @@ class TransferService:
     def _run_loop(self, started: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
         self._loop.call_soon(started.set)
-        self._loop.run_forever()
+        while True:
+            try:
+                self._loop.run_forever()
+                return
+            except BaseException:  # noqa: BLE001, S112
+                # asyncio re-raises a KeyboardInterrupt or SystemExit from a task out of the
+                # loop, after making it that task's exception, which then reaches its
+                # transfer's future: the loop goes on, or that future and every later one would
+                # never finish (a caller waiting on them would hang).
+                continue
 
     def _hand_over(self) -> None:
         """The submit thread: hands each submitted transfer to the loop, until ``None``."""
@@ -252,10 +261,12 @@ class TransferService:
             failed = [f for f in self._failed if not f.observed]
             self._failed.clear()
         if failed:
-            first = failed[0]
-            first.observed = True
-            error = first.exception()
+            error = failed[0].exception()
             assert error is not None
+            for future in failed:
+                future.observed = True
+            for other in failed[1:]:  # raised once, with the first: none is lost
+                error.add_note(f"also failed, and nobody looked at its future: {other.exception()}")
             raise error
 
     def _submit(
@@ -390,7 +401,8 @@ class TransferService:
         Raises
         ------
         TransferError
-            A transfer failed and nobody looked at its future (the first such error).
+            A transfer failed and nobody looked at its future (the first such error; the others
+            are added to it as notes).
         TimeoutError
             Transfers were still in flight after ``timeout`` seconds.
         """

@@ -363,3 +363,75 @@ def test_codec_jobs_and_io_jobs_run_in_their_own_pools() -> None:
 def test_rejects_bad_arguments(kwargs: dict[str, int], name: str) -> None:
     with pytest.raises(InvalidArgumentError, match=name):
         TransferService(**kwargs)
+
+
+class HalfBrokenStore(MemoryStore):
+    """One field's shard write fails at once while the other field's is still being written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slow_done = threading.Event()
+
+    async def set(self, key: str, value: Any, byte_range: Any = None) -> None:
+        if key.startswith("v/c."):
+            raise OSError(28, "No space left on device")
+        if key.startswith("u/c."):
+            await asyncio.sleep(0.2)
+            self.slow_done.set()
+        await super().set(key, value)
+
+
+def test_a_failed_put_settles_only_after_all_its_writes_stopped() -> None:
+    """Otherwise the slow write lands after the row was freed for the next checkpoint."""
+    spec = StateSpec({"u": ((256, 512), "float32"), "v": ((4,), "float32")})
+    store = HalfBrokenStore()
+    tier = ZarrTier(store, spec)
+    state = {"u": np.ones((256, 512), np.float32), "v": np.zeros(4, np.float32)}
+    with TransferService() as service:
+        error = service.submit_put(tier, 1, state).exception(timeout=30)
+        assert isinstance(error, TransferError) and "No space left" in str(error)
+        assert store.slow_done.is_set()
+
+
+class ExitingTier(RamTier):
+    """A put whose sub-task raises SystemExit (as a library calling sys.exit() would)."""
+
+    async def put(self, step: int, state: State) -> None:
+        async def job() -> None:
+            raise SystemExit("exit from a sub-task")
+
+        await asyncio.gather(job())
+
+
+def test_a_system_exit_in_a_sub_task_fails_the_transfer_and_the_loop_goes_on() -> None:
+    tier = ExitingTier(10**8, WAVE)
+    good = RamTier(10**8, WAVE)
+    before = _threads()
+    service = TransferService()
+    error = service.submit_put(tier, 3, wave_state(0)).exception(timeout=30)
+    assert isinstance(error, TransferError) and "step 3" in str(error)
+    assert isinstance(error.__cause__, SystemExit)
+    service.submit_put(good, 4, wave_state(1)).result(timeout=30)  # the loop still runs
+    assert 4 in good
+    service.close()
+    assert _threads() <= before
+
+
+class SlowBrokenStore(BrokenStore):
+    async def set(self, key: str, value: Any, byte_range: Any = None) -> None:
+        await asyncio.sleep(0.1)  # both writes are submitted before either fails
+        await super().set(key, value, byte_range)
+
+
+def test_every_unobserved_failure_is_reported() -> None:
+    tier = ZarrTier(SlowBrokenStore(), WAVE)
+    service = TransferService()
+    service.submit_put(tier, 5, wave_state(0))  # nobody looks at these two futures
+    service.submit_put(tier, 6, wave_state(1))
+    while service.in_flight:
+        threading.Event().wait(0.005)
+    with pytest.raises(TransferError, match="write of step 5") as info:
+        service.wait_all()
+    assert any("step 6" in note for note in info.value.__notes__)
+    service.wait_all()  # raised once
+    service.close()
