@@ -73,9 +73,9 @@ class Checkpointer:
         Where disk checkpoints go, or ``None`` (RAM only):
 
         - a directory path (``str`` or ``os.PathLike``): amcheck creates a
-          :class:`~amcheck.storage.ZarrTier` there with ``compression`` (in a fresh
-          ``amcheck-*`` subdirectory when the directory exists, else in the directory itself,
-          created) and removes what it created on ``close()``;
+          :class:`~amcheck.storage.ZarrTier` there with ``compression``, in a fresh
+          ``amcheck-*`` subdirectory (the directory and its parents are created if missing),
+          and removes what it created on ``close()`` (the directories it made, while empty);
         - a zarr store (``zarr.storage.LocalStore``, ``MemoryStore``, ...): a ZarrTier in it;
           amcheck deletes its checkpoints on ``close()`` but leaves the store's group;
         - a :class:`~amcheck.storage.Tier` (``ZarrTier``, ``RawTier``): caller-owned; its spec
@@ -274,8 +274,10 @@ class Checkpointer:
                     "instance; set compression on the tier itself"
                 )
             return disk
-        store = sys.modules.get("zarr.abc.store")
-        is_store = store is not None and isinstance(disk, store.Store)
+        # Without importing zarr: a store exists only once zarr is imported. getattr: another
+        # thread may be importing zarr right now, its module not yet complete.
+        store_class = getattr(sys.modules.get("zarr.abc.store"), "Store", None)
+        is_store = store_class is not None and isinstance(disk, store_class)
         if not is_store and not isinstance(disk, (str, os.PathLike)):
             raise ArgumentTypeError(
                 "disk must be None, a directory path, a zarr store or an amcheck.storage.Tier "
@@ -295,14 +297,16 @@ class Checkpointer:
             root = Path(os.path.abspath(disk))
             if root.exists() and not root.is_dir():
                 raise InvalidArgumentError(f"disk={str(root)!r} exists and is not a directory")
+            # Always a subdirectory of its own: other Checkpointers may be given the same path,
+            # and one closing must not remove another's checkpoints. The directories made for
+            # it go when empty.
+            made = [p for p in (root, *root.parents) if not p.exists()]
             try:
-                if root.exists():
-                    self._owned_dir = Path(tempfile.mkdtemp(prefix="amcheck-", dir=root))
-                else:
-                    missing = [p for p in root.parents if not p.exists()]
-                    root.mkdir(parents=True)
-                    self._owned_dir, self._made_parents = root, missing
+                root.mkdir(parents=True, exist_ok=True)
+                self._made_parents = made
+                self._owned_dir = Path(tempfile.mkdtemp(prefix="amcheck-", dir=root))
             except OSError as exc:
+                self._remove_owned_dir()
                 raise InvalidArgumentError(
                     f"disk={str(root)!r}: the directory for the disk tier could not be created "
                     f"({type(exc).__name__}: {exc}); pass a directory you can write to"

@@ -166,6 +166,24 @@ def test_disk_path_is_created_and_removed(tmp_path: Path, reference: dict[str, n
     assert [p.name for p in (tmp_path / "scratch").iterdir()] == ["keep.txt"]
 
 
+def test_two_checkpointers_given_one_new_path_keep_apart(
+    tmp_path: Path, reference: dict[str, np.ndarray]
+) -> None:
+    """Each gets its own amcheck-* subdirectory: closing the first (which made the path) leaves
+    the second's checkpoints alone. The path, not empty when its maker closed, stays, empty."""
+    path = tmp_path / "new" / "ckpt"
+    first = Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=path, interval=4)
+    adjoint = Adjoint()
+    second = Checkpointer(Forward(), adjoint, initial_state(), N, ram=RAM, disk=path, interval=4)
+    first.forward()
+    adjoint.start(second.forward())
+    first.close()
+    second.reverse()
+    assert_same(adjoint.grad, reference)
+    second.close()
+    assert list(path.iterdir()) == []
+
+
 def test_a_relative_disk_path_is_removed_where_it_was_made(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
