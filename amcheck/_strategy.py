@@ -44,6 +44,7 @@ interval (known n) or thins its disk checkpoints (unknown n) to stay within it.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import count
@@ -191,6 +192,12 @@ def _buffers(schedule: Schedule) -> tuple[int, int]:
     if isinstance(interval, int):
         lengths += [2 * interval + 1, 3 * interval + 1]
     runs = [simulate(schedule, n) for n in lengths]
+    if isinstance(interval, int) and isinstance(schedule, (TwoLevel, AsyncMultistage)):
+        # Thinning rounds (a full disk tier) and a re-measured interval lengthen the segments
+        # beyond those probed; reversing a segment longer than the slots takes more buffers.
+        longer = copy.deepcopy(schedule)
+        k = longer.set_interval(2 * max(interval, ram) + 1)
+        runs += [simulate(longer, n) for n in (2 * k + 1, 3 * k + 1)]
     return (
         max([ram + 2] + [r.peak_buffers for r in runs]),
         max(r.peak_buffers_writing for r in runs),

@@ -639,6 +639,19 @@ def test_disk_budget_thins_an_unknown_length_run(tmp_path: Path) -> None:
     assert disk.steps == frozenset()
 
 
+@pytest.mark.parametrize("slots", [32, 64])
+def test_thinned_segments_longer_than_the_slots_fit_the_pool(tmp_path: Path, slots: int) -> None:
+    """Thinning doubles the interval until segments outgrow the RAM slots; the pool, sized
+    before the sweep, holds what their reversal needs (it was one buffer short)."""
+    stop = 1000
+    expected, _, _, _ = gradient(None, stop, strategy="store_all", ram="1 MiB")
+    grad, _, _, ckp = gradient(tmp_path / "d", None, fwd=Forward(stop_at=stop), ram=slots * SLOT,
+                               interval=3, disk_budget=16 * SPEC.nbytes)
+    schedule: Any = ckp.schedule
+    assert schedule.thinning_rounds >= 4 and schedule.interval > ckp.slots
+    assert_same(grad, expected)
+
+
 def test_disk_budget_with_known_length_raises_the_interval(tmp_path: Path) -> None:
     disk = CountingRaw(tmp_path / "r.bin")
     _, _, stats, ckp = gradient(disk, interval=2, disk_budget=3 * SPEC.nbytes)
