@@ -194,8 +194,13 @@ class DiskPath:
         Raises
         ------
         TransferError
-            A write or a delete failed (the first one found).
+            A write, a delete or a prefetch failed (the first one found): a failed prefetch is
+            raised now, not when its segment is loaded, a segment of work later.
         """
+        for transfer in list(self._reads.values()):
+            if transfer.future.done() and transfer.future.exception() is not None:
+                del self._reads[transfer.step]
+                self._reap(transfer)  # raises
         if self._deletes:
             self._reap_deletes(wait=False)
         if not self._writes:

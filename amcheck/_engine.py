@@ -366,7 +366,8 @@ class Engine:
         )
 
     def _poll(self) -> None:
-        """Reap finished disk writes (raising a failed one's error) and free their slots."""
+        """Reap finished disk writes (raising a failed one's error, or a failed prefetch's) and
+        free their slots."""
         if self._dp is not None:
             for slot in self._dp.poll():
                 self._maybe_release(slot)

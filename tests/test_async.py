@@ -616,6 +616,35 @@ def test_every_finished_delete_is_reaped(tmp_path: Path) -> None:
     assert not dp.running  # no transfer service was started
 
 
+class FailingRead(CountingRaw):
+    def __init__(self, path: Path, step: int) -> None:
+        super().__init__(path)
+        self.fail_step = step
+
+    async def get(self, step: int, out: Any) -> None:
+        if step == self.fail_step:
+            raise OSError(5, "Input/output error")
+        await super().get(step, out)
+
+
+def test_a_failed_prefetch_is_raised_at_the_next_step(tmp_path: Path) -> None:
+    """Not a segment later, when the segment it was read for is loaded: the prefetch of x_20
+    starts with the reverse sweep of the last segment (30-39) and fails at once."""
+
+    class SlowAdjoint(Adjoint):  # 20 ms a step: the failed read is back within the first
+        def reverse(self, state: Mapping[str, np.ndarray], t: int) -> None:
+            time.sleep(0.02)
+            super().reverse(state, t)
+
+    adjoint = SlowAdjoint()
+    with Checkpointer(Forward(), adjoint, initial_state(), 40, ram=RAM,
+                      disk=FailingRead(tmp_path / "r.bin", 20), interval=10) as ckp:
+        adjoint.start(ckp.forward())
+        with pytest.raises(TransferError, match="step 20"):
+            ckp.reverse()
+    assert len(adjoint.seen) <= 5, adjoint.seen  # it was 10: the whole segment
+
+
 # -- budgets ------------------------------------------------------------------------------------
 
 
