@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -38,6 +39,10 @@ from amcheck._timeline import Timeline
 from amcheck._validate import check_int, check_optional_int
 from amcheck.schedules import AsyncMultistage, Schedule, TwoLevel
 from amcheck.storage import RamTier, Tier
+
+#: The open Checkpointer each caller-owned tier serves: two at once would write the same steps
+#: and delete each other's checkpoints.
+_TIER_USERS: weakref.WeakKeyDictionary[Tier, weakref.ref[Checkpointer]] = weakref.WeakKeyDictionary()
 
 __all__ = ["Checkpointer"]
 
@@ -79,8 +84,9 @@ class Checkpointer:
         - a zarr store (``zarr.storage.LocalStore``, ``MemoryStore``, ...): a ZarrTier in it;
           amcheck deletes its checkpoints on ``close()`` but leaves the store's group;
         - a :class:`~amcheck.storage.Tier` (``ZarrTier``, ``RawTier``): caller-owned; its spec
-          must match ``initial_state``; ``close()`` deletes the checkpoints amcheck wrote and
-          does not close the tier.
+          must match ``initial_state``; it must hold no checkpoints and serve no other open
+          Checkpointer; ``close()`` deletes the checkpoints amcheck wrote and does not close
+          the tier.
     strategy
         ``"auto"`` (default): ``"store_all"`` when all states fit ``ram``, else ``"revolve"``
         with the most slots that fit when ``disk`` is ``None``, else ``"async_multistage"``.
@@ -273,6 +279,22 @@ class Checkpointer:
                     f"compression={compression!r} cannot be applied here: disk is a Tier "
                     "instance; set compression on the tier itself"
                 )
+            user = _TIER_USERS.get(disk)
+            other = None if user is None else user()
+            if other is not None and not other.closed:
+                raise InvalidArgumentError(
+                    f"disk tier {disk!r} is already used by another open Checkpointer; both "
+                    "would write and delete the same steps: give each its own tier (or close "
+                    "the other first)"
+                )
+            if disk.steps:
+                held = sorted(disk.steps)
+                raise InvalidArgumentError(
+                    f"disk tier {disk!r} already holds checkpoints (steps {held[:5]}"
+                    f"{', ...' if len(held) > 5 else ''}), which the sweeps would overwrite "
+                    "and delete: give the Checkpointer an empty tier"
+                )
+            _TIER_USERS[disk] = weakref.ref(self)
             return disk
         # Without importing zarr: a store exists only once zarr is imported. getattr: another
         # thread may be importing zarr right now, its module not yet complete.
@@ -333,7 +355,11 @@ class Checkpointer:
                 break
 
     def _close_owned(self) -> None:
-        """Close the tier amcheck created and remove the directory it made for it."""
+        """Close the tier amcheck created and remove the directory it made for it; release a
+        caller's tier for other Checkpointers."""
+        for tier, user in list(_TIER_USERS.items()):
+            if user() is self:
+                del _TIER_USERS[tier]
         tier, self._owned_tier = self._owned_tier, None
         try:
             if tier is not None:
@@ -551,6 +577,11 @@ class Checkpointer:
         """Release the RAM pool and the checkpoints written to disk; idempotent."""
         if self._phase == "closed":
             return
+        if self._busy:
+            raise SweepStateError(
+                "close() was called while a sweep is running (from inside an operator?); to "
+                "stop a sweep, raise an exception in your operator, then close()"
+            )
         self._phase = "closed"
         try:
             self._engine.close()

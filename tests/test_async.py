@@ -7,6 +7,7 @@ StoreAll in RAM is the reference, compared bit for bit.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import re
@@ -643,6 +644,42 @@ def test_a_failed_prefetch_is_raised_at_the_next_step(tmp_path: Path) -> None:
         with pytest.raises(TransferError, match="step 20"):
             ckp.reverse()
     assert len(adjoint.seen) <= 5, adjoint.seen  # it was 10: the whole segment
+
+
+def test_a_callers_tier_serves_one_open_checkpointer(tmp_path: Path) -> None:
+    """Two at once would overwrite and delete each other's checkpoints (A reversed on B's
+    states with no error); a tier that holds checkpoints already is refused too."""
+    tier = RawTier(tmp_path / "r.bin", SPEC)
+    first = Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=tier, interval=4)
+    with pytest.raises(InvalidArgumentError, match="already used by another open Checkpointer"):
+        Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=tier, interval=4)
+    first.close()
+    with Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=tier,
+                      interval=4) as second:  # free again once the first is closed
+        second.forward()
+    asyncio.run(tier.put(8, initial_state()))
+    with pytest.raises(InvalidArgumentError, match=r"already holds checkpoints \(steps \[8\]\)"):
+        Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=tier, interval=4)
+
+
+def test_close_from_inside_an_operator_is_refused(tmp_path: Path) -> None:
+    tier = RawTier(tmp_path / "r.bin", SPEC)
+    box: list[Checkpointer] = []
+
+    class Closing(Forward):
+        def advance(self, src: Any, dst: Any, t0: int, t1: int) -> int | None:
+            if t0 >= 8:
+                box[0].close()
+            return super().advance(src, dst, t0, t1)
+
+    with Checkpointer(Closing(), Adjoint(), initial_state(), N, ram=RAM, disk=tier,
+                      interval=4) as ckp:
+        box.append(ckp)
+        with pytest.raises(amcheck.OperatorError) as info:
+            ckp.forward()
+        assert "close() was called while a sweep is running" in str(info.value.__cause__)
+        assert not ckp.closed and tier.steps == frozenset()  # reset: nothing left on the tier
+    assert ckp.closed
 
 
 # -- budgets ------------------------------------------------------------------------------------
