@@ -310,6 +310,11 @@ class Checkpointer:
         if is_store:
             tier = ZarrTier(disk, spec, compression)
         else:
+            if isinstance(disk, str) and not disk.strip():
+                raise InvalidArgumentError(
+                    f"disk={disk!r} names no directory (an unset environment variable?); pass "
+                    "a directory path, or None to keep every checkpoint in RAM"
+                )
             if isinstance(disk, str) and "://" in disk:
                 raise InvalidArgumentError(
                     f"disk={disk!r}: pass a URL as a zarr store (zarr.storage.FsspecStore."

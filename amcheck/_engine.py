@@ -553,7 +553,8 @@ class Engine:
         step = returned_step(result, f"the forward operator's advance(src, dst, t0={t0}, t1={t1})")
         if step is None:
             return t1
-        if not forward and step != t1:
+        # Unknown length: a step returned means "ended here", even t1, so only n is consistent.
+        if not forward and (step != t1 or (not self._known_length and step != self._n)):
             raise OperatorError(
                 f"the forward operator's advance(src, dst, t0={t0}, t1={t1}) returned {step} "
                 f"while recomputing states for the reverse sweep, but the forward sweep ended "

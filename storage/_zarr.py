@@ -48,6 +48,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from amcheck.storage._chunk_codec import ChunkCodec
 from amcheck.storage._codecs import Compression, CompressionLike, parse_compression, quiet_numcodecs
 from amcheck.storage._direct import check_direct, direct_files
@@ -219,7 +220,8 @@ class ZarrTier(Tier):
         self.name = name
         self.index_interval = float(index_interval)
         self.compression: Compression = parse_compression(compression)
-        for fld in spec.values():
+        for key, fld in spec.items():
+            _check_dtype(key, np.dtype(fld.dtype))
             self.compression.check(fld.dtype)  # before the store is touched
         self._budget = None if budget is None else parse_bytes(budget, "budget")
         self._layouts = {key: Layout.of(key, f.shape) for key, f in spec.items()}
@@ -570,4 +572,20 @@ class ZarrTier(Tier):
         return (
             f"ZarrTier({self.path!r}, compression={self.compression.text!r}, "
             f"checkpoints={len(self._index)}, nbytes={format_bytes(self._index.nbytes)})"
+        )
+
+
+def _check_dtype(key: str, dtype: np.dtype[Any]) -> None:
+    """Refuse, before anything is written, a field the zarr tier cannot store and read back:
+    a byte order other than the machine's (read back as native, it failed a whole sweep later)
+    or a dtype zarr v3 has no data type for (float128, structured, void, object)."""
+    if not dtype.isnative:
+        raise InvalidArgumentError(
+            f"field {key!r} has the non-native byte order of dtype {dtype.str!r}, which the "
+            f"zarr tier does not store; convert it first, e.g. x.astype({dtype.newbyteorder('=').str!r})"
+        )
+    if dtype.kind not in "biufc" or dtype.itemsize > 16 or (dtype.kind == "f" and dtype.itemsize > 8):
+        raise InvalidArgumentError(
+            f"field {key!r} has dtype {dtype.str!r}, which the zarr tier cannot store; allowed: "
+            "bool, (unsigned) integers, float16/32/64, complex64/128"
         )

@@ -272,6 +272,24 @@ def test_unknown_length_end_must_lie_inside_the_advance() -> None:
         ckp.forward()
 
 
+def test_unknown_length_ending_at_a_recomputation_end_is_caught(tmp_path: Any) -> None:
+    """With n unknown a returned step means "ended here": returning t1 < n while recomputing
+    is an operator that ends differently the second time (it passed unnoticed)."""
+    forward_done = [False]
+    inner = Forward(stop_at=20)
+
+    def advance(src: Mapping[str, np.ndarray], dst: Any, t0: int, t1: int) -> int | None:
+        result = inner.advance(src, dst, t0, t1)
+        return t1 if forward_done[0] else result
+
+    with Checkpointer(advance, Adjoint(), initial_state(), None, ram="1 MiB", disk=tmp_path,
+                      strategy="async_multistage", interval=6) as ckp:
+        ckp.forward()
+        forward_done[0] = True
+        with pytest.raises(OperatorError, match=r"ended at n=20: an operator must end the"):
+            ckp.reverse()
+
+
 # -- sweeps in order, repeated reverse, reset after errors --------------------------------------
 
 
@@ -582,6 +600,28 @@ def test_disk_directory_that_cannot_be_made(tmp_path: Any) -> None:
     blocker.write_text("")
     with pytest.raises(InvalidArgumentError, match=r"disk=.*could not be created"):
         Checkpointer(Forward(), Adjoint(), initial_state(), N, disk=blocker / "sub")
+
+
+@pytest.mark.parametrize("disk", ["", "  "])
+def test_an_empty_disk_path_is_refused(disk: str) -> None:
+    """Not taken as the current directory (an unset environment variable would put it there)."""
+    with pytest.raises(InvalidArgumentError, match="names no directory"):
+        Checkpointer(Forward(), Adjoint(), initial_state(), N, disk=disk)
+
+
+@pytest.mark.parametrize(("dtype", "match"), [
+    (">f8", "non-native byte order"), ("<f16", "cannot store"), ("V8", "cannot store"),
+])
+def test_a_dtype_the_disk_tier_cannot_store_is_refused_up_front(
+    tmp_path: Any, dtype: str, match: str
+) -> None:
+    """A big-endian field ran the whole forward sweep and failed reading back; float128 and
+    void fields failed with zarr's own ValueError / TypeError."""
+    x0 = {"u": np.zeros(8, dtype=dtype)}
+    with pytest.raises(InvalidArgumentError, match=f"field 'u' .*{match}"):
+        Checkpointer(lambda s, d, t0, t1: None, lambda s, t: None, x0, N, disk=tmp_path,
+                     strategy="async_multistage", interval=4)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_api_docs_name_every_export() -> None:
