@@ -13,9 +13,13 @@ version, the state spec, the compression, the rows per array), compared on reope
 index: step -> (row, stored bytes). Writing it costs about 1 ms on a local disk, so it is
 written at most every ``interval`` seconds while checkpoints come and go, and always on
 flush/close. Crash safety follows from one rule: **a row that a saved index may refer to is not
-reused before the next save** (such rows wait in a "limbo" list). So a process that dies between
-saves loses, on reopen, the checkpoints of the last ``interval`` seconds (and a checkpoint
-deleted since may come back), but never maps a step to another step's data.
+reused before the next save** (such rows wait in a "limbo" list; a row taken and dropped
+between two saves is free at once). So a process that dies between saves loses, on reopen, the
+checkpoints of the last ``interval`` seconds (and a checkpoint deleted since may come back), but
+never maps a step to another step's data. A put that finds no free row while dropped rows wait
+saves the index first and reuses one (:meth:`StepIndex.must_save_for_row`), so the rows on the
+store, and their files, are never more than the checkpoints held at once plus those being
+written: a disk budget bounds the disk's use, not only the bytes held.
 """
 
 from __future__ import annotations
@@ -68,7 +72,9 @@ class StepIndex(Mapping[int, tuple[int, int]]):
         self._where = where
         self._entries: dict[int, tuple[int, int]] = {}
         self._free_rows: list[int] = []  # rows no saved index refers to: reusable
-        self._limbo_rows: list[int] = []  # rows dropped since the last index save
+        self._limbo_rows: list[int] = []  # rows the saved index names, dropped since it was saved
+        self._saved_rows: frozenset[int] = frozenset()  # rows the saved index names
+        self._saving_rows: list[int] = []  # limbo rows a save in progress will free
         self._next_row = 0
         self._version = 0
         self._saved_version = 0
@@ -131,8 +137,15 @@ class StepIndex(Mapping[int, tuple[int, int]]):
         return self._next_row - 1
 
     def release(self, row: int, *, indexed: bool) -> None:
-        """Give ``row`` back; ``indexed``: a saved index may name it, so wait for the next save."""
-        (self._limbo_rows if indexed else self._free_rows).append(row)
+        """Give ``row`` back; ``indexed``: it was held, so if the saved index names it, it waits
+        for the next save (a row taken and dropped between two saves is free at once)."""
+        (self._limbo_rows if indexed and row in self._saved_rows else self._free_rows).append(row)
+
+    def must_save_for_row(self) -> bool:
+        """Whether :meth:`take_row` would make a new row while dropped rows wait for a save:
+        save first, so that the rows on the store stay as few as the checkpoints held at once
+        (a disk budget bounds those; new rows each second it would not)."""
+        return not self._free_rows and bool(self._limbo_rows or self._saving_rows)
 
     def unused_rows(self) -> list[int]:
         """Rows taken once that no checkpoint holds now (their files may still be there)."""
@@ -188,6 +201,7 @@ class StepIndex(Mapping[int, tuple[int, int]]):
         held = {row for row, _ in self._entries.values()}
         self._next_row = max(used) + 1 if used else 0
         self._free_rows = sorted(set(range(self._next_row)) - held, reverse=True)
+        self._saved_rows = frozenset(used)
         self.nbytes = sum(nb for _, nb in self._entries.values())
         if len(self._entries) != len(entries):
             await self.save()
@@ -208,7 +222,9 @@ class StepIndex(Mapping[int, tuple[int, int]]):
                 return
             version = self._version
             limbo, self._limbo_rows = self._limbo_rows, []
+            self._saving_rows = limbo
             attrs = self.attrs()
+            rows = frozenset(row for row, _ in self._entries.values())  # those attrs name
             try:
                 loop = asyncio.get_running_loop()
                 if self._group is None or self._group[0] is not loop:
@@ -219,7 +235,10 @@ class StepIndex(Mapping[int, tuple[int, int]]):
             except BaseException:
                 self._limbo_rows.extend(limbo)
                 raise
+            finally:
+                self._saving_rows = []
             self._free_rows.extend(limbo)
+            self._saved_rows = rows
             self._saved_version = version
             self._saved_at = time.monotonic()
 

@@ -393,7 +393,8 @@ class ZarrTier(Tier):
         tier is closed: creating and unlinking files is what costs most there (0.4 ms and 2.7 ms
         each on the machine of ``benchmarks/disk_vs_ram.py``, against 0.1 ms to rewrite one).
         A row a saved index may still refer to (``indexed``) is reused only after the next
-        index save, so a reopened store never maps a step to another step's data.
+        index save (a put that needs it saves first), so a reopened store never maps a step to
+        another step's data.
         """
         try:
             if self._io.local is None:
@@ -445,6 +446,13 @@ class ZarrTier(Tier):
             and held + self.spec.nbytes > self._budget
         ):
             raise self._full(step, held, self.spec.nbytes)
+        for _ in range(2):  # a save that coalesced with one just made may free nothing
+            if not self._index.must_save_for_row():
+                break
+            try:
+                await self._index.save()
+            except Exception as exc:
+                raise self._io_error("write", step, exc) from exc
         row = self._index.take_row()
         try:
             nbytes = await self._io.put(state, row)

@@ -718,6 +718,20 @@ def test_thinned_segments_longer_than_the_slots_fit_the_pool(tmp_path: Path, slo
     assert_same(grad, expected)
 
 
+def test_disk_use_stays_within_the_budget_over_repeated_sweeps(tmp_path: Path) -> None:
+    """An optimiser's loop of thinning sweeps: the tier's files stay within disk_budget (they
+    grew by a few checkpoints a sweep)."""
+    budget = 6
+    with Checkpointer(Forward(stop_at=200), Adjoint(), initial_state(), None, ram=8 * SLOT,
+                      disk=tmp_path, interval=2, disk_budget=budget * SPEC.nbytes) as ckp:
+        tier: Any = ckp.disk
+        for _ in range(8):
+            ckp.forward()
+            ckp.reverse()
+            rows = [p for p in (Path(tier.path) / "u").iterdir() if p.name.startswith("c.")]
+            assert len(rows) <= budget, len(rows)
+
+
 def test_disk_budget_with_known_length_raises_the_interval(tmp_path: Path) -> None:
     disk = CountingRaw(tmp_path / "r.bin")
     _, _, stats, ckp = gradient(disk, interval=2, disk_budget=3 * SPEC.nbytes)

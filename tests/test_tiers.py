@@ -449,16 +449,32 @@ async def test_zarr_reopen_without_close_never_returns_another_step(tmp_path: Pa
     await tier.put(0, make_state(0))  # the first put saves the index
     await tier.put(1, make_state(1))
     await tier.delete(0)
-    await tier.put(2, make_state(2))  # must not reuse step 0's row: the saved index names it
+    # Step 0's row is reused only after an index save drops it (this put saves first, so that
+    # the files on disk stay as few as the checkpoints held); put 2's own entry is not saved.
+    await tier.put(2, make_state(2))
+    assert tier._index._next_row == 2  # no third row
     # no close(): as if the process died here
     again = ZarrTier(tmp_path / "z", SPEC)
-    assert again.steps == frozenset({0})
+    assert again.steps == frozenset({1})
     out = empty_like(SPEC)
-    await again.get(0, out)
-    for key, array in make_state(0).items():
+    await again.get(1, out)
+    for key, array in make_state(1).items():
         np.testing.assert_array_equal(out[key], array, strict=True)
     await again.flush()
     await again.close()
+
+
+async def test_zarr_rows_on_disk_stay_as_few_as_the_checkpoints_held(tmp_path: Path) -> None:
+    """A dropped row waited for the next timed index save, so every put in between made new
+    files: disk use grew past what a disk budget allows (a thinning run, an optimiser's loop)."""
+    tier = ZarrTier(tmp_path / "z", SPEC, index_interval=3600)
+    for step in range(40):
+        await tier.put(step, make_state(step % 3))
+        if step >= 2:
+            await tier.delete(step - 2)
+    assert len(tier.steps) == 2 and tier._index._next_row <= 3
+    assert len([p for p in (tmp_path / "z" / "u").iterdir() if p.name.startswith("c.")]) <= 3
+    await tier.close()
 
 
 def test_zarr_index_interval_is_checked() -> None:
