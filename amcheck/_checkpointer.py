@@ -13,8 +13,10 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -39,6 +41,56 @@ from amcheck._timeline import Timeline
 from amcheck._validate import check_int, check_optional_int
 from amcheck.schedules import AsyncMultistage, Schedule, TwoLevel
 from amcheck.storage import RamTier, Tier
+
+
+@dataclass(slots=True)
+class _Owned:
+    """What a Checkpointer made and removes on close: its disk tier, the directory it made for
+    it, and the directories it had to create for that one (innermost first)."""
+
+    tier: Tier | None = None
+    folder: Path | None = None
+    made: list[Path] = field(default_factory=list)
+
+    def remove_folder(self) -> None:
+        """Remove the folder, then the directories made for it while nothing else is in them."""
+        folder, self.folder = self.folder, None
+        made, self.made = self.made, []
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        for parent in made:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+
+    def close(self) -> None:
+        """Close the tier amcheck created, then remove the folder."""
+        tier, self.tier = self.tier, None
+        try:
+            if tier is not None:
+                from amcheck.storage._sync import run_sync
+
+                run_sync(tier.close())
+        finally:
+            self.remove_folder()
+
+
+def _collected(engine: Engine, owned: _Owned) -> None:
+    """A Checkpointer garbage-collected (or alive at exit) without ``close()``: clean up."""
+    warnings.warn(
+        "an amcheck Checkpointer was not closed; amcheck closed it (use it as a context "
+        "manager, `with Checkpointer(...) as ckp:`, or call ckp.close())",
+        ResourceWarning,
+        stacklevel=2,
+    )
+    try:
+        engine.close()
+    except Exception:  # noqa: BLE001, S110 - nobody to report to: the owner is gone
+        pass
+    finally:
+        owned.close()
+
 
 #: The open Checkpointer each caller-owned tier serves: two at once would write the same steps
 #: and delete each other's checkpoints.
@@ -179,9 +231,7 @@ class Checkpointer:
         timeline: bool = True,
     ) -> None:
         self._phase: _Phase = "closed"  # until fully built
-        self._owned_tier: Tier | None = None
-        self._owned_dir: Path | None = None
-        self._made_parents: list[Path] = []  # parents of _owned_dir amcheck made, innermost first
+        self._owned = _Owned()
         advance_fn = as_forward(forward)
         reverse_fn = as_reverse(reverse)
         spec = StateSpec.from_arrays(initial_state, "initial_state")
@@ -227,6 +277,12 @@ class Checkpointer:
         except BaseException:
             self._close_owned()
             raise
+        # With a disk tier, not closed before it is garbage-collected (or at exit): stop its
+        # threads, delete its disk checkpoints and remove what it made, with a ResourceWarning.
+        # (RAM alone is memory, which the collector frees anyway.)
+        self._finalizer = None if tier is None else weakref.finalize(
+            self, _collected, self._engine, self._owned
+        )
         self._schedule: Schedule | None = None
         self._n_seen: int | None = None
         self._busy = False
@@ -330,34 +386,21 @@ class Checkpointer:
             made = [p for p in (root, *root.parents) if not p.exists()]
             try:
                 root.mkdir(parents=True, exist_ok=True)
-                self._made_parents = made
-                self._owned_dir = Path(tempfile.mkdtemp(prefix="amcheck-", dir=root))
+                self._owned.made = made
+                self._owned.folder = Path(tempfile.mkdtemp(prefix="amcheck-", dir=root))
             except OSError as exc:
-                self._remove_owned_dir()
+                self._owned.remove_folder()
                 raise InvalidArgumentError(
                     f"disk={str(root)!r}: the directory for the disk tier could not be created "
                     f"({type(exc).__name__}: {exc}); pass a directory you can write to"
                 ) from exc
             try:
-                tier = ZarrTier(self._owned_dir, spec, compression)
+                tier = ZarrTier(self._owned.folder, spec, compression)
             except BaseException:
-                self._remove_owned_dir()
+                self._owned.remove_folder()
                 raise
-        self._owned_tier = tier
+        self._owned.tier = tier
         return tier
-
-    def _remove_owned_dir(self) -> None:
-        """Remove the directory amcheck made for its tier, and the parents it had to make while
-        nothing else is in them."""
-        folder, self._owned_dir = self._owned_dir, None
-        parents, self._made_parents = self._made_parents, []
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-        for parent in parents:
-            try:
-                parent.rmdir()
-            except OSError:
-                break
 
     def _close_owned(self) -> None:
         """Close the tier amcheck created and remove the directory it made for it; release a
@@ -365,14 +408,7 @@ class Checkpointer:
         for tier, user in list(_TIER_USERS.items()):
             if user() is self:
                 del _TIER_USERS[tier]
-        tier, self._owned_tier = self._owned_tier, None
-        try:
-            if tier is not None:
-                from amcheck.storage._sync import run_sync
-
-                run_sync(tier.close())
-        finally:
-            self._remove_owned_dir()
+        self._owned.close()
 
     # -- sweeps --------------------------------------------------------------------------------
 
@@ -588,6 +624,8 @@ class Checkpointer:
                 "stop a sweep, raise an exception in your operator, then close()"
             )
         self._phase = "closed"
+        if self._finalizer is not None:
+            self._finalizer.detach()
         try:
             self._engine.close()
         finally:
@@ -654,11 +692,16 @@ class Checkpointer:
             self._engine.clear()
         except Exception as cleanup:  # noqa: BLE001 - any failure: report it, close
             self._phase = "closed"
+            if self._finalizer is not None:
+                self._finalizer.detach()
             with contextlib.suppress(Exception):
-                self._engine.close()
+                try:
+                    self._engine.close()
+                finally:
+                    self._close_owned()
             error.add_note(
                 "amcheck could not clean up after it and closed the Checkpointer (make a new "
-                "one; the disk tier may still hold some of its checkpoints): "
+                "one; a disk tier you passed may still hold some of its checkpoints): "
                 f"{type(cleanup).__name__}: {cleanup}"
             )
 

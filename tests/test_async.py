@@ -682,6 +682,26 @@ def test_close_from_inside_an_operator_is_refused(tmp_path: Path) -> None:
     assert ckp.closed
 
 
+def test_a_checkpointer_dropped_unclosed_is_cleaned_up(tmp_path: Path) -> None:
+    """Its threads stopped and its directory removed when it is garbage-collected, with a
+    ResourceWarning (threads and directories stayed for the rest of the process, and after)."""
+    import gc
+
+    before = {t.ident for t in threading.enumerate()}
+
+    def forgetful() -> None:
+        ckp = Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=tmp_path,
+                           interval=4)
+        ckp.forward()
+        assert any(t.name.startswith("amcheck") for t in threading.enumerate())
+
+    with pytest.warns(ResourceWarning, match="Checkpointer was not closed"):
+        forgetful()
+        gc.collect()
+    assert {t.ident for t in threading.enumerate()} <= before
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- budgets ------------------------------------------------------------------------------------
 
 
