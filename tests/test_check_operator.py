@@ -95,7 +95,19 @@ def ends_early(src: State, dst: Any, t0: int, t1: int) -> int:
     return t0 + 1
 
 
+_calls = [0]
+
+
+def counts_its_calls(src: State, dst: Any, t0: int, t1: int) -> None:
+    """Writes every element, but not the same values twice (a hidden call counter)."""
+    _calls[0] += 1
+    good(src, dst, t0, t1)
+    dst["u"][...] += 1e-6 * _calls[0]
+
+
 @pytest.mark.parametrize(("operator", "match"), [
+    (counts_its_calls, (r"two identical calls .* wrote different values into \d+ bytes of "
+                        r"dst\['u'\]: an advance must depend on src, t0 and t1 only")),
     (forgets_a_field, r"leaves \d+ bytes of dst\['n'\] as they were"),
     (forgets_the_edge, r"leaves \d+ bytes of dst\['u'\] as they were"),
     (aliasing, r"in place \(dst is src\) differs .* field 'u'"),
