@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +121,31 @@ def _open_store(store: Any) -> tuple[Store, bool, str]:
         "store must be a local path, an fsspec URL or a zarr.storage store, "
         f"got {store!r} of type {type(store).__name__}"
     )
+
+
+def _fresh_directory(store: Any) -> tuple[Path, bool] | None:
+    """A local directory path that is missing or empty (and whether it exists): what opening a
+    tier there creates may all go again if the opening fails."""
+    if not isinstance(store, (str, os.PathLike)) or "://" in os.fspath(store):
+        return None
+    local = Path(store)
+    if not local.exists():
+        return local, False
+    if local.is_dir() and not any(local.iterdir()):
+        return local, True
+    return None
+
+
+def _remove_new_store(local: Path, existed: bool) -> None:
+    """Undo a failed opening in a directory that was missing (remove it) or empty (empty it)."""
+    if not existed:
+        shutil.rmtree(local, ignore_errors=True)
+        return
+    for entry in local.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 class ZarrTier(Tier):
@@ -226,6 +252,7 @@ class ZarrTier(Tier):
         self._budget = None if budget is None else parse_bytes(budget, "budget")
         self._layouts = {key: Layout.of(key, f.shape) for key, f in spec.items()}
         self._max_checkpoints = self._count_checkpoints()
+        fresh = _fresh_directory(store)
         self._store, self._owns_store, self.path = _open_store(store)
         self._fields: dict[str, FieldArray] = {}
         self._io: ShardIO  # set by _open, with the fields
@@ -234,8 +261,13 @@ class ZarrTier(Tier):
             f"zarr tier {self.name!r} at {self.path}",
         )
         self._closed = False
-        with quiet_numcodecs():
-            run_sync(self._open(overwrite, direct))
+        try:
+            with quiet_numcodecs():
+                run_sync(self._open(overwrite, direct))
+        except BaseException:
+            if fresh is not None:
+                _remove_new_store(*fresh)
+            raise
         #: Whether checkpoints move with direct I/O (``O_DIRECT``), see the ``direct`` parameter.
         self.direct: bool = self._io.local is not None and self._io.local.direct is not None
 

@@ -202,3 +202,19 @@ def test_direct_argument_is_checked() -> None:
     with pytest.raises(InvalidArgumentError, match="direct=True needs a writable local directory"):
         ZarrTier(MemoryStore(), spec, direct=True)
     assert ZarrTier(MemoryStore(), spec).direct is False  # auto: not a local directory
+
+
+def test_a_refused_direct_tier_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """direct=True where the file system has no O_DIRECT (tmpfs, many network file systems)
+    is refused after the store was made: its directory, group and arrays stayed."""
+    monkeypatch.setattr(_direct, "direct_supported", lambda directory: False)
+    spec = StateSpec({"u": ((2, 16, 16), "float32")})
+    with pytest.raises(InvalidArgumentError, match="direct=True"):
+        ZarrTier(tmp_path / "new", spec, direct=True)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidArgumentError, match="direct=True"):
+        ZarrTier(tmp_path / "empty", spec, direct=True)
+    assert list((tmp_path / "empty").iterdir()) == []
