@@ -206,12 +206,28 @@ class TransferService:
         self._thread = threading.Thread(
             target=self._run_loop, args=(started,), name=name, daemon=True
         )
-        self._thread.start()
-        started.wait()
         self._inbox: queue.SimpleQueue[_Submitted | None] = queue.SimpleQueue()
         self._submitter = threading.Thread(target=self._hand_over, name=f"{name}-submit",
                                            daemon=True)
-        self._submitter.start()
+        try:
+            self._thread.start()
+            started.wait()
+            self._submitter.start()
+        except BaseException:  # a Ctrl-C while the threads start: none is left running
+            self._stop_threads()
+            raise
+
+    def _stop_threads(self) -> None:
+        """Stop the submit thread, the loop thread and the pools (their work is done)."""
+        if self._submitter.is_alive():
+            self._inbox.put(None)  # every transfer submitted before reaches the loop first
+            self._submitter.join()
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+        self._loop.close()
+        self._codecs.shutdown(wait=True)
+        self._io.shutdown(wait=True)
 
     # -- the loop thread -------------------------------------------------------------------------
 
@@ -454,11 +470,7 @@ class TransferService:
             self._submitter.join()
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result()
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-        self._loop.close()
-        self._codecs.shutdown(wait=True)
-        self._io.shutdown(wait=True)
+        self._stop_threads()
         self._stopped = True
         self._raise_unobserved()
 

@@ -435,3 +435,27 @@ def test_every_unobserved_failure_is_reported() -> None:
     assert any("step 6" in note for note in info.value.__notes__)
     service.wait_all()  # raised once
     service.close()
+
+
+def test_an_interrupt_while_the_threads_start_leaves_none_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Ctrl-C early in a disk sweep could land while the service started its threads: the
+    loop thread then ran for the rest of the process (the service was never returned)."""
+    import types
+
+    import amcheck.storage._transfer as transfer
+
+    class Interrupted(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            super().wait(timeout)
+            raise KeyboardInterrupt
+
+    fake = types.SimpleNamespace(**{k: getattr(threading, k) for k in dir(threading)
+                                    if not k.startswith("__")})
+    fake.Event = Interrupted
+    monkeypatch.setattr(transfer, "threading", fake)
+    before = _threads()
+    with pytest.raises(KeyboardInterrupt):
+        TransferService()
+    assert _threads() <= before
