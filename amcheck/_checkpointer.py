@@ -624,12 +624,18 @@ class Checkpointer:
                 "stop a sweep, raise an exception in your operator, then close()"
             )
         self._phase = "closed"
-        if self._finalizer is not None:
-            self._finalizer.detach()
         try:
             self._engine.close()
+        except Exception:
+            raise  # closed all the same
+        except BaseException:
+            self._phase = "ready"  # interrupted (Ctrl-C): the next close() finishes the work
+            raise
         finally:
-            self._close_owned()
+            if self._phase == "closed":
+                if self._finalizer is not None:
+                    self._finalizer.detach()
+                self._close_owned()
 
     def __enter__(self) -> Self:
         self._check_open()

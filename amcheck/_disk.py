@@ -352,11 +352,13 @@ class DiskPath:
 
     # -- shutting down -------------------------------------------------------------------------
 
-    def abandon(self) -> list[Slot]:
+    def abandon(self) -> BaseException | None:
         """After an error or before a new sweep: let every transfer end, forget them all.
 
         Errors of the abandoned transfers are not raised (the first error is the one the caller
-        already has). Returns every slot a transfer pinned.
+        already has). A ``KeyboardInterrupt`` while it waits does not stop the waiting (a write
+        still running would read a slot given back to the pool, and land after the clean-up
+        deleted the tier's checkpoints); it is returned, for the caller to raise when done.
         """
         transfers = [*self._writes, *self._reads.values()]
         deletes, self._deletes = self._deletes, []
@@ -364,10 +366,15 @@ class DiskPath:
         self._writes = []
         self._reads = {}
         self._holding.clear()
+        interrupt: BaseException | None = None
         for future in [*(t.future for t in transfers), *deletes]:
-            with contextlib.suppress(BaseException):
-                concurrent_wait(future)
-        return [t.slot for t in transfers]
+            while True:
+                try:
+                    concurrent_wait(future)
+                    break
+                except BaseException as exc:  # noqa: BLE001 - raised by the caller, later
+                    interrupt = interrupt or exc
+        return interrupt
 
     def stop(self) -> None:
         """Stop the transfer service and its threads (it restarts on the next transfer)."""

@@ -317,22 +317,27 @@ class Engine:
         self._disk_ckpt.clear()
         self._fwd_disk = frozenset()
         dp = self._dp
-        if dp is not None:
-            dp.abandon()  # every transfer ends before its slot goes back to the pool
+        # Every transfer ends before its slot goes back to the pool (a Ctrl-C meanwhile is
+        # raised once the clean-up is done).
+        interrupt = None if dp is None else dp.abandon()
         for slot in list(self._held.values()):
             self._pool.release(slot)
         self._held.clear()
         if dp is None:
             return
         try:
-            steps = sorted(self._disk_all | dp.undeleted)
-            self._disk_all, dp.undeleted = set(), set()
-            if self._disk is not None:
-                for step in steps:
-                    if step in self._disk:
-                        dp.run(self._disk.delete(step), step, "delete")
+            # Forgotten one by one, so that a clean-up interrupted (Ctrl-C) is finished by the
+            # next one.
+            self._disk_all |= dp.undeleted
+            dp.undeleted = set()
+            for step in sorted(self._disk_all):
+                if self._disk is not None and step in self._disk:
+                    dp.run(self._disk.delete(step), step, "delete")
+                self._disk_all.discard(step)
         finally:
             dp.stop()  # the transfer thread restarts with the next sweep's first transfer
+        if interrupt is not None:
+            raise interrupt
 
     def close(self) -> None:
         """Release everything and stop the transfer threads; the engine is unusable afterwards."""

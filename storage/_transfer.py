@@ -187,7 +187,7 @@ class TransferService:
         self._lock = threading.Lock()
         self._pending: set[TransferFuture] = set()
         self._failed: list[TransferFuture] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False  # no new transfers
         self._stopped = False  # close() has stopped every thread
         self.stall_seconds = 0.0
@@ -403,7 +403,18 @@ class TransferService:
         except SweepStateError:
             coro.close()
             raise
-        return asyncio.run_coroutine_threadsafe(self._with_codecs(coro), self._loop).result(timeout)
+        return asyncio.run_coroutine_threadsafe(self._tracked(coro), self._loop).result(timeout)
+
+    async def _tracked(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """``coro`` as one of the service's tasks: if the caller stops waiting (Ctrl-C), close()
+        cancels it instead of leaving it pending on a closed loop."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            return await self._with_codecs(coro)
+        finally:
+            self._tasks.discard(task)
 
     async def _with_codecs(self, coro: Coroutine[Any, Any, _T]) -> _T:
         _CODECS.set(self._codecs)

@@ -702,6 +702,76 @@ def test_a_checkpointer_dropped_unclosed_is_cleaned_up(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_second_ctrl_c_during_the_reset_is_raised_once_the_writes_ended(
+    tmp_path: Path,
+) -> None:
+    """The reset waits for a write still running (it reads a slot about to go back to the
+    pool). A second Ctrl-C meanwhile was swallowed, and the write's checkpoint landed after the
+    reset had deleted the tier's checkpoints: it stayed on the caller's tier."""
+    import signal
+
+    class SlowWrite(CountingRaw):
+        async def put(self, step: int, state: Any) -> None:
+            if step == 4:
+                await asyncio.to_thread(time.sleep, 0.6)
+            await super().put(step, state)
+
+    class Interrupting(Forward):
+        def advance(self, src: Any, dst: Any, t0: int, t1: int) -> int | None:
+            if t0 >= 4:  # x_4 is being written
+                signal.setitimer(signal.ITIMER_REAL, 0.2)  # the second press, during the reset
+                raise KeyboardInterrupt("first")
+            return super().advance(src, dst, t0, t1)
+
+    def second(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("second")
+
+    previous = signal.signal(signal.SIGALRM, second)
+    tier = SlowWrite(tmp_path / "r.bin")
+    try:
+        with Checkpointer(Interrupting(), Adjoint(), initial_state(), N, ram=RAM, disk=tier,
+                          strategy="async_multistage", interval=4, max_in_flight=1) as ckp:
+            with pytest.raises(KeyboardInterrupt, match="second"):
+                ckp.forward()
+            assert tier.puts.get(4) == 1 and tier.steps == frozenset()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not [t for t in threading.enumerate() if t.name.startswith("amcheck")]
+
+
+def test_close_interrupted_is_finished_by_the_next_close(tmp_path: Path) -> None:
+    """close() marked itself closed before deleting, so after a Ctrl-C a second close() did
+    nothing and the checkpoints not yet deleted stayed on the caller's tier."""
+    import signal
+
+    class SlowDeletes(CountingRaw):
+        async def delete(self, step: int) -> None:
+            await asyncio.sleep(0.1)
+            await super().delete(step)
+
+    def press(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("ctrl-c")
+
+    tier = SlowDeletes(tmp_path / "r.bin")
+    ckp = Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=tier,
+                       strategy="async_multistage", interval=4)
+    ckp.forward()
+    assert len(tier.steps) >= 3
+    previous = signal.signal(signal.SIGALRM, press)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.15)
+        with pytest.raises(KeyboardInterrupt):
+            ckp.close()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not ckp.closed and tier.steps
+    ckp.close()
+    assert ckp.closed and tier.steps == frozenset()
+    assert not [t for t in threading.enumerate() if t.name.startswith("amcheck")]
+
+
 # -- budgets ------------------------------------------------------------------------------------
 
 
