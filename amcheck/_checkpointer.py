@@ -133,8 +133,9 @@ class Checkpointer:
           :class:`~amcheck.storage.ZarrTier` there with ``compression``, in a fresh
           ``amcheck-*`` subdirectory (the directory and its parents are created if missing),
           and removes what it created on ``close()`` (the directories it made, while empty);
-        - a zarr store (``zarr.storage.LocalStore``, ``MemoryStore``, ...): a ZarrTier in it;
-          amcheck deletes its checkpoints on ``close()`` but leaves the store's group;
+        - a zarr store (``zarr.storage.LocalStore``, ``MemoryStore``, ...): a ZarrTier in it
+          (a store serves one open tier at a time); amcheck deletes its checkpoints on
+          ``close()`` but leaves the store's group;
         - a :class:`~amcheck.storage.Tier` (``ZarrTier``, ``RawTier``): caller-owned; its spec
           must match ``initial_state``; it must hold no checkpoints and serve no other open
           Checkpointer; ``close()`` deletes the checkpoints amcheck wrote and does not close

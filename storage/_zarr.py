@@ -46,6 +46,7 @@ import math
 import os
 import re
 import shutil
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +122,24 @@ def _open_store(store: Any) -> tuple[Store, bool, str]:
         "store must be a local path, an fsspec URL or a zarr.storage store, "
         f"got {store!r} of type {type(store).__name__}"
     )
+
+
+#: The stores open ZarrTiers of this process use: two tiers on one store would take the same
+#: rows, each overwriting the other's checkpoints (another process's tier is not seen).
+_OPEN_STORES: dict[tuple[str, Any], weakref.ref[ZarrTier]] = {}
+
+
+def _store_key(store: Any) -> tuple[str, Any]:
+    """What identifies ``store`` (a path, a URL or a store object) among the open tiers."""
+    from zarr.storage import LocalStore
+
+    if isinstance(store, LocalStore):
+        return ("path", os.path.realpath(store.root))
+    if isinstance(store, (str, os.PathLike)) and "://" not in os.fspath(store):
+        return ("path", os.path.realpath(store))
+    if isinstance(store, str):
+        return ("url", store)
+    return ("object", id(store))
 
 
 def _fresh_directory(store: Any) -> tuple[Path, bool] | None:
@@ -210,6 +229,7 @@ class ZarrTier(Tier):
     """
 
     is_persistent = True
+    _closed: bool
 
     def __init__(
         self,
@@ -252,6 +272,15 @@ class ZarrTier(Tier):
         self._budget = None if budget is None else parse_bytes(budget, "budget")
         self._layouts = {key: Layout.of(key, f.shape) for key, f in spec.items()}
         self._max_checkpoints = self._count_checkpoints()
+        store_key = _store_key(store)
+        user = _OPEN_STORES.get(store_key)
+        other = None if user is None else user()
+        if other is not None and not other._closed:
+            raise InvalidArgumentError(
+                f"store {store!r} is used by another open ZarrTier of this process ({other!r}); "
+                "two tiers on one store overwrite each other's checkpoints: close the other "
+                "first, or give this one its own directory or store"
+            )
         fresh = _fresh_directory(store)
         self._store, self._owns_store, self.path = _open_store(store)
         self._fields: dict[str, FieldArray] = {}
@@ -268,6 +297,8 @@ class ZarrTier(Tier):
             if fresh is not None:
                 _remove_new_store(*fresh)
             raise
+        self._store_key = store_key
+        _OPEN_STORES[store_key] = weakref.ref(self)
         #: Whether checkpoints move with direct I/O (``O_DIRECT``), see the ``direct`` parameter.
         self.direct: bool = self._io.local is not None and self._io.local.direct is not None
 
@@ -558,6 +589,9 @@ class ZarrTier(Tier):
                 ) from exc
         finally:
             self._closed = True
+            user = _OPEN_STORES.get(self._store_key)
+            if user is not None and user() is self:
+                del _OPEN_STORES[self._store_key]
             if self._owns_store:
                 self._store.close()
 

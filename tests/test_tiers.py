@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -453,7 +454,8 @@ async def test_zarr_reopen_without_close_never_returns_another_step(tmp_path: Pa
     # the files on disk stay as few as the checkpoints held); put 2's own entry is not saved.
     await tier.put(2, make_state(2))
     assert tier._index._next_row == 2  # no third row
-    # no close(): as if the process died here
+    del tier  # no close(): as if the process died here
+    gc.collect()
     again = ZarrTier(tmp_path / "z", SPEC)
     assert again.steps == frozenset({1})
     out = empty_like(SPEC)
@@ -633,3 +635,20 @@ async def test_raw_tier_drops_a_checkpoint_its_failed_in_place_overwrite_tore(
     await tier.get(6, out)
     assert np.all(out["u"] == 6.0)
     await tier.close()
+
+
+async def test_one_store_serves_one_open_zarr_tier(tmp_path: Path) -> None:
+    """Two tiers on one store took the same rows: each overwrote the other's checkpoints (two
+    Checkpointers given one zarr store reversed on each other's states, without an error)."""
+    first = ZarrTier(tmp_path / "z", SPEC)
+    for other in (tmp_path / "z", str(tmp_path / "z"), LocalStore(tmp_path / "z")):
+        with pytest.raises(InvalidArgumentError, match="used by another open ZarrTier"):
+            ZarrTier(other, SPEC)
+    store = MemoryStore()
+    in_memory = ZarrTier(store, SPEC)
+    with pytest.raises(InvalidArgumentError, match="used by another open ZarrTier"):
+        ZarrTier(store, SPEC)
+    await first.close()
+    await in_memory.close()
+    again = ZarrTier(tmp_path / "z", SPEC)  # free once the first is closed
+    await again.close()
