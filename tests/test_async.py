@@ -772,6 +772,27 @@ def test_close_interrupted_is_finished_by_the_next_close(tmp_path: Path) -> None
     assert not [t for t in threading.enumerate() if t.name.startswith("amcheck")]
 
 
+def test_a_checkpointer_open_at_exit_leaves_no_directory(tmp_path: Path) -> None:
+    """At exit (after Python stopped its thread pools) the directory amcheck made goes, without
+    a traceback; it stayed on disk before."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.path.insert(0, {tests!r})\n"
+        "from toy_problem import Adjoint, Forward, initial_state\n"
+        "import amcheck\n"
+        "ckp = amcheck.Checkpointer(Forward(), Adjoint(), initial_state(), 23, ram=10 * 1024,\n"
+        "                           disk={disk!r}, interval=4)\n"
+        "ckp.forward()\n"
+    ).format(tests=str(Path(__file__).parent), disk=str(tmp_path / "made" / "here"))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- budgets ------------------------------------------------------------------------------------
 
 
