@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 from amcheck.storage import RamTier
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from toy_problem import Adjoint, Forward, initial_state, loss, trajectory
 
 import amcheck
@@ -671,3 +673,14 @@ def test_run_to_convergence_example_from_the_docs() -> None:
         assert np.allclose(x_n["u"], np.cos(x_n["u"]), atol=1e-7)
         ckp.reverse()
     assert seen == list(range(expected - 1, -1, -1))
+
+
+@settings(max_examples=12, deadline=None)
+@given(n=st.integers(10_001, 25_000), slots=st.integers(1, 60))
+def test_long_revolve_plans_count_their_buffers_in_closed_form(n: int, slots: int) -> None:
+    """Beyond 10^4 steps the count is not simulated (2 s per 10^6 steps at construction); it
+    must be what the simulation gives."""
+    from amcheck._strategy import _buffers
+
+    stats = simulate(Revolve(n, slots))
+    assert _buffers(Revolve(n, slots)) == (stats.peak_buffers, stats.peak_buffers_writing)
