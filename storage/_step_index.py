@@ -73,7 +73,8 @@ class StepIndex(Mapping[int, tuple[int, int]]):
         self._entries: dict[int, tuple[int, int]] = {}
         self._free_rows: list[int] = []  # rows no saved index refers to: reusable
         self._limbo_rows: list[int] = []  # rows the saved index names, dropped since it was saved
-        self._saved_rows: frozenset[int] = frozenset()  # rows the saved index names
+        #: Rows an index on the store may name: the last saved one's, and a save's in flight.
+        self._saved_rows: frozenset[int] = frozenset()
         self._saving_rows: list[int] = []  # limbo rows a save in progress will free
         self._next_row = 0
         self._version = 0
@@ -225,6 +226,9 @@ class StepIndex(Mapping[int, tuple[int, int]]):
             self._saving_rows = limbo
             attrs = self.attrs()
             rows = frozenset(row for row, _ in self._entries.values())  # those attrs name
+            # From now on the store may hold either index: a row either names goes to limbo
+            # when dropped (until a save completes; a failed or cancelled one may have landed).
+            self._saved_rows |= rows
             try:
                 loop = asyncio.get_running_loop()
                 if self._group is None or self._group[0] is not loop:
