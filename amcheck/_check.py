@@ -105,19 +105,29 @@ def check_operator(forward: object, initial_state: Mapping[str, np.ndarray], ste
     run(x0, reference, 0, steps, "out of place")
     again = garbage(_GARBAGE[1])
     run(x0, again, 0, steps, "out of place")
+    repeat = garbage(_GARBAGE[0])  # into the same garbage as the first: tells why they differ
+    run(x0, repeat, 0, steps, "out of place")
     for name in spec:
         first, second = _bytes(reference[name]), _bytes(again[name])
         differ = first != second
         if not differ.any():
             continue
         # Bytes still holding each buffer's own garbage were never written; others differ
-        # because the two identical calls computed different values.
+        # because the result depends on what dst held, or on something else that changes.
         kept = int(np.count_nonzero(differ & (first == _GARBAGE[0]) & (second == _GARBAGE[1])))
         if kept:
             raise OperatorError(
                 f"check_operator: an out-of-place advance(src, dst, 0, {steps}) leaves {kept} "
                 f"bytes of dst[{name!r}] as they were (two runs into buffers of different "
                 "garbage disagree): write every element of every field of dst"
+            )
+        if np.array_equal(first, _bytes(repeat[name])):
+            raise OperatorError(
+                f"check_operator: an out-of-place advance(src, dst, 0, {steps}) gives "
+                f"dst[{name!r}] values that depend on what dst held before (two runs into "
+                "buffers of different garbage disagree in "
+                f"{int(np.count_nonzero(differ))} bytes): read src, never dst (dst holds "
+                "another state, or garbage, unless dst is src)"
             )
         raise OperatorError(
             f"check_operator: two identical calls advance(src, dst, 0, {steps}) wrote "

@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import warnings
 import weakref
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ import numpy as np
 
 from amcheck._bytes import ByteSize, format_bytes, parse_bytes
 from amcheck._cores import check_compute_threads, compute_threads_for, numba_threads
+from amcheck._disk import DiskPath
 from amcheck._engine import Engine, IntervalTuner, Progress
 from amcheck._errors import (
     ArgumentTypeError,
@@ -76,25 +78,44 @@ class _Owned:
             self.remove_folder()
 
 
-def _collected(engine: Engine, owned: _Owned) -> None:
-    """A Checkpointer garbage-collected (or alive at exit) without ``close()``: clean up."""
+def _collected(disk: DiskPath | None, written: set[int], owned: _Owned, pid: int) -> None:
+    """A Checkpointer garbage-collected (or alive at exit) without ``close()``: stop its
+    transfer threads, delete the disk checkpoints it wrote and remove what it made.
+
+    Given only those parts, never the engine (which holds the operators): an operator that
+    refers to its Checkpointer would otherwise keep it from ever being collected.
+    """
+    if os.getpid() != pid:  # a forked child exiting: the checkpoints are its parent's
+        return
     warnings.warn(
         "an amcheck Checkpointer was not closed; amcheck closed it (use it as a context "
         "manager, `with Checkpointer(...) as ckp:`, or call ckp.close())",
         ResourceWarning,
         stacklevel=2,
     )
-    # Nobody to report a failure to (the owner is gone); at exit, after Python stopped its
-    # thread pools, the tier cannot flush, but the folder amcheck made still goes.
-    with contextlib.suppress(Exception):
-        engine.close()
-    with contextlib.suppress(Exception):
-        owned.close()
+
+    def clean_up() -> None:
+        # Nobody to report a failure to; at exit, after Python stopped its thread pools, the
+        # tier cannot flush, but the folder amcheck made still goes.
+        if disk is not None:
+            with contextlib.suppress(Exception):
+                disk.abandon()
+                disk.delete_all(written)
+        with contextlib.suppress(Exception):
+            owned.close()
+
+    if threading.current_thread().name.startswith("amcheck"):
+        # Collected on one of amcheck's transfer threads, which cannot stop themselves.
+        threading.Thread(target=clean_up, name="amcheck-finalizer").start()
+    else:
+        clean_up()
 
 
 #: The open Checkpointer each caller-owned tier serves: two at once would write the same steps
 #: and delete each other's checkpoints.
-_TIER_USERS: weakref.WeakKeyDictionary[Tier, weakref.ref[Checkpointer]] = weakref.WeakKeyDictionary()
+#: By id (a tier may define __eq__ and so not hash): a Checkpointer holds its tier, so an id
+#: is not reused while its entry's Checkpointer lives.
+_TIER_USERS: dict[int, weakref.ref[Checkpointer]] = {}
 
 __all__ = ["Checkpointer"]
 
@@ -282,7 +303,8 @@ class Checkpointer:
         # threads, delete its disk checkpoints and remove what it made, with a ResourceWarning.
         # (RAM alone is memory, which the collector frees anyway.)
         self._finalizer = None if tier is None else weakref.finalize(
-            self, _collected, self._engine, self._owned
+            self, _collected, self._engine.disk_path, self._engine.disk_written, self._owned,
+            os.getpid(),
         )
         self._schedule: Schedule | None = None
         self._n_seen: int | None = None
@@ -336,7 +358,7 @@ class Checkpointer:
                     f"compression={compression!r} cannot be applied here: disk is a Tier "
                     "instance; set compression on the tier itself"
                 )
-            user = _TIER_USERS.get(disk)
+            user = _TIER_USERS.get(id(disk))
             other = None if user is None else user()
             if other is not None and not other.closed:
                 raise InvalidArgumentError(
@@ -351,7 +373,9 @@ class Checkpointer:
                     f"{', ...' if len(held) > 5 else ''}), which the sweeps would overwrite "
                     "and delete: give the Checkpointer an empty tier"
                 )
-            _TIER_USERS[disk] = weakref.ref(self)
+            for key in [key for key, user in _TIER_USERS.items() if user() is None]:
+                del _TIER_USERS[key]  # of Checkpointers collected unclosed
+            _TIER_USERS[id(disk)] = weakref.ref(self)
             return disk
         # Without importing zarr: a store exists only once zarr is imported. getattr: another
         # thread may be importing zarr right now, its module not yet complete.

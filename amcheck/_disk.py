@@ -376,6 +376,21 @@ class DiskPath:
                     interrupt = interrupt or exc
         return interrupt
 
+    def delete_all(self, steps: set[int]) -> None:
+        """Delete ``steps`` (and those whose delete failed or was abandoned) from the tier, then
+        stop the service (it restarts with the next transfer). Each step leaves ``steps`` once
+        deleted, so a clean-up interrupted (Ctrl-C) is finished by the next one.
+        """
+        try:
+            steps |= self.undeleted
+            self.undeleted = set()
+            for step in sorted(steps):
+                if step in self.tier:
+                    self.run(self.tier.delete(step), step, "delete")
+                steps.discard(step)
+        finally:
+            self.stop()
+
     def stop(self) -> None:
         """Stop the transfer service and its threads (it restarts on the next transfer)."""
         service = self._service

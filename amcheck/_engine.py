@@ -325,19 +325,19 @@ class Engine:
         self._held.clear()
         if dp is None:
             return
-        try:
-            # Forgotten one by one, so that a clean-up interrupted (Ctrl-C) is finished by the
-            # next one.
-            self._disk_all |= dp.undeleted
-            dp.undeleted = set()
-            for step in sorted(self._disk_all):
-                if self._disk is not None and step in self._disk:
-                    dp.run(self._disk.delete(step), step, "delete")
-                self._disk_all.discard(step)
-        finally:
-            dp.stop()  # the transfer thread restarts with the next sweep's first transfer
+        dp.delete_all(self._disk_all)
         if interrupt is not None:
             raise interrupt
+
+    @property
+    def disk_path(self) -> DiskPath | None:
+        """The transfers to and from the disk tier (``None`` without one)."""
+        return self._dp
+
+    @property
+    def disk_written(self) -> set[int]:
+        """The disk checkpoints this engine wrote and still holds (the set itself, kept)."""
+        return self._disk_all
 
     def close(self) -> None:
         """Release everything and stop the transfer threads; the engine is unusable afterwards."""

@@ -238,12 +238,13 @@ class TransferService:
             try:
                 self._loop.run_forever()
                 return
-            except BaseException:  # noqa: BLE001, S112
+            except BaseException:  # noqa: BLE001
                 # asyncio re-raises a KeyboardInterrupt or SystemExit from a task out of the
                 # loop, after making it that task's exception, which then reaches its
                 # transfer's future: the loop goes on, or that future and every later one would
                 # never finish (a caller waiting on them would hang).
-                continue
+                if self._loop.is_closed():
+                    return
 
     def _hand_over(self) -> None:
         """The submit thread: hands each submitted transfer to the loop, until ``None``."""

@@ -658,8 +658,10 @@ def _check_dtype(key: str, dtype: np.dtype[Any]) -> None:
             f"field {key!r} has the non-native byte order of dtype {dtype.str!r}, which the "
             f"zarr tier does not store; convert it first, e.g. x.astype({dtype.newbyteorder('=').str!r})"
         )
-    if dtype.kind not in "biufc" or dtype.itemsize > 16 or (dtype.kind == "f" and dtype.itemsize > 8):
+    extended = dtype.itemsize > {"f": 8, "c": 16}.get(dtype.kind, dtype.itemsize)
+    if dtype.kind in "VO" or extended:
         raise InvalidArgumentError(
-            f"field {key!r} has dtype {dtype.str!r}, which the zarr tier cannot store; allowed: "
-            "bool, (unsigned) integers, float16/32/64, complex64/128"
+            f"field {key!r} has dtype {dtype.str!r}, which the zarr tier cannot store (no "
+            "structured, void, object or extended-precision fields); use a plain numeric, "
+            "bool, datetime or fixed-size bytes dtype"
         )

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -662,6 +663,23 @@ def test_a_callers_tier_serves_one_open_checkpointer(tmp_path: Path) -> None:
         Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=tier, interval=4)
 
 
+def test_a_tier_that_does_not_hash_is_accepted(tmp_path: Path) -> None:
+    """The one-open-Checkpointer check keyed a dict by the tier: a tier with __eq__ (a
+    dataclass, say) raised a bare TypeError."""
+
+    class Comparable(RawTier):
+        def __eq__(self, other: object) -> bool:
+            return other is self
+
+    tier = Comparable(tmp_path / "r.bin", SPEC)
+    with Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=tier,
+                      interval=4) as ckp:
+        ckp.forward()
+        with pytest.raises(InvalidArgumentError, match="already used by another open"):
+            Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=tier,
+                         interval=4)
+
+
 def test_close_from_inside_an_operator_is_refused(tmp_path: Path) -> None:
     tier = RawTier(tmp_path / "r.bin", SPEC)
     box: list[Checkpointer] = []
@@ -770,6 +788,59 @@ def test_close_interrupted_is_finished_by_the_next_close(tmp_path: Path) -> None
     ckp.close()
     assert ckp.closed and tier.steps == frozenset()
     assert not [t for t in threading.enumerate() if t.name.startswith("amcheck")]
+
+
+def test_an_unclosed_checkpointer_its_operator_refers_to_is_collected(tmp_path: Path) -> None:
+    """The finalizer held the engine, and with it the operators: a model object owning its
+    Checkpointer and passing its own method as the operator was never collected."""
+    import gc
+    import weakref
+
+    class Model:
+        def __init__(self) -> None:
+            self.forward = Forward()
+            self.ckp = Checkpointer(self.advance, Adjoint(), initial_state(), N, ram=RAM,
+                                    disk=tmp_path, interval=4)
+
+        def advance(self, src: Any, dst: Any, t0: int, t1: int) -> int | None:
+            return self.forward.advance(src, dst, t0, t1)
+
+    model = Model()
+    model.ckp.forward()
+    gone = weakref.ref(model.ckp)
+    del model
+    with pytest.warns(ResourceWarning, match="Checkpointer was not closed"):
+        gc.collect()
+    assert gone() is None
+    assert not [t for t in threading.enumerate() if t.name.startswith("amcheck")]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_exiting_leaves_its_parents_checkpoints(tmp_path: Path) -> None:
+    """At its exit a forked child ran the parent's finalizer: it removed the parent's tier
+    directory under a running sweep (the parent's forward() then failed)."""
+    import subprocess
+
+    script = (
+        f"import os, sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from toy_problem import Adjoint, Forward, initial_state\n"
+        "import amcheck\n"
+        "adjoint = Adjoint()\n"
+        "ckp = amcheck.Checkpointer(Forward(), adjoint, initial_state(), 23, ram=10 * 1024,\n"
+        f"                           disk={str(tmp_path)!r}, interval=4)\n"
+        "if os.fork() == 0:\n"
+        "    sys.exit(0)  # a normal exit: atexit handlers run\n"
+        "os.wait()\n"
+        "adjoint.start(ckp.forward())\n"
+        "ckp.reverse()\n"
+        "ckp.close()\n"
+        "print('parent ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0 and "parent ok" in done.stdout, done.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_checkpointer_open_at_exit_leaves_no_directory(tmp_path: Path) -> None:

@@ -105,7 +105,15 @@ def counts_its_calls(src: State, dst: Any, t0: int, t1: int) -> None:
     dst["u"][...] += 1e-6 * _calls[0]
 
 
+def reads_dst(src: State, dst: Any, t0: int, t1: int) -> None:
+    """Deterministic, but adds to what dst held (another state, or garbage)."""
+    before = dst["n"].copy()
+    good(src, dst, t0, t1)
+    dst["n"][...] += before
+
+
 @pytest.mark.parametrize(("operator", "match"), [
+    (reads_dst, r"gives dst\['n'\] values that depend on what dst held before"),
     (counts_its_calls, (r"two identical calls .* wrote different values into \d+ bytes of "
                         r"dst\['u'\]: an advance must depend on src, t0 and t1 only")),
     (forgets_a_field, r"leaves \d+ bytes of dst\['n'\] as they were"),
