@@ -43,6 +43,7 @@ from amcheck._timeline import Timeline
 from amcheck._validate import check_int, check_optional_int
 from amcheck.schedules import AsyncMultistage, Schedule, TwoLevel
 from amcheck.storage import RamTier, Tier
+from amcheck.storage._users import OpenUsers
 
 
 @dataclass(slots=True)
@@ -99,8 +100,7 @@ def _collected(disk: DiskPath | None, written: set[int], owned: _Owned, pid: int
         # tier cannot flush, but the folder amcheck made still goes.
         if disk is not None:
             with contextlib.suppress(Exception):
-                disk.abandon()
-                disk.delete_all(written)
+                disk.clean_up(written)
         with contextlib.suppress(Exception):
             owned.close()
 
@@ -111,11 +111,9 @@ def _collected(disk: DiskPath | None, written: set[int], owned: _Owned, pid: int
         clean_up()
 
 
-#: The open Checkpointer each caller-owned tier serves: two at once would write the same steps
-#: and delete each other's checkpoints.
-#: By id (a tier may define __eq__ and so not hash): a Checkpointer holds its tier, so an id
-#: is not reused while its entry's Checkpointer lives.
-_TIER_USERS: dict[int, weakref.ref[Checkpointer]] = {}
+#: The open Checkpointer each caller-owned tier serves, by id (a tier may define __eq__ and so
+#: not hash; a Checkpointer holds its tier, so the id is not reused while it lives).
+_TIER_USERS: OpenUsers[int, Checkpointer] = OpenUsers()
 
 __all__ = ["Checkpointer"]
 
@@ -254,6 +252,7 @@ class Checkpointer:
     ) -> None:
         self._phase: _Phase = "closed"  # until fully built
         self._owned = _Owned()
+        self._finalizer: weakref.finalize[Any, Any] | None = None
         advance_fn = as_forward(forward)
         reverse_fn = as_reverse(reverse)
         spec = StateSpec.from_arrays(initial_state, "initial_state")
@@ -302,10 +301,11 @@ class Checkpointer:
         # With a disk tier, not closed before it is garbage-collected (or at exit): stop its
         # threads, delete its disk checkpoints and remove what it made, with a ResourceWarning.
         # (RAM alone is memory, which the collector frees anyway.)
-        self._finalizer = None if tier is None else weakref.finalize(
-            self, _collected, self._engine.disk_path, self._engine.disk_written, self._owned,
-            os.getpid(),
-        )
+        if tier is not None:
+            self._finalizer = weakref.finalize(
+                self, _collected, self._engine.disk_path, self._engine.disk_written, self._owned,
+                os.getpid(),
+            )
         self._schedule: Schedule | None = None
         self._n_seen: int | None = None
         self._busy = False
@@ -358,9 +358,7 @@ class Checkpointer:
                     f"compression={compression!r} cannot be applied here: disk is a Tier "
                     "instance; set compression on the tier itself"
                 )
-            user = _TIER_USERS.get(id(disk))
-            other = None if user is None else user()
-            if other is not None and not other.closed:
+            if _TIER_USERS.user(id(disk)) is not None:
                 raise InvalidArgumentError(
                     f"disk tier {disk!r} is already used by another open Checkpointer; both "
                     "would write and delete the same steps: give each its own tier (or close "
@@ -373,9 +371,7 @@ class Checkpointer:
                     f"{', ...' if len(held) > 5 else ''}), which the sweeps would overwrite "
                     "and delete: give the Checkpointer an empty tier"
                 )
-            for key in [key for key, user in _TIER_USERS.items() if user() is None]:
-                del _TIER_USERS[key]  # of Checkpointers collected unclosed
-            _TIER_USERS[id(disk)] = weakref.ref(self)
+            _TIER_USERS.claim(id(disk), self)
             return disk
         # Without importing zarr: a store exists only once zarr is imported. getattr: another
         # thread may be importing zarr right now, its module not yet complete.
@@ -429,10 +425,10 @@ class Checkpointer:
 
     def _close_owned(self) -> None:
         """Close the tier amcheck created and remove the directory it made for it; release a
-        caller's tier for other Checkpointers."""
-        for tier, user in list(_TIER_USERS.items()):
-            if user() is self:
-                del _TIER_USERS[tier]
+        caller's tier for other Checkpointers; no finalizer is needed any more."""
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        _TIER_USERS.release(self)
         self._owned.close()
 
     # -- sweeps --------------------------------------------------------------------------------
@@ -648,19 +644,15 @@ class Checkpointer:
                 "close() was called while a sweep is running (from inside an operator?); to "
                 "stop a sweep, raise an exception in your operator, then close()"
             )
-        self._phase = "closed"
         try:
             self._engine.close()
         except Exception:
-            raise  # closed all the same
-        except BaseException:
-            self._phase = "ready"  # interrupted (Ctrl-C): the next close() finishes the work
+            self._phase = "closed"  # closed all the same, the error raised
+            self._close_owned()
             raise
-        finally:
-            if self._phase == "closed":
-                if self._finalizer is not None:
-                    self._finalizer.detach()
-                self._close_owned()
+        # (an interrupt, Ctrl-C, leaves it open: the next close() finishes the work)
+        self._phase = "closed"
+        self._close_owned()
 
     def __enter__(self) -> Self:
         self._check_open()
@@ -723,8 +715,6 @@ class Checkpointer:
             self._engine.clear()
         except Exception as cleanup:  # noqa: BLE001 - any failure: report it, close
             self._phase = "closed"
-            if self._finalizer is not None:
-                self._finalizer.detach()
             with contextlib.suppress(Exception):
                 try:
                     self._engine.close()

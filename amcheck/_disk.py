@@ -376,11 +376,14 @@ class DiskPath:
                     interrupt = interrupt or exc
         return interrupt
 
-    def delete_all(self, steps: set[int]) -> None:
-        """Delete ``steps`` (and those whose delete failed or was abandoned) from the tier, then
-        stop the service (it restarts with the next transfer). Each step leaves ``steps`` once
-        deleted, so a clean-up interrupted (Ctrl-C) is finished by the next one.
+    def clean_up(self, steps: set[int]) -> BaseException | None:
+        """After an error, before a new sweep, on close: :meth:`abandon` the transfers, delete
+        ``steps`` (and those whose delete failed or was abandoned) from the tier, and stop the
+        service (it restarts with the next transfer). Each step leaves ``steps`` once deleted,
+        so a clean-up interrupted (Ctrl-C) is finished by the next one. Returns the interrupt
+        :meth:`abandon` deferred, for the caller to raise.
         """
+        interrupt = self.abandon()
         try:
             steps |= self.undeleted
             self.undeleted = set()
@@ -390,6 +393,7 @@ class DiskPath:
                 steps.discard(step)
         finally:
             self.stop()
+        return interrupt
 
     def stop(self) -> None:
         """Stop the transfer service and its threads (it restarts on the next transfer)."""

@@ -317,15 +317,12 @@ class Engine:
         self._disk_ckpt.clear()
         self._fwd_disk = frozenset()
         dp = self._dp
-        # Every transfer ends before its slot goes back to the pool (a Ctrl-C meanwhile is
-        # raised once the clean-up is done).
-        interrupt = None if dp is None else dp.abandon()
+        # Every transfer ends before its slot goes back to the pool, and the disk checkpoints
+        # go (a Ctrl-C meanwhile is raised once that is done).
+        interrupt = None if dp is None else dp.clean_up(self._disk_all)
         for slot in list(self._held.values()):
             self._pool.release(slot)
         self._held.clear()
-        if dp is None:
-            return
-        dp.delete_all(self._disk_all)
         if interrupt is not None:
             raise interrupt
 

@@ -753,10 +753,12 @@ def sample(level: Any, idx: Any, w: Any, out: Any) -> None:  # pragma: no cover 
 def _fused_advance(step: Any, step_copy: Any) -> Any:
     """A time loop over serial ``step``/``step_copy`` with injection and sampling, one nogil call.
 
-    Why: numba takes the GIL to launch every ``parallel`` region, even on one thread and inside
-    a nogil function, and a Python loop over steps takes it a few times a step more. While
-    checkpoints stream to disk, the transfer threads often hold it, and each step waits. On one
-    thread this loop holds no GIL from the first step to the last.
+    numba takes the GIL to launch every ``parallel`` region, even on one thread and inside a
+    nogil function, and a Python loop over steps runs some 10 us of Python a step. On one thread
+    this loop holds no GIL from the first step to the last and runs no Python between steps:
+    measured 2-5 % faster than the step loop on small grids (``benchmarks/fwi_overlap.py``;
+    waiting for the GIL beside the transfer threads turned out not to be what slowed the step
+    loop down, see docs/kernels.md).
     """
 
     @jit(parallel=False)

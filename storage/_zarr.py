@@ -46,7 +46,6 @@ import math
 import os
 import re
 import shutil
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +65,7 @@ from amcheck.storage._shard_io import ShardIO
 from amcheck.storage._step_index import FORMAT, StepIndex
 from amcheck.storage._sync import run_sync
 from amcheck.storage._tier import Tier
+from amcheck.storage._users import OpenUsers
 
 from amcheck._bytes import ByteSize, format_bytes, parse_bytes
 from amcheck._errors import (
@@ -124,9 +124,9 @@ def _open_store(store: Any) -> tuple[Store, bool, str]:
     )
 
 
-#: The stores open ZarrTiers of this process use: two tiers on one store would take the same
-#: rows, each overwriting the other's checkpoints (another process's tier is not seen).
-_OPEN_STORES: dict[tuple[str, Any], weakref.ref[ZarrTier]] = {}
+#: The open ZarrTier of this process using each store: two tiers on one store would take the
+#: same rows, each overwriting the other's checkpoints (another process's tier is not seen).
+_OPEN_STORES: OpenUsers[tuple[str, Any], ZarrTier] = OpenUsers()
 
 
 def _store_key(store: Any) -> tuple[str, Any]:
@@ -229,7 +229,6 @@ class ZarrTier(Tier):
     """
 
     is_persistent = True
-    _closed: bool
 
     def __init__(
         self,
@@ -271,11 +270,9 @@ class ZarrTier(Tier):
             self.compression.check(fld.dtype)  # before the store is touched
         self._budget = None if budget is None else parse_bytes(budget, "budget")
         self._layouts = {key: Layout.of(key, f.shape) for key, f in spec.items()}
-        self._max_checkpoints = self._count_checkpoints()
         store_key = _store_key(store)
-        user = _OPEN_STORES.get(store_key)
-        other = None if user is None else user()
-        if other is not None and not other._closed:
+        other = _OPEN_STORES.user(store_key)
+        if other is not None:
             raise InvalidArgumentError(
                 f"store {store!r} is used by another open ZarrTier of this process ({other!r}); "
                 "two tiers on one store overwrite each other's checkpoints: close the other "
@@ -297,8 +294,7 @@ class ZarrTier(Tier):
             if fresh is not None:
                 _remove_new_store(*fresh)
             raise
-        self._store_key = store_key
-        _OPEN_STORES[store_key] = weakref.ref(self)
+        _OPEN_STORES.claim(store_key, self)
         #: Whether checkpoints move with direct I/O (``O_DIRECT``), see the ``direct`` parameter.
         self.direct: bool = self._io.local is not None and self._io.local.direct is not None
 
@@ -589,11 +585,14 @@ class ZarrTier(Tier):
                 ) from exc
         finally:
             self._closed = True
-            user = _OPEN_STORES.get(self._store_key)
-            if user is not None and user() is self:
-                del _OPEN_STORES[self._store_key]
+            _OPEN_STORES.release(self)
             if self._owns_store:
                 self._store.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
 
     def __contains__(self, step: object) -> bool:
         return step in self._index
@@ -611,11 +610,6 @@ class ZarrTier(Tier):
         return self._budget
 
     def max_checkpoints(self) -> int | None:
-        """The most checkpoints the budget surely holds, or ``None`` without one (see
-        :meth:`_count_checkpoints`)."""
-        return self._max_checkpoints
-
-    def _count_checkpoints(self) -> int | None:
         """The most checkpoints the budget surely holds, or ``None`` without one.
 
         Each level of a field counts its uncompressed bytes and crc32c, each shard its index.
