@@ -406,6 +406,15 @@ def main() -> None:
     if args.quick:
         args.ns, args.repeats, args.sweep_ks = [300, 1000], 1, [5, 20, 50, 100]
     workroot = Path(args.workdir or tempfile.mkdtemp(prefix="amcheck-bench-"))
+    try:
+        measure(args, workroot)
+    finally:
+        if args.workdir is None:  # made here: leave nothing behind
+            shutil.rmtree(workroot, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, workroot: Path) -> None:
+    """Every table of the run, its disk tiers under ``workroot``."""
     compile_kernels()
     max_threads = int(numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(min(args.threads, max_threads))
