@@ -116,8 +116,9 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+from amcheck.kernels._columns import BLOCK_PLANES, column3, column3_adjoint
 from amcheck.kernels._jit import fma, ftz_on, ftz_restore, jit, prefetch
-from amcheck.kernels._layout import left_pad
+from amcheck.kernels._layout import VECTOR_BYTES, left_pad
 from numba import prange
 
 from amcheck._errors import InvalidArgumentError
@@ -439,6 +440,48 @@ def _line3_adjoint(vc: Any, vp: Any, c: Any, C: Any, sx: Any, sy: Any, sz: Any, 
 
 
 @jit(parallel=False, inline=True)
+def _factors(a0: Any, a: Any, one: Any) -> tuple[Any, Any]:
+    """r = 1 / (1 + a0 + a) and q = (1 - (a0 + a)) r of one point, as ``_damping_factors``."""
+    ak = a0 + a
+    r = one / (one + ak)
+    return r, (one - ak) * r
+
+
+@jit(parallel=False, inline=True)
+def _whole_vectors(nz: int, NZ: int, PL: int, W: int) -> int:
+    """Column vectors of a 3-D line: whole vectors whose right neighbour still lies in the line."""
+    return max(0, min(nz, NZ - PL - W)) // W
+
+
+# The 3-D tails: the points k0 <= k < m of line (x, y) after its whole column vectors, one by one,
+# with the column's operations (``_lap3``, ``_factors``, ``_update``).
+
+
+@jit(parallel=False, inline=True)
+def _tail3(uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any, sy: Any, sz: Any, x: int, y: int,
+           k0: int, m: int, ax: Any, ay: Any, az: Any, one: Any, PL: int) -> None:
+    a0 = ax[x] + ay[y]
+    for k in range(k0, m):
+        z = k + PL
+        r, q = _factors(a0, az[z], one)
+        dn[x, y, z] = _update(uc[x, y, z], up[x, y, z], c[x, y, z],
+                              _lap3(uc, C, sx, sy, sz, x, y, z), r, q)
+
+
+@jit(parallel=False, inline=True)
+def _tail3_adjoint(vc: Any, vp: Any, c: Any, C: Any, sx: Any, sy: Any, sz: Any, x: int, y: int,
+                   k0: int, m: int, ax: Any, ay: Any, az: Any, one: Any, PL: int, u: Any, g: Any
+                   ) -> None:
+    a0 = ax[x] + ay[y]
+    for k in range(k0, m):
+        z = k + PL
+        r, q = _factors(a0, az[z], one)
+        lv = _lap3(vc, C, sx, sy, sz, x, y, z)
+        g[x, y, z] = fma(u[x, y, z], lv, g[x, y, z])
+        vp[x, y, z] = _update(vc[x, y, z], vp[x, y, z], c[x, y, z], lv, r, q)
+
+
+@jit(parallel=False, inline=True)
 def _interior_size(end: int, start: int, n: int, H: int) -> int:
     """Points of an axis's interior ``start:end``, which must leave the stencil's reach inside it."""
     if end < start or end > n - H:
@@ -480,7 +523,7 @@ def _row_block(uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any, sy: Any, ax: 
 
 #: Points per chunk of a 2-D row: the next row's chunk is prefetched before each chunk is computed.
 _CHUNK = 256
-#: How many lines ahead the 3-D kernels prefetch (2-8 measured alike; see docs/kernels.md).
+#: How many lines ahead the 3-D line loops prefetch (2-8 measured alike; see docs/kernels.md).
 _AHEAD = 2
 
 
@@ -582,7 +625,13 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
 
 
 def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
-    """Kernels for a 3-D grid with halo width ``H`` and scalar type ``scalar``."""
+    """Kernels for a 3-D grid with halo width ``H`` and scalar type ``scalar``: column walks from
+    order 6 on, line loops below (where the walks were not faster; see docs/kernels.md)."""
+    return (_factory_3d_columns if H >= 3 else _factory_3d_lines)(H, scalar)
+
+
+def _factory_3d_lines(H: int, scalar: Any) -> tuple[Any, Any, Any]:
+    """3-D kernels by line loops (orders 2 and 4): halo width ``H``, scalar type ``scalar``."""
     one = scalar(1.0)
     zero = scalar(0.0)
     C = fd_coefficients(2 * H, scalar)
@@ -704,6 +753,124 @@ def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
                 _prefetch_line(g, x, yn, LINE)
                 r, q = _line_factors(ax[x] + ay[y], az, rz, qz, rl, ql, one)
                 _line3_adjoint(vc, vp, c, C, sx, sy, sz, x, y, nz, r, q, PL, u, g)
+            ftz_restore(mx)
+
+    return step, step_copy, adjoint_gradient
+
+
+def _factory_3d_columns(H: int, scalar: Any) -> tuple[Any, Any, Any]:
+    """3-D kernels by column walks (order 6 and up): halo width ``H``, scalar type ``scalar``."""
+    one = scalar(1.0)
+    C = fd_coefficients(2 * H, scalar)
+    PL = left_pad(H, scalar)  # every line's interior starts at z = PL (on a 64-byte boundary)
+    W = VECTOR_BYTES // np.dtype(scalar).itemsize  # points per column vector
+    XB = BLOCK_PLANES
+
+    # prange over blocks of XB planes; in each block, line by line, the line's columns (explicit
+    # vectors walked through the block's planes, :mod:`amcheck.kernels._columns`) one after
+    # another, then the points after the last whole vector one by one.
+
+    @jit
+    def step(u: Any, cur: int, c: Any, w: Any, end: tuple[int, int], ax: Any, ay: Any, az: Any
+             ) -> None:
+        uc = u[cur]
+        up = u[1 - cur]
+        NZ = u.shape[3]
+        nx = u.shape[1] - 2 * H
+        ny = _interior_size(end[0], H, u.shape[2], H)
+        nz = _interior_size(end[1], PL, NZ, H)
+        nv = _whole_vectors(nz, NZ, PL, W)
+        sx = w[0]
+        sy = w[1]
+        sz = w[2]
+        for b in prange((nx + XB - 1) // XB):
+            mx = ftz_on()
+            x0 = H + b * XB
+            x1 = min(x0 + XB, H + nx)
+            for j in range(ny):
+                y = j + H
+                for v in range(nv):
+                    column3(uc, up, up, c, C, sx, sy, sz, x0, x1, y, PL + v * W, ax, ay, az)
+                for x in range(x0, x1):
+                    _tail3(uc, up, up, c, C, sx, sy, sz, x, y, nv * W, nz, ax, ay, az, one, PL)
+            ftz_restore(mx)
+
+    @jit
+    def step_copy(src: Any, dst: Any, cur: int, c: Any, w: Any, end: tuple[int, int],
+                  ax: Any, ay: Any, az: Any) -> None:
+        uc = src[cur]
+        up = src[1 - cur]
+        dc = dst[cur]
+        dn = dst[1 - cur]
+        NX = src.shape[1]
+        NY = src.shape[2]
+        NZ = src.shape[3]
+        nx = NX - 2 * H
+        yend, zend = end
+        ny = _interior_size(yend, H, NY, H)
+        nz = _interior_size(zend, PL, NZ, H)
+        nv = _whole_vectors(nz, NZ, PL, W)
+        sx = w[0]
+        sy = w[1]
+        sz = w[2]
+        for b in prange((nx + XB - 1) // XB):
+            mx = ftz_on()
+            x0 = H + b * XB
+            x1 = min(x0 + XB, H + nx)
+            for x in range(x0, x1):
+                for y in range(NY):  # copy level cur, and the halo of the new level
+                    for z in range(NZ):
+                        dc[x, y, z] = uc[x, y, z]
+                    for z in range(PL):
+                        dn[x, y, z] = up[x, y, z]
+                    for z in range(zend, NZ):
+                        dn[x, y, z] = up[x, y, z]
+                for j in range(H):
+                    for z in range(NZ):
+                        dn[x, j, z] = up[x, j, z]
+                for y in range(yend, NY):
+                    for z in range(NZ):
+                        dn[x, y, z] = up[x, y, z]
+            for j in range(ny):
+                y = j + H
+                for v in range(nv):
+                    column3(uc, up, dn, c, C, sx, sy, sz, x0, x1, y, PL + v * W, ax, ay, az)
+                for x in range(x0, x1):
+                    _tail3(uc, up, dn, c, C, sx, sy, sz, x, y, nv * W, nz, ax, ay, az, one, PL)
+            ftz_restore(mx)
+        for i in range(H):
+            for y in range(NY):
+                for z in range(NZ):
+                    dc[i, y, z] = uc[i, y, z]
+                    dn[i, y, z] = up[i, y, z]
+                    dc[NX - H + i, y, z] = uc[NX - H + i, y, z]
+                    dn[NX - H + i, y, z] = up[NX - H + i, y, z]
+
+    @jit
+    def adjoint_gradient(v: Any, cur: int, c: Any, w: Any, end: tuple[int, int], ax: Any, ay: Any,
+                         az: Any, u: Any, g: Any) -> None:
+        vc = v[cur]
+        vp = v[1 - cur]
+        NZ = v.shape[3]
+        nx = v.shape[1] - 2 * H
+        ny = _interior_size(end[0], H, v.shape[2], H)
+        nz = _interior_size(end[1], PL, NZ, H)
+        nv = _whole_vectors(nz, NZ, PL, W)
+        sx = w[0]
+        sy = w[1]
+        sz = w[2]
+        for b in prange((nx + XB - 1) // XB):
+            mx = ftz_on()
+            x0 = H + b * XB
+            x1 = min(x0 + XB, H + nx)
+            for j in range(ny):
+                y = j + H
+                for k in range(nv):
+                    column3_adjoint(vc, vp, c, C, sx, sy, sz, x0, x1, y, PL + k * W, ax, ay, az,
+                                    u, g)
+                for x in range(x0, x1):
+                    _tail3_adjoint(vc, vp, c, C, sx, sy, sz, x, y, nv * W, nz, ax, ay, az, one,
+                                   PL, u, g)
             ftz_restore(mx)
 
     return step, step_copy, adjoint_gradient

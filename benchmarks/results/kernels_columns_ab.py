@@ -1,0 +1,98 @@
+"""A/B: the 3-D kernels with column walks (kernels/_columns.py) against the line loops they
+replaced (kernels/_stencil.py as of commit 8a30ebf, taken from git), the same arrays, interleaved
+in one process, forward step (in place and out of place) and adjoint kernel.
+Output: benchmarks/results/kernels_columns_ab.log.
+
+    .venv/bin/python benchmarks/results/kernels_columns_ab.py N SO NBL THREADS REPS
+
+Both kernels are checked bitwise equal on these arrays first.
+"""
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numba
+import numpy as np
+from amcheck.kernels import Geometry, Model
+from amcheck.kernels._operators import AcousticAdjoint, AcousticForward
+
+n, so, nbl, threads, reps = (int(v) for v in sys.argv[1:6])
+numba.set_num_threads(threads)
+root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+old_src = subprocess.run(["git", "show", "8a30ebf:kernels/_stencil.py"], cwd=root, check=True,
+                         capture_output=True, text=True).stdout
+tmp = tempfile.mkdtemp()
+path = os.path.join(tmp, "old_stencil.py")
+with open(path, "w") as f:
+    f.write(old_src)
+spec = importlib.util.spec_from_file_location("old_stencil", path)
+old = importlib.util.module_from_spec(spec)
+sys.modules["old_stencil"] = old
+spec.loader.exec_module(old)
+
+model = Model(np.full((n,) * 3, 1.5), (10.0,) * 3, nbl=nbl, space_order=so)
+centre = [5.0 * (n - 1)] * 3
+fwd = AcousticForward(model, Geometry(model, centre, [centre], tn=1.0, f0=0.01))
+adj = AcousticAdjoint(fwd)
+d = fwd._disc
+kernels = {"old": old.make_kernels(3, so, np.float32), "new": d.kernels}
+u = fwd.initial_state()["u"]
+dst = fwd.initial_state()["u"]
+rng = np.random.default_rng(0)
+u[...] = rng.standard_normal(u.shape).astype(np.float32) * 1e-3
+v, g = adj.v, adj.g
+v[...] = u
+
+# bitwise check: one step of each kernel from the same data
+for kind in ("step", "step_copy", "adjoint"):
+    outs = []
+    for k in kernels.values():
+        a, b, gg = u.copy(), np.zeros_like(u), np.zeros_like(g)
+        if kind == "step":
+            k.step(a, 0, d.c, d.w, d.end, *d.damping)
+            outs.append(a)
+        elif kind == "step_copy":
+            k.step_copy(a, b, 0, d.c, d.w, d.end, *d.damping)
+            outs.append(b)
+        else:
+            k.adjoint_gradient(a, 0, d.c, d.w, d.end, *d.damping, u[1], gg)
+            outs.append(np.concatenate([a.ravel(), gg.ravel()]))
+    assert np.array_equal(outs[0].view(np.uint8), outs[1].view(np.uint8)), kind
+print("bitwise equal: step, step_copy, adjoint", flush=True)
+
+steps = 6
+pts = (n + 2 * nbl) ** 3
+
+
+def run(kind, which):
+    k = kernels[which]
+    t = time.perf_counter()
+    for s in range(steps):
+        if kind == "step":
+            k.step(u, s % 2, d.c, d.w, d.end, *d.damping)
+        elif kind == "step_copy":
+            k.step_copy(u, dst, s % 2, d.c, d.w, d.end, *d.damping)
+        else:
+            k.adjoint_gradient(v, s % 2, d.c, d.w, d.end, *d.damping, u[0], g)
+    return pts * steps / (time.perf_counter() - t) / 1e9
+
+
+variants = [(kind, w) for kind in ("step", "step_copy", "adjoint") for w in ("old", "new")]
+for kv in variants:
+    run(*kv)
+res = {kv: [] for kv in variants}
+for rep in range(reps):
+    for kv in (variants if rep % 2 == 0 else variants[::-1]):
+        res[kv].append(run(*kv))
+print(f"3-D {n}^3 nbl={nbl} so{so} float32, {threads} thread(s), {reps} interleaved rounds, "
+      f"load {os.getloadavg()[0]:.2f}; grid {u.shape[1:]}")
+for kind in ("step", "step_copy", "adjoint"):
+    o, w = res[(kind, "old")], res[(kind, "new")]
+    ratios = [b / a for a, b in zip(o, w)]
+    print(f"  {kind:9s} old {statistics.median(o):.3f} [{min(o):.3f}-{max(o):.3f}]  new "
+          f"{statistics.median(w):.3f} [{min(w):.3f}-{max(w):.3f}] GPts/s  new/old "
+          f"{statistics.median(ratios):.3f} [{min(ratios):.3f}-{max(ratios):.3f}]")

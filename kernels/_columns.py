@@ -1,0 +1,259 @@
+"""The inner loop of the 3-D kernels: x-walks of explicit vectors, written in LLVM IR.
+
+What a column is
+----------------
+A *column* is one vector of the last axis (``VECTOR_BYTES`` of points: 16 float32 or 8 float64,
+``z`` to ``z + W - 1``) of line ``y``, taken through the planes ``x0 <= x < x1``. The kernels cut
+the outer axis into blocks of a few planes (:data:`BLOCK_PLANES`) and, for every line ``y`` of a
+block and every vector of that line, walk its column. Along the walk the 2H + 1 vectors
+``u[x - H .. x + H, y, z:z + W]`` stay in registers: each step loads one new vector (plane
+``x + H``) and drops the oldest, so the x-part of the stencil costs one load per step instead of
+2H (the line loops of :mod:`amcheck.kernels._stencil` loaded all 2H x-neighbour lines, the
+cost that bounded them). The z-neighbours are built from the centre vector and its two
+neighbours by ``shufflevector``; the y-neighbours are 2H loads from lines that the previous lines
+of the block loaded (L1 or L2).
+
+Every lane of a column does the line loop's operations in its order (the three ``fma`` chains of
+``_lap3``, then ``_update``), with the same damping factors r = 1 / (1 + a), q = (1 - a) r of
+a = (a_x[x] + a_y[y]) + a_z[z], so the results are bitwise those of the scalar loop whatever the
+vector width.
+
+Why intrinsics
+--------------
+numba's loops cannot keep values in registers from one iteration to the next, and a short
+vectorised loop costs 40-80 ns an entry (LLVM's alias checks), which strip-mined variants of the
+line loop paid at every column. The intrinsics here emit the whole walk as one LLVM loop of
+``<W x float>`` values with no alias checks (the caller guarantees the bounds; nothing is checked
+here) and no fast-math flags.
+
+Memory order
+------------
+The walk reads memory across planes, which the hardware prefetchers do not follow: from DRAM
+(grids beyond the L3 cache) an x-walk ran 0.3-0.4 GPts/s (256^3, order 8, one thread) against the
+line loop's 0.87. The kernels therefore take the columns of a line one after another (a line's
+memory streams in order) and each column prefetches, :data:`PREFETCH_BYTES` further along z,
+the lines that the block reads from memory for the first time: u[t] at line y + H (in the
+adjoint: w), u[t-1] and c at line y (and u and g in the adjoint), and, at the start of the walk,
+line y of the block's 2H halo planes. Measured (256^3, one thread, order 8, interleaved A/B in one
+process; ``benchmarks/results/kernels_xwalk_ab.py`` and ``.log``): blocks of 4 planes with
+prefetching 192 bytes ahead ran 1.13-1.20x the line loop; blocks of 8 and 16 planes 1.16x and
+0.78x; prefetching 64, 128, 256, 384, 512 bytes ahead 1.04x, 1.13x, 1.14x, 1.11x, 1.03x.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from amcheck.kernels._layout import VECTOR_BYTES
+from llvmlite import ir  # type: ignore[import-untyped]
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+__all__ = ["BLOCK_PLANES", "PREFETCH_BYTES", "VECTOR_BYTES", "column3", "column3_adjoint"]
+
+#: Planes of the outer axis per block: each column walks this many planes (see the module
+#: docstring for the measurements behind 4).
+BLOCK_PLANES = 3
+#: How far along z (bytes) a column prefetches the lines the block reads from memory first.
+PREFETCH_BYTES = 256
+
+
+def _splat(builder: Any, vt: Any, s: Any) -> Any:
+    """The vector of type ``vt`` with every lane ``s``."""
+    i32 = ir.IntType(32)
+    v = builder.insert_element(ir.Constant(vt, ir.Undefined), s, ir.Constant(i32, 0))
+    mask = ir.Constant(ir.VectorType(i32, vt.count), [0] * vt.count)
+    return builder.shuffle_vector(v, ir.Constant(vt, ir.Undefined), mask)
+
+
+def _walk(context: Any, builder: Any, sig: Any, args: Any, adjoint: bool) -> Any:
+    """Emit one column walk (see the module docstring); ``adjoint`` adds g += u * L w."""
+    if adjoint:
+        (uc, up, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az, u, g) = args
+        (tuc, tup, tc, tC, tsx, _, _, tx0, tx1, ty, tz, tax, tay, taz, tu, tg) = sig.args
+        dn, tdn = up, tup
+    else:
+        (uc, up, dn, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az) = args
+        (tuc, tup, tdn, tc, tC, tsx, _, _, tx0, tx1, ty, tz, tax, tay, taz) = sig.args
+    i64 = ir.IntType(64)
+    i32 = ir.IntType(32)
+    i8p = ir.IntType(8).as_pointer()
+    H = tC.count - 1
+    ft = context.get_value_type(tsx)
+    itemsize = 4 if tsx == types.float32 else 8
+    W = VECTOR_BYTES // itemsize
+    vt = ir.VectorType(ft, W)
+    vptr = vt.as_pointer()
+
+    def const(v: int) -> Any:
+        return ir.Constant(i64, v)
+
+    def intp(v: Any, t: Any) -> Any:
+        return context.cast(builder, v, t, types.intp)
+
+    x0, x1, y, z = intp(x0, tx0), intp(x1, tx1), intp(y, ty), intp(z, tz)
+    named = {"uc": (uc, tuc), "up": (up, tup), "dn": (dn, tdn), "c": (c, tc), "ax": (ax, tax),
+             "ay": (ay, tay), "az": (az, taz)}
+    if adjoint:
+        named.update(u=(u, tu), g=(g, tg))
+    arrays = {k: (context.make_array(t)(context, builder, v), t) for k, (v, t) in named.items()}
+
+    def pointer(name: str, index: list[Any]) -> Any:
+        ary, t = arrays[name]
+        return builder.bitcast(cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
+            context, builder, t, ary, index, wraparound=False), i8p)
+
+    def stride(name: str, axis: int) -> Any:
+        ary, t = arrays[name]
+        return cgutils.unpack_tuple(builder, ary.strides, t.ndim)[axis]  # type: ignore[no-untyped-call]
+
+    def at(p: Any, offset: Any) -> Any:
+        return builder.gep(p, [offset])
+
+    def load(p: Any) -> Any:
+        return builder.load(builder.bitcast(p, vptr), align=itemsize)
+
+    def store(v: Any, p: Any) -> None:
+        builder.store(v, builder.bitcast(p, vptr), align=itemsize)
+
+    prefetch_fn = cgutils.get_or_insert_function(  # type: ignore[no-untyped-call]
+        builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
+
+    def prefetch(p: Any) -> None:  # read, keep in all levels, data
+        builder.call(prefetch_fn, [at(p, const(PREFETCH_BYTES)), ir.Constant(i32, 0),
+                                   ir.Constant(i32, 3), ir.Constant(i32, 1)])
+
+    fma = cgutils.get_or_insert_function(  # type: ignore[no-untyped-call]
+        builder.module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.v{W}f{8 * itemsize}")
+    Cs = [builder.extract_value(C, k) for k in range(H + 1)]
+    k0 = _splat(builder, vt, builder.fmul(Cs[0], builder.fadd(builder.fadd(sx, sy), sz)))
+    kx = [_splat(builder, vt, builder.fmul(Cs[k], sx)) for k in range(H + 1)]
+    ky = [_splat(builder, vt, builder.fmul(Cs[k], sy)) for k in range(H + 1)]
+    kz = [_splat(builder, vt, builder.fmul(Cs[k], sz)) for k in range(H + 1)]
+    one = _splat(builder, vt, ir.Constant(ft, 1.0))
+    ayy = builder.load(cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
+        context, builder, tay, arrays["ay"][0], [y], wraparound=False))
+    azv = load(pointer("az", [z]))
+    streams = ("uc", "up", "dn", "c") + (("u", "g") if adjoint else ())
+    base = {k: pointer(k, [x0, y, z]) for k in streams}
+    plane = {k: stride(k, 0) for k in streams}
+    row = stride("uc", 1)
+
+    # line y of the block's halo planes (x0 - H .. x0 - 1 and x1 .. x1 + H - 1) is read first here
+    nblock = builder.sub(x1, x0)
+    for k in range(1, H + 1):
+        prefetch(at(base["uc"], builder.mul(plane["uc"], const(-k))))
+        prefetch(at(base["uc"], builder.mul(plane["uc"], builder.add(nblock, const(k - 1)))))
+    window0 = [load(at(base["uc"], builder.mul(plane["uc"], const(k)))) for k in range(-H, H)]
+
+    pre = builder.block
+    body = builder.function.append_basic_block("column3.walk")
+    after = builder.function.append_basic_block("column3.end")
+    builder.cbranch(builder.icmp_signed("<", x0, x1), body, after)
+    builder.position_at_end(body)
+    x = builder.phi(i64)
+    x.add_incoming(x0, pre)
+    window = []
+    for v0 in window0:
+        phi = builder.phi(vt)
+        phi.add_incoming(v0, pre)
+        window.append(phi)
+    dx = builder.sub(x, x0)
+    here = {k: at(base[k], builder.mul(plane[k], dx)) for k in streams}
+    pc = here["uc"]
+    w = window + [load(at(pc, builder.mul(plane["uc"], const(H))))]  # w[H]: the centre
+    prefetch(at(pc, builder.mul(row, const(H))))  # line y + H: first read by this block here
+    for name in ("up", "c") + (("u", "g") if adjoint else ()):
+        prefetch(here[name])
+    centre = w[H]
+    left = load(at(pc, const(-VECTOR_BYTES)))
+    right = load(at(pc, const(VECTOR_BYTES)))
+
+    def z_pair(k: int) -> tuple[Any, Any]:
+        plus = builder.shuffle_vector(centre, right, ir.Constant(
+            ir.VectorType(i32, W), [k + i for i in range(W)]))
+        minus = builder.shuffle_vector(left, centre, ir.Constant(
+            ir.VectorType(i32, W), [W - k + i for i in range(W)]))
+        return plus, minus
+
+    def y_pair(k: int) -> Any:
+        return builder.fadd(load(at(pc, builder.mul(row, const(k)))),
+                            load(at(pc, builder.mul(row, const(-k)))))
+
+    # _lap3's operations, in its order
+    lx = builder.fmul(k0, centre)
+    ly = builder.fmul(ky[1], y_pair(1))
+    zp, zm = z_pair(1)
+    lz = builder.fmul(kz[1], builder.fadd(zp, zm))
+    lx = builder.call(fma, [kx[1], builder.fadd(w[H + 1], w[H - 1]), lx])
+    for k in range(2, H + 1):
+        lx = builder.call(fma, [kx[k], builder.fadd(w[H + k], w[H - k]), lx])
+        ly = builder.call(fma, [ky[k], y_pair(k), ly])
+        zp, zm = z_pair(k)
+        lz = builder.call(fma, [kz[k], builder.fadd(zp, zm), lz])
+    lap = builder.fadd(lx, builder.fadd(ly, lz))
+    # the damping factors of _damping_factors, and _update
+    axx = builder.load(cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
+        context, builder, tax, arrays["ax"][0], [x], wraparound=False))
+    a = builder.fadd(_splat(builder, vt, builder.fadd(axx, ayy)), azv)
+    r = builder.fdiv(one, builder.fadd(one, a))
+    q = builder.fmul(builder.fsub(one, a), r)
+    t = builder.call(fma, [load(here["c"]), lap, builder.fadd(centre, centre)])
+    new = builder.call(fma, [t, r, builder.fneg(builder.fmul(q, load(here["up"])))])
+    if adjoint:
+        store(builder.call(fma, [load(here["u"]), lap, load(here["g"])]), here["g"])
+    store(new, here["dn"])
+
+    x_next = builder.add(x, const(1))
+    last = builder.block
+    x.add_incoming(x_next, last)
+    for k, phi in enumerate(window):
+        phi.add_incoming(w[k + 1], last)
+    builder.cbranch(builder.icmp_signed("<", x_next, x1), body, after)
+    builder.position_at_end(after)
+    return context.get_dummy_value()
+
+
+def _arrays(arrays: tuple[Any, ...], ndims: tuple[int, ...], scalar: Any) -> bool:
+    return all(isinstance(a, types.Array) and a.ndim == n and a.dtype == scalar
+               for a, n in zip(arrays, ndims, strict=True))
+
+
+@intrinsic
+def _column3(typingctx: Any, uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any, sy: Any,
+             sz: Any, x0: Any, x1: Any, y: Any, z: Any, ax: Any, ay: Any, az: Any) -> Any:
+    if not (isinstance(sx, types.Float) and _arrays((uc, up, dn, c, ax, ay, az),
+                                                   (3, 3, 3, 3, 1, 1, 1), sx)):
+        return None
+    sig = types.void(uc, up, dn, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return _walk(context, builder, signature, args, adjoint=False)
+    return sig, codegen
+
+
+@intrinsic
+def _column3_adjoint(typingctx: Any, vc: Any, vp: Any, c: Any, C: Any, sx: Any, sy: Any, sz: Any,
+                     x0: Any, x1: Any, y: Any, z: Any, ax: Any, ay: Any, az: Any, u: Any, g: Any
+                     ) -> Any:
+    if not (isinstance(sx, types.Float) and _arrays((vc, vp, c, ax, ay, az, u, g),
+                                                   (3, 3, 3, 1, 1, 1, 3, 3), sx)):
+        return None
+    sig = types.void(vc, vp, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az, u, g)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return _walk(context, builder, signature, args, adjoint=True)
+    return sig, codegen
+
+
+#: ``column3(uc, up, dn, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az)`` inside a kernel: for
+#: ``x0 <= x < x1``, ``dn[x, y, z:z+W]`` = one step from u[t] = ``uc``, u[t-1] = ``up`` (``dn`` may
+#: be ``up``), exactly as ``_line3`` computes each point. Unchecked: the caller keeps x0 - H >= 0,
+#: x1 + H <= NX, y - H >= 0, y + H < NY, z - W >= 0 and z + 2W <= NZ, and gives ``uc``, ``up``,
+#: ``dn`` and ``c`` one shape (typed ``Any`` for mypy, as numba intrinsics take a hidden typing
+#: context argument that kernels do not pass).
+column3: Any = _column3
+#: ``column3_adjoint(vc, vp, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az, u, g)``: the same walk
+#: for the adjoint step of ``_line3_adjoint`` (``vp`` updated in place, ``g += u * L vc``).
+column3_adjoint: Any = _column3_adjoint

@@ -1,0 +1,87 @@
+"""The 3-D kernels' column walks (explicit vectors, kernels/_columns.py) against the same per-point
+operations in a plain scalar loop: bitwise equal, for every space order and dtype, on grids with
+damped layers, several blocks of planes (the last one partial), several vectors per line and a
+scalar tail, and random data in every point (halo included, so a read outside the stencil's
+reach would change the result)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+import pytest
+from amcheck.kernels import Geometry, Model
+from amcheck.kernels._columns import BLOCK_PLANES, VECTOR_BYTES
+from amcheck.kernels._operators import AcousticForward
+from amcheck.kernels._stencil import _tail3, _tail3_adjoint, fd_coefficients
+
+
+@numba.njit(cache=False)
+def _scalar_step(uc: Any, up: Any, dn: Any, c: Any, C: Any, w: Any, yend: int, zend: int,
+                 ax: Any, ay: Any, az: Any, H: int, PL: int) -> None:
+    one = w.dtype.type(1.0)
+    for x in range(H, uc.shape[0] - H):
+        for y in range(H, yend):
+            _tail3(uc, up, dn, c, C, w[0], w[1], w[2], x, y, 0, zend - PL, ax, ay, az, one, PL)
+
+
+@numba.njit(cache=False)
+def _scalar_adjoint(vc: Any, vp: Any, c: Any, C: Any, w: Any, yend: int, zend: int, ax: Any,
+                    ay: Any, az: Any, H: int, PL: int, u: Any, g: Any) -> None:
+    one = w.dtype.type(1.0)
+    for x in range(H, vc.shape[0] - H):
+        for y in range(H, yend):
+            _tail3_adjoint(vc, vp, c, C, w[0], w[1], w[2], x, y, 0, zend - PL, ax, ay, az, one,
+                           PL, u, g)
+
+
+def _setup(so: int, dtype: type) -> tuple[Any, np.ndarray, np.random.Generator]:
+    # 3 x 4 + 1 x-planes inside nbl = 3 layers (blocks of 4: the last one partial); lines of
+    # 3 vectors and a tail at float32 (more vectors at float64)
+    W = VECTOR_BYTES // np.dtype(dtype).itemsize
+    shape = (BLOCK_PLANES * 3 + 1 - 6, 9, 3 * 16 + 5 - 6)
+    model = Model(np.full(shape, 1.5), (10.0, 12.0, 9.0), nbl=3, space_order=so, dtype=dtype)
+    centre = [4.0 * (n - 1) for n in shape]
+    fwd = AcousticForward(model, Geometry(model, centre, [centre], tn=1.0, f0=0.01))
+    d = fwd._disc
+    assert (d.end[1] - model.halos[-1][0]) % W != 0  # a scalar tail
+    rng = np.random.default_rng(so)
+    u = fwd.initial_state()["u"]
+    u[...] = rng.standard_normal(u.shape).astype(dtype)
+    d.c[...] = rng.uniform(0.1, 0.3, d.c.shape).astype(dtype)
+    assert all(np.any(a > 0) for a in d.damping)
+    return d, u, rng
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("so", [2, 4, 8])
+def test_columns_equal_the_scalar_loop(so: int, dtype: type) -> None:
+    d, u, rng = _setup(so, dtype)
+    H = so // 2
+    PL = d.kernels.left_pad
+    C = fd_coefficients(so, dtype)
+    yend, zend = d.end
+    ax, ay, az = d.damping
+    for cur in (0, 1):  # in place
+        ref = u.copy()
+        _scalar_step(ref[cur], ref[1 - cur], ref[1 - cur], d.c, C, d.w, yend, zend, ax, ay, az,
+                     H, PL)
+        got = u.copy()
+        d.kernels.step(got, cur, d.c, d.w, d.end, *d.damping)
+        assert np.array_equal(got.view(np.uint8), ref.view(np.uint8)), cur
+    # out of place: the new level as in place, level cur copied, the rest of dst overwritten
+    dst = np.full_like(u, np.nan)
+    d.kernels.step_copy(u, dst, 0, d.c, d.w, d.end, *d.damping)
+    ref = u.copy()
+    _scalar_step(ref[0], ref[1], ref[1], d.c, C, d.w, yend, zend, ax, ay, az, H, PL)
+    assert np.array_equal(dst.view(np.uint8), ref.view(np.uint8))
+    # the adjoint step with the gradient
+    ug = rng.standard_normal(u.shape[1:]).astype(dtype)
+    g0 = rng.standard_normal(u.shape[1:]).astype(dtype)
+    ref, g_ref = u.copy(), g0.copy()
+    _scalar_adjoint(ref[1], ref[0], d.c, C, d.w, yend, zend, ax, ay, az, H, PL, ug, g_ref)
+    got, g = u.copy(), g0.copy()
+    d.kernels.adjoint_gradient(got, 1, d.c, d.w, d.end, *d.damping, ug, g)
+    assert np.array_equal(got.view(np.uint8), ref.view(np.uint8))
+    assert np.array_equal(g.view(np.uint8), g_ref.view(np.uint8))
