@@ -216,8 +216,10 @@ def _walk(context: Any, builder: Any, sig: Any, args: Any, adjoint: bool) -> Any
 
 
 def _arrays(arrays: tuple[Any, ...], ndims: tuple[int, ...], scalar: Any) -> bool:
+    """Whether every array is C-contiguous (the walk's vector loads assume a contiguous last
+    axis), of its ndim, and of the scalar type; any other argument fails numba's typing."""
     return all(isinstance(a, types.Array) and a.ndim == n and a.dtype == scalar
-               for a, n in zip(arrays, ndims, strict=True))
+               and a.layout == "C" for a, n in zip(arrays, ndims, strict=True))
 
 
 @intrinsic
