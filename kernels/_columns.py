@@ -50,11 +50,24 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["BLOCK_PLANES", "PREFETCH_BYTES", "VECTOR_BYTES", "column3", "column3_adjoint"]
+__all__ = [
+    "BLOCK_PLANES",
+    "BLOCK_ROWS",
+    "BLOCK_ROWS_ADJOINT",
+    "PREFETCH_BYTES",
+    "VECTOR_BYTES",
+    "column2",
+    "column2_adjoint",
+    "column3",
+    "column3_adjoint",
+]
 
 #: Planes of the outer axis per block: each column walks this many planes (see the module
 #: docstring for the measurements behind 4).
 BLOCK_PLANES = 3
+#: Rows per block of the 2-D step, and of the 2-D adjoint kernel (see the module docstring).
+BLOCK_ROWS = 8
+BLOCK_ROWS_ADJOINT = 4
 #: How far along z (bytes) a column prefetches the lines the block reads from memory first.
 PREFETCH_BYTES = 256
 
@@ -67,15 +80,24 @@ def _splat(builder: Any, vt: Any, s: Any) -> Any:
     return builder.shuffle_vector(v, ir.Constant(vt, ir.Undefined), mask)
 
 
-def _walk(context: Any, builder: Any, sig: Any, args: Any, adjoint: bool) -> Any:
-    """Emit one column walk (see the module docstring); ``adjoint`` adds g += u * L w."""
-    if adjoint:
-        (uc, up, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az, u, g) = args
-        (tuc, tup, tc, tC, tsx, _, _, tx0, tx1, ty, tz, tax, tay, taz, tu, tg) = sig.args
-        dn, tdn = up, tup
+def _walk(context: Any, builder: Any, sig: Any, args: Any, adjoint: bool, ndim: int) -> Any:
+    """Emit one column walk (see the module docstring); ``adjoint`` adds g += u * L w. In 2-D the
+    arguments have no ``sy``/``y``/``ay`` of a middle axis (the contiguous axis plays z)."""
+    n_in = 3 if adjoint else 4  # the arrays before the coefficients: uc, up, [dn,] c
+    values, types_ = list(args), list(sig.args)
+    uc, up = values[0], values[1]
+    tuc, tup = types_[0], types_[1]
+    dn, tdn = (up, tup) if adjoint else (values[2], types_[2])
+    c, tc = values[n_in - 1], types_[n_in - 1]
+    rest, trest = values[n_in:], types_[n_in:]
+    if ndim == 3:
+        (C, sx, sy, sz, x0, x1, y, z, ax, ay, az) = rest[:11]
+        (tC, tsx, _, _, tx0, tx1, ty, tz, tax, tay, taz) = trest[:11]
     else:
-        (uc, up, dn, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az) = args
-        (tuc, tup, tdn, tc, tC, tsx, _, _, tx0, tx1, ty, tz, tax, tay, taz) = sig.args
+        (C, sx, sz, x0, x1, z, ax, az) = rest[:8]
+        (tC, tsx, _, tx0, tx1, tz, tax, taz) = trest[:8]
+    if adjoint:
+        (u, g), (tu, tg) = rest[-2:], trest[-2:]
     i64 = ir.IntType(64)
     i32 = ir.IntType(32)
     i8p = ir.IntType(8).as_pointer()
@@ -92,9 +114,12 @@ def _walk(context: Any, builder: Any, sig: Any, args: Any, adjoint: bool) -> Any
     def intp(v: Any, t: Any) -> Any:
         return context.cast(builder, v, t, types.intp)
 
-    x0, x1, y, z = intp(x0, tx0), intp(x1, tx1), intp(y, ty), intp(z, tz)
+    x0, x1, z = intp(x0, tx0), intp(x1, tx1), intp(z, tz)
     named = {"uc": (uc, tuc), "up": (up, tup), "dn": (dn, tdn), "c": (c, tc), "ax": (ax, tax),
-             "ay": (ay, tay), "az": (az, taz)}
+             "az": (az, taz)}
+    if ndim == 3:
+        y = intp(y, ty)
+        named.update(ay=(ay, tay))
     if adjoint:
         named.update(u=(u, tu), g=(g, tg))
     arrays = {k: (context.make_array(t)(context, builder, v), t) for k, (v, t) in named.items()}
@@ -127,24 +152,29 @@ def _walk(context: Any, builder: Any, sig: Any, args: Any, adjoint: bool) -> Any
     fma = cgutils.get_or_insert_function(  # type: ignore[no-untyped-call]
         builder.module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.v{W}f{8 * itemsize}")
     Cs = [builder.extract_value(C, k) for k in range(H + 1)]
-    k0 = _splat(builder, vt, builder.fmul(Cs[0], builder.fadd(builder.fadd(sx, sy), sz)))
+    s_all = builder.fadd(builder.fadd(sx, sy), sz) if ndim == 3 else builder.fadd(sx, sz)
+    k0 = _splat(builder, vt, builder.fmul(Cs[0], s_all))
     kx = [_splat(builder, vt, builder.fmul(Cs[k], sx)) for k in range(H + 1)]
-    ky = [_splat(builder, vt, builder.fmul(Cs[k], sy)) for k in range(H + 1)]
     kz = [_splat(builder, vt, builder.fmul(Cs[k], sz)) for k in range(H + 1)]
     one = _splat(builder, vt, ir.Constant(ft, 1.0))
-    ayy = builder.load(cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
-        context, builder, tay, arrays["ay"][0], [y], wraparound=False))
     azv = load(pointer("az", [z]))
     streams = ("uc", "up", "dn", "c") + (("u", "g") if adjoint else ())
-    base = {k: pointer(k, [x0, y, z]) for k in streams}
+    base = {k: pointer(k, [x0, y, z] if ndim == 3 else [x0, z]) for k in streams}
     plane = {k: stride(k, 0) for k in streams}
-    row = stride("uc", 1)
-
-    # line y of the block's halo planes (x0 - H .. x0 - 1 and x1 .. x1 + H - 1) is read first here
     nblock = builder.sub(x1, x0)
-    for k in range(1, H + 1):
-        prefetch(at(base["uc"], builder.mul(plane["uc"], const(-k))))
-        prefetch(at(base["uc"], builder.mul(plane["uc"], builder.add(nblock, const(k - 1)))))
+    if ndim == 3:
+        ky = [_splat(builder, vt, builder.fmul(Cs[k], sy)) for k in range(H + 1)]
+        ayy = builder.load(cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
+            context, builder, tay, arrays["ay"][0], [y], wraparound=False))
+        row = stride("uc", 1)
+        # line y of the block's halo planes (x0 - H .. x0 - 1, x1 .. x1 + H - 1) is read first here
+        for k in range(1, H + 1):
+            prefetch(at(base["uc"], builder.mul(plane["uc"], const(-k))))
+            prefetch(at(base["uc"], builder.mul(plane["uc"], builder.add(nblock, const(k - 1)))))
+    else:
+        # every row the window starts with (x0 - H .. x0 + H - 1) is read here
+        for k in range(-H, H):
+            prefetch(at(base["uc"], builder.mul(plane["uc"], const(k))))
     window0 = [load(at(base["uc"], builder.mul(plane["uc"], const(k)))) for k in range(-H, H)]
 
     pre = builder.block
@@ -163,7 +193,10 @@ def _walk(context: Any, builder: Any, sig: Any, args: Any, adjoint: bool) -> Any
     here = {k: at(base[k], builder.mul(plane[k], dx)) for k in streams}
     pc = here["uc"]
     w = window + [load(at(pc, builder.mul(plane["uc"], const(H))))]  # w[H]: the centre
-    prefetch(at(pc, builder.mul(row, const(H))))  # line y + H: first read by this block here
+    if ndim == 3:  # line y + H: first read by this block here
+        prefetch(at(pc, builder.mul(row, const(H))))
+    else:  # row x + H
+        prefetch(at(pc, builder.mul(plane["uc"], const(H))))
     for name in ("up", "c") + (("u", "g") if adjoint else ()):
         prefetch(here[name])
     centre = w[H]
@@ -181,22 +214,30 @@ def _walk(context: Any, builder: Any, sig: Any, args: Any, adjoint: bool) -> Any
         return builder.fadd(load(at(pc, builder.mul(row, const(k)))),
                             load(at(pc, builder.mul(row, const(-k)))))
 
-    # _lap3's operations, in its order
-    lx = builder.fmul(k0, centre)
-    ly = builder.fmul(ky[1], y_pair(1))
-    zp, zm = z_pair(1)
-    lz = builder.fmul(kz[1], builder.fadd(zp, zm))
-    lx = builder.call(fma, [kx[1], builder.fadd(w[H + 1], w[H - 1]), lx])
-    for k in range(2, H + 1):
-        lx = builder.call(fma, [kx[k], builder.fadd(w[H + k], w[H - k]), lx])
-        ly = builder.call(fma, [ky[k], y_pair(k), ly])
-        zp, zm = z_pair(k)
-        lz = builder.call(fma, [kz[k], builder.fadd(zp, zm), lz])
-    lap = builder.fadd(lx, builder.fadd(ly, lz))
+    if ndim == 3:  # _lap3's operations, in its order
+        lx = builder.fmul(k0, centre)
+        ly = builder.fmul(ky[1], y_pair(1))
+        zp, zm = z_pair(1)
+        lz = builder.fmul(kz[1], builder.fadd(zp, zm))
+        lx = builder.call(fma, [kx[1], builder.fadd(w[H + 1], w[H - 1]), lx])
+        for k in range(2, H + 1):
+            lx = builder.call(fma, [kx[k], builder.fadd(w[H + k], w[H - k]), lx])
+            ly = builder.call(fma, [ky[k], y_pair(k), ly])
+            zp, zm = z_pair(k)
+            lz = builder.call(fma, [kz[k], builder.fadd(zp, zm), lz])
+        lap = builder.fadd(lx, builder.fadd(ly, lz))
+    else:  # _lap2's: one chain
+        lap = builder.fmul(k0, centre)
+        for k in range(1, H + 1):
+            lap = builder.call(fma, [kx[k], builder.fadd(w[H + k], w[H - k]), lap])
+            zp, zm = z_pair(k)
+            lap = builder.call(fma, [kz[k], builder.fadd(zp, zm), lap])
     # the damping factors of _damping_factors, and _update
-    axx = builder.load(cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
+    a0 = builder.load(cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
         context, builder, tax, arrays["ax"][0], [x], wraparound=False))
-    a = builder.fadd(_splat(builder, vt, builder.fadd(axx, ayy)), azv)
+    if ndim == 3:
+        a0 = builder.fadd(a0, ayy)
+    a = builder.fadd(_splat(builder, vt, a0), azv)
     r = builder.fdiv(one, builder.fadd(one, a))
     q = builder.fmul(builder.fsub(one, a), r)
     t = builder.call(fma, [load(here["c"]), lap, builder.fadd(centre, centre)])
@@ -231,7 +272,7 @@ def _column3(typingctx: Any, uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any,
     sig = types.void(uc, up, dn, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az)
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return _walk(context, builder, signature, args, adjoint=False)
+        return _walk(context, builder, signature, args, adjoint=False, ndim=3)
     return sig, codegen
 
 
@@ -245,10 +286,42 @@ def _column3_adjoint(typingctx: Any, vc: Any, vp: Any, c: Any, C: Any, sx: Any, 
     sig = types.void(vc, vp, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az, u, g)
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return _walk(context, builder, signature, args, adjoint=True)
+        return _walk(context, builder, signature, args, adjoint=True, ndim=3)
     return sig, codegen
 
 
+@intrinsic
+def _column2(typingctx: Any, uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any, sy: Any,
+             x0: Any, x1: Any, y: Any, ax: Any, ay: Any) -> Any:
+    if not (isinstance(sx, types.Float) and _arrays((uc, up, dn, c, ax, ay),
+                                                   (2, 2, 2, 2, 1, 1), sx)):
+        return None
+    sig = types.void(uc, up, dn, c, C, sx, sy, x0, x1, y, ax, ay)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return _walk(context, builder, signature, args, adjoint=False, ndim=2)
+    return sig, codegen
+
+
+@intrinsic
+def _column2_adjoint(typingctx: Any, vc: Any, vp: Any, c: Any, C: Any, sx: Any, sy: Any, x0: Any,
+                     x1: Any, y: Any, ax: Any, ay: Any, u: Any, g: Any) -> Any:
+    if not (isinstance(sx, types.Float) and _arrays((vc, vp, c, ax, ay, u, g),
+                                                   (2, 2, 2, 1, 1, 2, 2), sx)):
+        return None
+    sig = types.void(vc, vp, c, C, sx, sy, x0, x1, y, ax, ay, u, g)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return _walk(context, builder, signature, args, adjoint=True, ndim=2)
+    return sig, codegen
+
+
+#: ``column2(uc, up, dn, c, C, sx, sy, x0, x1, y, ax, ay)``: the 2-D walk, ``dn[x, y:y+W]`` for
+#: ``x0 <= x < x1`` as ``_row2`` computes each point (``y`` the contiguous axis; bounds unchecked
+#: as for ``column3``).
+column2: Any = _column2
+#: ``column2_adjoint(vc, vp, c, C, sx, sy, x0, x1, y, ax, ay, u, g)``: as ``_row2_adjoint``.
+column2_adjoint: Any = _column2_adjoint
 #: ``column3(uc, up, dn, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az)`` inside a kernel: for
 #: ``x0 <= x < x1``, ``dn[x, y, z:z+W]`` = one step from u[t] = ``uc``, u[t-1] = ``up`` (``dn`` may
 #: be ``up``), exactly as ``_line3`` computes each point. Unchecked: the caller keeps x0 - H >= 0,

@@ -1,8 +1,8 @@
-"""The 3-D kernels' column walks (explicit vectors, kernels/_columns.py) against the same per-point
-operations in a plain scalar loop: bitwise equal, for every space order and dtype, on grids with
-damped layers, several blocks of planes (the last one partial), several vectors per line and a
-scalar tail, and random data in every point (halo included, so a read outside the stencil's
-reach would change the result)."""
+"""The kernels' column walks (explicit vectors, kernels/_columns.py) against the same per-point
+operations in a plain scalar loop: bitwise equal, in 2-D and 3-D, for every space order and dtype,
+on grids with damped layers, several blocks of planes or rows (the last one partial), several
+vectors per line and a scalar tail, and random data in every point (halo included, so a read
+outside the stencil's reach would change the result)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,15 @@ import numba
 import numpy as np
 import pytest
 from amcheck.kernels import Geometry, Model
-from amcheck.kernels._columns import BLOCK_PLANES, VECTOR_BYTES
+from amcheck.kernels._columns import BLOCK_PLANES, BLOCK_ROWS, VECTOR_BYTES
 from amcheck.kernels._operators import AcousticForward
-from amcheck.kernels._stencil import _tail3, _tail3_adjoint, fd_coefficients
+from amcheck.kernels._stencil import (
+    _tail2,
+    _tail2_adjoint,
+    _tail3,
+    _tail3_adjoint,
+    fd_coefficients,
+)
 
 
 @numba.njit(cache=False)
@@ -36,16 +42,37 @@ def _scalar_adjoint(vc: Any, vp: Any, c: Any, C: Any, w: Any, yend: int, zend: i
                            PL, u, g)
 
 
-def _setup(so: int, dtype: type) -> tuple[Any, np.ndarray, np.random.Generator]:
-    # 3 x 4 + 1 x-planes inside nbl = 3 layers (blocks of 4: the last one partial); lines of
-    # 3 vectors and a tail at float32 (more vectors at float64)
+@numba.njit(cache=False)
+def _scalar_step2(uc: Any, up: Any, dn: Any, c: Any, C: Any, w: Any, end: int, ax: Any, ay: Any,
+                  H: int, PL: int) -> None:
+    one = w.dtype.type(1.0)
+    for x in range(H, uc.shape[0] - H):
+        _tail2(uc, up, dn, c, C, w[0], w[1], x, 0, end - PL, ax, ay, one, PL)
+
+
+@numba.njit(cache=False)
+def _scalar_adjoint2(vc: Any, vp: Any, c: Any, C: Any, w: Any, end: int, ax: Any, ay: Any, H: int,
+                     PL: int, u: Any, g: Any) -> None:
+    one = w.dtype.type(1.0)
+    for x in range(H, vc.shape[0] - H):
+        _tail2_adjoint(vc, vp, c, C, w[0], w[1], x, 0, end - PL, ax, ay, one, PL, u, g)
+
+
+def _setup(so: int, dtype: type, ndim: int = 3) -> tuple[Any, np.ndarray, np.random.Generator]:
+    # 3 blocks and 1 more plane (3-D) or row (2-D) inside nbl = 3 layers (the last block partial);
+    # lines of 3 vectors and a tail at float32 (more vectors at float64)
     W = VECTOR_BYTES // np.dtype(dtype).itemsize
-    shape = (BLOCK_PLANES * 3 + 1 - 6, 9, 3 * 16 + 5 - 6)
-    model = Model(np.full(shape, 1.5), (10.0, 12.0, 9.0), nbl=3, space_order=so, dtype=dtype)
+    if ndim == 3:
+        shape: tuple[int, ...] = (BLOCK_PLANES * 3 + 1 - 6, 9, 3 * 16 + 5 - 6)
+    else:
+        shape = (BLOCK_ROWS * 3 + 1 - 6, 3 * 16 + 5 - 6)
+    spacing = (10.0, 12.0, 9.0)[-ndim:]
+    model = Model(np.full(shape, 1.5), spacing, nbl=3, space_order=so, dtype=dtype)
     centre = [4.0 * (n - 1) for n in shape]
     fwd = AcousticForward(model, Geometry(model, centre, [centre], tn=1.0, f0=0.01))
     d = fwd._disc
-    assert (d.end[1] - model.halos[-1][0]) % W != 0  # a scalar tail
+    end = d.end[1] if ndim == 3 else d.end
+    assert (end - model.halos[-1][0]) % W != 0  # a scalar tail
     rng = np.random.default_rng(so)
     u = fwd.initial_state()["u"]
     u[...] = rng.standard_normal(u.shape).astype(dtype)
@@ -81,6 +108,35 @@ def test_columns_equal_the_scalar_loop(so: int, dtype: type) -> None:
     g0 = rng.standard_normal(u.shape[1:]).astype(dtype)
     ref, g_ref = u.copy(), g0.copy()
     _scalar_adjoint(ref[1], ref[0], d.c, C, d.w, yend, zend, ax, ay, az, H, PL, ug, g_ref)
+    got, g = u.copy(), g0.copy()
+    d.kernels.adjoint_gradient(got, 1, d.c, d.w, d.end, *d.damping, ug, g)
+    assert np.array_equal(got.view(np.uint8), ref.view(np.uint8))
+    assert np.array_equal(g.view(np.uint8), g_ref.view(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("so", [2, 4, 8])
+def test_columns_equal_the_scalar_loop_2d(so: int, dtype: type) -> None:
+    d, u, rng = _setup(so, dtype, ndim=2)
+    H = so // 2
+    PL = d.kernels.left_pad
+    C = fd_coefficients(so, dtype)
+    ax, ay = d.damping
+    for cur in (0, 1):  # in place
+        ref = u.copy()
+        _scalar_step2(ref[cur], ref[1 - cur], ref[1 - cur], d.c, C, d.w, d.end, ax, ay, H, PL)
+        got = u.copy()
+        d.kernels.step(got, cur, d.c, d.w, d.end, *d.damping)
+        assert np.array_equal(got.view(np.uint8), ref.view(np.uint8)), cur
+    dst = np.full_like(u, np.nan)
+    d.kernels.step_copy(u, dst, 0, d.c, d.w, d.end, *d.damping)
+    ref = u.copy()
+    _scalar_step2(ref[0], ref[1], ref[1], d.c, C, d.w, d.end, ax, ay, H, PL)
+    assert np.array_equal(dst.view(np.uint8), ref.view(np.uint8))
+    ug = rng.standard_normal(u.shape[1:]).astype(dtype)
+    g0 = rng.standard_normal(u.shape[1:]).astype(dtype)
+    ref, g_ref = u.copy(), g0.copy()
+    _scalar_adjoint2(ref[1], ref[0], d.c, C, d.w, d.end, ax, ay, H, PL, ug, g_ref)
     got, g = u.copy(), g0.copy()
     d.kernels.adjoint_gradient(got, 1, d.c, d.w, d.end, *d.damping, ug, g)
     assert np.array_equal(got.view(np.uint8), ref.view(np.uint8))

@@ -1,9 +1,9 @@
-"""A/B: the 3-D kernels with column walks (kernels/_columns.py) against the line loops they
-replaced (kernels/_stencil.py as of commit 8a30ebf, taken from git), the same arrays, interleaved
-in one process, forward step (in place and out of place) and adjoint kernel.
+"""A/B: the kernels with column walks (kernels/_columns.py) against the line (3-D) and row (2-D)
+loops they replaced (kernels/_stencil.py as of commit 8a30ebf, taken from git), the same arrays,
+interleaved in one process, forward step (in place and out of place) and adjoint kernel.
 Output: benchmarks/results/kernels_columns_ab.log.
 
-    .venv/bin/python benchmarks/results/kernels_columns_ab.py N SO NBL THREADS REPS
+    .venv/bin/python benchmarks/results/kernels_columns_ab.py N SO NBL THREADS REPS [NDIM]
 
 Both kernels are checked bitwise equal on these arrays first.
 """
@@ -21,6 +21,7 @@ from amcheck.kernels import Geometry, Model
 from amcheck.kernels._operators import AcousticAdjoint, AcousticForward
 
 n, so, nbl, threads, reps = (int(v) for v in sys.argv[1:6])
+ndim = int(sys.argv[6]) if len(sys.argv) > 6 else 3
 numba.set_num_threads(threads)
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 old_src = subprocess.run(["git", "show", "8a30ebf:kernels/_stencil.py"], cwd=root, check=True,
@@ -34,12 +35,12 @@ old = importlib.util.module_from_spec(spec)
 sys.modules["old_stencil"] = old
 spec.loader.exec_module(old)
 
-model = Model(np.full((n,) * 3, 1.5), (10.0,) * 3, nbl=nbl, space_order=so)
-centre = [5.0 * (n - 1)] * 3
+model = Model(np.full((n,) * ndim, 1.5), (10.0,) * ndim, nbl=nbl, space_order=so)
+centre = [5.0 * (n - 1)] * ndim
 fwd = AcousticForward(model, Geometry(model, centre, [centre], tn=1.0, f0=0.01))
 adj = AcousticAdjoint(fwd)
 d = fwd._disc
-kernels = {"old": old.make_kernels(3, so, np.float32), "new": d.kernels}
+kernels = {"old": old.make_kernels(ndim, so, np.float32), "new": d.kernels}
 u = fwd.initial_state()["u"]
 dst = fwd.initial_state()["u"]
 rng = np.random.default_rng(0)
@@ -64,8 +65,8 @@ for kind in ("step", "step_copy", "adjoint"):
     assert np.array_equal(outs[0].view(np.uint8), outs[1].view(np.uint8)), kind
 print("bitwise equal: step, step_copy, adjoint", flush=True)
 
-steps = 6
-pts = (n + 2 * nbl) ** 3
+steps = 6 if ndim == 3 else 20
+pts = (n + 2 * nbl) ** ndim
 
 
 def run(kind, which):
@@ -88,7 +89,7 @@ res = {kv: [] for kv in variants}
 for rep in range(reps):
     for kv in (variants if rep % 2 == 0 else variants[::-1]):
         res[kv].append(run(*kv))
-print(f"3-D {n}^3 nbl={nbl} so{so} float32, {threads} thread(s), {reps} interleaved rounds, "
+print(f"{ndim}-D {n}^{ndim} nbl={nbl} so{so} float32, {threads} thread(s), {reps} interleaved rounds, "
       f"load {os.getloadavg()[0]:.2f}; grid {u.shape[1:]}")
 for kind in ("step", "step_copy", "adjoint"):
     o, w = res[(kind, "old")], res[(kind, "new")]
