@@ -1,22 +1,23 @@
-"""The inner loop of the 3-D kernels: x-walks of explicit vectors, written in LLVM IR.
+"""The inner loop of the order-8 kernels: walks of explicit vectors, written in LLVM IR.
 
 What a column is
 ----------------
 A *column* is one vector of the last axis (``VECTOR_BYTES`` of points: 16 float32 or 8 float64,
-``z`` to ``z + W - 1``) of line ``y``, taken through the planes ``x0 <= x < x1``. The kernels cut
-the outer axis into blocks of a few planes (:data:`BLOCK_PLANES`) and, for every line ``y`` of a
-block and every vector of that line, walk its column. Along the walk the 2H + 1 vectors
-``u[x - H .. x + H, y, z:z + W]`` stay in registers: each step loads one new vector (plane
-``x + H``) and drops the oldest, so the x-part of the stencil costs one load per step instead of
-2H (the line loops of :mod:`amcheck.kernels._stencil` loaded all 2H x-neighbour lines, the
-cost that bounded them). The z-neighbours are built from the centre vector and its two
-neighbours by ``shufflevector``; the y-neighbours are 2H loads from lines that the previous lines
-of the block loaded (L1 or L2).
+``z`` to ``z + W - 1``) of line ``y`` (3-D; in 2-D of the row), taken through the planes (rows)
+``x0 <= x < x1``. The kernels cut the outer axis into blocks (:data:`BLOCK_PLANES` planes in
+3-D, :data:`BLOCK_ROWS` rows in 2-D) and, for every line of a block and every vector of that
+line, walk its column. Along the walk the 2H + 1 vectors ``u[x - H .. x + H, y, z:z + W]`` stay
+in registers: each step loads one new vector (plane ``x + H``) and drops the oldest, so the
+x-part of the stencil costs one load per step instead of 2H (the line and row loops of
+:mod:`amcheck.kernels._stencil` load all 2H x-neighbour lines, the cost that bounded them in 3-D).
+The z-neighbours are built from the centre vector and its two neighbours by
+``shufflevector``; in 3-D the y-neighbours are 2H loads from lines that the previous lines of
+the block loaded (L1 or L2).
 
-Every lane of a column does the line loop's operations in its order (the three ``fma`` chains of
-``_lap3``, then ``_update``), with the same damping factors r = 1 / (1 + a), q = (1 - a) r of
-a = (a_x[x] + a_y[y]) + a_z[z], so the results are bitwise those of the scalar loop whatever the
-vector width.
+Every lane of a column does the loop's operations in its order (the three ``fma`` chains of
+``_lap3``, or the one of ``_lap2``, then ``_update``), with the same damping factors
+r = 1 / (1 + a), q = (1 - a) r of a = a_x[x] (+ a_y[y]) + a_z[z], so the results are bitwise
+those of the scalar loops whatever the vector width.
 
 Why intrinsics
 --------------
@@ -29,15 +30,19 @@ here) and no fast-math flags.
 Memory order
 ------------
 The walk reads memory across planes, which the hardware prefetchers do not follow: from DRAM
-(grids beyond the L3 cache) an x-walk ran 0.3-0.4 GPts/s (256^3, order 8, one thread) against the
-line loop's 0.87. The kernels therefore take the columns of a line one after another (a line's
-memory streams in order) and each column prefetches, :data:`PREFETCH_BYTES` further along z,
-the lines that the block reads from memory for the first time: u[t] at line y + H (in the
-adjoint: w), u[t-1] and c at line y (and u and g in the adjoint), and, at the start of the walk,
-line y of the block's 2H halo planes. Measured (256^3, one thread, order 8, interleaved A/B in one
-process; ``benchmarks/results/kernels_xwalk_ab.py`` and ``.log``): blocks of 4 planes with
-prefetching 192 bytes ahead ran 1.13-1.20x the line loop; blocks of 8 and 16 planes 1.16x and
-0.78x; prefetching 64, 128, 256, 384, 512 bytes ahead 1.04x, 1.13x, 1.14x, 1.11x, 1.03x.
+(grids beyond the L3 cache) a walk through all 264 planes of a 256^3 grid ran 0.3-0.4 GPts/s
+(order 8, one thread) against the line loop's 0.87. The kernels therefore walk short blocks,
+take the columns of a line one after another (a line's memory streams in order), and each
+column prefetches, :data:`PREFETCH_BYTES` further along z, the lines that the block reads from
+memory for the first time: in 3-D u[t] at line y + H (in the adjoint: w), u[t-1] and c at line y
+(and u and g in the adjoint), and, at the start of the walk, line y of the block's 2H halo
+planes; in 2-D u[t] at row x + H, u[t-1] and c at row x, and the 2H rows the walk starts with.
+Block sizes and the distance were tuned together, order 8, one thread
+(``benchmarks/results/kernels_columns_ab.log``): in 3-D (256^3) blocks of 3 planes 256 bytes
+ahead ran 1.27x the line loop forward and 1.06x adjoint, blocks of 4 1.22x but 0.71x adjoint, of
+2 1.10x and 1.02x, of 8 0.85x; in 2-D (2000^2) blocks of 8 rows ran 1.36-1.39x the row loop
+forward, of 2, 4, 16 rows 1.08x, 1.17x, 0.88x. Where no block size won in every kernel (2-D out
+of place and adjoint, orders 2 and 4), the kernels keep their loops.
 """
 
 from __future__ import annotations
@@ -53,11 +58,9 @@ from numba.extending import intrinsic
 __all__ = [
     "BLOCK_PLANES",
     "BLOCK_ROWS",
-    "BLOCK_ROWS_ADJOINT",
     "PREFETCH_BYTES",
     "VECTOR_BYTES",
     "column2",
-    "column2_adjoint",
     "column3",
     "column3_adjoint",
 ]
@@ -65,9 +68,8 @@ __all__ = [
 #: Planes of the outer axis per block: each column walks this many planes (see the module
 #: docstring for the measurements behind 4).
 BLOCK_PLANES = 3
-#: Rows per block of the 2-D step, and of the 2-D adjoint kernel (see the module docstring).
+#: Rows per block of the 2-D step (see the module docstring).
 BLOCK_ROWS = 8
-BLOCK_ROWS_ADJOINT = 4
 #: How far along z (bytes) a column prefetches the lines the block reads from memory first.
 PREFETCH_BYTES = 256
 
@@ -303,25 +305,10 @@ def _column2(typingctx: Any, uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any,
     return sig, codegen
 
 
-@intrinsic
-def _column2_adjoint(typingctx: Any, vc: Any, vp: Any, c: Any, C: Any, sx: Any, sy: Any, x0: Any,
-                     x1: Any, y: Any, ax: Any, ay: Any, u: Any, g: Any) -> Any:
-    if not (isinstance(sx, types.Float) and _arrays((vc, vp, c, ax, ay, u, g),
-                                                   (2, 2, 2, 1, 1, 2, 2), sx)):
-        return None
-    sig = types.void(vc, vp, c, C, sx, sy, x0, x1, y, ax, ay, u, g)
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return _walk(context, builder, signature, args, adjoint=True, ndim=2)
-    return sig, codegen
-
-
 #: ``column2(uc, up, dn, c, C, sx, sy, x0, x1, y, ax, ay)``: the 2-D walk, ``dn[x, y:y+W]`` for
 #: ``x0 <= x < x1`` as ``_row2`` computes each point (``y`` the contiguous axis; bounds unchecked
 #: as for ``column3``).
 column2: Any = _column2
-#: ``column2_adjoint(vc, vp, c, C, sx, sy, x0, x1, y, ax, ay, u, g)``: as ``_row2_adjoint``.
-column2_adjoint: Any = _column2_adjoint
 #: ``column3(uc, up, dn, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az)`` inside a kernel: for
 #: ``x0 <= x < x1``, ``dn[x, y, z:z+W]`` = one step from u[t] = ``uc``, u[t-1] = ``up`` (``dn`` may
 #: be ``up``), exactly as ``_line3`` computes each point. Unchecked: the caller keeps x0 - H >= 0,

@@ -123,9 +123,7 @@ import numpy as np
 from amcheck.kernels._columns import (
     BLOCK_PLANES,
     BLOCK_ROWS,
-    BLOCK_ROWS_ADJOINT,
     column2,
-    column2_adjoint,
     column3,
     column3_adjoint,
 )
@@ -475,17 +473,6 @@ def _tail2(uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any, sy: Any, x: int, 
         dn[x, y] = _update(uc[x, y], up[x, y], c[x, y], _lap2(uc, C, sx, sy, x, y), r, q)
 
 
-@jit(parallel=False, inline=True)
-def _tail2_adjoint(vc: Any, vp: Any, c: Any, C: Any, sx: Any, sy: Any, x: int, k0: int, m: int,
-                   ax: Any, ay: Any, one: Any, PL: int, u: Any, g: Any) -> None:
-    for k in range(k0, m):
-        y = k + PL
-        r, q = _factors(ax[x], ay[y], one)
-        lv = _lap2(vc, C, sx, sy, x, y)
-        g[x, y] = fma(u[x, y], lv, g[x, y])
-        vp[x, y] = _update(vc[x, y], vp[x, y], c[x, y], lv, r, q)
-
-
 # The 3-D tails: the points k0 <= k < m of line (x, y) after its whole column vectors, one by one,
 # with the column's operations (``_lap3``, ``_factors``, ``_update``).
 
@@ -657,19 +644,17 @@ def _factory_2d_rows(H: int, scalar: Any) -> tuple[Any, Any, Any]:
     return step, step_copy, adjoint_gradient
 
 
-def _factory_2d_columns(H: int, scalar: Any) -> tuple[Any, Any]:
-    """The 2-D in-place step and adjoint kernel by column walks: halo width ``H``, scalar type
-    ``scalar`` (the out-of-place step stays a row loop: the walks were slower there)."""
+def _factory_2d_columns(H: int, scalar: Any) -> Any:
+    """The 2-D in-place step by column walks: halo width ``H``, scalar type ``scalar``."""
     one = scalar(1.0)
     C = fd_coefficients(2 * H, scalar)
     PL = left_pad(H, scalar)  # every row's interior starts at y = PL (on a 64-byte boundary)
     W = VECTOR_BYTES // np.dtype(scalar).itemsize  # points per column vector
     XB = BLOCK_ROWS
-    XA = BLOCK_ROWS_ADJOINT
 
-    # prange over blocks of XB (adjoint: XA) rows; in each block the rows' columns (explicit
-    # vectors walked through the block's rows, :mod:`amcheck.kernels._columns`) one after
-    # another, then the points after the last whole vector one by one.
+    # prange over blocks of XB rows; in each block the rows' columns (explicit vectors walked
+    # through the block's rows, :mod:`amcheck.kernels._columns`) one after another, then the
+    # points after the last whole vector one by one.
 
     @jit
     def step(u: Any, cur: int, c: Any, w: Any, end: int, ax: Any, ay: Any) -> None:
@@ -691,39 +676,17 @@ def _factory_2d_columns(H: int, scalar: Any) -> tuple[Any, Any]:
                 _tail2(uc, up, up, c, C, sx, sy, x, nv * W, ny, ax, ay, one, PL)
             ftz_restore(mx)
 
-    @jit
-    def adjoint_gradient(v: Any, cur: int, c: Any, w: Any, end: int, ax: Any, ay: Any,
-                         u: Any, g: Any) -> None:
-        vc = v[cur]
-        vp = v[1 - cur]
-        NY = v.shape[2]
-        nx = v.shape[1] - 2 * H
-        ny = _interior_size(end, PL, NY, H)
-        nv = _whole_vectors(ny, NY, PL, W)
-        sx = w[0]
-        sy = w[1]
-        for b in prange((nx + XA - 1) // XA):
-            mx = ftz_on()
-            x0 = H + b * XA
-            x1 = min(x0 + XA, H + nx)
-            for k in range(nv):
-                column2_adjoint(vc, vp, c, C, sx, sy, x0, x1, PL + k * W, ax, ay, u, g)
-            for x in range(x0, x1):
-                _tail2_adjoint(vc, vp, c, C, sx, sy, x, nv * W, ny, ax, ay, one, PL, u, g)
-            ftz_restore(mx)
-
-    return step, adjoint_gradient
+    return step
 
 
 def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
-    """Kernels for a 2-D grid with halo width ``H`` and scalar type ``scalar``: from order 6 on,
-    column walks for the in-place step and the adjoint and the row loop for the out-of-place
-    step; row loops below (where the walks were not faster; see docs/kernels.md)."""
-    rows = _factory_2d_rows(H, scalar)
-    if H < 3:
-        return rows
-    step, adjoint_gradient = _factory_2d_columns(H, scalar)
-    return step, rows[1], adjoint_gradient
+    """Kernels for a 2-D grid with halo width ``H`` and scalar type ``scalar``: from order 6 on
+    the in-place step by column walks, everything else by row loops (where the walks were not
+    faster; see docs/kernels.md)."""
+    step, step_copy, adjoint_gradient = _factory_2d_rows(H, scalar)
+    if H >= 3:
+        step = _factory_2d_columns(H, scalar)
+    return step, step_copy, adjoint_gradient
 
 
 def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
