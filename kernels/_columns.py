@@ -82,11 +82,14 @@ def _splat(builder: Any, vt: Any, s: Any) -> Any:
     return builder.shuffle_vector(v, ir.Constant(vt, ir.Undefined), mask)
 
 
-def _walk(context: Any, builder: Any, sig: Any, args: Any, adjoint: bool, ndim: int) -> Any:
+def _walk(context: Any, builder: Any, argtypes: Any, args: Any, adjoint: bool, ndim: int,
+          uniform: bool) -> Any:
     """Emit one column walk (see the module docstring); ``adjoint`` adds g += u * L w. In 2-D the
-    arguments have no ``sy``/``y``/``ay`` of a middle axis (the contiguous axis plays z)."""
+    arguments have no ``sy``/``y``/``ay`` of a middle axis (the contiguous axis plays z). With
+    ``uniform`` (the caller has checked that the axis scales are equal) one set of coefficient
+    vectors serves every axis: the same values, eight vector registers fewer in 3-D."""
     n_in = 3 if adjoint else 4  # the arrays before the coefficients: uc, up, [dn,] c
-    values, types_ = list(args), list(sig.args)
+    values, types_ = list(args), list(argtypes)
     uc, up = values[0], values[1]
     tuc, tup = types_[0], types_[1]
     dn, tdn = (up, tup) if adjoint else (values[2], types_[2])
@@ -157,7 +160,8 @@ def _walk(context: Any, builder: Any, sig: Any, args: Any, adjoint: bool, ndim: 
     s_all = builder.fadd(builder.fadd(sx, sy), sz) if ndim == 3 else builder.fadd(sx, sz)
     k0 = _splat(builder, vt, builder.fmul(Cs[0], s_all))
     kx = [_splat(builder, vt, builder.fmul(Cs[k], sx)) for k in range(H + 1)]
-    kz = [_splat(builder, vt, builder.fmul(Cs[k], sz)) for k in range(H + 1)]
+    kz = kx if uniform else [_splat(builder, vt, builder.fmul(Cs[k], sz))
+                             for k in range(H + 1)]
     one = _splat(builder, vt, ir.Constant(ft, 1.0))
     azv = load(pointer("az", [z]))
     streams = ("uc", "up", "dn", "c") + (("u", "g") if adjoint else ())
@@ -165,7 +169,8 @@ def _walk(context: Any, builder: Any, sig: Any, args: Any, adjoint: bool, ndim: 
     plane = {k: stride(k, 0) for k in streams}
     nblock = builder.sub(x1, x0)
     if ndim == 3:
-        ky = [_splat(builder, vt, builder.fmul(Cs[k], sy)) for k in range(H + 1)]
+        ky = kx if uniform else [_splat(builder, vt, builder.fmul(Cs[k], sy))
+                                 for k in range(H + 1)]
         ayy = builder.load(cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
             context, builder, tay, arrays["ay"][0], [y], wraparound=False))
         row = stride("uc", 1)
@@ -265,30 +270,35 @@ def _arrays(arrays: tuple[Any, ...], ndims: tuple[int, ...], scalar: Any) -> boo
                and a.layout == "C" for a, n in zip(arrays, ndims, strict=True))
 
 
-@intrinsic
+@intrinsic(prefer_literal=True)
 def _column3(typingctx: Any, uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any, sy: Any,
-             sz: Any, x0: Any, x1: Any, y: Any, z: Any, ax: Any, ay: Any, az: Any) -> Any:
-    if not (isinstance(sx, types.Float) and _arrays((uc, up, dn, c, ax, ay, az),
-                                                   (3, 3, 3, 3, 1, 1, 1), sx)):
+             sz: Any, x0: Any, x1: Any, y: Any, z: Any, ax: Any, ay: Any, az: Any, uniform: Any
+             ) -> Any:
+    if not (isinstance(sx, types.Float) and isinstance(uniform, types.BooleanLiteral)
+            and _arrays((uc, up, dn, c, ax, ay, az), (3, 3, 3, 3, 1, 1, 1), sx)):
         return None
-    sig = types.void(uc, up, dn, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az)
+    sig = types.void(uc, up, dn, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az, uniform)
+    same = bool(uniform.literal_value)
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return _walk(context, builder, signature, args, adjoint=False, ndim=3)
+        return _walk(context, builder, signature.args[:-1], args[:-1], adjoint=False, ndim=3,
+                     uniform=same)
     return sig, codegen
 
 
-@intrinsic
+@intrinsic(prefer_literal=True)
 def _column3_adjoint(typingctx: Any, vc: Any, vp: Any, c: Any, C: Any, sx: Any, sy: Any, sz: Any,
-                     x0: Any, x1: Any, y: Any, z: Any, ax: Any, ay: Any, az: Any, u: Any, g: Any
-                     ) -> Any:
-    if not (isinstance(sx, types.Float) and _arrays((vc, vp, c, ax, ay, az, u, g),
-                                                   (3, 3, 3, 1, 1, 1, 3, 3), sx)):
+                     x0: Any, x1: Any, y: Any, z: Any, ax: Any, ay: Any, az: Any, u: Any, g: Any,
+                     uniform: Any) -> Any:
+    if not (isinstance(sx, types.Float) and isinstance(uniform, types.BooleanLiteral)
+            and _arrays((vc, vp, c, ax, ay, az, u, g), (3, 3, 3, 1, 1, 1, 3, 3), sx)):
         return None
-    sig = types.void(vc, vp, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az, u, g)
+    sig = types.void(vc, vp, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az, u, g, uniform)
+    same = bool(uniform.literal_value)
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return _walk(context, builder, signature, args, adjoint=True, ndim=3)
+        return _walk(context, builder, signature.args[:-1], args[:-1], adjoint=True, ndim=3,
+                     uniform=same)
     return sig, codegen
 
 
@@ -301,7 +311,8 @@ def _column2(typingctx: Any, uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any,
     sig = types.void(uc, up, dn, c, C, sx, sy, x0, x1, y, ax, ay)
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return _walk(context, builder, signature, args, adjoint=False, ndim=2)
+        return _walk(context, builder, signature.args, args, adjoint=False, ndim=2,
+                     uniform=False)
     return sig, codegen
 
 
@@ -309,13 +320,15 @@ def _column2(typingctx: Any, uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any,
 #: ``x0 <= x < x1`` as ``_row2`` computes each point (``y`` the contiguous axis; bounds unchecked
 #: as for ``column3``).
 column2: Any = _column2
-#: ``column3(uc, up, dn, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az)`` inside a kernel: for
-#: ``x0 <= x < x1``, ``dn[x, y, z:z+W]`` = one step from u[t] = ``uc``, u[t-1] = ``up`` (``dn`` may
-#: be ``up``), exactly as ``_line3`` computes each point. Unchecked: the caller keeps x0 - H >= 0,
+#: ``column3(uc, up, dn, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az, uniform)`` inside a kernel:
+#: for ``x0 <= x < x1``, ``dn[x, y, z:z+W]`` = one step from u[t] = ``uc``, u[t-1] = ``up``
+#: (``dn`` may be ``up``), exactly as ``_line3`` computes each point; ``uniform`` a constant
+#: ``True`` or ``False``, and ``True`` only where ``sx == sy == sz``. Unchecked: the caller keeps x0 - H >= 0,
 #: x1 + H <= NX, y - H >= 0, y + H < NY, z - W >= 0 and z + 2W <= NZ, and gives ``uc``, ``up``,
 #: ``dn`` and ``c`` one shape (typed ``Any`` for mypy, as numba intrinsics take a hidden typing
 #: context argument that kernels do not pass).
 column3: Any = _column3
-#: ``column3_adjoint(vc, vp, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az, u, g)``: the same walk
+#: ``column3_adjoint(vc, vp, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az, u, g, uniform)``: the walk
 #: for the adjoint step of ``_line3_adjoint`` (``vp`` updated in place, ``g += u * L vc``).
 column3_adjoint: Any = _column3_adjoint
+

@@ -848,6 +848,7 @@ def _factory_3d_columns(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         sx = w[0]
         sy = w[1]
         sz = w[2]
+        uniform = sx == sy and sy == sz  # one set of coefficients serves all axes
         for b in prange((nx + XB - 1) // XB):
             mx = ftz_on()
             x0 = H + b * XB
@@ -855,7 +856,12 @@ def _factory_3d_columns(H: int, scalar: Any) -> tuple[Any, Any, Any]:
             for j in range(ny):
                 y = j + H
                 for v in range(nv):
-                    column3(uc, up, up, c, C, sx, sy, sz, x0, x1, y, PL + v * W, ax, ay, az)
+                    if uniform:
+                        column3(uc, up, up, c, C, sx, sy, sz, x0, x1, y, PL + v * W, ax, ay, az,
+                                True)
+                    else:
+                        column3(uc, up, up, c, C, sx, sy, sz, x0, x1, y, PL + v * W, ax, ay, az,
+                                False)
                 for x in range(x0, x1):
                     _tail3(uc, up, up, c, C, sx, sy, sz, x, y, nv * W, nz, ax, ay, az, one, PL)
             ftz_restore(mx)
@@ -878,6 +884,7 @@ def _factory_3d_columns(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         sx = w[0]
         sy = w[1]
         sz = w[2]
+        uniform = sx == sy and sy == sz  # one set of coefficients serves all axes
         for b in prange((nx + XB - 1) // XB):
             mx = ftz_on()
             x0 = H + b * XB
@@ -899,7 +906,12 @@ def _factory_3d_columns(H: int, scalar: Any) -> tuple[Any, Any, Any]:
             for j in range(ny):
                 y = j + H
                 for v in range(nv):
-                    column3(uc, up, dn, c, C, sx, sy, sz, x0, x1, y, PL + v * W, ax, ay, az)
+                    if uniform:
+                        column3(uc, up, dn, c, C, sx, sy, sz, x0, x1, y, PL + v * W, ax, ay, az,
+                                True)
+                    else:
+                        column3(uc, up, dn, c, C, sx, sy, sz, x0, x1, y, PL + v * W, ax, ay, az,
+                                False)
                 for x in range(x0, x1):
                     _tail3(uc, up, dn, c, C, sx, sy, sz, x, y, nv * W, nz, ax, ay, az, one, PL)
             ftz_restore(mx)
@@ -924,6 +936,7 @@ def _factory_3d_columns(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         sx = w[0]
         sy = w[1]
         sz = w[2]
+        uniform = sx == sy and sy == sz  # one set of coefficients serves all axes
         for b in prange((nx + XB - 1) // XB):
             mx = ftz_on()
             x0 = H + b * XB
@@ -931,8 +944,12 @@ def _factory_3d_columns(H: int, scalar: Any) -> tuple[Any, Any, Any]:
             for j in range(ny):
                 y = j + H
                 for k in range(nv):
-                    column3_adjoint(vc, vp, c, C, sx, sy, sz, x0, x1, y, PL + k * W, ax, ay, az,
-                                    u, g)
+                    if uniform:
+                        column3_adjoint(vc, vp, c, C, sx, sy, sz, x0, x1, y, PL + k * W, ax, ay,
+                                        az, u, g, True)
+                    else:
+                        column3_adjoint(vc, vp, c, C, sx, sy, sz, x0, x1, y, PL + k * W, ax, ay,
+                                        az, u, g, False)
                 for x in range(x0, x1):
                     _tail3_adjoint(vc, vp, c, C, sx, sy, sz, x, y, nv * W, nz, ax, ay, az, one,
                                    PL, u, g)

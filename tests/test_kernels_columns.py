@@ -64,7 +64,8 @@ def _scalar_adjoint2(vc: Any, vp: Any, c: Any, C: Any, w: Any, end: int, ax: Any
         _row2_adjoint(vc, vp, c, C, w[0], w[1], x, 0, end - PL, r, q, PL, u, g)
 
 
-def _setup(so: int, dtype: type, ndim: int = 3) -> tuple[Any, np.ndarray, np.random.Generator]:
+def _setup(so: int, dtype: type, ndim: int = 3, uniform: bool = False
+           ) -> tuple[Any, np.ndarray, np.random.Generator]:
     # 3 blocks and 1 more plane (3-D) or row (2-D) inside nbl = 3 layers (the last block partial);
     # lines of 3 vectors and a tail at float32 (more vectors at float64)
     W = VECTOR_BYTES // np.dtype(dtype).itemsize
@@ -72,7 +73,8 @@ def _setup(so: int, dtype: type, ndim: int = 3) -> tuple[Any, np.ndarray, np.ran
         shape: tuple[int, ...] = (BLOCK_PLANES * 3 + 1 - 6, 9, 3 * 16 + 5 - 6)
     else:
         shape = (BLOCK_ROWS * 3 + 1 - 6, 3 * 16 + 5 - 6)
-    spacing = (10.0, 12.0, 9.0)[-ndim:]
+    # equal spacings take the walks that share one set of coefficients between the axes
+    spacing = (10.0,) * ndim if uniform else (10.0, 12.0, 9.0)[-ndim:]
     model = Model(np.full(shape, 1.5), spacing, nbl=3, space_order=so, dtype=dtype)
     centre = [4.0 * (n - 1) for n in shape]
     fwd = AcousticForward(model, Geometry(model, centre, [centre], tn=1.0, f0=0.01))
@@ -87,10 +89,12 @@ def _setup(so: int, dtype: type, ndim: int = 3) -> tuple[Any, np.ndarray, np.ran
     return d, u, rng
 
 
+@pytest.mark.parametrize("uniform", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("so", [2, 4, 8])
-def test_columns_equal_the_scalar_loop(so: int, dtype: type) -> None:
-    d, u, rng = _setup(so, dtype)
+def test_columns_equal_the_scalar_loop(so: int, dtype: type, uniform: bool) -> None:
+    d, u, rng = _setup(so, dtype, uniform=uniform)
+    assert (len(set(d.w.tolist())) == 1) == uniform
     H = so // 2
     PL = d.kernels.left_pad
     C = fd_coefficients(so, dtype)
