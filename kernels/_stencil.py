@@ -60,10 +60,11 @@ Performance rules (measured on one core of an AMD EPYC (Zen 4); see docs/kernels
   grid strides as compile-time constants (flat indexing: a clean 46-instruction loop, 29 loads
   and 1 store per 16 points, no pointer reloads) single lines ran 3-5% faster and x-pairs no
   faster still: not worth a compilation per grid shape;
-- 3-D, order 6 and up: *column walks* (:mod:`amcheck.kernels._columns`: explicit vectors walked
-  through blocks of 3 planes, the x-neighbours kept in registers), 1.10-1.40x the line loops'
-  forward step, 1.04-1.51x their adjoint (one thread; order 4 gained nothing robust, so orders 2
-  and 4 keep the line loops, to which the rules below refer);
+- order 6 and up: *column walks* (:mod:`amcheck.kernels._columns`: explicit vectors walked
+  through blocks of 3 planes or 8 rows, the x-neighbours kept in registers) for the 3-D kernels
+  and the 2-D in-place step: 3-D forward 1.19-1.31x the line loops, adjoint 0.97-1.18x, 2-D
+  forward 1.09-1.41x the row loop (one thread). The 2-D out-of-place step and adjoint, and
+  orders 2 and 4, gained nothing robust and keep the loops to which the rules below refer;
 - what bounded the 3-D order-8 line loop is the number of *distinct lines* read per 16 points (19: 8 in x,
   8 in y, the centre line, u[t-1], c), not instructions or DRAM: dropping the 8 x- or the 8
   y-neighbours (8 loads from 8 other lines) made it 35-40% faster on a 64x24x512 grid, dropping
