@@ -503,6 +503,47 @@ def _tail3_adjoint(vc: Any, vp: Any, c: Any, C: Any, sx: Any, sy: Any, sz: Any, 
 
 
 @jit(parallel=False, inline=True)
+def _block3(uc: Any, up: Any, dn: Any, c: Any, C: Any, w: Any, x0: int, x1: int, H: int, ny: int,
+            nv: int, nz: int, ax: Any, ay: Any, az: Any, one: Any, PL: int, W: int) -> None:
+    """Planes x0 <= x < x1 of a 3-D step into ``dn``: line by line, the line's column walks, then
+    its tail. Equal axis scales take the walk with one set of coefficient vectors."""
+    sx = w[0]
+    sy = w[1]
+    sz = w[2]
+    uniform = sx == sy and sy == sz
+    for j in range(ny):
+        y = j + H
+        for v in range(nv):
+            if uniform:
+                column3(uc, up, dn, c, C, sx, sy, sz, x0, x1, y, PL + v * W, ax, ay, az, True)
+            else:
+                column3(uc, up, dn, c, C, sx, sy, sz, x0, x1, y, PL + v * W, ax, ay, az, False)
+        for x in range(x0, x1):
+            _tail3(uc, up, dn, c, C, sx, sy, sz, x, y, nv * W, nz, ax, ay, az, one, PL)
+
+
+@jit(parallel=False, inline=True)
+def _block3_adjoint(vc: Any, vp: Any, c: Any, C: Any, w: Any, x0: int, x1: int, H: int, ny: int,
+                    nv: int, nz: int, ax: Any, ay: Any, az: Any, one: Any, PL: int, W: int,
+                    u: Any, g: Any) -> None:
+    """``_block3`` for the adjoint step with the gradient."""
+    sx = w[0]
+    sy = w[1]
+    sz = w[2]
+    uniform = sx == sy and sy == sz
+    for j in range(ny):
+        y = j + H
+        for v in range(nv):
+            z = PL + v * W
+            if uniform:
+                column3_adjoint(vc, vp, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az, u, g, True)
+            else:
+                column3_adjoint(vc, vp, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az, u, g, False)
+        for x in range(x0, x1):
+            _tail3_adjoint(vc, vp, c, C, sx, sy, sz, x, y, nv * W, nz, ax, ay, az, one, PL, u, g)
+
+
+@jit(parallel=False, inline=True)
 def _interior_size(end: int, start: int, n: int, H: int) -> int:
     """Points of an axis's interior ``start:end``, which must leave the stencil's reach inside it."""
     if end < start or end > n - H:
@@ -839,32 +880,16 @@ def _factory_3d_columns(H: int, scalar: Any) -> tuple[Any, Any, Any]:
     @jit
     def step(u: Any, cur: int, c: Any, w: Any, end: tuple[int, int], ax: Any, ay: Any, az: Any
              ) -> None:
-        uc = u[cur]
-        up = u[1 - cur]
         NZ = u.shape[3]
         nx = u.shape[1] - 2 * H
         ny = _interior_size(end[0], H, u.shape[2], H)
         nz = _interior_size(end[1], PL, NZ, H)
         nv = _whole_vectors(nz, NZ, PL, W)
-        sx = w[0]
-        sy = w[1]
-        sz = w[2]
-        uniform = sx == sy and sy == sz  # one set of coefficients serves all axes
         for b in prange((nx + XB - 1) // XB):
             mx = ftz_on()
             x0 = H + b * XB
-            x1 = min(x0 + XB, H + nx)
-            for j in range(ny):
-                y = j + H
-                for v in range(nv):
-                    if uniform:
-                        column3(uc, up, up, c, C, sx, sy, sz, x0, x1, y, PL + v * W, ax, ay, az,
-                                True)
-                    else:
-                        column3(uc, up, up, c, C, sx, sy, sz, x0, x1, y, PL + v * W, ax, ay, az,
-                                False)
-                for x in range(x0, x1):
-                    _tail3(uc, up, up, c, C, sx, sy, sz, x, y, nv * W, nz, ax, ay, az, one, PL)
+            _block3(u[cur], u[1 - cur], u[1 - cur], c, C, w, x0, min(x0 + XB, H + nx), H, ny, nv,
+                    nz, ax, ay, az, one, PL, W)
             ftz_restore(mx)
 
     @jit
@@ -882,10 +907,6 @@ def _factory_3d_columns(H: int, scalar: Any) -> tuple[Any, Any, Any]:
         ny = _interior_size(yend, H, NY, H)
         nz = _interior_size(zend, PL, NZ, H)
         nv = _whole_vectors(nz, NZ, PL, W)
-        sx = w[0]
-        sy = w[1]
-        sz = w[2]
-        uniform = sx == sy and sy == sz  # one set of coefficients serves all axes
         for b in prange((nx + XB - 1) // XB):
             mx = ftz_on()
             x0 = H + b * XB
@@ -904,17 +925,7 @@ def _factory_3d_columns(H: int, scalar: Any) -> tuple[Any, Any, Any]:
                 for y in range(yend, NY):
                     for z in range(NZ):
                         dn[x, y, z] = up[x, y, z]
-            for j in range(ny):
-                y = j + H
-                for v in range(nv):
-                    if uniform:
-                        column3(uc, up, dn, c, C, sx, sy, sz, x0, x1, y, PL + v * W, ax, ay, az,
-                                True)
-                    else:
-                        column3(uc, up, dn, c, C, sx, sy, sz, x0, x1, y, PL + v * W, ax, ay, az,
-                                False)
-                for x in range(x0, x1):
-                    _tail3(uc, up, dn, c, C, sx, sy, sz, x, y, nv * W, nz, ax, ay, az, one, PL)
+            _block3(uc, up, dn, c, C, w, x0, x1, H, ny, nv, nz, ax, ay, az, one, PL, W)
             ftz_restore(mx)
         for i in range(H):
             for y in range(NY):
@@ -927,33 +938,16 @@ def _factory_3d_columns(H: int, scalar: Any) -> tuple[Any, Any, Any]:
     @jit
     def adjoint_gradient(v: Any, cur: int, c: Any, w: Any, end: tuple[int, int], ax: Any, ay: Any,
                          az: Any, u: Any, g: Any) -> None:
-        vc = v[cur]
-        vp = v[1 - cur]
         NZ = v.shape[3]
         nx = v.shape[1] - 2 * H
         ny = _interior_size(end[0], H, v.shape[2], H)
         nz = _interior_size(end[1], PL, NZ, H)
         nv = _whole_vectors(nz, NZ, PL, W)
-        sx = w[0]
-        sy = w[1]
-        sz = w[2]
-        uniform = sx == sy and sy == sz  # one set of coefficients serves all axes
         for b in prange((nx + XB - 1) // XB):
             mx = ftz_on()
             x0 = H + b * XB
-            x1 = min(x0 + XB, H + nx)
-            for j in range(ny):
-                y = j + H
-                for k in range(nv):
-                    if uniform:
-                        column3_adjoint(vc, vp, c, C, sx, sy, sz, x0, x1, y, PL + k * W, ax, ay,
-                                        az, u, g, True)
-                    else:
-                        column3_adjoint(vc, vp, c, C, sx, sy, sz, x0, x1, y, PL + k * W, ax, ay,
-                                        az, u, g, False)
-                for x in range(x0, x1):
-                    _tail3_adjoint(vc, vp, c, C, sx, sy, sz, x, y, nv * W, nz, ax, ay, az, one,
-                                   PL, u, g)
+            _block3_adjoint(v[cur], v[1 - cur], c, C, w, x0, min(x0 + XB, H + nx), H, ny, nv, nz,
+                            ax, ay, az, one, PL, W, u, g)
             ftz_restore(mx)
 
     return step, step_copy, adjoint_gradient

@@ -89,21 +89,35 @@ def _setup(so: int, dtype: type, ndim: int = 3, uniform: bool = False
     return d, u, rng
 
 
+def _reference_step(d: Any, uc: np.ndarray, up: np.ndarray, dn: np.ndarray, C: Any, H: int,
+                    PL: int) -> None:
+    if uc.ndim == 3:
+        _scalar_step(uc, up, dn, d.c, C, d.w, *d.end, *d.damping, H, PL)
+    else:
+        _scalar_step2(uc, up, dn, d.c, C, d.w, d.end, *d.damping, H, PL)
+
+
+def _reference_adjoint(d: Any, vc: np.ndarray, vp: np.ndarray, C: Any, H: int, PL: int,
+                       u: np.ndarray, g: np.ndarray) -> None:
+    if vc.ndim == 3:
+        _scalar_adjoint(vc, vp, d.c, C, d.w, *d.end, *d.damping, H, PL, u, g)
+    else:
+        _scalar_adjoint2(vc, vp, d.c, C, d.w, d.end, *d.damping, H, PL, u, g)
+
+
 @pytest.mark.parametrize("uniform", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("so", [2, 4, 8])
-def test_columns_equal_the_scalar_loop(so: int, dtype: type, uniform: bool) -> None:
-    d, u, rng = _setup(so, dtype, uniform=uniform)
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_columns_equal_the_scalar_loop(ndim: int, so: int, dtype: type, uniform: bool) -> None:
+    d, u, rng = _setup(so, dtype, ndim, uniform)
     assert (len(set(d.w.tolist())) == 1) == uniform
     H = so // 2
     PL = d.kernels.left_pad
     C = fd_coefficients(so, dtype)
-    yend, zend = d.end
-    ax, ay, az = d.damping
     for cur in (0, 1):  # in place
         ref = u.copy()
-        _scalar_step(ref[cur], ref[1 - cur], ref[1 - cur], d.c, C, d.w, yend, zend, ax, ay, az,
-                     H, PL)
+        _reference_step(d, ref[cur], ref[1 - cur], ref[1 - cur], C, H, PL)
         got = u.copy()
         d.kernels.step(got, cur, d.c, d.w, d.end, *d.damping)
         assert np.array_equal(got.view(np.uint8), ref.view(np.uint8)), cur
@@ -111,42 +125,13 @@ def test_columns_equal_the_scalar_loop(so: int, dtype: type, uniform: bool) -> N
     dst = np.full_like(u, np.nan)
     d.kernels.step_copy(u, dst, 0, d.c, d.w, d.end, *d.damping)
     ref = u.copy()
-    _scalar_step(ref[0], ref[1], ref[1], d.c, C, d.w, yend, zend, ax, ay, az, H, PL)
+    _reference_step(d, ref[0], ref[1], ref[1], C, H, PL)
     assert np.array_equal(dst.view(np.uint8), ref.view(np.uint8))
     # the adjoint step with the gradient
     ug = rng.standard_normal(u.shape[1:]).astype(dtype)
     g0 = rng.standard_normal(u.shape[1:]).astype(dtype)
     ref, g_ref = u.copy(), g0.copy()
-    _scalar_adjoint(ref[1], ref[0], d.c, C, d.w, yend, zend, ax, ay, az, H, PL, ug, g_ref)
-    got, g = u.copy(), g0.copy()
-    d.kernels.adjoint_gradient(got, 1, d.c, d.w, d.end, *d.damping, ug, g)
-    assert np.array_equal(got.view(np.uint8), ref.view(np.uint8))
-    assert np.array_equal(g.view(np.uint8), g_ref.view(np.uint8))
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("so", [2, 4, 8])
-def test_columns_equal_the_scalar_loop_2d(so: int, dtype: type) -> None:
-    d, u, rng = _setup(so, dtype, ndim=2)
-    H = so // 2
-    PL = d.kernels.left_pad
-    C = fd_coefficients(so, dtype)
-    ax, ay = d.damping
-    for cur in (0, 1):  # in place
-        ref = u.copy()
-        _scalar_step2(ref[cur], ref[1 - cur], ref[1 - cur], d.c, C, d.w, d.end, ax, ay, H, PL)
-        got = u.copy()
-        d.kernels.step(got, cur, d.c, d.w, d.end, *d.damping)
-        assert np.array_equal(got.view(np.uint8), ref.view(np.uint8)), cur
-    dst = np.full_like(u, np.nan)
-    d.kernels.step_copy(u, dst, 0, d.c, d.w, d.end, *d.damping)
-    ref = u.copy()
-    _scalar_step2(ref[0], ref[1], ref[1], d.c, C, d.w, d.end, ax, ay, H, PL)
-    assert np.array_equal(dst.view(np.uint8), ref.view(np.uint8))
-    ug = rng.standard_normal(u.shape[1:]).astype(dtype)
-    g0 = rng.standard_normal(u.shape[1:]).astype(dtype)
-    ref, g_ref = u.copy(), g0.copy()
-    _scalar_adjoint2(ref[1], ref[0], d.c, C, d.w, d.end, ax, ay, H, PL, ug, g_ref)
+    _reference_adjoint(d, ref[1], ref[0], C, H, PL, ug, g_ref)
     got, g = u.copy(), g0.copy()
     d.kernels.adjoint_gradient(got, 1, d.c, d.w, d.end, *d.damping, ug, g)
     assert np.array_equal(got.view(np.uint8), ref.view(np.uint8))
