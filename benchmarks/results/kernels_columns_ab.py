@@ -24,7 +24,7 @@ n, so, nbl, threads, reps = (int(v) for v in sys.argv[1:6])
 ndim = int(sys.argv[6]) if len(sys.argv) > 6 else 3
 numba.set_num_threads(threads)
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-old_src = subprocess.run(["git", "show", "8a30ebf:kernels/_stencil.py"], cwd=root, check=True,
+old_src = subprocess.run(["git", "show", os.environ.get("OLD_REV", "8a30ebf") + ":kernels/_stencil.py"], cwd=root, check=True,
                          capture_output=True, text=True).stdout
 tmp = tempfile.mkdtemp()
 path = os.path.join(tmp, "old_stencil.py")
