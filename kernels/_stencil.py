@@ -65,8 +65,8 @@ Performance rules (measured on one core of an AMD EPYC (Zen 4); see docs/kernels
   and the 2-D in-place step: 3-D forward 1.19-1.31x the line loops, adjoint 0.97-1.18x, 2-D
   forward 1.09-1.41x the row loop (one thread). The 2-D out-of-place step and adjoint, and
   orders 2 and 4, gained nothing robust and keep the loops to which the rules below refer;
-- what bounded the 3-D order-8 line loop is the number of *distinct lines* read per 16 points (19: 8 in x,
-  8 in y, the centre line, u[t-1], c), not instructions or DRAM: dropping the 8 x- or the 8
+- what bounded the 3-D order-8 line loop is the number of *distinct lines* read per 16 points
+  (19: 8 in x, 8 in y, the centre line, u[t-1], c), not instructions or DRAM: dropping the 8 x- or the 8
   y-neighbours (8 loads from 8 other lines) made it 35-40% faster on a 64x24x512 grid, dropping
   the 8 z-neighbours (8 loads from the centre line) 10%. The same kernel runs about 1.0-1.07 GPts/s when its planes
   sit in L2 (16x16x256), 0.64-0.86 from L3 or DRAM (16x256x256 up to 256^3);
@@ -460,7 +460,8 @@ def _factors(a0: Any, a: Any, one: Any) -> tuple[Any, Any]:
 
 @jit(parallel=False, inline=True)
 def _whole_vectors(nz: int, NZ: int, PL: int, W: int) -> int:
-    """Column vectors of a 3-D line: whole vectors whose right neighbour still lies in the line."""
+    """Column vectors of a line (3-D) or row (2-D): whole vectors whose right neighbour still
+    lies in the line."""
     return max(0, min(nz, NZ - PL - W)) // W
 
 
