@@ -42,7 +42,11 @@ Block sizes and the distance were tuned together, order 8, one thread
 ahead ran 1.27x the line loop forward and 1.06x adjoint, blocks of 4 1.22x but 0.71x adjoint, of
 2 1.10x and 1.02x, of 8 0.85x; in 2-D (2000^2) blocks of 8 rows ran 1.36-1.39x the row loop
 forward, of 2, 4, 16 rows 1.08x, 1.17x, 0.88x. Where no block size won in every kernel (2-D out
-of place and adjoint, orders 2 and 4), the kernels keep their loops.
+of place and adjoint, orders 2 and 4), the kernels keep their loops. All of this was measured on
+one machine (AMD EPYC Zen 4, AVX-512). The vectors are 64 bytes whatever the CPU (LLVM splits
+them where the widest registers are narrower): compiled for AVX2 on the same machine
+(``NUMBA_CPU_NAME=haswell``, 16 vector registers) an early version of the 3-D walk still ran
+1.15x the line loop (``benchmarks/results/kernels_xwalk_ab.py``).
 """
 
 from __future__ import annotations
@@ -65,8 +69,8 @@ __all__ = [
     "column3_adjoint",
 ]
 
-#: Planes of the outer axis per block: each column walks this many planes (see the module
-#: docstring for the measurements behind 4).
+#: Planes of the outer axis per block in 3-D: each column walks this many planes (see the module
+#: docstring for the measurements behind 3).
 BLOCK_PLANES = 3
 #: Rows per block of the 2-D step (see the module docstring).
 BLOCK_ROWS = 8
@@ -110,6 +114,8 @@ def _walk(context: Any, builder: Any, argtypes: Any, args: Any, adjoint: bool, n
     ft = context.get_value_type(tsx)
     itemsize = 4 if tsx == types.float32 else 8
     W = VECTOR_BYTES // itemsize
+    if H > W:  # the z-neighbours come from the vectors either side of the centre
+        raise ValueError(f"a column of {W} points serves halos up to {W} points, got {H}")
     vt = ir.VectorType(ft, W)
     vptr = vt.as_pointer()
 
