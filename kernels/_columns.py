@@ -47,6 +47,13 @@ one machine (AMD EPYC Zen 4, AVX-512). The vectors are 64 bytes whatever the CPU
 them where the widest registers are narrower): compiled for AVX2 on the same machine
 (``NUMBA_CPU_NAME=haswell``, 16 vector registers) an early version of the 3-D walk still ran
 1.15x the line loop (``benchmarks/results/kernels_xwalk_ab.py``).
+
+Editing this file
+-----------------
+numba's on-disk cache keys each kernel on the stamp of the file that defines it
+(``kernels/_stencil.py``), not on the intrinsics it calls: after editing this file (or
+``_jit.py``) in a working copy, touch ``_stencil.py`` or remove ``kernels/__pycache__/*.nb?``, or
+the old walks run from the cache. An install rewrites every file, so users never see this.
 """
 
 from __future__ import annotations
