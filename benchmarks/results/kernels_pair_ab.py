@@ -1,4 +1,4 @@
-# ruff: noqa: B023, E731  (an archived experiment: closures used inside their loop iteration)
+# ruff: noqa: B023  (an archived experiment: closures used inside their loop iteration)
 """Experiment (not kept): the 3-D order-8 forward column walk over two lines (y, y+1) at once,
 sharing 8 of the 16 y-neighbour loads, equal spacings, against the one-line walk of
 kernels/_columns.py on the same arrays, interleaved; bitwise equal. Measured 256^3, one thread,
