@@ -329,6 +329,15 @@ def _update(uc: Any, up: Any, c: Any, lap: Any, r: Any, q: Any) -> Any:
 
 
 @jit(parallel=False, inline=True)
+def _factors(a0: Any, a: Any, one: Any) -> tuple[Any, Any]:
+    """r = 1 / (1 + a0 + a) and q = (1 - (a0 + a)) r of one point: the damped update's factors,
+    for the loops' per-line arrays and the column walks' tails alike."""
+    ak = a0 + a
+    r = one / (one + ak)
+    return r, (one - ak) * r
+
+
+@jit(parallel=False, inline=True)
 def _damping_factors(a0: Any, a: Any, r: Any, q: Any, one: Any) -> None:
     """r[k] = 1 / (1 + a0 + a[k]) and q[k] = (1 - (a0 + a[k])) r[k] for the whole line.
 
@@ -336,9 +345,7 @@ def _damping_factors(a0: Any, a: Any, r: Any, q: Any, one: Any) -> None:
     so an undamped row or line can reuse the profile computed once per call.
     """
     for k in range(a.shape[0]):
-        ak = a0 + a[k]
-        r[k] = one / (one + ak)
-        q[k] = (one - ak) * r[k]
+        r[k], q[k] = _factors(a0, a[k], one)
 
 
 @jit(parallel=False, inline=True)
@@ -448,14 +455,6 @@ def _line3_adjoint(vc: Any, vp: Any, c: Any, C: Any, sx: Any, sy: Any, sz: Any, 
         lv = _lap3(vc, C, sx, sy, sz, x, y, z)
         g[x, y, z] = fma(u[x, y, z], lv, g[x, y, z])
         vp[x, y, z] = _update(vc[x, y, z], vp[x, y, z], c[x, y, z], lv, r[z], q[z])
-
-
-@jit(parallel=False, inline=True)
-def _factors(a0: Any, a: Any, one: Any) -> tuple[Any, Any]:
-    """r = 1 / (1 + a0 + a) and q = (1 - (a0 + a)) r of one point, as ``_damping_factors``."""
-    ak = a0 + a
-    r = one / (one + ak)
-    return r, (one - ak) * r
 
 
 @jit(parallel=False, inline=True)

@@ -15,6 +15,7 @@ from amcheck.kernels import Geometry, Model
 from amcheck.kernels._columns import BLOCK_PLANES, BLOCK_ROWS, VECTOR_BYTES
 from amcheck.kernels._operators import AcousticForward
 from amcheck.kernels._stencil import (
+    _damping_factors,
     _row2_adjoint,
     _tail2,
     _tail3,
@@ -55,12 +56,9 @@ def _scalar_adjoint2(vc: Any, vp: Any, c: Any, C: Any, w: Any, end: int, ax: Any
                      PL: int, u: Any, g: Any) -> None:
     one = w.dtype.type(1.0)
     for x in range(H, vc.shape[0] - H):
-        a0 = ax[x]
         r = np.empty_like(ay)
         q = np.empty_like(ay)
-        for k in range(ay.shape[0]):
-            r[k] = one / (one + (a0 + ay[k]))
-            q[k] = (one - (a0 + ay[k])) * r[k]
+        _damping_factors(ax[x], ay, r, q, one)
         _row2_adjoint(vc, vp, c, C, w[0], w[1], x, 0, end - PL, r, q, PL, u, g)
 
 
