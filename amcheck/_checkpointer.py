@@ -34,6 +34,7 @@ from amcheck._errors import (
     InvalidArgumentError,
     ScheduleError,
     SweepStateError,
+    TransferError,
 )
 from amcheck._operators import as_forward, as_reverse
 from amcheck._state import StateSpec
@@ -68,13 +69,16 @@ class _Owned:
                 break
 
     def close(self) -> None:
-        """Close the tier amcheck created, then remove the folder."""
+        """Close the tier amcheck created, then remove the folder. A tier that cannot write its
+        index on closing (its folder was deleted under it) loses nothing: the folder goes."""
         tier, self.tier = self.tier, None
         try:
             if tier is not None:
                 from amcheck.storage._sync import run_sync
 
                 run_sync(tier.close())
+        except TransferError:
+            pass  # the tier's files are removed next: its index had nothing left to keep
         finally:
             self.remove_folder()
 

@@ -168,6 +168,23 @@ def test_disk_path_is_created_and_removed(tmp_path: Path, reference: dict[str, n
     assert [p.name for p in (tmp_path / "scratch").iterdir()] == ["keep.txt"]
 
 
+def test_a_folder_deleted_under_the_run_fails_the_sweep_not_close(tmp_path: Path) -> None:
+    """The amcheck-* folder removed mid-run: the reverse sweep fails naming the step and path;
+    close() then succeeds (the index it would write belongs to files about to go) and leaves
+    nothing behind."""
+    import shutil
+
+    ckp = Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=tmp_path,
+                       interval=4)
+    ckp.forward()
+    (folder,) = tmp_path.iterdir()
+    shutil.rmtree(folder)
+    with pytest.raises(TransferError, match=rf"read of step \d+ at {re.escape(str(folder))}"):
+        ckp.reverse()
+    ckp.close()
+    assert ckp.closed and list(tmp_path.iterdir()) == []
+
+
 def test_two_checkpointers_given_one_new_path_keep_apart(
     tmp_path: Path, reference: dict[str, np.ndarray]
 ) -> None:
