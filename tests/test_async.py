@@ -1061,6 +1061,43 @@ def test_progress_counts_first_sweep_and_reverse_steps(tmp_path: Path) -> None:
         Checkpointer(fwd, Adjoint(), initial_state(), N).forward(initial_state())  # type: ignore[arg-type]
 
 
+def test_an_error_in_progress_resets_the_sweep_and_passes_through(
+    tmp_path: Path, reference: dict[str, np.ndarray]
+) -> None:
+    """Not an operator's error: raised as is, after the reset any failed sweep gets (disk
+    checkpoints deleted, no transfer left); the next forward() and reverse() run normally."""
+
+    class Stop(Exception):
+        pass
+
+    def stop_at(limit: int) -> Any:
+        seen: list[int] = []
+
+        def progress(steps: int) -> None:
+            seen.append(steps)
+            if sum(seen) >= limit:
+                raise Stop
+
+        return progress
+
+    disk = CountingRaw(tmp_path / "r")
+    adjoint = Adjoint()
+    with Checkpointer(Forward(), adjoint, initial_state(), N, ram=RAM, disk=disk,
+                      interval=4) as ckp:
+        with pytest.raises(Stop):
+            ckp.forward(stop_at(12))
+        assert disk.steps == frozenset()
+        adjoint.start(ckp.forward())
+        with pytest.raises(Stop):
+            ckp.reverse(stop_at(5))
+        with pytest.raises(amcheck.SweepStateError, match="forward"):
+            ckp.reverse()
+        adjoint.start(ckp.forward())
+        ckp.reverse()
+        assert disk.steps == frozenset()
+    assert_same(adjoint.grad, reference)
+
+
 def test_compute_threads_during_disk_sweeps(tmp_path: Path) -> None:
     import numba
 
