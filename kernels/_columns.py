@@ -45,7 +45,7 @@ walks without it (256^3, order 8, one thread, interleaved, session 10): forward 
 out of place 1.04-1.06x, adjoint 1.31-1.33x; 320^3 1.05 / 1.06 / 1.30x; 200^3 with 40 layer
 points 1.04 / 1.11 / 1.26x; two threads 1.10 / 1.03 / 1.23x. Prefetching the next line of the
 halo planes before the block too (from L3) made the forward step 1.03x instead of 1.08x; two
-lines ahead, or into L3 only, did no better.
+lines ahead, or the lower locality hint of prefetcht2, did no better.
 Block sizes and the distance were tuned together, order 8, one thread
 (``benchmarks/results/kernels_columns_ab.log``): in 3-D (256^3) blocks of 3 planes 256 bytes
 ahead ran 1.27x the line loop forward and 1.06x adjoint, blocks of 4 1.22x but 0.71x adjoint, of
