@@ -53,9 +53,11 @@ ahead ran 1.27x the line loop forward and 1.06x adjoint, blocks of 4 1.22x but 0
 forward, of 2, 4, 16 rows 1.08x, 1.17x, 0.88x. Where no block size won in every kernel (2-D out
 of place and adjoint, orders 2 and 4), the kernels keep their loops. All of this was measured on
 one machine (AMD EPYC Zen 4, AVX-512). The vectors are 64 bytes whatever the CPU (LLVM splits
-them where the widest registers are narrower): compiled for AVX2 on the same machine
-(``NUMBA_CPU_NAME=haswell``, 16 vector registers) an early version of the 3-D walk still ran
-1.15x the line loop (``benchmarks/results/kernels_xwalk_ab.py``).
+them where the widest registers are narrower). Compiled for AVX2 on the same machine
+(``NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=""``: 16 vector registers of 32 bytes; the name
+alone keeps the host's AVX-512 features) the 3-D walks of session 10 ran 1.13x the line loop
+forward, 1.28x adjoint, but 0.80x out of place (256^3, one thread; the earlier figure of 1.15x,
+``benchmarks/results/kernels_xwalk_ab.py``, was taken with the name alone, so with AVX-512).
 
 Editing this file
 -----------------
@@ -100,6 +102,13 @@ def _splat(builder: Any, vt: Any, s: Any) -> Any:
     v = builder.insert_element(ir.Constant(vt, ir.Undefined), s, ir.Constant(i32, 0))
     mask = ir.Constant(ir.VectorType(i32, vt.count), [0] * vt.count)
     return builder.shuffle_vector(v, ir.Constant(vt, ir.Undefined), mask)
+
+
+def _has_avx512(context: Any) -> bool:
+    """Whether the kernels are compiled for a CPU with AVX-512F: numba's JIT target features
+    (those of the host, or ``NUMBA_CPU_FEATURES``)."""
+    features = getattr(context.codegen(), "_tm_features", "") or ""
+    return "+avx512f" in features.split(",")
 
 
 def _walk(context: Any, builder: Any, argtypes: Any, args: Any, adjoint: bool, ndim: int,
@@ -241,12 +250,30 @@ def _walk(context: Any, builder: Any, argtypes: Any, args: Any, adjoint: bool, n
     left = load(at(pc, const(-VECTOR_BYTES)))
     right = load(at(pc, const(VECTOR_BYTES)))
 
-    def z_pair(k: int) -> tuple[Any, Any]:
-        plus = builder.shuffle_vector(centre, right, ir.Constant(
-            ir.VectorType(i32, W), [k + i for i in range(W)]))
-        minus = builder.shuffle_vector(left, centre, ir.Constant(
-            ir.VectorType(i32, W), [W - k + i for i in range(W)]))
-        return plus, minus
+    # The z-shifts: lanes k.. of (centre, right) and W - k.. of (left, centre). Where the CPU has
+    # AVX-512 they are shuffles of integer lanes whose result passes through an empty inline asm
+    # (identity, tied registers), so that LLVM emits valignd/valignq (an immediate operand)
+    # instead of a float permute whose index vector it reloads every step.
+    if _has_avx512(context):
+        it = ir.VectorType(ir.IntType(8 * itemsize), W)
+        ci, li, ri = (builder.bitcast(v, it) for v in (centre, left, right))
+        asm_type = ir.FunctionType(it, [it])
+
+        def shifted(a: Any, b: Any, first: int) -> Any:
+            lanes = builder.shuffle_vector(a, b, ir.Constant(
+                ir.VectorType(i32, W), [first + i for i in range(W)]))
+            return builder.bitcast(builder.asm(asm_type, "", "=v,0", [lanes], False), vt)
+
+        def z_pair(k: int) -> tuple[Any, Any]:
+            return shifted(ci, ri, k), shifted(li, ci, W - k)
+    else:
+
+        def z_pair(k: int) -> tuple[Any, Any]:
+            plus = builder.shuffle_vector(centre, right, ir.Constant(
+                ir.VectorType(i32, W), [k + i for i in range(W)]))
+            minus = builder.shuffle_vector(left, centre, ir.Constant(
+                ir.VectorType(i32, W), [W - k + i for i in range(W)]))
+            return plus, minus
 
     def y_pair(k: int) -> Any:
         return builder.fadd(load(at(pc, builder.mul(row, const(k)))),

@@ -134,3 +134,27 @@ def test_columns_equal_the_scalar_loop(ndim: int, so: int, dtype: type, uniform:
     d.kernels.adjoint_gradient(got, 1, d.c, d.w, d.end, *d.damping, ug, g)
     assert np.array_equal(got.view(np.uint8), ref.view(np.uint8))
     assert np.array_equal(g.view(np.uint8), g_ref.view(np.uint8))
+
+
+def test_columns_without_avx512_equal_the_scalar_loop(tmp_path: Any) -> None:
+    """Where the CPU has no AVX-512 the walks shift z with float shuffles instead of valignd:
+    compiled for Haswell (AVX2) in a subprocess, the order-8 float32 cases above, bitwise."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from numba.core.registry import cpu_target\n"
+        "from amcheck.kernels._columns import _has_avx512\n"
+        "import test_kernels_columns as t, numpy as np\n"
+        "assert not _has_avx512(cpu_target.target_context)\n"
+        "for ndim, uniform in ((3, False), (3, True), (2, False)):\n"
+        "    t.test_columns_equal_the_scalar_loop(ndim, 8, np.float32, uniform)\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="",
+               NUMBA_CACHE_DIR=str(tmp_path))
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(__file__), env.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         check=False)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
