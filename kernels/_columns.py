@@ -51,7 +51,9 @@ Block sizes and the distance were tuned together, order 8, one thread
 ahead ran 1.27x the line loop forward and 1.06x adjoint, blocks of 4 1.22x but 0.71x adjoint, of
 2 1.10x and 1.02x, of 8 0.85x; in 2-D (2000^2) blocks of 8 rows ran 1.36-1.39x the row loop
 forward, of 2, 4, 16 rows 1.08x, 1.17x, 0.88x. Where no block size won in every kernel (2-D out
-of place and adjoint, orders 2 and 4), the kernels keep their loops. All of this was measured on
+of place and adjoint, orders 2 and 4 in 2-D), the kernels keep their loops; orders 2 and 4 in 3-D
+walk too since the next-line prefetch below (it made their walks 1.3-1.4x the line loops
+forward). All of this was measured on
 one machine (AMD EPYC Zen 4, AVX-512). The vectors are 64 bytes whatever the CPU (LLVM splits
 them where the widest registers are narrower). Compiled for AVX2 on the same machine
 (``NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=""``: 16 vector registers of 32 bytes; the name
@@ -380,13 +382,13 @@ def _column2(typingctx: Any, uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any,
 column2: Any = _column2
 #: ``column3(uc, up, dn, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az, uniform)`` inside a kernel:
 #: for ``x0 <= x < x1``, ``dn[x, y, z:z+W]`` = one step from u[t] = ``uc``, u[t-1] = ``up``
-#: (``dn`` may be ``up``), exactly as ``_line3`` computes each point; ``uniform`` a constant
+#: (``dn`` may be ``up``), exactly as ``_tail3`` computes each point; ``uniform`` a constant
 #: ``True`` or ``False``, and ``True`` only where ``sx == sy == sz``. Unchecked: the caller keeps x0 - H >= 0,
 #: x1 + H <= NX, y - H >= 0, y + H < NY, z - W >= 0 and z + 2W <= NZ, and gives ``uc``, ``up``,
 #: ``dn`` and ``c`` one shape (typed ``Any`` for mypy, as numba intrinsics take a hidden typing
 #: context argument that kernels do not pass).
 column3: Any = _column3
 #: ``column3_adjoint(vc, vp, c, C, sx, sy, sz, x0, x1, y, z, ax, ay, az, u, g, uniform)``: the walk
-#: for the adjoint step of ``_line3_adjoint`` (``vp`` updated in place, ``g += u * L vc``).
+#: for the adjoint step of ``_tail3_adjoint`` (``vp`` updated in place, ``g += u * L vc``).
 column3_adjoint: Any = _column3_adjoint
 

@@ -42,9 +42,10 @@ Performance rules (measured on one core of an AMD EPYC (Zen 4); see docs/kernels
   ``prange`` index times a block size) stops vectorisation;
 - ``prange`` over the outermost axis;
 - scalars are of the array dtype (a Python float would promote float32 arithmetic to float64);
-- software prefetch of the rows (2-D, one row ahead, chunk by chunk) or lines (3-D, two lines
-  ahead) that come from DRAM next: +25-30% on one thread. The hardware prefetcher alone does not
-  keep up with the 11-19 streams of a high-order stencil;
+- software prefetch of what comes from DRAM next: in 2-D the next row, chunk by chunk (the 3-D
+  line loops did the same two lines ahead): +25-30% on one thread. The hardware prefetcher alone
+  does not keep up with the 11-19 streams of a high-order stencil. The 3-D column walks prefetch
+  256 bytes ahead into L1 and the next line into L2 (:mod:`amcheck.kernels._columns`);
 - no division in the loop, one loop body per kernel (a separate undamped loop ran no faster
   and doubled the compile time);
 - 2-D, order >= 6: two rows per iteration (``_row2_pair``) share the loads along x: 18 vector
@@ -60,11 +61,17 @@ Performance rules (measured on one core of an AMD EPYC (Zen 4); see docs/kernels
   grid strides as compile-time constants (flat indexing: a clean 46-instruction loop, 29 loads
   and 1 store per 16 points, no pointer reloads) single lines ran 3-5% faster and x-pairs no
   faster still: not worth a compilation per grid shape;
-- order 6 and up: *column walks* (:mod:`amcheck.kernels._columns`: explicit vectors walked
-  through blocks of 3 planes or 8 rows, the x-neighbours kept in registers) for the 3-D kernels
-  and the 2-D in-place step: 3-D forward 1.19-1.31x the line loops, adjoint 0.97-1.18x, 2-D
-  forward 1.09-1.41x the row loop (one thread). The 2-D out-of-place step and adjoint, and
-  orders 2 and 4, gained nothing robust and keep the loops to which the rules below refer;
+- *column walks* (:mod:`amcheck.kernels._columns`: explicit vectors walked through blocks of 3
+  planes or 8 rows, the x-neighbours kept in registers) for every 3-D kernel and the 2-D
+  in-place step from order 6 on. Order 8, one thread, against the line loops: 3-D forward
+  1.19-1.31x, adjoint 0.97-1.18x when they came (session 9); the next-line L2 prefetch and
+  ``valignd`` z-shifts of session 10 added 1.14x forward and 1.3x adjoint on top. Orders 2 and 4
+  in 3-D gained nothing robust from the first walks and kept their line loops until the
+  next-line prefetch: then forward 1.31-1.43x, adjoint 1.23-1.57x, out of place 0.95-1.13x
+  (256^3, 128^3, 200^3 with 40 layer points; two threads 1.19-1.33x, 1.12-1.24x, 0.95-1.10x),
+  and the line loops went. 2-D forward 1.09-1.41x the row loop; the 2-D out-of-place step and
+  adjoint, and orders 2 and 4 in 2-D, gained nothing robust and keep the row loops to which the
+  rules below refer (the 3-D line-loop figures below are kept as measured);
 - what bounded the 3-D order-8 line loop is the number of *distinct lines* read per 16 points
   (19: 8 in x, 8 in y, the centre line, u[t-1], c), not instructions or DRAM: dropping the 8 x- or the 8
   y-neighbours (8 loads from 8 other lines) made it 35-40% faster on a 64x24x512 grid, dropping
@@ -356,18 +363,11 @@ def _prefetch_row(a: Any, x: int, y0: int, n: int, line: int) -> None:
         prefetch(a, (x, min(y0 + yy, last)))
 
 
-@jit(parallel=False, inline=True)
-def _prefetch_line(a: Any, x: int, y: int, line: int) -> None:
-    """Prefetch the whole line a[x, y, :]."""
-    for zz in range(0, a.shape[2], line):
-        prefetch(a, (x, y, zz))
-
-
-# The line helpers compute one contiguous run of the innermost axis: dn[x, y] (2-D) or
-# dn[x, y, z] (3-D) for m points from y0 + PL (PL), PL the left pad of the last axis (>= H, a
-# whole number of 64-byte lines; a compile-time constant), reading u[t] from ``uc`` and u[t-1] from
-# ``up`` (``dn`` is ``up`` for the in-place step), with the damping factors r, q of that line.
-# One loop body per kernel (no separate undamped loop) keeps the compile time down.
+# The row helpers compute one contiguous run of the innermost axis, dn[x, y] for m points from
+# y0 + PL, PL the left pad of the last axis (>= H, a whole number of 64-byte lines; a
+# compile-time constant), reading u[t] from ``uc`` and u[t-1] from ``up`` (``dn`` is ``up`` for
+# the in-place step), with the damping factors r, q of that row. One loop body per kernel (no
+# separate undamped loop) keeps the compile time down.
 
 
 @jit(parallel=False, inline=True)
@@ -417,17 +417,6 @@ def _profile_factors(a: Any, zero: Any, one: Any) -> tuple[Any, Any]:
 
 
 @jit(parallel=False, inline=True)
-def _line_factors(axy: Any, az: Any, rz: Any, qz: Any, rl: Any, ql: Any, one: Any
-                  ) -> tuple[Any, Any]:
-    """The factors of a 3-D line with damping ``axy`` from x and y: the z profile's, or its own
-    in the worker's scratch arrays ``rl``, ``ql``."""
-    if axy == 0:
-        return rz, qz
-    _damping_factors(axy, az, rl, ql, one)
-    return rl, ql
-
-
-@jit(parallel=False, inline=True)
 def _row_factors(ax: Any, ay: Any, x: int, ry: Any, qy: Any, one: Any) -> tuple[Any, Any]:
     """The factors r, q of row x: those of the y profile, or its own (a row of the x layer)."""
     if ax[x] == 0:
@@ -436,25 +425,6 @@ def _row_factors(ax: Any, ay: Any, x: int, ry: Any, qy: Any, one: Any) -> tuple[
     q = np.empty_like(ay)
     _damping_factors(ax[x], ay, r, q, one)
     return r, q
-
-
-@jit(parallel=False, inline=True)
-def _line3(uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any, sy: Any, sz: Any, x: int, y: int,
-           m: int, r: Any, q: Any, PL: int) -> None:
-    for k in range(m):
-        z = k + PL
-        dn[x, y, z] = _update(uc[x, y, z], up[x, y, z], c[x, y, z],
-                              _lap3(uc, C, sx, sy, sz, x, y, z), r[z], q[z])
-
-
-@jit(parallel=False, inline=True)
-def _line3_adjoint(vc: Any, vp: Any, c: Any, C: Any, sx: Any, sy: Any, sz: Any, x: int, y: int,
-                   m: int, r: Any, q: Any, PL: int, u: Any, g: Any) -> None:
-    for k in range(m):
-        z = k + PL
-        lv = _lap3(vc, C, sx, sy, sz, x, y, z)
-        g[x, y, z] = fma(u[x, y, z], lv, g[x, y, z])
-        vp[x, y, z] = _update(vc[x, y, z], vp[x, y, z], c[x, y, z], lv, r[z], q[z])
 
 
 @jit(parallel=False, inline=True)
@@ -565,8 +535,6 @@ def _row_block(uc: Any, up: Any, dn: Any, c: Any, C: Any, sx: Any, sy: Any, ax: 
 
 #: Points per chunk of a 2-D row: the next row's chunk is prefetched before each chunk is computed.
 _CHUNK = 256
-#: How many lines ahead the 3-D line loops prefetch (2-8 measured alike; see docs/kernels.md).
-_AHEAD = 2
 
 
 def _factory_2d_rows(H: int, scalar: Any) -> tuple[Any, Any, Any]:
@@ -712,125 +680,7 @@ def _factory_2d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
 
 
 def _factory_3d(H: int, scalar: Any) -> tuple[Any, Any, Any]:
-    """Kernels for a 3-D grid with halo width ``H`` and scalar type ``scalar``: column walks from
-    order 6 on, line loops below (where the walks were not faster; see docs/kernels.md)."""
-    return (_factory_3d_columns if H >= 3 else _factory_3d_lines)(H, scalar)
-
-
-def _factory_3d_lines(H: int, scalar: Any) -> tuple[Any, Any, Any]:
-    """3-D kernels by line loops (orders 2 and 4): halo width ``H``, scalar type ``scalar``."""
-    one = scalar(1.0)
-    zero = scalar(0.0)
-    C = fd_coefficients(2 * H, scalar)
-    LINE = 64 // np.dtype(scalar).itemsize
-    PL = left_pad(H, scalar)  # every line's interior starts at z = PL (on a 64-byte boundary)
-    AHEAD = _AHEAD
-
-    # prange over x planes; each (x, y) line first prefetches line y + AHEAD of the streams read
-    # from memory for the first time (u[t] at x + H, u[t-1], c), then computes the line. Lines
-    # with ax[x] + ay[y] == 0 share the factors r, q of the z profile; damped lines compute
-    # their own into a per-plane scratch array.
-
-    @jit
-    def step(u: Any, cur: int, c: Any, w: Any, end: tuple[int, int], ax: Any, ay: Any, az: Any
-             ) -> None:
-        uc = u[cur]
-        up = u[1 - cur]
-        NY = u.shape[2]
-        nx = u.shape[1] - 2 * H
-        ny = _interior_size(end[0], H, NY, H)
-        nz = _interior_size(end[1], PL, u.shape[3], H)
-        sx = w[0]
-        sy = w[1]
-        sz = w[2]
-        rz, qz = _profile_factors(az, zero, one)
-        for i in prange(nx):
-            mx = ftz_on()
-            x = i + H
-            rl = np.empty_like(az)  # factors of damped lines (this worker's scratch)
-            ql = np.empty_like(az)
-            for j in range(ny):
-                y = j + H
-                yn = min(y + AHEAD, NY - 1)
-                _prefetch_line(uc, x + H, yn, LINE)
-                _prefetch_line(up, x, yn, LINE)
-                _prefetch_line(c, x, yn, LINE)
-                r, q = _line_factors(ax[x] + ay[y], az, rz, qz, rl, ql, one)
-                _line3(uc, up, up, c, C, sx, sy, sz, x, y, nz, r, q, PL)
-            ftz_restore(mx)
-
-    @jit
-    def step_copy(src: Any, dst: Any, cur: int, c: Any, w: Any, end: tuple[int, int],
-                  ax: Any, ay: Any, az: Any) -> None:
-        uc = src[cur]
-        up = src[1 - cur]
-        dc = dst[cur]
-        dn = dst[1 - cur]
-        NX = src.shape[1]
-        NY = src.shape[2]
-        NZ = src.shape[3]
-        nx = NX - 2 * H
-        yend, zend = end
-        ny = _interior_size(yend, H, NY, H)
-        nz = _interior_size(zend, PL, NZ, H)
-        sx = w[0]
-        sy = w[1]
-        sz = w[2]
-        rz, qz = _profile_factors(az, zero, one)
-        for i in prange(nx):
-            mx = ftz_on()
-            x = i + H
-            rl = np.empty_like(az)
-            ql = np.empty_like(az)
-            _copy_plane3(uc, up, dc, dn, x, H, PL, yend, zend)
-            for j in range(ny):
-                y = j + H
-                yn = min(y + AHEAD, NY - 1)
-                _prefetch_line(uc, x + H, yn, LINE)
-                _prefetch_line(up, x, yn, LINE)
-                _prefetch_line(c, x, yn, LINE)
-                r, q = _line_factors(ax[x] + ay[y], az, rz, qz, rl, ql, one)
-                _line3(uc, up, dn, c, C, sx, sy, sz, x, y, nz, r, q, PL)
-            ftz_restore(mx)
-        for i in range(H):  # the halo planes: copies of both levels
-            _copy_plane3(uc, up, dc, dn, i, NY, PL, NY, PL)
-            _copy_plane3(uc, up, dc, dn, NX - H + i, NY, PL, NY, PL)
-
-    @jit
-    def adjoint_gradient(v: Any, cur: int, c: Any, w: Any, end: tuple[int, int], ax: Any, ay: Any,
-                         az: Any, u: Any, g: Any) -> None:
-        vc = v[cur]
-        vp = v[1 - cur]
-        NY = v.shape[2]
-        nx = v.shape[1] - 2 * H
-        ny = _interior_size(end[0], H, NY, H)
-        nz = _interior_size(end[1], PL, v.shape[3], H)
-        sx = w[0]
-        sy = w[1]
-        sz = w[2]
-        rz, qz = _profile_factors(az, zero, one)
-        for i in prange(nx):
-            mx = ftz_on()
-            x = i + H
-            rl = np.empty_like(az)  # factors of damped lines (this worker's scratch)
-            ql = np.empty_like(az)
-            for j in range(ny):
-                y = j + H
-                yn = min(y + AHEAD, NY - 1)
-                _prefetch_line(vc, x + H, yn, LINE)
-                _prefetch_line(vp, x, yn, LINE)
-                _prefetch_line(c, x, yn, LINE)
-                _prefetch_line(u, x, yn, LINE)
-                _prefetch_line(g, x, yn, LINE)
-                r, q = _line_factors(ax[x] + ay[y], az, rz, qz, rl, ql, one)
-                _line3_adjoint(vc, vp, c, C, sx, sy, sz, x, y, nz, r, q, PL, u, g)
-            ftz_restore(mx)
-
-    return step, step_copy, adjoint_gradient
-
-
-def _factory_3d_columns(H: int, scalar: Any) -> tuple[Any, Any, Any]:
-    """3-D kernels by column walks (order 6 and up): halo width ``H``, scalar type ``scalar``."""
+    """Kernels for a 3-D grid with halo width ``H`` and scalar type ``scalar``, by column walks."""
     one = scalar(1.0)
     C = fd_coefficients(2 * H, scalar)
     PL = left_pad(H, scalar)  # every line's interior starts at z = PL (on a 64-byte boundary)
