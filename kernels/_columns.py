@@ -57,9 +57,10 @@ forward). All of this was measured on
 one machine (AMD EPYC Zen 4, AVX-512). The vectors are 64 bytes whatever the CPU (LLVM splits
 them where the widest registers are narrower). Compiled for AVX2 on the same machine
 (``NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=""``: 16 vector registers of 32 bytes; the name
-alone keeps the host's AVX-512 features) the 3-D walks of session 10 ran 1.13x the line loop
-forward, 1.28x adjoint, but 0.80x out of place (256^3, one thread; the earlier figure of 1.15x,
-``benchmarks/results/kernels_xwalk_ab.py``, was taken with the name alone, so with AVX-512).
+alone keeps the host's AVX-512 features) the 3-D walks of session 10 ran 1.13x (order 8) and
+1.20x (order 4) the line loops forward, 1.28x and 1.40x adjoint, but 0.80x and 0.82x out of place
+(256^3, one thread; the earlier figure of 1.15x, ``benchmarks/results/kernels_xwalk_ab.py``, was
+taken with the name alone, so with AVX-512).
 
 Editing this file
 -----------------
