@@ -1,4 +1,4 @@
-"""The inner loop of the order-8 kernels: walks of explicit vectors, written in LLVM IR.
+"""The inner loop of the 3-D kernels and of the 2-D order-8 step: vector walks in LLVM IR.
 
 What a column is
 ----------------
@@ -8,10 +8,10 @@ A *column* is one vector of the last axis (``VECTOR_BYTES`` of points: 16 float3
 3-D, :data:`BLOCK_ROWS` rows in 2-D) and, for every line of a block and every vector of that
 line, walk its column. Along the walk the 2H + 1 vectors ``u[x - H .. x + H, y, z:z + W]`` stay
 in registers: each step loads one new vector (plane ``x + H``) and drops the oldest, so the
-x-part of the stencil costs one load per step instead of 2H (the line and row loops of
-:mod:`amcheck.kernels._stencil` load all 2H x-neighbour lines, the cost that bounded them in 3-D).
-The z-neighbours are built from the centre vector and its two neighbours by
-``shufflevector``; in 3-D the y-neighbours are 2H loads from lines that the previous lines of
+x-part of the stencil costs one load per step instead of 2H (the row loops of
+:mod:`amcheck.kernels._stencil`, and the 3-D line loops before the walks, load all 2H
+x-neighbour lines, the cost that bounded the line loops). The z-neighbours are built from the
+centre vector and its two neighbours by shuffles (``valignd`` where the CPU has AVX-512); in 3-D the y-neighbours are 2H loads from lines that the previous lines of
 the block loaded (L1 or L2).
 
 Every lane of a column does the loop's operations in its order (the three ``fma`` chains of
