@@ -7,6 +7,7 @@ outside the stencil's reach would change the result)."""
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 from typing import Any
 
 import numba
@@ -139,7 +140,7 @@ def test_columns_equal_the_scalar_loop(ndim: int, so: int, dtype: type, uniform:
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                     reason="compiles for an x86 CPU (Haswell)")
-def test_columns_without_avx512_equal_the_scalar_loop(tmp_path: Any) -> None:
+def test_columns_without_avx512_equal_the_scalar_loop(tmp_path: Path) -> None:
     """Where the CPU has no AVX-512 the walks shift z with float shuffles instead of valignd:
     compiled for Haswell (AVX2) in a subprocess, the order-8 float32 cases above, bitwise."""
     import os
