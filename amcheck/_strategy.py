@@ -191,10 +191,8 @@ def _buffers(schedule: Schedule) -> tuple[int, int]:
         # current state and x_n (equal to the simulated count for every n < 200 and n = 257, 500,
         # 1000, 3001 with s <= 24, and tested beyond 10^4).
         return min(schedule.slots, n - 1) + 2, 0
-    if isinstance(schedule, (TwoLevel, AsyncMultistage)) and n is not None:
-        schedule = _fewer_segments(schedule, n)
     if n is not None:
-        stats = simulate(schedule)
+        stats = simulate(_fewer_segments(schedule))
         return stats.peak_buffers, stats.peak_buffers_writing
     ram = schedule.capacity.get("ram", 0)
     if ram is None:
@@ -220,17 +218,21 @@ def _buffers(schedule: Schedule) -> tuple[int, int]:
     )
 
 
-def _fewer_segments(schedule: TwoLevel | AsyncMultistage, n: int) -> Schedule:
+def _fewer_segments(schedule: Schedule) -> Schedule:
     """The same known-length disk sweep over at most :data:`_SIMULATED_SEGMENTS` full segments
     and the same last one: it holds as many RAM buffers at once, since every segment but the
     first and the last few is handled alike (written; read back and reversed with the previous
     one's start prefetched). Simulating every segment took 9.8 s at n = 10^6, k = 50. The
     interval in force (already at least the disk floor) is kept; the shorter sweep needs no disk
-    bound. Tested against the whole simulation (``tests/test_checkpointer.py``)."""
+    bound. Tested against the whole simulation (``tests/test_checkpointer.py``). Any other
+    schedule (a subclass may plan otherwise) is returned as it is."""
+    n = schedule.n_steps
+    if not (type(schedule) is TwoLevel or type(schedule) is AsyncMultistage) or n is None:
+        return schedule
     k = schedule.interval
     last = n - (-(-n // k) - 1) * k  # the last segment's length, 1 … k
-    if type(schedule) not in (TwoLevel, AsyncMultistage) or n - last <= _SIMULATED_SEGMENTS * k:
-        return schedule  # a subclass may plan otherwise
+    if n - last <= _SIMULATED_SEGMENTS * k:
+        return schedule
     return type(schedule)(_SIMULATED_SEGMENTS * k + last, schedule.slots, k)
 
 
