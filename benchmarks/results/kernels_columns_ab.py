@@ -1,13 +1,17 @@
-"""A/B: the kernels with column walks (kernels/_columns.py) against the line (3-D) and row (2-D)
-loops they replaced (kernels/_stencil.py as of commit 8a30ebf, taken from git), the same arrays,
-interleaved in one process, forward step (in place and out of place) and adjoint kernel.
-Output: benchmarks/results/kernels_columns_ab.log.
+"""A/B: the kernels of the working tree against those of a git revision (kernels/_stencil.py and
+kernels/_columns.py taken from ``OLD_REV`` into temporary modules), the same arrays, interleaved
+in one process: forward step (in place and out of place) and adjoint kernel. Both are checked
+bitwise equal on these arrays first. Output: benchmarks/results/kernels_columns_ab.log.
 
-    .venv/bin/python benchmarks/results/kernels_columns_ab.py N SO NBL THREADS REPS [NDIM]
+    .venv/bin/python benchmarks/results/kernels_columns_ab.py SHAPE SO NBL THREADS REPS [NDIM]
 
-Both kernels are checked bitwise equal on these arrays first.
+SHAPE is N (a cube, or a square with NDIM 2) or e.g. 16x24x256 (a grid whose planes stay in L2).
+``OLD_REV`` defaults to 8a30ebf, the line (3-D) and row (2-D) loops that the column walks replaced
+(session 9); session 10 set it to the commit before each change. Each round runs
+max(6, 2e8 / points) steps (session 9's runs used 6 steps in 3-D and 20 in 2-D). After editing
+kernels/_columns.py remove kernels/__pycache__/*.nb? (numba's cache keys the kernels on
+_stencil.py only).
 """
-import importlib.util
 import os
 import statistics
 import subprocess
@@ -20,23 +24,31 @@ import numpy as np
 from amcheck.kernels import Geometry, Model
 from amcheck.kernels._operators import AcousticAdjoint, AcousticForward
 
-n, so, nbl, threads, reps = (int(v) for v in sys.argv[1:6])
+shape = tuple(int(v) for v in sys.argv[1].split("x"))
+so, nbl, threads, reps = (int(v) for v in sys.argv[2:6])
 ndim = int(sys.argv[6]) if len(sys.argv) > 6 else 3
+if len(shape) == 1:
+    shape = shape * ndim
+ndim = len(shape)
+n = shape[0]
 numba.set_num_threads(threads)
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-old_src = subprocess.run(["git", "show", os.environ.get("OLD_REV", "8a30ebf") + ":kernels/_stencil.py"], cwd=root, check=True,
-                         capture_output=True, text=True).stdout
-tmp = tempfile.mkdtemp()
-path = os.path.join(tmp, "old_stencil.py")
-with open(path, "w") as f:
-    f.write(old_src)
-spec = importlib.util.spec_from_file_location("old_stencil", path)
-old = importlib.util.module_from_spec(spec)
-sys.modules["old_stencil"] = old
-spec.loader.exec_module(old)
+rev = os.environ.get("OLD_REV", "8a30ebf")
 
-model = Model(np.full((n,) * ndim, 1.5), (10.0,) * ndim, nbl=nbl, space_order=so)
-centre = [5.0 * (n - 1)] * ndim
+
+def show(p):
+    return subprocess.run(["git", "show", rev + ":" + p], cwd=root, check=True,
+                          capture_output=True, text=True).stdout
+tmp = tempfile.mkdtemp()
+sys.path.insert(0, tmp)
+with open(os.path.join(tmp, "old_columns.py"), "w") as f:
+    f.write(show("kernels/_columns.py") if rev != "8a30ebf" else "")
+with open(os.path.join(tmp, "old_stencil.py"), "w") as f:
+    f.write(show("kernels/_stencil.py").replace("amcheck.kernels._columns", "old_columns"))
+import old_stencil as old
+
+model = Model(np.full(shape, 1.5), (10.0,) * ndim, nbl=nbl, space_order=so)
+centre = [5.0 * (m - 1) for m in shape]
 fwd = AcousticForward(model, Geometry(model, centre, [centre], tn=1.0, f0=0.01))
 adj = AcousticAdjoint(fwd)
 d = fwd._disc
@@ -65,8 +77,8 @@ for kind in ("step", "step_copy", "adjoint"):
     assert np.array_equal(outs[0].view(np.uint8), outs[1].view(np.uint8)), kind
 print("bitwise equal: step, step_copy, adjoint", flush=True)
 
-steps = 6 if ndim == 3 else 20
-pts = (n + 2 * nbl) ** ndim
+steps = max(6, int(2e8 // np.prod(shape)))
+pts = int(np.prod([m + 2 * nbl for m in shape]))
 
 
 def run(kind, which):
