@@ -42,7 +42,7 @@ its streams that come from DRAM (u[t] at line y + H + 1, u[t-1], c, u and g), an
 that of the H halo planes after the block (x1 .. x1 + H - 1, not yet read by an earlier block):
 a whole line ahead, where 256 bytes did not hide the memory's latency. Measured against the same
 walks without it (256^3, order 8, one thread, interleaved, session 10): forward 1.03-1.08x,
-out of place 1.04-1.06x, adjoint 1.31-1.33x; 320^3 1.05 / 1.06 / 1.30x; 200^3 with 40 layer
+out of place 1.04-1.06x (one process of six 0.76x), adjoint 1.31-1.33x; 320^3 1.05 / 1.06 / 1.30x; 200^3 with 40 layer
 points 1.04 / 1.11 / 1.26x; two threads 1.10 / 1.03 / 1.23x. Prefetching the next line of the
 halo planes before the block too (from L3) made the forward step 1.03x instead of 1.08x; two
 lines ahead, or the lower locality hint of prefetcht2, did no better.

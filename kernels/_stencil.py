@@ -9,11 +9,13 @@ absorbing layer of ``nbl`` points, and a halo of ``space_order // 2`` points hel
 
 with L the centred ``space_order`` Laplacian (coefficients scaled by 1/h^2 per axis) and
 a = a_x[i] + a_y[j] (+ a_z[k]) a sum of one-dimensional damping profiles, zero in the physical
-domain. The kernels evaluate it without a division in the loop, as::
+domain. The kernels evaluate it as::
 
     u[t+1] = r (2 u[t] + c L u[t]) - q u[t-1],   r = 1 / (1 + a),  q = (1 - a) r
 
-with r, q of each row (line) computed once per call; where a = 0, r = q = 1 and the update is
+with r, q of each row computed once per call by the 2-D row loops (no division in their loop), and
+per vector and plane by the column walks (one vector division per 16 points, measured about 5 % of
+the 3-D order-8 step); where a = 0, r = q = 1 and the update is
 exactly ``(2 u[t] + c L u[t]) - u[t-1]`` (``fma(t, 1, -u) == t - u``). L is a chain of fused
 multiply-adds (``fma``, one rounding each) with the axis scales folded into the coefficients.
 
@@ -65,7 +67,8 @@ Performance rules (measured on one core of an AMD EPYC (Zen 4); see docs/kernels
   planes or 8 rows, the x-neighbours kept in registers) for every 3-D kernel and the 2-D
   in-place step from order 6 on. Order 8, one thread, against the line loops: 3-D forward
   1.19-1.31x, adjoint 0.97-1.18x when they came (session 9); the next-line L2 prefetch and
-  ``valignd`` z-shifts of session 10 added 1.14x forward and 1.3x adjoint on top. Orders 2 and 4
+  ``valignd`` z-shifts of session 10 added about 1.14x forward and 1.3x adjoint on top (the
+  products of their two A/Bs). Orders 2 and 4
   in 3-D gained nothing robust from the first walks and kept their line loops until the
   next-line prefetch: then forward 1.31-1.43x, adjoint 1.23-1.57x, out of place 0.95-1.13x
   (256^3, 128^3, 200^3 with 40 layer points; two threads 1.19-1.33x, 1.12-1.24x, 0.95-1.10x),
