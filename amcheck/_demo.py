@@ -355,7 +355,8 @@ def run_demo(config: DemoConfig, stream: TextIO | None = None, *, quiet: bool = 
     for g in survey.geometries:
         survey.d_obs.append(forward_modeling(survey.true_model, g))
     observed_seconds = time.perf_counter() - t
-    echo(f"  observed data of the true model: {shots} shots in {observed_seconds:.1f} s")
+    echo(f"  observed data of the true model: {shots} shot{'s' if shots > 1 else ''} in "
+         f"{observed_seconds:.1f} s")
     gradients = _Gradients(survey, ram=ram, disk=disk, compression=config.compression,
                            strategy=config.strategy, interval=config.interval,
                            progress=config.progress)
