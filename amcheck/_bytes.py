@@ -9,6 +9,7 @@ import re
 from typing import TypeAlias
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
+from amcheck._validate import check_finite_float
 
 __all__ = ["ByteSize", "format_bytes", "parse_bytes", "physical_memory"]
 
@@ -75,6 +76,8 @@ def parse_bytes(value: ByteSize, name: str = "budget") -> int:
             raise InvalidArgumentError(f"{name} must be >= 0 bytes, got {value}")
         return int(value)
     match = _PATTERN.match(value)
+    if match is None and _PATTERN.match(value.strip().removeprefix("-")) is not None:
+        raise InvalidArgumentError(f"{name} must be >= 0 bytes, got {value!r}")
     if match is None:
         raise InvalidArgumentError(
             f"{name} could not be parsed as a byte size: {value!r}; "
@@ -83,7 +86,9 @@ def parse_bytes(value: ByteSize, name: str = "budget") -> int:
     number, unit = float(match.group(1)), match.group(2).lower()
     if unit == "%":
         if not 0.0 < number <= 100.0:
-            raise InvalidArgumentError(f"{name} percentage must be in (0, 100], got {value!r}")
+            raise InvalidArgumentError(
+                f"{name} must be a percentage of physical memory in (0, 100], got {value!r}"
+            )
         return int(physical_memory() * number / 100.0)
     if unit not in _UNITS:
         raise InvalidArgumentError(
@@ -100,8 +105,14 @@ def parse_bytes(value: ByteSize, name: str = "budget") -> int:
 
 
 def format_bytes(nbytes: float) -> str:
-    """Format a byte count for people, in powers of 2 (``"1.5 GiB"``)."""
-    size = float(nbytes)
+    """Format a byte count for people, in powers of 2 (``"1.5 GiB"``).
+
+    Raises
+    ------
+    ArgumentTypeError, InvalidArgumentError
+        ``nbytes`` is not a finite real number.
+    """
+    size = check_finite_float("nbytes", nbytes)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(size) < 1024.0:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"

@@ -36,7 +36,7 @@ from amcheck._errors import (
     SweepStateError,
     TransferError,
 )
-from amcheck._operators import as_forward, as_reverse
+from amcheck._operators import as_forward, as_reverse, check_signature
 from amcheck._state import StateSpec
 from amcheck._stats import Stats, StatsRecorder
 from amcheck._strategy import STRATEGIES, Plan, plan, slot_size
@@ -353,6 +353,8 @@ class Checkpointer:
                 )
             return None
         if isinstance(disk, Tier):
+            if getattr(disk, "closed", False):
+                raise InvalidArgumentError(f"disk tier {disk!r} is closed; pass an open tier")
             if disk.spec != spec:
                 raise InvalidArgumentError(
                     f"disk tier stores states {disk.spec!r}, but initial_state is {spec!r}"
@@ -732,11 +734,14 @@ class Checkpointer:
 
 
 def _check_progress(progress: object) -> None:
+    """A callable that takes one argument (checked here, not at its first call mid-sweep)."""
     if progress is not None and not callable(progress):
         raise ArgumentTypeError(
             "progress must be a callable taking the number of steps completed (e.g. "
             f"tqdm(total=n).update) or None, got {progress!r} of type {type(progress).__name__}"
         )
+    if progress is not None:
+        check_signature(progress, 1, "progress", "one argument, the number of steps completed")
 
 
 class _AutoInterval:

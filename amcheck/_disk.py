@@ -141,7 +141,7 @@ class DiskPath:
         self, kind: str, step: int, tier: Tier, start: float, end: float, nbytes: int
     ) -> None:
         if kind in ("write", "read"):
-            self._timeline.record(kind, start, end, step=step, tier=_DISK, nbytes=nbytes)  # type: ignore[arg-type]
+            self._timeline._append(kind, start, end, step=step, tier=_DISK, nbytes=nbytes)  # type: ignore[arg-type]
 
     # -- waiting and reaping (the compute thread) ------------------------------------------------
 
@@ -152,7 +152,7 @@ class DiskPath:
         start = clock()
         concurrent_wait(future)
         end = clock()
-        self._timeline.record("wait", start, end, step=step, tier=_DISK)
+        self._timeline._append("wait", start, end, step=step, tier=_DISK)
         self._stats.stall_seconds += end - start
         self._stats.waits += 1
 
@@ -160,7 +160,7 @@ class DiskPath:
         """Count a stall inside the service's own back-pressure as a wait."""
         if future.waited > 0.0:
             end = clock()
-            self._timeline.record("wait", end - future.waited, end, step=future.step, tier=_DISK)
+            self._timeline._append("wait", end - future.waited, end, step=future.step, tier=_DISK)
             self._stats.stall_seconds += future.waited
             self._stats.waits += 1
 

@@ -528,7 +528,7 @@ class Engine:
                 f"t0={t0}, t1={t1}) (steps {t0} … {t1 - 1}): {exc}{assignment_hint(exc)}"
             ) from exc
         end = clock()
-        self._timeline.record("compute", start, end, step=t0)
+        self._timeline._append("compute", start, end, step=t0)
         self._stats.compute_seconds += end - start
         reached = self._reached(result, t0, t1, forward)
         self._stats.forward_steps += reached - t0
@@ -707,7 +707,7 @@ class Engine:
                 f"(reverse step {t}): {exc}"
             ) from exc
         end = clock()
-        self._timeline.record("reverse", start, end, step=t)
+        self._timeline._append("reverse", start, end, step=t)
         self._stats.reverse_seconds += end - start
         self._stats.reverse_steps += 1
         self._next_reverse -= 1

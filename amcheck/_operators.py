@@ -27,6 +27,7 @@ __all__ = [
     "ReverseOperator",
     "as_forward",
     "as_reverse",
+    "check_signature",
 ]
 
 AdvanceFn: TypeAlias = Callable[[State, State, int, int], "int | None"]
@@ -79,7 +80,7 @@ def _describe(fn: Callable[..., Any]) -> str:
         return repr(fn)
 
 
-def _check_signature(fn: Callable[..., Any], n_args: int, what: str, expected: str) -> None:
+def check_signature(fn: Callable[..., Any], n_args: int, what: str, expected: str) -> None:
     """Raise ArgumentTypeError unless ``fn`` accepts ``n_args`` positional arguments."""
     try:
         signature = inspect.signature(fn)
@@ -110,10 +111,10 @@ def _operator_callable(
     method = getattr(operator, method_name, None)
     if callable(method):
         what = f"{role}.{method_name} of {type(operator).__name__}"
-        _check_signature(method, n_args, what, expected)
+        check_signature(method, n_args, what, expected)
         return method
     if callable(operator):
-        _check_signature(operator, n_args, role, expected)
+        check_signature(operator, n_args, role, expected)
         return operator
     raise ArgumentTypeError(
         f"{role} must be an object with a method {method_name}{expected} or a callable "

@@ -73,12 +73,15 @@ class StateSpec(Mapping[str, FieldSpec]):
             else:
                 try:
                     shape, dtype = item
+                    if dtype is None or any(isinstance(n, (bool, np.bool_)) for n in shape):
+                        # np.dtype(None) is float64 and True is the integer 1: both are slips.
+                        raise TypeError("a dtype of None, or a bool dimension")
                     shape_t = tuple(operator.index(n) for n in shape)
                     dtype_o = np.dtype(dtype)
                 except (TypeError, ValueError) as exc:
                     raise ArgumentTypeError(
                         f"{name}: field {key!r} must be given as (shape, dtype) with integer "
-                        f"dimensions, got {item!r}"
+                        f"dimensions and a numpy dtype (not None), got {item!r}"
                     ) from exc
             if any(n < 0 for n in shape_t):
                 raise InvalidArgumentError(
@@ -165,8 +168,26 @@ class StateSpec(Mapping[str, FieldSpec]):
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StateSpec:
-        """Inverse of :meth:`to_json`."""
-        return cls({key: (tuple(v["shape"]), v["dtype"]) for key, v in data.items()})
+        """Inverse of :meth:`to_json`.
+
+        Raises
+        ------
+        ArgumentTypeError
+            ``data`` is not a mapping of ``{name: {"shape": [...], "dtype": ...}}``.
+        """
+        if not isinstance(data, Mapping) or not all(
+            isinstance(v, Mapping) and "shape" in v and "dtype" in v for v in data.values()
+        ):
+            raise ArgumentTypeError(
+                'data must be a mapping {name: {"shape": [...], "dtype": "<f4"}} as to_json() '
+                f"writes, got {data!r}"
+            )
+        try:
+            fields = {key: (tuple(v["shape"]), v["dtype"]) for key, v in data.items()}
+        except TypeError as exc:
+            raise ArgumentTypeError(f"data: a field's shape is not a list of integers ({exc})"
+                                    ) from None
+        return cls(fields, name="data")
 
     def __getitem__(self, key: str) -> FieldSpec:
         return self._fields[key]

@@ -74,6 +74,7 @@ from amcheck.schedules import (
     multistage_recompute_factor,
     simulate,
 )
+from amcheck.schedules._simulate import checked_capacity as schedule_capacity
 from amcheck.storage import Tier, slot_layout
 
 __all__ = ["STRATEGIES", "GrowingStoreAll", "Plan", "default_interval", "plan", "slot_size"]
@@ -315,6 +316,8 @@ def plan(
     interval = check_optional_int("interval", interval, minimum=1)
     if isinstance(strategy, Schedule):
         schedule = strategy
+        check_optional_int(f"{schedule!r}.n_steps", schedule.n_steps, minimum=1)
+        capacity = schedule_capacity(schedule)  # checked: a mapping of integers or None
         if schedule.n_steps != n_steps:
             raise InvalidArgumentError(
                 f"strategy {schedule!r} was planned for n_steps={schedule.n_steps}, but the "
@@ -325,9 +328,7 @@ def plan(
                 "interval applies to strategy names 'two_level' and 'async_multistage'; "
                 f"with a schedule instance ({schedule!r}) set it on the schedule"
             )
-        uses_disk = bool(schedule.capacity.get("disk", 0) or 0) or (
-            schedule.capacity.get("disk", 0) is None
-        )
+        uses_disk = capacity["disk"] > 0
         if uses_disk and disk is None:
             raise InvalidArgumentError(
                 f"strategy {schedule!r} keeps checkpoints on disk, but disk=None; pass a disk tier"
@@ -421,7 +422,8 @@ def plan(
     given = interval
     if disk_slots is not None and n_steps is None and disk_slots < 2:
         raise BudgetError(
-            f"disk_budget holds {disk_slots} checkpoint(s); with n_steps=None the disk tier "
+            f"the disk tier holds {disk_slots} checkpoint(s) (disk_budget, or the tier's own "
+            "budget or records); with n_steps=None it "
             "must hold at least 2 (x_0 and one more) to thin its checkpoints as the run grows"
         )
 

@@ -15,6 +15,7 @@ only when :attr:`Timeline.events` is read.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +26,14 @@ from typing import Any, Final, Literal, TypeAlias
 
 import numpy as np
 
-from amcheck._errors import InvalidArgumentError
+from amcheck._errors import ArgumentTypeError, InvalidArgumentError
+from amcheck._validate import (
+    check_bool,
+    check_finite_float,
+    check_int,
+    check_name,
+    check_optional_int,
+)
 
 __all__ = ["EVENT_KINDS", "Event", "EventKind", "Timeline", "clock"]
 
@@ -44,6 +52,13 @@ _BLOCK: Final = 4096  # events gathered as tuples before they become one block o
 
 #: The clock every event uses (seconds, monotonic, high resolution).
 clock = time.perf_counter
+
+
+def _check_kind(kind: object) -> None:
+    if not isinstance(kind, str) or kind not in _CODE:
+        raise InvalidArgumentError(
+            f"kind must be one of {', '.join(map(repr, EVENT_KINDS))}, got {kind!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +132,7 @@ class Timeline:
     """
 
     def __init__(self, *, enabled: bool = True) -> None:
-        self.enabled = enabled
+        self.enabled = check_bool("enabled", enabled)
         self._lock = threading.Lock()
         self._blocks: list[np.ndarray] = []
         self._pending: list[tuple[float, float, int, int, int, int, int]] = []
@@ -135,14 +150,36 @@ class Timeline:
         nbytes: int = 0,
         thread: str | None = None,
     ) -> None:
-        """Append one event; ``thread`` defaults to the calling thread's name."""
+        """Append one event; ``thread`` defaults to the calling thread's name.
+
+        Raises
+        ------
+        ArgumentTypeError, InvalidArgumentError
+            ``kind`` is not one of :data:`EVENT_KINDS`; ``start`` or ``end`` is not a finite
+            number or ``end < start``; ``step`` is not an integer or ``None``; ``nbytes`` is not
+            an integer >= 0; ``tier`` or ``thread`` is not a str or ``None``.
+        """
         if not self.enabled:
             return
-        code = _CODE.get(kind) if isinstance(kind, str) else None
-        if code is None:
-            raise InvalidArgumentError(
-                f"kind must be one of {', '.join(map(repr, EVENT_KINDS))}, got {kind!r}"
-            )
+        _check_kind(kind)
+        start = check_finite_float("start", start)
+        end = check_finite_float("end", end)
+        if end < start:
+            raise InvalidArgumentError(f"end must be >= start, got start={start}, end={end}")
+        step = check_optional_int("step", step)
+        nbytes = check_int("nbytes", nbytes, minimum=0)
+        for what, value in (("tier", tier), ("thread", thread)):
+            if value is not None:
+                check_name(what, value)
+        self._append(kind, start, end, step=step, tier=tier, nbytes=nbytes, thread=thread)
+
+    def _append(self, kind: EventKind, start: float, end: float, *, step: int | None = None,
+                tier: str | None = None, nbytes: int = 0, thread: str | None = None) -> None:
+        """:meth:`record` without its checks, for amcheck's own calls on the hot path (about
+        two events a step), which pass values of the right types."""
+        if not self.enabled:
+            return
+        code = _CODE[kind]
         name = threading.current_thread().name if thread is None else thread
         with self._lock:
             threads, tiers = self._threads, self._tiers
@@ -158,11 +195,16 @@ class Timeline:
         self, kind: EventKind, *, step: int | None = None, tier: str | None = None, nbytes: int = 0
     ) -> Iterator[None]:
         """Record the time the ``with`` body takes as one event (also when it raises)."""
+        _check_kind(kind)
+        step = check_optional_int("step", step)
+        nbytes = check_int("nbytes", nbytes, minimum=0)
+        if tier is not None:
+            check_name("tier", tier)
         start = clock()
         try:
             yield
         finally:
-            self.record(kind, start, clock(), step=step, tier=tier, nbytes=nbytes)
+            self._append(kind, start, clock(), step=step, tier=tier, nbytes=nbytes)
 
     def _snapshot(self) -> tuple[np.ndarray, list[str], list[str | None]]:
         """The events as one record array, in the order recorded, and the name tables."""
@@ -234,6 +276,14 @@ class Timeline:
         InvalidArgumentError
             ``path``'s folder does not exist, or its suffix is not a format matplotlib writes.
         """
+        if not isinstance(path, (str, os.PathLike)):
+            raise ArgumentTypeError(
+                f"path must be a str or os.PathLike, got {path!r} of type {type(path).__name__}"
+            )
+        if title is not None and not isinstance(title, str):
+            raise ArgumentTypeError(
+                f"title must be a str or None, got {title!r} of type {type(title).__name__}"
+            )
         out = Path(path)
         if not out.parent.is_dir():
             raise InvalidArgumentError(

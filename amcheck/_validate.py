@@ -9,12 +9,16 @@ import math
 import numbers
 from typing import Any
 
+import numpy as np
+
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
 
 __all__ = [
+    "check_bool",
     "check_choice",
     "check_finite_float",
     "check_int",
+    "check_name",
     "check_optional_int",
     "check_positive_float",
 ]
@@ -85,4 +89,21 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
         raise InvalidArgumentError(
             f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
         )
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` as a ``bool`` if it is one (``numpy.bool_`` too), else raise naming
+    ``name``: a truthy string such as ``"no"`` must not pass for ``True``."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ArgumentTypeError(f"{name} must be True or False, got {value!r} of type "
+                            f"{type(value).__name__}")
+
+
+def check_name(name: str, value: Any) -> str:
+    """Return ``value`` if it is a non-empty ``str`` (a tier's or a thread's name)."""
+    if not isinstance(value, str) or not value:
+        raise ArgumentTypeError(f"{name} must be a non-empty str, got {value!r} of type "
+                                f"{type(value).__name__}")
     return value

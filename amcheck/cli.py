@@ -9,6 +9,7 @@ exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -61,7 +62,7 @@ def _byte_size(text: str) -> str:
     from amcheck._bytes import parse_bytes
 
     try:
-        parse_bytes(text, "it")
+        parse_bytes(text, "the size")
     except AmcheckError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
@@ -141,6 +142,7 @@ def _run_demo(args: argparse.Namespace) -> int:
                           "pip install 'amcheck[plot]'")
     if args.out.exists() and not args.out.is_dir():
         raise _UsageError(f"--out must be a folder, got the file {str(args.out)!r}")
+    created = not args.out.exists()
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -158,7 +160,13 @@ def _run_demo(args: argparse.Namespace) -> int:
         compare=not args.no_compare,
         progress=not args.no_progress,
     )
-    run_demo(config)
+    try:
+        run_demo(config)
+    except BaseException:
+        if created:  # a run that failed before writing anything leaves no empty --out behind
+            with contextlib.suppress(OSError):
+                args.out.rmdir()
+        raise
     return 0
 
 

@@ -26,6 +26,7 @@ from amcheck.storage._tier import Tier
 
 from amcheck._bytes import ByteSize, format_bytes, parse_bytes
 from amcheck._errors import (
+    ArgumentTypeError,
     BudgetError,
     CheckpointNotFoundError,
     InvalidArgumentError,
@@ -33,7 +34,7 @@ from amcheck._errors import (
     TierFullError,
 )
 from amcheck._state import State, StateSpec
-from amcheck._validate import check_int, check_optional_int
+from amcheck._validate import check_int, check_name, check_optional_int
 
 __all__ = ["ALIGNMENT", "PAGE", "PAGE_FIELD", "RamTier", "Slot", "slot_layout"]
 
@@ -122,8 +123,12 @@ class RamTier(Tier):
         slots: int | None = None,
         name: str = "ram",
     ) -> None:
+        if not isinstance(spec, StateSpec):
+            raise ArgumentTypeError(
+                f"spec must be a StateSpec, got {spec!r} of type {type(spec).__name__}"
+            )
         self.spec = spec
-        self.name = name
+        self.name = check_name("name", name)
         self._budget = parse_bytes(budget, "budget")
         offsets, self.slot_nbytes = slot_layout(spec)
         fit = self._budget // self.slot_nbytes
@@ -181,8 +186,19 @@ class RamTier(Tier):
         self._acquired.add(slot.index)
         return slot
 
+    def _check_own(self, slot: object) -> None:
+        """``slot`` must be one of this tier's slots (not another RamTier's with the same index)."""
+        index = getattr(slot, "index", None)
+        if not isinstance(slot, Slot) or not (
+            isinstance(index, int) and 0 <= index < len(self._slots) and self._slots[index] is slot
+        ):
+            raise InvalidArgumentError(
+                f"slot must be a Slot acquired from RAM tier {self.name!r}, got {slot!r}"
+            )
+
     def release(self, slot: Slot) -> None:
         """Return an acquired slot (not a checkpoint) to the free list."""
+        self._check_own(slot)
         if slot.index not in self._acquired or slot.step is not None:
             raise InvalidArgumentError(
                 f"slot {slot.index} is not an acquired working slot of RAM tier {self.name!r}"
@@ -196,6 +212,7 @@ class RamTier(Tier):
         Replaces (and frees the slot of) a checkpoint already held at ``step``.
         """
         step = check_int("step", step, minimum=0)
+        self._check_own(slot)
         if slot.index not in self._acquired:
             raise InvalidArgumentError(
                 f"slot {slot.index} is not an acquired working slot of RAM tier {self.name!r}"

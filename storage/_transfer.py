@@ -48,9 +48,14 @@ from typing import Any, Protocol, Self, TypeVar
 
 from amcheck.storage._tier import Tier
 
-from amcheck._errors import ArgumentTypeError, SweepStateError, TransferError
+from amcheck._errors import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    SweepStateError,
+    TransferError,
+)
 from amcheck._state import State
-from amcheck._validate import check_int
+from amcheck._validate import check_bool, check_finite_float, check_int, check_name
 
 __all__ = ["EventHook", "TransferFuture", "TransferService", "codec_executor"]
 
@@ -180,6 +185,7 @@ class TransferService:
         self.max_in_flight = check_int("max_in_flight", max_in_flight, minimum=1)
         self.workers = check_int("workers", workers, minimum=1)
         self.io_threads = check_int("io_threads", io_threads, minimum=1)
+        check_name("name", name)
         if on_event is not None and not callable(on_event):
             raise ArgumentTypeError(f"on_event must be callable or None, got {on_event!r}")
         self._on_event = on_event
@@ -378,7 +384,7 @@ class TransferService:
         SweepStateError
             Called after :meth:`close` or from the loop thread.
         """
-        nbytes = tier.spec.nbytes
+        nbytes = _checked_tier(tier).spec.nbytes
         return self._submit("write", tier, step, nbytes, lambda: tier.put(step, state))
 
     def submit_get(self, tier: Tier, step: int, out: State) -> TransferFuture:
@@ -387,11 +393,12 @@ class TransferService:
         ``out`` must not be read or written until the returned future is done. Blocking and
         errors as in :meth:`submit_put`.
         """
-        nbytes = tier.spec.nbytes
+        nbytes = _checked_tier(tier).spec.nbytes
         return self._submit("read", tier, step, nbytes, lambda: tier.get(step, out))
 
     def submit_delete(self, tier: Tier, step: int) -> TransferFuture:
         """Drop checkpoint x_step of ``tier`` in the background."""
+        _checked_tier(tier)
         return self._submit("delete", tier, step, 0, lambda: tier.delete(step))
 
     def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
@@ -399,9 +406,15 @@ class TransferService:
 
         Not counted against ``max_in_flight``. Raises what the coroutine raises.
         """
+        if not asyncio.iscoroutine(coro):
+            raise ArgumentTypeError(
+                f"coro must be a coroutine (e.g. tier.close()), got {coro!r} of type "
+                f"{type(coro).__name__}"
+            )
         try:
+            timeout = _checked_timeout(timeout)
             self._check_caller("run")
-        except SweepStateError:
+        except (SweepStateError, ArgumentTypeError, InvalidArgumentError):
             coro.close()
             raise
         return asyncio.run_coroutine_threadsafe(self._tracked(coro), self._loop).result(timeout)
@@ -433,7 +446,10 @@ class TransferService:
             are added to it as notes).
         TimeoutError
             Transfers were still in flight after ``timeout`` seconds.
+        ArgumentTypeError, InvalidArgumentError
+            ``timeout`` is neither ``None`` nor a finite number of seconds >= 0.
         """
+        timeout = _checked_timeout(timeout)
         self._check_caller("wait_all")
         with self._lock:
             pending: list[concurrent.futures.Future[None]] = list(self._pending)
@@ -467,6 +483,8 @@ class TransferService:
         Calling it again finishes a close that was interrupted (Ctrl-C while it waited), cancelling
         what is still in flight, and otherwise does nothing.
         """
+        cancel = check_bool("cancel", cancel)
+        timeout = _checked_timeout(timeout)
         if threading.current_thread() is self._thread:
             raise SweepStateError("TransferService.close() was called from the transfer loop thread")
         with self._lock:
@@ -523,3 +541,21 @@ class TransferService:
             f"stall_seconds={self.stall_seconds:.3f})"
         )
 
+
+
+def _checked_tier(tier: object) -> Tier:
+    if not isinstance(tier, Tier):
+        raise ArgumentTypeError(
+            f"tier must be an amcheck.storage.Tier, got {tier!r} of type {type(tier).__name__}"
+        )
+    return tier
+
+
+def _checked_timeout(timeout: object) -> float | None:
+    """``None`` or a finite number of seconds >= 0."""
+    if timeout is None:
+        return None
+    seconds = check_finite_float("timeout", timeout)
+    if seconds < 0:
+        raise InvalidArgumentError(f"timeout must be None or >= 0 seconds, got {seconds}")
+    return seconds

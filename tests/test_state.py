@@ -36,7 +36,9 @@ def test_spec_check_errors() -> None:
 @pytest.mark.parametrize(
     ("fields", "error", "match"),
     [
-        ({"u": ((2.5, 3), "f4")}, amcheck.ArgumentTypeError, r"integer dimensions, got \(\(2.5"),
+        ({"u": ((2.5, 3), "f4")}, amcheck.ArgumentTypeError, r"integer\s+dimensions.*got \(\(2.5"),
+        ({"u": ((True, 3), "f4")}, amcheck.ArgumentTypeError, r"integer\s+dimensions"),
+        ({"u": ((2,), None)}, amcheck.ArgumentTypeError, r"dtype \(not None\), got"),
         ({"u": ((2, -1), "f4")}, amcheck.InvalidArgumentError, r"negative dimension"),
         ({"u": ((2,), object)}, amcheck.InvalidArgumentError, r"field 'u' has dtype object"),
         (

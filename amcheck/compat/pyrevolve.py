@@ -20,6 +20,7 @@ copies are counted in ``stats.copies`` so that the difference stays measurable
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from math import comb
 from typing import Any, Protocol
@@ -37,7 +38,7 @@ from amcheck._state import StateSpec
 from amcheck._stats import Stats, StatsRecorder
 from amcheck._strategy import slot_size
 from amcheck._timeline import Timeline, clock
-from amcheck._validate import check_int, check_optional_int
+from amcheck._validate import check_bool, check_int, check_optional_int
 from amcheck.schedules import Advance, End, Free, Load, Prefetch, Reverse, Revolve, Save
 from amcheck.storage import RamTier
 
@@ -105,7 +106,7 @@ class Revolver:
     n_checkpoints
         Checkpoints held in RAM (x_0's included), ``>= 1``; ``None`` picks :func:`adjust`.
         Memory: ``n_checkpoints`` copies of the state, allocated once, like pyrevolve's
-        ``NumpyStorage``.
+        ``NumpyStorage``; more than ``n_timesteps`` are never used, so at most that many.
     n_timesteps
         Number of steps n, ``>= 1``.
     timings, profiler, compression_params
@@ -159,7 +160,9 @@ class Revolver:
                 )
         self.n_timesteps = check_int("n_timesteps", n_timesteps, minimum=1)
         given = check_optional_int("n_checkpoints", n_checkpoints, minimum=1)
-        self.n_checkpoints = adjust(self.n_timesteps) if given is None else given
+        # More checkpoints than steps would only allocate slots Revolve never uses.
+        self.n_checkpoints = adjust(self.n_timesteps) if given is None else min(given,
+                                                                                 self.n_timesteps)
         self.checkpoint = checkpoint
         self.fwd_operator = fwd_operator
         self.rev_operator = rev_operator
@@ -169,7 +172,7 @@ class Revolver:
         self._pool = RamTier(
             self.n_checkpoints * slot_size(self._spec), self._spec, slots=self.n_checkpoints
         )
-        self._timeline = Timeline(enabled=timeline)
+        self._timeline = Timeline(enabled=check_bool("timeline", timeline))
         self._stats = StatsRecorder(ram_pool_bytes=self._pool.allocated_bytes)
         self._live_t: int | None = 0  # the step whose state the live data holds
         self._last_step: int | None = None  # the forward step that produced it, if any
@@ -234,11 +237,33 @@ class Revolver:
     # -- internals -----------------------------------------------------------------------------
 
     def _arrays(self, method: str, t: int) -> list[np.ndarray]:
-        arrays = list(getattr(self.checkpoint, method)(t))
+        """The arrays ``checkpoint.method(t)`` returns, checked: a non-empty list of numpy
+        arrays, after the first call the same count, sizes and dtypes every time."""
+        got = getattr(self.checkpoint, method)(t)
+        if isinstance(got, np.ndarray) or not isinstance(got, (list, tuple)):
+            raise ArgumentTypeError(
+                f"checkpoint.{method}({t}) must return a list of numpy arrays, got {got!r:.80} of "
+                f"type {type(got).__name__}"
+            )
+        arrays = list(got)
+        if not arrays:
+            raise InvalidArgumentError(f"checkpoint.{method}({t}) returned no arrays")
         for array in arrays:
             if not isinstance(array, np.ndarray):
                 raise ArgumentTypeError(
                     f"checkpoint.{method}({t}) must return numpy arrays, got {type(array).__name__}"
+                )
+        spec = getattr(self, "_spec", None)
+        if spec is not None:
+            fields = list(spec.values())
+            if len(arrays) != len(fields) or any(
+                a.size != math.prod(f.shape) or a.dtype != f.dtype for a, f in zip(arrays, fields)
+            ):
+                raise InvalidArgumentError(
+                    f"checkpoint.{method}({t}) returned arrays of shapes "
+                    f"{[a.shape for a in arrays]} and dtypes {[str(a.dtype) for a in arrays]}; "
+                    f"the first call returned {[f.shape for f in fields]} and "
+                    f"{[str(f.dtype) for f in fields]}: the live data must keep its layout"
                 )
         return arrays
 
@@ -254,12 +279,12 @@ class Revolver:
             ) from exc
         end = clock()
         if which == "forward":
-            self._timeline.record("compute", start, end, step=t0)
+            self._timeline._append("compute", start, end, step=t0)
             self._stats.compute_seconds += end - start
             self._stats.forward_steps += t1 - t0
             self._live_t, self._last_step = t1, t1 - 1
         else:
-            self._timeline.record("reverse", start, end, step=t0)
+            self._timeline._append("reverse", start, end, step=t0)
             self._stats.reverse_seconds += end - start
             self._stats.reverse_steps += 1
 

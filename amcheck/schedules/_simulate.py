@@ -123,7 +123,7 @@ class ScheduleStats:
         }
 
 
-def _capacity(schedule: Schedule) -> dict[str, float]:
+def checked_capacity(schedule: Schedule) -> dict[str, float]:
     """The schedule's capacity per tier, ``inf`` for unbounded, 0 for a tier it does not name.
 
     Raises
@@ -229,7 +229,7 @@ class _Replay:
         self.schedule = schedule
         self.n = n
         self.unknown = unknown
-        self.capacity = _capacity(schedule)
+        self.capacity = checked_capacity(schedule)
 
     def run(self) -> ScheduleStats:
         n = self.n

@@ -1,0 +1,179 @@
+"""Bad arguments to the smaller public pieces (timeline, RAM tier, spec JSON, transfer service,
+byte sizes, the pyrevolve adapter, the demo's --out) raise a clear AmcheckError naming the
+parameter, instead of a raw TypeError/AttributeError from deep inside, or passing silently."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from amcheck.storage import RamTier, TransferService, ZarrTier
+from toy_problem import Adjoint, Forward, initial_state
+
+from amcheck import (
+    AmcheckError,
+    ArgumentTypeError,
+    Checkpointer,
+    InvalidArgumentError,
+    StateSpec,
+    Timeline,
+)
+from amcheck._bytes import format_bytes, parse_bytes
+from amcheck.compat.pyrevolve import Revolver
+from amcheck.schedules import Revolve
+
+SPEC = StateSpec({"u": ((4,), "float32")})
+
+
+def _raises(call: Callable[[], object], error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match) as info:
+        call()
+    assert isinstance(info.value, AmcheckError)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "match"),
+    [
+        (("compute", "a", 1.0), {}, ArgumentTypeError, "start must be a real number"),
+        (("compute", 2.0, 1.0), {}, InvalidArgumentError, "end must be >= start"),
+        (("compute", float("nan"), 1.0), {}, InvalidArgumentError, "start must be a finite"),
+        (("compute", 1.0, 2.0), {"step": "x"}, ArgumentTypeError, "step must be an integer"),
+        (("compute", 1.0, 2.0), {"nbytes": -1}, InvalidArgumentError, "nbytes must be"),
+        (("compute", 1.0, 2.0), {"tier": 3}, ArgumentTypeError, "tier must be a non-empty str"),
+        (("swim", 1.0, 2.0), {}, InvalidArgumentError, "kind must be one of"),
+    ],
+)
+def test_timeline_record_checks_its_arguments(
+    args: tuple[Any, ...], kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    timeline = Timeline()
+    _raises(lambda: timeline.record(*args, **kwargs), error, match)
+    assert timeline.events == []  # nothing half-recorded: the events stay readable
+
+
+def test_timeline_flags_and_plot_arguments(tmp_path: Path) -> None:
+    _raises(lambda: Timeline(enabled="no"), ArgumentTypeError, "enabled must be True or False")  # type: ignore[arg-type]
+    timeline = Timeline()
+    _raises(lambda: timeline.plot(None), ArgumentTypeError, "path must be a str")  # type: ignore[arg-type]
+    _raises(lambda: timeline.plot(tmp_path / "t.png", title=5), ArgumentTypeError, "title")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="kind must be one of"), timeline.span("nap"):  # type: ignore[arg-type]
+        pass
+
+
+def test_ram_tier_checks_spec_name_and_slot_ownership() -> None:
+    _raises(lambda: RamTier("1 MiB", {"u": ((4,), "f4")}), ArgumentTypeError, "spec must be a StateSpec")  # type: ignore[arg-type]
+    _raises(lambda: RamTier("1 MiB", SPEC, name=5), ArgumentTypeError, "name must be")  # type: ignore[arg-type]
+    mine, other = RamTier("1 MiB", SPEC), RamTier("1 MiB", SPEC)
+    theirs = other.acquire()
+    _raises(lambda: mine.bind(1, None), InvalidArgumentError, "slot must be a Slot")  # type: ignore[arg-type]
+    # The same index in another tier must not free (or bind) this tier's slot.
+    _raises(lambda: mine.release(theirs), InvalidArgumentError, "slot must be a Slot")
+    slot = mine.acquire()
+    assert slot.index == theirs.index
+    mine.bind(1, slot)
+    assert list(mine.steps) == [1]
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [({"u": {"shape": [4]}}, "data must be a mapping"), ([1], "data must be a mapping"),
+     ({"u": {"shape": 4, "dtype": "f4"}}, "shape is not a list")],
+)
+def test_spec_from_json_rejects_malformed_data(data: object, match: str) -> None:
+    _raises(lambda: StateSpec.from_json(data), ArgumentTypeError, match)  # type: ignore[arg-type]
+
+
+def test_transfer_service_checks_its_arguments() -> None:
+    _raises(lambda: TransferService(name=5), ArgumentTypeError, "name must be")  # type: ignore[arg-type]
+    with TransferService() as service:
+        _raises(lambda: service.submit_put(None, 1, {}), ArgumentTypeError, "tier must be")  # type: ignore[arg-type]
+        _raises(lambda: service.run(5), ArgumentTypeError, "coro must be a coroutine")  # type: ignore[arg-type]
+        _raises(lambda: service.wait_all(timeout="a"), ArgumentTypeError, "timeout")  # type: ignore[arg-type]
+        _raises(lambda: service.wait_all(timeout=-1), InvalidArgumentError, "timeout must be")
+        _raises(lambda: service.close(cancel="yes"), ArgumentTypeError, "cancel")  # type: ignore[arg-type]
+
+
+def test_byte_sizes() -> None:
+    _raises(lambda: parse_bytes("-1 GiB", "ram"), InvalidArgumentError, "ram must be >= 0 bytes")
+    _raises(lambda: parse_bytes("150%", "ram"), InvalidArgumentError, "percentage of physical")
+    _raises(lambda: format_bytes(None), ArgumentTypeError, "nbytes must be a real number")  # type: ignore[arg-type]
+    _raises(lambda: format_bytes(float("nan")), InvalidArgumentError, "finite")
+    assert format_bytes(np.int64(3 * 2**30)) == "3.0 GiB"
+
+
+def test_checkpointer_rejects_a_closed_tier_and_a_wrong_progress(tmp_path: Path) -> None:
+    x0 = initial_state()
+    tier = ZarrTier(tmp_path / "t.zarr", StateSpec.from_arrays(x0))
+    asyncio.run(tier.close())
+    _raises(lambda: Checkpointer(Forward(), Adjoint(), x0, 8, ram="1 MiB", disk=tier),
+            InvalidArgumentError, "is closed")
+    with Checkpointer(Forward(), Adjoint(), x0, 8, ram="1 MiB") as ckp:
+        _raises(lambda: ckp.forward(progress=lambda: None), ArgumentTypeError,
+                "progress must accept one argument")
+        ckp.forward()
+        _raises(lambda: ckp.reverse(progress=lambda a, b: None), ArgumentTypeError,
+                "progress must accept one argument")
+
+
+def test_checkpointer_checks_a_schedule_instances_capacity() -> None:
+    class NoCapacity(Revolve):
+        @property
+        def capacity(self) -> Any:
+            return None
+
+    _raises(lambda: Checkpointer(Forward(), Adjoint(), initial_state(), 8, ram="1 MiB",
+                                 strategy=NoCapacity(8, 2)), ArgumentTypeError, "capacity must be")
+
+
+class _Ops:
+    """Operators and a checkpoint for the pyrevolve adapter whose get_data the test chooses."""
+
+    def __init__(self, data: Callable[[int], Any]) -> None:
+        self.data = data
+
+    def get_data(self, t: int) -> Any:
+        return self.data(t)
+
+    get_data_location = get_data
+
+    def apply(self, t_start: int, t_end: int) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "match"),
+    [
+        (lambda t: None, ArgumentTypeError, "must return a list of numpy arrays"),
+        (lambda t: [], InvalidArgumentError, "returned no arrays"),
+        (lambda t: [np.zeros(4 if t == 0 else 5)], InvalidArgumentError, "must keep its layout"),
+    ],
+)
+def test_pyrevolve_adapter_checks_get_data(
+    data: Callable[[int], Any], error: type[Exception], match: str
+) -> None:
+    ops = _Ops(data)
+
+    def run() -> None:
+        revolver = Revolver(ops, ops, ops, 3, 6)
+        revolver.apply_forward()
+
+    _raises(run, error, match)
+
+
+def test_pyrevolve_adapter_caps_checkpoints_at_the_steps() -> None:
+    ops = _Ops(lambda t: [np.zeros(4)])
+    assert Revolver(ops, ops, ops, 10**12, 10).n_checkpoints == 10
+    _raises(lambda: Revolver(ops, ops, ops, 3, 6, timeline=None), ArgumentTypeError, "timeline")  # type: ignore[arg-type]
+
+
+def test_demo_leaves_no_empty_out_folder_when_it_fails(tmp_path: Path) -> None:
+    from amcheck.cli import main
+
+    out = tmp_path / "never"
+    assert main(["demo", "--small", "--out", str(out), "--disk", str(tmp_path / "missing"),
+                 "--no-progress"]) == 2
+    assert not out.exists()
