@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from amcheck.storage._checksum import ChecksumError, crc_bytes
+from amcheck.storage._checksum import ChecksumError, check_identity, crc_bytes
 from amcheck.storage._libzfp import libzfp
 
 __all__ = ["ChunkCodec"]
@@ -179,12 +179,16 @@ class ChunkCodec:
             return [data]
         return [data, crc_bytes(data)]
 
-    def check_crc(self, stored: np.ndarray, payload: np.ndarray | None = None) -> None:
+    def check_crc(
+        self, stored: np.ndarray, payload: np.ndarray | None = None, expected: int | None = None
+    ) -> None:
         """Raise :class:`ChecksumError` if the crc32c of a stored chunk does not match.
 
         ``stored`` is the chunk's bytes; or, with ``payload`` given, ``stored`` holds only the
         4 checksum bytes and ``payload`` the bytes they cover (e.g. read straight into the
-        caller's array).
+        caller's array). ``expected``: the crc32c recorded when the checkpoint was written; an
+        intact chunk with another one is another checkpoint's (see
+        :func:`~amcheck.storage._checksum.check_identity`).
         """
         if payload is None:
             if len(stored) < 4:
@@ -195,11 +199,16 @@ class ChunkCodec:
                 "the crc32c of a chunk does not match its stored checksum (the file was "
                 "changed or damaged)"
             )
+        check_identity(stored, expected)
 
-    def decode_into(self, stored: np.ndarray, out: np.ndarray) -> None:
-        """Decode a stored chunk (uint8, checksum included if the chain has one) into ``out``."""
+    def decode_into(self, stored: np.ndarray, out: np.ndarray, expected: int | None = None) -> None:
+        """Decode a stored chunk (uint8, checksum included if the chain has one) into ``out``.
+
+        ``expected``: the chunk's crc32c recorded at the put, checked before anything is decoded
+        (ignored when the chain has no crc32c).
+        """
         if self.crc:
-            self.check_crc(stored)
+            self.check_crc(stored, expected=expected)
             stored = stored[:-4]
         if self.plain:
             if stored.nbytes != self.nbytes:

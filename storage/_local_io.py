@@ -8,7 +8,8 @@ So on a writable local directory the tier bypasses the store for chunk data and 
 
 - a shard is written with one ``pwritev`` of its pieces (the caller's arrays and the small
   checksum and index arrays) and read with one ``preadv``, so an uncompressed checkpoint is
-  never copied: its crc32c is computed on, and checked against, the caller's memory;
+  never copied: its crc32c is computed on, and checked against, the caller's memory (and
+  checked against the value recorded at its put, which says the file holds this checkpoint);
 - with a plain codec every level has the same stored size, so each level's offset in the shard
   is known and the levels of a large field are written and read by parallel pool jobs;
 - an existing file is rewritten in place (a freed row's file is reused by the next checkpoint)
@@ -152,7 +153,9 @@ class LocalShards:
         writes the last level also writes the index.
         """
         fld = part.field
-        pieces = [p for i in levels for p in fld.codec.encode(part.levels[i])]
+        coded = [fld.codec.encode(part.levels[i]) for i in levels]
+        part.note_crcs(coded, levels)
+        pieces = [p for level in coded for p in level]
         last = levels.stop == fld.layout.levels
         if last:
             pieces.append(fld.plain_index)
@@ -162,7 +165,8 @@ class LocalShards:
         """Plain codec: read ``levels`` straight into the caller's arrays and check them there.
 
         The file must have exactly the plain shard's size; each level's crc32c is checked on the
-        caller's memory, and the job that reads the last level checks the index too.
+        caller's memory (and against the one its put recorded, ``part.expected``), and the job
+        that reads the last level checks the index too.
         """
         fld = part.field
         codec = fld.codec
@@ -191,7 +195,8 @@ class LocalShards:
         if codec.crc:
             for i, crc in zip(levels, crcs, strict=True):
                 try:
-                    codec.check_crc(crc, part.levels[i].reshape(-1).view(np.uint8))
+                    payload = part.levels[i].reshape(-1).view(np.uint8)
+                    codec.check_crc(crc, payload, part.expected_crc(i))
                 except ChecksumError as exc:
                     raise ChecksumError(f"shard {part.key}, level {i}: {exc}") from None
         if last and not np.array_equal(index, fld.plain_index):

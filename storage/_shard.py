@@ -26,12 +26,13 @@ the store's ``set``/``get`` (:mod:`amcheck.storage._zarr`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from amcheck.storage._checksum import ChecksumError, crc_bytes
+from amcheck.storage._checksum import ChecksumError, check_identity, crc_bytes, crc_value
 from amcheck.storage._chunk_codec import ChunkCodec
 
 __all__ = [
@@ -123,7 +124,7 @@ class FieldArray:
     peak_tol: float | None  # "zfp:rtol=": the ZFP tolerance is peak_tol * max|field| per put
     #: The index that ends a shard when the codec is plain (every level ``stride`` bytes), and
     #: its crc32c: the same for every checkpoint, so built once.
-    plain_index: np.ndarray = field(init=False, repr=False)
+    plain_index: np.ndarray = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.plain_index = np.concatenate(shard_index([self.stride] * self.layout.levels))
@@ -145,12 +146,47 @@ class FieldArray:
 
 @dataclass(slots=True)
 class Part:
-    """One field of one checkpoint (one shard) on its way to or from the store."""
+    """One field of one checkpoint (one shard) on its way to or from the store.
+
+    The crc32c of each stored level is the checkpoint's identity: a put fills :attr:`crcs`
+    with the values it computes anyway (the tier records them with the step), a get is given
+    them back as :attr:`expected` and checks every level's stored crc32c against them, so an
+    intact shard of another checkpoint (swapped files, a lost write into a reused row's file)
+    is an error, not a wrong state.
+    """
 
     field: FieldArray
     key: str
     levels: list[np.ndarray]  # the caller's memory: the state's levels (put) or out's (get)
     tolerance: float | None = None  # ZFP tolerance of this put ("zfp:rtol=")
+    #: Get: each level's crc32c as recorded at its put (``None``: not recorded, not checked).
+    expected: tuple[int, ...] | None = None
+    #: Put: each level's crc32c as stored, set as levels are coded (parallel jobs set their own).
+    crcs: list[int | None] = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.crcs = [None] * len(self.levels)
+
+    def note_crcs(self, coded: list[list[np.ndarray]], levels: range) -> None:
+        """Put: keep the crc32c that ends each coded level of ``levels`` (its pieces in ``coded``)."""
+        if self.field.codec.crc:
+            for level, pieces in zip(levels, coded, strict=True):
+                self.crcs[level] = crc_value(pieces[-1])
+
+    def expected_crc(self, level: int) -> int | None:
+        """Get: the crc32c recorded for ``level`` at the put, or ``None``."""
+        return None if self.expected is None else self.expected[level]
+
+    def check_stored_crcs(self, stored: np.ndarray, table: np.ndarray) -> None:
+        """Get: check each level's stored crc32c (a whole shard, its :func:`parse_index`)
+        against the recorded ones; for shards zarr's own pipeline decodes (and checks)."""
+        if self.expected is None or not self.field.codec.crc:
+            return
+        for level, (offset, size) in enumerate(table.tolist()):
+            try:
+                check_identity(stored[offset + size - 4 : offset + size], self.expected[level])
+            except ChecksumError as exc:
+                raise ChecksumError(f"shard {self.key}, level {level}: {exc}") from None
 
     @property
     def big(self) -> bool:
@@ -184,13 +220,17 @@ class Part:
     def encode(self) -> list[np.ndarray]:
         """The whole shard as pieces to write back to back (scaling the tolerance first)."""
         self.scale()
-        return shard_pieces([self.field.codec.encode(x, self.tolerance) for x in self.levels])
+        coded = [self.field.codec.encode(x, self.tolerance) for x in self.levels]
+        self.note_crcs(coded, range(len(coded)))
+        return shard_pieces(coded)
 
     def decode_level(self, stored: np.ndarray, table: np.ndarray, level: int) -> None:
         """Decode one level of a stored shard (``table``: its :func:`parse_index`) into place."""
         offset, size = (int(v) for v in table[level])
         try:
-            self.field.codec.decode_into(stored[offset : offset + size], self.levels[level])
+            self.field.codec.decode_into(
+                stored[offset : offset + size], self.levels[level], self.expected_crc(level)
+            )
         except ChecksumError as exc:
             raise ChecksumError(f"shard {self.key}, level {level}: {exc}") from None
 

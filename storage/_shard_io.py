@@ -14,6 +14,9 @@ that work is cut into jobs decides how well it uses two cores, so it lives here:
 - a field whose codecs have no synchronous calls (a third-party zarr codec) goes through zarr's
   own asynchronous codec pipeline, whole shard at once.
 
+Every path records, at a put, the crc32c of each stored level (the checkpoint's identity,
+returned by :meth:`ShardIO.put`), and checks, at a get, each level's stored crc32c against it.
+
 On a local directory the bytes move through :class:`~amcheck.storage._local_io.LocalShards`
 (``pwritev``/``preadv`` on the caller's memory); on any other store through its ``set``/``get``.
 Codec jobs (coding, scaling, joining blobs) go to the transfer service's codec pool
@@ -30,6 +33,7 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+from amcheck.storage._checksum import crc_value
 from amcheck.storage._local_io import LocalShards
 from amcheck.storage._shard import FieldArray, Part, missing, parse_index, shard_pieces
 from amcheck.storage._transfer import codec_executor
@@ -64,6 +68,11 @@ async def _settled(*aws: Awaitable[_T]) -> list[_T]:
                 f"{type(result).__name__} raised on an amcheck I/O thread: {result}"
             ) from result
     return results  # type: ignore[return-value]
+
+
+def _as_bytes(buf: Any) -> np.ndarray:
+    """A zarr buffer's bytes as a flat uint8 array (no copy)."""
+    return np.asarray(buf.as_numpy_array()).view(np.uint8).reshape(-1)
 
 
 def _jobs(
@@ -133,12 +142,23 @@ class ShardIO:
             return self.local.exists(key)
         return bool(await self.store.exists(key))
 
-    def parts(self, state: State, row: int) -> list[Part]:
-        """The row's shards, one per field, with the state's memory."""
-        return [
-            Part(fld, fld.key(row), fld.layout.level_views(np.asarray(state[key])))
-            for key, fld in self.fields.items()
-        ]
+    @property
+    def crc_count(self) -> int:
+        """How many crc32c values identify a checkpoint: one per level of every field."""
+        return sum(fld.layout.levels for fld in self.fields.values())
+
+    def parts(self, state: State, row: int, expected: tuple[int, ...] | None = None) -> list[Part]:
+        """The row's shards, one per field, with the state's memory; ``expected``: the
+        checkpoint's crc32c values as :meth:`put` returned them (for a get to check)."""
+        parts = []
+        start = 0
+        for key, fld in self.fields.items():
+            levels = fld.layout.levels
+            mine = None if expected is None else expected[start : start + levels]
+            start += levels
+            parts.append(Part(fld, fld.key(row), fld.layout.level_views(np.asarray(state[key])),
+                              expected=mine))
+        return parts
 
     def row_keys(self, row: int) -> list[str]:
         """The store keys of the row's shards, one per field."""
@@ -182,13 +202,18 @@ class ShardIO:
         buf = await self.store.get(key, prototype=default_buffer_prototype())
         if buf is None:
             raise missing(key)
-        return np.asarray(buf.as_numpy_array()).view(np.uint8).reshape(-1)
+        return _as_bytes(buf)
 
-    async def put(self, state: State, row: int) -> int:
-        """Write the row's shards; the bytes they take."""
-        jobs = _jobs(self.parts(state, row), self._put_big, self._put_pipeline,
-                     self._put_small_parts)
-        return sum(await _settled(*jobs))
+    async def put(self, state: State, row: int) -> tuple[int, tuple[int, ...] | None]:
+        """Write the row's shards; the bytes they take, and the checkpoint's identity: the
+        crc32c of every stored level, field after field (``None`` if a field's codecs end in
+        no crc32c), to give back to :meth:`get`."""
+        parts = self.parts(state, row)
+        jobs = _jobs(parts, self._put_big, self._put_pipeline, self._put_small_parts)
+        nbytes = sum(await _settled(*jobs))
+        crcs = [crc for part in parts for crc in part.crcs]
+        identity = None if None in crcs else tuple(c for c in crcs if c is not None)
+        return nbytes, identity
 
     async def _put_small_parts(self, loop: asyncio.AbstractEventLoop, parts: list[Part]) -> int:
         done = await loop.run_in_executor(_pool_for(parts, self.local), self._put_small, parts)
@@ -214,6 +239,7 @@ class ShardIO:
         coded = await _settled(*(
             loop.run_in_executor(codecs, fld.codec.encode, x, part.tolerance) for x in part.levels
         ))
+        part.note_crcs(coded, range(fld.layout.levels))
         pieces = shard_pieces(list(coded))
         if local is not None:
             return await loop.run_in_executor(None, local.write, part.key, pieces)
@@ -227,12 +253,20 @@ class ShardIO:
         shard = np.concatenate(part.levels)
         nd = spec.prototype.nd_buffer.from_ndarray_like(shard)
         (encoded,) = await part.field.pipeline.encode([(nd, spec)])
+        if part.field.codec.crc:  # the crc32c ending each level: a few bytes from the index
+            stored = _as_bytes(encoded)
+            table = parse_index(stored, part.field.layout.levels, part.key)
+            for level, (offset, size) in enumerate(table.tolist()):
+                part.crcs[level] = crc_value(stored[offset + size - 4 : offset + size])
         await self.store.set(part.key, encoded)
         return len(encoded)
 
-    async def get(self, out: State, row: int) -> None:
-        """Read the row's shards into ``out``."""
-        jobs = _jobs(self.parts(out, row), self._get_big, self._get_pipeline,
+    async def get(self, out: State, row: int, expected: tuple[int, ...] | None = None) -> None:
+        """Read the row's shards into ``out``; ``expected``: the identity :meth:`put` returned
+        (every level's stored crc32c must be the recorded one), ``None`` to skip that check."""
+        if expected is not None and len(expected) != self.crc_count:
+            expected = None  # recorded for another layout: nothing to compare (load drops these)
+        jobs = _jobs(self.parts(out, row, expected), self._get_big, self._get_pipeline,
                      self._get_small_parts)
         await _settled(*jobs)
 
@@ -270,6 +304,9 @@ class ShardIO:
         if buf is None:
             raise missing(part.key)
         (decoded,) = await part.field.pipeline.decode([(buf, part.field.shard_spec)])
+        if part.expected is not None:  # zarr checked each chunk's crc32c: now whose it is
+            stored = _as_bytes(buf)
+            part.check_stored_crcs(stored, parse_index(stored, part.field.layout.levels, part.key))
         shard = np.asarray(decoded.as_ndarray_like()).reshape(part.field.layout.shard)
         span = part.field.layout.chunk[0]
         for level, array in enumerate(part.levels):

@@ -9,8 +9,13 @@ array per checkpoint costs about 3.5 ms of metadata per put (FIELD-NOTES), and g
 arrays with ``resize`` rewrites metadata and serialises concurrent writers.
 
 The store's group attributes (``attrs["amcheck"]``) hold a header (the format, amcheck's
-version, the state spec, the compression, the rows per array), compared on reopen, and the
-index: step -> (row, stored bytes). Writing it costs about 1 ms on a local disk, so it is
+version, the state spec, the compression, the rows per array), compared on reopen, the
+index: step -> (row, stored bytes), and each step's identity, ``crcs``: step -> the crc32c of
+every stored level, field after field, as its put computed them. A read checks the stored
+crc32c values against them, so a row's file holding another checkpoint (files swapped, a write
+that never reached the disk and left the row's previous checkpoint) is an error, not a wrong
+state. They sit beside the index, not in its entries, so an amcheck without them still reads
+the index (and drops them when it saves); a step saved without them is read unchecked. Writing it costs about 1 ms on a local disk, so it is
 written at most every ``interval`` seconds while checkpoints come and go, and always on
 flush/close. Crash safety follows from one rule: **a row that a saved index may refer to is not
 reused before the next save** (such rows wait in a "limbo" list; a row taken and dropped
@@ -45,7 +50,8 @@ FORMAT = "amcheck.zarr-tier/2"
 
 
 class StepIndex(Mapping[int, tuple[int, int]]):
-    """step -> (row, stored bytes) of a zarr tier, its free rows, and its saved copy.
+    """step -> (row, stored bytes) of a zarr tier, its free rows, and its saved copy; and
+    each step's identity, the crc32c of its stored levels (:meth:`crcs`).
 
     Read it as a mapping; change it through :meth:`record`, :meth:`remove`, :meth:`take_row`
     and :meth:`release`, then call :meth:`changed` (which saves when ``interval`` has passed).
@@ -71,6 +77,7 @@ class StepIndex(Mapping[int, tuple[int, int]]):
         self._store = store
         self._where = where
         self._entries: dict[int, tuple[int, int]] = {}
+        self._crcs: dict[int, tuple[int, ...]] = {}  # step -> its identity, where known
         self._free_rows: list[int] = []  # rows no saved index refers to: reusable
         self._limbo_rows: list[int] = []  # rows the saved index names, dropped since it was saved
         #: Rows an index on the store may name: the last saved one's, and a save's in flight.
@@ -104,17 +111,30 @@ class StepIndex(Mapping[int, tuple[int, int]]):
         old = self._entries.get(step)
         return self.nbytes - (old[1] if old else 0)
 
-    def record(self, step: int, row: int, nbytes: int) -> tuple[int, int] | None:
-        """Map ``step`` to ``row`` of ``nbytes``; the entry it replaces, whose row is not freed."""
+    def record(
+        self, step: int, row: int, nbytes: int, crcs: tuple[int, ...] | None = None
+    ) -> tuple[int, int] | None:
+        """Map ``step`` to ``row`` of ``nbytes`` whose stored levels have the crc32c values
+        ``crcs`` (``None``: unknown); the entry it replaces, whose row is not freed."""
         held = self.held_without(step)
         old = self._entries.get(step)
         self._entries[step] = (row, nbytes)
+        if crcs is None:
+            self._crcs.pop(step, None)
+        else:
+            self._crcs[step] = crcs
         self.nbytes = held + nbytes
         return old
+
+    def crcs(self, step: int) -> tuple[int, ...] | None:
+        """The crc32c values recorded for held ``step`` (``None``: saved by an amcheck that
+        recorded none, so its reads are not checked against them)."""
+        return self._crcs.get(step)
 
     def remove(self, step: int) -> tuple[int, int] | None:
         """Forget ``step``; its entry (``None`` if not held), whose row is not freed."""
         entry = self._entries.pop(step, None)
+        self._crcs.pop(step, None)
         if entry is not None:
             self.nbytes -= entry[1]
         return entry
@@ -163,6 +183,7 @@ class StepIndex(Mapping[int, tuple[int, int]]):
         """The group attributes: the header and the index."""
         header = dict(self.header)
         header["index"] = {str(step): [row, nb] for step, (row, nb) in self._entries.items()}
+        header["crcs"] = {str(step): list(crcs) for step, crcs in self._crcs.items()}
         return {"amcheck": header}
 
     def mismatch(self, found: Any) -> str | None:
@@ -184,20 +205,34 @@ class StepIndex(Mapping[int, tuple[int, int]]):
         return None
 
     async def load(
-        self, found: dict[str, Any], row_present: Callable[[int], Awaitable[bool]]
+        self,
+        found: dict[str, Any],
+        row_present: Callable[[int], Awaitable[bool]],
+        crc_count: int,
     ) -> None:
         """Take the index saved in ``found``; drop checkpoints all of whose chunks are gone.
 
         Those were deleted (or replaced) after the index was last saved. A checkpoint missing
         only some chunks stays listed, and reading it raises (the store was damaged).
         ``row_present(row)`` says whether any chunk of ``row`` is on the store (True for a
-        state with nothing to store).
+        state with nothing to store). A step's saved crc32c values are kept if they are
+        ``crc_count`` 32-bit values; a step without them (an index saved before amcheck recorded
+        them) is read without that check.
         """
         entries = {int(s): (int(r), int(nb)) for s, (r, nb) in dict(found.get("index", {})).items()}
+        saved = found.get("crcs")
+        crcs = {str(s): tuple(c) for s, c in saved.items() if isinstance(c, list)} if (
+            isinstance(saved, dict)
+        ) else {}
         present = await asyncio.gather(*(row_present(row) for row, _ in entries.values()))
         for (step, entry), here in zip(entries.items(), present, strict=True):
             if here:
                 self._entries[step] = entry
+                ident = crcs.get(str(step), ())
+                if len(ident) == crc_count and all(
+                    type(c) is int and 0 <= c < 2**32 for c in ident
+                ):
+                    self._crcs[step] = ident
         used = {row for row, _ in entries.values()}
         held = {row for row, _ in self._entries.values()}
         self._next_row = max(used) + 1 if used else 0

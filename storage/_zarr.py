@@ -37,7 +37,15 @@ next checkpoint and only removed on close.
 
 Integrity: every chunk ends with a crc32c checksum, checked on every read, and a read checks that
 every chunk of the checkpoint exists (zarr would silently return the fill value for a missing
-chunk).
+chunk). A chunk's crc32c says its bytes are intact, not which checkpoint they are: two shard
+files swapped on disk, or a put whose writes the OS reported done but never made (a reused
+row's file then still holds its previous checkpoint), would pass it. So the step index keeps,
+with each step, the crc32c values the put computed for its levels anyway (and saves them with
+the index, beside it, so a reopened store checks too), and a read compares each stored crc32c
+with the recorded one: a mismatch raises :class:`~amcheck.TransferError` naming the step, the
+tier and the shard, saying the bytes belong to another checkpoint or an older write. This costs
+no pass over the data and leaves the store's format as zarr reads it. A step saved by an
+amcheck that recorded no crc32c values is read with the per-chunk check only.
 """
 
 from __future__ import annotations
@@ -360,7 +368,7 @@ class ZarrTier(Tier):
             self._fields = {key: self._field(key, arr) for key, arr in arrays.items()}
             self._io = ShardIO(self._store, self._local_shards(direct), self._fields)
             if reopened and isinstance(found, dict):
-                await self._index.load(found, self._io.row_present)
+                await self._index.load(found, self._io.row_present, self._io.crc_count)
         except (StoreMismatchError, InvalidArgumentError, ArgumentTypeError):
             raise
         except Exception as exc:
@@ -514,7 +522,7 @@ class ZarrTier(Tier):
                 raise self._io_error("write", step, exc) from exc
         row = self._index.take_row()
         try:
-            nbytes = await self._io.put(state, row)
+            nbytes, crcs = await self._io.put(state, row)
         except BaseException as exc:
             await self._drop_row_quietly(row)
             if isinstance(exc, Exception):
@@ -524,7 +532,7 @@ class ZarrTier(Tier):
         if self._budget is not None and held + nbytes > self._budget:
             await self._drop_row_quietly(row)
             raise self._full(step, held, nbytes)
-        old = self._index.record(step, row, nbytes)
+        old = self._index.record(step, row, nbytes, crcs)
         try:
             if old is not None:
                 await self._drop_row(old[0], indexed=True)
@@ -549,7 +557,7 @@ class ZarrTier(Tier):
         self.spec.check(out, "out")
         row = self._index[step][0]
         try:
-            await self._io.get(out, row)
+            await self._io.get(out, row, self._index.crcs(step))
         except Exception as exc:
             raise self._io_error("read", step, exc) from exc
 

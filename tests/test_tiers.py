@@ -613,7 +613,7 @@ async def test_raw_tier_drops_a_checkpoint_its_failed_in_place_overwrite_tore(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A full RawTier overwrites a held step in place; if that write fails half way, the step is
-    dropped rather than read back half old, half new (RawTier has no checksum)."""
+    dropped rather than kept half old, half new (its checksum would fail every later get)."""
     import amcheck.storage._raw as raw
 
     spec = StateSpec({"u": ((1024,), "float64")})
@@ -621,8 +621,8 @@ async def test_raw_tier_drops_a_checkpoint_its_failed_in_place_overwrite_tore(
     await tier.put(5, {"u": np.zeros(1024)})
     write = raw._write
 
-    async def torn(fd: int, pieces: Any, offset: int) -> None:
-        await write(fd, [pieces[0][:512]], offset)  # half of the new data reaches the file
+    async def torn(files: Any, fd: int, pieces: Any, offset: int, checksum: bool) -> None:
+        await write(files, fd, [pieces[0][:512]], offset, checksum)  # half of the new data lands
         raise OSError(28, "No space left on device (injected)")
 
     monkeypatch.setattr(raw, "_write", torn)
