@@ -27,6 +27,7 @@ lives in memory only, so the file is scratch space: it is removed on ``close``
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ from amcheck._errors import (
     TransferError,
 )
 from amcheck._state import State, StateSpec
-from amcheck._validate import check_int, check_optional_int
+from amcheck._validate import check_int, check_name, check_optional_int
 
 __all__ = ["RECORD_ALIGNMENT", "RawTier"]
 
@@ -104,8 +105,11 @@ class RawTier(Tier):
     Parameters
     ----------
     path
-        The file to create (replaced if it exists), or an existing directory to create
-        ``amcheck-checkpoints.raw`` in. The file is removed on :meth:`close`.
+        The file to create, or an existing directory to create ``amcheck-checkpoints.raw`` in.
+        The file is removed on :meth:`close`. An existing file is refused unless ``overwrite``
+        (it may be yours, or another RawTier's), and a file another open RawTier uses is refused
+        in any case (an exclusive ``flock`` on it, held until :meth:`close`; where the file
+        system has no such locks the tier opens without one).
     spec
         The state layout.
     records
@@ -150,6 +154,7 @@ class RawTier(Tier):
         durable: bool = False,
         direct: bool | None = None,
         checksum: bool = True,
+        overwrite: bool = False,
         name: str = "disk",
     ) -> None:
         from amcheck._errors import BudgetError
@@ -165,12 +170,16 @@ class RawTier(Tier):
             raise ArgumentTypeError(f"durable must be a bool, got {durable!r}")
         if not isinstance(checksum, bool):
             raise ArgumentTypeError(f"checksum must be a bool, got {checksum!r}")
+        if not isinstance(overwrite, bool):
+            raise ArgumentTypeError(f"overwrite must be a bool, got {overwrite!r}")
+        if not os.fspath(path):
+            raise InvalidArgumentError("path must name a file or a directory, got ''")
         if records is not None and budget is not None:
             raise InvalidArgumentError(
                 f"give records or budget, not both (got records={records!r}, budget={budget!r})"
             )
         self.spec = spec
-        self.name = name
+        self.name = check_name("name", name)
         self.durable = durable
         #: Whether records are checked against their crc32c (see the ``checksum`` parameter).
         self.checksum = checksum
@@ -195,21 +204,42 @@ class RawTier(Tier):
         self._direct = direct_files(direct, target.parent, str(target.parent))
         #: Whether records move with direct I/O (``O_DIRECT``), see the ``direct`` parameter.
         self.direct: bool = self._direct is not None
-        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+        # Not O_TRUNC: the file is emptied only once this tier holds its lock.
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        if not overwrite:
+            flags |= os.O_EXCL
         try:
             self._fd: int | None = (
                 self._direct.open(target, flags) if self._direct else os.open(target, flags, 0o644)
             )
+        except FileExistsError:
+            raise InvalidArgumentError(
+                f"path={self.path!r} exists; RawTier refuses to replace a file unless "
+                "overwrite=True (a file left by a crashed run may be replaced that way)"
+            ) from None
         except OSError as exc:
             raise TransferError(
                 f"raw tier {self.name!r}: could not create {self.path}: {exc}"
             ) from exc
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fd, self._fd = self._fd, None  # closed here, not again by __del__
+            os.close(fd)
+            raise InvalidArgumentError(
+                f"path={self.path!r} is used by another open RawTier (this or another "
+                "process); give each tier its own file"
+            ) from None
+        except OSError:
+            pass  # no flock on this file system: open without the lock
+        os.ftruncate(self._fd, 0)
         if n_records is not None:
             try:
                 os.posix_fallocate(self._fd, 0, n_records * self.record_nbytes)
             except OSError as exc:
-                os.close(self._fd)
+                fd, self._fd = self._fd, None
                 os.unlink(self.path)
+                os.close(fd)
                 raise TransferError(
                     f"raw tier {self.name!r}: could not preallocate "
                     f"{format_bytes(n_records * self.record_nbytes)} at {self.path}: {exc}"
@@ -328,11 +358,11 @@ class RawTier(Tier):
         fd, self._fd = self._fd, None
         self._index.clear()
         self._crcs.clear()
-        os.close(fd)
-        try:
+        try:  # while the lock is held: no other tier may have the file meanwhile
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+        os.close(fd)
 
     def __contains__(self, step: object) -> bool:
         return step in self._index

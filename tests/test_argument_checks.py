@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from amcheck.storage import RamTier, TransferService, ZarrTier
+from amcheck.storage import RamTier, RawTier, TransferService, ZarrTier
 from toy_problem import Adjoint, Forward, initial_state
 
 from amcheck import (
@@ -177,3 +177,29 @@ def test_demo_leaves_no_empty_out_folder_when_it_fails(tmp_path: Path) -> None:
     assert main(["demo", "--small", "--out", str(out), "--disk", str(tmp_path / "missing"),
                  "--no-progress"]) == 2
     assert not out.exists()
+
+
+def test_raw_tier_refuses_an_existing_file_and_a_file_in_use(tmp_path: Path) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("mine")
+    _raises(lambda: RawTier(precious, SPEC, records=2), InvalidArgumentError, "overwrite=True")
+    assert precious.read_text() == "mine"  # neither emptied nor removed
+    _raises(lambda: RawTier("", SPEC, records=2), InvalidArgumentError, "path must name")
+    first = RawTier(tmp_path, SPEC, records=2)
+    try:
+        _raises(lambda: RawTier(tmp_path, SPEC, records=2, overwrite=True), InvalidArgumentError,
+                "used by another open RawTier")
+        state = {"u": np.full(4, 7.0, np.float32)}
+        asyncio.run(first.put(1, state))
+        out = {"u": np.zeros(4, np.float32)}
+        asyncio.run(first.get(1, out))
+        assert np.array_equal(out["u"], state["u"])  # the refused opener changed nothing
+    finally:
+        asyncio.run(first.close())
+    again = RawTier(tmp_path, SPEC, records=2)  # closed: the file is gone, the path free
+    asyncio.run(again.close())
+    stale = tmp_path / "stale.raw"
+    stale.write_bytes(b"x" * 10)
+    replaced = RawTier(stale, SPEC, records=2, overwrite=True)
+    asyncio.run(replaced.close())
+    assert not stale.exists()
