@@ -36,6 +36,7 @@ from amcheck._errors import (
     SweepStateError,
     TransferError,
 )
+from amcheck._folders import PREFIX, STORE_NAME, warn_stale_folders
 from amcheck._operators import as_forward, as_reverse, check_signature
 from amcheck._state import StateSpec
 from amcheck._stats import Stats, StatsRecorder
@@ -44,24 +45,31 @@ from amcheck._timeline import Timeline
 from amcheck._validate import check_int, check_optional_int
 from amcheck.schedules import AsyncMultistage, Schedule, TwoLevel
 from amcheck.storage import RamTier, Tier
+from amcheck.storage._lock import StoreLock
 from amcheck.storage._users import OpenUsers
 
 
 @dataclass(slots=True)
 class _Owned:
     """What a Checkpointer made and removes on close: its disk tier, the directory it made for
-    it, and the directories it had to create for that one (innermost first)."""
+    it (:mod:`amcheck._folders`) with the tier's lock, and the directories it had to create for
+    that one (innermost first)."""
 
     tier: Tier | None = None
     folder: Path | None = None
+    lock: StoreLock | None = None
     made: list[Path] = field(default_factory=list)
 
     def remove_folder(self) -> None:
-        """Remove the folder, then the directories made for it while nothing else is in them."""
+        """Remove the folder, then release its lock (so no other run sees it unlocked while it
+        goes), then remove the directories made for it while nothing else is in them."""
         folder, self.folder = self.folder, None
+        lock, self.lock = self.lock, None
         made, self.made = self.made, []
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+        if lock is not None:
+            lock.release()
         for parent in made:
             try:
                 parent.rmdir()
@@ -155,7 +163,11 @@ class Checkpointer:
         - a directory path (``str`` or ``os.PathLike``): amcheck creates a
           :class:`~amcheck.storage.ZarrTier` there with ``compression``, in a fresh
           ``amcheck-*`` subdirectory (the directory and its parents are created if missing),
-          and removes what it created on ``close()`` (the directories it made, while empty);
+          and removes what it created on ``close()`` (the directories it made, while empty).
+          The subdirectory is locked while the Checkpointer is open (a lock file inside it,
+          see :mod:`amcheck._folders`); one left by a run that was killed is not reused or
+          deleted, but the next Checkpointer given the directory warns (``UserWarning``),
+          naming it and its size;
         - a zarr store (``zarr.storage.LocalStore``, ``MemoryStore``, ...): a ZarrTier in it
           (a store serves one open tier at a time); amcheck deletes its checkpoints on
           ``close()`` but leaves the store's group;
@@ -219,6 +231,15 @@ class Checkpointer:
     BudgetError
         ``ram`` is below what the strategy needs (staging buffers included), or ``disk_budget``
         below one checkpoint; the message says how many bytes are needed.
+    StoreLockedError
+        ``disk`` is a zarr ``LocalStore`` that another ZarrTier (of this or another process)
+        has open.
+
+    Warns
+    -----
+    UserWarning
+        ``disk`` is a directory holding ``amcheck-*`` folders of runs that ended without
+        ``close()`` (killed, crashed); the message names them and their sizes.
 
     Examples
     --------
@@ -414,7 +435,7 @@ class Checkpointer:
             try:
                 root.mkdir(parents=True, exist_ok=True)
                 self._owned.made = made
-                self._owned.folder = Path(tempfile.mkdtemp(prefix="amcheck-", dir=root))
+                self._owned.folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=root))
             except OSError as exc:
                 self._owned.remove_folder()
                 raise InvalidArgumentError(
@@ -422,10 +443,18 @@ class Checkpointer:
                     f"({type(exc).__name__}: {exc}); pass a directory you can write to"
                 ) from exc
             try:
-                tier = ZarrTier(self._owned.folder, spec, compression)
+                tier = ZarrTier(self._owned.folder / STORE_NAME, spec, compression)
             except BaseException:
                 self._owned.remove_folder()
                 raise
+            self._owned.tier = tier
+            self._owned.lock = tier._hand_over_lock()  # released after the folder is removed
+            if tier.locked:  # else no flock here: a live run's folder would look stale
+                try:
+                    warn_stale_folders(root, self._owned.folder, stacklevel=3)
+                except BaseException:  # the warning filtered into an error: nothing stays
+                    self._owned.close()
+                    raise
         self._owned.tier = tier
         return tier
 

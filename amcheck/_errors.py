@@ -15,6 +15,7 @@ __all__ = [
     "InvalidArgumentError",
     "OperatorError",
     "ScheduleError",
+    "StoreLockedError",
     "StoreMismatchError",
     "SweepStateError",
     "TierFullError",
@@ -58,6 +59,11 @@ class TierFullError(AmcheckError):
 
 class StoreMismatchError(AmcheckError):
     """An existing on-disk store was written for another state spec or format."""
+
+
+class StoreLockedError(InvalidArgumentError):
+    """A local store is open in another ZarrTier (of this or another process), which holds its
+    lock file; the message names the store and the lock file."""
 
 
 class TransferError(AmcheckError, OSError):

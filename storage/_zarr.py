@@ -12,9 +12,10 @@ in their own modules:
 - :mod:`amcheck.storage._direct`: the same with ``O_DIRECT``, bypassing the page cache;
 - :mod:`amcheck.storage._codecs`: the compression specs.
 
-This module opens the store (or erases and creates it), checks its arrays, and keeps the tier's
-contract: the budget, an overwrite that writes a fresh row before dropping the old one, errors
-that name the step, the tier and the path.
+This module locks a local store against other processes (:mod:`amcheck.storage._lock`), opens
+the store (or erases and creates it), checks its arrays, and keeps the tier's contract: the
+budget, an overwrite that writes a fresh row before dropping the old one, errors that name the
+step, the tier and the path.
 
 Speed
 -----
@@ -62,6 +63,7 @@ from amcheck.storage._chunk_codec import ChunkCodec
 from amcheck.storage._codecs import Compression, CompressionLike, parse_compression, quiet_numcodecs
 from amcheck.storage._direct import check_direct, direct_files
 from amcheck.storage._local_io import LocalShards
+from amcheck.storage._lock import StoreLock
 from amcheck.storage._shard import (
     KEY_ENCODING,
     MAX_ROWS,
@@ -150,9 +152,57 @@ def _store_key(store: Any) -> tuple[str, Any]:
     return ("object", id(store))
 
 
+def _lock_store(store: Store, what: str) -> tuple[StoreLock | None, list[Path]]:
+    """Lock a local directory store against other processes, before anything is created or
+    looked at (:class:`~amcheck.storage._lock.StoreLock`); other stores take no lock.
+
+    Returns the lock (``None``: not a local store, or no lock to be had there) and the missing
+    parent directories made for the lock file, innermost first (the store would have made them
+    too; a failed opening removes them again while they are empty).
+
+    Raises
+    ------
+    StoreLockedError
+        Another ZarrTier, of this or another process, has the store open.
+    """
+    from zarr.storage import LocalStore
+
+    if not isinstance(store, LocalStore):
+        return None, []
+    parent = Path(os.path.realpath(store.root)).parent
+    made = [p for p in (parent, *parent.parents) if not p.exists()]
+    if made and store.read_only:
+        return None, []  # nothing to create on a read-only store: its opening will say why
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        lock = StoreLock.acquire(store.root, what)
+    except OSError:  # the store's own opening reports a directory it cannot make
+        lock = None
+    except BaseException:
+        _remove_empty(made)
+        raise
+    if lock is None:
+        _remove_empty(made)
+        made = []
+    return lock, made
+
+
+def _remove_empty(made: list[Path]) -> None:
+    """Remove directories made in this call (innermost first) while they are empty."""
+    for directory in made:
+        try:
+            directory.rmdir()
+        except OSError:
+            break
+
+
 def _fresh_directory(store: Any) -> tuple[Path, bool] | None:
     """A local directory path that is missing or empty (and whether it exists): what opening a
-    tier there creates may all go again if the opening fails."""
+    tier there creates may all go again if the opening fails.
+
+    Looked at only with the store's lock held (:func:`_lock_store`): no other ZarrTier can then
+    create anything there before the opening ends, so what a failed opening removes is what it
+    created itself, never another tier's store."""
     if not isinstance(store, (str, os.PathLike)) or "://" in os.fspath(store):
         return None
     local = Path(store)
@@ -164,7 +214,10 @@ def _fresh_directory(store: Any) -> tuple[Path, bool] | None:
 
 
 def _remove_new_store(local: Path, existed: bool) -> None:
-    """Undo a failed opening in a directory that was missing (remove it) or empty (empty it)."""
+    """Undo a failed opening in a directory that was missing (remove it) or empty (empty it).
+
+    Called only by the opening that found it so (:func:`_fresh_directory`) and holds the
+    store's lock: everything there was created by that opening."""
     if not existed:
         shutil.rmtree(local, ignore_errors=True)
         return
@@ -219,6 +272,9 @@ class ZarrTier(Tier):
 
     Raises
     ------
+    StoreLockedError
+        The local store is open in another ZarrTier, of this or another process (its lock file
+        ``<store>.lock`` is held).
     StoreMismatchError
         The store holds checkpoints of another spec or compression, or other data.
     InvalidArgumentError, ArgumentTypeError
@@ -234,6 +290,20 @@ class ZarrTier(Tier):
     shard files are written and read by the tier itself, with direct I/O (``direct``) or with
     ``pwritev``/``preadv`` from and into the caller's arrays; on other stores through the store's
     ``set``/``get``. Up to :data:`MAX_ROWS` checkpoints can be held at once.
+
+    A store serves one open tier at a time. Within the process a second tier on it raises
+    :class:`InvalidArgumentError`; across processes a local directory store (a path, a
+    ``file://`` URL or a ``LocalStore``) is locked: before it creates or reads anything the
+    tier takes an exclusive, non-blocking ``flock`` on ``<store>.lock``, a file next to the
+    store directory (its parent directory is created if missing, as the store would be), and
+    holds it until :meth:`close`, which removes the file. A second opener raises
+    :class:`StoreLockedError` at once. The kernel releases the lock of a process that dies
+    (``SIGKILL`` included): the next opener takes it over. Other stores (``MemoryStore``,
+    fsspec URLs) take no lock; where the lock file cannot be created (a parent that is not
+    writable) or the file system has no ``flock`` (some network file systems: ``ENOLCK``,
+    ``EOPNOTSUPP``), the tier opens without it (:attr:`locked` is ``False``). A failed opening
+    removes only what it created: a directory it found missing or empty, and only with the lock
+    held.
     """
 
     is_persistent = True
@@ -286,8 +356,13 @@ class ZarrTier(Tier):
                 "two tiers on one store overwrite each other's checkpoints: close the other "
                 "first, or give this one its own directory or store"
             )
-        fresh = _fresh_directory(store)
         self._store, self._owns_store, self.path = _open_store(store)
+        what = f"zarr tier {name!r}: store {self.path}"
+        self._lock, made = _lock_store(self._store, what)  # before anything is created or read
+        self._release_lock = True  # on close (see _hand_over_lock)
+        # Without the lock (not a local store, or no flock there) a failed opening removes
+        # nothing: another process may have created what is there meanwhile.
+        fresh = _fresh_directory(store) if self._lock is not None else None
         self._fields: dict[str, FieldArray] = {}
         self._io: ShardIO  # set by _open, with the fields
         self._index = StepIndex(
@@ -301,10 +376,27 @@ class ZarrTier(Tier):
         except BaseException:
             if fresh is not None:
                 _remove_new_store(*fresh)
+            if self._lock is not None:
+                self._lock.release()
+                _remove_empty(made)
             raise
         _OPEN_STORES.claim(store_key, self)
         #: Whether checkpoints move with direct I/O (``O_DIRECT``), see the ``direct`` parameter.
         self.direct: bool = self._io.local is not None and self._io.local.direct is not None
+
+    @property
+    def locked(self) -> bool:
+        """Whether the tier holds its local store's inter-process lock (``<store>.lock``, see
+        :mod:`amcheck.storage._lock`): ``False`` on other stores, where the file system has no
+        ``flock``, and after :meth:`close`."""
+        return self._lock is not None and self._lock.held
+
+    def _hand_over_lock(self) -> StoreLock | None:
+        """The store's lock, which :meth:`close` then leaves held for the caller to release: the
+        Checkpointer removes the folder it made for the tier first, so that no other run sees
+        that folder unlocked while it goes."""
+        self._release_lock = False
+        return self._lock
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -596,6 +688,8 @@ class ZarrTier(Tier):
             _OPEN_STORES.release(self)
             if self._owns_store:
                 self._store.close()
+            if self._lock is not None and self._release_lock:
+                self._lock.release()  # last: the store is closed
 
     @property
     def closed(self) -> bool:
