@@ -284,7 +284,7 @@ def test_checkpointer_reverse_refuses_swapped_shard_files(tmp_path: Path) -> Non
         x_n = ckp.forward()
         assert ckp.disk is not None and len(ckp.disk.steps) >= 2
         (root,) = tmp_path.glob("amcheck-*")
-        shards = sorted((root / "u").glob("c.*"))
+        shards = sorted((root / "checkpoints.zarr" / "u").glob("c.*"))
         assert len(shards) >= 2
         _swap(shards[0], shards[1])
         adj.start(x_n)
