@@ -124,7 +124,11 @@ def _open_store(store: Any) -> tuple[Store, bool, str]:
 
         return FsspecStore.from_url(store), True, store
     if isinstance(store, (str, os.PathLike)):
-        local = Path(store)
+        if not os.fspath(store):
+            raise InvalidArgumentError("store must name a directory, got ''")
+        # Absolute: "." has no name to put the lock file beside, and a later chdir must not move
+        # the store.
+        local = Path(os.path.abspath(store))
         if local.exists() and not local.is_dir():
             raise InvalidArgumentError(f"store {str(local)!r} exists and is not a directory")
         return LocalStore(local), True, str(local)
@@ -245,8 +249,9 @@ class ZarrTier(Tier):
         each checkpoint's max|field|), ``"zfp:rate=8"``, ``"bitround:keepbits=12"``,
         or codec objects; see :func:`amcheck.storage.parse_compression`.
     overwrite
-        Whether an existing store written for another spec or compression (or holding something
-        else) may be **erased** and reused. Without it, such a store raises
+        Whether an existing store written for another spec or compression (or another zarr
+        group or array) may be **erased** and reused. A location that is not empty and holds no
+        zarr store (other files) is never erased: it raises :class:`StoreMismatchError`. Without it, such a store raises
         :class:`StoreMismatchError`; a store written with the same spec and compression is
         reopened with its checkpoints.
     budget
@@ -424,7 +429,15 @@ class ZarrTier(Tier):
                 except Exception as exc:
                     if not (overwrite and type(exc).__name__ in _FOREIGN):
                         raise
-                    found, problem = None, str(exc)  # something else is there: erase it
+                    if type(exc).__name__ == "GroupNotFoundError":
+                        # Not a zarr store at all (no zarr.json): files of someone's, maybe a
+                        # working directory. overwrite erases old stores, never such files.
+                        raise StoreMismatchError(
+                            f"zarr tier {self.name!r} at {self.path}: the location is not empty "
+                            "and holds no zarr store; overwrite=True erases only zarr stores, "
+                            "so give a new or empty directory"
+                        ) from exc
+                    found, problem = None, str(exc)  # another zarr node is there: erase it
                 else:
                     found = dict(group.attrs).get("amcheck")
                     problem = self._index.mismatch(found)
@@ -465,6 +478,12 @@ class ZarrTier(Tier):
             raise
         except Exception as exc:
             # Before the OSError test: zarr's GroupNotFoundError is also a FileNotFoundError.
+            if type(exc).__name__ == "GroupNotFoundError":
+                raise StoreMismatchError(
+                    f"zarr tier {self.name!r} at {self.path}: the location is not empty and "
+                    "holds no zarr store (other files), which amcheck never erases; give a new "
+                    "or empty directory"
+                ) from exc
             if type(exc).__name__ in _FOREIGN:
                 raise StoreMismatchError(
                     f"zarr tier {self.name!r} at {self.path}: the store holds something other "

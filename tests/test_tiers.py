@@ -519,9 +519,9 @@ async def test_zarr_refuses_a_foreign_store(tmp_path: Path) -> None:
         ZarrTier(tmp_path / "g", SPEC)
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "notes.txt").write_text("not zarr")
-    with pytest.raises(StoreMismatchError, match="something other.*overwrite=True"):
+    with pytest.raises(StoreMismatchError, match="holds no zarr store"):
         ZarrTier(tmp_path / "d", SPEC)  # no zarr metadata: a mismatch, not an I/O error
-    for where in ("a", "g", "d"):  # overwrite=True erases whatever is there
+    for where in ("a", "g"):  # overwrite=True erases another zarr store
         tier = ZarrTier(tmp_path / where, SPEC, overwrite=True)
         await tier.put(2, make_state(2))
         out = empty_like(SPEC)
@@ -529,7 +529,12 @@ async def test_zarr_refuses_a_foreign_store(tmp_path: Path) -> None:
         for key, array in make_state(2).items():
             np.testing.assert_array_equal(out[key], array, strict=True)
         await tier.close()
-    assert not (tmp_path / "d" / "notes.txt").exists()
+    # ... but never files that are no zarr store (a working directory, say: ZarrTier("."))
+    with pytest.raises(StoreMismatchError, match="overwrite=True erases only zarr stores"):
+        ZarrTier(tmp_path / "d", SPEC, overwrite=True)
+    assert (tmp_path / "d" / "notes.txt").read_text() == "not zarr"
+    with pytest.raises(InvalidArgumentError, match="store must name a directory"):
+        ZarrTier("", SPEC, overwrite=True)
 
 
 async def test_zarr_missing_chunk_is_an_error_not_zeros() -> None:
