@@ -109,6 +109,9 @@ class Compression:
         field of each checkpoint; the tier scales the ZFP tolerance by ``max |x|`` per put.
     keepbits
         For BitRound: the mantissa bits kept (at most 23 for float32 fields, 52 for float64).
+    custom
+        Built from codec objects the caller gave, not from a spec string: the tier checks that
+        they decode what they code (a filter may change the dtype or the size).
     """
 
     text: str
@@ -121,6 +124,7 @@ class Compression:
     _lossless_compressors: tuple[Any, ...] = field(default=(), repr=False)
     peak_tol: float | None = None
     keepbits: int | None = None
+    custom: bool = False
 
     @staticmethod
     def _lossy_applies(dtype: np.dtype[Any]) -> bool:
@@ -403,6 +407,7 @@ def _from_objects(objs: list[Any]) -> Compression:
         abs_tol,
         None,
         tuple(compressors),
+        custom=True,
     )
 
 

@@ -495,6 +495,26 @@ class ZarrTier(Tier):
                 ) from exc
             raise
 
+    def _check_round_trip(self, key: str, codec: ChunkCodec) -> None:
+        """Code a chunk of zeros and decode it back: a filter that changes the dtype or the size
+        (``numcodecs.Delta("f8")`` on float32, ``AsType``, ``PackBits``, ...) would otherwise
+        write checkpoints that no read can restore, found only in the reverse sweep."""
+        chunk = np.zeros(codec.shape, codec.dtype)
+        out = np.empty_like(chunk)
+        try:
+            codec.decode_into(np.concatenate(codec.encode(chunk)), out)
+            ok = bool(np.all(out == 0))
+        except Exception as exc:  # noqa: BLE001 - any failure means the chain does not round-trip
+            ok, why = False, f"{type(exc).__name__}: {exc}"
+        else:
+            why = "zeros did not come back as zeros"
+        if not ok:
+            raise InvalidArgumentError(
+                f"compression {self.compression.text!r} cannot store field {key!r} "
+                f"({codec.dtype}, chunk {codec.shape}): a chunk coded with it does not decode "
+                f"back to the same dtype and shape ({why}); use codecs that keep both"
+            )
+
     def _field(self, key: str, array: Any) -> FieldArray:
         from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
         from zarr.core.array import create_codec_pipeline
@@ -521,6 +541,8 @@ class ZarrTier(Tier):
             layout.shard_coords(0), ArrayConfig("C", True), default_buffer_prototype()
         )
         codec = ChunkCodec(sharding.codecs, sharding._get_chunk_spec(shard_spec))
+        if self.compression.custom and codec.sync:
+            self._check_round_trip(key, codec)
         index = tuple(sharding.index_codecs)
         index_ok = (
             len(index) == 2

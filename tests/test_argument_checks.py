@@ -203,3 +203,16 @@ def test_raw_tier_refuses_an_existing_file_and_a_file_in_use(tmp_path: Path) -> 
     replaced = RawTier(stale, SPEC, records=2, overwrite=True)
     asyncio.run(replaced.close())
     assert not stale.exists()
+
+
+@pytest.mark.parametrize("make", [lambda nc: nc.Delta("f8"), lambda nc: nc.PackBits(),
+                                  lambda nc: nc.FixedScaleOffset(0, 10, "f4", "u1")])
+def test_zarr_tier_refuses_codecs_that_do_not_decode_what_they_code(
+    tmp_path: Path, make: Callable[[Any], Any]
+) -> None:
+    numcodecs = pytest.importorskip("numcodecs")
+    spec = StateSpec({"u": ((8,), "float32")})
+    _raises(lambda: ZarrTier(tmp_path / "s.zarr", spec, make(numcodecs)), InvalidArgumentError,
+            "does not decode back to the same dtype and shape")
+    ok = ZarrTier(tmp_path / "ok.zarr", spec, numcodecs.Delta("f4"))  # keeps dtype and size
+    asyncio.run(ok.close())
