@@ -9,15 +9,35 @@ import math
 import numbers
 from typing import Any
 
+import numpy as np
+
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
 
 __all__ = [
+    "check_bool",
     "check_choice",
     "check_finite_float",
     "check_int",
     "check_optional_int",
     "check_positive_float",
 ]
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` as a ``bool`` if it is one (``numpy.bool_`` too), or raise naming ``name``.
+
+    Truthy stand-ins (``1``, ``"no"``, ``None``) are refused: ``"no"`` would read as ``True``.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``value`` is not a ``bool`` or ``numpy.bool_``.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentTypeError(
+            f"{name} must be True or False, got {value!r} of type {type(value).__name__}"
+        )
+    return bool(value)
 
 
 def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
