@@ -24,6 +24,23 @@ __all__ = [
 ]
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` as a ``bool`` if it is one (``numpy.bool_`` too), or raise naming ``name``.
+
+    Truthy stand-ins (``1``, ``"no"``, ``None``) are refused: ``"no"`` would read as ``True``.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``value`` is not a ``bool`` or ``numpy.bool_``.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentTypeError(
+            f"{name} must be True or False, got {value!r} of type {type(value).__name__}"
+        )
+    return bool(value)
+
+
 def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
     """Return ``value`` as an ``int`` after checking its type and lower bound.
 

@@ -10,6 +10,7 @@ list) that the tests compare the checkpointed gradient with.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Self
@@ -22,7 +23,7 @@ from amcheck.kernels._operators import AcousticAdjoint, AcousticForward, trace_d
 
 from amcheck._bytes import ByteSize
 from amcheck._checkpointer import Checkpointer
-from amcheck._errors import ArgumentTypeError
+from amcheck._errors import ArgumentTypeError, InvalidArgumentError
 from amcheck._stats import Stats
 from amcheck._timeline import Timeline
 
@@ -50,6 +51,14 @@ def forward_modeling(model: Model, geometry: Geometry, src_data: Any = None) -> 
         See :class:`Model` and :class:`Geometry`.
     src_data
         Source time functions ``(nt, nsrc)``; default the geometry's Ricker wavelet.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``src_data`` is not a real array (complex, masked, ragged, text).
+    InvalidArgumentError
+        ``src_data`` of the wrong shape, with values that are not finite or that overflow the
+        model's dtype (float32: beyond 3.4e38); see also :class:`Geometry`.
     """
     fwd = AcousticForward(model, geometry, src_data)
     state = fwd.initial_state()
@@ -227,7 +236,8 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
         :class:`Model` or ``geometry`` not a :class:`Geometry`.
     InvalidArgumentError
         ``d_obs`` of the wrong shape or with values that are not finite (a dead trace's NaN: fill
-        it with zeros); see also :class:`Geometry` and :class:`amcheck.Checkpointer`.
+        it with zeros) or overflow the model's dtype, a misfit that overflows float64; see also
+        :class:`Geometry` and :class:`amcheck.Checkpointer`.
     BudgetError
         ``ram`` is below what the strategy needs.
     ArgumentTypeError
@@ -241,7 +251,7 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
     """
     started = time.perf_counter()
     fwd = AcousticForward(model, geometry)
-    obs = trace_data("d_obs", d_obs, geometry)
+    obs = trace_data("d_obs", d_obs, geometry, dtype=model.dtype)
     if progress is not None and not callable(progress):
         raise ArgumentTypeError(
             f"progress must be a callable progress(phase, steps) or None, got {progress!r}")
@@ -265,13 +275,19 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
         # rewrites fwd.data with slightly different values.
         d_syn = np.array(fwd.data, copy=True)
         residual = d_syn - obs
-        adj.start(residual, final)
+        with np.errstate(over="ignore"):
+            misfit = 0.5 * float(np.sum(residual**2))
+        if not math.isfinite(misfit):  # a float64 model: |d_obs| of 1e155 and more
+            raise InvalidArgumentError(
+                f"the misfit 0.5 ||d_syn - d_obs||^2 overflows float64 (the largest "
+                f"|d_syn - d_obs| is {float(np.max(np.abs(residual))):.4g}): scale d_obs and the "
+                "source down (the wave equation is linear)")
+        adj.start(residual, final, name="the residual d_syn - d_obs")
         if counted is not None:
             counted.phase = "recompute"
         ckp.reverse()
         stats = ckp.stats
         chosen = (ckp.strategy, ckp.slots, ckp.interval, ckp.ram_pool_bytes)
-    misfit = 0.5 * float(np.sum(residual**2))
     return GradientResult(misfit, adj.gradient_m(), d_syn=d_syn,
                           stats=stats, timeline=ckp.timeline if timeline else None,
                           strategy=chosen[0], slots=chosen[1], interval=chosen[2],

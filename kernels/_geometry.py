@@ -52,14 +52,35 @@ def ricker(t: np.ndarray, f0: float, t_peak: float | None = None, amplitude: flo
     Raises
     ------
     ArgumentTypeError
-        ``f0`` is not a real number.
+        ``t`` is not an array of real numbers; ``f0``, ``t_peak`` or ``amplitude`` is not a real
+        number.
     InvalidArgumentError
-        ``f0`` is not finite and > 0.
+        ``t`` has values that are not finite; ``f0`` is not finite and > 0; ``t_peak`` or
+        ``amplitude`` is not finite.
     """
     f0 = check_positive_float("f0", f0)
-    tp = 1.0 / f0 if t_peak is None else t_peak
-    r = np.pi * f0 * (np.asarray(t, dtype=np.float64) - tp)
-    return amplitude * (1.0 - 2.0 * r**2) * np.exp(-(r**2))
+    tp = 1.0 / f0 if t_peak is None else check_finite_float("t_peak", t_peak)
+    amplitude = check_finite_float("amplitude", amplitude)
+    try:
+        times = np.asarray(t)
+    except (TypeError, ValueError):  # a ragged list
+        times = np.asarray(None)
+    if times.dtype.kind not in "fiu":
+        raise ArgumentTypeError(
+            f"t must be an array of times in ms (real numbers), got {t!r} of type "
+            f"{type(t).__name__}")
+    times = times.astype(np.float64)
+    if not np.all(np.isfinite(times)):
+        raise InvalidArgumentError(
+            f"t must hold finite times in ms, got {float(times[~np.isfinite(times)][0])!r} among "
+            f"{times.size} values")
+    # Beyond |r| = 40 the wavelet is 0 in float64 (exp(-1600) underflows), as it is at 40: the
+    # clip keeps r**2 from overflowing far from the peak (t or t_peak of 1e300 ms). The shape is
+    # at most 1 in size, so scaling it last keeps any finite amplitude finite.
+    with np.errstate(over="ignore"):
+        r = np.clip(np.pi * f0 * (times - tp), -40.0, 40.0)
+    out: np.ndarray = amplitude * ((1.0 - 2.0 * r**2) * np.exp(-(r**2)))
+    return out
 
 
 def _check_positions(name: str, positions: Any, ndim: int) -> np.ndarray:

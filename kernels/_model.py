@@ -37,6 +37,7 @@ import numpy as np
 from amcheck.kernels._layout import grid_halos
 from amcheck.kernels._stencil import check_dtype, check_space_order, fd_coefficients
 
+from amcheck._bytes import format_bytes, physical_memory
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
 from amcheck._validate import check_finite_float, check_int, check_positive_float
 
@@ -98,13 +99,15 @@ class Model:
     ----------
     vp
         P-wave velocity in km/s, a 2-D ``(nx, ny)`` or 3-D ``(nx, ny, nz)`` array of finite
-        values > 0, at least 2 points per axis.
+        values > 0, at least 2 points per axis; vp and 1/vp**2 must be finite normal numbers in
+        ``dtype`` (float32: vp in about [5.4e-20, 9.2e18] km/s).
     spacing
         Grid spacing per axis in m, each > 0.
     origin
         Coordinates of physical point 0 in m (default all zero).
     nbl
-        Absorbing layer width in grid points (>= 0; 0 gives reflecting zero boundaries).
+        Absorbing layer width in grid points (>= 0; 0 gives reflecting zero boundaries), so that
+        the padded grid fits in the machine's physical memory.
     space_order
         Accuracy of the Laplacian: one of 2, 4, 6, 8, 10, 12.
     dtype
@@ -120,7 +123,10 @@ class Model:
         ``space_order`` is not an integer.
     InvalidArgumentError
         Bad shapes, a masked ``vp``, non-positive or non-finite velocities or spacings, wrong
-        lengths of ``spacing``/``origin``, unsupported space order or dtype.
+        lengths of ``spacing``/``origin``, unsupported space order or dtype; velocities that
+        overflow or underflow in ``dtype`` (as vp or as 1/vp**2), a damping that is not finite
+        (absurd ``damping_velocity`` or spacing), an ``nbl`` whose padded grid would not fit in
+        physical memory.
     """
 
     def __init__(
@@ -148,8 +154,13 @@ class Model:
             float(vp_arr.max()) if damping_velocity is None
             else check_positive_float("damping_velocity", damping_velocity)
         )
-        self._vp = vp_arr.astype(self.dtype)
+        with np.errstate(over="ignore", under="ignore", divide="ignore"):  # checked just below
+            self._vp = vp_arr.astype(self.dtype)
+            m = 1.0 / vp_arr.astype(np.float64) ** 2
+            m_cast = m.astype(self.dtype)
+        _check_in_dtype(vp_arr, self._vp, m_cast, self.dtype)
         self._vp.flags.writeable = False
+        self._eta_max = tuple(self._damping_max(h) for h in self.spacing)
         self.halo = self.space_order // 2
         #: ``(left, right)`` halo points of each axis (the last axis padded for alignment, in 3-D
         #: the middle one on the right against planes of a multiple of 4 KiB).
@@ -160,9 +171,40 @@ class Model:
             (lo + self.nbl, hi + self.nbl) for lo, hi in self.halos)
         self.grid_shape: tuple[int, ...] = tuple(
             n + lo + hi for n, (lo, hi) in zip(self.shape, self.pads))
-        m = (1.0 / vp_arr.astype(np.float64) ** 2)
+        self._check_grid_memory()
         self._m_padded = np.pad(m, self.pads, mode="edge").astype(self.dtype)
         self._m_padded.flags.writeable = False
+
+    def _damping_max(self, h: float) -> float:
+        """eta_max of the layer along an axis of spacing ``h`` (0 without a layer), or raise."""
+        if self.nbl == 0:
+            return 0.0
+        width = self.nbl * h
+        eta_max = 3.0 * self.damping_velocity * math.log(1.0 / _REFLECTION) / (2.0 * width)
+        if not (math.isfinite(eta_max) and eta_max > 0.0):
+            raise InvalidArgumentError(
+                f"the absorbing layer's damping 3 v_ref ln(1/R) / (2 nbl h) = {eta_max!r} is not "
+                f"a finite number > 0 for damping_velocity v_ref = {self.damping_velocity!r} km/s "
+                f"(default vp.max()), nbl = {self.nbl} and spacing h = {h!r} m: give velocities "
+                "(km/s) and spacings (m) of a physical scale"
+            )
+        return eta_max
+
+    def _check_grid_memory(self) -> None:
+        """Refuse a padded grid that building the model could not allocate (e.g. a huge ``nbl``).
+
+        Building it takes the float64 padded squared slowness and its copy in ``dtype``.
+        """
+        points = math.prod(self.grid_shape)
+        need = points * (8 + self.dtype.itemsize)
+        have = physical_memory()
+        if need > have:
+            raise InvalidArgumentError(
+                f"nbl = {self.nbl} gives a padded grid of {self.grid_shape} points for vp of shape "
+                f"{self.shape}: building the model needs {format_bytes(need)}, more than this "
+                f"machine's {format_bytes(have)} of memory; an absorbing layer of a few tens of "
+                "points is enough (default 40)"
+            )
 
     # --- properties ---------------------------------------------------------------------------
     @property
@@ -215,11 +257,10 @@ class Model:
     def damping_profiles(self) -> list[np.ndarray]:
         """eta per axis (1/ms) on the padded grid, float64; zero in the physical domain and halo."""
         profiles = []
-        for n, h, size, (lo, _) in zip(self.shape, self.spacing, self.grid_shape, self.halos):
+        for n, eta_max, size, (lo, _) in zip(self.shape, self._eta_max, self.grid_shape,
+                                             self.halos):
             eta = np.zeros(size)
             if self.nbl > 0:
-                width = self.nbl * h
-                eta_max = 3.0 * self.damping_velocity * math.log(1.0 / _REFLECTION) / (2.0 * width)
                 depth = (np.arange(self.nbl, 0, -1)) / self.nbl  # 1 … 1/nbl towards the inside
                 layer = eta_max * depth**2
                 eta[lo:lo + self.nbl] = layer
@@ -228,7 +269,35 @@ class Model:
         return profiles
 
     def restrict(self, padded: np.ndarray) -> np.ndarray:
-        """E^T: fold a padded-grid gradient onto the physical grid (adjoint of edge extension)."""
+        """E^T: fold a padded-grid gradient onto the physical grid (adjoint of edge extension).
+
+        Parameters
+        ----------
+        padded
+            A real numpy array of shape :attr:`grid_shape`.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, of the model's (physical) shape.
+
+        Raises
+        ------
+        ArgumentTypeError
+            ``padded`` is not a numpy array of real numbers.
+        InvalidArgumentError
+            ``padded`` does not have shape :attr:`grid_shape`.
+        """
+        if not isinstance(padded, np.ndarray) or padded.dtype.kind not in "fiu":
+            what = (f"an array of dtype {padded.dtype}" if isinstance(padded, np.ndarray)
+                    else type(padded).__name__)
+            raise ArgumentTypeError(
+                f"padded must be a numpy array of real numbers of the padded grid's shape "
+                f"{self.grid_shape}, got {what}")
+        if padded.shape != self.grid_shape:
+            raise InvalidArgumentError(
+                f"padded must have the padded grid's shape {self.grid_shape} (model.grid_shape), "
+                f"got {padded.shape}")
         out = np.asarray(padded, dtype=np.float64)
         for axis, n in enumerate(self.shape):
             idx = np.clip(np.arange(out.shape[axis]) - self.pads[axis][0], 0, n - 1)
@@ -253,7 +322,15 @@ class Model:
                      damping_velocity=self.damping_velocity)
 
     def same_grid(self, other: Model) -> bool:
-        """Whether ``other`` has the same shape, spacing, origin, nbl and space order."""
+        """Whether ``other`` has the same shape, spacing, origin, nbl and space order.
+
+        Raises
+        ------
+        ArgumentTypeError
+            ``other`` is not a :class:`Model`.
+        """
+        if not isinstance(other, Model):
+            raise ArgumentTypeError(f"other must be a Model, got {type(other).__name__}")
         return (self.shape, self.spacing, self.origin, self.nbl, self.space_order) == (
             other.shape, other.spacing, other.origin, other.nbl, other.space_order)
 
@@ -301,6 +378,24 @@ def _check_vp(vp: Any) -> np.ndarray:
             f"vp must be finite and > 0 everywhere (km/s), got {vp[where]!r} at index {where}"
         )
     return np.asarray(vp, dtype=np.float64)
+
+
+def _check_in_dtype(vp: np.ndarray, vp_cast: np.ndarray, m_cast: np.ndarray, dtype: np.dtype[Any]
+                   ) -> None:
+    """Refuse velocities whose value or squared slowness 1/vp**2 is not finite and normal (> 0) in
+    ``dtype`` (float32 overflows at 3.4e38 and has no normal numbers below 1.2e-38), naming ``vp``,
+    the first offending value and the range of velocities ``dtype`` holds."""
+    tiny, big = float(np.finfo(dtype).tiny), float(np.finfo(dtype).max)
+    ok = np.isfinite(vp_cast) & (vp_cast >= tiny) & np.isfinite(m_cast) & (m_cast >= tiny)
+    if not np.all(ok):
+        where = tuple(int(i) for i in np.argwhere(~ok)[0])
+        raise InvalidArgumentError(
+            f"vp = {float(vp[where])!r} km/s at index {where} is out of range for dtype "
+            f"{dtype.name}: vp and the squared slowness 1/vp**2 must be finite normal numbers > 0 "
+            f"in {dtype.name}, which holds for vp in about [{1.0 / math.sqrt(big):.3g}, "
+            f"{1.0 / math.sqrt(tiny):.3g}] km/s (got {float(vp_cast[where])!r} and "
+            f"{float(m_cast[where])!r}); give velocities in km/s"
+        )
 
 
 def _check_vector(name: str, value: Any, ndim: int | None, *, positive: bool

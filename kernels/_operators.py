@@ -51,18 +51,21 @@ from amcheck.kernels._stencil import Kernels, inject, make_kernels, sample
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError, SweepStateError
 from amcheck._state import StateSpec
-from amcheck._validate import check_int
+from amcheck._validate import check_bool, check_int
 
 __all__ = ["AcousticAdjoint", "AcousticForward"]
 
 
-def trace_data(name: str, data: Any, geometry: Geometry, kind: str = "nrec") -> np.ndarray:
+def trace_data(name: str, data: Any, geometry: Geometry, kind: str = "nrec", dtype: Any = None
+               ) -> np.ndarray:
     """``data`` as a float64 array of shape ``(nt, nrec)`` with finite values, or raise.
 
     Receiver data (observed data, residuals) and source time functions come from files and
     other programs, so a dead trace's NaN, a complex or masked array, or a ragged list is
     refused here, naming ``name``, before it can poison a misfit and a whole gradient.
-    ``kind="nsrc"`` checks source data, shape ``(nt, nsrc)``.
+    ``kind="nsrc"`` checks source data, shape ``(nt, nsrc)``. With ``dtype`` (the model's, which
+    the kernels compute in), the values must also stay finite when cast to it (float32 overflows
+    beyond 3.4e38).
     """
     shape = (geometry.nt, geometry.nrec if kind == "nrec" else geometry.nsrc)
     if isinstance(data, np.ma.MaskedArray):
@@ -94,6 +97,18 @@ def trace_data(name: str, data: Any, geometry: Geometry, kind: str = "nrec") -> 
             f"{array[t, r]}; set dead samples to 0 (np.nan_to_num({name}, nan=0.0, posinf=0.0, "
             "neginf=0.0)) or leave them out of the Geometry"
         )
+    if dtype is not None:
+        with np.errstate(over="ignore"):
+            fits = np.isfinite(array.astype(dtype))
+        if not fits.all():
+            t, r = (int(i) for i in np.argwhere(~fits)[0])
+            raise InvalidArgumentError(
+                f"{name} holds {int((~fits).sum())} values that overflow the model's dtype "
+                f"{np.dtype(dtype).name} (largest {float(np.finfo(dtype).max):.3g}), the first at "
+                f"[{t}, {r}] (time sample {t}, {'receiver' if kind == 'nrec' else 'source'} {r}): "
+                f"{float(array[t, r])!r}; scale the data down (the wave equation is linear) or "
+                "use a float64 model"
+            )
     return array
 
 
@@ -110,6 +125,16 @@ class _Discretisation:
         self.geometry = geometry
         dtype = model.dtype
         self.dtype = dtype
+        dt = geometry.dt
+        # Every array a kernel streams is 64-byte aligned, so that each line's interior (which
+        # starts PL points in, a whole number of 64-byte vectors) is aligned too.
+        self.c = aligned_zeros(model.grid_shape, dtype)
+        with np.errstate(over="ignore", under="ignore"):  # checked by _check_coefficients
+            self.c[...] = (dt * dt / model.m_padded.astype(np.float64)).astype(dtype)
+            self.w = (1.0 / np.array(model.spacing) ** 2).astype(dtype)
+            self.damping = [np.ascontiguousarray((eta * dt / 2.0).astype(dtype))
+                            for eta in model.damping_profiles()]
+        self._check_coefficients()
         self.kernels: Kernels = make_kernels(model.ndim, model.space_order, dtype)
         # The layout comes from the model (Model.pads); the kernels were compiled for its left pad.
         assert self.kernels.left_pad == model.halos[-1][0], (self.kernels, model.halos)
@@ -119,14 +144,6 @@ class _Discretisation:
         ends = model.interior_ends
         self.end: int | tuple[int, int] = ends[-1] if model.ndim == 2 else (ends[1], ends[2])
         self.spec = StateSpec({"u": ((2, *self.grid_shape), dtype)})
-        dt = geometry.dt
-        # Every array a kernel streams is 64-byte aligned, so that each line's interior (which
-        # starts PL points in, a whole number of 64-byte vectors) is aligned too.
-        self.c = aligned_zeros(self.grid_shape, dtype)
-        self.c[...] = (dt * dt / model.m_padded.astype(np.float64)).astype(dtype)
-        self.w = np.array([1.0 / h**2 for h in model.spacing], dtype=dtype)
-        self.damping = [np.ascontiguousarray((eta * dt / 2.0).astype(dtype))
-                        for eta in model.damping_profiles()]
         self.src_idx, src_w = interpolation_weights(model, geometry.src_positions, "src_positions")
         self.rec_idx, rec_w = interpolation_weights(model, geometry.rec_positions, "rec_positions")
         cflat = self.c.reshape(-1)
@@ -135,6 +152,28 @@ class _Discretisation:
         # Injection weights c * w (transposes of interpolation scaled by c = dt^2/m).
         self.src_cw = (src_w * cflat[self.src_idx]).astype(dtype)
         self.rec_cw = (rec_w * cflat[self.rec_idx]).astype(dtype)
+
+    def _check_coefficients(self) -> None:
+        """Refuse coefficients that are not finite (or, for c and 1/h^2, not normal and > 0) in
+        the model's dtype: units far off the physical scale (spacings of 1e20 m, a dt of 1e-30 ms,
+        a damping_velocity of 1e300 km/s) would otherwise run on inf or zero silently."""
+        model, dtype = self.model, self.dtype
+        tiny = np.finfo(dtype).tiny
+        arrays = [("c = dt^2 / m", self.c, True), ("1 / spacing^2", self.w, True)]
+        arrays += [(f"the damping eta dt / 2 of axis {i}", a, False)
+                   for i, a in enumerate(self.damping)]
+        for what, array, positive in arrays:
+            ok = np.isfinite(array) & ((array >= tiny) if positive else True)
+            if not np.all(ok):
+                value = array.reshape(-1)[int(np.argmin(ok.reshape(-1)))]
+                raise InvalidArgumentError(
+                    f"{what} is {float(value)!r} in {dtype.name}, not a finite"
+                    f"{' normal number > 0' if positive else ' number'}, for spacing = "
+                    f"{model.spacing} m, vp in [{float(model.vp.min()):.4g}, {model.vmax:.4g}] "
+                    f"km/s, damping_velocity = {model.damping_velocity:.4g} km/s and the "
+                    f"geometry's dt = {self.geometry.dt:.4g} ms: give spacings (m), velocities "
+                    "(km/s) and dt (ms) of a physical scale"
+                )
 
     def inject(self, level: np.ndarray, idx: np.ndarray, cw: np.ndarray, values: np.ndarray
                ) -> None:
@@ -199,10 +238,11 @@ class AcousticForward:
 
     def __init__(self, model: Model, geometry: Geometry, src_data: Any = None) -> None:
         self._disc = _Discretisation(model, geometry)
-        if src_data is None:
-            src = np.asarray(geometry.src_data)
-        else:
-            src = trace_data("src_data", src_data, geometry, kind="nsrc")
+        name = "src_data"
+        if src_data is None:  # the Ricker wavelet: its amplitude may overflow float32 as well
+            src_data = geometry.src_data
+            name = f"src_data (geometry.amplitude = {geometry.amplitude!r})"
+        src = trace_data(name, src_data, geometry, kind="nsrc", dtype=model.dtype)
         self.src_data = src.astype(model.dtype)
         self.data = np.zeros((geometry.nt, geometry.nrec))
         self.spec = self._disc.spec
@@ -271,18 +311,27 @@ class AcousticAdjoint:
         Accumulate the gradient (needs x_t in :meth:`reverse`); ``False`` runs the adjoint
         wave equation only (for adjoint modelling; ``state`` may then be ``None``).
 
+    Raises
+    ------
+    ArgumentTypeError
+        ``forward`` is not an :class:`AcousticForward`, ``gradient`` not a bool.
+
     Use: :meth:`start` with the residual and x_n, then ``reverse(x_t, t)`` for t = n-1 … 0, then
     :meth:`gradient_m` and :attr:`src_adjoint`.
     """
 
     def __init__(self, forward: AcousticForward, gradient: bool = True) -> None:
+        if not isinstance(forward, AcousticForward):
+            raise ArgumentTypeError(
+                f"forward must be an AcousticForward, got {type(forward).__name__}")
+        self.with_gradient = check_bool("gradient", gradient)
         self._disc = forward._disc
         self.spec = forward.spec
         self.n_steps = forward.n_steps
-        self.with_gradient = gradient
         d = self._disc
         self.v = aligned_zeros(self.spec["u"].shape, d.dtype)
-        self.g = aligned_zeros(d.grid_shape, d.dtype) if gradient else np.zeros((0,), d.dtype)
+        self.g = (aligned_zeros(d.grid_shape, d.dtype) if self.with_gradient
+                  else np.zeros((0,), d.dtype))
         self.src_adjoint = np.zeros((d.geometry.nt, d.geometry.nsrc))
         self._residual: np.ndarray | None = None
         self._next: int | None = None  # the next reverse step; None until start()
@@ -302,7 +351,7 @@ class AcousticAdjoint:
         """
         d = self._disc
         self._residual, self._next = None, None  # a failed start leaves no sweep to continue
-        r = trace_data(name, residual, d.geometry).astype(d.dtype)
+        r = trace_data(name, residual, d.geometry, dtype=d.dtype).astype(d.dtype)
         n = self.n_steps
         u_n = None
         if self.with_gradient:

@@ -142,7 +142,7 @@ from amcheck.kernels._jit import fma, ftz_on, ftz_restore, jit, prefetch
 from amcheck.kernels._layout import VECTOR_BYTES, left_pad
 from numba import prange
 
-from amcheck._errors import InvalidArgumentError
+from amcheck._errors import ArgumentTypeError, InvalidArgumentError
 from amcheck._validate import check_int
 
 __all__ = ["DTYPES", "SPACE_ORDERS", "Kernels", "inject", "make_kernels", "sample"]
@@ -279,9 +279,28 @@ def fd_coefficients(space_order: int, scalar: Any = float) -> tuple[Any, ...]:
     u''(0) ~ C_0 u(0) + sum_r C_r (u(r) + u(-r)). Solved exactly in rationals from the Taylor
     conditions sum_r C_r r^(2k) = [k == 1] / 2 (k = 1 … H) and C_0 = -2 sum_r C_r, so
     order 2 gives (-2, 1), order 4 (-5/2, 4/3, -1/12), order 8 (-205/72, 8/5, -1/5, 8/315, -1/560).
+
+    Parameters
+    ----------
+    space_order
+        One of :data:`SPACE_ORDERS`, as for :func:`make_kernels`.
+    scalar
+        The type each weight is converted to (``float``, ``np.float32``, ...).
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``space_order`` is not an integer, ``scalar`` is not callable.
+    InvalidArgumentError
+        ``space_order`` is not one of :data:`SPACE_ORDERS`.
     """
     from fractions import Fraction
 
+    space_order = check_space_order(space_order)
+    if not callable(scalar):
+        raise ArgumentTypeError(
+            f"scalar must be a type to convert the weights to (float, np.float32), got "
+            f"{scalar!r} of type {type(scalar).__name__}")
     H = space_order // 2
     # Linear system A c = b, A[k-1][r-1] = r^(2k), b = [1, 0, …] (u'' = 2 * sum C_r r^2 / 2).
     A = [[Fraction(r) ** (2 * k) for r in range(1, H + 1)] for k in range(1, H + 1)]

@@ -28,7 +28,7 @@ from amcheck.kernels._geometry import CFL_SAFETY, Geometry
 from amcheck.kernels._model import Model, _check_vp, critical_dt
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
-from amcheck._validate import check_int, check_positive_float
+from amcheck._validate import check_bool, check_finite_float, check_int, check_positive_float
 
 __all__ = ["WATER_VELOCITY", "layered_salt_model", "smooth_model", "surface_survey", "water_rows"]
 
@@ -64,15 +64,19 @@ def layered_salt_model(shape: Sequence[int] = (101, 301), spacing: float = 10.0,
 
     Raises
     ------
+    ArgumentTypeError
+        ``spacing`` or ``water_depth`` is not a real number, ``salt`` not a bool.
     InvalidArgumentError
         A shape that is not two integers >= 20, a non-positive spacing, a water depth outside
         ``[0, 0.5)``.
     """
     nz, nx = _check_shape(shape)
     check_positive_float("spacing", spacing)
-    if not (isinstance(water_depth, (int, float)) and 0.0 <= water_depth < 0.5):
+    water_depth = check_finite_float("water_depth", water_depth)
+    if not 0.0 <= water_depth < 0.5:
         raise InvalidArgumentError(
             f"water_depth must be a fraction in [0, 0.5) of the model depth, got {water_depth!r}")
+    salt = check_bool("salt", salt)
     # Work in the unit square: z, x in [0, 1].
     z = np.linspace(0.0, 1.0, nz)[:, None]
     x = np.linspace(0.0, 1.0, nx)[None, :]
@@ -101,8 +105,15 @@ def layered_salt_model(shape: Sequence[int] = (101, 301), spacing: float = 10.0,
 
 
 def water_rows(vp: Any) -> int:
-    """Number of rows from the top where every velocity is the water velocity (1.5 km/s)."""
-    arr = np.asarray(vp)
+    """Number of rows from the top where every velocity is the water velocity (1.5 km/s).
+
+    Raises
+    ------
+    ArgumentTypeError, InvalidArgumentError
+        ``vp`` is not a velocity model as :class:`~amcheck.kernels.Model` takes it (a numpy
+        array, 2-D or 3-D, finite and > 0).
+    """
+    arr = _check_vp(vp)
     rows = 0
     for row in arr:
         if not np.all(row == WATER_VELOCITY):
@@ -120,8 +131,9 @@ def smooth_model(vp: Any, sigma: float, spacing: float, *, keep_water: bool = Tr
         The velocity (km/s): a numpy array, 2-D or 3-D, at least 2 points per axis, finite and
         > 0 everywhere (as for :class:`~amcheck.kernels.Model`).
     sigma
-        Standard deviation of the Gaussian in m (> 0); about one dominant wavelength gives a
-        start model that a few FWI iterations visibly improve.
+        Standard deviation of the Gaussian in m, > 0 and at most the model's largest extent
+        (``(max(vp.shape) - 1) * spacing``); about one dominant wavelength gives a start model
+        that a few FWI iterations visibly improve.
     spacing
         Grid spacing in m.
     keep_water
@@ -138,17 +150,26 @@ def smooth_model(vp: Any, sigma: float, spacing: float, *, keep_water: bool = Tr
     ------
     ArgumentTypeError
         ``vp`` is not a numpy array of real numbers; ``sigma`` or ``spacing`` is not a real
-        number.
+        number; ``keep_water`` is not a bool.
     InvalidArgumentError
         ``vp`` is masked, not 2-D or 3-D, has fewer than 2 points on an axis or a value that is
         not finite and > 0 (NaN or zero velocities would give NaN or zero ones); ``sigma`` or
-        ``spacing`` is not finite and > 0.
+        ``spacing`` is not finite and > 0, ``sigma`` is wider than the model.
     """
     from scipy.ndimage import gaussian_filter
 
     arr = _check_vp(vp)
     sigma = check_positive_float("sigma", sigma)
     spacing = check_positive_float("spacing", spacing)
+    keep_water = check_bool("keep_water", keep_water)
+    # scipy's kernel has 4 sigma / spacing points either side, and its cost grows with them: a
+    # sigma of 1e9 m would run for hours and smooth the model to its edge values anyway.
+    extent = (max(arr.shape) - 1) * spacing
+    if sigma > extent:
+        raise InvalidArgumentError(
+            f"sigma must be at most the model's largest extent {extent:.6g} m ({max(arr.shape)} "
+            f"points at spacing {spacing:.6g} m): a wider Gaussian smooths the model to about its "
+            f"edge values; got sigma = {sigma!r} m (about a dominant wavelength is usual)")
     rows = water_rows(arr) if keep_water else 0
     work = arr.copy()
     if 0 < rows < arr.shape[0]:
@@ -174,7 +195,8 @@ def surface_survey(model: Model, n_shots: int, *, tn: float, f0: float, vmax: fl
     model
         A 2-D model; axis 0 is depth.
     n_shots
-        Number of shots (>= 1).
+        Number of shots, from 1 to the number of grid points across the middle 90% of the
+        model's width (``int(0.9 * (nx - 1)) + 1``).
     tn, f0
         Recording time in ms and the Ricker peak frequency in kHz.
     vmax
@@ -184,7 +206,7 @@ def surface_survey(model: Model, n_shots: int, *, tn: float, f0: float, vmax: fl
     depth
         Source and receiver depth in m.
     receiver_spacing
-        Distance between receivers in m (default two grid cells).
+        Distance between receivers in m, at least the grid spacing (default two grid cells).
 
     Returns
     -------
@@ -196,8 +218,9 @@ def surface_survey(model: Model, n_shots: int, *, tn: float, f0: float, vmax: fl
     ArgumentTypeError
         ``model`` is not a :class:`~amcheck.kernels.Model`; ``n_shots`` is not an integer.
     InvalidArgumentError
-        A 3-D model, ``n_shots < 1``, a non-positive ``depth``, ``receiver_spacing`` or ``vmax``,
-        or a ``vmax`` below the model's largest velocity; see also
+        A 3-D model, ``n_shots`` below 1 or above the grid points across the shot line, a
+        non-positive ``depth`` or ``vmax``, a ``receiver_spacing`` below the grid spacing, or a
+        ``vmax`` below the model's largest velocity; see also
         :class:`~amcheck.kernels.Geometry` (``tn``, ``f0``).
     """
     if not isinstance(model, Model):
@@ -209,9 +232,20 @@ def surface_survey(model: Model, n_shots: int, *, tn: float, f0: float, vmax: fl
     hz, hx = model.spacing
     z0, x0 = model.origin
     width = (model.shape[1] - 1) * hx
+    # Shots sit in the middle 90% of the width; more of them than grid points there would
+    # repeat positions within a cell (and 10**6 shots would take minutes to build).
+    positions = int(0.9 * (model.shape[1] - 1)) + 1
+    if n_shots > positions:
+        raise InvalidArgumentError(
+            f"n_shots must be at most {positions}, the grid points across the shot line (the "
+            f"middle 90% of the model's {width:.6g} m width at spacing {hx:.6g} m), got {n_shots}")
     depth_m = 2.0 * hz if depth is None else check_positive_float("depth", depth)
     rec_dx = 2.0 * hx if receiver_spacing is None else check_positive_float(
         "receiver_spacing", receiver_spacing)
+    if rec_dx < hx:
+        raise InvalidArgumentError(
+            f"receiver_spacing must be at least the grid spacing {hx:.6g} m (receivers closer "
+            f"than one cell sample the same grid points), got {rec_dx!r}")
     v_top = model.vmax if vmax is None else check_positive_float("vmax", vmax)
     if v_top < model.vmax:
         raise InvalidArgumentError(

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
 import pytest
 from amcheck.kernels import (
     SPACE_ORDERS,
+    AcousticAdjoint,
+    AcousticForward,
     Geometry,
     Model,
+    adjoint_modeling,
     critical_dt,
     fd_coefficients,
+    forward_modeling,
+    fwi_gradient,
+    layered_salt_model,
     make_kernels,
     ricker,
     smooth_model,
     surface_survey,
+    water_rows,
 )
 from amcheck.kernels import _geometry as geometry_module
 from amcheck.kernels._layout import line_pads
@@ -239,3 +247,239 @@ def test_right_pad_range_as_documented(space_order: int, dtype: type) -> None:
     extra = {line_pads(halo, n, dtype)[1] - halo for n in range(1, 4097)}
     assert extra == set(range(2 * a))
     assert line_pads(4, 221, np.float32) == (16, 35)
+
+
+# -- values that overflow or underflow in the model's dtype ---------------------------------------
+
+@pytest.mark.parametrize(
+    ("value", "dtype"),
+    [(1e39, np.float32), (1e30, np.float32), (1e-30, np.float32), (1e200, np.float64),
+     (1e-200, np.float64)],
+    ids=["vp-inf", "m-zero", "m-inf", "f64-m-zero", "f64-m-inf"],
+)
+def test_vp_out_of_range_for_dtype(value: float, dtype: type) -> None:
+    """vp and 1/vp**2 are checked after the cast (was: a RuntimeWarning and a model of inf or 0)."""
+    name = np.dtype(dtype).name
+    match = re.escape(f"vp = {value!r} km/s at index (0, 0) is out of range for dtype {name}")
+    with pytest.raises(InvalidArgumentError, match=match):
+        Model(_vp(value), (10.0, 10.0), nbl=2, space_order=4, dtype=dtype)
+    model = Model(_vp(), (10.0, 10.0), nbl=2, space_order=4, dtype=dtype)
+    with pytest.raises(InvalidArgumentError, match=match):
+        model.with_vp(_vp(value))
+    with pytest.raises(InvalidArgumentError, match=match):  # also a single value
+        Model(np.where(np.arange(400).reshape(20, 20) == 0, value, 1.5), (10.0, 10.0), nbl=2,
+              space_order=4, dtype=dtype)
+
+
+def test_vp_in_range_for_float64_only() -> None:
+    model = Model(_vp(1e30), (10.0, 10.0), nbl=2, dtype=np.float64)
+    assert model.m.min() == pytest.approx(1e-60, rel=1e-15)
+
+
+def test_damping_must_be_finite() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"damping .* = inf .*damping_velocity v_ref = "
+                       r"1e\+308 km/s .*nbl = 1"):
+        Model(_vp(), (10.0, 10.0), nbl=1, damping_velocity=1e308)
+
+
+def test_nbl_bounded_by_memory() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"nbl = 1000000 gives a padded grid of "
+                       r"\(2000\d+, 2000\d+\) points .*TiB, more than this machine's"):
+        Model(_vp(), (10.0, 10.0), nbl=10**6)
+
+
+# -- restrict and same_grid -----------------------------------------------------------------------
+
+def test_restrict_checks_its_input() -> None:
+    model = Model(_vp(), (10.0, 10.0), nbl=2, space_order=4)
+    with pytest.raises(InvalidArgumentError, match=r"padded must have the padded grid's shape "
+                       + re.escape(str(model.grid_shape)) + r".*got \(3, 3\)"):
+        model.restrict(np.ones((3, 3)))
+    with pytest.raises(InvalidArgumentError, match="padded must have"):
+        model.restrict(np.ones((20, 20)))  # the physical shape is not the padded one
+    for bad in (None, np.ones(model.grid_shape).tolist(), np.ones(model.grid_shape, complex)):
+        with pytest.raises(ArgumentTypeError, match="padded must be a numpy array of real"):
+            model.restrict(bad)  # type: ignore[arg-type]
+    assert model.restrict(np.ones(model.grid_shape, np.float32)).shape == (20, 20)
+
+
+def test_same_grid_needs_a_model() -> None:
+    model = Model(_vp(), (10.0, 10.0), nbl=2, space_order=4)
+    with pytest.raises(ArgumentTypeError, match="other must be a Model, got NoneType"):
+        model.same_grid(None)  # type: ignore[arg-type]
+    assert model.same_grid(model.with_vp(_vp(2.0)))
+
+
+# -- fd_coefficients and ricker -------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("order", "error"),
+    [("8", ArgumentTypeError), (8.0, ArgumentTypeError), (True, ArgumentTypeError),
+     (3, InvalidArgumentError), (0, InvalidArgumentError), (-2, InvalidArgumentError),
+     (14, InvalidArgumentError)],
+)
+def test_fd_coefficients_orders_as_make_kernels(order: Any, error: type) -> None:
+    with pytest.raises(error, match=f"space_order must be .*got {order!r}"):
+        fd_coefficients(order)
+    with pytest.raises(error, match="space_order must be"):
+        make_kernels(2, order, np.float32)
+
+
+def test_fd_coefficients_scalar_must_be_callable() -> None:
+    with pytest.raises(ArgumentTypeError, match="scalar must be a type .*got 'x'"):
+        fd_coefficients(2, "x")
+    assert fd_coefficients(np.int64(4), np.float32) == tuple(
+        np.float32(c) for c in fd_coefficients(4))
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "match"),
+    [
+        ((np.arange(5.0), 0.01), {"t_peak": "a"}, ArgumentTypeError, "t_peak must be a real"),
+        ((np.arange(5.0), 0.01), {"amplitude": "x"}, ArgumentTypeError,
+         "amplitude must be a real"),
+        ((np.arange(5.0), 0.01), {"t_peak": math.nan}, InvalidArgumentError,
+         "t_peak must be a finite number, got nan"),
+        ((np.arange(5.0), 0.01), {"amplitude": math.inf}, InvalidArgumentError,
+         "amplitude must be a finite number"),
+        (("abc", 0.01), {}, ArgumentTypeError, "t must be an array of times .*got 'abc'"),
+        ((None, 0.01), {}, ArgumentTypeError, "t must be an array of times"),
+        (([[1.0], [1.0, 2.0]], 0.01), {}, ArgumentTypeError, "t must be an array of times"),
+        ((np.array([1.0, math.nan]), 0.01), {}, InvalidArgumentError,
+         "t must hold finite times in ms, got nan"),
+    ],
+)
+def test_ricker_errors(args: tuple[Any, ...], kwargs: dict[str, Any], error: type,
+                       match: str) -> None:
+    with pytest.raises(error, match=match):
+        ricker(*args, **kwargs)
+
+
+def test_ricker_numpy_scalars_and_far_times() -> None:
+    t = np.linspace(0.0, 300.0, 301)
+    np.testing.assert_array_equal(ricker(t, 0.01, t_peak=np.float32(100.0), amplitude=np.int64(2)),
+                                  ricker(t, 0.01, 100.0, 2.0))
+    far = ricker(np.array([-1e300, 0.0, 1e300]), 0.01, t_peak=1e300)  # was nan (r**2 overflowed)
+    assert np.isfinite(far).all() and far[0] == far[1] == 0.0
+    assert np.isfinite(ricker(t, 0.01, amplitude=1e308)).all()  # was -inf * 0 = nan in the tails
+
+
+# -- synthetic helpers: numpy scalars, bools, absurd sizes ---------------------------------------
+
+@pytest.mark.parametrize("water_depth", [np.float32(0.1), np.float64(0.1), np.int64(0)])
+def test_layered_salt_model_numpy_water_depth(water_depth: Any) -> None:
+    np.testing.assert_array_equal(layered_salt_model((30, 40), water_depth=water_depth),
+                                  layered_salt_model((30, 40), water_depth=float(water_depth)))
+
+
+def test_layered_salt_model_water_depth_type() -> None:
+    with pytest.raises(ArgumentTypeError, match="water_depth must be a real number, got 'a'"):
+        layered_salt_model((30, 40), water_depth="a")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match=r"water_depth must be a fraction .*got 0\.5"):
+        layered_salt_model((30, 40), water_depth=np.float32(0.5))
+
+
+@pytest.mark.parametrize("flag", ["no", 1, 0, None, "False"])
+def test_flags_must_be_bools(flag: Any) -> None:
+    with pytest.raises(ArgumentTypeError, match=f"salt must be True or False, got {flag!r}"):
+        layered_salt_model((30, 40), salt=flag)
+    vp = layered_salt_model((30, 40))
+    with pytest.raises(ArgumentTypeError, match=f"keep_water must be True or False, got {flag!r}"):
+        smooth_model(vp, 50.0, 10.0, keep_water=flag)
+
+
+def test_numpy_bools_accepted() -> None:
+    np.testing.assert_array_equal(layered_salt_model((30, 40), salt=np.bool_(False)),
+                                  layered_salt_model((30, 40), salt=False))
+    vp = layered_salt_model((30, 40))
+    np.testing.assert_array_equal(smooth_model(vp, 50.0, 10.0, keep_water=np.bool_(False)),
+                                  smooth_model(vp, 50.0, 10.0, keep_water=False))
+
+
+@pytest.mark.parametrize("vp", [None, [[1.5, 1.5], [1.5, 1.5]], np.ones(5)],
+                         ids=["None", "list", "1-D"])
+def test_water_rows_checks_vp(vp: Any) -> None:
+    with pytest.raises((ArgumentTypeError, InvalidArgumentError), match="vp must be"):
+        water_rows(vp)
+
+
+def test_smooth_model_sigma_bounded_by_the_model() -> None:
+    vp = layered_salt_model((40, 60))  # 590 m wide; sigma = 1e6 m took 1.6 s, 1e9 m minutes
+    with pytest.raises(InvalidArgumentError, match=r"sigma must be at most the model's largest "
+                       r"extent 590 m .*got sigma = 1000000\.0"):
+        smooth_model(vp, 1e6, 10.0)
+    assert np.isfinite(smooth_model(vp, 590.0, 10.0)).all()
+
+
+def test_surface_survey_bounds() -> None:
+    model = Model(layered_salt_model((40, 60)), (10.0, 10.0), nbl=4, space_order=4)
+    # int(0.9 * 59) + 1 = 54 grid points across the shot line; 10**6 shots did not finish in 100 s
+    with pytest.raises(InvalidArgumentError, match="n_shots must be at most 54, .*got 55"):
+        surface_survey(model, 55, tn=100.0, f0=0.01)
+    assert len(surface_survey(model, np.int64(54), tn=100.0, f0=0.01)) == 54
+    # receivers 1e-3 m apart gave 590,001 of them
+    with pytest.raises(InvalidArgumentError,
+                       match=r"receiver_spacing must be at least the grid spacing 10 m.*got 5\.0"):
+        surface_survey(model, 2, tn=100.0, f0=0.01, receiver_spacing=5.0)
+    assert surface_survey(model, 2, tn=100.0, f0=0.01, receiver_spacing=10.0)[0].nrec == 60
+
+
+# -- operators: data that overflow the model's dtype, derived coefficients -----------------------
+
+def _shot(dtype: type = np.float32, **geometry: Any) -> tuple[Model, Geometry]:
+    model = Model(_vp(), (10.0, 10.0), nbl=2, space_order=2, dtype=dtype)
+    return model, Geometry(model, [[50.0, 100.0]], [[10.0, 10.0], [10.0, 150.0]],
+                           **{"tn": 20.0, **geometry})
+
+
+def test_derived_coefficients_checked() -> None:
+    """dt^2 / m of 1e-50 is 0 in float32, a damping of 1e299 is inf: both ran silently."""
+    model, geometry = _shot(tn=1e-20, dt=1e-25)
+    with pytest.raises(InvalidArgumentError, match=r"c = dt\^2 / m is 0\.0 in float32.*dt = "
+                       r"1e-25 ms"):
+        AcousticForward(model, geometry)
+    fast = Model(_vp(), (10.0, 10.0), nbl=2, space_order=2, damping_velocity=1e300)
+    with pytest.raises(InvalidArgumentError, match=r"the damping eta dt / 2 of axis 0 is inf in "
+                       r"float32.*damping_velocity = 1e\+300"):
+        AcousticForward(fast, Geometry(fast, [[50.0, 100.0]], [[10.0, 10.0]], tn=20.0))
+
+
+def test_operator_type_checks() -> None:
+    model, geometry = _shot()
+    with pytest.raises(ArgumentTypeError, match="forward must be an AcousticForward, got NoneType"):
+        AcousticAdjoint(None)  # type: ignore[arg-type]
+    fwd = AcousticForward(model, geometry)
+    for flag in ("yes", 1, None):
+        with pytest.raises(ArgumentTypeError,
+                           match=f"gradient must be True or False, got {flag!r}"):
+            AcousticAdjoint(fwd, gradient=flag)  # type: ignore[arg-type]
+    assert AcousticAdjoint(fwd, gradient=np.bool_(False)).with_gradient is False
+
+
+def test_data_overflowing_float32_refused() -> None:
+    model, geometry = _shot()
+    huge = np.full((geometry.nt, 1), 1e300)
+    with pytest.raises(InvalidArgumentError, match=r"src_data holds \d+ values that overflow the "
+                       r"model's dtype float32 .*\[0, 0\].*1e\+300"):
+        forward_modeling(model, geometry, src_data=huge)
+    _, loud = _shot(amplitude=1e300)
+    with pytest.raises(InvalidArgumentError, match=r"src_data \(geometry.amplitude = 1e\+300\) "
+                       r"holds \d+ values that overflow"):
+        forward_modeling(model, loud)
+    d_obs = np.full((geometry.nt, geometry.nrec), 1e39)
+    with pytest.raises(InvalidArgumentError, match="d_obs holds .* overflow the model's dtype"):
+        fwi_gradient(model, geometry, d_obs, ram="64 MiB")
+    with pytest.raises(InvalidArgumentError, match="rec_data holds .* overflow the model's dtype"):
+        adjoint_modeling(model, geometry, d_obs)
+    # Still fine in float64 (where the values are finite), and for float32 within its range.
+    model64, geometry64 = _shot(np.float64)
+    assert np.isfinite(forward_modeling(model64, geometry64, src_data=huge * 1e-10)).all()
+    assert np.isfinite(forward_modeling(model, geometry, src_data=huge * 1e-270)).all()
+
+
+def test_misfit_overflowing_float64_refused() -> None:
+    model, geometry = _shot(np.float64)
+    d_obs = np.full((geometry.nt, geometry.nrec), 1e200)
+    with pytest.raises(InvalidArgumentError, match=r"the misfit .* overflows float64 .*largest "
+                       r"\|d_syn - d_obs\| is 1e\+200.*scale d_obs"):
+        fwi_gradient(model, geometry, d_obs, ram="64 MiB")
