@@ -42,7 +42,7 @@ from amcheck._state import StateSpec
 from amcheck._stats import Stats, StatsRecorder
 from amcheck._strategy import STRATEGIES, Plan, plan, slot_size
 from amcheck._timeline import Timeline
-from amcheck._validate import check_int, check_optional_int
+from amcheck._validate import check_bool, check_int, check_optional_int
 from amcheck.schedules import AsyncMultistage, Schedule, TwoLevel
 from amcheck.storage import RamTier, Tier
 from amcheck.storage._lock import StoreLock
@@ -286,8 +286,7 @@ class Checkpointer:
         budget = parse_bytes(ram, "ram")
         self._max_in_flight = check_int("max_in_flight", max_in_flight, minimum=1)
         self._compute_threads = check_compute_threads(compute_threads)
-        if not isinstance(timeline, bool):
-            raise ArgumentTypeError(f"timeline must be True or False, got {timeline!r}")
+        timeline = check_bool("timeline", timeline)
         disk_slots = self._disk_slots(disk, disk_budget, spec, isinstance(strategy, str))
         slot_nbytes = slot_size(spec)
         self._auto_interval = interval is None

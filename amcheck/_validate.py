@@ -109,15 +109,6 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
-def check_bool(name: str, value: Any) -> bool:
-    """Return ``value`` as a ``bool`` if it is one (``numpy.bool_`` too), else raise naming
-    ``name``: a truthy string such as ``"no"`` must not pass for ``True``."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise ArgumentTypeError(f"{name} must be True or False, got {value!r} of type "
-                            f"{type(value).__name__}")
-
-
 def check_name(name: str, value: Any) -> str:
     """Return ``value`` if it is a non-empty ``str`` (a tier's or a thread's name)."""
     if not isinstance(value, str) or not value:
