@@ -194,9 +194,10 @@ class Checkpointer:
         instance (configure compression on the tier) or ``None``.
     disk_budget
         Bytes the disk checkpoints may take at once (``"8 GiB"``), or ``None`` for no bound.
-        Each checkpoint counts as the state's uncompressed size (``spec.nbytes``: an upper bound
-        for any codec but blosc/zstd on incompressible data, which add a few bytes per chunk),
-        so the schedule holds at most ``disk_budget // spec.nbytes`` disk checkpoints: with a
+        Each checkpoint counts as the state's uncompressed size (``spec.nbytes``; on the disk
+        each also takes a crc32c and a shard index per field level, tens of bytes, the store a
+        few KiB of metadata, and blosc/zstd may add a few bytes per chunk on incompressible
+        data), so the schedule holds at most ``disk_budget // spec.nbytes`` disk checkpoints: with a
         known ``n_steps`` the interval becomes at least ``ceil(n / that)``; with
         ``n_steps=None`` the schedule drops every other disk checkpoint and doubles the interval
         whenever the tier is full. A Tier instance with a capacity of its own (e.g.
@@ -442,7 +443,9 @@ class Checkpointer:
                     f"({type(exc).__name__}: {exc}); pass a directory you can write to"
                 ) from exc
             try:
-                tier = ZarrTier(self._owned.folder / STORE_NAME, spec, compression)
+                # Scratch: removed on close and never reopened, so no index is written.
+                tier = ZarrTier(self._owned.folder / STORE_NAME, spec, compression,
+                                index_interval=None)
             except BaseException:
                 self._owned.remove_folder()
                 raise

@@ -65,12 +65,15 @@ class StepIndex(Mapping[int, tuple[int, int]]):
         What the store's ``attrs["amcheck"]`` must hold besides the index (see
         :meth:`mismatch`).
     interval
-        Least seconds between saves from :meth:`changed`.
+        Least seconds between saves from :meth:`changed`; ``None``: a scratch store, whose
+        index is never saved (nothing will reopen it), so its rows are reused at once.
     where
         ``"zarr tier 'disk' at /path"``, for messages.
     """
 
-    def __init__(self, store: Store, header: dict[str, Any], interval: float, where: str) -> None:
+    def __init__(
+        self, store: Store, header: dict[str, Any], interval: float | None, where: str
+    ) -> None:
         self.header = header
         self.interval = interval
         self.nbytes = 0  #: stored bytes of all held checkpoints
@@ -176,8 +179,9 @@ class StepIndex(Mapping[int, tuple[int, int]]):
 
     @property
     def dirty(self) -> bool:
-        """Whether the index changed since it was last saved."""
-        return self._saved_version < self._version
+        """Whether the index changed since it was last saved (never, for a scratch store:
+        ``interval=None``)."""
+        return self.interval is not None and self._saved_version < self._version
 
     def attrs(self) -> dict[str, Any]:
         """The group attributes: the header and the index."""
@@ -249,9 +253,12 @@ class StepIndex(Mapping[int, tuple[int, int]]):
         return self._lock[1]
 
     async def save(self) -> None:
-        """Write the index into the group attributes; concurrent calls coalesce."""
+        """Write the index into the group attributes; concurrent calls coalesce (nothing for
+        a scratch store)."""
         import zarr.api.asynchronous as za
 
+        if self.interval is None:
+            return
         self._version += 1
         async with self._loop_lock():
             if self._saved_version >= self._version:
@@ -284,5 +291,5 @@ class StepIndex(Mapping[int, tuple[int, int]]):
     async def changed(self) -> None:
         """Note a change; save if ``interval`` seconds have passed since the last save."""
         self._version += 1
-        if time.monotonic() - self._saved_at >= self.interval:
+        if self.interval is not None and time.monotonic() - self._saved_at >= self.interval:
             await self.save()

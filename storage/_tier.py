@@ -8,7 +8,6 @@ nothing. Every tier is tested by the shared conformance class in ``tests/tier_co
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
 
 from amcheck._state import State, StateSpec
 
@@ -31,7 +30,7 @@ class Tier(ABC):
     """
 
     #: Whether checkpoints outlive the process (a disk store) or not (RAM).
-    is_persistent: ClassVar[bool] = False
+    is_persistent: bool = False
 
     #: Tier name used in statistics and messages ("ram", "disk").
     name: str

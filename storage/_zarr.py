@@ -52,6 +52,7 @@ amcheck that recorded no crc32c values is read with the per-chunk check only.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 import shutil
@@ -88,7 +89,7 @@ from amcheck._errors import (
     TransferError,
 )
 from amcheck._state import State, StateSpec
-from amcheck._validate import check_int
+from amcheck._validate import check_int, check_name
 
 if TYPE_CHECKING:
     from zarr.abc.store import Store
@@ -263,7 +264,9 @@ class ZarrTier(Tier):
         come and go (it is always written by :meth:`flush` and :meth:`close`). ``0`` writes it
         after every put and delete (about 1 ms each on a local disk). A process that dies
         without ``close`` loses, on reopen, at most the checkpoints of the last
-        ``index_interval`` seconds; it never gets a wrong one back.
+        ``index_interval`` seconds; it never gets a wrong one back. ``None``: a **scratch** store
+        that no one reopens (the Checkpointer's own, removed on close): the index is never
+        written, rows are reused at once, and a reopen finds no checkpoints.
     direct
         On a local directory, move checkpoints with direct I/O (``O_DIRECT``): straight to the
         disk, not through the page cache, so a long sweep streaming gigabytes neither fills the
@@ -311,7 +314,7 @@ class ZarrTier(Tier):
     held.
     """
 
-    is_persistent = True
+    is_persistent: bool = True
 
     def __init__(
         self,
@@ -321,7 +324,7 @@ class ZarrTier(Tier):
         *,
         overwrite: bool = False,
         budget: ByteSize | None = None,
-        index_interval: float = 1.0,
+        index_interval: float | None = 1.0,
         direct: bool | None = None,
         name: str = "disk",
     ) -> None:
@@ -329,12 +332,14 @@ class ZarrTier(Tier):
             raise ArgumentTypeError(f"spec must be a StateSpec, got {type(spec).__name__}")
         if not isinstance(overwrite, bool):
             raise ArgumentTypeError(f"overwrite must be a bool, got {overwrite!r}")
-        if isinstance(index_interval, bool) or not isinstance(index_interval, (int, float)):
+        if index_interval is not None and (
+            isinstance(index_interval, bool) or not isinstance(index_interval, numbers.Real)
+        ):
             raise ArgumentTypeError(
-                f"index_interval must be a number of seconds, got {index_interval!r}"
+                f"index_interval must be a number of seconds or None, got {index_interval!r}"
             )
         check_direct(direct)  # before the store is touched; _open probes the directory
-        if not (0 <= index_interval < math.inf):
+        if index_interval is not None and not (0 <= index_interval < math.inf):
             raise InvalidArgumentError(
                 f"index_interval must be a finite number of seconds >= 0, got {index_interval!r}"
             )
@@ -345,8 +350,10 @@ class ZarrTier(Tier):
                     "'_', '.' and '-' (not starting with '.', '-' or '__')"
                 )
         self.spec = spec
-        self.name = name
-        self.index_interval = float(index_interval)
+        self.name = check_name("name", name)
+        self.index_interval = None if index_interval is None else float(index_interval)
+        #: Whether a reopen finds the checkpoints (not for a scratch store: ``index_interval=None``).
+        self.is_persistent = index_interval is not None
         self.compression: Compression = parse_compression(compression)
         for key, fld in spec.items():
             _check_dtype(key, np.dtype(fld.dtype))
@@ -669,9 +676,9 @@ class ZarrTier(Tier):
         try:
             if old is not None:
                 await self._drop_row(old[0], indexed=True)
-            await self._index.changed()
         except Exception as exc:
             raise self._io_error("write", step, exc) from exc
+        await self._save_index_after("write", step)
 
     def _full(self, step: int, held: int, nbytes: int) -> TierFullError:
         assert self._budget is not None
@@ -701,9 +708,20 @@ class ZarrTier(Tier):
             raise self._not_found(step)
         try:
             await self._drop_row(entry[0], indexed=True)
-            await self._index.changed()
         except Exception as exc:
             raise self._io_error("delete", step, exc) from exc
+        await self._save_index_after("delete", step)
+
+    async def _save_index_after(self, what: str, step: int) -> None:
+        """The index save a put or delete may trigger (see ``index_interval``): its failure is
+        the index's, not the checkpoint's, which the message says."""
+        try:
+            await self._index.changed()
+        except Exception as exc:
+            raise TransferError(
+                f"zarr tier {self.name!r}: the {what} of step {step} at {self.path} succeeded, "
+                f"but saving the tier's index afterwards failed: {type(exc).__name__}: {exc}"
+            ) from exc
 
     async def close(self) -> None:
         """Write the index (see :meth:`flush`) and release the store; calling it again does nothing.

@@ -686,3 +686,45 @@ async def test_zarr_a_row_named_by_a_save_in_flight_is_not_reused_before_it_land
             np.testing.assert_array_equal(out[key], array, strict=True)
     await again.close()
     await tier.close()
+
+
+async def test_zarr_scratch_store_writes_no_index_and_reuses_rows(tmp_path: Path) -> None:
+    """index_interval=None (the Checkpointer's own store): no index is ever written, a deleted
+    checkpoint's row is free at once, and the tier says it does not persist."""
+    import zarr
+
+    tier = ZarrTier(tmp_path / "s.zarr", SPEC, index_interval=None)
+    assert not tier.is_persistent and ZarrTier.is_persistent
+    for step in range(5):
+        await tier.put(step, make_state(step))
+        await tier.delete(step)
+    await tier.put(9, make_state(9))
+    out = empty_like(SPEC)
+    await tier.get(9, out)
+    for key, array in make_state(9).items():
+        np.testing.assert_array_equal(out[key], array, strict=True)
+    # One row in use, no limbo rows waiting for a save: the files of row 0 only.
+    assert sorted(p.name for p in (tmp_path / "s.zarr" / "u").glob("c.*")) == ["c.0.0"]
+    await tier.close()
+    saved = dict(zarr.open_group(LocalStore(tmp_path / "s.zarr"), mode="r").attrs)["amcheck"]
+    assert saved["index"] == {}  # as created: the close wrote nothing either
+
+
+async def test_zarr_failed_index_save_is_named_as_such(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from amcheck.storage import _step_index
+
+    tier = ZarrTier(tmp_path / "i.zarr", SPEC, index_interval=0)
+    await tier.put(3, make_state(3))
+
+    async def no_room(self: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_step_index.StepIndex, "save", no_room)
+    with pytest.raises(TransferError, match="delete of step 3 .* succeeded, but saving the tier's "
+                                            "index afterwards failed: OSError"):
+        await tier.delete(3)
+    assert 3 not in tier  # the delete itself happened
+    monkeypatch.undo()
+    await tier.close()
