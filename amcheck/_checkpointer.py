@@ -33,6 +33,7 @@ from amcheck._errors import (
     BudgetError,
     InvalidArgumentError,
     ScheduleError,
+    StoreMismatchError,
     SweepStateError,
     TransferError,
 )
@@ -410,9 +411,25 @@ class Checkpointer:
                 f"(e.g. ZarrTier(path, spec)), got {disk!r} of type {type(disk).__name__}"
             )
         from amcheck.storage import ZarrTier
+        from amcheck.storage._sync import run_sync
 
         if is_store:
-            tier = ZarrTier(disk, spec, compression)
+            try:
+                tier = ZarrTier(disk, spec, compression)
+            except StoreMismatchError as exc:
+                raise StoreMismatchError(
+                    f"disk={disk!r}: {exc}. The Checkpointer needs an empty store (or one an "
+                    "amcheck tier of this spec and compression left empty): erase it yourself, "
+                    "or pass disk=ZarrTier(store, spec, overwrite=True)"
+                ) from exc
+            if tier.steps:
+                held = sorted(tier.steps)
+                run_sync(tier.close())  # leaves the store's checkpoints alone
+                raise InvalidArgumentError(
+                    f"disk store {disk!r} already holds checkpoints (steps {held[:5]}"
+                    f"{', ...' if len(held) > 5 else ''}), which the sweeps would overwrite and "
+                    "delete: give the Checkpointer an empty store"
+                )
         else:
             if isinstance(disk, str) and not disk.strip():
                 raise InvalidArgumentError(

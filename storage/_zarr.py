@@ -359,6 +359,8 @@ class ZarrTier(Tier):
             _check_dtype(key, np.dtype(fld.dtype))
             self.compression.check(fld.dtype)  # before the store is touched
         self._budget = None if budget is None else parse_bytes(budget, "budget")
+        if self._budget == 0:
+            raise InvalidArgumentError("budget must be > 0 bytes (or None for no limit), got 0")
         self._layouts = {key: Layout.of(key, f.shape) for key, f in spec.items()}
         store_key = _store_key(store)
         other = _OPEN_STORES.user(store_key)

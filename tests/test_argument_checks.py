@@ -216,3 +216,26 @@ def test_zarr_tier_refuses_codecs_that_do_not_decode_what_they_code(
             "does not decode back to the same dtype and shape")
     ok = ZarrTier(tmp_path / "ok.zarr", spec, numcodecs.Delta("f4"))  # keeps dtype and size
     asyncio.run(ok.close())
+
+
+def test_checkpointer_refuses_a_store_with_checkpoints_and_explains_a_mismatch() -> None:
+    from zarr.storage import MemoryStore
+
+    from amcheck import StoreMismatchError
+
+    x0 = initial_state()
+    store = MemoryStore()
+    tier = ZarrTier(store, StateSpec.from_arrays(x0))
+    asyncio.run(tier.put(3, x0))
+    asyncio.run(tier.close())
+    _raises(lambda: Checkpointer(Forward(), Adjoint(), x0, 20, ram="1 MiB", disk=store,
+                                 strategy="async_multistage", interval=5),
+            InvalidArgumentError, r"already holds checkpoints \(steps \[3\]\)")
+    again = ZarrTier(store, StateSpec.from_arrays(x0))  # the refusal left them alone
+    assert again.steps == {3}
+    asyncio.run(again.close())
+    _raises(lambda: Checkpointer(Forward(), Adjoint(), x0, 20, ram="1 MiB", disk=store,
+                                 compression="zstd"), StoreMismatchError,
+            r"Checkpointer needs an empty store.*overwrite=True")
+    _raises(lambda: ZarrTier(MemoryStore(), StateSpec.from_arrays(x0), budget=0),
+            InvalidArgumentError, "budget must be > 0")
