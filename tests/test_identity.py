@@ -18,7 +18,7 @@ from amcheck.storage import RawTier, ZarrTier, _direct, _local_io, _raw
 from zarr.storage import MemoryStore
 
 from amcheck import Checkpointer, StateSpec, TransferError
-from tests.tier_conformance import SPEC, empty_like, make_state
+from tests.tier_conformance import SPEC, async_only_codec, empty_like, make_state
 from tests.toy_problem import Adjoint, Forward, initial_state
 
 #: Fields with levels large enough for pool jobs of their own (plain from 4 MiB, coded from
@@ -134,31 +134,6 @@ async def test_zarr_lost_write_of_one_level_is_an_error(
     await tier.close()
 
 
-class _AsyncOnlyInvert:
-    """A third-party codec with only asynchronous calls: zarr's own pipeline codes its shards."""
-
-    @staticmethod
-    def make() -> Any:
-        from dataclasses import dataclass
-
-        from zarr.abc.codec import BytesBytesCodec
-
-        @dataclass(frozen=True)
-        class AsyncOnlyInvert(BytesBytesCodec):  # type: ignore[misc]
-            is_fixed_size = True
-
-            async def _encode_single(self, chunk: Any, spec: Any) -> Any:
-                return chunk.__class__.from_bytes(bytes(255 - b for b in chunk.to_bytes()))
-
-            async def _decode_single(self, chunk: Any, spec: Any) -> Any:
-                return chunk.__class__.from_bytes(bytes(255 - b for b in chunk.to_bytes()))
-
-            def compute_encoded_size(self, input_byte_length: int, spec: Any) -> int:
-                return input_byte_length
-
-        return [AsyncOnlyInvert()]
-
-
 @pytest.mark.parametrize(
     ("compression", "size"),
     # the pure-Python test codec of zarr's pipeline path is too slow for big levels
@@ -166,7 +141,7 @@ class _AsyncOnlyInvert:
 )
 async def test_zarr_swapped_store_values_are_an_error(compression: Any, size: str) -> None:
     """The generic store path (``set``/``get``), and zarr's own pipeline for async-only codecs."""
-    codecs = _AsyncOnlyInvert.make() if compression == "pipeline" else compression
+    codecs = [async_only_codec()] if compression == "pipeline" else compression
     spec = _spec(size, None if compression == "pipeline" else compression)
     store = MemoryStore()
     tier = ZarrTier(store, spec, codecs)

@@ -62,6 +62,18 @@ def say(text):
     print(text, flush=True)
 """
 
+#: A child's part after _PRELUDE: open the tier or report the lock; hold it until told.
+_OPEN_OR_LOCKED = """
+try:
+    tier = ZarrTier(path, SPEC)
+except StoreLockedError:
+    say("locked")
+else:
+    say("opened")
+    sys.stdin.readline()
+    run_sync(tier.close())
+"""
+
 #: A child that opens a tier, writes a checkpoint, says "ready" and closes when told to,
 #: after reading its checkpoint back (it says "intact" if it is what it wrote).
 _HOLD_TIER = _PRELUDE + """
@@ -199,15 +211,7 @@ def test_of_openers_at_the_same_instant_one_wins(tmp_path: Path, children: list[
 say("waiting")
 while not os.path.exists({str(go)!r}):
     time.sleep(0.001)
-try:
-    tier = ZarrTier(path, SPEC)
-except StoreLockedError:
-    say("locked")
-else:
-    say("opened")
-    sys.stdin.readline()
-    run_sync(tier.close())
-""", path) for _ in range(3)]
+""" + _OPEN_OR_LOCKED, path) for _ in range(3)]
     assert [racer.line() for racer in racers] == ["waiting"] * 3
     go.touch()
     outcomes = sorted(racer.line() for racer in racers)
@@ -244,16 +248,7 @@ def test_a_failed_opening_removes_nothing_another_opener_created(
     def fresh_then_a_rival(store: Any) -> Any:
         found = fresh(store)
         if not outcome:  # the rival opens now, between our look and our opening
-            rival = _start(children, _PRELUDE + """
-try:
-    tier = ZarrTier(path, SPEC)
-except StoreLockedError:
-    say("locked")
-else:
-    say("opened")
-    sys.stdin.readline()
-    run_sync(tier.close())
-""", path)
+            rival = _start(children, _PRELUDE + _OPEN_OR_LOCKED, path)
             outcome.append(rival.line())
         return found
 

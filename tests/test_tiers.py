@@ -26,7 +26,13 @@ from amcheck import (
     StoreMismatchError,
     TransferError,
 )
-from tests.tier_conformance import SPEC, TierConformance, empty_like, make_state
+from tests.tier_conformance import (
+    SPEC,
+    TierConformance,
+    async_only_codec,
+    empty_like,
+    make_state,
+)
 
 
 def _stored_size(compression: Any) -> int:
@@ -306,24 +312,7 @@ async def test_zarr_large_levels_take_parallel_jobs(
 
 async def test_zarr_codec_without_sync_calls_goes_through_zarrs_pipeline() -> None:
     """A third-party codec with only async calls: zarr codes the whole shard, same bytes back."""
-    from dataclasses import dataclass
-
-    from zarr.abc.codec import BytesBytesCodec
-
-    @dataclass(frozen=True)
-    class AsyncOnlyInvert(BytesBytesCodec):  # type: ignore[misc]
-        is_fixed_size = True
-
-        async def _encode_single(self, chunk: Any, spec: Any) -> Any:
-            return chunk.__class__.from_bytes(bytes(255 - b for b in chunk.to_bytes()))
-
-        async def _decode_single(self, chunk: Any, spec: Any) -> Any:
-            return chunk.__class__.from_bytes(bytes(255 - b for b in chunk.to_bytes()))
-
-        def compute_encoded_size(self, input_byte_length: int, spec: Any) -> int:
-            return input_byte_length
-
-    tier = ZarrTier(MemoryStore(), SPEC, [AsyncOnlyInvert()])
+    tier = ZarrTier(MemoryStore(), SPEC, [async_only_codec()])
     assert not any(f.sync for f in tier._fields.values())
     await tier.put(3, make_state(3))
     out = empty_like(SPEC)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -47,6 +48,29 @@ def make_state(seed: int, spec: StateSpec = SPEC) -> dict[str, np.ndarray]:
         else:
             out[key] = rng.integers(-1000, 1000, field.shape).astype(field.dtype)
     return out
+
+
+def async_only_codec() -> Any:
+    """A third-party bytes codec with only asynchronous calls (it inverts every byte): the zarr
+    tier cannot call it itself, so zarr's own codec pipeline codes such shards."""
+    from dataclasses import dataclass
+
+    from zarr.abc.codec import BytesBytesCodec
+
+    @dataclass(frozen=True)
+    class AsyncOnlyInvert(BytesBytesCodec):  # type: ignore[misc]
+        is_fixed_size = True
+
+        async def _encode_single(self, chunk: Any, spec: Any) -> Any:
+            return chunk.__class__.from_bytes(bytes(255 - b for b in chunk.to_bytes()))
+
+        async def _decode_single(self, chunk: Any, spec: Any) -> Any:
+            return chunk.__class__.from_bytes(bytes(255 - b for b in chunk.to_bytes()))
+
+        def compute_encoded_size(self, input_byte_length: int, spec: Any) -> int:
+            return input_byte_length
+
+    return AsyncOnlyInvert()
 
 
 def empty_like(spec: StateSpec) -> dict[str, np.ndarray]:
