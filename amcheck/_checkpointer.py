@@ -308,7 +308,10 @@ class Checkpointer:
             self._initial = initial_state
             self._budget = budget
             self._disk = tier
-            self._pool = RamTier(budget, spec, slots=self._plan.pool_buffers)
+            # Store-all of an unknown length sizes its pool to the whole budget but may use a
+            # few slots of it: those pages are committed as the run reaches them.
+            growing = self._plan.name == "store_all" and self._n_given is None
+            self._pool = RamTier(budget, spec, slots=self._plan.pool_buffers, touch=not growing)
             self._timeline = Timeline(enabled=timeline)
             self._stats = StatsRecorder(ram_pool_bytes=self._pool.allocated_bytes)
             self._engine = Engine(

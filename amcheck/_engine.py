@@ -337,12 +337,20 @@ class Engine:
         return self._disk_all
 
     def close(self) -> None:
-        """Release everything and stop the transfer threads; the engine is unusable afterwards."""
+        """Release everything and stop the transfer threads; the engine is unusable afterwards.
+
+        The pool's memory goes back once no view into it is left: the engine drops its own (the
+        cached read-only views) and closes the pool; x_n views a caller kept hold it until they
+        go.
+        """
         try:
             self.clear()
         finally:
             if self._dp is not None:
                 self._dp.stop()
+        # Not after an interrupted clear(): the next close() finishes it, with the pool.
+        self._views.clear()
+        self._pool.close_now()
 
     # -- buffers -------------------------------------------------------------------------------
 

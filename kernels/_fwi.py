@@ -288,7 +288,11 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
         ckp.reverse()
         stats = ckp.stats
         chosen = (ckp.strategy, ckp.slots, ckp.interval, ckp.ram_pool_bytes)
+        events = ckp.timeline if timeline else None
+    # x_n's views are all that keeps the closed pool's memory: let it go before the gradient's
+    # own float64 temporaries (about 4 states) are allocated.
+    del final, ckp
     return GradientResult(misfit, adj.gradient_m(), d_syn=d_syn,
-                          stats=stats, timeline=ckp.timeline if timeline else None,
+                          stats=stats, timeline=events,
                           strategy=chosen[0], slots=chosen[1], interval=chosen[2],
                           ram_pool_bytes=chosen[3], seconds=time.perf_counter() - started)

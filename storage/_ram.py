@@ -34,7 +34,7 @@ from amcheck._errors import (
     TierFullError,
 )
 from amcheck._state import State, StateSpec
-from amcheck._validate import check_int, check_name, check_optional_int
+from amcheck._validate import check_bool, check_int, check_name, check_optional_int
 
 __all__ = ["ALIGNMENT", "PAGE", "PAGE_FIELD", "RamTier", "Slot", "slot_layout"]
 
@@ -103,6 +103,10 @@ class RamTier(Tier):
     slots
         Number of slots to allocate; ``None`` means as many as the budget allows. Allocating only
         what a schedule needs keeps untouched memory with the host.
+    touch
+        Touch every page now (default), so that no sweep pays the page faults. ``False`` leaves
+        the pages to the first write into each slot: for a pool sized to a budget that a run may
+        use only in part (store-all with an unknown length).
     name
         Tier name in statistics and messages.
 
@@ -121,6 +125,7 @@ class RamTier(Tier):
         spec: StateSpec,
         *,
         slots: int | None = None,
+        touch: bool = True,
         name: str = "ram",
     ) -> None:
         if not isinstance(spec, StateSpec):
@@ -145,18 +150,15 @@ class RamTier(Tier):
         self.n_slots = wanted
         # One block, touched once here (np.zeros may map lazily; fill forces the pages in).
         self._block = aligned_empty(self.n_slots * self.slot_nbytes, PAGE)
-        self._block.fill(0)
-        self._slots: list[Slot] = []
-        for i in range(self.n_slots):
-            base = i * self.slot_nbytes
-            views: dict[str, np.ndarray] = {}
-            for key, fspec in spec.items():
-                lo = base + offsets[key]
-                views[key] = (
-                    self._block[lo : lo + fspec.nbytes].view(fspec.dtype).reshape(fspec.shape)
-                )
-            self._slots.append(Slot(i, views))
-        self._free: list[int] = list(range(self.n_slots - 1, -1, -1))
+        if check_bool("touch", touch):
+            self._block.fill(0)
+        # Slots (a Slot and its views, about 600 bytes of Python objects) are made when first
+        # handed out: a budget of GiBs holds millions of slots of a small state, of which a run
+        # may use a few. Fresh slots go out in order; returned ones first, last in first out.
+        self._offsets = offsets
+        self._slots: dict[int, Slot] = {}
+        self._returned: list[int] = []
+        self._fresh = 0  # slots 0 … _fresh-1 have been handed out at least once
         self._acquired: set[int] = set()
         self._by_step: dict[int, Slot] = {}
         self._closed = False
@@ -166,7 +168,7 @@ class RamTier(Tier):
     @property
     def n_free(self) -> int:
         """Number of slots neither acquired nor holding a checkpoint."""
-        return len(self._free)
+        return len(self._returned) + self.n_slots - self._fresh
 
     def acquire(self) -> Slot:
         """Take a free slot for an operator to write into.
@@ -177,20 +179,32 @@ class RamTier(Tier):
             Every slot is in use.
         """
         self._check_open()
-        if not self._free:
+        if not self._returned and self._fresh == self.n_slots:
             raise TierFullError(
                 f"RAM tier {self.name!r}: all {self.n_slots} slots are in use "
                 f"({len(self._by_step)} checkpoints, {len(self._acquired)} working buffers)"
             )
-        slot = self._slots[self._free.pop()]
+        if self._returned:
+            slot = self._slots[self._returned.pop()]
+        else:
+            slot = self._slots[self._fresh] = self._make_slot(self._fresh)
+            self._fresh += 1
         self._acquired.add(slot.index)
         return slot
+
+    def _make_slot(self, i: int) -> Slot:
+        base = i * self.slot_nbytes
+        views: dict[str, np.ndarray] = {}
+        for key, fspec in self.spec.items():
+            lo = base + self._offsets[key]
+            views[key] = self._block[lo : lo + fspec.nbytes].view(fspec.dtype).reshape(fspec.shape)
+        return Slot(i, views)
 
     def _check_own(self, slot: object) -> None:
         """``slot`` must be one of this tier's slots (not another RamTier's with the same index)."""
         index = getattr(slot, "index", None)
         if not isinstance(slot, Slot) or not (
-            isinstance(index, int) and 0 <= index < len(self._slots) and self._slots[index] is slot
+            isinstance(index, int) and self._slots.get(index) is slot
         ):
             raise InvalidArgumentError(
                 f"slot must be a Slot acquired from RAM tier {self.name!r}, got {slot!r}"
@@ -204,7 +218,7 @@ class RamTier(Tier):
                 f"slot {slot.index} is not an acquired working slot of RAM tier {self.name!r}"
             )
         self._acquired.discard(slot.index)
-        self._free.append(slot.index)
+        self._returned.append(slot.index)
 
     def bind(self, step: int, slot: Slot) -> None:
         """Make the acquired ``slot`` the checkpoint x_step, without a copy.
@@ -220,7 +234,7 @@ class RamTier(Tier):
         old = self._by_step.pop(step, None)
         if old is not None:
             old.step = None
-            self._free.append(old.index)
+            self._returned.append(old.index)
         self._acquired.discard(slot.index)
         slot.step = step
         self._by_step[step] = slot
@@ -255,7 +269,7 @@ class RamTier(Tier):
         slot = self.slot_of(step)
         del self._by_step[step]
         slot.step = None
-        self._free.append(slot.index)
+        self._returned.append(slot.index)
 
     # -- Tier interface ------------------------------------------------------------------------
 
@@ -281,10 +295,19 @@ class RamTier(Tier):
         self.discard(step)
 
     async def close(self) -> None:
+        """Forget every checkpoint and drop the pool: its memory goes back as soon as no view
+        into it is left (arrays a caller still holds, such as a Checkpointer's x_n, keep it)."""
+        self.close_now()
+
+    def close_now(self) -> None:
+        """:meth:`close` for synchronous callers (it awaits nothing)."""
         self._closed = True
         self._by_step.clear()
         self._acquired.clear()
-        self._free = []
+        self._returned = []
+        self._fresh = self.n_slots
+        self._slots = {}
+        self._block = np.empty(0, np.uint8)
 
     def __contains__(self, step: object) -> bool:
         return step in self._by_step
@@ -313,5 +336,5 @@ class RamTier(Tier):
     def __repr__(self) -> str:
         return (
             f"RamTier(slots={self.n_slots}, slot={format_bytes(self.slot_nbytes)}, "
-            f"checkpoints={len(self._by_step)}, free={len(self._free)})"
+            f"checkpoints={len(self._by_step)}, free={self.n_free})"
         )

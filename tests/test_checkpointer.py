@@ -220,10 +220,11 @@ def test_unknown_length_with_many_slots(slots: int) -> None:
 def test_unknown_length_longer_than_budget_is_a_budget_error() -> None:
     fwd = Forward(stop_at=50)
     ckp = Checkpointer(fwd, Adjoint(), initial_state(), None, ram=11 * SLOT)
-    with ckp, pytest.raises(BudgetError, match=r"did not end within 10 steps.*raise ram"):
-        ckp.forward()
-    # Reset, not half-done: the pool is whole again and a shorter sequence runs.
-    assert ckp._pool.n_free == ckp._pool.n_slots
+    with ckp:
+        with pytest.raises(BudgetError, match=r"did not end within 10 steps.*raise ram"):
+            ckp.forward()
+        # Reset, not half-done: the pool is whole again and a shorter sequence runs.
+        assert ckp._pool.n_free == ckp._pool.n_slots
     fwd.stop_at = 7
     adj = Adjoint()
     ckp2 = Checkpointer(fwd, adj, initial_state(), None, ram=11 * SLOT)
