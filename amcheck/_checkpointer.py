@@ -101,12 +101,6 @@ def _collected(disk: DiskPath | None, written: set[int], owned: _Owned, pid: int
     """
     if os.getpid() != pid:  # a forked child exiting: the checkpoints are its parent's
         return
-    warnings.warn(
-        "an amcheck Checkpointer was not closed; amcheck closed it (use it as a context "
-        "manager, `with Checkpointer(...) as ckp:`, or call ckp.close())",
-        ResourceWarning,
-        stacklevel=2,
-    )
 
     def clean_up() -> None:
         # Nobody to report a failure to; at exit, after Python stopped its thread pools, the
@@ -117,11 +111,21 @@ def _collected(disk: DiskPath | None, written: set[int], owned: _Owned, pid: int
         with contextlib.suppress(Exception):
             owned.close()
 
-    if threading.current_thread().name.startswith("amcheck"):
-        # Collected on one of amcheck's transfer threads, which cannot stop themselves.
-        threading.Thread(target=clean_up, name="amcheck-finalizer").start()
-    else:
-        clean_up()
+    try:
+        if threading.current_thread().name.startswith("amcheck"):
+            # Collected on one of amcheck's transfer threads, which cannot stop themselves.
+            threading.Thread(target=clean_up, name="amcheck-finalizer").start()
+        else:
+            clean_up()
+    finally:
+        # After the clean-up: with ResourceWarning made an error (-W error, pytest's
+        # filterwarnings) the warning raises here, and nothing may be left behind for it.
+        warnings.warn(
+            "an amcheck Checkpointer was not closed; amcheck closed it (use it as a context "
+            "manager, `with Checkpointer(...) as ckp:`, or call ckp.close())",
+            ResourceWarning,
+            stacklevel=2,
+        )
 
 
 #: The open Checkpointer each caller-owned tier serves, by id (a tier may define __eq__ and so
@@ -338,6 +342,7 @@ class Checkpointer:
         self._schedule: Schedule | None = None
         self._n_seen: int | None = None
         self._busy = False
+        self._claim = threading.Lock()
         self._phase = "ready"
 
     @staticmethod
@@ -546,6 +551,7 @@ class Checkpointer:
                 )
             self._n_seen = n
             self._phase = "forwarded"
+            final = self._engine.final_state  # before the claim goes: a close() may follow
         except BaseException as error:
             self._reset(error)
             raise
@@ -554,7 +560,6 @@ class Checkpointer:
             self._engine.tuner = None
             self._busy = False
             self._stats.hidden_fraction = self._timeline.hidden_fraction()
-        final = self._engine.final_state
         assert final is not None
         return final
 
@@ -693,23 +698,34 @@ class Checkpointer:
     # -- lifetime ------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release the RAM pool and the checkpoints written to disk; idempotent."""
+        """Release the RAM pool and the checkpoints written to disk; idempotent.
+
+        Raises
+        ------
+        SweepStateError
+            A sweep is running (close() from inside an operator, or from another thread while
+            a sweep runs there): to stop a sweep, raise an exception in your operator.
+        """
         if self._phase == "closed":
             return
-        if self._busy:
-            raise SweepStateError(
-                "close() was called while a sweep is running (from inside an operator?); to "
-                "stop a sweep, raise an exception in your operator, then close()"
-            )
         try:
-            self._engine.close()
-        except Exception:
-            self._phase = "closed"  # closed all the same, the error raised
-            self._close_owned()
+            self._enter("close()")
+        except SweepStateError:
+            if self.closed:  # another thread closed it meanwhile
+                return
             raise
-        # (an interrupt, Ctrl-C, leaves it open: the next close() finishes the work)
-        self._phase = "closed"
-        self._close_owned()
+        try:
+            try:
+                self._engine.close()
+            except Exception:
+                self._phase = "closed"  # closed all the same, the error raised
+                raise
+            # (an interrupt, Ctrl-C, leaves it open: the next close() finishes the work)
+            self._phase = "closed"
+        finally:
+            self._busy = False  # after the phase: no sweep may start on a closed engine
+            if self._phase == "closed":
+                self._close_owned()
 
     def __enter__(self) -> Self:
         self._check_open()
@@ -739,13 +755,17 @@ class Checkpointer:
             raise SweepStateError("this Checkpointer is closed; create a new one")
 
     def _enter(self, what: str) -> None:
-        self._check_open()
-        if self._busy:
-            raise SweepStateError(
-                f"{what} was called while a sweep is running (from inside an operator?); "
-                "operators must not call the Checkpointer"
-            )
-        self._busy = True
+        """Claim the Checkpointer for a sweep or close(): one at a time, checked and claimed
+        under a lock, so that another thread cannot slip in between."""
+        with self._claim:
+            self._check_open()
+            if self._busy:
+                raise SweepStateError(
+                    f"{what} was called while a sweep or close() is running (from inside an "
+                    "operator, or from another thread): a Checkpointer serves one call at a "
+                    "time, and operators must not call it"
+                )
+            self._busy = True
 
     def _cores(self) -> contextlib.AbstractContextManager[None]:
         """numba threads for a sweep: fewer during sweeps with disk traffic (``compute_threads``)."""

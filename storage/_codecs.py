@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -62,12 +63,45 @@ from amcheck._errors import ArgumentTypeError, InvalidArgumentError
 __all__ = [
     "Compression",
     "CompressionLike",
+    "import_zarr",
     "parse_compression",
     "quiet_numcodecs",
 ]
 
 CompressionLike: TypeAlias = "str | Compression | Any | None"
 """A spec string, a :class:`Compression`, a codec object, a list of codec objects, or ``None``."""
+
+
+_ZARR_IMPORT = threading.Lock()
+_zarr_imported = False
+
+
+def import_zarr() -> None:
+    """Import zarr and the parts of it amcheck uses, once per process, under a lock.
+
+    zarr's modules import each other circularly: a first import from two threads at once (two
+    Checkpointers built in parallel) failed with ``ImportError: ... partially initialized
+    module`` or a ``_DeadlockError``, and could leave the process unable to import them at all.
+    Every entry point that builds zarr objects calls this first; later calls cost a flag test.
+    """
+    global _zarr_imported
+    if _zarr_imported:
+        return
+    with _ZARR_IMPORT:
+        if _zarr_imported:
+            return
+        import zarr
+        import zarr.abc.codec
+        import zarr.abc.store
+        import zarr.api.asynchronous
+        import zarr.codecs
+        import zarr.codecs.numcodecs
+        import zarr.core.array
+        import zarr.core.array_spec
+        import zarr.core.buffer
+        import zarr.storage  # noqa: F401
+
+        _zarr_imported = True
 
 
 @contextlib.contextmanager
@@ -442,6 +476,7 @@ def parse_compression(compression: CompressionLike) -> Compression:
         return Compression("none")
     if isinstance(compression, Compression):
         return compression
+    import_zarr()
     with quiet_numcodecs():
         if isinstance(compression, str):
             return _parse_string(compression.strip())

@@ -190,6 +190,7 @@ class TransferService:
             raise ArgumentTypeError(f"on_event must be callable or None, got {on_event!r}")
         self._on_event = on_event
         self._slots = threading.BoundedSemaphore(self.max_in_flight)
+        self._closing = threading.Lock()
         self._lock = threading.Lock()
         self._pending: set[TransferFuture] = set()
         self._failed: list[TransferFuture] = []
@@ -487,6 +488,13 @@ class TransferService:
         timeout = _checked_timeout(timeout)
         if threading.current_thread() is self._thread:
             raise SweepStateError("TransferService.close() was called from the transfer loop thread")
+        # One close at a time: a second caller (another thread, a finalizer at exit) waits for
+        # the first and then finds the service stopped. Unserialised, it would wait forever for
+        # a shutdown coroutine on the loop the first had just stopped.
+        with self._closing:
+            self._close(cancel, timeout)
+
+    def _close(self, cancel: bool, timeout: float | None) -> None:
         with self._lock:
             if self._stopped:
                 return

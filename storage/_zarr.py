@@ -61,7 +61,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from amcheck.storage._chunk_codec import ChunkCodec
-from amcheck.storage._codecs import Compression, CompressionLike, parse_compression, quiet_numcodecs
+from amcheck.storage._codecs import (
+    Compression,
+    CompressionLike,
+    import_zarr,
+    parse_compression,
+    quiet_numcodecs,
+)
 from amcheck.storage._direct import check_direct, direct_files
 from amcheck.storage._local_io import LocalShards
 from amcheck.storage._lock import StoreLock
@@ -328,6 +334,7 @@ class ZarrTier(Tier):
         direct: bool | None = None,
         name: str = "disk",
     ) -> None:
+        import_zarr()  # first, under its lock: see import_zarr
         if not isinstance(spec, StateSpec):
             raise ArgumentTypeError(f"spec must be a StateSpec, got {type(spec).__name__}")
         if not isinstance(overwrite, bool):

@@ -439,7 +439,7 @@ def test_operator_calling_the_checkpointer_is_refused() -> None:
     with ckp, pytest.raises(OperatorError) as info:
         ckp.forward()
     assert isinstance(info.value.__cause__, SweepStateError)
-    assert "while a sweep is running" in str(info.value.__cause__)
+    assert "while a sweep or close() is running" in str(info.value.__cause__)
 
 
 def test_closed_checkpointer() -> None:
