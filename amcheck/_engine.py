@@ -471,6 +471,10 @@ class Engine:
         self._delete_unneeded()
         if self._dp is not None:
             self._dp.settle_deletes()  # every delete's error, if any, before reverse() returns
+            if self._replay is None:
+                # Nothing more to move until the next forward sweep: an idle Checkpointer keeps
+                # no threads (the service starts again with the next transfer).
+                self._dp.stop()
 
     # -- actions -------------------------------------------------------------------------------
 

@@ -129,3 +129,16 @@ print(errors)
         done = _run(code)
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_an_idle_checkpointer_holds_no_threads(tmp_path: Path) -> None:
+    """After reverse() the transfer threads stopped (50 open, idle Checkpointers held 169)."""
+    ckp = Checkpointer(Forward(), Adjoint(), initial_state(), 12, ram="1 MiB", disk=tmp_path,
+                       strategy="async_multistage", interval=3)
+    with ckp:
+        ckp.forward()
+        assert any(t.name.startswith("amcheck") for t in threading.enumerate())
+        ckp.reverse()
+        assert not any(t.name.startswith("amcheck") for t in threading.enumerate())
+        ckp.forward()  # and the next sweep starts them again
+        ckp.reverse()
