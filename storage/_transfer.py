@@ -140,6 +140,11 @@ def _where(tier: Tier) -> str:
     return f"tier {tier.name!r} at {path}" if path else f"tier {tier.name!r} (in memory)"
 
 
+#: Seconds :meth:`TransferService._stop_threads` waits for a thread whose start was interrupted
+#: to begin running (a created thread begins within microseconds; one never created, never).
+_START_WAIT = 1.0
+
+
 class TransferService:
     """Runs tier transfers on a background event loop, with bounded work in flight.
 
@@ -216,9 +221,16 @@ class TransferService:
         self._inbox: queue.SimpleQueue[_Submitted | None] = queue.SimpleQueue()
         self._submitter = threading.Thread(target=self._hand_over, name=f"{name}-submit",
                                            daemon=True)
+        # Each thread sets its event as it begins to run. A Ctrl-C inside Thread.start() can land
+        # after the thread was created but before is_alive() says so: _stop_threads then waits
+        # for the event of every thread whose start was attempted, instead of leaving it behind.
+        self._running = {"loop": threading.Event(), "submit": threading.Event()}
+        self._launched: set[str] = set()
         try:
+            self._launched.add("loop")
             self._thread.start()
             started.wait()
+            self._launched.add("submit")
             self._submitter.start()
         except BaseException:  # a Ctrl-C while the threads start: none is left running
             self._stop_threads()
@@ -226,19 +238,23 @@ class TransferService:
 
     def _stop_threads(self) -> None:
         """Stop the submit thread, the loop thread and the pools (their work is done)."""
-        if self._submitter.is_alive():
+        if "submit" in self._launched:
             self._inbox.put(None)  # every transfer submitted before reaches the loop first
-            self._submitter.join()
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-        self._loop.close()
+            if self._submitter.is_alive() or self._running["submit"].wait(_START_WAIT):
+                self._submitter.join()
+        if "loop" in self._launched:
+            self._loop.call_soon_threadsafe(self._loop.stop)  # also if it has yet to run
+            if self._thread.is_alive() or self._running["loop"].wait(_START_WAIT):
+                self._thread.join()
+        if not self._thread.is_alive():
+            self._loop.close()
         self._codecs.shutdown(wait=True)
         self._io.shutdown(wait=True)
 
     # -- the loop thread -------------------------------------------------------------------------
 
     def _run_loop(self, started: threading.Event) -> None:
+        self._running["loop"].set()
         asyncio.set_event_loop(self._loop)
         self._loop.call_soon(started.set)
         while True:
@@ -255,6 +271,7 @@ class TransferService:
 
     def _hand_over(self) -> None:
         """The submit thread: hands each submitted transfer to the loop, until ``None``."""
+        self._running["submit"].set()
         while (item := self._inbox.get()) is not None:
             self._loop.call_soon_threadsafe(self._start, *item)
 

@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from amcheck.storage import TransferService
 from toy_problem import Adjoint, Forward, initial_state
 
@@ -142,3 +143,28 @@ def test_an_idle_checkpointer_holds_no_threads(tmp_path: Path) -> None:
         assert not any(t.name.startswith("amcheck") for t in threading.enumerate())
         ckp.forward()  # and the next sweep starts them again
         ckp.reverse()
+
+
+@pytest.mark.parametrize(("which", "after_start"), [("amcheck-transfer", True),
+                                                     ("amcheck-transfer-submit", True),
+                                                     ("amcheck-transfer-submit", False)])
+def test_an_interrupt_while_the_service_starts_leaves_no_thread(
+    monkeypatch: pytest.MonkeyPatch, which: str, after_start: bool
+) -> None:
+    """A Ctrl-C inside Thread.start() (it left submit threads alive forever, and closed the
+    loop under a loop thread that was starting)."""
+    start = threading.Thread.start
+
+    def interrupted(self: threading.Thread) -> None:
+        if self.name == which:
+            if after_start:
+                start(self)
+            raise KeyboardInterrupt
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        TransferService()
+    monkeypatch.undo()
+    time.sleep(0.05)
+    assert not any(t.name.startswith("amcheck") for t in threading.enumerate())
