@@ -67,10 +67,12 @@ class _Owned:
         folder, self.folder = self.folder, None
         lock, self.lock = self.lock, None
         made, self.made = self.made, []
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
+        if folder is not None:  # the store first: its lock file stays until the store is gone
+            shutil.rmtree(folder / STORE_NAME, ignore_errors=True)
         if lock is not None:
             lock.release()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
         for parent in made:
             try:
                 parent.rmdir()
@@ -343,6 +345,7 @@ class Checkpointer:
         self._n_seen: int | None = None
         self._busy = False
         self._claim = threading.Lock()
+        self._closing = threading.Lock()
         self._phase = "ready"
 
     @staticmethod
@@ -706,14 +709,13 @@ class Checkpointer:
             A sweep is running (close() from inside an operator, or from another thread while
             a sweep runs there): to stop a sweep, raise an exception in your operator.
         """
+        with self._closing:  # a second close() waits for the first, then finds it closed
+            self._close()
+
+    def _close(self) -> None:
         if self._phase == "closed":
             return
-        try:
-            self._enter("close()")
-        except SweepStateError:
-            if self.closed:  # another thread closed it meanwhile
-                return
-            raise
+        self._enter("close()")
         try:
             try:
                 self._engine.close()

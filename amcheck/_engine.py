@@ -343,14 +343,19 @@ class Engine:
         cached read-only views) and closes the pool; x_n views a caller kept hold it until they
         go.
         """
+        interrupted = True
         try:
             self.clear()
+            interrupted = False
+        except Exception:
+            interrupted = False  # an error (a failed delete): the pool goes all the same
+            raise
         finally:
             if self._dp is not None:
                 self._dp.stop()
-        # Not after an interrupted clear(): the next close() finishes it, with the pool.
-        self._views.clear()
-        self._pool.close_now()
+            if not interrupted:  # else the next close() finishes clear(), then this
+                self._views.clear()
+                self._pool.close_now()
 
     # -- buffers -------------------------------------------------------------------------------
 

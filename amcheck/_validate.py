@@ -111,7 +111,9 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
 
 def check_name(name: str, value: Any) -> str:
     """Return ``value`` if it is a non-empty ``str`` (a tier's or a thread's name)."""
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str):
         raise ArgumentTypeError(f"{name} must be a non-empty str, got {value!r} of type "
                                 f"{type(value).__name__}")
+    if not value:
+        raise InvalidArgumentError(f"{name} must be a non-empty str, got ''")
     return value

@@ -146,6 +146,8 @@ class StoreLock:
         """
         if fcntl is None:  # pragma: no cover - Windows
             return None
+        if not Path(os.path.realpath(root)).name:
+            return None  # the file system's root: no directory beside it holds a lock file
         path = lock_path(root)
         busy = iter(_RETRY_DELAYS)
         for _ in range(_REPLACED_TRIES):

@@ -362,7 +362,12 @@ class RawTier(Tier):
             os.unlink(self.path)
         except FileNotFoundError:
             pass
-        os.close(fd)
+        except OSError as exc:
+            raise TransferError(
+                f"raw tier {self.name!r}: removing its file {self.path} failed: {exc}"
+            ) from exc
+        finally:
+            os.close(fd)
 
     def __contains__(self, step: object) -> bool:
         return step in self._index

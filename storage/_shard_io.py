@@ -264,8 +264,6 @@ class ShardIO:
     async def get(self, out: State, row: int, expected: tuple[int, ...] | None = None) -> None:
         """Read the row's shards into ``out``; ``expected``: the identity :meth:`put` returned
         (every level's stored crc32c must be the recorded one), ``None`` to skip that check."""
-        if expected is not None and len(expected) != self.crc_count:
-            expected = None  # recorded for another layout: nothing to compare (load drops these)
         jobs = _jobs(self.parts(out, row, expected), self._get_big, self._get_pipeline,
                      self._get_small_parts)
         await _settled(*jobs)

@@ -15,7 +15,8 @@ every stored level, field after field, as its put computed them. A read checks t
 crc32c values against them, so a row's file holding another checkpoint (files swapped, a write
 that never reached the disk and left the row's previous checkpoint) is an error, not a wrong
 state. They sit beside the index, not in its entries, so an amcheck without them still reads
-the index (and drops them when it saves); a step saved without them is read unchecked. Writing it costs about 1 ms on a local disk, so it is
+the index (and drops them when it saves); a step saved without them is read unchecked.
+Writing the index costs about 1 ms on a local disk, so it is
 written at most every ``interval`` seconds while checkpoints come and go, and always on
 flush/close. Crash safety follows from one rule: **a row that a saved index may refer to is not
 reused before the next save** (such rows wait in a "limbo" list; a row taken and dropped

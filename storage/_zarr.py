@@ -632,7 +632,8 @@ class ZarrTier(Tier):
             pass
 
     async def flush(self) -> None:
-        """Write the step index into the store now, so a reopen finds every checkpoint held.
+        """Write the step index into the store now, so a reopen finds every checkpoint held
+        (nothing for a scratch store, ``index_interval=None``, which no one reopens).
 
         Chunk files are not fsync'ed (as zarr's own stores do not): the checkpoints survive the
         process, not a crash of the machine.
@@ -733,7 +734,8 @@ class ZarrTier(Tier):
             ) from exc
 
     async def close(self) -> None:
-        """Write the index (see :meth:`flush`) and release the store; calling it again does nothing.
+        """Write the index (see :meth:`flush`; not for a scratch store) and release the store;
+        calling it again does nothing.
 
         Raises
         ------

@@ -21,6 +21,7 @@ from amcheck import (
     InvalidArgumentError,
     StateSpec,
     Timeline,
+    TransferError,
 )
 from amcheck._bytes import format_bytes, parse_bytes
 from amcheck.compat.pyrevolve import Revolver
@@ -239,3 +240,27 @@ def test_checkpointer_refuses_a_store_with_checkpoints_and_explains_a_mismatch()
             r"Checkpointer needs an empty store.*overwrite=True")
     _raises(lambda: ZarrTier(MemoryStore(), StateSpec.from_arrays(x0), budget=0),
             InvalidArgumentError, "budget must be > 0")
+
+
+def test_raw_tier_close_that_cannot_remove_its_file(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """close() unlinked before closing its descriptor: an unlink error escaped as a bare OSError
+    and left the descriptor (and its lock) open for good."""
+    from amcheck.storage import _raw
+
+    tier = RawTier(tmp_path, SPEC, records=2)
+
+    def refuse(path: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(_raw.os, "unlink", refuse)
+    _raises(lambda: asyncio.run(tier.close()), TransferError, "removing its file")
+    monkeypatch.undo()
+    again = RawTier(tmp_path, SPEC, records=2, overwrite=True)  # the lock went with the fd
+    asyncio.run(again.close())
+
+
+def test_zarr_tier_at_the_root_is_an_amcheck_error() -> None:
+    from amcheck import StoreMismatchError
+
+    _raises(lambda: ZarrTier("/", SPEC), StoreMismatchError, "holds no zarr store")

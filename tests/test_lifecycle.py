@@ -168,3 +168,25 @@ def test_an_interrupt_while_the_service_starts_leaves_no_thread(
     monkeypatch.undo()
     time.sleep(0.05)
     assert not any(t.name.startswith("amcheck") for t in threading.enumerate())
+
+
+def test_close_from_two_threads_at_once(tmp_path: Path) -> None:
+    """close() is idempotent: the second of two concurrent calls used to raise SweepStateError."""
+    for _ in range(20):
+        ckp = Checkpointer(Forward(), Adjoint(), initial_state(), 12, ram="1 MiB", disk=tmp_path,
+                           strategy="async_multistage", interval=3)
+        ckp.forward()
+        errors: list[BaseException] = []
+
+        def close(ckp: Checkpointer = ckp, errors: list[BaseException] = errors) -> None:
+            try:
+                ckp.close()
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=close) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == [] and ckp.closed

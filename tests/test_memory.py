@@ -74,3 +74,31 @@ def test_close_gives_the_pool_back_once_x_n_is_dropped() -> None:
     gc.collect()
     assert rss() - before < 48 * MiB  # ... and the rest went back at close()
     del ckp
+
+
+def test_a_close_that_fails_still_gives_the_pool_back() -> None:
+    """A disk delete failing at close() raised before the pool was dropped, and the closed
+    Checkpointer then never dropped it."""
+    import asyncio
+
+    from amcheck.storage import ZarrTier
+    from zarr.storage import MemoryStore
+
+    from amcheck import TransferError
+
+    x0 = initial_state()
+    tier = ZarrTier(MemoryStore(), StateSpec.from_arrays(x0))
+    ckp = Checkpointer(Forward(), Adjoint(), x0, 40, ram="1 MiB", disk=tier, strategy="two_level",
+                       interval=5)
+    ckp.forward()
+    assert tier.steps
+
+    async def broken(step: int) -> None:
+        raise OSError(5, "EIO on delete")
+
+    tier.delete = broken  # type: ignore[method-assign]
+    with pytest.raises(TransferError, match="EIO on delete"):
+        ckp.close()
+    assert ckp.closed and ckp._pool._block.nbytes == 0
+    del tier.delete
+    asyncio.run(tier.close())
