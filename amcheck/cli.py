@@ -220,8 +220,9 @@ def _run_plan(args: argparse.Namespace) -> int:
     if args.steps > PLAN_MAX_STEPS:
         raise _UsageError(
             f"--steps {args.steps:,} is more than {PLAN_MAX_STEPS:,}: plan replays every action "
-            "(10^7 steps take about half a minute); the recompute factor of a fixed interval does "
-            "not depend on n (amcheck.schedules.multistage_recompute_factor), Revolve's forward "
+            "(10^7 steps take about half a minute); the recompute factor of a fixed interval "
+            "hardly depends on n (amcheck.schedules.multistage_recompute_factor(k, slots, n) "
+            "gives it for any n), Revolve's forward "
             "steps are amcheck.schedules.binomial_forward_steps(n, slots)"
         )
     strategy: str = args.strategy or ("async_multistage" if args.interval else "revolve")
@@ -508,8 +509,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, or a usage error already printed
         return exit_.code if isinstance(exit_.code, int) else 2
-    if args.command is None:
-        parser.print_help()
+    if args.command is None:  # a usage error like any other: one line on stderr
+        parser.print_usage(sys.stderr)
+        print("amcheck: error: a command is required: demo, plan, bench or info (amcheck --help "
+              "says what each does)", file=sys.stderr)
         return 2
     try:
         code: int = args.handler(args)

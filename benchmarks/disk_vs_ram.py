@@ -44,6 +44,7 @@ from typing import Any
 
 import numba
 import numpy as np
+from _args import positive_int  # the benchmarks' shared argparse types
 from amcheck.storage import RamTier, RawTier, Tier, TransferService, ZarrTier, slot_layout
 from amcheck.storage._codecs import quiet_numcodecs
 
@@ -271,8 +272,8 @@ def bench_baselines(state: dict[str, np.ndarray], count: int, repeats: int, wher
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 128], help="MB")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", type=positive_int, nargs="+", default=[1, 16, 128], help="MB")
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--tiers", nargs="+",
                         default=["ram", "raw", "zarr", "zarr-pagecache", "zarr+blosc", "zarr+zfp"])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "disk_vs_ram.json")

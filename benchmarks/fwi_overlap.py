@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numba
 import numpy as np
+from _args import positive_int  # the benchmarks' shared argparse types
 from amcheck.kernels import Geometry, Model
 from amcheck.kernels._operators import AcousticAdjoint, AcousticForward
 from long_sequences import paired, ratio_text, settle
@@ -84,9 +85,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shapes", nargs="+", default=["201x401", "601x1201"],
                         help="physical grids NXxNZ (default: 201x401 601x1201)")
-    parser.add_argument("--steps", type=int, default=2000, help="time steps (default 2000)")
-    parser.add_argument("--interval", type=int, default=50, help="disk interval k (default 50)")
-    parser.add_argument("--repeats", type=int, default=7, help="rounds (default 7)")
+    parser.add_argument("--steps", type=positive_int, default=2000, help="time steps (default 2000)")
+    parser.add_argument("--interval", type=positive_int, default=50, help="disk interval k (default 50)")
+    parser.add_argument("--repeats", type=positive_int, default=7, help="rounds (default 7)")
     args = parser.parse_args()
     numba.set_num_threads(1)
     print(f"{platform.processor() or platform.machine()}, numba {numba.__version__}, "

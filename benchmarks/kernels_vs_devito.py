@@ -26,6 +26,7 @@ import sys
 import time
 
 import numpy as np
+from _args import positive_int  # the benchmarks' shared argparse types
 
 
 def _median_range(times: list[float], work: float) -> tuple[float, float, float]:
@@ -121,7 +122,7 @@ def run_worker(args: list[str], threads: int) -> dict[str, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="1000^2 and 128^3 instead of 2000^2, 256^3")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument("--orders", default="4,8")
     p.add_argument("--threads", default="1,2")
     p.add_argument("--json", metavar="PATH", help="also write every cell (and the load) as JSON")

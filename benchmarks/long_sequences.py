@@ -51,6 +51,7 @@ from typing import Any
 import _wave  # the shared benchmark load, beside this script
 import numba
 import numpy as np
+from _args import positive_float, positive_int  # the benchmarks' shared argparse types
 from _wave import Adjoint as _Adjoint
 from _wave import advance, compile_kernels, slot_nbytes, state_nbytes
 from amcheck.storage import ZarrTier
@@ -381,17 +382,17 @@ def k_sweep(args: argparse.Namespace, workroot: Path, report: dict[str, Any],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ns", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--ns", type=positive_int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--quick", action="store_true", help="n = 300, 1000; 1 repeat; small k sweep")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--k", type=int, default=50, help="fixed interval (default 50)")
-    parser.add_argument("--skip-slow-above", type=int, default=10000,
+    parser.add_argument("--repeats", type=positive_int, default=3)
+    parser.add_argument("--k", type=positive_int, default=50, help="fixed interval (default 50)")
+    parser.add_argument("--skip-slow-above", type=positive_int, default=10000,
                         help="run Revolve in RAM and pyrevolve only up to this n (default 10^4)")
-    parser.add_argument("--store-all-gib", type=float, default=6.0,
+    parser.add_argument("--store-all-gib", type=positive_float, default=6.0,
                         help="RAM store-all may use (default 6 GiB: n=1000 fits)")
-    parser.add_argument("--sweep-n", type=int, default=None, help="n of the k sweep (default: 2nd n)")
-    parser.add_argument("--sweep-ks", type=int, nargs="+", default=[5, 10, 20, 50, 100, 200, 400])
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--sweep-n", type=positive_int, default=None, help="n of the k sweep (default: 2nd n)")
+    parser.add_argument("--sweep-ks", type=positive_int, nargs="+", default=[5, 10, 20, 50, 100, 200, 400])
+    parser.add_argument("--threads", type=positive_int, default=1,
                         help="numba threads of every variant in the main table (default 1: on a "
                              "shared 2-core machine a 2-thread barrier kernel is preempted)")
     parser.add_argument("--workdir", default=None, help="disk tier directory (default: a temp dir)")

@@ -47,6 +47,8 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
+from _args import positive_float, positive_int  # the benchmarks' shared argparse types
+
 # One process: import, optionally plan a small other (n, s) first, then plan (n, s) once (cold,
 # or "new (n, s)" after the warm-up) and again (warm): once more when the warm run took < 1 s.
 # Prints one JSON line per event, flushed, so that a process killed at the limit still reports.
@@ -179,10 +181,10 @@ def _fmt(xs: list[float], case: Case | None = None, limit: float = 0.0) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--slots", type=int, nargs="+", default=[10, 50])
-    parser.add_argument("--interval", type=int, default=100, help="k for the two-level plans")
-    parser.add_argument("--limit", type=float, default=30.0, help="seconds per external process")
+    parser.add_argument("--sizes", type=positive_int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--slots", type=positive_int, nargs="+", default=[10, 50])
+    parser.add_argument("--interval", type=positive_int, default=100, help="k for the two-level plans")
+    parser.add_argument("--limit", type=positive_float, default=30.0, help="seconds per external process")
     parser.add_argument("--json", help="also write every sample to this file")
     args = parser.parse_args(argv)
 

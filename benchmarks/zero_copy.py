@@ -33,6 +33,7 @@ from typing import Any
 import _wave  # the shared benchmark load, beside this script
 import numba
 import numpy as np
+from _args import positive_int  # the benchmarks' shared argparse types
 from _wave import Adjoint, advance, compile_kernels, slot_nbytes, state_nbytes, wave_steps
 
 import amcheck
@@ -123,9 +124,9 @@ def run_pyrevolve(n: int, checkpoints: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=2000, help="time steps (default 2000)")
-    parser.add_argument("--slots", type=int, default=20, help="Revolve RAM slots (default 20)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per variant (median)")
+    parser.add_argument("--n", type=positive_int, default=2000, help="time steps (default 2000)")
+    parser.add_argument("--slots", type=positive_int, default=20, help="Revolve RAM slots (default 20)")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="runs per variant (median)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args()
 

@@ -167,7 +167,9 @@ def test_pyrevolve_adapter_checks_get_data(
 
 def test_pyrevolve_adapter_caps_checkpoints_at_the_steps() -> None:
     ops = _Ops(lambda t: [np.zeros(4)])
-    assert Revolver(ops, ops, ops, 10**12, 10).n_checkpoints == 10
+    revolver = Revolver(ops, ops, ops, 10**12, 10)
+    assert revolver.n_checkpoints == 10**12 and revolver._pool.n_slots == 10  # as pyrevolve
+    assert Revolver(ops, ops, ops, 3, 6, compression_params={"scheme": None}).n_checkpoints == 3
     _raises(lambda: Revolver(ops, ops, ops, 3, 6, timeline=None), ArgumentTypeError, "timeline")  # type: ignore[arg-type]
 
 

@@ -106,12 +106,12 @@ class Revolver:
     n_checkpoints
         Checkpoints held in RAM (x_0's included), ``>= 1``; ``None`` picks :func:`adjust`.
         Memory: ``n_checkpoints`` copies of the state, allocated once, like pyrevolve's
-        ``NumpyStorage``; more than ``n_timesteps`` are never used, so at most that many.
+        ``NumpyStorage``, at most ``n_timesteps`` of them (more are never used).
     n_timesteps
         Number of steps n, ``>= 1``.
     timings, profiler, compression_params
         pyrevolve's optional arguments, accepted so that its calls run unchanged: ``None`` only
-        (amcheck has one memory level, profiles through :attr:`stats` and :attr:`timeline`, and
+        (``compression_params={"scheme": None}``, pyrevolve's "no compression", too; amcheck has one memory level, profiles through :attr:`stats` and :attr:`timeline`, and
         compresses disk checkpoints through :class:`amcheck.Checkpointer`).
     timeline
         Record compute and reverse events in :attr:`timeline`.
@@ -139,6 +139,10 @@ class Revolver:
         *,
         timeline: bool = True,
     ) -> None:
+        if isinstance(compression_params, dict) and compression_params.get("scheme") is None and (
+            set(compression_params) <= {"scheme"}
+        ):
+            compression_params = None  # pyrevolve's own "no compression"
         for name, value in (("timings", timings), ("profiler", profiler),
                             ("compression_params", compression_params)):
             if value is not None:
@@ -160,18 +164,16 @@ class Revolver:
                 )
         self.n_timesteps = check_int("n_timesteps", n_timesteps, minimum=1)
         given = check_optional_int("n_checkpoints", n_checkpoints, minimum=1)
-        # More checkpoints than steps would only allocate slots Revolve never uses.
-        self.n_checkpoints = adjust(self.n_timesteps) if given is None else min(given,
-                                                                                 self.n_timesteps)
+        self.n_checkpoints = adjust(self.n_timesteps) if given is None else given
         self.checkpoint = checkpoint
         self.fwd_operator = fwd_operator
         self.rev_operator = rev_operator
         arrays = self._arrays("get_data", 0)
         self._spec = StateSpec({str(i): (a.shape, a.dtype) for i, a in enumerate(arrays)})
         self._schedule = Revolve(self.n_timesteps, self.n_checkpoints)
-        self._pool = RamTier(
-            self.n_checkpoints * slot_size(self._spec), self._spec, slots=self.n_checkpoints
-        )
+        # More slots than steps would only allocate memory Revolve never uses.
+        slots = min(self.n_checkpoints, self.n_timesteps)
+        self._pool = RamTier(slots * slot_size(self._spec), self._spec, slots=slots)
         self._timeline = Timeline(enabled=check_bool("timeline", timeline))
         self._stats = StatsRecorder(ram_pool_bytes=self._pool.allocated_bytes)
         self._live_t: int | None = 0  # the step whose state the live data holds

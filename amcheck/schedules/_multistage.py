@@ -344,8 +344,10 @@ class _Periodic(Schedule):
         copy meanwhile, so :func:`~amcheck.schedules.simulate` of the copy (with the same n for
         an unknown length) yields the same actions, segment starts and counts as that sweep, and
         leaves this schedule (its recorded positions, and a reverse sweep still to come) alone.
-        Boundaries past the recorded ones (a longer unknown-length replay) follow the copy's own
-        interval. Before any sweep: a plain copy.
+        Boundaries past the recorded ones (a longer unknown-length replay) keep the interval in
+        force after the last recorded one (that boundary's replay set it; :meth:`set_interval`
+        called on the copy *during* its sweep, after that boundary, changes it). Before any
+        sweep: a plain copy.
 
         Returns
         -------
