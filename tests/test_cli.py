@@ -37,9 +37,12 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == f"amcheck {amcheck.__version__}"
 
 
-def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
-    assert "usage: amcheck" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "usage: amcheck" in captured.err
+    assert "amcheck: error: a command is required" in captured.err
 
 
 @pytest.mark.parametrize(
