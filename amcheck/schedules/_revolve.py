@@ -48,7 +48,7 @@ doi:10.1145/347837.347846.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from math import comb
 
 from amcheck._errors import InvalidArgumentError
@@ -70,6 +70,7 @@ __all__ = [
     "Revolve",
     "binomial_forward_steps",
     "binomial_split",
+    "binomial_split_left",
     "check_reverse_length",
     "forward_descent",
     "repetition_number",
@@ -150,6 +151,18 @@ def binomial_split(m: int, c: int) -> int:
     return min(j, other)
 
 
+def binomial_split_left(m: int, c: int) -> int:
+    """:func:`binomial_split`'s smallest optimal ``j`` instead of its largest: the same forward
+    steps, and fewer saves (the right parts run longer, so fewer of them are short enough to be
+    kept whole). For an engine that copies on every save (the pyrevolve adapter); the zero-copy
+    engine's saves cost nothing, and it keeps the largest.
+    """
+    if c == 1 or m == 2:
+        return m - 1
+    r = repetition_number(m, c)
+    return max(_beta(c, r - 2), m - _beta(c - 1, r), 1)
+
+
 def binomial_forward_steps(n_steps: int, slots: int) -> int:
     """Forward steps :class:`Revolve` runs: ``T(n, s) + 1`` (see the module docstring).
 
@@ -171,7 +184,13 @@ def binomial_forward_steps(n_steps: int, slots: int) -> int:
 
 
 def reverse_range(
-    a: int, b: int, c: int, *, descended: bool = False, splits: dict[int, int] | None = None
+    a: int,
+    b: int,
+    c: int,
+    *,
+    descended: bool = False,
+    splits: dict[int, int] | None = None,
+    split: Callable[[int, int], int] = binomial_split,
 ) -> Iterator[Action]:
     """Reverse steps ``a … b-1`` with binomial checkpointing in RAM.
 
@@ -183,7 +202,8 @@ def reverse_range(
     have been yielded already, by :meth:`Revolve.forward`; it is replayed silently to rebuild the
     stack, and the current state must be x_{b-1}.
 
-    ``splits`` memoises :func:`binomial_split` under the key ``length·(c+1) + slots``; pass the
+    ``split`` picks each checkpoint's place (:func:`binomial_split`, or
+    :func:`binomial_split_left`); ``splits`` memoises it under the key ``length·(c+1) + slots``; pass the
     same dict to every call with the same ``c`` (e.g. one per reverse sweep) to share it. Few
     distinct (length, slots) pairs occur: hundreds for n = 10^6.
 
@@ -223,7 +243,7 @@ def reverse_range(
             key = m * stride + cc
             j = split_of(key)
             if j is None:
-                j = splits[key] = binomial_split(m, cc)
+                j = splits[key] = split(m, cc)
             mid = t + j
             if emit:
                 yield Advance(t, mid)
@@ -269,7 +289,9 @@ def reverse_range(
         yield load
 
 
-def forward_descent(a: int, b: int, c: int) -> Iterator[Action]:
+def forward_descent(
+    a: int, b: int, c: int, *, split: Callable[[int, int], int] = binomial_split
+) -> Iterator[Action]:
     """End a forward sweep at x_b so that ``[a, b)`` is reversed next without running it twice.
 
     With x_a as the current state: keep it in RAM (``Save(a, "ram")``), run the first descent of
@@ -281,7 +303,7 @@ def forward_descent(a: int, b: int, c: int) -> Iterator[Action]:
     strategies of :mod:`amcheck.schedules._multistage` for their last segment.
     """
     yield Save(a, RAM)
-    for action in reverse_range(a, b, c):
+    for action in reverse_range(a, b, c, split=split):
         if type(action) is Reverse:
             break
         yield action
@@ -322,18 +344,23 @@ class Revolve(Schedule):
     def __repr__(self) -> str:
         return f"Revolve(n_steps={self.n_steps}, slots={self.slots})"
 
+    def _split(self, m: int, c: int) -> int:
+        """Where each checkpoint goes among its optimal places (see :func:`binomial_split_left`
+        for why a subclass may choose another)."""
+        return binomial_split(m, c)
+
     @property
     def capacity(self) -> Mapping[TierName, int | None]:
         return {"ram": self.slots, "disk": 0}
 
     def forward(self) -> Iterator[Action]:
         """Keep x_0, advance down the first binomial descent, then produce x_n."""
-        yield from forward_descent(0, self.n_steps, self.slots)
+        yield from forward_descent(0, self.n_steps, self.slots, split=self._split)
 
     def reverse(self, n_steps: int) -> Iterator[Action]:
         """Reverse all steps, then free x_0."""
         check_reverse_length(self, n_steps)
-        yield from reverse_range(0, self.n_steps, self.slots, descended=True)
+        yield from reverse_range(0, self.n_steps, self.slots, descended=True, split=self._split)
         yield Free(0, RAM)
         yield End()
 
