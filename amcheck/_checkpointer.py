@@ -46,7 +46,6 @@ from amcheck._timeline import Timeline
 from amcheck._validate import check_bool, check_int, check_optional_int
 from amcheck.schedules import AsyncMultistage, Schedule, TwoLevel
 from amcheck.storage import RamTier, Tier
-from amcheck.storage._lock import StoreLock
 from amcheck.storage._users import OpenUsers
 
 
@@ -58,19 +57,12 @@ class _Owned:
 
     tier: Tier | None = None
     folder: Path | None = None
-    lock: StoreLock | None = None
     made: list[Path] = field(default_factory=list)
 
     def remove_folder(self) -> None:
-        """Remove the folder, then release its lock (so no other run sees it unlocked while it
-        goes), then remove the directories made for it while nothing else is in them."""
+        """Remove the folder, then the directories made for it while nothing else is in them."""
         folder, self.folder = self.folder, None
-        lock, self.lock = self.lock, None
         made, self.made = self.made, []
-        if folder is not None:  # the store first: its lock file stays until the store is gone
-            shutil.rmtree(folder / STORE_NAME, ignore_errors=True)
-        if lock is not None:
-            lock.release()
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
         for parent in made:
@@ -478,7 +470,6 @@ class Checkpointer:
                 self._owned.remove_folder()
                 raise
             self._owned.tier = tier
-            self._owned.lock = tier._hand_over_lock()  # released after the folder is removed
             if tier.locked:  # else no flock here: a live run's folder would look stale
                 try:
                     warn_stale_folders(root, self._owned.folder, stacklevel=3)

@@ -343,17 +343,18 @@ class Engine:
         cached read-only views) and closes the pool; x_n views a caller kept hold it until they
         go.
         """
-        interrupted = True
+        interrupted = False
         try:
             self.clear()
-            interrupted = False
-        except Exception:
-            interrupted = False  # an error (a failed delete): the pool goes all the same
+        except BaseException as exc:
+            # An error (a failed delete): the pool goes all the same. An interrupt (Ctrl-C):
+            # the next close() finishes clear(), then this.
+            interrupted = not isinstance(exc, Exception)
             raise
         finally:
             if self._dp is not None:
                 self._dp.stop()
-            if not interrupted:  # else the next close() finishes clear(), then this
+            if not interrupted:
                 self._views.clear()
                 self._pool.close_now()
 

@@ -4,8 +4,9 @@ of crashed runs.
 ``Checkpointer(..., disk="some/dir")`` makes a fresh folder ``some/dir/amcheck-<8 chars>``
 (:func:`tempfile.mkdtemp`) holding its :class:`~amcheck.storage.ZarrTier` store,
 ``checkpoints.zarr``, and that store's lock file ``checkpoints.zarr.lock`` (held by the run:
-:mod:`amcheck.storage._lock`), and removes the folder on ``close()``: the folder first, then the
-lock, so that no other run sees the folder unlocked while it goes. A run killed (``SIGKILL``,
+:mod:`amcheck.storage._lock`), and on ``close()`` releases the lock (removing its file) and then
+removes the folder: a scan in between finds the folder just changed (see below) and passes it
+over. A run killed (``SIGKILL``,
 out of memory, a node failure) leaves its folder behind, with a lock file nobody holds: the
 kernel released the lock with the process.
 
@@ -17,7 +18,7 @@ if wrong. A folder is skipped while
 
 - its lock is held (a live run), or the lock cannot be tried (no ``flock`` there);
 - it changed in the last :data:`YOUNG_SECONDS` (a run is making it, and has not locked it yet,
-  or is removing it);
+  or is removing it: its lock file went a moment ago);
 - it holds anything but ``checkpoints.zarr`` and its lock file (not a folder amcheck made), or
   its name is not ``amcheck-`` and the 8 characters of ``mkdtemp``.
 

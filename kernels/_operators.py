@@ -88,28 +88,30 @@ def trace_data(name: str, data: Any, geometry: Geometry, kind: str = "nrec", dty
     array = array.astype(np.float64, copy=False)
     if array.shape != shape:
         raise InvalidArgumentError(f"{name} must have shape (nt, {kind}) = {shape}, got {array.shape}")
-    finite = np.isfinite(array)
-    if not finite.all():
-        t, r = (int(i) for i in np.argwhere(~finite)[0])
-        raise InvalidArgumentError(
-            f"{name} holds {int((~finite).sum())} values that are not finite, the first at "
-            f"[{t}, {r}] (time sample {t}, {'receiver' if kind == 'nrec' else 'source'} {r}): "
-            f"{array[t, r]}; set dead samples to 0 (np.nan_to_num({name}, nan=0.0, posinf=0.0, "
-            "neginf=0.0)) or leave them out of the Geometry"
-        )
+    _refuse_unless(np.isfinite(array), array, name, kind, "that are not finite",
+                   f"set dead samples to 0 (np.nan_to_num({name}, nan=0.0, posinf=0.0, "
+                   "neginf=0.0)) or leave them out of the Geometry")
     if dtype is not None:
         with np.errstate(over="ignore"):
             fits = np.isfinite(array.astype(dtype))
-        if not fits.all():
-            t, r = (int(i) for i in np.argwhere(~fits)[0])
-            raise InvalidArgumentError(
-                f"{name} holds {int((~fits).sum())} values that overflow the model's dtype "
-                f"{np.dtype(dtype).name} (largest {float(np.finfo(dtype).max):.3g}), the first at "
-                f"[{t}, {r}] (time sample {t}, {'receiver' if kind == 'nrec' else 'source'} {r}): "
-                f"{float(array[t, r])!r}; scale the data down (the wave equation is linear) or "
-                "use a float64 model"
-            )
+        _refuse_unless(fits, array, name, kind,
+                       f"that overflow the model's dtype {np.dtype(dtype).name} (largest "
+                       f"{float(np.finfo(dtype).max):.3g})",
+                       "scale the data down (the wave equation is linear) or use a float64 model")
     return array
+
+
+def _refuse_unless(ok: np.ndarray, array: np.ndarray, name: str, kind: str, what: str,
+                   remedy: str) -> None:
+    """Raise naming how many samples of ``array`` (nt, kind) are not ``ok``, the first one,
+    and what to do."""
+    if ok.all():
+        return
+    t, r = (int(i) for i in np.argwhere(~ok)[0])
+    raise InvalidArgumentError(
+        f"{name} holds {int((~ok).sum())} values {what}, the first at [{t}, {r}] (time sample "
+        f"{t}, {'receiver' if kind == 'nrec' else 'source'} {r}): {float(array[t, r])!r}; {remedy}"
+    )
 
 
 class _Discretisation:

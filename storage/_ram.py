@@ -202,10 +202,7 @@ class RamTier(Tier):
 
     def _check_own(self, slot: object) -> None:
         """``slot`` must be one of this tier's slots (not another RamTier's with the same index)."""
-        index = getattr(slot, "index", None)
-        if not isinstance(slot, Slot) or not (
-            isinstance(index, int) and self._slots.get(index) is slot
-        ):
+        if not isinstance(slot, Slot) or self._slots.get(slot.index) is not slot:
             raise InvalidArgumentError(
                 f"slot must be a Slot acquired from RAM tier {self.name!r}, got {slot!r}"
             )

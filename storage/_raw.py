@@ -49,7 +49,7 @@ from amcheck._errors import (
     TransferError,
 )
 from amcheck._state import State, StateSpec
-from amcheck._validate import check_int, check_name, check_optional_int
+from amcheck._validate import check_bool, check_int, check_name, check_optional_int
 
 __all__ = ["RECORD_ALIGNMENT", "RawTier"]
 
@@ -166,12 +166,9 @@ class RawTier(Tier):
                 f"path must be a file or directory path, got {path!r} of type "
                 f"{type(path).__name__}"
             )
-        if not isinstance(durable, bool):
-            raise ArgumentTypeError(f"durable must be a bool, got {durable!r}")
-        if not isinstance(checksum, bool):
-            raise ArgumentTypeError(f"checksum must be a bool, got {checksum!r}")
-        if not isinstance(overwrite, bool):
-            raise ArgumentTypeError(f"overwrite must be a bool, got {overwrite!r}")
+        durable = check_bool("durable", durable)
+        checksum = check_bool("checksum", checksum)
+        overwrite = check_bool("overwrite", overwrite)
         if not os.fspath(path):
             raise InvalidArgumentError("path must name a file or a directory, got ''")
         if records is not None and budget is not None:

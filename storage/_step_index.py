@@ -226,18 +226,16 @@ class StepIndex(Mapping[int, tuple[int, int]]):
         """
         entries = {int(s): (int(r), int(nb)) for s, (r, nb) in dict(found.get("index", {})).items()}
         saved = found.get("crcs")
-        crcs = {str(s): tuple(c) for s, c in saved.items() if isinstance(c, list)} if (
-            isinstance(saved, dict)
-        ) else {}
+        crcs = saved if isinstance(saved, dict) else {}
         present = await asyncio.gather(*(row_present(row) for row, _ in entries.values()))
         for (step, entry), here in zip(entries.items(), present, strict=True):
             if here:
                 self._entries[step] = entry
-                ident = crcs.get(str(step), ())
-                if len(ident) == crc_count and all(
+                ident = crcs.get(str(step))
+                if isinstance(ident, list) and len(ident) == crc_count and all(
                     type(c) is int and 0 <= c < 2**32 for c in ident
                 ):
-                    self._crcs[step] = ident
+                    self._crcs[step] = tuple(ident)
         used = {row for row, _ in entries.values()}
         held = {row for row, _ in self._entries.values()}
         self._next_row = max(used) + 1 if used else 0

@@ -380,7 +380,6 @@ class ZarrTier(Tier):
         self._store, self._owns_store, self.path = _open_store(store)
         what = f"zarr tier {name!r}: store {self.path}"
         self._lock, made = _lock_store(self._store, what)  # before anything is created or read
-        self._release_lock = True  # on close (see _hand_over_lock)
         # Without the lock (not a local store, or no flock there) a failed opening removes
         # nothing: another process may have created what is there meanwhile.
         fresh = _fresh_directory(store) if self._lock is not None else None
@@ -411,13 +410,6 @@ class ZarrTier(Tier):
         :mod:`amcheck.storage._lock`): ``False`` on other stores, where the file system has no
         ``flock``, and after :meth:`close`."""
         return self._lock is not None and self._lock.held
-
-    def _hand_over_lock(self) -> StoreLock | None:
-        """The store's lock, which :meth:`close` then leaves held for the caller to release: the
-        Checkpointer removes the folder it made for the tier first, so that no other run sees
-        that folder unlocked while it goes."""
-        self._release_lock = False
-        return self._lock
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -758,7 +750,7 @@ class ZarrTier(Tier):
             _OPEN_STORES.release(self)
             if self._owns_store:
                 self._store.close()
-            if self._lock is not None and self._release_lock:
+            if self._lock is not None:
                 self._lock.release()  # last: the store is closed
 
     @property

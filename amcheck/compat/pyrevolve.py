@@ -178,6 +178,7 @@ class Revolver:
         self.checkpoint = checkpoint
         self.fwd_operator = fwd_operator
         self.rev_operator = rev_operator
+        self._spec: StateSpec | None = None  # the layout of the first get_data's arrays
         arrays = self._arrays("get_data", 0)
         self._spec = StateSpec({str(i): (a.shape, a.dtype) for i, a in enumerate(arrays)})
         self._schedule = _FewestCopies(self.n_timesteps, self.n_checkpoints)
@@ -265,7 +266,7 @@ class Revolver:
                 raise ArgumentTypeError(
                     f"checkpoint.{method}({t}) must return numpy arrays, got {type(array).__name__}"
                 )
-        spec = getattr(self, "_spec", None)
+        spec = self._spec
         if spec is not None:
             fields = list(spec.values())
             if len(arrays) != len(fields) or any(
