@@ -16,7 +16,7 @@ import tempfile
 import threading
 import warnings
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -25,7 +25,14 @@ from typing import Any, Literal, Self
 import numpy as np
 
 from amcheck._bytes import ByteSize, format_bytes, parse_bytes
-from amcheck._cores import check_compute_threads, compute_threads_for, numba_threads
+from amcheck._cores import (
+    ThreadChooser,
+    auto_chooser,
+    check_compute_threads,
+    chosen_threads,
+    fixed_threads,
+    numba_threads,
+)
 from amcheck._disk import DiskPath
 from amcheck._engine import Engine, IntervalTuner, Progress
 from amcheck._errors import (
@@ -210,9 +217,12 @@ class Checkpointer:
         ``"wait"`` on the timeline and in ``stats.stall_seconds``).
     compute_threads
         numba threads for the user's kernels during sweeps with disk traffic: ``None`` (auto:
-        one thread fewer than numba's current count on machines with at most 4 cores, so the
-        transfer thread has a core; all threads otherwise), ``"all"`` (leave numba alone) or a
-        number. The count is restored after each sweep. Applies only when the operator has
+        measured; the first advances of the forward sweep, and the first reverse steps of the
+        reverse sweep, alternate between numba's current count and one thread fewer, which
+        leaves a core to the transfer thread; the sweep goes on with the faster, one fewer
+        unless all threads are 10 % faster, and times both again after 64 units, then 128, ...),
+        ``"all"`` (leave numba alone) or a number. The count is restored after each sweep and
+        ``stats.compute_threads`` says what a sweep ended on. Applies only when the operator has
         imported numba; amcheck never imports it. Why: see :mod:`amcheck._cores`.
     timeline
         Record a :class:`amcheck.Timeline` of compute, reverse, transfer and wait events
@@ -286,6 +296,7 @@ class Checkpointer:
         budget = parse_bytes(ram, "ram")
         self._max_in_flight = check_int("max_in_flight", max_in_flight, minimum=1)
         self._compute_threads = check_compute_threads(compute_threads)
+        self._choosers: dict[bool, ThreadChooser] = {}  # forward / reverse sweeps: auto threads
         timeline = check_bool("timeline", timeline)
         disk_slots = self._disk_slots(disk, disk_budget, spec, isinstance(strategy, str))
         slot_nbytes = slot_size(spec)
@@ -536,7 +547,7 @@ class Checkpointer:
             self._n_seen = None
             self._engine.progress = progress
             self._engine.tuner = self._make_tuner(self._schedule)
-            with self._cores():
+            with self._cores(forward=True):
                 n = self._engine.run_forward(self._schedule.forward(), x0)
             self._stats.interval = getattr(self._schedule, "interval", None)
             if self._n_given is not None and n != self._n_given:
@@ -597,7 +608,7 @@ class Checkpointer:
             assert schedule is not None and n is not None
             actions = schedule.reverse(n) if self._phase == "forwarded" else None
             self._engine.progress = progress
-            with self._cores():
+            with self._cores(forward=False):
                 self._engine.run_reverse(actions)
             self._phase = "reversed"
         except BaseException as error:
@@ -760,11 +771,37 @@ class Checkpointer:
                 )
             self._busy = True
 
-    def _cores(self) -> contextlib.AbstractContextManager[None]:
-        """numba threads for a sweep: fewer during sweeps with disk traffic (``compute_threads``)."""
+    @contextlib.contextmanager
+    def _cores(self, *, forward: bool) -> Iterator[None]:
+        """numba threads for a sweep with disk traffic (``compute_threads``): fixed, or chosen
+        by measurement (a chooser per direction, kept across sweeps, the reverse one starting
+        from the forward's choice; a new one if numba's count changed);
+        ``stats.compute_threads`` says what the sweep ended on."""
+        self._engine.threads = None
         if not self._plan.staging:
-            return contextlib.nullcontext()
-        return numba_threads(compute_threads_for(self._compute_threads))
+            yield
+            return
+        if self._compute_threads is not None:
+            threads = fixed_threads(self._compute_threads)
+            with numba_threads(threads):
+                yield
+            self._stats.compute_threads = threads
+            return
+        chooser = self._choosers.get(forward)
+        fresh = auto_chooser(start_from=None if forward else self._choosers.get(True))
+        if fresh is None or chooser is None or fresh.all != chooser.all:
+            chooser = fresh
+        if chooser is None:  # numba not imported, or one thread: nothing to choose
+            yield
+            return
+        self._choosers[forward] = chooser
+        self._engine.threads = chooser
+        try:
+            with chosen_threads(chooser):
+                yield
+        finally:
+            self._engine.threads = None
+        self._stats.compute_threads = chooser.threads
 
     def _make_tuner(self, schedule: Schedule) -> IntervalTuner | None:
         """An automatic interval for this sweep's schedule, or ``None`` when k is fixed."""

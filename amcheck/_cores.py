@@ -2,40 +2,64 @@
 
 Why
 ---
-On a small machine a parallel numba kernel with a barrier every step stalls whenever one of its
-threads is preempted, and the transfer thread (copies, syscalls, codecs) preempts one every time
-it wakes up. Measured on 2 cores (FIELD-NOTES.md, issue 5): a 2-thread kernel overlapped with its
-own checkpoint I/O ran *slower* than kernel and I/O one after the other, while a 1-thread kernel
-let the second core absorb the I/O. So during a sweep that moves checkpoints to or from disk the
-engine may run the user's numba kernels on fewer threads, leaving cores to I/O, and restores the
-thread count afterwards.
+While checkpoints move to or from disk, a transfer thread (syscalls, checksums, copies, codecs)
+runs beside the user's kernels. On a small machine that costs the kernels either way: a parallel
+numba kernel with a barrier every step stalls whenever the transfer thread preempts one of its
+threads, while one thread fewer leaves a core idle but for the I/O. Which wins depends on the
+kernel, not the machine alone. Measured on 2 cores: the memory-bound 2-D load of
+``benchmarks/long_sequences.py`` streamed its checkpoints 1.2x faster on both threads than on one
+(a quiet host; with other work beside it the 2-thread kernel ran 5-33x slower), while the 3-D
+order-8 FWI gradient of ``benchmarks/fwi_threads.py`` ran 1.7x faster on both. So the default
+measures (:class:`ThreadChooser`).
 
-amcheck never imports numba for this: if the user's operator has not imported it, there is
-nothing to set. ``numba.set_num_threads`` applies to parallel regions launched from the calling
-thread, the compute thread, which is where the operators run.
-
-The choice (``Checkpointer(compute_threads=...)``) is resolved by :func:`compute_threads_for`;
-the default ``None`` ("auto") leaves one core to I/O when numba has at least 2 threads and the
-machine has at most :data:`AUTO_RESERVE_MAX_CORES` cores (the measurements behind it are in
-docs/benchmarks.md, "Long sequences"); on larger machines one core fewer costs little either
-way, and all threads are kept.
+The choice (``Checkpointer(compute_threads=...)``): ``None`` ("auto"), the measured choice
+between all of numba's threads and one fewer; ``"all"`` leaves numba alone; a number fixes the
+count (:func:`fixed_threads`). amcheck never imports numba for this: if the user's operator has
+not imported it, there is nothing to set. ``numba.set_num_threads`` applies to parallel regions
+launched from the calling thread, the compute thread, which is where the operators run.
 """
 
 from __future__ import annotations
 
 import numbers
-import os
+import statistics
 import sys
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
 
-__all__ = ["AUTO_RESERVE_MAX_CORES", "check_compute_threads", "compute_threads_for", "numba_threads"]
+__all__ = [
+    "GIVE_UP",
+    "MARGIN",
+    "PROBES",
+    "RECENT",
+    "RECHECK",
+    "RECHECK_MAX",
+    "ThreadChooser",
+    "auto_chooser",
+    "check_compute_threads",
+    "chosen_threads",
+    "fixed_threads",
+    "numba_threads",
+]
 
-#: "auto" leaves a core to I/O on machines with at most this many cores.
-AUTO_RESERVE_MAX_CORES: Final = 4
+#: Units of work (forward advances, or reverse steps) timed on each count before a choice.
+PROBES: Final = 3
+#: All threads are chosen only when each of their probes took this much less time per step than
+#: the median of one fewer's: a tie, or a gain within the noise of a shared machine, leaves the
+#: core to I/O.
+MARGIN: Final = 0.10
+#: Units on the chosen count before both counts are timed again; the span doubles while the
+#: choice holds (up to :data:`RECHECK_MAX`) and starts again from here when it changes.
+RECHECK: Final = 64
+RECHECK_MAX: Final = 4096
+#: A recheck of all threads (one fewer chosen) stops at a unit on all threads this many times
+#: slower than one fewer's mean over its last :data:`RECENT` units.
+GIVE_UP: Final = 1.5
+RECENT: Final = 8
 
 
 def check_compute_threads(value: Any) -> int | str | None:
@@ -58,31 +82,155 @@ def _numba() -> Any | None:
     return sys.modules.get("numba")
 
 
-def compute_threads_for(setting: int | str | None, *, cores: int | None = None) -> int | None:
-    """numba threads to use during a sweep with disk traffic, or ``None`` to leave them alone.
+def fixed_threads(setting: int | str) -> int | None:
+    """numba threads for a fixed ``compute_threads``: ``None`` for ``"all"`` (leave numba alone),
+    else the number capped at numba's ``NUMBA_NUM_THREADS`` (``None`` without numba)."""
+    numba = _numba()
+    if numba is None or not isinstance(setting, int):
+        return None
+    return min(setting, int(numba.config.NUMBA_NUM_THREADS))
+
+
+class ThreadChooser:
+    """The measured ``compute_threads=None``: all of numba's threads, or one fewer.
+
+    The engine asks :meth:`next` for the count before each unit of work it times (a forward
+    advance in the forward sweep, a reverse step in the reverse sweep), which sets it, and gives
+    the unit's time per step to :meth:`record`, which sets the chosen count again for the work
+    between units. The chooser alternates the two counts for :data:`PROBES` units each and keeps
+    all threads if every one of their units took :data:`MARGIN` less time per step than the
+    median of one fewer's, else one fewer. It times both again after :data:`RECHECK` units on
+    the choice, then after twice as many while the choice holds: a machine that gets busy (where
+    a parallel kernel's barrier stalls on preempted threads) changes the choice within a span. A
+    recheck of all threads against one fewer ends at its first unit on all threads that ran
+    :data:`GIVE_UP` times slower than one fewer's mean over its last :data:`RECENT` units: on a
+    busy machine such a unit can take many times longer, and that is where probing costs most.
 
     Parameters
     ----------
-    setting
-        ``None`` (auto), ``"all"`` or a thread count (capped at numba's ``NUMBA_NUM_THREADS``).
-    cores
-        CPU cores available (default: ``os.sched_getaffinity`` or ``os.cpu_count``).
+    threads
+        numba's thread count, at least 2: the candidates are ``threads`` and ``threads - 1``.
+    set_threads
+        Sets the count (``numba.set_num_threads``).
+    choice
+        A count to start from instead of probing first (what the forward sweep chose, for the
+        reverse sweep); it is timed against the other after :data:`RECHECK` units.
     """
+
+    def __init__(self, threads: int, set_threads: Callable[[int], None], *,
+                 choice: int | None = None) -> None:
+        if threads < 2:
+            raise ValueError(f"a ThreadChooser needs at least 2 threads, got {threads}")
+        self.fewer, self.all = threads - 1, threads
+        if choice not in (None, self.fewer, self.all):
+            raise ValueError(f"choice must be {self.fewer} or {self.all}, got {choice}")
+        self.choice: int | None = choice
+        self._set = set_threads
+        self._current: int | None = None
+        self._plan: deque[int] = deque([] if choice else [self.fewer, self.all] * PROBES)
+        self._samples: dict[int, list[float]] = {self.fewer: [], self.all: []}
+        self._unit: tuple[int, bool] | None = None  # the unit under way: count, probe or not
+        self._recent: deque[float] = deque(maxlen=RECENT)  # the choice's last units outside probes
+        self._span = RECHECK
+        self._left = RECHECK
+
+    @property
+    def threads(self) -> int:
+        """The count the next unit would run on outside a probe: the choice, else one fewer."""
+        return self.fewer if self.choice is None else self.choice
+
+    def _use(self, count: int) -> None:
+        if count != self._current:
+            self._set(count)
+            self._current = count
+
+    def next(self) -> int:
+        """Set numba's thread count for the next unit of work and return it."""
+        if not self._plan:
+            if self.choice is None or any(self._samples.values()):
+                self._decide()  # a round whose last probe never recorded (its unit raised)
+            else:
+                self._left -= 1
+                if self._left <= 0:
+                    other = self.all if self.choice == self.fewer else self.fewer
+                    self._plan.extend([other, self.choice] * PROBES)
+        probe = bool(self._plan)
+        count = self._plan.popleft() if probe else self.threads
+        self._unit = (count, probe)
+        self._use(count)
+        return count
+
+    def record(self, seconds_per_step: float) -> None:
+        """The time per step of the unit started by the last :meth:`next`; the last probe of a
+        round makes the choice."""
+        if self._unit is None:
+            return
+        (count, probe), self._unit = self._unit, None
+        if not probe:
+            if count == self.choice:
+                self._recent.append(seconds_per_step)
+            return
+        self._samples[count].append(seconds_per_step)
+        if (self.choice == self.fewer and count == self.all and self._recent
+                and seconds_per_step > GIVE_UP * statistics.fmean(self._recent)):
+            self._plan.clear()  # all threads far slower (a busy machine): keep one fewer
+            self._samples[self.choice].extend(self._recent)
+        if not self._plan:
+            self._decide()
+        self._use(self.threads)
+
+    def _decide(self) -> None:
+        """Choose from the round's samples, or plan probes for a count that has none."""
+        few, every = self._samples[self.fewer], self._samples[self.all]
+        if not few or not every:
+            self._plan.extend(([] if few else [self.fewer]) + ([] if every else [self.all]))
+            return
+        # all threads must win every unit: one stalled unit (a preempted barrier) says they are
+        # not to be trusted on this machine now; one fewer's median forgives its own outlier
+        # (the first unit of a process may compile a kernel)
+        faster = max(every) < (1 - MARGIN) * statistics.median(few)
+        choice = self.all if faster else self.fewer
+        self._span = min(2 * self._span, RECHECK_MAX) if choice == self.choice else RECHECK
+        if choice != self.choice:
+            self._recent.clear()
+        self.choice, self._left = choice, self._span
+        self._samples = {self.fewer: [], self.all: []}
+
+    def start_sweep(self) -> None:
+        """Set numba's count to :attr:`threads` at the start of a sweep (the previous one's end
+        restored the user's count)."""
+        self._current = None
+        self._use(self.threads)
+
+
+def auto_chooser(start_from: ThreadChooser | None = None) -> ThreadChooser | None:
+    """A :class:`ThreadChooser` over numba's current thread count; ``None`` when numba is not
+    imported or runs one thread (nothing to choose). It starts from ``start_from``'s choice
+    when that chooser chose between the same counts (the reverse sweep, from the forward's)."""
     numba = _numba()
-    if numba is None or setting == "all":
+    if numba is None:
         return None
-    limit = int(numba.config.NUMBA_NUM_THREADS)
-    if isinstance(setting, int):
-        return min(setting, limit)
-    if cores is None:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):  # pragma: no cover - platform dependent
-            cores = os.cpu_count() or 1
-    current = int(numba.get_num_threads())
-    if current >= 2 and cores <= AUTO_RESERVE_MAX_CORES:
-        return current - 1
-    return None
+    threads = int(numba.get_num_threads())
+    if threads < 2:
+        return None
+    choice = None
+    if start_from is not None and start_from.all == threads:
+        choice = start_from.choice
+    return ThreadChooser(threads, numba.set_num_threads, choice=choice)
+
+
+@contextmanager
+def chosen_threads(chooser: ThreadChooser) -> Iterator[None]:
+    """Run the ``with`` body (a sweep whose engine consults ``chooser``), then restore numba's
+    thread count as it was before."""
+    numba = _numba()
+    assert numba is not None  # a chooser exists only once numba is imported
+    before = int(numba.get_num_threads())
+    chooser.start_sweep()
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 @contextmanager

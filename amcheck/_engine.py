@@ -51,6 +51,7 @@ from typing import Final, Protocol
 
 import numpy as np
 
+from amcheck._cores import ThreadChooser
 from amcheck._disk import DiskPath
 from amcheck._errors import (
     OperatorError,
@@ -158,6 +159,9 @@ class Engine:
         recomputations) and each reverse step of ``run_reverse``.
     tuner
         Receives step and write times during the forward sweep (automatic interval).
+    threads
+        Sets numba's thread count before each advance of the forward sweep and each reverse
+        step, and receives their times per step (``compute_threads=None``); ``None``: leave it.
     """
 
     def __init__(
@@ -188,6 +192,7 @@ class Engine:
             self._dp = DiskPath(disk, max_in_flight=max_in_flight, timeline=timeline, stats=stats)
         self.progress = progress
         self.tuner = tuner
+        self.threads: ThreadChooser | None = None
         # Buffers and checkpoints.
         self._held: dict[int, Slot] = {}  # slot index -> slot, every slot acquired from the pool
         self._cur: Slot | None = None  # buffer of the current state
@@ -537,6 +542,9 @@ class Engine:
         in_place = not final and not self._pinned(src)
         dst = src if in_place else self._take()
         src_view = self._rw(src) if in_place else self._ro(src)
+        threads = self.threads if forward else None
+        if threads is not None:
+            threads.next()
         start = clock()
         try:
             result = self._advance(src_view, self._rw(dst), t0, t1)
@@ -550,6 +558,8 @@ class Engine:
         self._stats.compute_seconds += end - start
         reached = self._reached(result, t0, t1, forward)
         self._stats.forward_steps += reached - t0
+        if threads is not None:
+            threads.record((end - start) / (reached - t0))
         if forward:
             if self.tuner is not None:
                 self.tuner.observe_step((end - start) / (reached - t0))
@@ -716,6 +726,8 @@ class Engine:
                 f"action {index}, {action!r}: the next reverse step must be {self._next_reverse}"
             )
         slot = self._current(t, action, index)
+        if self.threads is not None:
+            self.threads.next()
         start = clock()
         try:
             self._reverse(self._ro(slot), t)
@@ -725,6 +737,8 @@ class Engine:
                 f"(reverse step {t}): {exc}"
             ) from exc
         end = clock()
+        if self.threads is not None:
+            self.threads.record(end - start)
         self._timeline._append("reverse", start, end, step=t)
         self._stats.reverse_seconds += end - start
         self._stats.reverse_steps += 1

@@ -77,6 +77,10 @@ class Stats:
     interval
         Steps between disk checkpoints at the end of the forward sweep (it changes during the
         sweep when the interval is automatic); ``None`` for RAM-only strategies.
+    compute_threads
+        numba threads the last sweep with disk traffic ran the operators on at its end (chosen
+        by measurement with ``compute_threads=None``; see :class:`~amcheck.Checkpointer`);
+        ``None`` when amcheck left numba's count alone.
     """
 
     n_steps: int | None
@@ -97,6 +101,7 @@ class Stats:
     waits: int = 0
     hidden_fraction: float | None = None
     interval: int | None = None
+    compute_threads: int | None = None
 
     @property
     def write_throughput(self) -> Mapping[str, float | None]:
@@ -155,6 +160,7 @@ class StatsRecorder:
     stall_seconds: float = 0.0
     waits: int = 0
     interval: int | None = None
+    compute_threads: int | None = None
     reads: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TIERS, 0))
     writes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TIERS, 0))
     bytes_read: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TIERS, 0))
@@ -191,4 +197,5 @@ class StatsRecorder:
             waits=self.waits,
             hidden_fraction=self.hidden_fraction,
             interval=self.interval,
+            compute_threads=self.compute_threads,
         )

@@ -16,9 +16,10 @@ temporary directory with ``disk_budget="8 GiB"``. In one run, for each n:
 
 Then, at one n: the **overlapped forward sweep** (async multistage, its disk writes in flight)
 against the **compute-only sweep** (the same advances, no checkpoints) with the kernel on all
-numba threads, with one thread left to I/O (``compute_threads``), and the latter with the disk
-tier on the page cache instead of direct I/O, each with the CPU its I/O threads spent per
-checkpoint; a **sweep over k** showing where the optimum lies; and for each k the **no-overhead
+numba threads, with one thread left to I/O (``compute_threads``), the latter with the disk
+tier on the page cache instead of direct I/O, and with ``compute_threads=None`` (amcheck's
+measured choice between the two, against compute only on all threads), each with the CPU its
+I/O threads spent per checkpoint; a **sweep over k** showing where the optimum lies; and for each k the **no-overhead
 bound**: n (the runs' recompute factor x an in-place forward step + a reverse step alone), what
 an engine with no cost of its own would take, and so the most any implementation of the schedule
 could gain over pyrevolve. Every variant computes the same gradient (checked bitwise).
@@ -139,6 +140,7 @@ def run_amcheck(
         "per_step": wall / stats.forward_steps, "interval": stats.interval,
         "stall": stats.stall_seconds, "hidden": stats.hidden_fraction,
         "disk_writes": stats.writes["disk"], "slots": ckp.slots, "grad": adj.grad,
+        "compute_threads": stats.compute_threads,
         "forward_io_cpu": io_cpu,
     }
 
@@ -302,21 +304,25 @@ def overlap_table(args: argparse.Namespace, workroot: Path, report: dict[str, An
     n = sweep_n(args)
     k = args.k
     print(f"\noverlap at n = {n}: forward sweep with writes in flight vs compute only", flush=True)
-    settings: list[tuple[str, int, bool | None]] = [
-        (f"kernel on all {max_threads} threads", max_threads, None)]
+    # (label, numba threads of the compute-only sweep, compute_threads, direct I/O)
+    settings: list[tuple[str, int, int | None, bool | None]] = [
+        (f"kernel on all {max_threads} threads", max_threads, max_threads, None)]
     if max_threads > 1:
-        settings += [(f"kernel on {max_threads - 1}, 1 core to I/O", max_threads - 1, None),
+        settings += [(f"kernel on {max_threads - 1}, 1 core to I/O", max_threads - 1,
+                      max_threads - 1, None),
                      (f"kernel on {max_threads - 1}, 1 core to I/O, page cache",
-                      max_threads - 1, False)]
+                      max_threads - 1, max_threads - 1, False),
+                     ("compute_threads=None (measured)", max_threads, None, None)]
     overlap: dict[str, Any] = {}
     numba.set_num_threads(max_threads)
     for r in range(args.repeats):
-        for label, setting, direct in settings:
-            alone = compute_only_forward(n, setting)
+        for label, alone_threads, setting, direct in settings:
+            alone = compute_only_forward(n, alone_threads)
             res = run_amcheck(n, workdir=workroot / "overlap", strategy="async_multistage",
                               interval=k, compute_threads=setting, direct=direct)
             entry = overlap.setdefault(label, {"alone": [], "overlapped": [], "hidden": [],
-                                               "io_cpu_per_write": []})
+                                               "io_cpu_per_write": [], "compute_threads": []})
+            entry["compute_threads"].append(res["compute_threads"])
             entry["alone"].append(alone)
             entry["overlapped"].append(res["forward_wall"])
             entry["hidden"].append(res["hidden"])
@@ -329,6 +335,8 @@ def overlap_table(args: argparse.Namespace, workroot: Path, report: dict[str, An
               f"I/O threads {1e3 * cpu:.1f} ms CPU per checkpoint)")
         rounds = [x / y for x, y in zip(entry["overlapped"], entry["alone"], strict=True)]
         print(f"{'':44s} paired, round by round: {ratio_text(rounds)}")
+        if label.startswith("compute_threads=None"):
+            print(f"{'':44s} threads it ended on, round by round: {entry['compute_threads']}")
         entry.update(alone_median=a, overlapped_median=o, ratio=o / a, io_cpu_per_write=cpu,
                      paired=rounds)
     report["overlap"] = {"n": n, **overlap}

@@ -1,0 +1,310 @@
+"""compute_threads=None: the measured choice between all of numba's threads and one fewer.
+
+The chooser's logic is driven with given times per step (no clock); the Checkpointer test runs
+real sweeps with a disk tier and numba's real thread switching, timed by a clock that the
+operator advances by a cost that depends on the thread count it runs on, so the choice is
+determined and the test does not depend on the machine's speed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from toy_problem import Adjoint, Forward, initial_state
+
+from amcheck import Checkpointer
+from amcheck._cores import GIVE_UP, MARGIN, PROBES, RECHECK, RECHECK_MAX, ThreadChooser
+
+
+class Recorder:
+    """A ``set_threads`` that remembers every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, count: int) -> None:
+        self.calls.append(count)
+
+
+def run(chooser: ThreadChooser, cost: Callable[[int], float], units: int) -> list[int]:
+    """``units`` units of work, each timed at ``cost(count)`` per step; the counts they ran on."""
+    counts = []
+    for _ in range(units):
+        count = chooser.next()
+        counts.append(count)
+        chooser.record(cost(count))
+    return counts
+
+
+def probe_round(first: int, then: int) -> list[int]:
+    return [first, then] * PROBES
+
+
+def test_probes_alternate_then_the_faster_count_runs() -> None:
+    calls = Recorder()
+    chooser = ThreadChooser(4, calls)
+    assert chooser.choice is None and chooser.threads == 3  # before a choice: one core to I/O
+    counts = run(chooser, {3: 2.0, 4: 1.0}.__getitem__, 2 * PROBES + 10)
+    assert counts == probe_round(3, 4) + [4] * 10
+    assert chooser.choice == 4 and chooser.threads == 4
+    assert calls.calls == probe_round(3, 4)  # set only when the count changes
+
+
+@pytest.mark.parametrize(("ratio", "expected"), [
+    (1.0, 1),                       # a tie leaves the core to I/O
+    (1.0 - MARGIN / 2, 1),          # faster, but within the margin
+    (1.0 - 2 * MARGIN, 2),          # faster by more than the margin
+    (1.5, 1),                       # slower
+])
+def test_all_threads_must_win_by_the_margin(ratio: float, expected: int) -> None:
+    chooser = ThreadChooser(2, Recorder())
+    run(chooser, {1: 1.0, 2: ratio}.__getitem__, 2 * PROBES)
+    assert chooser.choice == expected
+
+
+def test_one_stalled_unit_on_all_threads_keeps_a_core_to_io() -> None:
+    chooser = ThreadChooser(2, Recorder())
+    times = iter([1.0, 0.5, 1.0, 0.5, 1.0, 1.2])  # all threads: 2x faster, but one unit stalled
+    run(chooser, lambda count: next(times), 2 * PROBES)
+    assert chooser.choice == 1
+
+
+def test_the_median_ignores_one_outlier() -> None:
+    chooser = ThreadChooser(2, Recorder())
+    times = iter([50.0, 2.0, 1.0, 2.0, 1.0, 2.0])  # the first unit on 1 thread compiled a kernel
+    run(chooser, lambda count: next(times), 2 * PROBES)
+    assert chooser.choice == 1
+
+
+def test_recheck_after_a_span_that_doubles_while_the_choice_holds() -> None:
+    chooser = ThreadChooser(2, Recorder())
+    cost = {1: 1.0, 2: 1.2}.__getitem__
+    counts = run(chooser, cost, 2 * PROBES)
+    assert chooser.choice == 1
+    span = RECHECK
+    for _ in range(8):
+        counts = run(chooser, cost, span - 1)
+        assert counts == [1] * (span - 1)
+        counts = run(chooser, cost, 2 * PROBES)
+        assert counts == probe_round(2, 1)  # the other count first
+        assert chooser.choice == 1
+        span = min(2 * span, RECHECK_MAX)
+    assert span == RECHECK_MAX
+
+
+def test_a_busier_machine_changes_the_choice_at_the_next_recheck() -> None:
+    chooser = ThreadChooser(2, Recorder())
+    quiet = {1: 2.0, 2: 1.0}.__getitem__
+    busy = {1: 2.0, 2: 20.0}.__getitem__  # each step on 2 threads stalls on a preempted thread
+    run(chooser, quiet, 2 * PROBES + RECHECK - 1 - PROBES)
+    assert chooser.choice == 2
+    assert run(chooser, busy, PROBES) == [2] * PROBES  # the machine got busy
+    assert run(chooser, busy, 2 * PROBES) == probe_round(1, 2)  # the recheck sees it
+    assert chooser.choice == 1
+    # after a change the span starts again from RECHECK
+    assert run(chooser, busy, RECHECK) == [1] * (RECHECK - 1) + [2]
+
+
+def test_a_recheck_of_all_threads_stops_at_a_far_slower_unit() -> None:
+    chooser = ThreadChooser(2, Recorder())
+    cost = {1: 1.0, 2: 1.2}.__getitem__
+    run(chooser, cost, 2 * PROBES + RECHECK - 1)
+    assert chooser.choice == 1
+    far = {1: 1.0, 2: GIVE_UP * 1.01}.__getitem__
+    assert run(chooser, far, 1) == [2]  # one unit of the recheck, then back to the choice
+    assert chooser.choice == 1
+    assert run(chooser, far, 2 * RECHECK - 1) == [1] * (2 * RECHECK - 1)  # the span doubled
+    assert run(chooser, far, 1) == [2]
+
+
+def test_a_recheck_of_one_fewer_runs_in_full() -> None:
+    chooser = ThreadChooser(2, Recorder(), choice=2)
+    cost = {1: 10.0, 2: 1.0}.__getitem__
+    assert run(chooser, cost, RECHECK - 1 + 2 * PROBES)[-2 * PROBES:] == probe_round(1, 2)
+    assert chooser.choice == 2
+
+
+def test_a_reverse_sweep_starts_from_the_forward_choice() -> None:
+    calls = Recorder()
+    chooser = ThreadChooser(2, calls, choice=2)
+    chooser.start_sweep()
+    cost = {1: 1.0, 2: 0.5}.__getitem__
+    assert run(chooser, cost, RECHECK - 1) == [2] * (RECHECK - 1)
+    assert run(chooser, cost, 2 * PROBES) == probe_round(1, 2)
+    assert chooser.choice == 2
+    assert calls.calls[0] == 2
+    with pytest.raises(ValueError, match="choice must be 1 or 2, got 3"):
+        ThreadChooser(2, calls, choice=3)
+
+
+def test_work_between_units_runs_on_the_choice() -> None:
+    calls = Recorder()
+    chooser = ThreadChooser(2, calls)
+    run(chooser, {1: 1.0, 2: 0.5}.__getitem__, 2 * PROBES)
+    assert chooser.choice == 2
+    calls.calls.clear()
+    run(chooser, {1: 1.0, 2: 0.5}.__getitem__, RECHECK - 1 + 1)  # ... then a probe on 1
+    assert calls.calls == [1, 2]  # set for the probe, and back for what follows it
+
+
+def test_a_probe_never_recorded_is_timed_again() -> None:
+    chooser = ThreadChooser(2, Recorder())
+    assert chooser.next() == 1  # this unit raised: no record
+    counts = run(chooser, {1: 1.0, 2: 3.0}.__getitem__, 2 * PROBES - 1)
+    assert counts == [2, 1, 2, 1, 2]
+    assert chooser.choice == 1  # 1 had two samples, 2 three: enough for a choice
+
+
+def test_a_count_with_no_sample_is_planned_again() -> None:
+    chooser = ThreadChooser(2, Recorder())
+    for count in probe_round(1, 2):  # no unit on 2 threads ever records
+        assert chooser.next() == count
+        if count == 1:
+            chooser.record(1.0)
+    assert chooser.choice is None
+    assert chooser.next() == 2
+    chooser.record(0.5)
+    assert chooser.choice == 2
+
+
+def test_start_sweep_sets_the_count_again() -> None:
+    calls = Recorder()
+    chooser = ThreadChooser(2, calls)
+    chooser.start_sweep()
+    assert calls.calls == [1]
+    run(chooser, {1: 2.0, 2: 1.0}.__getitem__, 2 * PROBES)
+    calls.calls.clear()
+    chooser.start_sweep()  # a new sweep: numba's count was restored in between
+    assert calls.calls == [2]
+
+
+def test_a_chooser_needs_two_threads() -> None:
+    with pytest.raises(ValueError, match="at least 2 threads, got 1"):
+        ThreadChooser(1, Recorder())
+
+
+# -- in the Checkpointer ----------------------------------------------------------------------
+
+
+class FakeClock:
+    """The engine's clock: each call moves it a microsecond; ``spend`` moves it further."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1e-6
+        return self.now
+
+    def spend(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.mark.parametrize("faster", ["all", "fewer"])
+def test_checkpointer_runs_sweeps_with_disk_traffic_on_the_faster_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faster: str
+) -> None:
+    import numba
+
+    from amcheck import _engine
+
+    if numba.config.NUMBA_NUM_THREADS < 2:  # pragma: no cover - CI and these machines have 2
+        pytest.skip("needs numba with at least 2 threads")
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    clock = FakeClock()
+    monkeypatch.setattr(_engine, "clock", clock)
+    fast = 2 if faster == "all" else 1
+    cost = {fast: 1e-3, 3 - fast: 5e-3}  # seconds a step (or a reverse step) on each count
+    seen: dict[str, list[int]] = {"advance": [], "reverse": []}
+
+    class Timed(Forward):
+        def advance(self, src: Any, dst: Any, t0: int, t1: int) -> int | None:
+            seen["advance"].append(numba.get_num_threads())
+            clock.spend((t1 - t0) * cost[numba.get_num_threads()])
+            return super().advance(src, dst, t0, t1)
+
+    class TimedAdjoint(Adjoint):
+        def reverse(self, state: Any, t: int) -> None:
+            seen["reverse"].append(numba.get_num_threads())
+            clock.spend(cost[numba.get_num_threads()])
+            super().reverse(state, t)
+
+    n = 40
+    try:
+        adj = TimedAdjoint()
+        with Checkpointer(Timed(), adj, initial_state(), n, ram="1 MiB",
+                          disk=tmp_path / "ck", strategy="async_multistage", interval=2) as ckp:
+            adj.start(ckp.forward())
+            forward_advances = len(seen["advance"])
+            assert ckp.stats.compute_threads == fast
+            assert numba.get_num_threads() == 2  # restored between sweeps
+            ckp.reverse()
+            assert ckp.stats.compute_threads == fast
+            grad = adj.grad
+        assert numba.get_num_threads() == 2
+        # the first advances of the forward sweep probe both counts, one fewer first
+        assert seen["advance"][:2 * PROBES] == probe_round(1, 2)
+        assert set(seen["advance"][2 * PROBES:forward_advances]) == {fast}
+        # the reverse sweep starts from that choice (a recheck would come after RECHECK steps)
+        assert n < RECHECK and set(seen["reverse"]) == {fast}
+    finally:
+        numba.set_num_threads(before)
+    reference = Adjoint()
+    with Checkpointer(Forward(), reference, initial_state(), n, ram="1 MiB",
+                      strategy="store_all") as ckp:
+        reference.start(ckp.forward())
+        ckp.reverse()
+    assert all(np.array_equal(grad[k], reference.grad[k]) for k in grad)
+
+
+class Recording(Forward):
+    """The toy forward operator, noting numba's thread count at every advance."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[int] = []
+
+    def advance(self, src: Any, dst: Any, t0: int, t1: int) -> int | None:
+        import numba
+
+        self.seen.append(numba.get_num_threads())
+        return super().advance(src, dst, t0, t1)
+
+
+def test_no_choice_without_disk_traffic_or_with_a_fixed_setting(tmp_path: Path) -> None:
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:  # pragma: no cover
+        pytest.skip("needs numba with at least 2 threads")
+    for kwargs, expected in (({"strategy": "revolve"}, None),
+                             ({"disk": tmp_path / "a", "interval": 3, "compute_threads": "all"},
+                              None),
+                             ({"disk": tmp_path / "b", "interval": 3, "compute_threads": 1}, 1)):
+        fwd = Recording()
+        before = numba.get_num_threads()
+        with Checkpointer(fwd, Adjoint(), initial_state(), 30, ram="1 MiB", **kwargs) as ckp:
+            ckp.forward()
+            ckp.reverse()
+            assert ckp.stats.compute_threads == expected
+        assert set(fwd.seen) == {before if expected is None else expected}
+        assert numba.get_num_threads() == before
+
+
+def test_one_numba_thread_leaves_nothing_to_choose(tmp_path: Path) -> None:
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with Checkpointer(Forward(), Adjoint(), initial_state(), 30, ram="1 MiB",
+                          disk=tmp_path / "ck", interval=3) as ckp:
+            ckp.forward()
+            ckp.reverse()
+            assert ckp.stats.compute_threads is None
+    finally:
+        numba.set_num_threads(before)
