@@ -217,11 +217,12 @@ class Checkpointer:
         ``"wait"`` on the timeline and in ``stats.stall_seconds``).
     compute_threads
         numba threads for the user's kernels during sweeps with disk traffic: ``None`` (auto:
-        measured; the first advances of the forward sweep, and the first reverse steps of the
-        reverse sweep, alternate between numba's current count and one thread fewer, which
-        leaves a core to the transfer thread; the sweep goes on with the faster, one fewer
-        unless all threads are 10 % faster, and times both again after 64 units, then 128, ...),
-        ``"all"`` (leave numba alone) or a number. The count is restored after each sweep and
+        measured; the forward sweep times its first 3 advances on one thread fewer than
+        numba's count, which leaves a core to the transfer thread, and the next 3 on all, the
+        reverse sweep windows of 8 reverse steps likewise; the sweep goes on with the faster,
+        one fewer unless all threads are 5 % faster and never slower than one fewer's median,
+        and times both again after 64 units, then 128, ...), ``"all"`` (leave numba alone) or
+        a number. The count is restored after each sweep and
         ``stats.compute_threads`` says what a sweep ended on. Applies only when the operator has
         imported numba; amcheck never imports it. Why: see :mod:`amcheck._cores`.
     timeline
@@ -774,9 +775,8 @@ class Checkpointer:
     @contextlib.contextmanager
     def _cores(self, *, forward: bool) -> Iterator[None]:
         """numba threads for a sweep with disk traffic (``compute_threads``): fixed, or chosen
-        by measurement (a chooser per direction, kept across sweeps, the reverse one starting
-        from the forward's choice; a new one if numba's count changed);
-        ``stats.compute_threads`` says what the sweep ended on."""
+        by measurement (a chooser per direction, kept across sweeps; a new one if numba's
+        count changed); ``stats.compute_threads`` says what the sweep ended on."""
         self._engine.threads = None
         if not self._plan.staging:
             yield
@@ -788,7 +788,7 @@ class Checkpointer:
             self._stats.compute_threads = threads
             return
         chooser = self._choosers.get(forward)
-        fresh = auto_chooser(start_from=None if forward else self._choosers.get(True))
+        fresh = auto_chooser()
         if fresh is None or chooser is None or fresh.all != chooser.all:
             chooser = fresh
         if chooser is None:  # numba not imported, or one thread: nothing to choose

@@ -4,13 +4,14 @@ Why
 ---
 While checkpoints move to or from disk, a transfer thread (syscalls, checksums, copies, codecs)
 runs beside the user's kernels. On a small machine that costs the kernels either way: a parallel
-numba kernel with a barrier every step stalls whenever the transfer thread preempts one of its
-threads, while one thread fewer leaves a core idle but for the I/O. Which wins depends on the
-kernel, not the machine alone. Measured on 2 cores: the memory-bound 2-D load of
-``benchmarks/long_sequences.py`` streamed its checkpoints 1.2x faster on both threads than on one
-(a quiet host; with other work beside it the 2-thread kernel ran 5-33x slower), while the 3-D
-order-8 FWI gradient of ``benchmarks/fwi_threads.py`` ran 1.7x faster on both. So the default
-measures (:class:`ThreadChooser`).
+numba kernel with a barrier every step stalls whenever the transfer thread (or anything else)
+preempts one of its threads, while one thread fewer leaves a core to the I/O and idle the rest
+of the time. Which wins depends on the kernel and on what else runs, not on the machine alone.
+Measured on 2 cores (docs/benchmarks.md, "Cores, and the default"): with numba's 2 threads, a
+3-D order-8 FWI gradient on disk (``benchmarks/fwi_threads.py``) and the whole sweep of the load
+of ``benchmarks/long_sequences.py`` ran 1.4-1.6x faster than with a core always left to I/O,
+the default until then; with a busy process beside them, all threads ran 1.3x slower than one
+fewer. So the default measures (:class:`ThreadChooser`).
 
 The choice (``Checkpointer(compute_threads=...)``): ``None`` ("auto"), the measured choice
 between all of numba's threads and one fewer; ``"all"`` leaves numba alone; a number fixes the
@@ -38,6 +39,7 @@ __all__ = [
     "RECENT",
     "RECHECK",
     "RECHECK_MAX",
+    "REVERSE_WINDOW",
     "ThreadChooser",
     "auto_chooser",
     "check_compute_threads",
@@ -46,12 +48,15 @@ __all__ = [
     "numba_threads",
 ]
 
-#: Units of work (forward advances, or reverse steps) timed on each count before a choice.
+#: Units of work timed on each count before a choice: forward advances, or windows of
+#: :data:`REVERSE_WINDOW` reverse steps (with the recomputation between them, whose steps count
+#: in the window's time per step).
 PROBES: Final = 3
-#: All threads are chosen only when each of their probes took this much less time per step than
-#: the median of one fewer's: a tie, or a gain within the noise of a shared machine, leaves the
-#: core to I/O.
-MARGIN: Final = 0.10
+REVERSE_WINDOW: Final = 8
+#: All threads are chosen only when their median time per step is this much below one fewer's
+#: (and none of their probes took longer than one fewer's median): a tie, or a gain within the
+#: noise of a shared machine, leaves the core to I/O.
+MARGIN: Final = 0.05
 #: Units on the chosen count before both counts are timed again; the span doubles while the
 #: choice holds (up to :data:`RECHECK_MAX`) and starts again from here when it changes.
 RECHECK: Final = 64
@@ -95,16 +100,21 @@ class ThreadChooser:
     """The measured ``compute_threads=None``: all of numba's threads, or one fewer.
 
     The engine asks :meth:`next` for the count before each unit of work it times (a forward
-    advance in the forward sweep, a reverse step in the reverse sweep), which sets it, and gives
-    the unit's time per step to :meth:`record`, which sets the chosen count again for the work
-    between units. The chooser alternates the two counts for :data:`PROBES` units each and keeps
-    all threads if every one of their units took :data:`MARGIN` less time per step than the
-    median of one fewer's, else one fewer. It times both again after :data:`RECHECK` units on
-    the choice, then after twice as many while the choice holds: a machine that gets busy (where
-    a parallel kernel's barrier stalls on preempted threads) changes the choice within a span. A
-    recheck of all threads against one fewer ends at its first unit on all threads that ran
-    :data:`GIVE_UP` times slower than one fewer's mean over its last :data:`RECENT` units: on a
-    busy machine such a unit can take many times longer, and that is where probing costs most.
+    advance in the forward sweep; in the reverse sweep :data:`REVERSE_WINDOW` reverse steps and
+    the recomputation between them), which sets it, and gives the unit's time per step to
+    :meth:`record`. The chooser times :data:`PROBES` units on one thread fewer, then as many on
+    all threads, and keeps all threads if their median time per step is :data:`MARGIN` below
+    one fewer's and none of their units took longer than that median, else one fewer. The
+    probes run in blocks because each change of the count slowed the 2-thread kernel of
+    ``benchmarks/long_sequences.py`` long after it: its forward sweep took 13 % longer with the
+    counts alternating unit by unit, 3 % with blocks.
+
+    It times both again after :data:`RECHECK` units on the choice, then after twice as many
+    while the choice holds, so a machine that gets busy (where a parallel kernel's barrier
+    stalls on preempted threads) or quiet changes the choice within a span. A recheck of all
+    threads against one fewer ends at its first unit on all threads that ran :data:`GIVE_UP`
+    times slower than one fewer's mean over its last :data:`RECENT` units: on a busy machine
+    such a unit can take many times longer, and that is where probing costs most.
 
     Parameters
     ----------
@@ -112,22 +122,16 @@ class ThreadChooser:
         numba's thread count, at least 2: the candidates are ``threads`` and ``threads - 1``.
     set_threads
         Sets the count (``numba.set_num_threads``).
-    choice
-        A count to start from instead of probing first (what the forward sweep chose, for the
-        reverse sweep); it is timed against the other after :data:`RECHECK` units.
     """
 
-    def __init__(self, threads: int, set_threads: Callable[[int], None], *,
-                 choice: int | None = None) -> None:
+    def __init__(self, threads: int, set_threads: Callable[[int], None]) -> None:
         if threads < 2:
             raise ValueError(f"a ThreadChooser needs at least 2 threads, got {threads}")
         self.fewer, self.all = threads - 1, threads
-        if choice not in (None, self.fewer, self.all):
-            raise ValueError(f"choice must be {self.fewer} or {self.all}, got {choice}")
-        self.choice: int | None = choice
+        self.choice: int | None = None
         self._set = set_threads
         self._current: int | None = None
-        self._plan: deque[int] = deque([] if choice else [self.fewer, self.all] * PROBES)
+        self._plan: deque[int] = deque([self.fewer] * PROBES + [self.all] * PROBES)
         self._samples: dict[int, list[float]] = {self.fewer: [], self.all: []}
         self._unit: tuple[int, bool] | None = None  # the unit under way: count, probe or not
         self._recent: deque[float] = deque(maxlen=RECENT)  # the choice's last units outside probes
@@ -138,6 +142,14 @@ class ThreadChooser:
     def threads(self) -> int:
         """The count the next unit would run on outside a probe: the choice, else one fewer."""
         return self.fewer if self.choice is None else self.choice
+
+    @property
+    def probing_fewer(self) -> bool:
+        """Whether the unit under way is a probe on one thread fewer: the automatic interval
+        ignores its time, which would make k too small if all threads are kept (a probe on all
+        threads counts: if one fewer is kept, k comes out a little large, which costs no
+        stalls)."""
+        return self._unit == (self.fewer, True)
 
     def _use(self, count: int) -> None:
         if count != self._current:
@@ -153,7 +165,7 @@ class ThreadChooser:
                 self._left -= 1
                 if self._left <= 0:
                     other = self.all if self.choice == self.fewer else self.fewer
-                    self._plan.extend([other, self.choice] * PROBES)
+                    self._plan.extend([other] * PROBES + [self.choice] * PROBES)
         probe = bool(self._plan)
         count = self._plan.popleft() if probe else self.threads
         self._unit = (count, probe)
@@ -177,7 +189,7 @@ class ThreadChooser:
             self._samples[self.choice].extend(self._recent)
         if not self._plan:
             self._decide()
-        self._use(self.threads)
+            self._use(self.threads)  # the round is over: what follows runs on the choice
 
     def _decide(self) -> None:
         """Choose from the round's samples, or plan probes for a count that has none."""
@@ -185,10 +197,11 @@ class ThreadChooser:
         if not few or not every:
             self._plan.extend(([] if few else [self.fewer]) + ([] if every else [self.all]))
             return
-        # all threads must win every unit: one stalled unit (a preempted barrier) says they are
-        # not to be trusted on this machine now; one fewer's median forgives its own outlier
-        # (the first unit of a process may compile a kernel)
-        faster = max(every) < (1 - MARGIN) * statistics.median(few)
+        # all threads must be faster by the margin and never slower than one fewer's median: a
+        # stalled unit (a preempted barrier) says they are not to be trusted on this machine
+        # now; medians forgive one outlier (the first unit of a process may compile a kernel)
+        typical = statistics.median(few)
+        faster = statistics.median(every) < (1 - MARGIN) * typical and max(every) < typical
         choice = self.all if faster else self.fewer
         self._span = min(2 * self._span, RECHECK_MAX) if choice == self.choice else RECHECK
         if choice != self.choice:
@@ -203,20 +216,16 @@ class ThreadChooser:
         self._use(self.threads)
 
 
-def auto_chooser(start_from: ThreadChooser | None = None) -> ThreadChooser | None:
+def auto_chooser() -> ThreadChooser | None:
     """A :class:`ThreadChooser` over numba's current thread count; ``None`` when numba is not
-    imported or runs one thread (nothing to choose). It starts from ``start_from``'s choice
-    when that chooser chose between the same counts (the reverse sweep, from the forward's)."""
+    imported or runs one thread (nothing to choose)."""
     numba = _numba()
     if numba is None:
         return None
     threads = int(numba.get_num_threads())
     if threads < 2:
         return None
-    choice = None
-    if start_from is not None and start_from.all == threads:
-        choice = start_from.choice
-    return ThreadChooser(threads, numba.set_num_threads, choice=choice)
+    return ThreadChooser(threads, numba.set_num_threads)
 
 
 @contextmanager

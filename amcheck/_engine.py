@@ -51,7 +51,7 @@ from typing import Final, Protocol
 
 import numpy as np
 
-from amcheck._cores import ThreadChooser
+from amcheck._cores import REVERSE_WINDOW, ThreadChooser
 from amcheck._disk import DiskPath
 from amcheck._errors import (
     OperatorError,
@@ -160,8 +160,9 @@ class Engine:
     tuner
         Receives step and write times during the forward sweep (automatic interval).
     threads
-        Sets numba's thread count before each advance of the forward sweep and each reverse
-        step, and receives their times per step (``compute_threads=None``); ``None``: leave it.
+        Sets numba's thread count before each advance of the forward sweep and each window of
+        ``REVERSE_WINDOW`` reverse steps, and receives their times per step
+        (``compute_threads=None``); ``None``: leave it.
     """
 
     def __init__(
@@ -193,6 +194,9 @@ class Engine:
         self.progress = progress
         self.tuner = tuner
         self.threads: ThreadChooser | None = None
+        # the window of reverse steps timed for ``threads``: steps so far, its start, and the
+        # forward steps executed before it
+        self._window, self._window_start, self._window_steps = 0, 0.0, 0
         # Buffers and checkpoints.
         self._held: dict[int, Slot] = {}  # slot index -> slot, every slot acquired from the pool
         self._cur: Slot | None = None  # buffer of the current state
@@ -294,6 +298,7 @@ class Engine:
             self._keep, self._record = True, None
         assert self._n is not None
         self._next_reverse = self._n - 1
+        self._window = 0
         ended = False
         for index, action in enumerate(actions):
             if self._record is not None:
@@ -558,10 +563,11 @@ class Engine:
         self._stats.compute_seconds += end - start
         reached = self._reached(result, t0, t1, forward)
         self._stats.forward_steps += reached - t0
+        slower = threads is not None and threads.probing_fewer
         if threads is not None:
             threads.record((end - start) / (reached - t0))
         if forward:
-            if self.tuner is not None:
+            if self.tuner is not None and not slower:
                 self.tuner.observe_step((end - start) / (reached - t0))
             if self.progress is not None:
                 self.progress(reached - t0)
@@ -726,8 +732,10 @@ class Engine:
                 f"action {index}, {action!r}: the next reverse step must be {self._next_reverse}"
             )
         slot = self._current(t, action, index)
-        if self.threads is not None:
+        if self.threads is not None and self._window == 0:
             self.threads.next()
+            self._window_start = clock()
+            self._window_steps = self._stats.forward_steps
         start = clock()
         try:
             self._reverse(self._ro(slot), t)
@@ -738,7 +746,11 @@ class Engine:
             ) from exc
         end = clock()
         if self.threads is not None:
-            self.threads.record(end - start)
+            self._window += 1
+            if self._window == REVERSE_WINDOW:  # per step, the recomputed ones counted
+                steps = REVERSE_WINDOW + self._stats.forward_steps - self._window_steps
+                self.threads.record((end - self._window_start) / steps)
+                self._window = 0
         self._timeline._append("reverse", start, end, step=t)
         self._stats.reverse_seconds += end - start
         self._stats.reverse_steps += 1

@@ -289,6 +289,7 @@ def _run_plan(args: argparse.Namespace) -> int:
 BENCHMARKS: dict[str, tuple[str, ...]] = {
     "disk-vs-ram": ("disk_vs_ram.py",),
     "fwi-overlap": ("fwi_overlap.py",),
+    "fwi-threads": ("fwi_threads.py",),
     "long": ("long_sequences.py", "long.py", "long_sequence.py"),
     "kernels": ("kernels_vs_devito.py", "kernels.py"),
     "schedules": ("schedules.py",),
@@ -298,6 +299,7 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
 _BENCH_HELP = {
     "disk-vs-ram": "RAM vs raw disk vs zarr tiers, with and without compression",
     "fwi-overlap": "FWI forward sweeps with disk writes: fused time loop vs step loop",
+    "fwi-threads": "FWI gradients on disk: numba threads for compute vs a core left to I/O",
     "long": "recompute factor and time against the length of the sequence",
     "kernels": "the numba wave kernels beside Devito and a STREAM triad",
     "schedules": "time to plan schedules beside checkpoint_schedules",

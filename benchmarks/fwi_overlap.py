@@ -6,8 +6,8 @@ sampling (``fused = False``), or one serial numba call for a whole advance that 
 GIL (``fused = True``, the default on one numba thread). The step loop needs the GIL a few times
 a step, which the transfer service's threads may hold while a checkpoint is written (measured
 here: that did not slow it down; the fused loop gains the Python between steps, 2-5 %). This
-script measures, on one numba thread (what ``compute_threads=None`` picks for disk sweeps on a
-small machine), for each grid and each way:
+script measures, on one numba thread (one of the two counts ``compute_threads=None`` measures
+for disk sweeps, and the one it ran always before session 12), for each grid and each way:
 
 1. **compute only**: ``advance(x, x, 0, n)``, in place, no checkpoints;
 2. **overlapped**: the forward sweep of a Checkpointer (``async_multistage``, a ZarrTier in a

@@ -17,7 +17,15 @@ import pytest
 from toy_problem import Adjoint, Forward, initial_state
 
 from amcheck import Checkpointer
-from amcheck._cores import GIVE_UP, MARGIN, PROBES, RECHECK, RECHECK_MAX, ThreadChooser
+from amcheck._cores import (
+    GIVE_UP,
+    MARGIN,
+    PROBES,
+    RECHECK,
+    RECHECK_MAX,
+    REVERSE_WINDOW,
+    ThreadChooser,
+)
 
 
 class Recorder:
@@ -41,7 +49,7 @@ def run(chooser: ThreadChooser, cost: Callable[[int], float], units: int) -> lis
 
 
 def probe_round(first: int, then: int) -> list[int]:
-    return [first, then] * PROBES
+    return [first] * PROBES + [then] * PROBES
 
 
 def test_probes_alternate_then_the_faster_count_runs() -> None:
@@ -51,7 +59,7 @@ def test_probes_alternate_then_the_faster_count_runs() -> None:
     counts = run(chooser, {3: 2.0, 4: 1.0}.__getitem__, 2 * PROBES + 10)
     assert counts == probe_round(3, 4) + [4] * 10
     assert chooser.choice == 4 and chooser.threads == 4
-    assert calls.calls == probe_round(3, 4)  # set only when the count changes
+    assert calls.calls == [3, 4]  # set only when the count changes
 
 
 @pytest.mark.parametrize(("ratio", "expected"), [
@@ -68,14 +76,18 @@ def test_all_threads_must_win_by_the_margin(ratio: float, expected: int) -> None
 
 def test_one_stalled_unit_on_all_threads_keeps_a_core_to_io() -> None:
     chooser = ThreadChooser(2, Recorder())
-    times = iter([1.0, 0.5, 1.0, 0.5, 1.0, 1.2])  # all threads: 2x faster, but one unit stalled
+    times = iter([1.0, 1.0, 1.0, 0.5, 0.5, 1.2])  # all threads: 2x faster, but one unit stalled
     run(chooser, lambda count: next(times), 2 * PROBES)
     assert chooser.choice == 1
+    times = iter([1.0, 1.0, 1.0, 0.5, 0.5, 0.95])  # one unit slower, but still faster than 1
+    chooser = ThreadChooser(2, Recorder())
+    run(chooser, lambda count: next(times), 2 * PROBES)
+    assert chooser.choice == 2
 
 
 def test_the_median_ignores_one_outlier() -> None:
     chooser = ThreadChooser(2, Recorder())
-    times = iter([50.0, 2.0, 1.0, 2.0, 1.0, 2.0])  # the first unit on 1 thread compiled a kernel
+    times = iter([50.0, 1.0, 1.0, 2.0, 2.0, 2.0])  # the first unit on 1 thread compiled a kernel
     run(chooser, lambda count: next(times), 2 * PROBES)
     assert chooser.choice == 1
 
@@ -122,40 +134,37 @@ def test_a_recheck_of_all_threads_stops_at_a_far_slower_unit() -> None:
 
 
 def test_a_recheck_of_one_fewer_runs_in_full() -> None:
-    chooser = ThreadChooser(2, Recorder(), choice=2)
+    chooser = ThreadChooser(2, Recorder())
     cost = {1: 10.0, 2: 1.0}.__getitem__
+    run(chooser, cost, 2 * PROBES)
+    assert chooser.choice == 2
     assert run(chooser, cost, RECHECK - 1 + 2 * PROBES)[-2 * PROBES:] == probe_round(1, 2)
     assert chooser.choice == 2
 
 
-def test_a_reverse_sweep_starts_from_the_forward_choice() -> None:
-    calls = Recorder()
-    chooser = ThreadChooser(2, calls, choice=2)
-    chooser.start_sweep()
-    cost = {1: 1.0, 2: 0.5}.__getitem__
-    assert run(chooser, cost, RECHECK - 1) == [2] * (RECHECK - 1)
-    assert run(chooser, cost, 2 * PROBES) == probe_round(1, 2)
-    assert chooser.choice == 2
-    assert calls.calls[0] == 2
-    with pytest.raises(ValueError, match="choice must be 1 or 2, got 3"):
-        ThreadChooser(2, calls, choice=3)
-
-
-def test_work_between_units_runs_on_the_choice() -> None:
+def test_the_count_changes_only_between_blocks() -> None:
     calls = Recorder()
     chooser = ThreadChooser(2, calls)
     run(chooser, {1: 1.0, 2: 0.5}.__getitem__, 2 * PROBES)
+    assert calls.calls == [1, 2]
     assert chooser.choice == 2
     calls.calls.clear()
-    run(chooser, {1: 1.0, 2: 0.5}.__getitem__, RECHECK - 1 + 1)  # ... then a probe on 1
-    assert calls.calls == [1, 2]  # set for the probe, and back for what follows it
+    run(chooser, {1: 1.0, 2: 0.5}.__getitem__, RECHECK - 1 + 2 * PROBES)  # a recheck: 1, then 2
+    assert calls.calls == [1, 2]
+
+
+def test_after_a_round_the_choice_is_set_at_once() -> None:
+    calls = Recorder()
+    chooser = ThreadChooser(2, calls)
+    run(chooser, {1: 0.5, 2: 1.0}.__getitem__, 2 * PROBES)
+    assert chooser.choice == 1 and calls.calls == [1, 2, 1]  # set back before the next unit
 
 
 def test_a_probe_never_recorded_is_timed_again() -> None:
     chooser = ThreadChooser(2, Recorder())
     assert chooser.next() == 1  # this unit raised: no record
     counts = run(chooser, {1: 1.0, 2: 3.0}.__getitem__, 2 * PROBES - 1)
-    assert counts == [2, 1, 2, 1, 2]
+    assert counts == [1, 1, 2, 2, 2]
     assert chooser.choice == 1  # 1 had two samples, 2 three: enough for a choice
 
 
@@ -169,6 +178,20 @@ def test_a_count_with_no_sample_is_planned_again() -> None:
     assert chooser.next() == 2
     chooser.record(0.5)
     assert chooser.choice == 2
+
+
+def test_probing_fewer_says_whether_the_unit_under_way_probes_one_fewer() -> None:
+    chooser = ThreadChooser(2, Recorder())
+    assert not chooser.probing_fewer
+    seen = []
+    for _ in range(2 * PROBES):
+        chooser.next()
+        seen.append(chooser.probing_fewer)
+        chooser.record(1.0)
+        assert not chooser.probing_fewer
+    assert seen == [True] * PROBES + [False] * PROBES
+    chooser.next()
+    assert chooser.choice == 1 and not chooser.probing_fewer  # the choice, not a probe
 
 
 def test_start_sweep_sets_the_count_again() -> None:
@@ -234,7 +257,7 @@ def test_checkpointer_runs_sweeps_with_disk_traffic_on_the_faster_count(
             clock.spend(cost[numba.get_num_threads()])
             super().reverse(state, t)
 
-    n = 40
+    n = 2 * PROBES * REVERSE_WINDOW + 4 * REVERSE_WINDOW + 3  # a partial window at the end
     try:
         adj = TimedAdjoint()
         with Checkpointer(Timed(), adj, initial_state(), n, ram="1 MiB",
@@ -250,8 +273,11 @@ def test_checkpointer_runs_sweeps_with_disk_traffic_on_the_faster_count(
         # the first advances of the forward sweep probe both counts, one fewer first
         assert seen["advance"][:2 * PROBES] == probe_round(1, 2)
         assert set(seen["advance"][2 * PROBES:forward_advances]) == {fast}
-        # the reverse sweep starts from that choice (a recheck would come after RECHECK steps)
-        assert n < RECHECK and set(seen["reverse"]) == {fast}
+        # the reverse sweep probes in windows of reverse steps, the last one first
+        windows = [seen["reverse"][i:i + REVERSE_WINDOW]
+                   for i in range(0, 2 * PROBES * REVERSE_WINDOW, REVERSE_WINDOW)]
+        assert windows == [[c] * REVERSE_WINDOW for c in probe_round(1, 2)]
+        assert set(seen["reverse"][2 * PROBES * REVERSE_WINDOW:]) == {fast}
     finally:
         numba.set_num_threads(before)
     reference = Adjoint()
