@@ -105,9 +105,9 @@ class ThreadChooser:
     :meth:`record`. The chooser times :data:`PROBES` units on one thread fewer, then as many on
     all threads, and keeps all threads if their median time per step is :data:`MARGIN` below
     one fewer's and none of their units took longer than that median, else one fewer. The
-    probes run in blocks because each change of the count slowed the 2-thread kernel of
-    ``benchmarks/long_sequences.py`` long after it: its forward sweep took 13 % longer with the
-    counts alternating unit by unit, 3 % with blocks.
+    probes run in blocks because a change of the count slowed the 2-thread kernel of
+    ``benchmarks/long_sequences.py`` long after it (the cause not found): its forward sweep took
+    13 % longer with the counts alternating unit by unit, 3-19 % with blocks.
 
     It times both again after :data:`RECHECK` units on the choice, then after twice as many
     while the choice holds, so a machine that gets busy (where a parallel kernel's barrier

@@ -52,7 +52,7 @@ def probe_round(first: int, then: int) -> list[int]:
     return [first] * PROBES + [then] * PROBES
 
 
-def test_probes_alternate_then_the_faster_count_runs() -> None:
+def test_probes_in_blocks_then_the_faster_count_runs() -> None:
     calls = Recorder()
     chooser = ThreadChooser(4, calls)
     assert chooser.choice is None and chooser.threads == 3  # before a choice: one core to I/O
