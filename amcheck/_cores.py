@@ -33,13 +33,14 @@ from typing import Any, Final
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
 
 __all__ = [
-    "GIVE_UP",
     "MARGIN",
     "PROBES",
     "RECENT",
     "RECHECK",
     "RECHECK_MAX",
     "REVERSE_WINDOW",
+    "STALL",
+    "WARMUP",
     "ThreadChooser",
     "auto_chooser",
     "check_compute_threads",
@@ -53,17 +54,22 @@ __all__ = [
 #: in the window's time per step).
 PROBES: Final = 3
 REVERSE_WINDOW: Final = 8
+#: Units a chooser runs on one fewer before its first probe: the first advances of a forward
+#: sweep meet the disk tier's start (files created, the first writes), which slowed the probes
+#: that ran then (2-thread advances of the benchmark load 0.15-0.21 ms a step, later 0.09).
+WARMUP: Final = 4
 #: All threads are chosen only when their median time per step is this much below one fewer's
-#: (and none of their probes took longer than one fewer's median): a tie, or a gain within the
-#: noise of a shared machine, leaves the core to I/O.
+#: (and none of their probes stalled, see :data:`STALL`): a tie, or a gain within the noise of
+#: a shared machine, leaves the core to I/O.
 MARGIN: Final = 0.05
 #: Units on the chosen count before both counts are timed again; the span doubles while the
 #: choice holds (up to :data:`RECHECK_MAX`) and starts again from here when it changes.
 RECHECK: Final = 64
 RECHECK_MAX: Final = 4096
-#: A recheck of all threads (one fewer chosen) stops at a unit on all threads this many times
-#: slower than one fewer's mean over its last :data:`RECENT` units.
-GIVE_UP: Final = 1.5
+#: A unit on all threads this many times slower than one fewer's typical unit stalled (a
+#: preempted barrier): a probe round with one keeps one fewer, and a recheck of all threads
+#: (one fewer chosen) stops at one, against one fewer's mean over its last :data:`RECENT` units.
+STALL: Final = 1.5
 RECENT: Final = 8
 
 
@@ -102,17 +108,16 @@ class ThreadChooser:
     The engine asks :meth:`next` for the count before each unit of work it times (a forward
     advance in the forward sweep; in the reverse sweep :data:`REVERSE_WINDOW` reverse steps and
     the recomputation between them), which sets it, and gives the unit's time per step to
-    :meth:`record`. The chooser times :data:`PROBES` units on one thread fewer, then as many on
-    all threads, and keeps all threads if their median time per step is :data:`MARGIN` below
-    one fewer's and none of their units took longer than that median, else one fewer. The
-    probes run in blocks because a change of the count slowed the 2-thread kernel of
-    ``benchmarks/long_sequences.py`` long after it (the cause not found): its forward sweep took
-    13 % longer with the counts alternating unit by unit, 3-19 % with blocks.
+    :meth:`record`. After :data:`WARMUP` units on one thread fewer, the chooser times
+    :data:`PROBES` units on one thread fewer, then as many on all threads (in blocks, so that
+    the count changes once a round), and keeps all threads if their median time per step is
+    :data:`MARGIN` below one fewer's and none of their units stalled (took :data:`STALL` times
+    that median), else one fewer.
 
     It times both again after :data:`RECHECK` units on the choice, then after twice as many
     while the choice holds, so a machine that gets busy (where a parallel kernel's barrier
     stalls on preempted threads) or quiet changes the choice within a span. A recheck of all
-    threads against one fewer ends at its first unit on all threads that ran :data:`GIVE_UP`
+    threads against one fewer ends at its first unit on all threads that ran :data:`STALL`
     times slower than one fewer's mean over its last :data:`RECENT` units: on a busy machine
     such a unit can take many times longer, and that is where probing costs most.
 
@@ -122,9 +127,12 @@ class ThreadChooser:
         numba's thread count, at least 2: the candidates are ``threads`` and ``threads - 1``.
     set_threads
         Sets the count (``numba.set_num_threads``).
+    warmup
+        Units before the first probe (:data:`WARMUP`).
     """
 
-    def __init__(self, threads: int, set_threads: Callable[[int], None]) -> None:
+    def __init__(self, threads: int, set_threads: Callable[[int], None], *,
+                 warmup: int = WARMUP) -> None:
         if threads < 2:
             raise ValueError(f"a ThreadChooser needs at least 2 threads, got {threads}")
         self.fewer, self.all = threads - 1, threads
@@ -137,6 +145,7 @@ class ThreadChooser:
         self._recent: deque[float] = deque(maxlen=RECENT)  # the choice's last units outside probes
         self._span = RECHECK
         self._left = RECHECK
+        self._warmup = warmup
 
     @property
     def threads(self) -> int:
@@ -158,6 +167,11 @@ class ThreadChooser:
 
     def next(self) -> int:
         """Set numba's thread count for the next unit of work and return it."""
+        if self._warmup:  # the sweep's first units: the I/O is starting (files, first writes)
+            self._warmup -= 1
+            self._unit = (self.threads, False)
+            self._use(self.threads)
+            return self.threads
         if not self._plan:
             if self.choice is None or any(self._samples.values()):
                 self._decide()  # a round whose last probe never recorded (its unit raised)
@@ -184,7 +198,7 @@ class ThreadChooser:
             return
         self._samples[count].append(seconds_per_step)
         if (self.choice == self.fewer and count == self.all and self._recent
-                and seconds_per_step > GIVE_UP * statistics.fmean(self._recent)):
+                and seconds_per_step > STALL * statistics.fmean(self._recent)):
             self._plan.clear()  # all threads far slower (a busy machine): keep one fewer
             self._samples[self.choice].extend(self._recent)
         if not self._plan:
@@ -197,11 +211,12 @@ class ThreadChooser:
         if not few or not every:
             self._plan.extend(([] if few else [self.fewer]) + ([] if every else [self.all]))
             return
-        # all threads must be faster by the margin and never slower than one fewer's median: a
-        # stalled unit (a preempted barrier) says they are not to be trusted on this machine
-        # now; medians forgive one outlier (the first unit of a process may compile a kernel)
+        # all threads must be faster by the margin, and none of their units stalled (a
+        # preempted barrier: STALL times one fewer's median) on this machine now; medians
+        # forgive one outlier (the first unit of a process may compile a kernel)
         typical = statistics.median(few)
-        faster = statistics.median(every) < (1 - MARGIN) * typical and max(every) < typical
+        faster = (statistics.median(every) < (1 - MARGIN) * typical
+                  and max(every) < STALL * typical)
         choice = self.all if faster else self.fewer
         self._span = min(2 * self._span, RECHECK_MAX) if choice == self.choice else RECHECK
         if choice != self.choice:

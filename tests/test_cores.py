@@ -18,12 +18,13 @@ from toy_problem import Adjoint, Forward, initial_state
 
 from amcheck import Checkpointer
 from amcheck._cores import (
-    GIVE_UP,
     MARGIN,
     PROBES,
     RECHECK,
     RECHECK_MAX,
     REVERSE_WINDOW,
+    STALL,
+    WARMUP,
     ThreadChooser,
 )
 
@@ -54,7 +55,7 @@ def probe_round(first: int, then: int) -> list[int]:
 
 def test_probes_in_blocks_then_the_faster_count_runs() -> None:
     calls = Recorder()
-    chooser = ThreadChooser(4, calls)
+    chooser = ThreadChooser(4, calls, warmup=0)
     assert chooser.choice is None and chooser.threads == 3  # before a choice: one core to I/O
     counts = run(chooser, {3: 2.0, 4: 1.0}.__getitem__, 2 * PROBES + 10)
     assert counts == probe_round(3, 4) + [4] * 10
@@ -69,31 +70,31 @@ def test_probes_in_blocks_then_the_faster_count_runs() -> None:
     (1.5, 1),                       # slower
 ])
 def test_all_threads_must_win_by_the_margin(ratio: float, expected: int) -> None:
-    chooser = ThreadChooser(2, Recorder())
+    chooser = ThreadChooser(2, Recorder(), warmup=0)
     run(chooser, {1: 1.0, 2: ratio}.__getitem__, 2 * PROBES)
     assert chooser.choice == expected
 
 
 def test_one_stalled_unit_on_all_threads_keeps_a_core_to_io() -> None:
-    chooser = ThreadChooser(2, Recorder())
-    times = iter([1.0, 1.0, 1.0, 0.5, 0.5, 1.2])  # all threads: 2x faster, but one unit stalled
+    chooser = ThreadChooser(2, Recorder(), warmup=0)
+    times = iter([1.0, 1.0, 1.0, 0.5, 0.5, STALL * 1.01])  # 2x faster, but one unit stalled
     run(chooser, lambda count: next(times), 2 * PROBES)
     assert chooser.choice == 1
-    times = iter([1.0, 1.0, 1.0, 0.5, 0.5, 0.95])  # one unit slower, but still faster than 1
-    chooser = ThreadChooser(2, Recorder())
+    times = iter([1.0, 1.0, 1.0, 0.5, 0.5, STALL * 0.99])  # one slow unit, not a stall
+    chooser = ThreadChooser(2, Recorder(), warmup=0)
     run(chooser, lambda count: next(times), 2 * PROBES)
     assert chooser.choice == 2
 
 
 def test_the_median_ignores_one_outlier() -> None:
-    chooser = ThreadChooser(2, Recorder())
+    chooser = ThreadChooser(2, Recorder(), warmup=0)
     times = iter([50.0, 1.0, 1.0, 2.0, 2.0, 2.0])  # the first unit on 1 thread compiled a kernel
     run(chooser, lambda count: next(times), 2 * PROBES)
     assert chooser.choice == 1
 
 
 def test_recheck_after_a_span_that_doubles_while_the_choice_holds() -> None:
-    chooser = ThreadChooser(2, Recorder())
+    chooser = ThreadChooser(2, Recorder(), warmup=0)
     cost = {1: 1.0, 2: 1.2}.__getitem__
     counts = run(chooser, cost, 2 * PROBES)
     assert chooser.choice == 1
@@ -109,7 +110,7 @@ def test_recheck_after_a_span_that_doubles_while_the_choice_holds() -> None:
 
 
 def test_a_busier_machine_changes_the_choice_at_the_next_recheck() -> None:
-    chooser = ThreadChooser(2, Recorder())
+    chooser = ThreadChooser(2, Recorder(), warmup=0)
     quiet = {1: 2.0, 2: 1.0}.__getitem__
     busy = {1: 2.0, 2: 20.0}.__getitem__  # each step on 2 threads stalls on a preempted thread
     run(chooser, quiet, 2 * PROBES + RECHECK - 1 - PROBES)
@@ -122,11 +123,11 @@ def test_a_busier_machine_changes_the_choice_at_the_next_recheck() -> None:
 
 
 def test_a_recheck_of_all_threads_stops_at_a_far_slower_unit() -> None:
-    chooser = ThreadChooser(2, Recorder())
+    chooser = ThreadChooser(2, Recorder(), warmup=0)
     cost = {1: 1.0, 2: 1.2}.__getitem__
     run(chooser, cost, 2 * PROBES + RECHECK - 1)
     assert chooser.choice == 1
-    far = {1: 1.0, 2: GIVE_UP * 1.01}.__getitem__
+    far = {1: 1.0, 2: STALL * 1.01}.__getitem__
     assert run(chooser, far, 1) == [2]  # one unit of the recheck, then back to the choice
     assert chooser.choice == 1
     assert run(chooser, far, 2 * RECHECK - 1) == [1] * (2 * RECHECK - 1)  # the span doubled
@@ -134,7 +135,7 @@ def test_a_recheck_of_all_threads_stops_at_a_far_slower_unit() -> None:
 
 
 def test_a_recheck_of_one_fewer_runs_in_full() -> None:
-    chooser = ThreadChooser(2, Recorder())
+    chooser = ThreadChooser(2, Recorder(), warmup=0)
     cost = {1: 10.0, 2: 1.0}.__getitem__
     run(chooser, cost, 2 * PROBES)
     assert chooser.choice == 2
@@ -144,7 +145,7 @@ def test_a_recheck_of_one_fewer_runs_in_full() -> None:
 
 def test_the_count_changes_only_between_blocks() -> None:
     calls = Recorder()
-    chooser = ThreadChooser(2, calls)
+    chooser = ThreadChooser(2, calls, warmup=0)
     run(chooser, {1: 1.0, 2: 0.5}.__getitem__, 2 * PROBES)
     assert calls.calls == [1, 2]
     assert chooser.choice == 2
@@ -155,13 +156,13 @@ def test_the_count_changes_only_between_blocks() -> None:
 
 def test_after_a_round_the_choice_is_set_at_once() -> None:
     calls = Recorder()
-    chooser = ThreadChooser(2, calls)
+    chooser = ThreadChooser(2, calls, warmup=0)
     run(chooser, {1: 0.5, 2: 1.0}.__getitem__, 2 * PROBES)
     assert chooser.choice == 1 and calls.calls == [1, 2, 1]  # set back before the next unit
 
 
 def test_a_probe_never_recorded_is_timed_again() -> None:
-    chooser = ThreadChooser(2, Recorder())
+    chooser = ThreadChooser(2, Recorder(), warmup=0)
     assert chooser.next() == 1  # this unit raised: no record
     counts = run(chooser, {1: 1.0, 2: 3.0}.__getitem__, 2 * PROBES - 1)
     assert counts == [1, 1, 2, 2, 2]
@@ -169,7 +170,7 @@ def test_a_probe_never_recorded_is_timed_again() -> None:
 
 
 def test_a_count_with_no_sample_is_planned_again() -> None:
-    chooser = ThreadChooser(2, Recorder())
+    chooser = ThreadChooser(2, Recorder(), warmup=0)
     for count in probe_round(1, 2):  # no unit on 2 threads ever records
         assert chooser.next() == count
         if count == 1:
@@ -181,7 +182,7 @@ def test_a_count_with_no_sample_is_planned_again() -> None:
 
 
 def test_probing_fewer_says_whether_the_unit_under_way_probes_one_fewer() -> None:
-    chooser = ThreadChooser(2, Recorder())
+    chooser = ThreadChooser(2, Recorder(), warmup=0)
     assert not chooser.probing_fewer
     seen = []
     for _ in range(2 * PROBES):
@@ -196,13 +197,19 @@ def test_probing_fewer_says_whether_the_unit_under_way_probes_one_fewer() -> Non
 
 def test_start_sweep_sets_the_count_again() -> None:
     calls = Recorder()
-    chooser = ThreadChooser(2, calls)
+    chooser = ThreadChooser(2, calls, warmup=0)
     chooser.start_sweep()
     assert calls.calls == [1]
     run(chooser, {1: 2.0, 2: 1.0}.__getitem__, 2 * PROBES)
     calls.calls.clear()
     chooser.start_sweep()  # a new sweep: numba's count was restored in between
     assert calls.calls == [2]
+
+
+def test_the_first_units_of_a_sweep_are_not_probes() -> None:
+    chooser = ThreadChooser(2, Recorder())
+    counts = run(chooser, {1: 1.0, 2: 0.5}.__getitem__, WARMUP + 2 * PROBES + 1)
+    assert counts == [1] * WARMUP + probe_round(1, 2) + [2]
 
 
 def test_a_chooser_needs_two_threads() -> None:
@@ -257,7 +264,7 @@ def test_checkpointer_runs_sweeps_with_disk_traffic_on_the_faster_count(
             clock.spend(cost[numba.get_num_threads()])
             super().reverse(state, t)
 
-    n = 2 * PROBES * REVERSE_WINDOW + 4 * REVERSE_WINDOW + 3  # a partial window at the end
+    n = (WARMUP + 2 * PROBES + 4) * REVERSE_WINDOW + 3  # a partial window at the end
     try:
         adj = TimedAdjoint()
         with Checkpointer(Timed(), adj, initial_state(), n, ram="1 MiB",
@@ -270,14 +277,15 @@ def test_checkpointer_runs_sweeps_with_disk_traffic_on_the_faster_count(
             assert ckp.stats.compute_threads == fast
             grad = adj.grad
         assert numba.get_num_threads() == 2
-        # the first advances of the forward sweep probe both counts, one fewer first
-        assert seen["advance"][:2 * PROBES] == probe_round(1, 2)
-        assert set(seen["advance"][2 * PROBES:forward_advances]) == {fast}
+        # after its first advances the forward sweep probes both counts, one fewer first
+        assert seen["advance"][:WARMUP + 2 * PROBES] == [1] * WARMUP + probe_round(1, 2)
+        assert set(seen["advance"][WARMUP + 2 * PROBES:forward_advances]) == {fast}
         # the reverse sweep probes in windows of reverse steps, the last one first
+        probed = (WARMUP + 2 * PROBES) * REVERSE_WINDOW
         windows = [seen["reverse"][i:i + REVERSE_WINDOW]
-                   for i in range(0, 2 * PROBES * REVERSE_WINDOW, REVERSE_WINDOW)]
-        assert windows == [[c] * REVERSE_WINDOW for c in probe_round(1, 2)]
-        assert set(seen["reverse"][2 * PROBES * REVERSE_WINDOW:]) == {fast}
+                   for i in range(0, probed, REVERSE_WINDOW)]
+        assert windows == [[c] * REVERSE_WINDOW for c in [1] * WARMUP + probe_round(1, 2)]
+        assert set(seen["reverse"][probed:]) == {fast}
     finally:
         numba.set_num_threads(before)
     reference = Adjoint()
