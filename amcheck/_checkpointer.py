@@ -26,6 +26,7 @@ import numpy as np
 
 from amcheck._bytes import ByteSize, format_bytes, parse_bytes
 from amcheck._cores import (
+    WARMUP,
     ThreadChooser,
     auto_chooser,
     check_compute_threads,
@@ -217,12 +218,12 @@ class Checkpointer:
         ``"wait"`` on the timeline and in ``stats.stall_seconds``).
     compute_threads
         numba threads for the user's kernels during sweeps with disk traffic: ``None`` (auto:
-        measured; the forward sweep times its first 3 advances on one thread fewer than
-        numba's count, which leaves a core to the transfer thread, and the next 3 on all, the
-        reverse sweep windows of 8 reverse steps likewise; the sweep goes on with the faster,
-        one fewer unless all threads are 5 % faster and never slower than one fewer's median,
-        and times both again after 64 units, then 128, ...), ``"all"`` (leave numba alone) or
-        a number. The count is restored after each sweep and
+        measured; after 2 advances the forward sweep times 3 on one thread fewer than numba's
+        count, which leaves a core to the transfer thread, and the next 3 on all, the reverse
+        sweep (from its start) windows of 8 reverse steps likewise; the sweep goes on with the faster, one fewer
+        unless all threads are 5 % faster and none of their units stalled (1.5x one fewer's
+        median), and times both again after 64 units, then 128, ...), ``"all"`` (leave numba
+        alone) or a number. The count is restored after each sweep and
         ``stats.compute_threads`` says what a sweep ended on. Applies only when the operator has
         imported numba; amcheck never imports it. Why: see :mod:`amcheck._cores`.
     timeline
@@ -788,7 +789,7 @@ class Checkpointer:
             self._stats.compute_threads = threads
             return
         chooser = self._choosers.get(forward)
-        fresh = auto_chooser()
+        fresh = auto_chooser(warmup=WARMUP if forward else 0)
         if fresh is None or chooser is None or fresh.all != chooser.all:
             chooser = fresh
         if chooser is None:  # numba not imported, or one thread: nothing to choose

@@ -54,10 +54,10 @@ __all__ = [
 #: in the window's time per step).
 PROBES: Final = 3
 REVERSE_WINDOW: Final = 8
-#: Units a chooser runs on one fewer before its first probe: the first advances of a forward
-#: sweep meet the disk tier's start (files created, the first writes), which slowed the probes
-#: that ran then (2-thread advances of the benchmark load 0.15-0.21 ms a step, later 0.09).
-WARMUP: Final = 4
+#: Advances a forward sweep runs on one fewer before its first probe: they meet the disk tier's
+#: start (files created, the first writes), which slowed the probes that ran then (2-thread
+#: advances of the benchmark load 0.15-0.21 ms a step, later 0.09). The reverse sweep has none.
+WARMUP: Final = 2
 #: All threads are chosen only when their median time per step is this much below one fewer's
 #: (and none of their probes stalled, see :data:`STALL`): a tie, or a gain within the noise of
 #: a shared machine, leaves the core to I/O.
@@ -108,7 +108,7 @@ class ThreadChooser:
     The engine asks :meth:`next` for the count before each unit of work it times (a forward
     advance in the forward sweep; in the reverse sweep :data:`REVERSE_WINDOW` reverse steps and
     the recomputation between them), which sets it, and gives the unit's time per step to
-    :meth:`record`. After :data:`WARMUP` units on one thread fewer, the chooser times
+    :meth:`record`. After ``warmup`` units on one thread fewer, the chooser times
     :data:`PROBES` units on one thread fewer, then as many on all threads (in blocks, so that
     the count changes once a round), and keeps all threads if their median time per step is
     :data:`MARGIN` below one fewer's and none of their units stalled (took :data:`STALL` times
@@ -231,16 +231,16 @@ class ThreadChooser:
         self._use(self.threads)
 
 
-def auto_chooser() -> ThreadChooser | None:
-    """A :class:`ThreadChooser` over numba's current thread count; ``None`` when numba is not
-    imported or runs one thread (nothing to choose)."""
+def auto_chooser(*, warmup: int = WARMUP) -> ThreadChooser | None:
+    """A :class:`ThreadChooser` over numba's current thread count (``warmup`` units before its
+    first probe); ``None`` when numba is not imported or runs one thread (nothing to choose)."""
     numba = _numba()
     if numba is None:
         return None
     threads = int(numba.get_num_threads())
     if threads < 2:
         return None
-    return ThreadChooser(threads, numba.set_num_threads)
+    return ThreadChooser(threads, numba.set_num_threads, warmup=warmup)
 
 
 @contextmanager
