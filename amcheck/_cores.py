@@ -9,8 +9,8 @@ preempts one of its threads, while one thread fewer leaves a core to the I/O and
 of the time. Which wins depends on the kernel and on what else runs, not on the machine alone.
 Measured on 2 cores (docs/benchmarks.md, "Cores, and the default"): with numba's 2 threads, a
 3-D order-8 FWI gradient on disk (``benchmarks/fwi_threads.py``) and the whole sweep of the load
-of ``benchmarks/long_sequences.py`` ran 1.44-1.47x faster than with a core always left to I/O,
-the default until then; with a busy process beside them, all threads ran 1.3x slower than one
+of ``benchmarks/long_sequences.py`` ran 1.49x faster than with a core always left to I/O, the
+default until then; with a busy process beside the latter, all threads ran 1.5x slower than one
 fewer. So the default measures (:class:`ThreadChooser`).
 
 The choice (``Checkpointer(compute_threads=...)``): ``None`` ("auto"), the measured choice
