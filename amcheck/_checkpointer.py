@@ -220,12 +220,12 @@ class Checkpointer:
         numba threads for the user's kernels during sweeps with disk traffic: ``None`` (auto:
         measured; after 2 advances the forward sweep times 3 on one thread fewer than numba's
         count, which leaves a core to the transfer thread, and the next 3 on all, the reverse
-        sweep (from its start) windows of 8 reverse steps likewise; the sweep goes on with the faster, one fewer
-        unless all threads are 5 % faster and none of their units stalled (1.5x one fewer's
-        median), and times both again after 64 units, then 128, ...), ``"all"`` (leave numba
-        alone) or a number. The count is restored after each sweep and
-        ``stats.compute_threads`` says what a sweep ended on. Applies only when the operator has
-        imported numba; amcheck never imports it. Why: see :mod:`amcheck._cores`.
+        sweep (from its start) windows of 8 reverse steps likewise; the sweep goes on with the
+        faster, one fewer unless all threads are 5 % faster and none of their units stalled
+        (1.5x one fewer's median), and times both again after 64 units, then 128, ...),
+        ``"all"`` (leave numba alone) or a number. The count is restored after each sweep and
+        ``stats.compute_threads`` says what a sweep ended on. Applies only when the operator
+        has imported numba; amcheck never imports it. Why: see :mod:`amcheck._cores`.
     timeline
         Record a :class:`amcheck.Timeline` of compute, reverse, transfer and wait events
         (about a microsecond per event).

@@ -31,11 +31,9 @@ from typing import Any
 import numba
 import numpy as np
 from _args import positive_int  # the benchmarks' shared argparse types
-from amcheck.kernels import Geometry, Model, forward_modeling, fwi_gradient
+from amcheck.kernels import AcousticForward, Geometry, Model, forward_modeling, fwi_gradient
 from amcheck.storage import slot_layout
 from long_sequences import paired, ratio_text, settle
-
-import amcheck
 
 
 def shape_arg(text: str) -> tuple[int, ...]:
@@ -72,7 +70,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=positive_int, default=5)
     args = parser.parse_args()
     model, geometry, d_obs = problem(args.shape, args.nbl)
-    spec = amcheck.StateSpec({"u": ((2, *model.grid_shape), "float32")})
+    spec = AcousticForward(model, geometry).spec  # the state fwi_gradient checkpoints
     ram = args.ram_states * slot_layout(spec)[1]
     threads = numba.get_num_threads()
     print(f"grid {model.grid_shape} ({args.shape} + {args.nbl} layer points), {geometry.nt} "

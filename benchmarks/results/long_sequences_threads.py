@@ -5,6 +5,7 @@ loop runs in another process throughout (a shared machine). Output: long_sequenc
 
     .venv/bin/python benchmarks/results/long_sequences_threads.py N ROUNDS [busy]
 """
+import shutil
 import statistics
 import subprocess
 import sys
@@ -23,15 +24,18 @@ busy = sys.argv[3:] == ["busy"]
 print(f"n = {n}, {rounds} rounds, numba 2 threads" + (", a busy loop beside" if busy else ""))
 loop = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
 res: dict[str, list[dict]] = {}
-for r in range(rounds):
-    for name, ct in (("measured", None), ("1", 1), ("all", "all")):
-        out = ls.run_amcheck(n, workdir=work, interval=50, strategy="async_multistage",
-                             compute_threads=ct)
-        res.setdefault(name, []).append(out)
-        print(f"round {r + 1} {name:8s} wall {out['wall']:.2f} s forward {out['forward_wall']:.2f} s "
-              f"threads {out['compute_threads']}", flush=True)
-if loop is not None:
-    loop.kill()
+try:
+    for r in range(rounds):
+        for name, ct in (("measured", None), ("1", 1), ("all", "all")):
+            out = ls.run_amcheck(n, workdir=work, interval=50, strategy="async_multistage",
+                                 compute_threads=ct)
+            res.setdefault(name, []).append(out)
+            print(f"round {r + 1} {name:8s} wall {out['wall']:.2f} s forward "
+                  f"{out['forward_wall']:.2f} s threads {out['compute_threads']}", flush=True)
+finally:  # never leave the busy loop spinning, nor the checkpoints' folder
+    if loop is not None:
+        loop.kill()
+    shutil.rmtree(work, ignore_errors=True)
 for name, v in res.items():
     walls = [x["wall"] for x in v]
     print(f"{name:8s} median wall {statistics.median(walls):.2f} s ({min(walls):.2f}-{max(walls):.2f}), "
