@@ -27,7 +27,6 @@ import numpy as np
 from amcheck._bytes import ByteSize, format_bytes, parse_bytes
 from amcheck._cores import (
     WARMUP,
-    ThreadChooser,
     auto_chooser,
     check_compute_threads,
     chosen_threads,
@@ -46,7 +45,7 @@ from amcheck._errors import (
     TransferError,
 )
 from amcheck._folders import PREFIX, STORE_NAME, warn_stale_folders
-from amcheck._operators import as_forward, as_reverse, check_signature
+from amcheck._operators import as_forward, as_reverse, check_signature, code_name
 from amcheck._state import StateSpec
 from amcheck._stats import Stats, StatsRecorder
 from amcheck._strategy import STRATEGIES, Plan, plan, slot_size
@@ -222,7 +221,9 @@ class Checkpointer:
         count, which leaves a core to the transfer thread, and the next 3 on all, the reverse
         sweep (from its start) windows of 8 reverse steps likewise; the sweep goes on with the
         faster, one fewer unless all threads are 5 % faster and none of their units stalled
-        (1.5x one fewer's median), and times both again after 64 units, then 128, ...),
+        (1.5x one fewer's median), and times both again after 64 units, then 128, ...; the
+        process remembers the choice for later Checkpointers of the same operators, state and
+        disk tier kind, which go on from it without probing),
         ``"all"`` (leave numba alone) or a number. The count is restored after each sweep and
         ``stats.compute_threads`` says what a sweep ended on. Applies only when the operator
         has imported numba; amcheck never imports it. Why: see :mod:`amcheck._cores`.
@@ -298,7 +299,6 @@ class Checkpointer:
         budget = parse_bytes(ram, "ram")
         self._max_in_flight = check_int("max_in_flight", max_in_flight, minimum=1)
         self._compute_threads = check_compute_threads(compute_threads)
-        self._choosers: dict[bool, ThreadChooser] = {}  # forward / reverse sweeps: auto threads
         timeline = check_bool("timeline", timeline)
         disk_slots = self._disk_slots(disk, disk_budget, spec, isinstance(strategy, str))
         slot_nbytes = slot_size(spec)
@@ -316,6 +316,9 @@ class Checkpointer:
                 disk_slots=disk_slots,
             )
             self._spec = spec
+            # what the process remembers a thread choice for (compute_threads=None)
+            self._workload = (code_name(advance_fn), code_name(reverse_fn), spec,
+                              type(tier).__name__)
             self._initial = initial_state
             self._budget = budget
             self._disk = tier
@@ -776,8 +779,8 @@ class Checkpointer:
     @contextlib.contextmanager
     def _cores(self, *, forward: bool) -> Iterator[None]:
         """numba threads for a sweep with disk traffic (``compute_threads``): fixed, or chosen
-        by measurement (a chooser per direction, kept across sweeps; a new one if numba's
-        count changed); ``stats.compute_threads`` says what the sweep ended on."""
+        by measurement (going on from the process's last choice for this workload, direction
+        and numba count); ``stats.compute_threads`` says what the sweep ended on."""
         self._engine.threads = None
         if not self._plan.staging:
             yield
@@ -788,17 +791,14 @@ class Checkpointer:
                 yield
             self._stats.compute_threads = threads
             return
-        chooser = self._choosers.get(forward)
-        fresh = auto_chooser(warmup=WARMUP if forward else 0)
-        if fresh is None or chooser is None or fresh.all != chooser.all:
-            chooser = fresh
+        key = (self._workload, forward)
+        chooser = auto_chooser(key, warmup=WARMUP if forward else 0)
         if chooser is None:  # numba not imported, or one thread: nothing to choose
             yield
             return
-        self._choosers[forward] = chooser
         self._engine.threads = chooser
         try:
-            with chosen_threads(chooser):
+            with chosen_threads(chooser, key):
                 yield
         finally:
             self._engine.threads = None

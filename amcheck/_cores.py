@@ -18,6 +18,11 @@ between all of numba's threads and one fewer; ``"all"`` leaves numba alone; a nu
 count (:func:`fixed_threads`). amcheck never imports numba for this: if the user's operator has
 not imported it, there is nothing to set. ``numba.set_num_threads`` applies to parallel regions
 launched from the calling thread, the compute thread, which is where the operators run.
+
+The process remembers each workload's choice (:func:`auto_chooser`'s ``key``: the operators'
+code, the state, the disk tier's kind, the direction): a Checkpointer built for the same
+workload as an earlier one, such as the next gradient of an inversion, goes on from that choice
+and its recheck schedule instead of probing again.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from __future__ import annotations
 import numbers
 import statistics
 import sys
+import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -46,6 +52,7 @@ __all__ = [
     "check_compute_threads",
     "chosen_threads",
     "fixed_threads",
+    "forget_choices",
     "numba_threads",
 ]
 
@@ -129,10 +136,13 @@ class ThreadChooser:
         Sets the count (``numba.set_num_threads``).
     warmup
         Units before the first probe (:data:`WARMUP`).
+    resume
+        A :attr:`snapshot` of an earlier chooser over the same count: start from its choice and
+        recheck schedule (no warm-up, no probes until the schedule says so).
     """
 
     def __init__(self, threads: int, set_threads: Callable[[int], None], *,
-                 warmup: int = WARMUP) -> None:
+                 warmup: int = WARMUP, resume: tuple[int, int, int] | None = None) -> None:
         if threads < 2:
             raise ValueError(f"a ThreadChooser needs at least 2 threads, got {threads}")
         self.fewer, self.all = threads - 1, threads
@@ -146,6 +156,19 @@ class ThreadChooser:
         self._span = RECHECK
         self._left = RECHECK
         self._warmup = warmup
+        if resume is not None:
+            self.choice, self._span, self._left = resume
+            if self.choice not in (self.fewer, self.all):
+                raise ValueError(f"resume's count {self.choice} is neither {self.fewer} nor "
+                                 f"{self.all}")
+            self._plan.clear()
+            self._warmup = 0
+
+    @property
+    def snapshot(self) -> tuple[int, int, int] | None:
+        """``(choice, span, units left before the next recheck)`` for ``resume``; ``None``
+        before the first choice."""
+        return None if self.choice is None else (self.choice, self._span, max(self._left, 0))
 
     @property
     def threads(self) -> int:
@@ -231,22 +254,38 @@ class ThreadChooser:
         self._use(self.threads)
 
 
-def auto_chooser(*, warmup: int = WARMUP) -> ThreadChooser | None:
-    """A :class:`ThreadChooser` over numba's current thread count (``warmup`` units before its
-    first probe); ``None`` when numba is not imported or runs one thread (nothing to choose)."""
+#: The last :attr:`ThreadChooser.snapshot` of each workload in this process, by
+#: ``(key, numba's count)``.
+_CHOICES: dict[tuple[Hashable, int], tuple[int, int, int]] = {}
+_CHOICES_LOCK = threading.Lock()
+
+
+def auto_chooser(key: Hashable, *, warmup: int = WARMUP) -> ThreadChooser | None:
+    """A :class:`ThreadChooser` over numba's current thread count for the workload ``key``: it
+    resumes the process's last choice for that key and count, else starts with ``warmup`` units
+    before its first probe. ``None`` when numba is not imported or runs one thread (nothing to
+    choose)."""
     numba = _numba()
     if numba is None:
         return None
     threads = int(numba.get_num_threads())
     if threads < 2:
         return None
-    return ThreadChooser(threads, numba.set_num_threads, warmup=warmup)
+    with _CHOICES_LOCK:
+        resume = _CHOICES.get((key, threads))
+    return ThreadChooser(threads, numba.set_num_threads, warmup=warmup, resume=resume)
+
+
+def forget_choices() -> None:
+    """Forget the choices this process remembers (the next sweeps probe again)."""
+    with _CHOICES_LOCK:
+        _CHOICES.clear()
 
 
 @contextmanager
-def chosen_threads(chooser: ThreadChooser) -> Iterator[None]:
-    """Run the ``with`` body (a sweep whose engine consults ``chooser``), then restore numba's
-    thread count as it was before."""
+def chosen_threads(chooser: ThreadChooser, key: Hashable) -> Iterator[None]:
+    """Run the ``with`` body (a sweep whose engine consults ``chooser``), then remember the
+    chooser's state for the workload ``key`` and restore numba's thread count as it was."""
     numba = _numba()
     assert numba is not None  # a chooser exists only once numba is imported
     before = int(numba.get_num_threads())
@@ -254,6 +293,10 @@ def chosen_threads(chooser: ThreadChooser) -> Iterator[None]:
     try:
         yield
     finally:
+        snapshot = chooser.snapshot
+        if snapshot is not None:
+            with _CHOICES_LOCK:
+                _CHOICES[key, chooser.all] = snapshot
         numba.set_num_threads(before)
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "as_forward",
     "as_reverse",
     "check_signature",
+    "code_name",
 ]
 
 AdvanceFn: TypeAlias = Callable[[State, State, int, int], "int | None"]
@@ -120,6 +121,15 @@ def _operator_callable(
         f"{role} must be an object with a method {method_name}{expected} or a callable "
         f"{method_name}{expected}, got {operator!r} of type {type(operator).__name__}"
     )
+
+
+def code_name(fn: Callable[..., Any]) -> tuple[str, str]:
+    """``(module, qualified name)`` of an operator callable's code (of a bound method: its
+    class's method; of a callable object: its class), which names it without keeping it alive."""
+    code = getattr(fn, "__func__", fn)
+    if not hasattr(code, "__qualname__"):
+        code = type(code)
+    return str(getattr(code, "__module__", "")), str(code.__qualname__)
 
 
 def as_forward(forward: object) -> AdvanceFn:

@@ -3,10 +3,12 @@
 While a Checkpointer streams checkpoints to disk, a transfer thread runs beside the user's
 kernels. ``compute_threads`` says how many numba threads the kernels get meanwhile: ``1`` here
 leaves the second core to I/O, ``"all"`` keeps both, ``None`` (the default) measures both during
-the sweep and keeps the faster (:class:`amcheck._cores.ThreadChooser`). This script times
-``fwi_gradient`` (asynchronous multistage, a ZarrTier in a temporary directory, automatic
-interval) with each setting, and amcheck's Revolve in RAM with the same budget for reference,
-interleaved round after round; medians of ``--repeats`` rounds (min-max), the ratios round by
+the sweep and keeps the faster (:class:`amcheck._cores.ThreadChooser`), and the process
+remembers the choice for the next gradient. This script times ``fwi_gradient`` (asynchronous
+multistage, a ZarrTier in a temporary directory, automatic interval) with each setting, ``None``
+twice: as the first gradient of a process (the remembered choice forgotten first) and as a later
+one (going on from the choice of the one before), and amcheck's Revolve in RAM with the same
+budget for reference, interleaved round after round; medians of ``--repeats`` rounds (min-max), the ratios round by
 round (``long_sequences.paired``), the count ``compute_threads=None`` ended on, and a check that
 every gradient is bitwise the same.
 
@@ -34,6 +36,8 @@ from _args import positive_int  # the benchmarks' shared argparse types
 from amcheck.kernels import AcousticForward, Geometry, Model, forward_modeling, fwi_gradient
 from amcheck.storage import slot_layout
 from long_sequences import paired, ratio_text, settle
+
+from amcheck._cores import forget_choices
 
 
 def shape_arg(text: str) -> tuple[int, ...]:
@@ -78,8 +82,10 @@ def main() -> None:
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numba "
           f"{numba.__version__} ({threads} threads), load average {os.getloadavg()}", flush=True)
     work = tempfile.mkdtemp(prefix="amcheck-bench-")
+    first = "compute_threads=None, first call"
     variants: dict[str, dict[str, Any]] = {
-        "compute_threads=None (measured)": {"disk": work},
+        first: {"disk": work},
+        "compute_threads=None, later call": {"disk": work},
         "compute_threads=1 (1 core to I/O)": {"disk": work, "compute_threads": 1},
         f"compute_threads='all' ({threads})": {"disk": work, "compute_threads": "all"},
         "Revolve in RAM (all threads)": {"strategy": "revolve"},
@@ -90,6 +96,8 @@ def main() -> None:
         fwi_gradient(model, geometry, d_obs, ram=ram, disk=work)  # compile, first store
         for r in range(args.repeats):
             for name, kwargs in variants.items():
+                if name == first:
+                    forget_choices()  # as in a new process: the sweeps probe both counts
                 settle()
                 start = time.perf_counter()
                 result = fwi_gradient(model, geometry, d_obs, ram=ram, **kwargs)
@@ -113,12 +121,13 @@ def main() -> None:
         print(f"{name:36s} {statistics.median(walls):7.2f} s ({min(walls):.2f}-{max(walls):.2f})"
               f"  recompute {statistics.median(x['recompute'] for x in rs):.3f}")
     names = list(variants)
-    print(f"\nround by round: {names[1]} / {names[0]}: {ratio_text(paired(runs[names[1]], runs[names[0]]))}")
-    print(f"round by round: {names[2]} / {names[0]}: {ratio_text(paired(runs[names[2]], runs[names[0]]))}")
-    print(f"round by round: {names[0]} / {names[3]}: {ratio_text(paired(runs[names[0]], runs[names[3]]))}")
-    print(f"threads compute_threads=None ended on, round by round: "
-          f"{[x['threads'] for x in runs[names[0]]]}; load average {os.getloadavg()}; every "
-          "gradient bitwise equal")
+    print()
+    for a, b in ((2, 0), (3, 0), (0, 1), (3, 1), (0, 4), (1, 4)):
+        ratios = ratio_text(paired(runs[names[a]], runs[names[b]]))
+        print(f"round by round: {names[a]} / {names[b]}: {ratios}")
+    for name in names[:2]:
+        print(f"threads {name} ended on, round by round: {[x['threads'] for x in runs[name]]}")
+    print(f"load average {os.getloadavg()}; every gradient bitwise equal")
 
 
 if __name__ == "__main__":

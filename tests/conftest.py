@@ -19,3 +19,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def rng() -> np.random.Generator:
     """A seeded random generator, so failures reproduce."""
     return np.random.default_rng(20181119)
+
+
+@pytest.fixture(autouse=True)
+def _forget_thread_choices() -> None:
+    """Every test starts with no remembered ``compute_threads`` choice (amcheck._cores)."""
+    from amcheck._cores import forget_choices
+
+    forget_choices()

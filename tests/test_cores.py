@@ -26,6 +26,7 @@ from amcheck._cores import (
     STALL,
     WARMUP,
     ThreadChooser,
+    forget_choices,
 )
 
 
@@ -212,6 +213,23 @@ def test_the_first_units_of_a_sweep_are_not_probes() -> None:
     assert counts == [1] * WARMUP + probe_round(1, 2) + [2]
 
 
+def test_a_chooser_resumes_the_snapshot_of_another() -> None:
+    cost = {3: 2.0, 4: 1.0}.__getitem__
+    first = ThreadChooser(4, Recorder(), warmup=0)
+    assert first.snapshot is None  # no choice yet
+    run(first, cost, 2 * PROBES + 10)
+    assert first.snapshot == (4, RECHECK, RECHECK - 10)
+    resumed = ThreadChooser(4, calls := Recorder(), warmup=WARMUP, resume=first.snapshot)
+    assert resumed.threads == 4
+    # no warm-up, no probes: the choice until the first one's recheck is due
+    counts = run(resumed, cost, RECHECK - 11 + 2 * PROBES)
+    assert counts == [4] * (RECHECK - 11) + probe_round(3, 4)
+    assert calls.calls == [4, 3, 4]
+    assert resumed.snapshot == (4, 2 * RECHECK, 2 * RECHECK)  # the choice held: span doubled
+    with pytest.raises(ValueError, match="neither 3 nor 4"):
+        ThreadChooser(4, Recorder(), resume=(2, RECHECK, 1))
+
+
 def test_a_chooser_needs_two_threads() -> None:
     with pytest.raises(ValueError, match="at least 2 threads, got 1"):
         ThreadChooser(1, Recorder())
@@ -234,66 +252,127 @@ class FakeClock:
         self.now += seconds
 
 
+class TimedSweeps:
+    """Checkpointer sweeps with disk traffic on numba's 2 threads (numba's real thread
+    switching), under a :class:`FakeClock` that each advance and reverse step moves by
+    ``cost[numba's count]`` a step; ``seen`` notes the count of every advance and reverse step."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, cost: dict[int, float]) -> None:
+        import numba
+
+        from amcheck import _engine
+
+        if numba.config.NUMBA_NUM_THREADS < 2:  # pragma: no cover - CI and these machines have 2
+            pytest.skip("needs numba with at least 2 threads")
+        self.clock = FakeClock()
+        monkeypatch.setattr(_engine, "clock", self.clock)
+        self.cost = cost
+        self.seen: dict[str, list[int]] = {"advance": [], "reverse": []}
+
+    def run(self, path: Path, n: int, *, seed: int = 7, other_reverse: bool = False
+            ) -> tuple[int, Any, Any]:
+        """Both sweeps of an n-step problem (with ``other_reverse`` a reverse operator of other
+        code); the forward advances, the thread count both sweeps ended on, the gradient."""
+        import numba
+
+        sweeps = self
+
+        class Timed(Forward):
+            def advance(self, src: Any, dst: Any, t0: int, t1: int) -> int | None:
+                sweeps.seen["advance"].append(numba.get_num_threads())
+                sweeps.clock.spend((t1 - t0) * sweeps.cost[numba.get_num_threads()])
+                return super().advance(src, dst, t0, t1)
+
+        class TimedAdjoint(Adjoint):
+            def reverse(self, state: Any, t: int) -> None:
+                sweeps.seen["reverse"].append(numba.get_num_threads())
+                sweeps.clock.spend(sweeps.cost[numba.get_num_threads()])
+                super().reverse(state, t)
+
+        class OtherAdjoint(TimedAdjoint):
+            def reverse(self, state: Any, t: int) -> None:
+                super().reverse(state, t)
+
+        for seen in self.seen.values():
+            seen.clear()
+        before = numba.get_num_threads()
+        numba.set_num_threads(2)
+        try:
+            adj = OtherAdjoint() if other_reverse else TimedAdjoint()
+            with Checkpointer(Timed(), adj, initial_state(seed), n, ram="1 MiB", disk=path,
+                              strategy="async_multistage", interval=2) as ckp:
+                adj.start(ckp.forward())
+                advances = len(self.seen["advance"])
+                threads = ckp.stats.compute_threads
+                assert numba.get_num_threads() == 2  # restored between sweeps
+                ckp.reverse()
+                assert ckp.stats.compute_threads == threads
+            assert numba.get_num_threads() == 2
+        finally:
+            numba.set_num_threads(before)
+        return advances, threads, adj.grad
+
+
+def store_all_gradient(n: int, seed: int = 7) -> Any:
+    reference = Adjoint()
+    with Checkpointer(Forward(), reference, initial_state(seed), n, ram="1 MiB",
+                      strategy="store_all") as ckp:
+        reference.start(ckp.forward())
+        ckp.reverse()
+    return reference.grad
+
+
+#: Steps of the sweeps below: enough for the probes of both sweeps and a partial reverse window.
+N = (WARMUP + 2 * PROBES + 4) * REVERSE_WINDOW + 3
+
+
 @pytest.mark.parametrize("faster", ["all", "fewer"])
 def test_checkpointer_runs_sweeps_with_disk_traffic_on_the_faster_count(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faster: str
 ) -> None:
-    import numba
-
-    from amcheck import _engine
-
-    if numba.config.NUMBA_NUM_THREADS < 2:  # pragma: no cover - CI and these machines have 2
-        pytest.skip("needs numba with at least 2 threads")
-    before = numba.get_num_threads()
-    numba.set_num_threads(2)
-    clock = FakeClock()
-    monkeypatch.setattr(_engine, "clock", clock)
     fast = 2 if faster == "all" else 1
-    cost = {fast: 1e-3, 3 - fast: 5e-3}  # seconds a step (or a reverse step) on each count
-    seen: dict[str, list[int]] = {"advance": [], "reverse": []}
+    sweeps = TimedSweeps(monkeypatch, {fast: 1e-3, 3 - fast: 5e-3})
+    forward_advances, threads, grad = sweeps.run(tmp_path / "ck", N)
+    assert threads == fast
+    seen = sweeps.seen
+    # after its first advances the forward sweep probes both counts, one fewer first
+    assert seen["advance"][:WARMUP + 2 * PROBES] == [1] * WARMUP + probe_round(1, 2)
+    assert set(seen["advance"][WARMUP + 2 * PROBES:forward_advances]) == {fast}
+    # the reverse sweep probes in windows of reverse steps, the last one first
+    probed = 2 * PROBES * REVERSE_WINDOW  # no warm-up: the reverse sweep's reads run already
+    windows = [seen["reverse"][i:i + REVERSE_WINDOW] for i in range(0, probed, REVERSE_WINDOW)]
+    assert windows == [[c] * REVERSE_WINDOW for c in probe_round(1, 2)]
+    assert set(seen["reverse"][probed:]) == {fast}
+    assert all(np.array_equal(grad[k], store_all_gradient(N)[k]) for k in grad)
 
-    class Timed(Forward):
-        def advance(self, src: Any, dst: Any, t0: int, t1: int) -> int | None:
-            seen["advance"].append(numba.get_num_threads())
-            clock.spend((t1 - t0) * cost[numba.get_num_threads()])
-            return super().advance(src, dst, t0, t1)
 
-    class TimedAdjoint(Adjoint):
-        def reverse(self, state: Any, t: int) -> None:
-            seen["reverse"].append(numba.get_num_threads())
-            clock.spend(cost[numba.get_num_threads()])
-            super().reverse(state, t)
+def test_a_later_checkpointer_of_the_same_workload_goes_on_from_the_choice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from amcheck._cores import _CHOICES
 
-    n = (WARMUP + 2 * PROBES + 4) * REVERSE_WINDOW + 3  # a partial window at the end
-    try:
-        adj = TimedAdjoint()
-        with Checkpointer(Timed(), adj, initial_state(), n, ram="1 MiB",
-                          disk=tmp_path / "ck", strategy="async_multistage", interval=2) as ckp:
-            adj.start(ckp.forward())
-            forward_advances = len(seen["advance"])
-            assert ckp.stats.compute_threads == fast
-            assert numba.get_num_threads() == 2  # restored between sweeps
-            ckp.reverse()
-            assert ckp.stats.compute_threads == fast
-            grad = adj.grad
-        assert numba.get_num_threads() == 2
-        # after its first advances the forward sweep probes both counts, one fewer first
-        assert seen["advance"][:WARMUP + 2 * PROBES] == [1] * WARMUP + probe_round(1, 2)
-        assert set(seen["advance"][WARMUP + 2 * PROBES:forward_advances]) == {fast}
-        # the reverse sweep probes in windows of reverse steps, the last one first
-        probed = 2 * PROBES * REVERSE_WINDOW  # no warm-up: the reverse sweep's reads run already
-        windows = [seen["reverse"][i:i + REVERSE_WINDOW]
-                   for i in range(0, probed, REVERSE_WINDOW)]
-        assert windows == [[c] * REVERSE_WINDOW for c in probe_round(1, 2)]
-        assert set(seen["reverse"][probed:]) == {fast}
-    finally:
-        numba.set_num_threads(before)
-    reference = Adjoint()
-    with Checkpointer(Forward(), reference, initial_state(), n, ram="1 MiB",
-                      strategy="store_all") as ckp:
-        reference.start(ckp.forward())
-        ckp.reverse()
-    assert all(np.array_equal(grad[k], reference.grad[k]) for k in grad)
+    sweeps = TimedSweeps(monkeypatch, {2: 1e-3, 1: 5e-3})
+    sweeps.run(tmp_path / "first", N)
+    remembered = {forward: snapshot for ((_, forward), _), snapshot in _CHOICES.items()}
+    (choice, span, left), (_, _, reverse_left) = remembered[True], remembered[False]
+    assert choice == 2 and span == RECHECK
+    advances, threads, grad = sweeps.run(tmp_path / "second", N, seed=8)
+    assert threads == 2
+    assert all(np.array_equal(grad[k], store_all_gradient(N, seed=8)[k]) for k in grad)
+    # no warm-up on one fewer, no probes: the choice runs until the first Checkpointer's
+    # recheck schedule comes due, within this one
+    due = max(left - 1, 0)
+    assert due + 2 * PROBES <= advances
+    assert sweeps.seen["advance"][:due + 2 * PROBES] == [2] * due + probe_round(1, 2)
+    # the reverse sweep's recheck is not due within this one: all of it on the choice
+    assert reverse_left * REVERSE_WINDOW > len(sweeps.seen["reverse"]) == N
+    assert set(sweeps.seen["reverse"]) == {2}
+    # operators of other code are another workload: probed from the start
+    sweeps.run(tmp_path / "other", N, other_reverse=True)
+    assert sweeps.seen["advance"][:WARMUP + 2 * PROBES] == [1] * WARMUP + probe_round(1, 2)
+    forget_choices()  # and a forgotten choice is measured again
+    sweeps.run(tmp_path / "forgotten", N)
+    assert sweeps.seen["advance"][:WARMUP + 2 * PROBES] == [1] * WARMUP + probe_round(1, 2)
 
 
 class Recording(Forward):
