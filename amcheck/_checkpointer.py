@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import sys
-import tempfile
 import threading
 import warnings
 import weakref
@@ -75,6 +75,8 @@ class _Owned:
         for parent in made:
             try:
                 parent.rmdir()
+            except FileNotFoundError:
+                continue  # never made: interrupted first
             except OSError:
                 break
 
@@ -466,14 +468,21 @@ class Checkpointer:
                 raise InvalidArgumentError(f"disk={str(root)!r} exists and is not a directory")
             # Always a subdirectory of its own: other Checkpointers may be given the same path,
             # and one closing must not remove another's checkpoints. The directories made for
-            # it go when empty.
-            made = [p for p in (root, *root.parents) if not p.exists()]
+            # it go when empty. All are named and recorded before they exist, so that an
+            # interrupt (Ctrl-C) inside a mkdir leaves nothing behind; 64 random bits never
+            # name another's folder.
+            self._owned.made = [p for p in (root, *root.parents) if not p.exists()]
+            folder = root / f"{PREFIX}{secrets.token_hex(8)}"
             try:
                 root.mkdir(parents=True, exist_ok=True)
-                self._owned.made = made
-                self._owned.folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=root))
-            except OSError as exc:
+                self._owned.folder = folder
+                folder.mkdir(mode=0o700)
+            except BaseException as exc:
+                if isinstance(exc, FileExistsError):
+                    self._owned.folder = None  # not ours
                 self._owned.remove_folder()
+                if not isinstance(exc, OSError):
+                    raise
                 raise InvalidArgumentError(
                     f"disk={str(root)!r}: the directory for the disk tier could not be created "
                     f"({type(exc).__name__}: {exc}); pass a directory you can write to"

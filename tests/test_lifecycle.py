@@ -190,3 +190,24 @@ def test_close_from_two_threads_at_once(tmp_path: Path) -> None:
         for thread in threads:
             thread.join(30)
         assert errors == [] and ckp.closed
+
+
+@pytest.mark.parametrize("which", ["the disk directory", "the folder"])
+def test_an_interrupt_inside_a_mkdir_of_the_disk_tier_leaves_no_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, which: str
+) -> None:
+    from amcheck._folders import PREFIX
+
+    real_mkdir = Path.mkdir
+
+    def interrupted(self: Path, *args: object, **kwargs: object) -> None:
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+        if (self.name.startswith(PREFIX)) == (which == "the folder"):
+            raise KeyboardInterrupt  # Ctrl-C after the directory exists, before mkdir returns
+
+    monkeypatch.setattr(Path, "mkdir", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Checkpointer(Forward(), Adjoint(), initial_state(), 30, ram="1 MiB",
+                     disk=tmp_path / "new" / "ck", interval=3)
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
