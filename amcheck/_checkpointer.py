@@ -880,8 +880,11 @@ class _AutoInterval:
 
         self._schedule = schedule
         floor = int(getattr(schedule, "interval_floor", 1))
-        self.controller = IntervalController(max(initial, floor), floor=floor,
-                                             warmup_writes=self.PROBE_WRITES)
+        # a known n caps k: a longer segment would be the whole sequence anyway
+        n = schedule.n_steps
+        self.controller = IntervalController(
+            max(initial, floor), floor=floor, cap=None if n is None else max(n, floor),
+            warmup_writes=self.PROBE_WRITES)
 
     @property
     def probing(self) -> bool:

@@ -348,6 +348,8 @@ def test_automatic_interval_measures_its_first_writes_alone(tmp_path: Path) -> N
         assert after.start >= before.end  # one at a time
     assert stats.waits >= _AutoInterval.PROBE_WRITES - 1  # the computation waited for them
     assert stats.interval is not None and stats.interval > probe[1].step - probe[0].step
+    # write time / step time asks for k in the hundreds: a known n caps it
+    assert stats.interval == n
 
 
 def test_simulate_counts_a_sweep_with_an_automatic_interval(tmp_path: Path) -> None:
