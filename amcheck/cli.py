@@ -512,7 +512,6 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # --help, or a usage error already printed
         return exit_.code if isinstance(exit_.code, int) else 2
     if args.command is None:  # a usage error like any other: one line on stderr
-        parser.print_usage(sys.stderr)
         print("amcheck: error: a command is required: demo, plan, bench or info (amcheck --help "
               "says what each does)", file=sys.stderr)
         return 2
