@@ -41,7 +41,9 @@ Lossy codecs apply to floating-point fields (float32, float64) only; other field
 (integers, booleans, complex) go through the lossless part of the pipeline, if any, and come back
 bit for bit. Codec objects (``numcodecs.ZFPY(...)``, ``numcodecs.Blosc(...)``, zarr v3 codecs) or a
 list of them are accepted too; they are placed by their kind, and their error bound is unknown to
-amcheck unless it is ZFPY in accuracy mode.
+amcheck unless it is ZFPY in accuracy mode. ZFP (every mode, and a ``ZFPY`` codec object) codes
+chunks of 1 to 4 dimensions: a float field whose chunk has more is refused when the tier is
+built (:meth:`Compression.check_field`).
 
 How the tier codes a chunk with these codecs is :mod:`amcheck.storage._chunk_codec`.
 """
@@ -120,6 +122,9 @@ def quiet_numcodecs() -> Iterator[None]:
 _FAMILIES = ("none", "blosc", "zstd", "zfp", "bitround")
 _FLOAT_KINDS = ("f",)
 
+#: ZFP codes arrays of 1 to 4 dimensions (zfpy raises "Greater than 4 dimensions not supported").
+_ZFP_MAX_DIMS = 4
+
 
 @dataclass(frozen=True)
 class Compression:
@@ -174,6 +179,40 @@ class Compression:
                     f"compression {self.text!r}: bitround keepbits must be 1..{nmant} for "
                     f"{dtype} fields (its mantissa bits), got {self.keepbits}"
                 )
+
+    @property
+    def zfp(self) -> bool:
+        """Whether the array->bytes codec is ZFP (a ``"zfp:…"`` spec or a ``ZFPY`` codec object)."""
+        config = getattr(self.serializer, "codec_config", None)
+        return isinstance(config, dict) and config.get("id") == "zfpy"
+
+    def check_field(self, key: str, dtype: np.dtype[Any], chunk: tuple[int, ...]) -> None:
+        """Refuse, before anything is written, a field these codecs cannot code.
+
+        Parameters
+        ----------
+        key
+            The field's name (for the message).
+        dtype
+            The field's dtype.
+        chunk
+            The shape of one chunk of the field (:attr:`amcheck.storage._shard.Layout.chunk`).
+
+        Raises
+        ------
+        InvalidArgumentError
+            What :meth:`check` refuses, or ZFP on a float field whose chunk has more than 4
+            dimensions (zfpy codes 1 to 4: the first put would fail mid-sweep).
+        """
+        self.check(dtype)
+        if self.zfp and self._lossy_applies(dtype) and len(chunk) > _ZFP_MAX_DIMS:
+            raise InvalidArgumentError(
+                f"compression {self.text!r}: field {key!r} ({dtype}) is coded in chunks of shape "
+                f"{chunk} ({len(chunk)} dimensions), and zfp codes 1 to {_ZFP_MAX_DIMS} "
+                "dimensions; reshape the field so that its chunk has at most 4 (leading axes "
+                "shorter than 4 are split off as levels), or use another codec ('zstd', "
+                "'bitround:keepbits=…')"
+            )
 
     def codecs_for(self, dtype: np.dtype[Any]) -> dict[str, Any]:
         """The ``filters``/``serializer``/``compressors`` arguments of ``create_array`` for ``dtype``.

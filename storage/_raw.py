@@ -60,6 +60,13 @@ RECORD_ALIGNMENT = 4096
 DEFAULT_FILE = "amcheck-checkpoints.raw"
 
 
+def _bytes_of(array: np.ndarray) -> np.ndarray:
+    """The bytes of the C-contiguous ``array`` as a flat uint8 view (no copy): the buffer
+    protocol refuses datetime64 and timedelta64 arrays ("cannot include dtype 'M' in a
+    buffer"), a uint8 view of the same memory moves and checksums any fixed-size dtype."""
+    return array.reshape(-1).view(np.uint8)
+
+
 def _crc32c(pieces: list[np.ndarray]) -> int:
     """The crc32c of ``pieces`` back to back, computed on their memory (no copy)."""
     import crc32c
@@ -285,7 +292,7 @@ class RawTier(Tier):
         else:
             record = self._take(step)
         try:
-            pieces = [state[key] for key in self._keys]
+            pieces = [_bytes_of(state[key]) for key in self._keys]
             crc = await _write(
                 self._direct, fd, pieces, record * self.record_nbytes, self.checksum
             )
@@ -316,7 +323,7 @@ class RawTier(Tier):
             )
         self.spec.check(out, "out")
         try:
-            pieces = [out[key] for key in self._keys]
+            pieces = [_bytes_of(out[key]) for key in self._keys]
             crc = await _read(self._direct, fd, pieces, record * self.record_nbytes, self.checksum)
             expected = self._crcs.get(step)
             if crc is not None and expected is not None and crc != expected:

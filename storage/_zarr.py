@@ -362,13 +362,14 @@ class ZarrTier(Tier):
         #: Whether a reopen finds the checkpoints (not for a scratch store: ``index_interval=None``).
         self.is_persistent = index_interval is not None
         self.compression: Compression = parse_compression(compression)
+        self._layouts = {key: Layout.of(key, f.shape) for key, f in spec.items()}
         for key, fld in spec.items():
             _check_dtype(key, np.dtype(fld.dtype))
-            self.compression.check(fld.dtype)  # before the store is touched
+            # Before the store is touched.
+            self.compression.check_field(key, fld.dtype, self._layouts[key].chunk)
         self._budget = None if budget is None else parse_bytes(budget, "budget")
         if self._budget == 0:
             raise InvalidArgumentError("budget must be > 0 bytes (or None for no limit), got 0")
-        self._layouts = {key: Layout.of(key, f.shape) for key, f in spec.items()}
         store_key = _store_key(store)
         other = _OPEN_STORES.user(store_key)
         if other is not None:
@@ -511,7 +512,7 @@ class ZarrTier(Tier):
         out = np.empty_like(chunk)
         try:
             codec.decode_into(np.concatenate(codec.encode(chunk)), out)
-            ok = bool(np.all(out == 0))
+            ok = bool(np.array_equal(out, chunk))  # not `out == 0`: never true for datetimes
         except Exception as exc:  # noqa: BLE001 - any failure means the chain does not round-trip
             ok, why = False, f"{type(exc).__name__}: {exc}"
         else:

@@ -154,6 +154,13 @@ def test_adapter_errors() -> None:
         with pytest.raises(InvalidArgumentError, match=rf"{name}=1: amcheck's Revolver takes"):
             Revolver(ck, fwd, rev, 2, N, **{name: 1})  # type: ignore[arg-type]
     Revolver(ck, fwd, rev, 2, N, None, None, None)  # pyrevolve's full positional call
+    Revolver(ck, fwd, rev, 2, N, compression_params={"scheme": None})  # pyrevolve's "none"
+    # An empty dict is "given" (pyrevolve itself fails on it: it reads params["scheme"]).
+    for params in ({}, {"scheme": "zfp"}, {"scheme": None, "tolerance": 1e-7}):
+        with pytest.raises(
+            InvalidArgumentError, match=r"compression_params=.*only as None or \{'scheme': None\}"
+        ):
+            Revolver(ck, fwd, rev, 2, N, compression_params=params)
     wrp = Revolver(ck, fwd, rev, 2, N)
     with pytest.raises(SweepStateError, match=r"call apply_forward\(\) first"):
         wrp.apply_reverse()

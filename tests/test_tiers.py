@@ -603,6 +603,43 @@ def test_import_storage_does_not_import_zarr() -> None:
     assert out.stdout.split() == ["False", "False"]
 
 
+#: One field of every fixed-size dtype kind a StateSpec takes (no objects).
+_ODD_FIELDS = {
+    "dt64": np.arange(5).astype("datetime64[s]"),
+    "td64": np.arange(-3, 4).astype("timedelta64[ms]"),
+    "dt0d": np.array(np.datetime64("2024-02-29T12:00")),
+    "f16": np.linspace(-2, 2, 9, dtype=np.float16),
+    "c128": np.arange(6) * (1 - 2j),
+    "bool": np.arange(21).reshape(7, 3) % 3 == 0,
+    "bytes": np.array([b"ab", b"c", b""]),
+    "unicode": np.array(["ab", "cde", "\u00e9"]),
+    "struct": np.array([(1.5, 2), (-3.0, 4)], dtype=[("a", "f8"), ("b", "i4")]),
+    "big_endian": np.arange(4, dtype=">f8"),
+}
+
+
+@pytest.mark.parametrize("direct", [None, False])
+@pytest.mark.parametrize("key", sorted(_ODD_FIELDS))
+async def test_raw_tier_stores_every_fixed_size_dtype_bitwise(
+    tmp_path: Path, key: str, direct: bool | None
+) -> None:
+    """datetime64 and timedelta64 fields failed their first put ("cannot include dtype 'M' in a
+    buffer"): the tier moves and checksums a uint8 view of each field, whatever its dtype."""
+    state = {key: _ODD_FIELDS[key], "u": np.arange(3.0)}
+    tier = RawTier(tmp_path / "r.bin", StateSpec.from_arrays(state), direct=direct)
+    await tier.put(3, state)
+    out = {k: np.zeros_like(a) for k, a in state.items()}
+    await tier.get(3, out)
+    for k, a in state.items():
+        assert out[k].dtype == a.dtype and out[k].tobytes() == a.tobytes(), k
+    record = bytearray(Path(tier.path).read_bytes())
+    record[0] ^= 0xFF  # damage the field's first byte: the crc32c sees it
+    Path(tier.path).write_bytes(record)
+    with pytest.raises(TransferError, match=r"read of step 3 .*crc32c"):
+        await tier.get(3, out)
+    await tier.close()
+
+
 async def test_raw_tier_drops_a_checkpoint_its_failed_in_place_overwrite_tore(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

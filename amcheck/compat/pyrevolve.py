@@ -121,8 +121,10 @@ class Revolver:
         Number of steps n, ``>= 1``.
     timings, profiler, compression_params
         pyrevolve's optional arguments, accepted so that its calls run unchanged: ``None`` only
-        (``compression_params={"scheme": None}``, pyrevolve's "no compression", too; amcheck has one memory level, profiles through :attr:`stats` and :attr:`timeline`, and
-        compresses disk checkpoints through :class:`amcheck.Checkpointer`).
+        (and ``compression_params={"scheme": None}``, pyrevolve's "no compression"; an empty
+        dict is refused, as pyrevolve fails on it too). amcheck has one memory level, profiles
+        through :attr:`stats` and :attr:`timeline`, and compresses disk checkpoints through
+        :class:`amcheck.Checkpointer`.
     timeline
         Record compute and reverse events in :attr:`timeline`.
 
@@ -133,7 +135,7 @@ class Revolver:
         ``get_data_location`` or returns something other than numpy arrays.
     InvalidArgumentError
         ``n_checkpoints`` or ``n_timesteps`` below 1; ``timings``, ``profiler`` or
-        ``compression_params`` other than ``None``.
+        ``compression_params`` other than ``None`` (``{"scheme": None}`` for the latter).
     """
 
     def __init__(
@@ -149,16 +151,19 @@ class Revolver:
         *,
         timeline: bool = True,
     ) -> None:
-        if isinstance(compression_params, dict) and compression_params.get("scheme") is None and (
-            set(compression_params) <= {"scheme"}
+        # pyrevolve's own "no compression"; an empty dict is not (pyrevolve reads its "scheme").
+        no_compression = {"scheme": None}
+        if isinstance(compression_params, dict) and compression_params == no_compression:
+            compression_params = None
+        for name, value, allowed in (
+            ("timings", timings, "None"),
+            ("profiler", profiler, "None"),
+            ("compression_params", compression_params, f"None or {no_compression!r}"),
         ):
-            compression_params = None  # pyrevolve's own "no compression"
-        for name, value in (("timings", timings), ("profiler", profiler),
-                            ("compression_params", compression_params)):
             if value is not None:
                 raise InvalidArgumentError(
-                    f"{name}={value!r}: amcheck's Revolver takes pyrevolve's {name} only as None "
-                    "(see docs/migrating.md for what replaces it: stats and timeline for the "
+                    f"{name}={value!r}: amcheck's Revolver takes pyrevolve's {name} only as "
+                    f"{allowed} (see docs/migrating.md for what replaces it: stats and timeline for the "
                     "profiler, Checkpointer(disk=..., compression=...) for compression)"
                 )
         for name, op in (("fwd_operator", fwd_operator), ("rev_operator", rev_operator)):
