@@ -44,6 +44,7 @@ __all__ = [
     "RECENT",
     "RECHECK",
     "RECHECK_MAX",
+    "REMEMBERED",
     "REVERSE_WINDOW",
     "STALL",
     "WARMUP",
@@ -255,8 +256,9 @@ class ThreadChooser:
 
 
 #: The last :attr:`ThreadChooser.snapshot` of each workload in this process, by
-#: ``(key, numba's count)``.
+#: ``(key, numba's count)``, the :data:`REMEMBERED` most recent ones.
 _CHOICES: dict[tuple[Hashable, int], tuple[int, int, int]] = {}
+REMEMBERED: Final = 256
 _CHOICES_LOCK = threading.Lock()
 
 
@@ -296,7 +298,10 @@ def chosen_threads(chooser: ThreadChooser, key: Hashable) -> Iterator[None]:
         snapshot = chooser.snapshot
         if snapshot is not None:
             with _CHOICES_LOCK:
+                _CHOICES.pop((key, chooser.all), None)  # the most recent last
                 _CHOICES[key, chooser.all] = snapshot
+                while len(_CHOICES) > REMEMBERED:
+                    del _CHOICES[next(iter(_CHOICES))]
         numba.set_num_threads(before)
 
 

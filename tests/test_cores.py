@@ -230,6 +230,18 @@ def test_a_chooser_resumes_the_snapshot_of_another() -> None:
         ThreadChooser(4, Recorder(), resume=(2, RECHECK, 1))
 
 
+def test_the_process_remembers_the_most_recent_workloads() -> None:
+    pytest.importorskip("numba")
+    from amcheck._cores import _CHOICES, REMEMBERED, chosen_threads
+
+    for key in range(REMEMBERED + 1):
+        chooser = ThreadChooser(4, Recorder(), resume=(3, RECHECK, key + 1))
+        with chosen_threads(chooser, key):
+            pass
+    assert len(_CHOICES) == REMEMBERED
+    assert (0, 4) not in _CHOICES and _CHOICES[REMEMBERED, 4] == (3, RECHECK, REMEMBERED + 1)
+
+
 def test_a_chooser_needs_two_threads() -> None:
     with pytest.raises(ValueError, match="at least 2 threads, got 1"):
         ThreadChooser(1, Recorder())
