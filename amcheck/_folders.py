@@ -1,8 +1,8 @@
 """The ``amcheck-*`` folders a Checkpointer makes for its disk tier, and the scan that finds those
 of crashed runs.
 
-``Checkpointer(..., disk="some/dir")`` makes a fresh folder ``some/dir/amcheck-<8 chars>``
-(:func:`tempfile.mkdtemp`) holding its :class:`~amcheck.storage.ZarrTier` store,
+``Checkpointer(..., disk="some/dir")`` makes a fresh folder ``some/dir/amcheck-<16 random hex
+digits>`` holding its :class:`~amcheck.storage.ZarrTier` store,
 ``checkpoints.zarr``, and that store's lock file ``checkpoints.zarr.lock`` (held by the run:
 :mod:`amcheck.storage._lock`), and on ``close()`` releases the lock (removing its file) and then
 removes the folder: a scan in between finds the folder just changed (see below) and passes it
@@ -20,7 +20,8 @@ if wrong. A folder is skipped while
 - it changed in the last :data:`YOUNG_SECONDS` (a run is making it, and has not locked it yet,
   or is removing it: its lock file went a moment ago);
 - it holds anything but ``checkpoints.zarr`` and its lock file (not a folder amcheck made), or
-  its name is not ``amcheck-`` and the 8 characters of ``mkdtemp``.
+  its name is not ``amcheck-`` and 16 hex digits (or the 8 characters of ``mkdtemp``, which
+  made the folders before).
 
 The scan runs only when the new tier itself holds its lock (the file system has ``flock``).
 """
@@ -45,11 +46,12 @@ PREFIX = "amcheck-"
 STORE_NAME = "checkpoints.zarr"
 
 #: Seconds a folder must have been left unchanged to count as stale: a run makes its folder
-#: (``mkdtemp``) a moment before its tier locks it, and a first import of zarr or a codec in
+#: a moment before its tier locks it, and a first import of zarr or a codec in
 #: between takes seconds on a loaded machine.
 YOUNG_SECONDS = 30.0
 
-_NAME = re.compile(re.escape(PREFIX) + r"[a-z0-9_]{8}")  # tempfile.mkdtemp's random suffix
+# the Checkpointer's 16 hex digits, or tempfile.mkdtemp's 8 characters (before 2026-11-30)
+_NAME = re.compile(re.escape(PREFIX) + r"([0-9a-f]{16}|[a-z0-9_]{8})")
 _CONTENTS = frozenset({STORE_NAME, STORE_NAME + LOCK_SUFFIX})
 
 

@@ -9,8 +9,9 @@ for the same schedule, which the tests check.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
+from typing import Any
 
 from amcheck._bytes import format_bytes
 
@@ -27,6 +28,12 @@ def _rates(nbytes: Mapping[str, int], seconds: Mapping[str, float]) -> Mapping[s
 
 def _frozen(values: Mapping[str, int] | Mapping[str, float]) -> Mapping[str, float]:
     return MappingProxyType(dict(values))
+
+
+def _unpickle_stats(values: dict[str, Any]) -> Stats:
+    frozen: dict[str, Any] = {k: _frozen(v) if isinstance(v, dict) else v
+                              for k, v in values.items()}
+    return Stats(**frozen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +128,12 @@ class Stats:
         if not self.n_steps:
             return None
         return self.forward_steps / self.n_steps
+
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        """Pickles (e.g. back from a worker process): the read-only mappings travel as dicts."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return _unpickle_stats, ({k: dict(v) if isinstance(v, Mapping) else v
+                                  for k, v in values.items()},)
 
     def __str__(self) -> str:
         factor = self.recompute_factor

@@ -139,6 +139,16 @@ class Timeline:
         self._threads: dict[str, int] = {}
         self._tiers: dict[str | None, int] = {None: 0}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles (e.g. back from a worker process) without its lock."""
+        with self._lock:
+            return {k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v)
+                    for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def record(
         self,
         kind: EventKind,

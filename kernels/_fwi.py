@@ -23,7 +23,7 @@ from amcheck.kernels._operators import AcousticAdjoint, AcousticForward, trace_d
 
 from amcheck._bytes import ByteSize
 from amcheck._checkpointer import Checkpointer
-from amcheck._errors import ArgumentTypeError, InvalidArgumentError
+from amcheck._errors import ArgumentTypeError, InvalidArgumentError, OperatorError
 from amcheck._stats import Stats
 from amcheck._timeline import Timeline
 
@@ -50,7 +50,8 @@ def forward_modeling(model: Model, geometry: Geometry, src_data: Any = None) -> 
     model, geometry
         See :class:`Model` and :class:`Geometry`.
     src_data
-        Source time functions ``(nt, nsrc)``; default the geometry's Ricker wavelet.
+        Source time functions ``(nt, nsrc)`` (``(nt,)`` for one source); default the
+        geometry's Ricker wavelet.
 
     Raises
     ------
@@ -58,11 +59,14 @@ def forward_modeling(model: Model, geometry: Geometry, src_data: Any = None) -> 
         ``src_data`` is not a real array (complex, masked, ragged, text).
     InvalidArgumentError
         ``src_data`` of the wrong shape, with values that are not finite or that overflow the
-        model's dtype (float32: beyond 3.4e38); see also :class:`Geometry`.
+        model's dtype (float32: beyond 3.4e38); synthetic data that are not finite (the
+        wavefield overflowed the model's dtype: a source far too loud for float32); see also
+        :class:`Geometry`.
     """
     fwd = AcousticForward(model, geometry, src_data)
     state = fwd.initial_state()
     fwd.advance(state, state, 0, fwd.n_steps)
+    fwd.check_data()
     return np.array(fwd.data, copy=True)
 
 
@@ -118,8 +122,12 @@ class GradientResult(tuple[float, np.ndarray]):
     timeline
         The :class:`amcheck.Timeline` of the sweeps (``None`` with ``timeline=False``):
         ``result.timeline.plot("timeline.png")`` draws compute and I/O lanes.
-    strategy, slots, interval
-        The strategy the Checkpointer chose, its RAM slots and disk interval.
+    strategy, slots
+        The strategy the Checkpointer chose and its RAM slots.
+    interval
+        Steps between disk checkpoints at the end of the forward sweep (``stats.interval``:
+        with an automatic interval, the one the sweep ended with); ``None`` for the RAM-only
+        strategies.
     ram_pool_bytes
         RAM the Checkpointer allocated for states.
     seconds
@@ -159,8 +167,37 @@ class GradientResult(tuple[float, np.ndarray]):
                 f"recompute_factor={self.stats.recompute_factor}, seconds={self.seconds:.3f})")
 
     def __reduce__(self) -> Any:
-        # A plain pair when pickled (e.g. back from a worker process): the timeline holds a lock.
-        return (tuple, ((self.misfit, self.gradient),))
+        # Pickled (e.g. back from a worker process) with every field.
+        fields = {name: getattr(self, name) for name in ("d_syn", "stats", "timeline", "strategy",
+                                                          "slots", "interval", "ram_pool_bytes",
+                                                          "seconds")}
+        return (_unpickle_result, (self.misfit, self.gradient, fields))
+
+
+def _unpickle_result(misfit: float, gradient: np.ndarray, fields: dict[str, Any]
+                     ) -> GradientResult:
+    """A pickled :class:`GradientResult` again (see its ``__reduce__``)."""
+    return GradientResult(misfit, gradient, **fields)
+
+
+class _Progress:
+    """fwi_gradient's ``progress``, keeping the exception it raised.
+
+    The operators call it, and the engine wraps what an operator raises in an
+    :class:`~amcheck.OperatorError`; :func:`fwi_gradient` finds the callback's own exception
+    here and raises it unwrapped, as the Checkpointer does with its ``progress``.
+    """
+
+    def __init__(self, progress: ProgressFn) -> None:
+        self._progress = progress
+        self.error: Exception | None = None
+
+    def __call__(self, phase: str, steps: int) -> None:
+        try:
+            self._progress(phase, steps)
+        except Exception as exc:
+            self.error = exc
+            raise
 
 
 class _CountedForward:
@@ -191,9 +228,10 @@ class _CountedReverse:
 
 def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "25%",
                  disk: Any = None, compression: Any = None, strategy: Any = "auto", *,
-                 interval: int | None = None, disk_budget: ByteSize | None = None,
-                 max_in_flight: int | None = None, compute_threads: int | None = None,
-                 progress: ProgressFn | None = None, timeline: bool = True) -> GradientResult:
+                 src_data: Any = None, interval: int | None = None,
+                 disk_budget: ByteSize | None = None, max_in_flight: int | None = None,
+                 compute_threads: int | None = None, progress: ProgressFn | None = None,
+                 timeline: bool = True) -> GradientResult:
     """Misfit 0.5 ||d_syn - d_obs||^2 and its exact gradient with respect to m = 1/vp^2.
 
     The forward wavefield is handed to the adjoint in reverse order by an
@@ -211,15 +249,23 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
         tier (a :class:`amcheck.storage.Tier`, or what the installed Checkpointer accepts),
         codec and strategy (``"auto"``, ``"store_all"``, ``"revolve"``, ``"two_level"``,
         ``"async_multistage"`` or a schedule for ``geometry.n_steps`` steps).
-        One state is ``2 * prod(model.grid_shape) * itemsize`` bytes; store-all needs
-        ``geometry.nt`` of them.
+        A state holds ``2 * prod(model.grid_shape) * itemsize`` bytes, and a RAM slot rounds
+        it up (large fields start on 4 KiB pages): one slot is
+        ``amcheck.storage.slot_layout(AcousticForward(model, geometry).spec)[1]`` bytes, and
+        store-all needs ``geometry.nt`` slots (a ``ram`` of ``nt`` times the bare state size
+        gets Revolve).
+    src_data
+        Source time functions ``(nt, nsrc)`` (``(nt,)`` for one source), as for
+        :func:`forward_modeling`; default the geometry's Ricker wavelet. Give the one
+        ``d_obs`` was modelled (or estimated) with.
     interval, disk_budget, max_in_flight, compute_threads
         Passed to the Checkpointer when given (steps between disk checkpoints, bytes the disk
         checkpoints may take, disk transfers in flight, numba threads for compute); ``None``
         leaves the Checkpointer's default.
     progress
         ``progress(phase, steps)`` after every advance and reverse step (see
-        :data:`ProgressFn`); e.g. to drive progress bars.
+        :data:`ProgressFn`); e.g. to drive progress bars. An exception it raises stops the
+        computation and comes out as it was raised (not as an ``OperatorError``).
     timeline
         Record the Checkpointer's timeline (``result.timeline``).
 
@@ -227,7 +273,8 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
     -------
     GradientResult
         ``(misfit, gradient)``: a float and a float64 array of the model's shape (s^2/km^2 per
-        unit misfit), with ``.stats``, ``.timeline``, ``.strategy``, ``.d_syn`` and more.
+        unit misfit), with ``.stats``, ``.timeline``, ``.strategy``, ``.interval``, ``.d_syn``
+        and more; it pickles with all of them (the timeline as its events).
 
     Raises
     ------
@@ -236,8 +283,11 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
         :class:`Model` or ``geometry`` not a :class:`Geometry`.
     InvalidArgumentError
         ``d_obs`` of the wrong shape or with values that are not finite (a dead trace's NaN: fill
-        it with zeros) or overflow the model's dtype, a misfit that overflows float64; see also
-        :class:`Geometry` and :class:`amcheck.Checkpointer`.
+        it with zeros) or overflow the model's dtype, a misfit that overflows float64;
+        ``src_data`` as for :func:`forward_modeling`; synthetic data or a gradient that are not
+        finite (the wavefields overflowed the model's dtype: a source amplitude or ``d_obs``
+        far off the physical scale in float32); see also :class:`Geometry` and
+        :class:`amcheck.Checkpointer`.
     BudgetError
         ``ram`` is below what the strategy needs.
     ArgumentTypeError
@@ -250,7 +300,7 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
     >>> result.stats.recompute_factor, result.stats.bytes_written["disk"]       # doctest: +SKIP
     """
     started = time.perf_counter()
-    fwd = AcousticForward(model, geometry)
+    fwd = AcousticForward(model, geometry, src_data)
     obs = trace_data("d_obs", d_obs, geometry, dtype=model.dtype)
     if progress is not None and not callable(progress):
         raise ArgumentTypeError(
@@ -259,40 +309,51 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
     forward_op: AcousticForward | _CountedForward = fwd
     reverse_op: AcousticAdjoint | _CountedReverse = adj
     counted: _CountedForward | None = None
+    reporter: _Progress | None = None
     if progress is not None:
-        counted = _CountedForward(fwd, progress)
-        forward_op, reverse_op = counted, _CountedReverse(adj, progress)
+        reporter = _Progress(progress)
+        counted = _CountedForward(fwd, reporter)
+        forward_op, reverse_op = counted, _CountedReverse(adj, reporter)
     options: dict[str, Any] = {}
     for name, value in (("interval", interval), ("disk_budget", disk_budget),
                         ("max_in_flight", max_in_flight), ("compute_threads", compute_threads),
                         ("compression", compression)):
         if value is not None:
             options[name] = value
-    with Checkpointer(forward_op, reverse_op, fwd.initial_state(), fwd.n_steps, ram=ram,
-                      disk=disk, strategy=strategy, timeline=timeline, **options) as ckp:
-        final = ckp.forward()
-        # The forward sweep's data: recomputation from lossy checkpoints during the reverse sweep
-        # rewrites fwd.data with slightly different values.
-        d_syn = np.array(fwd.data, copy=True)
-        residual = d_syn - obs
-        with np.errstate(over="ignore"):
-            misfit = 0.5 * float(np.sum(residual**2))
-        if not math.isfinite(misfit):  # a float64 model: |d_obs| of 1e155 and more
-            raise InvalidArgumentError(
-                f"the misfit 0.5 ||d_syn - d_obs||^2 overflows float64 (the largest "
-                f"|d_syn - d_obs| is {float(np.max(np.abs(residual))):.4g}): scale d_obs and the "
-                "source down (the wave equation is linear)")
-        adj.start(residual, final, name="the residual d_syn - d_obs")
-        if counted is not None:
-            counted.phase = "recompute"
-        ckp.reverse()
-        stats = ckp.stats
-        chosen = (ckp.strategy, ckp.slots, ckp.interval, ckp.ram_pool_bytes)
-        events = ckp.timeline if timeline else None
+    try:
+        with Checkpointer(forward_op, reverse_op, fwd.initial_state(), fwd.n_steps, ram=ram,
+                          disk=disk, strategy=strategy, timeline=timeline, **options) as ckp:
+            final = ckp.forward()
+            fwd.check_data()
+            # The forward sweep's data: recomputation from lossy checkpoints during the reverse
+            # sweep rewrites fwd.data with slightly different values.
+            d_syn = np.array(fwd.data, copy=True)
+            residual = d_syn - obs
+            with np.errstate(over="ignore"):
+                misfit = 0.5 * float(np.sum(residual**2))
+            if not math.isfinite(misfit):  # a float64 model: |d_obs| of 1e155 and more
+                raise InvalidArgumentError(
+                    f"the misfit 0.5 ||d_syn - d_obs||^2 overflows float64 (the largest "
+                    f"|d_syn - d_obs| is {float(np.max(np.abs(residual))):.4g}): scale d_obs and "
+                    "the source down (the wave equation is linear)")
+            adj.start(residual, final, name="the residual d_syn - d_obs")
+            if counted is not None:
+                counted.phase = "recompute"
+            ckp.reverse()
+            stats = ckp.stats
+            chosen = (ckp.strategy, ckp.slots, ckp.ram_pool_bytes)
+            events = ckp.timeline if timeline else None
+    except OperatorError as error:
+        # progress runs inside the operators, so the engine wrapped what it raised: unwrap it.
+        if reporter is None or reporter.error is None or error.__cause__ is not reporter.error:
+            raise
+        for note in getattr(error, "__notes__", ()):  # a failed reset, say
+            reporter.error.add_note(note)
+        raise reporter.error from None
     # x_n's views are all that keeps the closed pool's memory: let it go before the gradient's
     # own float64 temporaries (about 4 states) are allocated.
     del final, ckp
     return GradientResult(misfit, adj.gradient_m(), d_syn=d_syn,
                           stats=stats, timeline=events,
-                          strategy=chosen[0], slots=chosen[1], interval=chosen[2],
-                          ram_pool_bytes=chosen[3], seconds=time.perf_counter() - started)
+                          strategy=chosen[0], slots=chosen[1], interval=stats.interval,
+                          ram_pool_bytes=chosen[2], seconds=time.perf_counter() - started)

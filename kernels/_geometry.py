@@ -152,11 +152,13 @@ class Geometry:
     t0, tn
         First and last time in ms, ``tn > t0``.
     f0
-        Peak frequency of the Ricker wavelet in kHz (0.010 is 10 Hz).
+        Peak frequency of the Ricker wavelet in kHz (0.010 is 10 Hz), below the Nyquist
+        frequency ``1 / (2 dt)``.
     dt
         Time step in ms; default ``CFL_SAFETY * model.critical_dt``, then shrunk so that
-        ``(tn - t0) / dt`` is a whole number (the axis ends exactly at ``tn``). At most
-        :data:`MAX_TIME_STEPS` (10^7) steps are allowed.
+        ``(tn - t0) / dt`` is a whole number (the axis ends exactly at ``tn``); never larger
+        than the given or default value. At most :data:`MAX_TIME_STEPS` (10^7) steps are
+        allowed.
     amplitude
         Amplitude of the wavelet.
 
@@ -173,9 +175,11 @@ class Geometry:
         ``model`` is not a :class:`Model`, or ``t0``, ``tn``, ``f0``, ``dt``, ``amplitude`` is
         not a real number.
     InvalidArgumentError
-        Positions outside the domain or of the wrong shape, ``tn <= t0``, non-positive ``f0``;
-        a ``dt`` so small that ``(tn - t0) / dt`` is more than :data:`MAX_TIME_STEPS` (10^7)
-        steps (the message names ``dt``, ``tn - t0`` and the number of steps).
+        Positions outside the domain or of the wrong shape, ``tn <= t0``, non-positive ``f0``,
+        an ``f0`` at or above the time axis's Nyquist frequency ``1 / (2 dt)`` (``f0`` given
+        in Hz instead of kHz); a ``dt`` so small that ``(tn - t0) / dt`` is more than
+        :data:`MAX_TIME_STEPS` (10^7) steps (the message names ``dt``, ``tn - t0`` and the
+        number of steps).
     UnstableTimeStepError
         ``dt`` exceeds the model's stability limit.
     """
@@ -211,7 +215,17 @@ class Geometry:
             )
         steps = max(1, math.ceil(ratio - 1e-12))
         self.nt: int = steps + 1
-        self.dt = (self.tn - self.t0) / steps
+        # A ratio within 1e-12 above a whole number (tn = t0 + n dt up to round-off) keeps n
+        # steps, whose span / n may exceed the given dt by an ulp or so: keep the given dt then
+        # (the axis ends at tn to round-off), so that dt = model.critical_dt stays stable.
+        self.dt = min(span / steps, dt_target)
+        nyquist = 0.5 / self.dt
+        if not self.f0 < nyquist:
+            raise InvalidArgumentError(
+                f"f0 = {self.f0!r} kHz is at or above the Nyquist frequency 1 / (2 dt) = "
+                f"{nyquist:.4g} kHz of the time axis (dt = {self.dt:.4g} ms), so the Ricker "
+                "wavelet cannot be sampled: f0 is in kHz (10 Hz is f0=0.010)"
+            )
         self.time_values = self.t0 + self.dt * np.arange(self.nt)
         self.check_model(model)
         wavelet = ricker(self.time_values, self.f0, amplitude=self.amplitude)
@@ -251,8 +265,8 @@ class Geometry:
         dt_c = model.critical_dt
         if self.dt > dt_c:
             raise UnstableTimeStepError(
-                f"the geometry's dt = {self.dt:.6g} ms is unstable for this model: its largest "
-                f"velocity {model.vmax:.6g} km/s allows at most dt = {dt_c:.6g} ms "
+                f"the geometry's dt = {self.dt!r} ms is unstable for this model: its largest "
+                f"velocity {model.vmax:.6g} km/s allows at most dt = {dt_c!r} ms "
                 f"(space order {model.space_order}, spacing {model.spacing} m); build the "
                 "geometry with the fastest model of the inversion or pass a smaller dt"
             )

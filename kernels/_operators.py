@@ -63,9 +63,10 @@ def trace_data(name: str, data: Any, geometry: Geometry, kind: str = "nrec", dty
     Receiver data (observed data, residuals) and source time functions come from files and
     other programs, so a dead trace's NaN, a complex or masked array, or a ragged list is
     refused here, naming ``name``, before it can poison a misfit and a whole gradient.
-    ``kind="nsrc"`` checks source data, shape ``(nt, nsrc)``. With ``dtype`` (the model's, which
-    the kernels compute in), the values must also stay finite when cast to it (float32 overflows
-    beyond 3.4e38).
+    ``kind="nsrc"`` checks source data, shape ``(nt, nsrc)``, or ``(nt,)`` for a geometry with
+    one source (as a single position may be given as ``(ndim,)``). With ``dtype`` (the model's,
+    which the kernels compute in), the values must also stay finite when cast to it (float32
+    overflows beyond 3.4e38).
     """
     shape = (geometry.nt, geometry.nrec if kind == "nrec" else geometry.nsrc)
     if isinstance(data, np.ma.MaskedArray):
@@ -86,8 +87,12 @@ def trace_data(name: str, data: Any, geometry: Geometry, kind: str = "nrec", dty
             f"{type(data).__name__} of dtype {array.dtype}"
         )
     array = array.astype(np.float64, copy=False)
+    if kind == "nsrc" and array.shape == shape[:1] and shape[1] == 1:
+        array = array[:, None]
     if array.shape != shape:
-        raise InvalidArgumentError(f"{name} must have shape (nt, {kind}) = {shape}, got {array.shape}")
+        single = " (or (nt,) for one source)" if kind == "nsrc" else ""
+        raise InvalidArgumentError(
+            f"{name} must have shape (nt, {kind}) = {shape}{single}, got {array.shape}")
     _refuse_unless(np.isfinite(array), array, name, kind, "that are not finite",
                    f"set dead samples to 0 (np.nan_to_num({name}, nan=0.0, posinf=0.0, "
                    "neginf=0.0)) or leave them out of the Geometry")
@@ -112,6 +117,27 @@ def _refuse_unless(ok: np.ndarray, array: np.ndarray, name: str, kind: str, what
         f"{name} holds {int((~ok).sum())} values {what}, the first at [{t}, {r}] (time sample "
         f"{t}, {'receiver' if kind == 'nrec' else 'source'} {r}): {float(array[t, r])!r}; {remedy}"
     )
+
+
+def refuse_overflow(what: str, values: np.ndarray, dtype: Any, causes: str) -> None:
+    """Raise if ``values`` (receiver data or a gradient, small next to a wavefield) are not all
+    finite: the wavefields they come from overflowed ``dtype``; ``causes`` names the sizes that
+    made them."""
+    finite = np.isfinite(values)
+    if finite.all():
+        return
+    dtype = np.dtype(dtype)
+    raise InvalidArgumentError(
+        f"{int(finite.size - finite.sum())} values of {what} are not finite: the "
+        f"wavefield overflowed the model's dtype {dtype.name} (largest "
+        f"{float(np.finfo(dtype).max):.3g}) with {causes}; scale the source (geometry.amplitude "
+        "or src_data) and d_obs down (the wave equation is linear) or use a float64 model"
+    )
+
+
+def _peak(array: np.ndarray) -> float:
+    """The largest ``|value|`` of ``array``, 0 when it is empty."""
+    return float(np.max(np.abs(array), initial=0.0))
 
 
 class _Discretisation:
@@ -219,7 +245,8 @@ class AcousticForward:
     model, geometry
         The discretisation; ``geometry.check_model(model)`` must pass.
     src_data
-        Source time functions ``(nt, nsrc)``; default ``geometry.src_data`` (Ricker).
+        Source time functions ``(nt, nsrc)`` (``(nt,)`` for one source); default
+        ``geometry.src_data`` (Ricker).
 
     Attributes
     ----------
@@ -267,6 +294,18 @@ class AcousticForward:
             raise InvalidArgumentError(
                 "AcousticForward.data must be writeable (advance records the receiver data "
                 "into it): leave the attribute as the constructor made it")
+
+    def check_data(self) -> None:
+        """Check that the receiver data recorded are finite (cheap next to a step).
+
+        Raises
+        ------
+        InvalidArgumentError
+            Some are not: the wavefield overflowed the model's dtype (float32: beyond 3.4e38,
+            e.g. from a ``geometry.amplitude`` of 1e30).
+        """
+        refuse_overflow("the synthetic data", self.data, self._disc.dtype,
+                        f"source samples up to {_peak(self.src_data):.3g}")
 
     def initial_state(self) -> dict[str, np.ndarray]:
         """x_0: the medium at rest (zeros), 64-byte aligned."""
@@ -327,6 +366,7 @@ class AcousticAdjoint:
             raise ArgumentTypeError(
                 f"forward must be an AcousticForward, got {type(forward).__name__}")
         self.with_gradient = check_bool("gradient", gradient)
+        self._forward = forward
         self._disc = forward._disc
         self.spec = forward.spec
         self.n_steps = forward.n_steps
@@ -371,7 +411,8 @@ class AcousticAdjoint:
 
     def _gradient_receivers(self, u_t: np.ndarray, r_t: np.ndarray) -> None:
         d = self._disc
-        vals = u_t.reshape(-1)[d.rec_idx] * d.rec_w * r_t[:, None]
+        with np.errstate(over="ignore", invalid="ignore"):  # gradient_m refuses inf and NaN
+            vals = u_t.reshape(-1)[d.rec_idx] * d.rec_w * r_t[:, None]
         np.add.at(self.g.reshape(-1), d.rec_idx.reshape(-1), vals.reshape(-1))
 
     def reverse(self, state: Mapping[str, np.ndarray] | None, t: int) -> None:
@@ -397,7 +438,16 @@ class AcousticAdjoint:
         self._next = t - 1
 
     def gradient_m(self) -> np.ndarray:
-        """dJ/dm on the physical grid (float64): -E^T (g / m), g = sum_t u[t] (L w[t+1] + R^T r[t])."""
+        """dJ/dm on the physical grid (float64): -E^T (g / m), g = sum_t u[t] (L w[t+1] + R^T r[t]).
+
+        Raises
+        ------
+        SweepStateError
+            Built with ``gradient=False``, or the reverse sweep has not run to its end.
+        InvalidArgumentError
+            g is not finite: the wavefields or their products overflowed the model's dtype
+            (float32: a source amplitude or ``d_obs`` of 1e19 and more).
+        """
         if not self.with_gradient:
             raise SweepStateError("this adjoint operator was built with gradient=False")
         if self._next is None:
@@ -407,6 +457,10 @@ class AcousticAdjoint:
         if self._next != -1:
             raise SweepStateError(
                 f"the reverse sweep is not finished: next reverse step would be {self._next}")
+        assert self._residual is not None
+        refuse_overflow("the gradient", self.g, self._disc.dtype,
+                        f"source samples up to {_peak(self._forward.src_data):.3g} and a residual "
+                        f"d_syn - d_obs up to {_peak(self._residual):.3g}")
         m = self._disc.model.m_padded.astype(np.float64)
         grad: np.ndarray = self._disc.model.restrict(-self.g.astype(np.float64) / m)
         return grad

@@ -186,3 +186,26 @@ def test_plot_names_a_bad_path_before_drawing(tmp_path: Path) -> None:
     with pytest.raises(amcheck.InvalidArgumentError, match=r"no suffix is not a format"):
         timeline.plot(tmp_path / "t")
     assert timeline.plot(tmp_path / "t.svg").exists()
+
+
+def test_stats_and_timeline_pickle(tmp_path: Path) -> None:
+    """Both travel back from worker processes (a pickled copy, read-only mappings again)."""
+    import pickle
+
+    from toy_problem import Adjoint, Forward, initial_state
+
+    from amcheck import Checkpointer
+
+    adj = Adjoint()
+    with Checkpointer(Forward(), adj, initial_state(), 30, ram="1 MiB", disk=tmp_path,
+                      interval=4) as ckp:
+        adj.start(ckp.forward())
+        ckp.reverse()
+        stats, timeline = ckp.stats, ckp.timeline
+    stats2, timeline2 = pickle.loads(pickle.dumps((stats, timeline)))
+    assert stats2 == stats and stats2.writes["disk"] > 0
+    with pytest.raises(TypeError):
+        stats2.writes["disk"] = 0  # type: ignore[index]
+    assert timeline2.events == timeline.events and timeline2.totals() == timeline.totals()
+    timeline2.record("compute", 0.0, 1.0, step=0)  # a lock of its own
+    assert len(timeline2.events) == len(timeline.events) + 1
