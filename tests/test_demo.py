@@ -234,7 +234,7 @@ def test_gradient_result_unpacks_and_counts_progress(
     assert result.timeline is not None and len(result.timeline) > 0
     assert result.d_syn.shape == (geometry.nt, geometry.nrec)
     assert misfit == pytest.approx(0.5 * float(np.sum((result.d_syn - d_obs) ** 2)))
-    # Equal to store-all, bitwise, and a pickle is the result again (tests/test_kernels_audit.py).
+    # Equal to store-all, bitwise, and a pickle is the result again (tests/test_kernels_fwi_api.py).
     all_misfit, all_grad = fwi_gradient(model, geometry, d_obs, ram="1 GiB",
                                         strategy="store_all", timeline=False)
     assert all_misfit == misfit and np.array_equal(all_grad, grad)

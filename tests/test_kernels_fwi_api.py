@@ -1,4 +1,4 @@
-"""Fixes from the FWI audit: fwi_gradient's result, progress, src_data, overflow, the time axis."""
+"""fwi_gradient's result (interval, pickling), progress, src_data, overflow, and the time axis."""
 
 from __future__ import annotations
 
