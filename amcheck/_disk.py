@@ -34,6 +34,7 @@ arXiv:1812.05952, and Schanen et al. (2016), doi:10.1016/j.procs.2016.05.444.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -101,6 +102,11 @@ class DiskPath:
         #: Steps whose delete failed or was abandoned: the tier may still hold them.
         self.undeleted: set[int] = set()
         self._holding: dict[int, _Transfer] = {}  # slot index -> the transfer that pins it
+        # Transfers ended (bumped on the I/O threads as each future is done) and that count at
+        # the last full look of poll(): poll() looks at the futures only when they differ.
+        self._ended = 0
+        self._ended_lock = threading.Lock()
+        self._looked = -1
         #: Called on the compute thread with the seconds each finished write took.
         self.write_observer: Callable[[float], None] | None = None
 
@@ -156,8 +162,14 @@ class DiskPath:
         self._stats.stall_seconds += end - start
         self._stats.waits += 1
 
+    def _ended_one(self, _: object) -> None:
+        with self._ended_lock:  # several I/O threads may end transfers at once
+            self._ended += 1
+
     def _note_submit(self, future: TransferFuture) -> None:
-        """Count a stall inside the service's own back-pressure as a wait."""
+        """Count a stall inside the service's own back-pressure as a wait; have the future
+        count its end for :meth:`poll`."""
+        future.add_done_callback(self._ended_one)
         if future.waited > 0.0:
             end = clock()
             self._timeline._append("wait", end - future.waited, end, step=future.step, tier=_DISK)
@@ -191,25 +203,31 @@ class DiskPath:
     def poll(self) -> list[Slot]:
         """Reap every finished write and delete; return the slots the writes unpinned.
 
+        Called before every action, so it first asks whether any transfer ended since its last
+        full look (a counter the futures' done callbacks bump), and looks at the futures only
+        then: most actions of a sweep find nothing new.
+
         Raises
         ------
         TransferError
             A write, a delete or a prefetch failed (the first one found): a failed prefetch is
             raised now, not when its segment is loaded, a segment of work later.
         """
+        ended = self._ended  # read before looking: a transfer ending meanwhile is seen next time
+        if ended == self._looked:
+            return []
         for transfer in list(self._reads.values()):
             if transfer.future.done() and transfer.future.exception() is not None:
                 del self._reads[transfer.step]
-                self._reap(transfer)  # raises
+                self._reap(transfer)  # raises (and the next poll looks again)
         if self._deletes:
             self._reap_deletes(wait=False)
-        if not self._writes:
-            return []
         done = [w for w in self._writes if w.future.done()]
-        if not done:
-            return []
-        self._writes = [w for w in self._writes if w not in done]
-        return [self._reap(w) for w in done]
+        if done:
+            self._writes = [w for w in self._writes if w not in done]
+        freed = [self._reap(w) for w in done]
+        self._looked = ended
+        return freed
 
     def wait_oldest_write(self) -> Slot | None:
         """Back-pressure: wait for the oldest write in flight and reap it; ``None`` if none."""

@@ -652,13 +652,14 @@ def test_a_failed_prefetch_is_raised_at_the_next_step(tmp_path: Path) -> None:
     """Not a segment later, when the segment it was read for is loaded: the prefetch of x_20
     starts with the reverse sweep of the last segment (30-39) and fails; the error came after
     the 10 reverse steps of that segment."""
-    import concurrent.futures
-
     class WaitingAdjoint(Adjoint):  # the first reverse step lets the prefetch fail first
         def reverse(self, state: Mapping[str, np.ndarray], t: int) -> None:
             disk_path = ckp._engine.disk_path
             assert disk_path is not None
-            concurrent.futures.wait([read.future for read in disk_path._reads.values()])
+            (read,) = disk_path._reads.values()
+            ended = threading.Event()  # after the engine's own done callback, which runs first
+            read.future.add_done_callback(lambda _: ended.set())
+            assert ended.wait(10.0)
             super().reverse(state, t)
 
     adjoint = WaitingAdjoint()
