@@ -403,12 +403,28 @@ class DiskPath:
         """
         interrupt = self.abandon()
         try:
-            steps |= self.undeleted
+            # Every transfer submitted ends first, also one an interrupt (Ctrl-C) caught between
+            # its submit and its bookkeeping, which abandon() does not know: a write landing
+            # after the deletes would stay on the tier, a delete still running would fail ours.
+            self.stop()
+            # The tier held nothing of others when given (checked), so every step on it now is
+            # one of ours, such an untracked write's too.
+            steps |= self.undeleted | set(self.tier.steps)
             self.undeleted = set()
+            failed: list[AmcheckError] = []
             for step in sorted(steps):
-                if step in self.tier:
-                    self.run(self.tier.delete(step), step, "delete")
+                try:
+                    if step in self.tier:
+                        self.run(self.tier.delete(step), step, "delete")
+                except AmcheckError as exc:
+                    failed.append(exc)  # stays in steps: the next clean-up tries it again
+                    continue
                 steps.discard(step)
+            if failed:
+                if len(failed) > 1:
+                    failed[0].add_note(f"{len(failed) - 1} more deletes failed: checkpoints "
+                                       f"{sorted(steps)} are still on {_where(self.tier)}")
+                raise failed[0]
         finally:
             self.stop()
         return interrupt

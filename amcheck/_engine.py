@@ -331,7 +331,8 @@ class Engine:
         # go (a Ctrl-C meanwhile is raised once that is done).
         interrupt = None if dp is None else dp.clean_up(self._disk_all)
         for slot in list(self._held.values()):
-            self._pool.release(slot)
+            if self._pool.is_acquired(slot):  # not if an interrupted clear() released it
+                self._pool.release(slot)
         self._held.clear()
         if interrupt is not None:
             raise interrupt
@@ -438,8 +439,9 @@ class Engine:
     def _maybe_release(self, slot: Slot | None) -> None:
         if slot is None or slot is self._cur or self._pinned(slot):
             return
-        if self._held.pop(slot.index, None) is not None:
+        if slot.index in self._held:  # released first: an interrupt between leaks nothing
             self._pool.release(slot)
+            del self._held[slot.index]
 
     def _drop_keep(self) -> None:
         """Stop keeping the forward sweep's buffers: carry out the deferred frees."""

@@ -13,6 +13,7 @@ so a wrong signature fails when the :class:`~amcheck.Checkpointer` is built, not
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, Protocol, TypeAlias, runtime_checkable
@@ -125,7 +126,10 @@ def _operator_callable(
 
 def code_name(fn: Callable[..., Any]) -> tuple[str, str]:
     """``(module, qualified name)`` of an operator callable's code (of a bound method: its
-    class's method; of a callable object: its class), which names it without keeping it alive."""
+    class's method; of a callable object: its class; of a ``functools.partial``: of the function
+    it wraps), which names it without keeping it alive."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
     code = getattr(fn, "__func__", fn)
     if not hasattr(code, "__qualname__"):
         code = type(code)

@@ -207,6 +207,11 @@ class RamTier(Tier):
                 f"slot must be a Slot acquired from RAM tier {self.name!r}, got {slot!r}"
             )
 
+    def is_acquired(self, slot: Slot) -> bool:
+        """Whether ``slot`` is an acquired working slot (not released, not a checkpoint)."""
+        self._check_own(slot)
+        return slot.index in self._acquired and slot.step is None
+
     def release(self, slot: Slot) -> None:
         """Return an acquired slot (not a checkpoint) to the free list."""
         self._check_own(slot)

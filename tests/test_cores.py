@@ -433,3 +433,21 @@ def test_one_numba_thread_leaves_nothing_to_choose(tmp_path: Path) -> None:
             assert ckp.stats.compute_threads is None
     finally:
         numba.set_num_threads(before)
+
+
+def _cheap(src: Any, dst: Any, t0: int, t1: int) -> None:  # pragma: no cover - never run
+    pass
+
+
+def _heavy(src: Any, dst: Any, t0: int, t1: int) -> None:  # pragma: no cover - never run
+    pass
+
+
+def test_the_remembered_choice_keys_partial_operators_by_the_function_they_wrap() -> None:
+    import functools
+
+    from amcheck._operators import code_name
+
+    assert code_name(functools.partial(_cheap)) == code_name(_cheap)
+    assert code_name(functools.partial(_cheap)) != code_name(functools.partial(_heavy))
+    assert code_name(Forward().advance) == (Forward.__module__, "Forward.advance")

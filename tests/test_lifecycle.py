@@ -3,17 +3,20 @@ ResourceWarning is an error, and built by several threads of a fresh process at 
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from amcheck.storage import TransferService
+from amcheck.storage import RawTier, TransferService
 from toy_problem import Adjoint, Forward, initial_state
 
-from amcheck import Checkpointer, SweepStateError
+from amcheck import Checkpointer, StateSpec, SweepStateError, TransferError
+from amcheck._strategy import slot_size
 
 TESTS = str(Path(__file__).parent)
 
@@ -211,3 +214,105 @@ def test_an_interrupt_inside_a_mkdir_of_the_disk_tier_leaves_no_directory(
                      disk=tmp_path / "new" / "ck", interval=3)
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
+
+
+class _SlowRaw(RawTier):
+    """A caller's tier whose put and delete of one step take a while."""
+
+    slow = -1
+
+    async def put(self, step: int, state: Any) -> None:
+        if step == self.slow:
+            await asyncio.sleep(0.2)
+        await super().put(step, state)
+
+    async def delete(self, step: int) -> None:
+        if step == self.slow:
+            await asyncio.sleep(0.2)
+        await super().delete(step)
+
+
+@pytest.mark.parametrize("kind", ["write", "delete"])
+def test_an_interrupt_between_a_submit_and_its_bookkeeping_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Ctrl-C after the service took a transfer and before the disk path recorded it: the
+    clean-up did not wait for it, so a write landed after the deletes (and stayed on the
+    caller's tier past close()) and a delete still running made the clean-up's own delete of
+    the step fail (and the Checkpointer close itself)."""
+    from amcheck._disk import DiskPath
+
+    spec = StateSpec.from_arrays(initial_state())
+    tier = _SlowRaw(tmp_path / "r.bin", spec)
+    tier.slow = 8 if kind == "write" else 16  # 16: the first the reverse sweep deletes
+    real = DiskPath._note_submit
+
+    def interrupted(self: DiskPath, future: Any) -> None:
+        real(self, future)
+        if future.kind == kind and future.step == tier.slow:
+            raise KeyboardInterrupt
+
+    ckp = Checkpointer(Forward(), Adjoint(), initial_state(), 23, ram=10 * slot_size(spec),
+                       disk=tier, strategy="async_multistage", interval=4)
+    monkeypatch.setattr(DiskPath, "_note_submit", interrupted)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        ckp.forward()
+        ckp.reverse()
+    assert not getattr(caught.value, "__notes__", None)  # the reset went through
+    assert not ckp.closed and tier.steps == frozenset()
+    monkeypatch.undo()
+    ckp.close()
+    assert tier.steps == frozenset()
+    Checkpointer(Forward(), Adjoint(), initial_state(), 23, ram=10 * slot_size(spec), disk=tier,
+                 interval=4).close()  # the tier is free and empty again
+
+
+def test_close_tries_every_delete_when_one_fails(tmp_path: Path) -> None:
+    spec = StateSpec.from_arrays(initial_state())
+
+    tried: list[int] = []
+
+    class OneFailingDelete(RawTier):
+        async def delete(self, step: int) -> None:
+            tried.append(step)
+            if step == 4:
+                raise OSError(5, "injected")
+            await super().delete(step)
+
+    tier = OneFailingDelete(tmp_path / "r.bin", spec)
+    ckp = Checkpointer(Forward(), Adjoint(), initial_state(), 23, ram=10 * slot_size(spec),
+                       disk=tier, strategy="async_multistage", interval=4)
+    ckp.forward()
+    held = sorted(tier.steps)
+    with pytest.raises(TransferError, match="x_4"):
+        ckp.close()
+    assert tried == held and tier.steps == frozenset({4})
+
+
+def test_an_interrupt_while_the_slots_go_back_leaves_the_checkpointer_usable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from amcheck.storage import RamTier
+
+    ckp = Checkpointer(Forward(), Adjoint(), initial_state(), 23, ram="1 MiB",
+                       strategy="revolve")
+    ckp.forward()
+    real = RamTier.release
+    calls = []
+
+    def interrupted(self: RamTier, slot: Any) -> None:
+        real(self, slot)
+        calls.append(slot)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # between two slots given back
+
+    monkeypatch.setattr(RamTier, "release", interrupted)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        ckp.forward()  # a new sweep first clears the last one's buffers
+    assert not getattr(caught.value, "__notes__", None)
+    monkeypatch.undo()
+    adj = Adjoint()
+    adj.start(ckp.forward())
+    ckp.reverse()
+    assert not ckp.closed
+    ckp.close()
