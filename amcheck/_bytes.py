@@ -35,9 +35,49 @@ _UNITS: dict[str, int] = {
 _PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z%]*)\s*$")
 
 
+def cgroup_memory_limit(root: str = "/sys/fs/cgroup", proc: str = "/proc/self/cgroup") -> int | None:
+    """The lowest memory limit of this process's cgroup and its ancestors (a batch job's, such
+    as SLURM's, or a container's), or ``None`` if none is set or none can be read.
+
+    cgroup v2 (``0::/path`` in ``proc``: ``root/path/memory.max``) and v1 (``N:memory:/path``:
+    ``root/memory/path/memory.limit_in_bytes``); ``max`` or a number beyond physical memory
+    means no limit.
+    """
+    try:
+        with open(proc) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    places: list[tuple[str, str]] = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            places.append((root, "memory.max"))
+        elif "memory" in controllers.split(","):
+            places.append((os.path.join(root, "memory"), "memory.limit_in_bytes"))
+        else:
+            continue
+        base, name = places.pop()
+        parts = [p for p in path.split("/") if p]
+        places += [(os.path.join(base, *parts[:i]), name) for i in range(len(parts), -1, -1)]
+    limits = []
+    for folder, name in places:
+        try:
+            with open(os.path.join(folder, name)) as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            limits.append(int(text))
+    return min(limits) if limits else None
+
+
 def physical_memory() -> int:
-    """Return the machine's physical memory in bytes (``os.sysconf``)."""
-    return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    """Return the memory this process may use in bytes: the machine's (``os.sysconf``), or its
+    cgroup's limit where that is lower (:func:`cgroup_memory_limit`)."""
+    memory = int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    limit = cgroup_memory_limit()
+    return memory if limit is None else min(memory, limit)
 
 
 def parse_bytes(value: ByteSize, name: str = "budget") -> int:
@@ -49,7 +89,8 @@ def parse_bytes(value: ByteSize, name: str = "budget") -> int:
         An integer (bytes; numpy integers too), or a string: a number with an optional unit
         (``B``, ``kB``, ``MB``, ``GB``, ``TB`` are powers of 10; ``KiB``, ``MiB``, ``GiB``,
         ``TiB`` and the bare letters ``K``, ``M``, ``G``, ``T`` are powers of 2; case does not
-        matter), or a percentage of physical memory such as ``"25%"``.
+        matter), or a percentage of physical memory such as ``"25%"`` (of :func:`physical_memory`: a
+        cgroup's memory limit where that is lower).
     name
         The parameter's name, for the error message.
 

@@ -340,8 +340,14 @@ class Checkpointer:
                 stats=self._stats,
                 max_in_flight=self._max_in_flight,
             )
-        except BaseException:
+        except BaseException as error:
             self._close_owned()
+            if isinstance(error, BudgetError) and isinstance(ram, str) and "%" in ram:
+                error.add_note(
+                    f"ram={ram!r}{' (the default)' if ram == '25%' else ''} is "
+                    f"{format_bytes(budget)} "
+                    "of the memory this process may use (the machine's, or a lower cgroup "
+                    "limit)")
             raise
         # With a disk tier, not closed before it is garbage-collected (or at exit): stop its
         # threads, delete its disk checkpoints and remove what it made, with a ResourceWarning.

@@ -432,9 +432,19 @@ def plan(
         return cls(n_steps, s, k, disk_slots=disk_slots)
 
     overhead = 3 if cls is AsyncMultistage else 2
-    slots, buffers, writing = _most_slots(
-        name, make, overhead, slot_nbytes, budget, limit=None, staging=staging
-    )
+    try:
+        slots, buffers, writing = _most_slots(
+            name, make, overhead, slot_nbytes, budget, limit=None, staging=staging
+        )
+    except BudgetError as error:
+        revolve_slots = min(fit - 2, n_steps or 0)
+        if strategy == "auto" and revolve_slots >= 1 and n_steps is not None:
+            factor = binomial_forward_steps(n_steps, revolve_slots) / n_steps
+            error.add_note(
+                f"strategy='revolve' (RAM only, disk=None) would run in this ram with "
+                f"{revolve_slots} slot(s) and recompute {factor:.4g} steps a step"
+            )
+        raise
     if interval is None and n_steps is not None:
         # More slots than one segment can use only cost memory.
         slots = min(slots, max(n_steps - 1, 1))
@@ -468,7 +478,9 @@ def _revolve_suffices(n_steps: int, fit: int, disk_slots: int | None) -> bool:
         return False  # Revolve does not fit: the plan's BudgetError says what would
     async_slots = min(fit - 3, n_steps - 1)  # also the prefetched segment start
     if async_slots < 1:
-        return True  # async multistage would have fewer than one slot, Revolve has some
+        # Async multistage does not fit: its BudgetError says what it needs, and what Revolve
+        # would recompute here (with 1 slot it runs n²/2 steps: an endless run, not a choice).
+        return False
     k = max(default_interval(async_slots), disk_interval_floor(n_steps, disk_slots))
     revolve = binomial_forward_steps(n_steps, revolve_slots) / n_steps
     return revolve <= multistage_recompute_factor(k, async_slots)

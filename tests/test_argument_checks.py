@@ -266,3 +266,30 @@ def test_zarr_tier_at_the_root_is_an_amcheck_error() -> None:
     from amcheck import StoreMismatchError
 
     _raises(lambda: ZarrTier("/", SPEC), StoreMismatchError, "holds no zarr store")
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_percentages_of_memory_respect_the_cgroup_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: int
+) -> None:
+    """A batch job's or a container's memory limit, set on this process's cgroup or an
+    ancestor's, bounds what "25%" means: the machine's memory would get the job killed."""
+    from amcheck import _bytes
+
+    proc = tmp_path / "cgroup"
+    if version == 2:
+        proc.write_text("0::/slurm/job_7/step_0\n")
+        base, name = tmp_path, "memory.max"
+    else:
+        proc.write_text("9:cpu,cpuacct:/slurm/job_7/step_0\n4:memory:/slurm/job_7/step_0\n")
+        base, name = tmp_path / "memory", "memory.limit_in_bytes"
+    for path, text in (("", "max" if version == 2 else str(2**63 - 4096)),
+                       ("slurm", "max" if version == 2 else str(2**63 - 4096)),
+                       ("slurm/job_7", str(2**30)),
+                       ("slurm/job_7/step_0", str(3 * 2**30))):
+        (base / path).mkdir(parents=True, exist_ok=True)
+        (base / path / name).write_text(text + "\n")
+    assert _bytes.cgroup_memory_limit(str(tmp_path), str(proc)) == 2**30  # the job's, lowest
+    assert _bytes.cgroup_memory_limit(str(tmp_path), str(tmp_path / "none")) is None
+    monkeypatch.setattr(_bytes, "cgroup_memory_limit", lambda: 2**30)
+    assert _bytes.parse_bytes("25%", "ram") == 2**28

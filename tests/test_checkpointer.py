@@ -717,3 +717,26 @@ def test_long_disk_plans_count_their_buffers_over_fewer_segments(
     stats = simulate(make(n, slots, k, disk_slots=disk_slots))
     assert _buffers(make(n, slots, k, disk_slots=disk_slots)) == (
         stats.peak_buffers, stats.peak_buffers_writing)
+
+
+def test_auto_with_a_disk_never_falls_back_to_a_one_slot_revolve(tmp_path: Any) -> None:
+    """With RAM for 3 buffers async multistage does not fit; "auto" ran Revolve with 1 slot
+    instead, n²/2 steps (a run of 10^5 steps that never ends). Now the BudgetError says what
+    async multistage needs and what Revolve would cost."""
+    slot = slot_size(amcheck.StateSpec.from_arrays(initial_state()))
+    for n, factor in ((10, "4.6"), (100_000, "5e+04")):
+        with pytest.raises(amcheck.BudgetError, match="'async_multistage' needs at least 4") as e:
+            amcheck.Checkpointer(Forward(), Adjoint(), initial_state(), n, ram=3 * slot,
+                                 disk=tmp_path)
+        assert e.value.__notes__ == [
+            f"strategy='revolve' (RAM only, disk=None) would run in this ram with 1 slot(s) "
+            f"and recompute {factor} steps a step"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_budget_error_says_what_a_percentage_of_memory_came_to() -> None:
+    with pytest.raises(amcheck.BudgetError) as e:
+        amcheck.Checkpointer(Forward(), Adjoint(), initial_state(), 10, ram="0.0000001%",
+                             strategy="revolve")
+    (note,) = e.value.__notes__
+    assert note.startswith("ram='0.0000001%' is ") and "cgroup" in note
