@@ -835,7 +835,7 @@ class Checkpointer:
         """
         self._phase = "ready"
         try:
-            self._engine.clear()
+            self._engine.clear(trim=True)  # a full disk is not left full
         except Exception as cleanup:  # noqa: BLE001 - any failure: report it, close
             self._phase = "closed"
             with contextlib.suppress(Exception):

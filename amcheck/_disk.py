@@ -394,12 +394,13 @@ class DiskPath:
                     interrupt = interrupt or exc
         return interrupt
 
-    def clean_up(self, steps: set[int]) -> BaseException | None:
+    def clean_up(self, steps: set[int], *, trim: bool = False) -> BaseException | None:
         """After an error, before a new sweep, on close: :meth:`abandon` the transfers, delete
-        ``steps`` (and those whose delete failed or was abandoned) from the tier, and stop the
-        service (it restarts with the next transfer). Each step leaves ``steps`` once deleted,
-        so a clean-up interrupted (Ctrl-C) is finished by the next one. Returns the interrupt
-        :meth:`abandon` deferred, for the caller to raise.
+        ``steps`` (and those whose delete failed or was abandoned) from the tier, with ``trim``
+        (after an error) give back the room the tier keeps for reuse (:meth:`Tier.trim`), and
+        stop the service (it restarts with the next transfer). Each step leaves ``steps`` once
+        deleted, so a clean-up interrupted (Ctrl-C) is finished by the next one. Returns the
+        interrupt :meth:`abandon` deferred, for the caller to raise.
         """
         interrupt = self.abandon()
         try:
@@ -425,6 +426,8 @@ class DiskPath:
                     failed[0].add_note(f"{len(failed) - 1} more deletes failed: checkpoints "
                                        f"{sorted(steps)} are still on {_where(self.tier)}")
                 raise failed[0]
+            if trim:
+                self.run(self.tier.trim(), None, "trim")
         finally:
             self.stop()
         return interrupt

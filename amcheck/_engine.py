@@ -314,8 +314,9 @@ class Engine:
             )
         self._finish_reverse()
 
-    def clear(self) -> None:
-        """Drop every buffer and disk checkpoint of the current sweep (after an error too)."""
+    def clear(self, *, trim: bool = False) -> None:
+        """Drop every buffer and disk checkpoint of the current sweep; with ``trim`` (after an
+        error) also the room the disk tier keeps for reuse."""
         self._cur = self._final = self._fwd_cur = None
         self._cur_t = self._fwd_cur_t = self._n = None
         self._ckpt.clear()
@@ -329,7 +330,7 @@ class Engine:
         dp = self._dp
         # Every transfer ends before its slot goes back to the pool, and the disk checkpoints
         # go (a Ctrl-C meanwhile is raised once that is done).
-        interrupt = None if dp is None else dp.clean_up(self._disk_all)
+        interrupt = None if dp is None else dp.clean_up(self._disk_all, trim=trim)
         for slot in list(self._held.values()):
             if self._pool.is_acquired(slot):  # not if an interrupted clear() released it
                 self._pool.release(slot)

@@ -73,6 +73,12 @@ class Tier(ABC):
     def capacity(self) -> int | None:
         """Bytes this tier may hold, or ``None`` when it is unbounded."""
 
+    async def trim(self) -> None:
+        """Give back the room that deleted checkpoints still take, where a tier keeps it for
+        reuse (a :class:`ZarrTier` on a local directory keeps their files); nothing by default.
+        A :class:`~amcheck.Checkpointer` calls it after an error, so that a full disk is not
+        left full."""
+
     def max_checkpoints(self) -> int | None:
         """The most uncompressed checkpoints :attr:`capacity` holds, or ``None`` (unbounded).
 

@@ -611,8 +611,18 @@ class ZarrTier(Tier):
         finally:
             self._index.release(row, indexed=indexed)
 
+    async def trim(self) -> None:
+        """Delete the files that deleted checkpoints left for reuse (see :meth:`_drop_row`)."""
+        self._check_open()
+        try:
+            await self._remove_free_files()
+        except OSError as exc:
+            raise TransferError(
+                f"zarr tier {self.name!r}: could not remove the files of deleted checkpoints "
+                f"in {self.path}: {exc}") from exc
+
     async def _remove_free_files(self) -> None:
-        """Delete the kept files of rows no checkpoint holds (on close)."""
+        """Delete the kept files of rows no checkpoint holds (on close, and :meth:`trim`)."""
         if self._io.local is None:
             return
         rows = self._index.unused_rows()

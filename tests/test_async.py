@@ -1154,3 +1154,16 @@ def test_fwi_gradient_through_async_multistage_and_zarr(tmp_path: Path) -> None:
 def test_os_pathlike_is_accepted(tmp_path: Path, reference: dict[str, np.ndarray]) -> None:
     grad, _, _, _ = gradient(os.fspath(tmp_path / "d"), interval=6)
     assert_same(grad, reference)
+
+
+def test_an_error_gives_back_the_disk_room_of_the_deleted_checkpoints(tmp_path: Path) -> None:
+    """A ZarrTier keeps the files of deleted checkpoints for reuse; after an error (a full
+    disk, say) they stayed until close(), so the disk stayed full for a retry."""
+    with Checkpointer(Forward(fail_at=17), Adjoint(), initial_state(), N, ram=RAM,
+                      disk=tmp_path, interval=3) as ckp:
+        tier: Any = ckp.disk
+        with pytest.raises(amcheck.OperatorError):
+            ckp.forward()
+        assert tier.steps == frozenset()
+        files = [p for p in Path(tier.path).rglob("c.*") if p.is_file()]
+        assert files == []
