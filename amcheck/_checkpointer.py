@@ -16,7 +16,7 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -34,7 +34,7 @@ from amcheck._cores import (
     numba_threads,
 )
 from amcheck._disk import DiskPath
-from amcheck._engine import Engine, IntervalTuner, Progress
+from amcheck._engine import Engine, Progress
 from amcheck._errors import (
     ArgumentTypeError,
     BudgetError,
@@ -46,6 +46,7 @@ from amcheck._errors import (
 )
 from amcheck._folders import PREFIX, STORE_NAME, warn_stale_folders
 from amcheck._operators import as_forward, as_reverse, check_signature, code_name
+from amcheck._remember import INTERVALS
 from amcheck._state import StateSpec
 from amcheck._stats import Stats, StatsRecorder
 from amcheck._strategy import STRATEGIES, Plan, plan, slot_size
@@ -566,10 +567,13 @@ class Checkpointer:
             self._phase = "ready"
             self._n_seen = None
             self._engine.progress = progress
-            self._engine.tuner = self._make_tuner(self._schedule)
+            self._engine.tuner = tuner = self._make_tuner(self._schedule)
             with self._cores(forward=True):
                 n = self._engine.run_forward(self._schedule.forward(), x0)
             self._stats.interval = getattr(self._schedule, "interval", None)
+            if tuner is not None and not getattr(self._schedule, "thinning_rounds", 0):
+                # measured, not doubled by a full disk tier: where the next sweep starts
+                INTERVALS.put(self._interval_key, tuner.controller.interval())
             if self._n_given is not None and n != self._n_given:
                 raise ScheduleError(
                     f"the schedule's forward sweep produced x_{n}, but n_steps={self._n_given}"
@@ -819,13 +823,24 @@ class Checkpointer:
             self._engine.threads = None
         self._stats.compute_threads = chooser.threads
 
-    def _make_tuner(self, schedule: Schedule) -> IntervalTuner | None:
-        """An automatic interval for this sweep's schedule, or ``None`` when k is fixed."""
+    def _make_tuner(self, schedule: Schedule) -> _AutoInterval | None:
+        """An automatic interval for this sweep's schedule, or ``None`` when k is fixed. It
+        starts from the interval the last forward sweep of this workload ended with, in this
+        process (:data:`amcheck._remember.INTERVALS`), else from the plan's."""
         if not (self._auto_interval and self._plan.name == "async_multistage"):
             return None
         if not hasattr(schedule, "set_interval"):
             return None
-        return _AutoInterval(schedule, self._plan.interval or 1)
+        remembered = INTERVALS.get(self._interval_key)
+        tuner = _AutoInterval(schedule, remembered or self._plan.interval or 1)
+        if remembered is not None:
+            schedule.set_interval(tuner.controller.interval())  # the first segment's too
+        return tuner
+
+    @property
+    def _interval_key(self) -> Hashable:
+        """The workload, and the disk tier's codec: what the write time depends on."""
+        return self._workload, str(getattr(self._disk, "compression", None))
 
     def _reset(self, error: BaseException) -> None:
         """After ``error``: drop the sweep's buffers and checkpoints, or close if that fails.

@@ -20,9 +20,9 @@ not imported it, there is nothing to set. ``numba.set_num_threads`` applies to p
 launched from the calling thread, the compute thread, which is where the operators run.
 
 The process remembers each workload's choice (:func:`auto_chooser`'s ``key``: the operators'
-code, the state, the disk tier's kind, the direction): a Checkpointer built for the same
-workload as an earlier one, such as the next gradient of an inversion, goes on from that choice
-and its recheck schedule instead of probing again.
+code, the state, the disk tier's kind, the direction; :data:`amcheck._remember.CHOICES`): a
+Checkpointer built for the same workload as an earlier one, such as the next gradient of an
+inversion, goes on from that choice and its recheck schedule instead of probing again.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ from __future__ import annotations
 import numbers
 import statistics
 import sys
-import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
+from amcheck._remember import CHOICES
 
 __all__ = [
     "MARGIN",
@@ -44,7 +44,6 @@ __all__ = [
     "RECENT",
     "RECHECK",
     "RECHECK_MAX",
-    "REMEMBERED",
     "REVERSE_WINDOW",
     "STALL",
     "WARMUP",
@@ -53,7 +52,6 @@ __all__ = [
     "check_compute_threads",
     "chosen_threads",
     "fixed_threads",
-    "forget_choices",
     "numba_threads",
 ]
 
@@ -255,13 +253,6 @@ class ThreadChooser:
         self._use(self.threads)
 
 
-#: The last :attr:`ThreadChooser.snapshot` of each workload in this process, by
-#: ``(key, numba's count)``, the :data:`REMEMBERED` most recent ones.
-_CHOICES: dict[tuple[Hashable, int], tuple[int, int, int]] = {}
-REMEMBERED: Final = 256
-_CHOICES_LOCK = threading.Lock()
-
-
 def auto_chooser(key: Hashable, *, warmup: int = WARMUP) -> ThreadChooser | None:
     """A :class:`ThreadChooser` over numba's current thread count for the workload ``key``: it
     resumes the process's last choice for that key and count, else starts with ``warmup`` units
@@ -273,15 +264,8 @@ def auto_chooser(key: Hashable, *, warmup: int = WARMUP) -> ThreadChooser | None
     threads = int(numba.get_num_threads())
     if threads < 2:
         return None
-    with _CHOICES_LOCK:
-        resume = _CHOICES.get((key, threads))
+    resume = CHOICES.get((key, threads))
     return ThreadChooser(threads, numba.set_num_threads, warmup=warmup, resume=resume)
-
-
-def forget_choices() -> None:
-    """Forget the choices this process remembers (the next sweeps probe again)."""
-    with _CHOICES_LOCK:
-        _CHOICES.clear()
 
 
 @contextmanager
@@ -297,11 +281,7 @@ def chosen_threads(chooser: ThreadChooser, key: Hashable) -> Iterator[None]:
     finally:
         snapshot = chooser.snapshot
         if snapshot is not None:
-            with _CHOICES_LOCK:
-                _CHOICES.pop((key, chooser.all), None)  # the most recent last
-                _CHOICES[key, chooser.all] = snapshot
-                while len(_CHOICES) > REMEMBERED:
-                    del _CHOICES[next(iter(_CHOICES))]
+            CHOICES.put((key, chooser.all), snapshot)
         numba.set_num_threads(before)
 
 

@@ -37,7 +37,7 @@ from amcheck.kernels import AcousticForward, Geometry, Model, forward_modeling, 
 from amcheck.storage import slot_layout
 from long_sequences import paired, ratio_text, settle
 
-from amcheck._cores import forget_choices
+from amcheck._remember import forget
 
 
 def shape_arg(text: str) -> tuple[int, ...]:
@@ -97,7 +97,7 @@ def main() -> None:
         for r in range(args.repeats):
             for name, kwargs in variants.items():
                 if name == first:
-                    forget_choices()  # as in a new process: the sweeps probe both counts
+                    forget()  # as in a new process: the sweeps probe both counts
                 settle()
                 start = time.perf_counter()
                 result = fwi_gradient(model, geometry, d_obs, ram=ram, **kwargs)

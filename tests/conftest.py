@@ -23,7 +23,7 @@ def rng() -> np.random.Generator:
 
 @pytest.fixture(autouse=True)
 def _forget_thread_choices() -> None:
-    """Every test starts with no remembered ``compute_threads`` choice (amcheck._cores)."""
-    from amcheck._cores import forget_choices
+    """Every test starts with no remembered thread choice or interval (amcheck._remember)."""
+    from amcheck._remember import forget
 
-    forget_choices()
+    forget()

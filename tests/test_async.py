@@ -1167,3 +1167,41 @@ def test_an_error_gives_back_the_disk_room_of_the_deleted_checkpoints(tmp_path: 
         assert tier.steps == frozenset()
         files = [p for p in Path(tier.path).rglob("c.*") if p.is_file()]
         assert files == []
+
+
+def test_the_automatic_interval_starts_where_the_last_sweep_of_the_workload_ended(
+    tmp_path: Path,
+) -> None:
+    """An inversion's next gradient (a new Checkpointer, or the same one again) starts at the
+    interval the last one measured, not at slots + 1 with its probe writes waiting; a sweep
+    that thinned its disk checkpoints (a doubled interval) is not remembered."""
+    from amcheck._remember import INTERVALS
+
+    class SlowRaw(CountingRaw):
+        async def put(self, step: int, state: Any) -> None:
+            await asyncio.sleep(0.02)
+            await super().put(step, state)
+
+    class Slow(Forward):
+        def advance(self, src: Any, dst: Any, t0: int, t1: int) -> int | None:
+            time.sleep(0.0002 * (t1 - t0))
+            return super().advance(src, dst, t0, t1)
+
+    n = 300
+    expected, _, _, _ = gradient(None, n, strategy="store_all", ram="1 MiB")
+    _, _, first, ckp = gradient(SlowRaw(tmp_path / "a.bin"), n, fwd=Slow(),
+                                strategy="async_multistage")
+    assert ckp.schedule.segment_starts[1] == ckp.slots + 1  # type: ignore[attr-defined]
+    ended = first.interval
+    assert ended is not None and ended > ckp.slots + 1
+    grad, _, _, ckp = gradient(SlowRaw(tmp_path / "b.bin"), n, fwd=Slow(),
+                               strategy="async_multistage")
+    assert ckp.schedule.segment_starts[1] == ended  # type: ignore[attr-defined]
+    assert_same(grad, expected)
+    # a sweep whose full disk tier doubled its interval leaves nothing to start from
+    INTERVALS.clear()
+    with Checkpointer(Forward(stop_at=200), Adjoint(), initial_state(), None, ram=8 * SLOT,
+                      disk=tmp_path / "c", interval=None, disk_budget=4 * SPEC.nbytes) as thin:
+        thin.forward()
+        assert thin.schedule.thinning_rounds > 0  # type: ignore[attr-defined]
+    assert INTERVALS.items() == []

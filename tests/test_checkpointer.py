@@ -729,8 +729,8 @@ def test_auto_with_a_disk_never_falls_back_to_a_one_slot_revolve(tmp_path: Any) 
             amcheck.Checkpointer(Forward(), Adjoint(), initial_state(), n, ram=3 * slot,
                                  disk=tmp_path)
         assert e.value.__notes__ == [
-            f"strategy='revolve' (RAM only, disk=None) would run in this ram with 1 slot(s) "
-            f"and recompute {factor} steps a step"]
+            (f"strategy='revolve' (RAM only, disk=None) would run in this ram with 1 slot(s) "
+             f"and recompute {factor} steps a step")]
     assert list(tmp_path.iterdir()) == []
 
 

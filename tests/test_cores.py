@@ -26,8 +26,8 @@ from amcheck._cores import (
     STALL,
     WARMUP,
     ThreadChooser,
-    forget_choices,
 )
+from amcheck._remember import CHOICES, SIZE, forget
 
 
 class Recorder:
@@ -232,14 +232,15 @@ def test_a_chooser_resumes_the_snapshot_of_another() -> None:
 
 def test_the_process_remembers_the_most_recent_workloads() -> None:
     pytest.importorskip("numba")
-    from amcheck._cores import _CHOICES, REMEMBERED, chosen_threads
+    from amcheck._cores import chosen_threads
 
-    for key in range(REMEMBERED + 1):
+    for key in range(SIZE + 1):
         chooser = ThreadChooser(4, Recorder(), resume=(3, RECHECK, key + 1))
         with chosen_threads(chooser, key):
             pass
-    assert len(_CHOICES) == REMEMBERED
-    assert (0, 4) not in _CHOICES and _CHOICES[REMEMBERED, 4] == (3, RECHECK, REMEMBERED + 1)
+    remembered = dict(CHOICES.items())
+    assert len(remembered) == SIZE
+    assert (0, 4) not in remembered and remembered[SIZE, 4] == (3, RECHECK, SIZE + 1)
 
 
 def test_a_chooser_needs_two_threads() -> None:
@@ -361,11 +362,9 @@ def test_checkpointer_runs_sweeps_with_disk_traffic_on_the_faster_count(
 def test_a_later_checkpointer_of_the_same_workload_goes_on_from_the_choice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from amcheck._cores import _CHOICES
-
     sweeps = TimedSweeps(monkeypatch, {2: 1e-3, 1: 5e-3})
     sweeps.run(tmp_path / "first", N)
-    remembered = {forward: snapshot for ((_, forward), _), snapshot in _CHOICES.items()}
+    remembered = {forward: snapshot for ((_, forward), _), snapshot in CHOICES.items()}
     (choice, span, left), (_, _, reverse_left) = remembered[True], remembered[False]
     assert choice == 2 and span == RECHECK
     advances, threads, grad = sweeps.run(tmp_path / "second", N, seed=8)
@@ -382,7 +381,7 @@ def test_a_later_checkpointer_of_the_same_workload_goes_on_from_the_choice(
     # operators of other code are another workload: probed from the start
     sweeps.run(tmp_path / "other", N, other_reverse=True)
     assert sweeps.seen["advance"][:WARMUP + 2 * PROBES] == [1] * WARMUP + probe_round(1, 2)
-    forget_choices()  # and a forgotten choice is measured again
+    forget()  # and a forgotten choice is measured again
     sweeps.run(tmp_path / "forgotten", N)
     assert sweeps.seen["advance"][:WARMUP + 2 * PROBES] == [1] * WARMUP + probe_round(1, 2)
 
