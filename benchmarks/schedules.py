@@ -39,6 +39,7 @@ Needs the ``bench`` extra (``pip install -e ".[bench]"``). Usage::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -187,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=positive_float, default=30.0, help="seconds per external process")
     parser.add_argument("--json", help="also write every sample to this file")
     args = parser.parse_args(argv)
+    if importlib.util.find_spec("checkpoint_schedules") is None:
+        print("schedules.py: error: it compares with checkpoint_schedules, which is not "
+              "installed: install the bench extra (pip install -e '.[bench]')", file=sys.stderr)
+        return 2
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"# machine: {platform.machine()}, {platform.processor() or '?'}, "
