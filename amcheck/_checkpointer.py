@@ -483,7 +483,8 @@ class Checkpointer:
             try:
                 root.mkdir(parents=True, exist_ok=True)
                 self._owned.folder = folder
-                folder.mkdir(mode=0o700)
+                # parents: another Checkpointer closing may have removed root, empty, meanwhile
+                folder.mkdir(mode=0o700, parents=True)
             except BaseException as exc:
                 if isinstance(exc, FileExistsError):
                     self._owned.folder = None  # not ours

@@ -316,3 +316,29 @@ def test_an_interrupt_while_the_slots_go_back_leaves_the_checkpointer_usable(
     ckp.reverse()
     assert not ckp.closed
     ckp.close()
+
+
+def test_a_disk_directory_removed_by_another_checkpointer_meanwhile_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two Checkpointers of two threads given one new directory: the first one's close removes
+    it, empty, just after the second made sure it exists and before it makes its folder there
+    (the second failed: "the directory for the disk tier could not be created")."""
+    root = tmp_path / "shared"
+    real_mkdir = Path.mkdir
+    raced_once: list[Path] = []
+
+    def raced(self: Path, *args: Any, **kwargs: Any) -> None:
+        real_mkdir(self, *args, **kwargs)
+        if self == root and not raced_once:
+            raced_once.append(self)
+            self.rmdir()  # the other Checkpointer's close, between the two mkdirs
+
+    monkeypatch.setattr(Path, "mkdir", raced)
+    ckp = Checkpointer(Forward(), Adjoint(), initial_state(), 30, ram="1 MiB", disk=root,
+                       interval=3)
+    monkeypatch.undo()
+    adj = Adjoint()
+    adj.start(ckp.forward())
+    ckp.reverse()
+    ckp.close()
