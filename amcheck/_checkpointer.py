@@ -852,6 +852,8 @@ class Checkpointer:
         self._phase = "ready"
         try:
             self._engine.clear(trim=True)  # a full disk is not left full
+            if self._plan.name == "store_all" and self._n_given is None:
+                self._engine.renew_pool()  # what a run that overflowed ram touched goes back
         except Exception as cleanup:  # noqa: BLE001 - any failure: report it, close
             self._phase = "closed"
             with contextlib.suppress(Exception):

@@ -338,6 +338,12 @@ class Engine:
         if interrupt is not None:
             raise interrupt
 
+    def renew_pool(self) -> None:
+        """After :meth:`clear`: a fresh, untouched block for the pool (:meth:`RamTier.renew`),
+        the engine's cached views of the old one dropped."""
+        self._views.clear()
+        self._pool.renew()
+
     @property
     def disk_path(self) -> DiskPath | None:
         """The transfers to and from the disk tier (``None`` without one)."""

@@ -207,6 +207,27 @@ class RamTier(Tier):
                 f"slot must be a Slot acquired from RAM tier {self.name!r}, got {slot!r}"
             )
 
+    def renew(self) -> None:
+        """Take a fresh, untouched block for the slots and drop the old one, whose memory goes
+        back once no view of it is left: a pool built with ``touch=False`` (store-all of an
+        unknown length) gives back what a long run touched.
+
+        Raises
+        ------
+        InvalidArgumentError
+            A slot is in use (acquired, or holding a checkpoint).
+        """
+        self._check_open()
+        if self._acquired or self._by_step:
+            raise InvalidArgumentError(
+                f"RAM tier {self.name!r} cannot renew its block while {len(self._acquired)} "
+                f"working slot(s) and {len(self._by_step)} checkpoint(s) are in use"
+            )
+        self._slots.clear()
+        self._returned = []
+        self._fresh = 0
+        self._block = aligned_empty(self.n_slots * self.slot_nbytes, PAGE)
+
     def is_acquired(self, slot: Slot) -> bool:
         """Whether ``slot`` is an acquired working slot (not released, not a checkpoint)."""
         self._check_own(slot)

@@ -102,3 +102,26 @@ def test_a_close_that_fails_still_gives_the_pool_back() -> None:
     assert ckp.closed and ckp._pool._block.nbytes == 0
     del tier.delete
     asyncio.run(tier.close())
+
+
+def test_a_growing_store_all_gives_back_what_a_run_that_overflowed_touched() -> None:
+    """The pages an unknown-length run reached stayed committed after its BudgetError until
+    close(); the reset takes a fresh block, and the next run is right."""
+    from amcheck import BudgetError
+
+    x0 = {"u": np.ones(4 * MiB // 4, np.float32)}  # 4 MiB states, 64 of them: 256 MiB
+
+    def advance(src: dict[str, np.ndarray], dst: dict[str, np.ndarray], t0: int,
+                t1: int) -> int | None:
+        np.multiply(src["u"], 1.0, out=dst["u"])
+        return None if stop is None or t1 < stop else stop
+
+    stop: int | None = None  # never ends: overflows ram
+    before = rss()
+    with Checkpointer(advance, lambda state, t: None, x0, None, ram="256 MiB") as ckp:
+        with pytest.raises(BudgetError):
+            ckp.forward()
+        assert rss() - before < 48 * MiB  # 240 MiB were touched
+        stop = 3
+        assert np.array_equal(ckp.forward()["u"], x0["u"])
+        ckp.reverse()
