@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import queue
 import threading
 import time
@@ -87,6 +88,18 @@ class EventHook(Protocol):
     def __call__(
         self, kind: str, step: int, tier: Tier, start: float, end: float, nbytes: int
     ) -> None: ...
+
+
+def _disk_full(error: BaseException) -> bool:
+    """Whether ``error`` or what caused it is a full file system (ENOSPC, or a quota: EDQUOT)."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class TransferFuture(concurrent.futures.Future[None]):
@@ -378,6 +391,10 @@ class TransferService:
             )
             wrapped.__cause__ = error
             error = wrapped
+        if error is not None and _disk_full(error):
+            error.add_note(
+                "the file system is full: bound what the disk tier holds (Checkpointer("
+                "disk_budget=...) or the tier's own budget), or make room")
         with self._lock:
             self._pending.discard(future)
             self.completed += 1

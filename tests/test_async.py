@@ -1205,3 +1205,19 @@ def test_the_automatic_interval_starts_where_the_last_sweep_of_the_workload_ende
         thin.forward()
         assert thin.schedule.thinning_rounds > 0  # type: ignore[attr-defined]
     assert INTERVALS.items() == []
+
+
+def test_a_full_disk_says_how_to_bound_the_disk_tier(tmp_path: Path) -> None:
+    import errno
+
+    class Full(RawTier):
+        async def put(self, step: int, state: Any) -> None:
+            if step >= 8:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            await super().put(step, state)
+
+    with Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM,
+                      disk=Full(tmp_path / "r.bin", SPEC), interval=4) as ckp:
+        with pytest.raises(TransferError, match="step 8") as caught:
+            ckp.forward()
+    assert any("disk_budget" in note for note in caught.value.__notes__)
