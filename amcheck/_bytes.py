@@ -48,27 +48,24 @@ def cgroup_memory_limit(root: str = "/sys/fs/cgroup", proc: str = "/proc/self/cg
             lines = fh.read().splitlines()
     except OSError:
         return None
-    places: list[tuple[str, str]] = []
+    limits = []
     for line in lines:
         _, controllers, path = line.split(":", 2)
         if controllers == "":
-            places.append((root, "memory.max"))
+            base, name = root, "memory.max"
         elif "memory" in controllers.split(","):
-            places.append((os.path.join(root, "memory"), "memory.limit_in_bytes"))
+            base, name = os.path.join(root, "memory"), "memory.limit_in_bytes"
         else:
             continue
-        base, name = places.pop()
         parts = [p for p in path.split("/") if p]
-        places += [(os.path.join(base, *parts[:i]), name) for i in range(len(parts), -1, -1)]
-    limits = []
-    for folder, name in places:
-        try:
-            with open(os.path.join(folder, name)) as fh:
-                text = fh.read().strip()
-        except OSError:
-            continue
-        if text.isdigit():
-            limits.append(int(text))
+        for depth in range(len(parts) + 1):  # the root cgroup, ..., this process's
+            try:
+                with open(os.path.join(base, *parts[:depth], name)) as fh:
+                    text = fh.read().strip()
+            except OSError:
+                continue
+            if text.isdigit():
+                limits.append(int(text))
     return min(limits) if limits else None
 
 

@@ -319,7 +319,7 @@ class Checkpointer:
                 disk_slots=disk_slots,
             )
             self._spec = spec
-            # what the process remembers a thread choice for (compute_threads=None)
+            # what the process remembers thread choices and intervals for (amcheck._remember)
             self._workload = (code_name(advance_fn), code_name(reverse_fn), spec,
                               type(tier).__name__)
             self._initial = initial_state
@@ -571,10 +571,10 @@ class Checkpointer:
             self._engine.tuner = tuner = self._make_tuner(self._schedule)
             with self._cores(forward=True):
                 n = self._engine.run_forward(self._schedule.forward(), x0)
-            self._stats.interval = getattr(self._schedule, "interval", None)
-            if tuner is not None and not getattr(self._schedule, "thinning_rounds", 0):
+            self._stats.interval = ended = getattr(self._schedule, "interval", None)
+            if tuner is not None and ended and not getattr(self._schedule, "thinning_rounds", 0):
                 # measured, not doubled by a full disk tier: where the next sweep starts
-                INTERVALS.put(self._interval_key, tuner.controller.interval())
+                INTERVALS.put(self._interval_key, ended)
             if self._n_given is not None and n != self._n_given:
                 raise ScheduleError(
                     f"the schedule's forward sweep produced x_{n}, but n_steps={self._n_given}"

@@ -437,12 +437,11 @@ def plan(
             name, make, overhead, slot_nbytes, budget, limit=None, staging=staging
         )
     except BudgetError as error:
-        revolve_slots = min(fit - 2, n_steps or 0)
-        if strategy == "auto" and revolve_slots >= 1 and n_steps is not None:
-            factor = binomial_forward_steps(n_steps, revolve_slots) / n_steps
+        revolve = None if n_steps is None else _revolve_in(n_steps, fit)
+        if strategy == "auto" and revolve is not None:
             error.add_note(
                 f"strategy='revolve' (RAM only, disk=None) would run in this ram with "
-                f"{revolve_slots} slot(s) and recompute {factor:.4g} steps a step"
+                f"{revolve[0]} slot(s) and recompute {revolve[1]:.4g} steps a step"
             )
         raise
     if interval is None and n_steps is not None:
@@ -473,8 +472,8 @@ def _revolve_suffices(n_steps: int, fit: int, disk_slots: int | None) -> bool:
     the length of the last segment). Revolve's factor grows with n from 1: it is the lower
     one for n up to about s²/2 (s slots). Closed forms, no simulation.
     """
-    revolve_slots = min(fit - 2, n_steps)  # Revolve: the slots, the current state and x_n
-    if revolve_slots < 1:
+    revolve = _revolve_in(n_steps, fit)
+    if revolve is None:
         return False  # Revolve does not fit: the plan's BudgetError says what would
     async_slots = min(fit - 3, n_steps - 1)  # also the prefetched segment start
     if async_slots < 1:
@@ -482,8 +481,16 @@ def _revolve_suffices(n_steps: int, fit: int, disk_slots: int | None) -> bool:
         # would recompute here (with 1 slot it runs n²/2 steps: an endless run, not a choice).
         return False
     k = max(default_interval(async_slots), disk_interval_floor(n_steps, disk_slots))
-    revolve = binomial_forward_steps(n_steps, revolve_slots) / n_steps
-    return revolve <= multistage_recompute_factor(k, async_slots)
+    return revolve[1] <= multistage_recompute_factor(k, async_slots)
+
+
+def _revolve_in(n_steps: int, fit: int) -> tuple[int, float] | None:
+    """Revolve in ``fit`` buffers (its slots, the current state and x_n): its slots and
+    recompute factor, or ``None`` when not one slot fits."""
+    slots = min(fit - 2, n_steps)
+    if slots < 1:
+        return None
+    return slots, binomial_forward_steps(n_steps, slots) / n_steps
 
 
 def slot_size(spec: StateSpec) -> int:

@@ -221,7 +221,8 @@ class RamTier(Tier):
         if self._acquired or self._by_step:
             raise InvalidArgumentError(
                 f"RAM tier {self.name!r} cannot renew its block while {len(self._acquired)} "
-                f"working slot(s) and {len(self._by_step)} checkpoint(s) are in use"
+                f"working slot(s) and {len(self._by_step)} checkpoint(s) are in use: release "
+                "the slots and delete the checkpoints first"
             )
         self._slots.clear()
         self._returned = []

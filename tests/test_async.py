@@ -1216,8 +1216,8 @@ def test_a_full_disk_says_how_to_bound_the_disk_tier(tmp_path: Path) -> None:
                 raise OSError(errno.ENOSPC, "No space left on device")
             await super().put(step, state)
 
-    with Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM,
-                      disk=Full(tmp_path / "r.bin", SPEC), interval=4) as ckp:
-        with pytest.raises(TransferError, match="step 8") as caught:
-            ckp.forward()
+    with (Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM,
+                       disk=Full(tmp_path / "r.bin", SPEC), interval=4) as ckp,
+          pytest.raises(TransferError, match="step 8") as caught):
+        ckp.forward()
     assert any("disk_budget" in note for note in caught.value.__notes__)
