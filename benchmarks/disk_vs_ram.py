@@ -45,6 +45,7 @@ from typing import Any
 import numba
 import numpy as np
 from _args import positive_int  # the benchmarks' shared argparse types
+from _machine import describe  # which host: CPU model and caches
 from amcheck.storage import RamTier, RawTier, Tier, TransferService, ZarrTier, slot_layout
 from amcheck.storage._codecs import quiet_numcodecs
 
@@ -294,7 +295,7 @@ def main() -> None:
         _stencil(a, b, 8)
 
     results: dict[str, Any] = {
-        "machine": f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "machine": f"{platform.node()}: {describe()}",
         "kernel_chunk_ms": t_chunk * 1e3, "sizes": {},
     }
     print(f"kernel chunk (2048^2 stencil, 8 sweeps, 1 thread): {t_chunk * 1e3:.1f} ms")

@@ -25,7 +25,6 @@ float32, 10 m spacing, ``nbl`` = 40, one source and a line of receivers near the
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import tempfile
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 import numba
 import numpy as np
 from _args import positive_int  # the benchmarks' shared argparse types
+from _machine import describe  # which host: CPU model and caches
 from amcheck.kernels import Geometry, Model
 from amcheck.kernels._operators import AcousticAdjoint, AcousticForward
 from long_sequences import paired, ratio_text, settle
@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=positive_int, default=7, help="rounds (default 7)")
     args = parser.parse_args()
     numba.set_num_threads(1)
-    print(f"{platform.processor() or platform.machine()}, numba {numba.__version__}, "
+    print(f"{describe()}, numba {numba.__version__}, "
           f"one numba thread, {args.steps} steps, k = {args.interval}, {args.repeats} rounds")
     shapes = [tuple(int(v) for v in text.lower().split("x")) for text in args.shapes]
     if any(len(shape) != 2 for shape in shapes):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -33,6 +32,7 @@ from typing import Any
 import numba
 import numpy as np
 from _args import positive_int  # the benchmarks' shared argparse types
+from _machine import describe  # which host: CPU model and caches
 from amcheck.kernels import AcousticForward, Geometry, Model, forward_modeling, fwi_gradient
 from amcheck.storage import slot_layout
 from long_sequences import paired, ratio_text, settle
@@ -79,7 +79,7 @@ def main() -> None:
     threads = numba.get_num_threads()
     print(f"grid {model.grid_shape} ({args.shape} + {args.nbl} layer points), {geometry.nt} "
           f"steps, state {spec.nbytes / 2**20:.1f} MiB, RAM {args.ram_states} states; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numba "
+          f"{describe()}, numba "
           f"{numba.__version__} ({threads} threads), load average {os.getloadavg()}", flush=True)
     work = tempfile.mkdtemp(prefix="amcheck-bench-")
     first = "compute_threads=None, first call"

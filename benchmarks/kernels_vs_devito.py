@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 from _args import positive_int  # the benchmarks' shared argparse types
+from _machine import describe  # which host: CPU model and caches
 
 
 def _median_range(times: list[float], work: float) -> tuple[float, float, float]:
@@ -142,6 +143,7 @@ def main() -> None:
     sizes = [(2, 1000 if a.quick else 2000, 20), (3, 128 if a.quick else 256, 10)]
     # Other work on the machine shows up as spread: say how loaded it was, before and after.
     load_start = os.getloadavg()
+    print(describe())
     print(f"load average at start: {' '.join(f'{v:.2f}' for v in load_start)}")
     cells: list[dict[str, object]] = []
     print(f"{'case':<22}{'thr':>4}{'triad GB/s':>12}{'amcheck GPts/s':>22}{'devito GPts/s':>22}"
@@ -166,7 +168,7 @@ def main() -> None:
     print(f"load average at end: {' '.join(f'{v:.2f}' for v in load_end)}")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"repeats": a.repeats, "load_start": load_start, "load_end": load_end,
+            json.dump({"machine": describe(), "repeats": a.repeats, "load_start": load_start, "load_end": load_end,
                        "cells": cells}, f, indent=1)
 
 

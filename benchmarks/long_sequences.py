@@ -39,7 +39,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -53,6 +52,7 @@ import _wave  # the shared benchmark load, beside this script
 import numba
 import numpy as np
 from _args import positive_float, positive_int  # the benchmarks' shared argparse types
+from _machine import describe  # which host: CPU model and caches
 from _wave import Adjoint as _Adjoint
 from _wave import advance, compile_kernels, slot_nbytes, state_nbytes
 from amcheck.storage import ZarrTier
@@ -429,10 +429,11 @@ def measure(args: argparse.Namespace, workroot: Path) -> None:
     numba.set_num_threads(min(args.threads, max_threads))
     threads = numba.get_num_threads()
     print(f"state {STATE_NBYTES / 2**20:.1f} MiB float32, RAM {RAM_STATES} states, disk tier in "
-          f"{workroot}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numba "
+          f"{workroot}; {describe()}, numba "
           f"{numba.__version__} ({threads} threads), numpy {np.__version__}, "
           f"load average {os.getloadavg()}", flush=True)
-    report: dict[str, Any] = {"ns": {}, "machine": {"cpus": os.cpu_count(), "numba_threads": threads,
+    report: dict[str, Any] = {"ns": {}, "machine": {"host": describe(), "cpus": os.cpu_count(),
+                                                     "numba_threads": threads,
                                                      "loadavg_start": os.getloadavg()}}
     # One untimed run of each kind first: imports, thread pools, numba's read-only dispatch and the
     # first zarr store are one-time costs of the process, not of a sequence's length.

@@ -49,6 +49,7 @@ import sys
 from dataclasses import dataclass, field
 
 from _args import positive_float, positive_int  # the benchmarks' shared argparse types
+from _machine import describe  # which host: CPU model and caches
 
 # One process: import, optionally plan a small other (n, s) first, then plan (n, s) once (cold,
 # or "new (n, s)" after the warm-up) and again (warm): once more when the warm run took < 1 s.
@@ -194,8 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    print(f"# machine: {platform.machine()}, {platform.processor() or '?'}, "
-          f"Python {platform.python_version()}, {_cpu_count()} CPUs; load average at start "
+    print(f"# machine: {describe()}; {_cpu_count()} CPUs usable; load average at start "
           f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min)")  # fmt: skip
     header = (
         f"| {'n':>9} | {'s':>3} | {'schedule':<34} | {'cold':>20} | {'spread':>6} "
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  n={c.n:,} s={c.s}{jit}: " + ", ".join(parts))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": platform.machine(), "python": platform.python_version(),
+            json.dump({"machine": describe(), "python": platform.python_version(),
                        "cpus": _cpu_count(), "load_at_start": load, "interval": args.interval,
                        "cases": [c.__dict__ for c in cases]}, f, indent=1)  # fmt: skip
     return 0

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -34,6 +32,7 @@ import _wave  # the shared benchmark load, beside this script
 import numba
 import numpy as np
 from _args import positive_int  # the benchmarks' shared argparse types
+from _machine import describe  # which host: CPU model and caches
 from _wave import Adjoint, advance, compile_kernels, slot_nbytes, state_nbytes, wave_steps
 
 import amcheck
@@ -157,8 +156,7 @@ def main() -> None:
     state_mib = 2 * NX * NX * 4 / 2**20
     print(
         f"\nn={args.n}, Revolve slots={args.slots}, state {state_mib:.1f} MiB float32, "
-        f"{args.repeats} run(s) each; {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs, numba {numba.__version__}, numpy {np.__version__}"
+        f"{args.repeats} run(s) each; {describe()}, numba {numba.__version__}, numpy {np.__version__}"
     )
     print(
         f"{'variant':30s} {'median s':>9s} {'min-max s':>13s} {'ratio':>6s} "
