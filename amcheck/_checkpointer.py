@@ -36,6 +36,7 @@ from amcheck._cores import (
 from amcheck._disk import DiskPath
 from amcheck._engine import Engine, Progress
 from amcheck._errors import (
+    AmcheckError,
     ArgumentTypeError,
     BudgetError,
     InvalidArgumentError,
@@ -45,14 +46,20 @@ from amcheck._errors import (
     TransferError,
 )
 from amcheck._folders import PREFIX, STORE_NAME, warn_stale_folders
-from amcheck._operators import as_forward, as_reverse, check_signature, code_name
+from amcheck._operators import (
+    as_forward,
+    as_reverse,
+    check_signature,
+    code_name,
+    declares_reverse_from_next,
+)
 from amcheck._remember import INTERVALS
 from amcheck._state import StateSpec
 from amcheck._stats import Stats, StatsRecorder
-from amcheck._strategy import STRATEGIES, Plan, plan, slot_size
+from amcheck._strategy import STRATEGIES, Plan, paired, plan, slot_size
 from amcheck._timeline import Timeline
 from amcheck._validate import check_bool, check_int, check_optional_int
-from amcheck.schedules import AsyncMultistage, Schedule, TwoLevel
+from amcheck.schedules import AsyncMultistage, Paired, Schedule, TwoLevel
 from amcheck.storage import RamTier, Tier
 from amcheck.storage._users import OpenUsers
 
@@ -306,18 +313,43 @@ class Checkpointer:
         disk_slots = self._disk_slots(disk, disk_budget, spec, isinstance(strategy, str))
         slot_nbytes = slot_size(spec)
         self._auto_interval = interval is None
+        interval = check_optional_int("interval", interval, minimum=1)
         tier = self._tier(disk, compression, spec)
-        try:
-            self._plan: Plan = plan(
-                strategy,
-                self._n_given,
-                budget=budget,
-                slot_nbytes=slot_nbytes,
-                disk=tier,
-                interval=interval,
-                staging=self._max_in_flight,
-                disk_slots=disk_slots,
+        n = self._n_given
+        from_next = declares_reverse_from_next(reverse)
+        if (not from_next and isinstance(strategy, Schedule)
+                and getattr(strategy, "reverse_from_next", False) is True):
+            raise InvalidArgumentError(
+                f"strategy {strategy!r} runs reverse step t from x_{{t+1}}, which the reverse "
+                "operator does not allow: it does not declare reverse_from_next = True"
             )
+        # Pairs of steps (amcheck.schedules.Paired) when the reverse operator may read x_{t+1}
+        # for step t. An interval that plan() refuses anyway is left whole, for its message.
+        self._paired = (
+            from_next and n is not None and n >= 3 and isinstance(strategy, str)
+            and not (interval is not None and (tier is None or strategy in ("store_all", "revolve")))
+        )
+        try:
+            try:
+                self._plan: Plan = plan(
+                    strategy,
+                    Paired.pairs(n) if self._paired and n is not None else n,
+                    budget=budget,
+                    slot_nbytes=slot_nbytes,
+                    disk=tier,
+                    interval=-(-interval // 2) if self._paired and interval else interval,
+                    staging=self._max_in_flight,
+                    disk_slots=disk_slots,
+                )
+            except AmcheckError as error:
+                if self._paired and n is not None:
+                    error.add_note(
+                        f"the reverse operator declares reverse_from_next, so the plan covers "
+                        f"{Paired.pairs(n)} pairs of steps for n_steps={n} (steps and "
+                        "intervals above count pairs)")
+                raise
+            if self._paired and n is not None:
+                self._plan = paired(self._plan, n)
             self._spec = spec
             # what the process remembers thread choices and intervals for (amcheck._remember)
             self._workload = (code_name(advance_fn), code_name(reverse_fn), spec,
@@ -340,6 +372,7 @@ class Checkpointer:
                 timeline=self._timeline,
                 stats=self._stats,
                 max_in_flight=self._max_in_flight,
+                reverse_from_next=from_next,
             )
         except BaseException as error:
             self._close_owned()
@@ -671,6 +704,8 @@ class Checkpointer:
         """
         schedule = self._schedule if self._schedule is not None else self._plan.make()
         if isinstance(schedule, (TwoLevel, AsyncMultistage)) and self._plan.name in STRATEGIES:
+            return schedule.replay()
+        if isinstance(schedule, Paired) and isinstance(schedule.inner, (TwoLevel, AsyncMultistage)):
             return schedule.replay()
         return schedule
 

@@ -316,7 +316,7 @@ def run_demo(config: DemoConfig, stream: TextIO | None = None, *, quiet: bool = 
     """
     from amcheck._strategy import slot_size
     from amcheck.kernels import forward_modeling
-    from amcheck.schedules import Revolve, simulate
+    from amcheck.schedules import Paired, Revolve, simulate
 
     started = time.perf_counter()
     size, shots, iterations = _check_config(config)
@@ -409,9 +409,11 @@ def run_demo(config: DemoConfig, stream: TextIO | None = None, *, quiet: bool = 
     plots.plot_gradient(out / "gradient.png", survey, g0, g_all)
     plots.plot_misfit(out / "misfit.png", fwi["misfit"])
 
-    # Revolve with the same RAM, predicted by simulate: what the disk buys.
+    # Revolve with the same RAM, predicted by simulate: what the disk buys. Over pairs of steps,
+    # as the Checkpointer plans it for this adjoint (it declares reverse_from_next).
     revolve_slots = max(ram // state_bytes - 2, 1)
-    revolve_factor = simulate(Revolve(n, min(revolve_slots, n))).recompute_factor
+    pairs = Paired.pairs(n)
+    revolve_factor = simulate(Paired(Revolve(pairs, min(revolve_slots, pairs)), n)).recompute_factor
     summary: dict[str, Any] = {
         "amcheck_demo": 1,
         "config": jsonable(asdict(config)),

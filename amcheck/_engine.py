@@ -159,6 +159,10 @@ class Engine:
         recomputations) and each reverse step of ``run_reverse``.
     tuner
         Receives step and write times during the forward sweep (automatic interval).
+    reverse_from_next
+        Whether ``Reverse(t)`` may run with x_{t+1} as the current state (a
+        :class:`~amcheck.schedules.Paired` schedule, for a reverse operator that declares
+        ``reverse_from_next``); otherwise it needs x_t.
     threads
         Sets numba's thread count before each advance of the forward sweep and each window of
         ``REVERSE_WINDOW`` reverse steps, and receives their times per step
@@ -178,6 +182,7 @@ class Engine:
         max_in_flight: int = 2,
         progress: Progress | None = None,
         tuner: IntervalTuner | None = None,
+        reverse_from_next: bool = False,
     ) -> None:
         self._advance = advance
         self._reverse = reverse
@@ -193,6 +198,7 @@ class Engine:
             self._dp = DiskPath(disk, max_in_flight=max_in_flight, timeline=timeline, stats=stats)
         self.progress = progress
         self.tuner = tuner
+        self.reverse_from_next = reverse_from_next
         self.threads: ThreadChooser | None = None
         # the window of reverse steps timed for ``threads``: steps so far, its start, and the
         # forward steps executed before it
@@ -740,7 +746,10 @@ class Engine:
             raise ScheduleError(
                 f"action {index}, {action!r}: the next reverse step must be {self._next_reverse}"
             )
-        slot = self._current(t, action, index)
+        if self.reverse_from_next and self._cur is not None and self._cur_t == t + 1:
+            slot = self._cur  # x_{t+1} holds what reverse step t reads
+        else:
+            slot = self._current(t, action, index)
         if self.threads is not None and self._window == 0:
             self.threads.next()
             self._window_start = clock()

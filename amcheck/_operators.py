@@ -30,6 +30,7 @@ __all__ = [
     "as_reverse",
     "check_signature",
     "code_name",
+    "declares_reverse_from_next",
 ]
 
 AdvanceFn: TypeAlias = Callable[[State, State, int, int], "int | None"]
@@ -69,6 +70,17 @@ class ReverseOperator(Protocol):
     ``reverse(state, t)`` is called for t = n-1, n-2, …, 0, in that order, exactly once each per
     reverse sweep. ``state`` is x_t and read-only. The adjoint state (and the gradient being
     accumulated) belongs to the operator, not to amcheck.
+
+    **Optional: ``reverse_from_next = True``.** An operator (or its class) may declare that
+    reverse step t reads nothing but what x_t and x_{t+1} hold alike, so that ``state`` may be
+    x_{t+1} instead. A second-order time stepping whose state holds u_t and u_{t-1} (u_t in level
+    ``t % 2``) and whose reverse step reads only u_t qualifies: x_{t+1} still holds u_t, in the
+    same level. With a known ``n_steps >= 3`` and a strategy given by name, the Checkpointer then
+    plans over pairs of steps (:class:`amcheck.schedules.Paired`): one state serves two reverse
+    steps, so store-all keeps about half the states, and the other strategies restore half as
+    often and recompute less. A false declaration gives wrong adjoints: test it once by
+    comparing a reverse sweep's result with the declaration and without it (set
+    ``reverse_from_next = False`` on the instance); they must agree bit for bit.
     """
 
     def reverse(self, state: State, t: int) -> None:
@@ -134,6 +146,29 @@ def code_name(fn: Callable[..., Any]) -> tuple[str, str]:
     if not hasattr(code, "__qualname__"):
         code = type(code)
     return str(getattr(code, "__module__", "")), str(code.__qualname__)
+
+
+def declares_reverse_from_next(reverse: object) -> bool:
+    """Whether the reverse operator (an object, or its bound method) declares
+    ``reverse_from_next = True`` (see :class:`ReverseOperator`).
+
+    Raises
+    ------
+    ArgumentTypeError
+        It has the attribute, but not a ``bool``.
+    """
+    owner = getattr(reverse, "__self__", None)  # a bound method: its object declares
+    for holder in (reverse, owner):
+        value = getattr(holder, "reverse_from_next", None)
+        if value is None:
+            continue
+        if not isinstance(value, bool):
+            raise ArgumentTypeError(
+                f"reverse_from_next of the reverse operator must be True or False, got "
+                f"{value!r} of type {type(value).__name__}"
+            )
+        return value
+    return False
 
 
 def as_forward(forward: object) -> AdvanceFn:

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import count
 from typing import Final
 
@@ -62,6 +62,7 @@ from amcheck.schedules import (
     End,
     Free,
     Load,
+    Paired,
     Reverse,
     Revolve,
     Save,
@@ -77,7 +78,9 @@ from amcheck.schedules import (
 from amcheck.schedules._simulate import checked_capacity as schedule_capacity
 from amcheck.storage import Tier, slot_layout
 
-__all__ = ["STRATEGIES", "GrowingStoreAll", "Plan", "default_interval", "plan", "slot_size"]
+__all__ = [
+    "STRATEGIES", "GrowingStoreAll", "Plan", "default_interval", "paired", "plan", "slot_size",
+]
 
 #: The strategy names a Checkpointer accepts (besides a Schedule instance).
 STRATEGIES: Final[tuple[str, ...]] = (
@@ -459,6 +462,18 @@ def plan(
         staging=staging,
         disk_slots=disk_slots,
         writing_buffers=writing,
+    )
+
+
+def paired(inner: Plan, n_steps: int) -> Plan:
+    """``inner`` (planned for ``Paired.pairs(n_steps)`` steps) run over pairs of real steps:
+    its schedules wrapped in :class:`~amcheck.schedules.Paired`, its interval in real steps.
+    The buffers are the inner schedule's (each of its actions becomes one on real steps)."""
+    make = inner.make
+    return replace(
+        inner,
+        make=lambda: Paired(make(), n_steps),
+        interval=None if inner.interval is None else 2 * inner.interval,
     )
 
 

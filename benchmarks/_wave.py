@@ -201,6 +201,13 @@ class Adjoint:
         adjoint_step(self.lam, self.grad, state["u"], t)
 
 
+class PairedAdjoint(Adjoint):
+    """The same reverse operator, declaring what it reads: only u_t (level ``t % 2``), which
+    x_{t+1} holds too, so amcheck may plan over pairs of steps (``amcheck.schedules.Paired``)."""
+
+    reverse_from_next = True
+
+
 def advance(src: Mapping[str, np.ndarray], dst: Mapping[str, np.ndarray], t0: int, t1: int) -> None:
     """The forward operator: all of steps t0 … t1-1 in one nogil call."""
     wave_steps(src["u"], dst["u"], t0, t1)

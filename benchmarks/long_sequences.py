@@ -10,6 +10,9 @@ temporary directory with ``disk_budget="8 GiB"``. In one run, for each n:
    recompute factor and time per step at the largest n within 5% of those at the smallest (the
    smallest n runs again interleaved with the largest, so that both meet the same machine).
 2. **async multistage, automatic k** (``interval=None``): where the IntervalController lands.
+   Both again with **pairs** of steps: the reverse operator declares ``reverse_from_next`` (it
+   reads only u_t, which x_{t+1} holds too), so one restored state serves two reverse steps
+   (``amcheck.schedules.Paired``); the same disk interval in steps.
 3. **amcheck Revolve in RAM** with the same 10-state budget.
 4. **pyrevolve's Revolver** with 10 checkpoints (the ``bench`` extra).
 5. **store-all in RAM** where n + 1 states fit (``--store-all-gib``), else reported as not fitting.
@@ -54,6 +57,7 @@ import numpy as np
 from _args import positive_float, positive_int  # the benchmarks' shared argparse types
 from _machine import describe  # which host: CPU model and caches
 from _wave import Adjoint as _Adjoint
+from _wave import PairedAdjoint as _PairedAdjoint
 from _wave import advance, compile_kernels, slot_nbytes, state_nbytes
 from amcheck.storage import ZarrTier
 
@@ -102,10 +106,11 @@ def io_cpu_seconds() -> float:
 def run_amcheck(
     n: int, *, workdir: Path, ram_states: int = RAM_STATES, strategy: str = "auto",
     disk: bool = True, interval: int | None = None, compute_threads: Any = None,
-    plot: Path | None = None, direct: bool | None = None,
+    plot: Path | None = None, direct: bool | None = None, pairs: bool = False,
 ) -> dict[str, Any]:
-    """One forward and reverse sweep; ``direct=False`` puts the disk tier on the page cache."""
-    adj = _Adjoint(NX)
+    """One forward and reverse sweep; ``direct=False`` puts the disk tier on the page cache;
+    ``pairs``: the reverse operator declares ``reverse_from_next`` (pairs of steps)."""
+    adj = (_PairedAdjoint if pairs else _Adjoint)(NX)
     x0 = initial_state()
     kwargs: dict[str, Any] = {}
     tier = None
@@ -228,6 +233,11 @@ def main_table(args: argparse.Namespace, workroot: Path, report: dict[str, Any])
                 n, workdir=workroot / "fixed", strategy="async_multistage", interval=args.k),
             "async multistage auto k": lambda n=n: run_amcheck(
                 n, workdir=workroot / "auto", strategy="async_multistage"),
+            f"async multistage k={args.k}, pairs": lambda n=n: run_amcheck(
+                n, workdir=workroot / "fixed", strategy="async_multistage", interval=args.k,
+                pairs=True),
+            "async multistage auto k, pairs": lambda n=n: run_amcheck(
+                n, workdir=workroot / "auto", strategy="async_multistage", pairs=True),
         }
         if n == args.ns[-1] and n != small:
             # The constant-overhead check compares this n with the smallest: run that one again
@@ -270,11 +280,14 @@ def main_table(args: argparse.Namespace, workroot: Path, report: dict[str, Any])
         print("gradients: bitwise equal across the variants")
         # The targets' ratios, round by round.
         ratios: dict[str, list[float]] = {}
-        for mine in (f"async multistage k={args.k}", "async multistage auto k"):
+        for mine in (f"async multistage k={args.k}", "async multistage auto k",
+                     f"async multistage k={args.k}, pairs", "async multistage auto k, pairs"):
             if "store-all in RAM" in results:
                 ratios[f"{mine} / store-all"] = paired(results[mine], results["store-all in RAM"])
             if "pyrevolve Revolver" in results:
                 ratios[f"pyrevolve / {mine}"] = paired(results["pyrevolve Revolver"], results[mine])
+        ratios[f"k={args.k} / k={args.k}, pairs"] = paired(
+            results[f"async multistage k={args.k}"], results[f"async multistage k={args.k}, pairs"])
         if interleaved in results:
             ratios[f"ms/step n={n} / n={small} (k={args.k})"] = paired(
                 results[f"async multistage k={args.k}"], results[interleaved], "per_step")

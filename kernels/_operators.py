@@ -361,6 +361,10 @@ class AcousticAdjoint:
     :meth:`gradient_m` and :attr:`src_adjoint`.
     """
 
+    #: Reverse step t reads only u[t] (level ``t % 2``), which x_{t+1} holds in the same level:
+    #: the Checkpointer may plan over pairs of steps (amcheck.ReverseOperator).
+    reverse_from_next = True
+
     def __init__(self, forward: AcousticForward, gradient: bool = True) -> None:
         if not isinstance(forward, AcousticForward):
             raise ArgumentTypeError(
@@ -416,7 +420,8 @@ class AcousticAdjoint:
         np.add.at(self.g.reshape(-1), d.rec_idx.reshape(-1), vals.reshape(-1))
 
     def reverse(self, state: Mapping[str, np.ndarray] | None, t: int) -> None:
-        """Reverse step t: x_t in ``state`` (read-only); adjoint from t+1 to t."""
+        """Reverse step t: x_t or x_{t+1} in ``state`` (read-only; only u[t], in level t % 2, is
+        read); adjoint from t+1 to t."""
         if self._residual is None:
             raise SweepStateError("call start(residual, final_state) before reverse()")
         t = check_int("t", t)

@@ -127,6 +127,29 @@ def test_fwi_gradient_revolve_equals_store_all() -> None:
     np.testing.assert_array_equal(g1, g2)
 
 
+@pytest.mark.parametrize("strategy", ["revolve", "async_multistage"])
+def test_pairs_of_steps_give_the_same_gradient(strategy: str, tmp_path: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The adjoint declares reverse_from_next: planned over pairs of steps, the gradient is the
+    one without pairs, bit for bit, with fewer steps recomputed."""
+    true, initial, geometry = _true_and_initial(np.float32)
+    d_obs = forward_modeling(true, geometry)
+    state_bytes = AcousticForward(initial, geometry).spec.nbytes
+    disk = {"disk": tmp_path} if strategy == "async_multistage" else {}
+
+    def gradient() -> Any:
+        return fwi_gradient(initial, geometry, d_obs, ram=9 * state_bytes, strategy=strategy,
+                            **disk)
+
+    assert AcousticAdjoint.reverse_from_next is True
+    pairs = gradient()
+    monkeypatch.setattr(AcousticAdjoint, "reverse_from_next", False)
+    plain = gradient()
+    assert pairs.misfit == plain.misfit
+    np.testing.assert_array_equal(pairs.gradient, plain.gradient)
+    assert pairs.stats.forward_steps < plain.stats.forward_steps
+
+
 def test_lossy_checkpoints_keep_the_forward_sweeps_misfit(tmp_path: Any) -> None:
     """With zfp the recomputed states differ slightly from the forward sweep's, and so do the
     data recomputed from them; the misfit and d_syn are those of the forward sweep (the model's),

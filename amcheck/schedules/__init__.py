@@ -7,6 +7,8 @@ Strategies: :class:`StoreAll` (no recomputation), :class:`Revolve` (binomial che
 :class:`AsyncMultistage` (the same with prefetching); both take a variable interval
 (``set_interval``) and a bounded disk (``disk_slots``, thinning when n is unknown), and
 :func:`multistage_recompute_factor` gives their cost for an interval and slots.
+:class:`Paired` plans any of them over pairs of steps, for reverse operators that can read x_{t+1}
+for step t (two time levels in the state).
 :func:`simulate` replays any schedule, proves it valid and returns its exact costs.
 """
 
@@ -33,6 +35,7 @@ from amcheck.schedules._multistage import (
     disk_interval_floor,
     multistage_recompute_factor,
 )
+from amcheck.schedules._paired import Paired
 from amcheck.schedules._revolve import Revolve, binomial_forward_steps, repetition_number
 from amcheck.schedules._simulate import ScheduleStats, simulate
 from amcheck.schedules._store_all import StoreAll
@@ -47,6 +50,7 @@ __all__ = [
     "End",
     "Free",
     "Load",
+    "Paired",
     "Prefetch",
     "Reverse",
     "Revolve",

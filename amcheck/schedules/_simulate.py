@@ -16,7 +16,8 @@ The rules (see :mod:`amcheck.schedules._actions` for the conventions):
 3. ``Load``, ``Free`` and ``Prefetch`` name a checkpoint the tier holds.
 4. No tier ever holds more checkpoints than ``schedule.capacity`` allows.
 5. ``Reverse(t)`` runs for t = n-1, …, 0 in this order, each exactly once, after x_n exists and
-   with x_t as the current state. ``reverse_steps`` counts the ``Reverse`` actions replayed; with
+   with x_t as the current state (or x_{t+1}, in a schedule whose ``reverse_from_next`` is true:
+   :class:`~amcheck.schedules.Paired`). ``reverse_steps`` counts the ``Reverse`` actions replayed; with
    rules 5 and 6 it is n for every schedule that passes.
 6. ``End`` comes last, after every reverse step, with every checkpoint freed.
 
@@ -254,6 +255,7 @@ class _Replay:
         index = -1
         ended = False
         schedule = self.schedule
+        from_next = getattr(schedule, "reverse_from_next", False) is True
         # Local names for the classes: the loop below runs once per action. It is the hot path of
         # every benchmark, so peaks are updated by comparisons rather than max() calls, and a
         # tier's capacity is checked only when its count reaches a new peak (peak <= capacity
@@ -296,7 +298,7 @@ class _Replay:
                             else f"reverse steps must run in the order n-1 … 0: expected "
                             f"Reverse({expect}), got Reverse({t})",
                         )
-                    if cur != t:
+                    if cur != t and not (from_next and cur == t + 1):
                         raise _fail(
                             schedule,
                             index,
@@ -419,7 +421,7 @@ class _Replay:
                     place = held.get(tier) if isinstance(tier, str) else None
                     if place is None:
                         raise _fail(schedule, index, action, _bad_tier(tier))
-                    if cur != t:
+                    if cur != t and not (from_next and cur == t + 1):
                         raise _fail(
                             schedule,
                             index,

@@ -1,0 +1,242 @@
+"""Pairs of steps: one state serves reverse steps t and t - 1 (amcheck.schedules.Paired).
+
+A two-level state x_t = (u_t, u_{t-1}) with u_t in level t % 2, and a reverse operator that reads
+only u_t: x_{t+1} serves it as well. Every strategy planned over pairs must give the reverse
+operator the same u_t, bit for bit, in the same order, as the plain plan; it must restore and
+recompute less.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import amcheck
+from amcheck._strategy import slot_size
+from amcheck.schedules import (
+    AsyncMultistage,
+    Paired,
+    Reverse,
+    Revolve,
+    StoreAll,
+    TwoLevel,
+    simulate,
+)
+
+M = 64  # points per level
+
+
+def leapfrog(src: Mapping[str, np.ndarray], dst: Mapping[str, np.ndarray], t0: int, t1: int
+             ) -> None:
+    """u_{t+1} = 2 u_t - u_{t-1} + 0.1 sin(u_t) (nonlinear: its adjoint needs u_t)."""
+    u = np.array(src["u"])
+    for t in range(t0, t1):
+        cur, old = t % 2, (t + 1) % 2
+        u[old] = 2.0 * u[cur] - u[old] + 0.1 * np.sin(u[cur])
+    dst["u"][...] = u
+
+
+def x0() -> dict[str, np.ndarray]:
+    u = np.zeros((2, M))
+    u[0] = np.sin(np.linspace(0.0, 3.0, M))
+    u[1] = u[0]
+    return {"u": u}
+
+
+class Seen:
+    """A reverse operator that reads only u_t and records (t, u_t)."""
+
+    reverse_from_next = True
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, bytes]] = []
+
+    def reverse(self, state: Mapping[str, np.ndarray], t: int) -> None:
+        self.seen.append((t, state["u"][t % 2].tobytes()))
+
+
+class Plain(Seen):
+    reverse_from_next = False
+
+
+def reference(n: int) -> list[tuple[int, bytes]]:
+    op = Plain()
+    with amcheck.Checkpointer(leapfrog, op, x0(), n, strategy="store_all", ram="64 MiB") as ckp:
+        ckp.forward()
+        ckp.reverse()
+    return op.seen
+
+
+def run(n: int, tmp_path: Path, op: Seen | None = None, **kwargs: object
+        ) -> tuple[Seen, amcheck.Stats, amcheck.schedules.Schedule]:
+    op = op or Seen()
+    with amcheck.Checkpointer(leapfrog, op, x0(), n, **kwargs) as ckp:  # type: ignore[arg-type]
+        ckp.forward()
+        ckp.reverse()
+        stats, schedule = ckp.stats, ckp.schedule
+    return op, stats, schedule
+
+
+SLOT = slot_size(amcheck.StateSpec.from_arrays(x0()))  # bytes of one state in the pool
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 20, 21, 64])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"strategy": "store_all", "ram": "64 MiB"},
+        {"strategy": "revolve", "ram": 5 * SLOT},
+        {"strategy": "auto", "ram": 6 * SLOT},
+        {"strategy": "async_multistage", "ram": 8 * SLOT, "disk": "DISK"},
+        {"strategy": "async_multistage", "ram": 8 * SLOT, "disk": "DISK", "interval": 1},
+        {"strategy": "async_multistage", "ram": 8 * SLOT, "disk": "DISK", "interval": 7},
+        {"strategy": "two_level", "ram": 8 * SLOT, "disk": "DISK", "interval": 3},
+    ],
+    ids=["store_all", "revolve", "auto", "async", "async-k1", "async-k7", "two_level-k3"],
+)
+def test_same_states_in_the_same_order(n: int, kwargs: dict[str, object], tmp_path: Path) -> None:
+    kwargs = {k: (tmp_path if v == "DISK" else v) for k, v in kwargs.items()}
+    op, stats, schedule = run(n, tmp_path, **kwargs)
+    assert op.seen == reference(n)  # every u_t bit for bit, t = n-1 … 0 once each
+    assert stats.reverse_steps == n
+    assert isinstance(schedule, Paired) == (n >= 3)
+    counted = simulate(schedule)
+    assert stats.forward_steps == counted.forward_steps
+    assert counted.reverse_steps == n
+
+
+def test_pairs_recompute_less_and_store_half(tmp_path: Path) -> None:
+    n = 200
+    paired = run(n, tmp_path, strategy="revolve", ram=6 * SLOT)[1]
+    plain = run(n, tmp_path, Plain(), strategy="revolve", ram=6 * SLOT)[1]
+    assert paired.forward_steps < plain.forward_steps
+    with amcheck.Checkpointer(leapfrog, Seen(), x0(), n, strategy="store_all", ram="64 MiB") as a, \
+            amcheck.Checkpointer(leapfrog, Plain(), x0(), n, strategy="store_all",
+                                 ram="64 MiB") as b:
+        assert a.schedule.capacity["ram"] == Paired.pairs(n) == 101
+        assert b.schedule.capacity["ram"] == n
+    # store-all where the plain plan does not fit: 102 buffers, not 201
+    fits = run(n, tmp_path, strategy="auto", ram=110 * SLOT)
+    assert fits[1].forward_steps == n
+    assert fits[0].seen == reference(n)
+
+
+def test_interval_counts_real_steps(tmp_path: Path) -> None:
+    with amcheck.Checkpointer(leapfrog, Seen(), x0(), 100, strategy="async_multistage",
+                              ram=8 * SLOT, disk=tmp_path, interval=7) as ckp:
+        assert ckp.interval == 8  # 7 steps rounded up to whole pairs
+        ckp.forward()
+        assert ckp.stats.interval == 8
+        ckp.reverse()
+        saves = [a.t for a in ckp.schedule.forward() if type(a).__name__ == "Save"
+                 and a.tier == "disk"]
+    # n even: the first pair is one step (x_0 to x_1), so the first segment is 7 steps
+    assert saves[:2] == [0, 7]
+    assert np.diff(saves[1:]).tolist() == [8] * (len(saves) - 2)
+
+
+def test_not_paired_without_a_known_length_or_with_a_schedule(tmp_path: Path) -> None:
+    op = Seen()
+    with amcheck.Checkpointer(leapfrog, op, x0(), None, ram="64 MiB") as ckp:
+        assert not isinstance(ckp.schedule, Paired)
+    schedule = Revolve(10, 3)
+    _, _, used = run(10, tmp_path, strategy=schedule, ram="64 MiB")
+    assert used is schedule
+
+
+def test_a_paired_schedule_needs_the_declaration() -> None:
+    with pytest.raises(amcheck.InvalidArgumentError, match="reverse_from_next"):
+        amcheck.Checkpointer(leapfrog, Plain(), x0(), 10, ram="64 MiB",
+                             strategy=Paired(StoreAll(Paired.pairs(10)), 10))
+
+
+def test_declaration_on_a_bound_method_or_a_function(tmp_path: Path) -> None:
+    op = Seen()
+    assert isinstance(run(9, tmp_path, op=None, strategy="revolve", ram=4 * SLOT)[2], Paired)
+    with amcheck.Checkpointer(leapfrog, op.reverse, x0(), 9, ram="64 MiB") as ckp:
+        assert isinstance(ckp.schedule, Paired)
+    seen: list[int] = []
+
+    def reverse(state: Mapping[str, np.ndarray], t: int) -> None:
+        seen.append(t)
+
+    reverse.reverse_from_next = True  # type: ignore[attr-defined]
+    with amcheck.Checkpointer(leapfrog, reverse, x0(), 9, ram="64 MiB") as ckp:
+        assert isinstance(ckp.schedule, Paired)
+        ckp.forward()
+        ckp.reverse()
+    assert seen == list(range(8, -1, -1))
+
+
+def test_a_declaration_that_is_not_a_bool() -> None:
+    class Odd(Seen):
+        reverse_from_next = "yes"  # type: ignore[assignment]
+
+    with pytest.raises(amcheck.ArgumentTypeError, match="reverse_from_next.*'yes'"):
+        amcheck.Checkpointer(leapfrog, Odd(), x0(), 10, ram="64 MiB")
+
+
+def test_budget_errors_say_that_they_count_pairs() -> None:
+    with pytest.raises(amcheck.BudgetError) as info:
+        amcheck.Checkpointer(leapfrog, Seen(), x0(), 10, strategy="store_all", ram=2 * SLOT)
+    assert "pairs of steps for n_steps=10" in "\n".join(info.value.__notes__)
+
+
+# -- the schedule itself ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, pairs", [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (100, 51), (101, 51)])
+def test_pairs(n: int, pairs: int) -> None:
+    assert Paired.pairs(n) == pairs
+
+
+def test_steps_of_the_macro_states() -> None:
+    even, odd = Paired(StoreAll(Paired.pairs(8)), 8), Paired(StoreAll(Paired.pairs(7)), 7)
+    assert [even.step(m) for m in range(Paired.pairs(8) + 1)] == [0, 1, 3, 5, 7, 8]
+    assert [odd.step(m) for m in range(Paired.pairs(7) + 1)] == [0, 2, 4, 6, 7]
+
+
+def test_the_reverse_steps_and_the_states_they_run_from() -> None:
+    """Each Reverse(t) runs from x_t or x_{t+1}, as simulate replays it."""
+    for n in (7, 8):
+        schedule = Paired(StoreAll(Paired.pairs(n)), n)
+        current, ran = n - 1, []  # the forward sweep leaves x_{n-1} current
+        for action in schedule.reverse(n):
+            if type(action) is Reverse:
+                ran.append((action.t, current))
+            elif hasattr(action, "t") and type(action).__name__ == "Load":
+                current = action.t
+        assert [t for t, _ in ran] == list(range(n - 1, -1, -1))
+        assert all(s in (t, t + 1) for t, s in ran)
+
+
+def test_wrong_inner_length() -> None:
+    with pytest.raises(amcheck.ArgumentTypeError, match="inner must be an amcheck.schedules"):
+        Paired("StoreAll(6)", 10)  # type: ignore[arg-type]
+    with pytest.raises(amcheck.InvalidArgumentError, match=r"Paired.pairs\(10\) = 6"):
+        Paired(StoreAll(10), 10)
+    with pytest.raises(amcheck.InvalidArgumentError, match="n_steps=10, not 9"):
+        list(Paired(StoreAll(6), 10).reverse(9))
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 300), slots=st.integers(1, 8), k=st.integers(1, 40),
+       kind=st.sampled_from(["store_all", "revolve", "two_level", "async"]))
+def test_simulate_every_paired_schedule(n: int, slots: int, k: int, kind: str) -> None:
+    pairs = Paired.pairs(n)
+    inner = {
+        "store_all": lambda: StoreAll(pairs),
+        "revolve": lambda: Revolve(pairs, slots),
+        "two_level": lambda: TwoLevel(pairs, slots, k),
+        "async": lambda: AsyncMultistage(pairs, slots, k),
+    }[kind]()
+    stats = simulate(Paired(inner, n))
+    assert stats.reverse_steps == n
+    # each macro step runs at most 2 real steps: no more than twice the inner count
+    assert stats.forward_steps <= 2 * simulate(inner).forward_steps
+    assert stats.forward_steps >= n
