@@ -224,6 +224,41 @@ def test_wrong_inner_length() -> None:
         list(Paired(StoreAll(6), 10).reverse(9))
 
 
+class _Listed(amcheck.schedules.Schedule):
+    """Fixed actions, declaring reverse_from_next: what simulate still refuses."""
+
+    reverse_from_next = True
+
+    def __init__(self, forward: list[object], reverse: list[object]) -> None:
+        self.n_steps, self._f, self._r = 2, forward, reverse
+
+    @property
+    def capacity(self) -> dict[str, int | None]:  # type: ignore[override]
+        return {"ram": None, "disk": 0}
+
+    def forward(self):  # type: ignore[no-untyped-def]
+        return iter(self._f)
+
+    def reverse(self, n_steps: int):  # type: ignore[no-untyped-def]
+        return iter(self._r)
+
+
+def test_simulate_allows_x_t_plus_1_for_reverse_only() -> None:
+    from amcheck.schedules import Advance, End, Free, Load, Save
+
+    fwd = [Save(0, "ram"), Advance(0, 1), Advance(1, 2, final=True)]
+    ok = _Listed(fwd, [Reverse(1), Reverse(0), Load(0, "ram"), Free(0, "ram"), End()])
+    assert simulate(ok).reverse_steps == 2  # Reverse(0) ran from x_1
+    too_far = _Listed([Save(0, "ram"), Advance(0, 2, final=True)],
+                      [Load(0, "ram"), Reverse(1), Reverse(0), Free(0, "ram"), End()])
+    with pytest.raises(amcheck.ScheduleError, match="needs x_1 as the current state"):
+        simulate(too_far)  # x_0 for step 1: neither x_1 nor x_2
+    wrong_save = _Listed([Advance(0, 1), Save(0, "ram"), Advance(1, 2, final=True)],
+                         [Reverse(1), Reverse(0), Free(0, "ram"), End()])
+    with pytest.raises(amcheck.ScheduleError, match="saves x_0 but the current state is x_1"):
+        simulate(wrong_save)
+
+
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 300), slots=st.integers(1, 8), k=st.integers(1, 40),
        kind=st.sampled_from(["store_all", "revolve", "two_level", "async"]))

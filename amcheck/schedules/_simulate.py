@@ -17,8 +17,8 @@ The rules (see :mod:`amcheck.schedules._actions` for the conventions):
 4. No tier ever holds more checkpoints than ``schedule.capacity`` allows.
 5. ``Reverse(t)`` runs for t = n-1, …, 0 in this order, each exactly once, after x_n exists and
    with x_t as the current state (or x_{t+1}, in a schedule whose ``reverse_from_next`` is true:
-   :class:`~amcheck.schedules.Paired`). ``reverse_steps`` counts the ``Reverse`` actions replayed; with
-   rules 5 and 6 it is n for every schedule that passes.
+   :class:`~amcheck.schedules.Paired`). ``reverse_steps`` counts the ``Reverse`` actions
+   replayed; with rules 5 and 6 it is n for every schedule that passes.
 6. ``End`` comes last, after every reverse step, with every checkpoint freed.
 
 Unknown length (``schedule.n_steps is None``): ``simulate(schedule, n_steps=n)`` consumes
@@ -421,7 +421,7 @@ class _Replay:
                     place = held.get(tier) if isinstance(tier, str) else None
                     if place is None:
                         raise _fail(schedule, index, action, _bad_tier(tier))
-                    if cur != t and not (from_next and cur == t + 1):
+                    if cur != t:
                         raise _fail(
                             schedule,
                             index,
