@@ -240,6 +240,14 @@ class Checkpointer:
     timeline
         Record a :class:`amcheck.Timeline` of compute, reverse, transfer and wait events
         (about a microsecond per event).
+    pairs
+        Plan over pairs of steps (:class:`amcheck.schedules.Paired`: one state serves reverse
+        steps t and t - 1): ``None`` (default) when the reverse operator declares
+        ``reverse_from_next = True`` (see :class:`amcheck.ReverseOperator`), ``n_steps >= 3``
+        is known and ``strategy`` is a name; ``False`` never (e.g. to check the declaration:
+        the results must be bitwise the same); ``True`` as ``None``, but an
+        ``InvalidArgumentError`` where it cannot. Steps, intervals and counts stay real
+        steps; ``interval`` is rounded up to whole pairs.
 
     Raises
     ------
@@ -250,7 +258,8 @@ class Checkpointer:
     InvalidArgumentError
         ``n_steps < 1``; a state array is not C-contiguous; a disk strategy without ``disk``;
         a schedule planned for another length; ``disk`` has another state spec;
-        ``compression`` or ``disk_budget`` without a disk amcheck can apply them to.
+        ``compression`` or ``disk_budget`` without a disk amcheck can apply them to;
+        ``pairs=True`` where pairs of steps cannot be planned (the message says why).
     BudgetError
         ``ram`` is below what the strategy needs (staging buffers included), or ``disk_budget``
         below one checkpoint; the message says how many bytes are needed.
@@ -297,6 +306,7 @@ class Checkpointer:
         max_in_flight: int = 2,
         compute_threads: int | str | None = None,
         timeline: bool = True,
+        pairs: bool | None = None,
     ) -> None:
         self._phase: _Phase = "closed"  # until fully built
         self._owned = _Owned()
@@ -323,10 +333,20 @@ class Checkpointer:
                 f"strategy {strategy!r} runs reverse step t from x_{{t+1}}, which the reverse "
                 "operator does not allow: it does not declare reverse_from_next = True"
             )
+        if pairs is not None:
+            pairs = check_bool("pairs", pairs)
+        if pairs:
+            why = ("the reverse operator does not declare reverse_from_next = True"
+                   if not from_next else "n_steps is None (the pairs depend on n's parity)"
+                   if n is None else "strategy is a Schedule instance (it runs as planned)"
+                   if not isinstance(strategy, str) else None)
+            if why is not None:
+                raise InvalidArgumentError(f"pairs=True cannot plan over pairs of steps: {why}")
         # Pairs of steps (amcheck.schedules.Paired) when the reverse operator may read x_{t+1}
         # for step t. An interval that plan() refuses anyway is left whole, for its message.
         self._paired = (
-            from_next and n is not None and n >= 3 and isinstance(strategy, str)
+            from_next and pairs is not False and n is not None and n >= 3
+            and isinstance(strategy, str)
             and not (interval is not None and (tier is None or strategy in ("store_all", "revolve")))
         )
         try:

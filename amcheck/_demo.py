@@ -213,8 +213,11 @@ class _Gradients:
         try:
             for geometry, d_obs in zip(survey.geometries, survey.d_obs):
                 if store_all_ram is not None:
+                    # every state, step by step: the reference the pairs of steps and the
+                    # checkpoints must match bit for bit
                     result = fwi_gradient(model, geometry, d_obs, ram=store_all_ram,
-                                          strategy="store_all", progress=bars, timeline=False)
+                                          strategy="store_all", progress=bars, timeline=False,
+                                          pairs=False)
                 else:
                     result = fwi_gradient(model, geometry, d_obs, ram=self.ram, disk=self.disk,
                                           compression=self.compression,

@@ -79,8 +79,8 @@ class ReverseOperator(Protocol):
     plans over pairs of steps (:class:`amcheck.schedules.Paired`): one state serves two reverse
     steps, so store-all keeps about half the states, and the other strategies restore half as
     often and recompute less. A false declaration gives wrong adjoints: test it once by
-    comparing a reverse sweep's result with the declaration and without it (set
-    ``reverse_from_next = False`` on the instance); they must agree bit for bit.
+    comparing a reverse sweep's result with pairs and without (``Checkpointer(...,
+    pairs=False)``); they must agree bit for bit.
     """
 
     def reverse(self, state: State, t: int) -> None:

@@ -205,6 +205,13 @@ def _add_plan(subparsers: argparse._SubParsersAction[_Parser]) -> None:
         default=None,
         help="default: async_multistage when --interval is given, else revolve",
     )
+    plan.add_argument(
+        "--pairs",
+        action="store_true",
+        help="plan over pairs of steps (amcheck.schedules.Paired), as a Checkpointer does for a "
+        "reverse operator that declares reverse_from_next (N >= 3); --interval is then rounded "
+        "up to whole pairs",
+    )
     plan.add_argument("--json", action="store_true", help="print JSON instead of a table")
     plan.set_defaults(handler=_run_plan)
 
@@ -215,7 +222,15 @@ PLAN_MAX_STEPS: Final = 10**7
 
 
 def _run_plan(args: argparse.Namespace) -> int:
-    from amcheck.schedules import AsyncMultistage, Revolve, Schedule, StoreAll, TwoLevel, simulate
+    from amcheck.schedules import (
+        AsyncMultistage,
+        Paired,
+        Revolve,
+        Schedule,
+        StoreAll,
+        TwoLevel,
+        simulate,
+    )
 
     if args.steps > PLAN_MAX_STEPS:
         raise _UsageError(
@@ -236,20 +251,26 @@ def _run_plan(args: argparse.Namespace) -> int:
             f"--ram-slots is required with --strategy {strategy} (only store_all does without)"
         )
     started = time.perf_counter()
+    pairs = args.pairs and args.steps >= 3
+    n = Paired.pairs(args.steps) if pairs else args.steps
+    k = None if interval is None else (-(-interval // 2) if pairs else interval)
     schedule: Schedule
     if strategy == "store_all":
-        schedule = StoreAll(args.steps)
+        schedule = StoreAll(n)
     elif strategy == "revolve":
-        schedule = Revolve(args.steps, args.ram_slots)
+        schedule = Revolve(n, args.ram_slots)
     elif strategy == "two_level":
-        schedule = TwoLevel(args.steps, args.ram_slots, interval)  # type: ignore[arg-type]
+        schedule = TwoLevel(n, args.ram_slots, k)  # type: ignore[arg-type]
     else:
-        schedule = AsyncMultistage(args.steps, args.ram_slots, interval)  # type: ignore[arg-type]
+        schedule = AsyncMultistage(n, args.ram_slots, k)  # type: ignore[arg-type]
+    if pairs:
+        schedule = Paired(schedule, args.steps)
+        interval = None if k is None else 2 * k
     stats = simulate(schedule)
     seconds = time.perf_counter() - started
     slots = None if strategy == "store_all" else args.ram_slots
     if args.json:
-        out = {"strategy": strategy, "slots": slots, "interval": interval}
+        out = {"strategy": strategy, "slots": slots, "interval": interval, "pairs": pairs}
         out.update(stats.to_dict())
         out["seconds"] = seconds
         print(json.dumps(out, indent=2))
@@ -259,6 +280,7 @@ def _run_plan(args: argparse.Namespace) -> int:
         ("steps n", f"{stats.n_steps:,}"),
         ("RAM slots", "n (all)" if slots is None else f"{slots:,}"),
         ("interval", "-" if interval is None else f"{interval:,}"),
+        ("pairs of steps", f"yes: {n:,} pairs" if pairs else "no"),
         ("forward steps", f"{stats.forward_steps:,}"),
         ("reverse steps", f"{stats.reverse_steps:,}"),
         ("recompute factor", f"{stats.recompute_factor:.4f}"),

@@ -220,6 +220,8 @@ class _CountedReverse:
     def __init__(self, adjoint: AcousticAdjoint, progress: ProgressFn) -> None:
         self._adjoint = adjoint
         self._progress = progress
+        # what the adjoint reads, so that a progress callback leaves the pairs of steps alone
+        self.reverse_from_next = adjoint.reverse_from_next
 
     def reverse(self, state: Mapping[str, np.ndarray], t: int) -> None:
         self._adjoint.reverse(state, t)
@@ -231,7 +233,7 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
                  src_data: Any = None, interval: int | None = None,
                  disk_budget: ByteSize | None = None, max_in_flight: int | None = None,
                  compute_threads: int | None = None, progress: ProgressFn | None = None,
-                 timeline: bool = True) -> GradientResult:
+                 timeline: bool = True, pairs: bool | None = None) -> GradientResult:
     """Misfit 0.5 ||d_syn - d_obs||^2 and its exact gradient with respect to m = 1/vp^2.
 
     The forward wavefield is handed to the adjoint in reverse order by an
@@ -252,16 +254,18 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
         A state holds ``2 * prod(model.grid_shape) * itemsize`` bytes, and a RAM slot rounds
         it up (large fields start on 4 KiB pages): one slot is
         ``amcheck.storage.slot_layout(AcousticForward(model, geometry).spec)[1]`` bytes, and
-        store-all needs ``geometry.nt`` slots (a ``ram`` of ``nt`` times the bare state size
-        gets Revolve).
+        store-all needs at most ``geometry.nt // 2 + 2`` slots (the adjoint plans over pairs of
+        steps, see ``pairs``; a ``ram`` of that many bare states gets Revolve).
     src_data
         Source time functions ``(nt, nsrc)`` (``(nt,)`` for one source), as for
         :func:`forward_modeling`; default the geometry's Ricker wavelet. Give the one
         ``d_obs`` was modelled (or estimated) with.
-    interval, disk_budget, max_in_flight, compute_threads
+    interval, disk_budget, max_in_flight, compute_threads, pairs
         Passed to the Checkpointer when given (steps between disk checkpoints, bytes the disk
-        checkpoints may take, disk transfers in flight, numba threads for compute); ``None``
-        leaves the Checkpointer's default.
+        checkpoints may take, disk transfers in flight, numba threads for compute, whether to
+        plan over pairs of steps: the adjoint reads only u[t], so by default one state serves
+        reverse steps t and t - 1; ``pairs=False`` plans step by step, the same gradient
+        bitwise); ``None`` leaves the Checkpointer's default.
     progress
         ``progress(phase, steps)`` after every advance and reverse step (see
         :data:`ProgressFn`); e.g. to drive progress bars. An exception it raises stops the
@@ -317,7 +321,7 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
     options: dict[str, Any] = {}
     for name, value in (("interval", interval), ("disk_budget", disk_budget),
                         ("max_in_flight", max_in_flight), ("compute_threads", compute_threads),
-                        ("compression", compression)):
+                        ("compression", compression), ("pairs", pairs)):
         if value is not None:
             options[name] = value
     try:

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from amcheck.cli import main
-from amcheck.schedules import AsyncMultistage, Revolve, StoreAll, TwoLevel, simulate
+from amcheck.schedules import AsyncMultistage, Paired, Revolve, StoreAll, TwoLevel, simulate
 
 
 def test_plan_table_default_revolve(capsys: pytest.CaptureFixture[str]) -> None:
@@ -41,6 +41,9 @@ def test_plan_table_default_revolve(capsys: pytest.CaptureFixture[str]) -> None:
         (["--interval", "50", "--strategy", "two_level"], "two_level", TwoLevel(2000, 5, 50)),
         (["--strategy", "store_all"], "store_all", StoreAll(2000)),
         (["--strategy", "revolve"], "revolve", Revolve(2000, 5)),
+        (["--pairs"], "revolve", Paired(Revolve(1001, 5), 2000)),
+        (["--pairs", "--interval", "49"], "async_multistage",
+         Paired(AsyncMultistage(1001, 5, 25), 2000)),
     ],
 )
 def test_plan_json(
@@ -50,6 +53,9 @@ def test_plan_json(
     out = json.loads(capsys.readouterr().out)
     expected = simulate(schedule).to_dict()  # type: ignore[arg-type]
     assert out["strategy"] == strategy
+    assert out["pairs"] == ("--pairs" in argv)
+    if "--interval" in argv:
+        assert out["interval"] == 50  # with --pairs, 49 steps round up to 25 pairs
     assert {key: out[key] for key in expected} == expected
     assert out["seconds"] >= 0.0
 

@@ -128,26 +128,31 @@ def test_fwi_gradient_revolve_equals_store_all() -> None:
 
 
 @pytest.mark.parametrize("strategy", ["revolve", "async_multistage"])
-def test_pairs_of_steps_give_the_same_gradient(strategy: str, tmp_path: Any,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """The adjoint declares reverse_from_next: planned over pairs of steps, the gradient is the
-    one without pairs, bit for bit, with fewer steps recomputed."""
+@pytest.mark.parametrize("progress", [False, True])
+def test_pairs_of_steps_give_the_same_gradient(strategy: str, progress: bool,
+                                               tmp_path: Any) -> None:
+    """The adjoint declares reverse_from_next: planned over pairs of steps (also with a progress
+    callback), the gradient is the one without pairs, bit for bit, with fewer steps run."""
     true, initial, geometry = _true_and_initial(np.float32)
     d_obs = forward_modeling(true, geometry)
     state_bytes = AcousticForward(initial, geometry).spec.nbytes
     disk = {"disk": tmp_path} if strategy == "async_multistage" else {}
+    seen: list[tuple[str, int]] = []
+    report = {"progress": lambda phase, steps: seen.append((phase, steps))} if progress else {}
 
-    def gradient() -> Any:
+    def gradient(pairs: bool | None) -> Any:
         return fwi_gradient(initial, geometry, d_obs, ram=9 * state_bytes, strategy=strategy,
-                            **disk)
+                            pairs=pairs, **disk, **report)
 
     assert AcousticAdjoint.reverse_from_next is True
-    pairs = gradient()
-    monkeypatch.setattr(AcousticAdjoint, "reverse_from_next", False)
-    plain = gradient()
-    assert pairs.misfit == plain.misfit
-    np.testing.assert_array_equal(pairs.gradient, plain.gradient)
-    assert pairs.stats.forward_steps < plain.stats.forward_steps
+    paired, plain = gradient(None), gradient(False)
+    assert paired.misfit == plain.misfit
+    np.testing.assert_array_equal(paired.gradient, plain.gradient)
+    assert paired.stats.forward_steps < plain.stats.forward_steps
+    assert paired.interval is None or paired.interval % 2 == 0
+    if progress:  # each reverse step reported once in each of the two gradients
+        n = AcousticForward(initial, geometry).n_steps
+        assert sum(steps for phase, steps in seen if phase == "reverse") == 2 * n
 
 
 def test_lossy_checkpoints_keep_the_forward_sweeps_misfit(tmp_path: Any) -> None:

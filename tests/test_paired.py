@@ -181,6 +181,31 @@ def test_a_declaration_that_is_not_a_bool() -> None:
         amcheck.Checkpointer(leapfrog, Odd(), x0(), 10, ram="64 MiB")
 
 
+def test_pairs_false_plans_step_by_step(tmp_path: Path) -> None:
+    op, stats, schedule = run(21, tmp_path, strategy="revolve", ram=5 * SLOT, pairs=False)
+    assert not isinstance(schedule, Paired)
+    assert op.seen == reference(21)
+    assert stats.forward_steps == simulate(Revolve(21, 3)).forward_steps
+
+
+@pytest.mark.parametrize(
+    ("operator", "n", "strategy", "why"),
+    [
+        (Plain, 10, "auto", "does not declare reverse_from_next"),
+        (Seen, None, "auto", "n_steps is None"),
+        (Seen, 10, "schedule", "Schedule instance"),
+    ],
+)
+def test_pairs_true_says_why_it_cannot(operator: type[Seen], n: int | None, strategy: str,
+                                       why: str) -> None:
+    plan: object = Revolve(10, 3) if strategy == "schedule" else strategy
+    with pytest.raises(amcheck.InvalidArgumentError, match=f"pairs=True cannot.*{why}"):
+        amcheck.Checkpointer(leapfrog, operator(), x0(), n, ram="64 MiB",  # type: ignore[arg-type]
+                             strategy=plan, pairs=True)
+    with pytest.raises(amcheck.ArgumentTypeError, match="pairs"):
+        amcheck.Checkpointer(leapfrog, Seen(), x0(), 10, ram="64 MiB", pairs=1)  # type: ignore[arg-type]
+
+
 def test_budget_errors_say_that_they_count_pairs() -> None:
     with pytest.raises(amcheck.BudgetError) as info:
         amcheck.Checkpointer(leapfrog, Seen(), x0(), 10, strategy="store_all", ram=2 * SLOT)

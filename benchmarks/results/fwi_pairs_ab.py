@@ -1,9 +1,10 @@
-"""A/B: FWI gradients planned over pairs of steps (AcousticAdjoint.reverse_from_next) or not.
+"""A/B: FWI gradients planned over pairs of steps (the default: AcousticAdjoint declares
+reverse_from_next) or step by step (``pairs=False``).
 
 The same fwi_gradient, the same RAM budget, interleaved round after round; the gradient must be
 bitwise the same. The model and survey are benchmarks/fwi_threads.py's.
 
-    .venv/bin/python benchmarks/results/fwi_pairs_ab.py --shape 1001x1001 --repeats 3
+    .venv/bin/python benchmarks/results/fwi_pairs_ab.py --repeats 3     # 3-D 100^3 + 20
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/
 
 from _args import positive_int
 from _machine import describe
-from amcheck.kernels import AcousticAdjoint, AcousticForward, fwi_gradient
+from amcheck.kernels import AcousticForward, fwi_gradient
 from amcheck.storage import slot_layout
 from fwi_threads import problem, shape_arg
 from long_sequences import paired, ratio_text, settle
@@ -32,8 +33,8 @@ from long_sequences import paired, ratio_text, settle
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shape", type=shape_arg, default=(1001, 1001))
-    parser.add_argument("--nbl", type=positive_int, default=40)
+    parser.add_argument("--shape", type=shape_arg, default=(100, 100, 100))
+    parser.add_argument("--nbl", type=positive_int, default=20)
     parser.add_argument("--ram-states", type=positive_int, default=20)
     parser.add_argument("--repeats", type=positive_int, default=3)
     args = parser.parse_args()
@@ -44,19 +45,20 @@ def main() -> None:
           f"{spec.nbytes / 2**20:.1f} MiB, RAM {args.ram_states} states, load "
           f"{os.getloadavg()}", flush=True)
     work = tempfile.mkdtemp(prefix="amcheck-bench-")
-    variants = {"async multistage (disk)": {"disk": work}, "Revolve in RAM": {"strategy": "revolve"}}
+    variants = {"async multistage (disk)": {"disk": work, "strategy": "async_multistage"},
+                "Revolve in RAM": {"strategy": "revolve"}}
     runs: dict[str, list[dict[str, Any]]] = {}
     reference = None
     try:
-        fwi_gradient(model, geometry, d_obs, ram=ram, disk=work)  # compile, first store
+        fwi_gradient(model, geometry, d_obs, ram=ram, disk=work,
+                     strategy="async_multistage")  # compile, first store
         for r in range(args.repeats):
             for name, kwargs in variants.items():
                 for pairs in (True, False):
-                    AcousticAdjoint.reverse_from_next = pairs
                     label = f"{name}, {'pairs' if pairs else 'no pairs'}"
                     settle()
                     start = time.perf_counter()
-                    result = fwi_gradient(model, geometry, d_obs, ram=ram, **kwargs)
+                    result = fwi_gradient(model, geometry, d_obs, ram=ram, pairs=pairs, **kwargs)
                     wall = time.perf_counter() - start
                     if reference is None:
                         reference = result.gradient
@@ -68,7 +70,6 @@ def main() -> None:
                           f"{result.stats.recompute_factor:.3f}, {result.strategy}, k "
                           f"{result.interval})", flush=True)
     finally:
-        AcousticAdjoint.reverse_from_next = True
         shutil.rmtree(work, ignore_errors=True)
     for label, rs in runs.items():
         walls = [x["wall"] for x in rs]
