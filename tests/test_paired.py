@@ -300,3 +300,31 @@ def test_simulate_every_paired_schedule(n: int, slots: int, k: int, kind: str) -
     # each macro step runs at most 2 real steps: no more than twice the inner count
     assert stats.forward_steps <= 2 * simulate(inner).forward_steps
     assert stats.forward_steps >= n
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(3, 60), slots=st.integers(1, 6),
+       strategy=st.sampled_from(["auto", "revolve", "async_multistage", "two_level"]),
+       interval=st.one_of(st.none(), st.integers(1, 20)))
+def test_checkpointer_pairs_match_step_by_step(n: int, slots: int, strategy: str,
+                                               interval: int | None) -> None:
+    """The engine over pairs hands the reverse operator what it hands it step by step."""
+    import tempfile
+
+    if strategy == "revolve":
+        interval = None  # a RAM strategy: no disk interval
+    disk = strategy in ("async_multistage", "two_level") or interval is not None
+    if strategy == "two_level" and interval is None:
+        interval = 5
+    kwargs: dict[str, object] = {"strategy": strategy, "ram": (slots + 5) * SLOT,
+                                 "interval": interval}
+    seen = []
+    for pairs in (None, False):
+        with tempfile.TemporaryDirectory() as folder:
+            if disk:
+                kwargs["disk"] = folder
+            op, stats, schedule = run(n, Path(folder), pairs=pairs, **kwargs)
+        assert isinstance(schedule, Paired) == (pairs is None)
+        assert stats.forward_steps == simulate(schedule).forward_steps
+        seen.append(op.seen)
+    assert seen[0] == seen[1] == reference(n)
