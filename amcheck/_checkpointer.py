@@ -36,7 +36,6 @@ from amcheck._cores import (
 from amcheck._disk import DiskPath
 from amcheck._engine import Engine, Progress
 from amcheck._errors import (
-    AmcheckError,
     ArgumentTypeError,
     BudgetError,
     InvalidArgumentError,
@@ -245,9 +244,11 @@ class Checkpointer:
         steps t and t - 1): ``None`` (default) when the reverse operator declares
         ``reverse_from_next = True`` (see :class:`amcheck.ReverseOperator`), ``n_steps >= 3``
         is known and ``strategy`` is a name; ``False`` never (e.g. to check the declaration:
-        the results must be bitwise the same); ``True`` as ``None``, but an
-        ``InvalidArgumentError`` where it cannot. Steps, intervals and counts stay real
-        steps; ``interval`` is rounded up to whole pairs.
+        the results must be bitwise the same; a :class:`~amcheck.schedules.Paired` instance as
+        ``strategy`` is then refused); ``True`` as ``None``, but an ``InvalidArgumentError``
+        where pairs cannot be planned (no declaration, ``n_steps=None``, a Schedule instance;
+        below 3 steps pairs change nothing). Steps, intervals and counts stay real steps;
+        ``interval`` is rounded up to whole pairs.
 
     Raises
     ------
@@ -324,17 +325,16 @@ class Checkpointer:
         slot_nbytes = slot_size(spec)
         self._auto_interval = interval is None
         interval = check_optional_int("interval", interval, minimum=1)
-        tier = self._tier(disk, compression, spec)
         n = self._n_given
         from_next = declares_reverse_from_next(reverse)
-        if (not from_next and isinstance(strategy, Schedule)
-                and getattr(strategy, "reverse_from_next", False) is True):
-            raise InvalidArgumentError(
-                f"strategy {strategy!r} runs reverse step t from x_{{t+1}}, which the reverse "
-                "operator does not allow: it does not declare reverse_from_next = True"
-            )
         if pairs is not None:
             pairs = check_bool("pairs", pairs)
+        if (isinstance(strategy, Schedule) and getattr(strategy, "reverse_from_next", False) is True
+                and (not from_next or pairs is False)):
+            raise InvalidArgumentError(
+                f"strategy {strategy!r} runs reverse step t from x_{{t+1}}, which "
+                + ("pairs=False rules out" if from_next else "the reverse operator does not "
+                   "allow: it does not declare reverse_from_next = True"))
         if pairs:
             why = ("the reverse operator does not declare reverse_from_next = True"
                    if not from_next else "n_steps is None (the pairs depend on n's parity)"
@@ -342,6 +342,7 @@ class Checkpointer:
                    if not isinstance(strategy, str) else None)
             if why is not None:
                 raise InvalidArgumentError(f"pairs=True cannot plan over pairs of steps: {why}")
+        tier = self._tier(disk, compression, spec)  # after the checks: it may create a folder
         # Pairs of steps (amcheck.schedules.Paired) when the reverse operator may read x_{t+1}
         # for step t. An interval that plan() refuses anyway is left whole, for its message.
         self._paired = (
@@ -357,11 +358,12 @@ class Checkpointer:
                     budget=budget,
                     slot_nbytes=slot_nbytes,
                     disk=tier,
-                    interval=-(-interval // 2) if self._paired and interval else interval,
+                    interval=(Paired.interval_pairs(interval, n) if self._paired and interval
+                              and n is not None else interval),
                     staging=self._max_in_flight,
                     disk_slots=disk_slots,
                 )
-            except AmcheckError as error:
+            except BudgetError as error:
                 if self._paired and n is not None:
                     error.add_note(
                         f"the reverse operator declares reverse_from_next, so the plan covers "
@@ -725,7 +727,8 @@ class Checkpointer:
         schedule = self._schedule if self._schedule is not None else self._plan.make()
         if isinstance(schedule, (TwoLevel, AsyncMultistage)) and self._plan.name in STRATEGIES:
             return schedule.replay()
-        if isinstance(schedule, Paired) and isinstance(schedule.inner, (TwoLevel, AsyncMultistage)):
+        if (isinstance(schedule, Paired) and self._plan.name in STRATEGIES
+                and isinstance(schedule.inner, (TwoLevel, AsyncMultistage))):
             return schedule.replay()
         return schedule
 

@@ -473,7 +473,7 @@ def paired(inner: Plan, n_steps: int) -> Plan:
     return replace(
         inner,
         make=lambda: Paired(make(), n_steps),
-        interval=None if inner.interval is None else 2 * inner.interval,
+        interval=None if inner.interval is None else min(2 * inner.interval, n_steps),
     )
 
 

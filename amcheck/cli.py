@@ -253,7 +253,8 @@ def _run_plan(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     pairs = args.pairs and args.steps >= 3
     n = Paired.pairs(args.steps) if pairs else args.steps
-    k = None if interval is None else (-(-interval // 2) if pairs else interval)
+    k = None if interval is None else (Paired.interval_pairs(interval, args.steps) if pairs
+                                       else interval)
     schedule: Schedule
     if strategy == "store_all":
         schedule = StoreAll(n)
@@ -265,7 +266,7 @@ def _run_plan(args: argparse.Namespace) -> int:
         schedule = AsyncMultistage(n, args.ram_slots, k)  # type: ignore[arg-type]
     if pairs:
         schedule = Paired(schedule, args.steps)
-        interval = None if k is None else 2 * k
+        interval = schedule.interval if k is not None else None
     stats = simulate(schedule)
     seconds = time.perf_counter() - started
     slots = None if strategy == "store_all" else args.ram_slots

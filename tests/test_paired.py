@@ -328,3 +328,39 @@ def test_checkpointer_pairs_match_step_by_step(n: int, slots: int, strategy: str
         assert stats.forward_steps == simulate(schedule).forward_steps
         seen.append(op.seen)
     assert seen[0] == seen[1] == reference(n)
+
+
+def test_a_refused_pairs_request_leaves_no_folder(tmp_path: Path) -> None:
+    """The pairs checks run before the disk tier makes its amcheck-* folder."""
+    with pytest.raises(amcheck.InvalidArgumentError, match="pairs=True"):
+        amcheck.Checkpointer(leapfrog, Plain(), x0(), 10, ram="64 MiB", disk=tmp_path,
+                             pairs=True)
+    with pytest.raises(amcheck.InvalidArgumentError, match="pairs=False rules out"):
+        amcheck.Checkpointer(leapfrog, Seen(), x0(), 10, ram="64 MiB", disk=tmp_path,
+                             strategy=Paired(TwoLevel(6, 2, 2), 10), pairs=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("n", [20, 21])
+def test_an_interval_of_n_is_one_segment(n: int, tmp_path: Path) -> None:
+    """k >= n is the whole sequence in one segment over pairs too (n even: pairs(n) = n/2 + 1),
+    and the interval reported is at most n."""
+    assert Paired.interval_pairs(n, n) == Paired.pairs(n)
+    assert Paired.interval_pairs(n - 1, n) == -(-(n - 1) // 2)
+    with amcheck.Checkpointer(leapfrog, Seen(), x0(), n, strategy="async_multistage",
+                              ram=8 * SLOT, disk=tmp_path, interval=n) as ckp:
+        assert ckp.interval == n
+        ckp.forward()
+        ckp.reverse()
+        assert ckp.stats.writes["disk"] == 0
+        assert ckp.stats.interval == n
+        paired_steps = ckp.stats.forward_steps
+    plain = run(n, tmp_path, Plain(), strategy="async_multistage", ram=8 * SLOT, disk=tmp_path,
+                interval=n)[1]
+    assert paired_steps < plain.forward_steps
+
+
+def test_only_budget_errors_get_the_pairs_note(tmp_path: Path) -> None:
+    with pytest.raises(amcheck.InvalidArgumentError) as info:
+        amcheck.Checkpointer(leapfrog, Seen(), x0(), 10, strategy="revolve", disk=tmp_path)
+    assert not getattr(info.value, "__notes__", [])

@@ -89,6 +89,14 @@ class Paired(Schedule):
         n = check_int("n_steps", n_steps, minimum=1)
         return (n + 1) // 2 if n % 2 else n // 2 + 1
 
+    @staticmethod
+    def interval_pairs(interval: int, n_steps: int) -> int:
+        """The pairs in an interval of ``interval`` real steps: rounded up to whole pairs, and
+        ``pairs(n_steps)`` (one segment, the whole sequence) from ``n_steps`` steps on."""
+        k = check_int("interval", interval, minimum=1)
+        pairs = Paired.pairs(n_steps)
+        return pairs if k >= n_steps else min(-(-k // 2), pairs)
+
     def step(self, macro: int) -> int:
         """The real step of macro state ``macro``, a(macro)."""
         if macro <= 0:
@@ -110,25 +118,30 @@ class Paired(Schedule):
         slots = getattr(self.inner, "slots", None)
         return slots if isinstance(slots, int) else None
 
+    def _real_interval(self, pairs: int) -> int:
+        """Real steps in a segment of ``pairs`` pairs: 2 a pair, at most n."""
+        return min(2 * pairs, self._n)
+
     @property
     def interval(self) -> int | None:
-        """Real steps between disk checkpoints (twice the inner schedule's), or ``None``."""
+        """Real steps between disk checkpoints (twice the inner schedule's, at most n), or
+        ``None``."""
         k = getattr(self.inner, "interval", None)
-        return 2 * k if isinstance(k, int) else None
+        return self._real_interval(k) if isinstance(k, int) else None
 
     @property
     def interval_floor(self) -> int:
-        """Twice the inner schedule's ``interval_floor``."""
-        return 2 * int(getattr(self.inner, "interval_floor", 1))
+        """The inner schedule's ``interval_floor`` in real steps."""
+        return self._real_interval(int(getattr(self.inner, "interval_floor", 1)))
 
     @property
     def thinning_rounds(self) -> int:
         return int(getattr(self.inner, "thinning_rounds", 0))
 
     def set_interval(self, interval: int) -> int:
-        """Set the interval in real steps (rounded up to whole pairs); returns the one in force."""
-        k = check_int("interval", interval, minimum=1)
-        return 2 * int(self.inner.set_interval(-(-k // 2)))  # type: ignore[attr-defined]
+        """Set the interval in real steps (:meth:`interval_pairs`); returns the one in force."""
+        pairs = self.interval_pairs(interval, self._n)
+        return self._real_interval(int(self.inner.set_interval(pairs)))  # type: ignore[attr-defined]
 
     def replay(self) -> Paired:
         """The same over the inner schedule's ``replay()`` (TwoLevel, AsyncMultistage: the
