@@ -334,44 +334,48 @@ class Checkpointer:
             raise InvalidArgumentError(
                 f"strategy {strategy!r} runs reverse step t from x_{{t+1}}, which "
                 + ("pairs=False rules out" if from_next else "the reverse operator does not "
-                   "allow: it does not declare reverse_from_next = True"))
+                   "allow: it does not declare reverse_from_next = True")
+                + "; pass its inner schedule (strategy.inner) to run step by step")
         if pairs:
             why = ("the reverse operator does not declare reverse_from_next = True"
                    if not from_next else "n_steps is None (the pairs depend on n's parity)"
                    if n is None else "strategy is a Schedule instance (it runs as planned)"
                    if not isinstance(strategy, str) else None)
             if why is not None:
-                raise InvalidArgumentError(f"pairs=True cannot plan over pairs of steps: {why}")
+                raise InvalidArgumentError(
+                    f"pairs=True cannot plan over pairs of steps: {why}; leave pairs=None to "
+                    "use them where they apply")
         tier = self._tier(disk, compression, spec)  # after the checks: it may create a folder
-        # Pairs of steps (amcheck.schedules.Paired) when the reverse operator may read x_{t+1}
-        # for step t. An interval that plan() refuses anyway is left whole, for its message.
-        self._paired = (
+        # n when planning over pairs of steps (amcheck.schedules.Paired): the reverse operator
+        # may read x_{t+1} for step t. An interval that plan() refuses anyway is left whole, for
+        # its message.
+        paired_n = n if (
             from_next and pairs is not False and n is not None and n >= 3
             and isinstance(strategy, str)
             and not (interval is not None and (tier is None or strategy in ("store_all", "revolve")))
-        )
+        ) else None
         try:
             try:
                 self._plan: Plan = plan(
                     strategy,
-                    Paired.pairs(n) if self._paired and n is not None else n,
+                    n if paired_n is None else Paired.pairs(paired_n),
                     budget=budget,
                     slot_nbytes=slot_nbytes,
                     disk=tier,
-                    interval=(Paired.interval_pairs(interval, n) if self._paired and interval
-                              and n is not None else interval),
+                    interval=(interval if paired_n is None or interval is None
+                              else Paired.interval_pairs(interval, paired_n)),
                     staging=self._max_in_flight,
                     disk_slots=disk_slots,
                 )
             except BudgetError as error:
-                if self._paired and n is not None:
+                if paired_n is not None:
                     error.add_note(
                         f"the reverse operator declares reverse_from_next, so the plan covers "
-                        f"{Paired.pairs(n)} pairs of steps for n_steps={n} (steps and "
-                        "intervals above count pairs)")
+                        f"{Paired.pairs(paired_n)} pairs of steps for n_steps={paired_n} (steps "
+                        "and intervals above count pairs; pairs=False plans step by step)")
                 raise
-            if self._paired and n is not None:
-                self._plan = paired(self._plan, n)
+            if paired_n is not None:
+                self._plan = paired(self._plan, paired_n)
             self._spec = spec
             # what the process remembers thread choices and intervals for (amcheck._remember)
             self._workload = (code_name(advance_fn), code_name(reverse_fn), spec,

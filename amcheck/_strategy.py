@@ -473,7 +473,7 @@ def paired(inner: Plan, n_steps: int) -> Plan:
     return replace(
         inner,
         make=lambda: Paired(make(), n_steps),
-        interval=None if inner.interval is None else min(2 * inner.interval, n_steps),
+        interval=None if inner.interval is None else Paired.interval_steps(inner.interval, n_steps),
     )
 
 

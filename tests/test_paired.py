@@ -20,9 +20,11 @@ import amcheck
 from amcheck._strategy import slot_size
 from amcheck.schedules import (
     AsyncMultistage,
+    Load,
     Paired,
     Reverse,
     Revolve,
+    Save,
     StoreAll,
     TwoLevel,
     simulate,
@@ -133,8 +135,7 @@ def test_interval_counts_real_steps(tmp_path: Path) -> None:
         ckp.forward()
         assert ckp.stats.interval == 8
         ckp.reverse()
-        saves = [a.t for a in ckp.schedule.forward() if type(a).__name__ == "Save"
-                 and a.tier == "disk"]
+        saves = [a.t for a in ckp.schedule.forward() if type(a) is Save and a.tier == "disk"]
     # n even: the first pair is one step (x_0 to x_1), so the first segment is 7 steps
     assert saves[:2] == [0, 7]
     assert np.diff(saves[1:]).tolist() == [8] * (len(saves) - 2)
@@ -157,7 +158,7 @@ def test_a_paired_schedule_needs_the_declaration() -> None:
 
 def test_declaration_on_a_bound_method_or_a_function(tmp_path: Path) -> None:
     op = Seen()
-    assert isinstance(run(9, tmp_path, op=None, strategy="revolve", ram=4 * SLOT)[2], Paired)
+    assert isinstance(run(9, tmp_path, strategy="revolve", ram=4 * SLOT)[2], Paired)
     with amcheck.Checkpointer(leapfrog, op.reverse, x0(), 9, ram="64 MiB") as ckp:
         assert isinstance(ckp.schedule, Paired)
     seen: list[int] = []
@@ -234,7 +235,7 @@ def test_the_reverse_steps_and_the_states_they_run_from() -> None:
         for action in schedule.reverse(n):
             if type(action) is Reverse:
                 ran.append((action.t, current))
-            elif hasattr(action, "t") and type(action).__name__ == "Load":
+            elif type(action) is Load:
                 current = action.t
         assert [t for t, _ in ran] == list(range(n - 1, -1, -1))
         assert all(s in (t, t + 1) for t, s in ran)
@@ -269,7 +270,7 @@ class _Listed(amcheck.schedules.Schedule):
 
 
 def test_simulate_allows_x_t_plus_1_for_reverse_only() -> None:
-    from amcheck.schedules import Advance, End, Free, Load, Save
+    from amcheck.schedules import Advance, End, Free
 
     fwd = [Save(0, "ram"), Advance(0, 1), Advance(1, 2, final=True)]
     ok = _Listed(fwd, [Reverse(1), Reverse(0), Load(0, "ram"), Free(0, "ram"), End()])

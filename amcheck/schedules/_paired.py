@@ -97,6 +97,11 @@ class Paired(Schedule):
         pairs = Paired.pairs(n_steps)
         return pairs if k >= n_steps else min(-(-k // 2), pairs)
 
+    @staticmethod
+    def interval_steps(pairs: int, n_steps: int) -> int:
+        """Real steps in an interval of ``pairs`` pairs: two a pair, at most ``n_steps``."""
+        return min(2 * pairs, n_steps)
+
     def step(self, macro: int) -> int:
         """The real step of macro state ``macro``, a(macro)."""
         if macro <= 0:
@@ -113,26 +118,16 @@ class Paired(Schedule):
         return self.inner.capacity
 
     @property
-    def slots(self) -> int | None:
-        """RAM checkpoint slots of the inner schedule."""
-        slots = getattr(self.inner, "slots", None)
-        return slots if isinstance(slots, int) else None
-
-    def _real_interval(self, pairs: int) -> int:
-        """Real steps in a segment of ``pairs`` pairs: 2 a pair, at most n."""
-        return min(2 * pairs, self._n)
-
-    @property
     def interval(self) -> int | None:
         """Real steps between disk checkpoints (twice the inner schedule's, at most n), or
         ``None``."""
         k = getattr(self.inner, "interval", None)
-        return self._real_interval(k) if isinstance(k, int) else None
+        return self.interval_steps(k, self._n) if isinstance(k, int) else None
 
     @property
     def interval_floor(self) -> int:
         """The inner schedule's ``interval_floor`` in real steps."""
-        return self._real_interval(int(getattr(self.inner, "interval_floor", 1)))
+        return self.interval_steps(int(getattr(self.inner, "interval_floor", 1)), self._n)
 
     @property
     def thinning_rounds(self) -> int:
@@ -141,7 +136,8 @@ class Paired(Schedule):
     def set_interval(self, interval: int) -> int:
         """Set the interval in real steps (:meth:`interval_pairs`); returns the one in force."""
         pairs = self.interval_pairs(interval, self._n)
-        return self._real_interval(int(self.inner.set_interval(pairs)))  # type: ignore[attr-defined]
+        in_force = int(self.inner.set_interval(pairs))  # type: ignore[attr-defined]
+        return self.interval_steps(in_force, self._n)
 
     def replay(self) -> Paired:
         """The same over the inner schedule's ``replay()`` (TwoLevel, AsyncMultistage: the
