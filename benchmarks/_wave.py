@@ -17,6 +17,14 @@ vectorises them: every index is a loop variable plus a non-negative constant, an
 row reads and writes u_{t-1} through one array (two views of the same memory would fail LLVM's
 runtime alias check and run the scalar loop, 5x slower). Both paths give bitwise the same states.
 
+An advance of two or more steps out of place (src is not dst: a restore from a read-only
+checkpoint, or the step that ends in a staging slot) runs its first two steps as a fused pair
+(:func:`wave_pair`): step t writes u_{t+1} into dst, step t+1 reads u_t from src instead of from
+a copy of it in dst, so u_t is never copied. The same arithmetic, so bitwise the same state.
+Measured here (one thread, read-only src, dst rotating over 9 buffers, medians of 7): an
+out-of-place advance of 2 steps 0.538 -> 0.495 ms, of 4 steps 0.935 -> 0.814 ms; an in-place
+step takes 0.144 ms, a copying out-of-place one 0.33 ms (it writes both levels of dst).
+
 The kernels flush subnormals to zero (FTZ/DAZ, set and restored around each call or parallel row,
 as amcheck's kernels do): the leapfrog spreads the bump's tails, and until step ~400 up to 10% of
 the grid was subnormal, which made those steps about 18% slower (0.125 against 0.106 ms a step)
@@ -59,6 +67,14 @@ def _row_copy(am: np.ndarray, a0: np.ndarray, ap: np.ndarray, b: np.ndarray, out
         out[j + 1] = np.float32(2.0) * a0[j + 1] - b[j + 1] + C2 * _lap(am, a0, ap, j)
     for j in range(a0.shape[0]):
         keep[j] = a0[j]
+
+
+@numba.njit(nogil=True, inline="always", cache=True)
+def _row_out(am: np.ndarray, a0: np.ndarray, ap: np.ndarray, b: np.ndarray, out: np.ndarray
+             ) -> None:  # pragma: no cover - numba
+    """One interior row out of place, u_{t+1} into ``out`` only (the fused pair of steps)."""
+    for j in range(a0.shape[0] - 2):
+        out[j + 1] = np.float32(2.0) * a0[j + 1] - b[j + 1] + C2 * _lap(am, a0, ap, j)
 
 
 @numba.njit(nogil=True, inline="always", cache=True)
@@ -115,18 +131,88 @@ def wave_step_serial(src: np.ndarray, dst: np.ndarray, t: int) -> None:  # pragm
         _edges(a, out, keep)
 
 
+@numba.njit(nogil=True, inline="always", cache=True)
+def _zero_edges(a: np.ndarray) -> None:  # pragma: no cover - numba
+    """The zero boundary of a new level (u_{t+1} out of place), as :func:`_edges` writes it."""
+    ny, nx = a.shape
+    for j in range(nx):
+        a[0, j] = np.float32(0.0)
+        a[ny - 1, j] = np.float32(0.0)
+    for i in range(1, ny - 1):
+        a[i, 0] = np.float32(0.0)
+        a[i, nx - 1] = np.float32(0.0)
+
+
+@numba.njit(nogil=True, inline="always", cache=True)
+def _copy_edges(src: np.ndarray, dst: np.ndarray) -> None:  # pragma: no cover - numba
+    """The boundary of ``src`` into ``dst``: u_{t+2} of the fused pair keeps u_t's, as the
+    in-place step leaves the boundary of the copy of u_t that it overwrites."""
+    ny, nx = src.shape
+    for j in range(nx):
+        dst[0, j] = src[0, j]
+        dst[ny - 1, j] = src[ny - 1, j]
+    for i in range(1, ny - 1):
+        dst[i, 0] = src[i, 0]
+        dst[i, nx - 1] = src[i, nx - 1]
+
+
+@numba.njit(nogil=True, parallel=True, cache=True)
+def wave_pair(src: np.ndarray, dst: np.ndarray, t: int) -> None:  # pragma: no cover - numba
+    """x_{t+2} from x_t out of place (src is not dst), without copying u_t into dst.
+
+    Step t writes u_{t+1} into dst's level ``(t+1) % 2``; step t+1 reads u_t from src instead
+    of from a copy in dst and writes u_{t+2} into dst's level ``t % 2``. The same arithmetic as
+    one out-of-place step and one in-place step (bitwise the same state), 4 MiB less traffic.
+    """
+    cur, old = t % 2, (t + 1) % 2
+    a, b, out, new = src[cur], src[old], dst[old], dst[cur]
+    for i in prange(a.shape[0] - 2):
+        mx = ftz_on()
+        _row_out(a[i], a[i + 1], a[i + 2], b[i + 1], out[i + 1])
+        ftz_restore(mx)
+    _zero_edges(out)  # step t+1 reads it
+    for i in prange(a.shape[0] - 2):
+        mx = ftz_on()
+        _row_out(out[i], out[i + 1], out[i + 2], a[i + 1], new[i + 1])
+        ftz_restore(mx)
+    _copy_edges(a, new)
+
+
+@numba.njit(nogil=True, cache=True)
+def wave_pair_serial(src: np.ndarray, dst: np.ndarray, t: int) -> None:  # pragma: no cover
+    """:func:`wave_pair` on the calling thread alone (see :func:`wave_step_serial`)."""
+    cur, old = t % 2, (t + 1) % 2
+    a, b, out, new = src[cur], src[old], dst[old], dst[cur]
+    for i in range(a.shape[0] - 2):
+        _row_out(a[i], a[i + 1], a[i + 2], b[i + 1], out[i + 1])
+    _zero_edges(out)  # step t+1 reads it
+    for i in range(a.shape[0] - 2):
+        _row_out(out[i], out[i + 1], out[i + 2], a[i + 1], new[i + 1])
+    _copy_edges(a, new)
+
+
 @numba.njit(nogil=True, cache=True)
 def _steps_parallel(src: np.ndarray, dst: np.ndarray, t0: int, t1: int) -> None:  # pragma: no cover
-    wave_step(src, dst, t0)
-    for t in range(t0 + 1, t1):
+    first = t0 + 1  # the first step left to run in place
+    if src.ctypes.data != dst.ctypes.data and t1 - t0 >= 2:
+        wave_pair(src, dst, t0)
+        first += 1
+    else:
+        wave_step(src, dst, t0)
+    for t in range(first, t1):
         wave_step(dst, dst, t)
 
 
 @numba.njit(nogil=True, cache=True)
 def _steps_serial(src: np.ndarray, dst: np.ndarray, t0: int, t1: int) -> None:  # pragma: no cover
     mx = ftz_on()
-    wave_step_serial(src, dst, t0)
-    for t in range(t0 + 1, t1):
+    first = t0 + 1  # the first step left to run in place
+    if src.ctypes.data != dst.ctypes.data and t1 - t0 >= 2:
+        wave_pair_serial(src, dst, t0)
+        first += 1
+    else:
+        wave_step_serial(src, dst, t0)
+    for t in range(first, t1):
         wave_step_serial(dst, dst, t)
     ftz_restore(mx)
 

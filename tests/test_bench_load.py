@@ -93,3 +93,27 @@ def test_steps_flush_subnormals_and_leave_the_callers_flags_alone(wave: ModuleTy
     assert not ((new != 0) & (np.abs(new) < tiny)).any()  # no subnormal written
     half = np.float32(tiny) * np.float32(0.5)  # numpy on this thread still makes subnormals
     assert 0 < half < tiny
+
+
+@pytest.mark.parametrize("t0", [2, 3])
+@pytest.mark.parametrize("readonly", [False, True])
+def test_out_of_place_pair_equals_a_copying_step_then_in_place_steps(
+    wave: ModuleType, threads: None, readonly: bool, t0: int
+) -> None:
+    # An advance of two or more steps out of place runs the first two as a fused pair (no copy
+    # of u_t into dst); it must leave exactly what one copying step and in-place steps leave,
+    # boundary included (here not zero, so a boundary the pair forgot would show).
+    x0 = _x0(wave)
+    x0[:, 0, :] = np.float32(0.25)
+    x0[:, :, -1] = np.float32(-0.5)
+    src = x0.copy()
+    src.flags.writeable = not readonly
+    for m in (2, 3, 6):
+        expected = np.full_like(x0, np.float32(7.0))
+        wave._steps_serial(src, expected, t0, t0 + 1)  # one step: the copying path
+        wave._steps_serial(expected, expected, t0 + 1, t0 + m)
+        for steps in (wave._steps_serial, wave._steps_parallel):
+            dst = np.full_like(x0, np.float32(7.0))
+            steps(src, dst, t0, t0 + m)
+            assert np.array_equal(dst, expected), (steps.__name__, m)
+    assert np.array_equal(src, x0)  # the source is only read
