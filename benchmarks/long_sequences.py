@@ -22,8 +22,8 @@ against the **compute-only sweep** (the same advances, no checkpoints) with the 
 numba threads, with one thread left to I/O (``compute_threads``), the latter with the disk
 tier on the page cache instead of direct I/O, and with ``compute_threads=None`` (amcheck's
 measured choice between the two, against compute only on all threads), each with the CPU its
-I/O threads spent per checkpoint; a **sweep over k** showing where the optimum lies; and for each k the **no-overhead
-bound**: n (the runs' recompute factor x an in-place forward step + a reverse step alone), what
+I/O threads spent per checkpoint; a **sweep over k**, with and without pairs, showing where the
+optimum lies; and for each k the **no-overhead bound**: n (the runs' recompute factor x an in-place forward step + a reverse step alone), what
 an engine with no cost of its own would take, and so the most any implementation of the schedule
 could gain over pyrevolve. Every variant computes the same gradient (checked bitwise).
 Timings are medians of ``--repeats`` runs, the variants interleaved so that noise hits them
@@ -364,13 +364,14 @@ def k_sweep(args: argparse.Namespace, workroot: Path, report: dict[str, Any],
     print(f"\nk sweep at n = {n}", flush=True)
     sweep: dict[str, Any] = {}
     for r in range(args.repeats):
-        for kk in [*args.sweep_ks, None]:
-            res = run_amcheck(n, workdir=workroot / "sweep", strategy="async_multistage",
-                              interval=kk)
-            sweep.setdefault(str(kk), []).append(res)
+        for pairs in (False, True):
+            for kk in [*args.sweep_ks, None]:
+                res = run_amcheck(n, workdir=workroot / "sweep", strategy="async_multistage",
+                                  interval=kk, pairs=pairs)
+                sweep.setdefault(f"{kk}, pairs" if pairs else str(kk), []).append(res)
     for key, runs in sweep.items():
         med, lo, hi = medians(runs, "wall")
-        print(f"k={key if key != 'None' else 'auto':>5s} (ended at {runs[-1]['interval']}): "
+        print(f"k={key.replace('None', 'auto'):>12s} (ended at {runs[-1]['interval']}): "
               f"{med:7.2f} s ({lo:.2f}-{hi:.2f})  recompute {runs[-1]['recompute']:.3f}  "
               f"stall {runs[-1]['stall']:.2f} s  disk writes {runs[-1]['disk_writes']}")
     report["k_sweep"] = {key: [{k2: v for k2, v in r.items() if k2 != "grad"} for r in runs]
@@ -393,8 +394,9 @@ def k_sweep(args: argparse.Namespace, workroot: Path, report: dict[str, Any],
         ideal = n * (statistics.median(x["recompute"] for x in runs) * f + r)
         med = medians(runs, "wall")[0]
         vs = "" if pyrevolve is None else f"; pyrevolve / bound {pyrevolve['median_s'] / ideal:.2f}x"
-        label = f"k={kk}" if key != "None" else f"auto (ended at {kk})"
-        print(f"{label:>20s}: bound {ideal:6.2f} s, measured {med:6.2f} s ({med / ideal:.2f}x "
+        label = (f"k={kk}" if not key.startswith("None") else f"auto (ended at {kk})") + (
+            ", pairs" if key.endswith("pairs") else "")
+        print(f"{label:>27s}: bound {ideal:6.2f} s, measured {med:6.2f} s ({med / ideal:.2f}x "
               f"the bound, stall {runs[-1]['stall']:.2f} s){vs}")
         bounds[key] = ideal
     report["no_overhead_bound"] = {"forward_step_s": f, "reverse_step_s": r, "slots": slots,
