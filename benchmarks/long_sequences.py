@@ -23,9 +23,9 @@ numba threads, with one thread left to I/O (``compute_threads``), the latter wit
 tier on the page cache instead of direct I/O, and with ``compute_threads=None`` (amcheck's
 measured choice between the two, against compute only on all threads), each with the CPU its
 I/O threads spent per checkpoint; a **sweep over k**, with and without pairs, showing where the
-optimum lies; and for each k the **no-overhead bound**: n (the runs' recompute factor x an in-place forward step + a reverse step alone), what
-an engine with no cost of its own would take, and so the most any implementation of the schedule
-could gain over pyrevolve. Every variant computes the same gradient (checked bitwise).
+optimum lies; and for each k the **no-overhead bound**: n (the runs' recompute factor x an
+in-place forward step + a reverse step alone), what an engine with no cost of its own would take,
+and so the most any implementation of the schedule could gain over pyrevolve. Every variant computes the same gradient (checked bitwise).
 Timings are medians of ``--repeats`` runs, the variants interleaved so that noise hits them
 alike, each run started after ``os.sync()`` (:func:`settle`); the min–max spread is printed so
 the noise is visible. The targets' ratios are also printed round by round (``paired``: round i of
