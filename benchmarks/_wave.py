@@ -162,7 +162,7 @@ def wave_pair(src: np.ndarray, dst: np.ndarray, t: int) -> None:  # pragma: no c
 
     Step t writes u_{t+1} into dst's level ``(t+1) % 2``; step t+1 reads u_t from src instead
     of from a copy in dst and writes u_{t+2} into dst's level ``t % 2``. The same arithmetic as
-    one out-of-place step and one in-place step (bitwise the same state), 4 MiB less traffic.
+    one out-of-place step and one in-place step (bitwise the same state), without the copy.
     """
     cur, old = t % 2, (t + 1) % 2
     a, b, out, new = src[cur], src[old], dst[old], dst[cur]

@@ -25,11 +25,12 @@ measured choice between the two, against compute only on all threads), each with
 I/O threads spent per checkpoint; a **sweep over k**, with and without pairs, showing where the
 optimum lies; and for each k the **no-overhead bound**: n (the runs' recompute factor x an
 in-place forward step + a reverse step alone), what an engine with no cost of its own would take,
-and so the most any implementation of the schedule could gain over pyrevolve. Every variant computes the same gradient (checked bitwise).
-Timings are medians of ``--repeats`` runs, the variants interleaved so that noise hits them
-alike, each run started after ``os.sync()`` (:func:`settle`); the min–max spread is printed so
-the noise is visible. The targets' ratios are also printed round by round (``paired``: round i of
-two variants ran back to back), which the machine's drift over a long run does not move.
+and so the most any implementation of the schedule could gain over pyrevolve. Every variant
+computes the same gradient (checked bitwise). Timings are medians of ``--repeats`` runs, the
+variants interleaved so that noise hits them alike, each run started after ``os.sync()``
+(:func:`settle`); the min–max spread is printed so the noise is visible. The targets' ratios are
+also printed round by round (``paired``: round i of two variants ran back to back), which the
+machine's drift over a long run does not move.
 
     .venv/bin/python benchmarks/long_sequences.py --quick     # n = 300, 1000; a few minutes
     .venv/bin/python benchmarks/long_sequences.py             # n = 10^3, 10^4, 10^5 (~20 min)
