@@ -301,11 +301,15 @@ def plan(
     interval: int | None,
     staging: int = 0,
     disk_slots: int | None = None,
+    pairs: bool = False,
 ) -> Plan:
     """Resolve a Checkpointer's ``strategy`` into a :class:`Plan` that fits ``budget``.
 
     ``staging`` slots (disk writes in flight) are reserved on top of the schedule's buffers when
     the strategy writes to disk; ``disk_slots`` bounds the disk checkpoints held at once.
+    ``pairs`` (``n_steps=None`` only): the disk strategies reverse each segment over pairs of
+    steps (``pairs=True`` of :class:`~amcheck.schedules.AsyncMultistage`), their default interval
+    ``2 slots + 1``, the longest segment whose pairs the slots hold all at once.
 
     Raises
     ------
@@ -431,8 +435,8 @@ def plan(
         )
 
     def make(s: int) -> Schedule:
-        k = given if given is not None else default_interval(s)
-        return cls(n_steps, s, k, disk_slots=disk_slots)
+        k = given if given is not None else 2 * s + 1 if pairs else default_interval(s)
+        return cls(n_steps, s, k, disk_slots=disk_slots, pairs=pairs)
 
     overhead = 3 if cls is AsyncMultistage else 2
     try:

@@ -141,10 +141,99 @@ def test_interval_counts_real_steps(tmp_path: Path) -> None:
     assert np.diff(saves[1:]).tolist() == [8] * (len(saves) - 2)
 
 
+def ending(stop: int):  # type: ignore[no-untyped-def]
+    """:func:`leapfrog` for a sequence of unknown length that ends at x_stop."""
+
+    def advance(src: Mapping[str, np.ndarray], dst: Mapping[str, np.ndarray], t0: int, t1: int
+                ) -> int | None:
+        leapfrog(src, dst, t0, min(t1, stop))
+        return stop if stop <= t1 else None
+
+    return advance
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8, 13, 21, 64])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"strategy": "auto", "ram": 8 * SLOT},
+        {"strategy": "async_multistage", "ram": 5 * SLOT, "interval": 1},
+        {"strategy": "async_multistage", "ram": 5 * SLOT, "interval": 6},
+        {"strategy": "async_multistage", "ram": 5 * SLOT, "interval": 3, "disk_budget": 3 * SLOT},
+        {"strategy": "two_level", "ram": 5 * SLOT, "interval": 7},
+    ],
+    ids=["auto", "async-k1", "async-k6", "async-thinning", "two_level-k7"],
+)
+def test_unknown_length_pairs_inside_each_segment(n: int, kwargs: dict[str, object],
+                                                 tmp_path: Path) -> None:
+    """n_steps=None: each disk segment is reversed over pairs of steps, its length being known
+    by then; the reverse operator gets what it gets step by step, with fewer recomputations."""
+    results = []
+    for op in (Seen(), Plain()):
+        with amcheck.Checkpointer(ending(n), op, x0(), None, disk=tmp_path,
+                                  **kwargs) as ckp:  # type: ignore[arg-type]
+            assert ckp.schedule.reverse_from_next is (type(op) is Seen)  # type: ignore[attr-defined]
+            ckp.forward()
+            ckp.reverse()
+            results.append((op.seen, ckp.stats.forward_steps))
+            replayed = simulate(ckp.schedule.replay(), n)  # type: ignore[attr-defined]
+            assert ckp.stats.forward_steps == replayed.forward_steps
+    (paired, paired_steps), (plain, plain_steps) = results
+    assert paired == plain == reference(n)
+    assert paired_steps <= plain_steps
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(1, 400), slots=st.integers(1, 8), k=st.integers(1, 60),
+       disk_slots=st.one_of(st.none(), st.integers(2, 9)), two_level=st.booleans())
+def test_simulate_unknown_length_pairs(n: int, slots: int, k: int, disk_slots: int | None,
+                                       two_level: bool) -> None:
+    """Every step reversed once, in order (simulate checks it, and the buffer rule), never more
+    steps run nor more buffers held than step by step; thinning rounds alike."""
+    cls = TwoLevel if two_level else AsyncMultistage
+    paired = cls(None, slots, k, disk_slots=disk_slots, pairs=True)
+    plain = cls(None, slots, k, disk_slots=disk_slots)
+    a, b = simulate(paired, n), simulate(plain, n)
+    assert a.reverse_steps == b.reverse_steps == n
+    assert a.forward_steps <= b.forward_steps
+    assert a.peak_buffers <= b.peak_buffers
+    assert paired.segment_starts == plain.segment_starts  # the forward sweeps are the same
+
+
+def test_unknown_length_pairs_recompute_less(tmp_path: Path) -> None:
+    counts = {}
+    for op in (Seen(), Plain()):
+        with amcheck.Checkpointer(ending(500), op, x0(), None, disk=tmp_path, ram=6 * SLOT,
+                                  interval=14) as ckp:
+            ckp.forward()
+            ckp.reverse()
+            counts[type(op)] = ckp.stats.forward_steps
+    # 3 slots: a segment of 14 steps is 7 pairs, Revolve over 3 slots instead of 14 steps
+    assert counts[Seen] == simulate(AsyncMultistage(None, 3, 14, pairs=True), 500).forward_steps
+    assert counts[Plain] == simulate(AsyncMultistage(None, 3, 14), 500).forward_steps
+    assert counts[Seen] < 0.9 * counts[Plain]
+
+
+def test_unknown_length_default_interval_holds_a_segment_of_pairs(tmp_path: Path) -> None:
+    with amcheck.Checkpointer(ending(50), Seen(), x0(), None, disk=tmp_path, ram=8 * SLOT,
+                              strategy="two_level") as ckp:
+        schedule = ckp.schedule
+        assert schedule.interval == 2 * schedule.slots + 1  # type: ignore[attr-defined]
+
+
+def test_pairs_only_for_an_unknown_length_on_a_two_level_schedule() -> None:
+    with pytest.raises(amcheck.InvalidArgumentError, match="pairs=True applies to an unknown"):
+        AsyncMultistage(10, 3, 4, pairs=True)
+    with pytest.raises(amcheck.ArgumentTypeError, match="pairs"):
+        TwoLevel(None, 3, 4, pairs=1)  # type: ignore[arg-type]
+    assert repr(TwoLevel(None, 3, 4, pairs=True)).endswith("pairs=True)")
+
+
 def test_not_paired_without_a_known_length_or_with_a_schedule(tmp_path: Path) -> None:
     op = Seen()
     with amcheck.Checkpointer(leapfrog, op, x0(), None, ram="64 MiB") as ckp:
         assert not isinstance(ckp.schedule, Paired)
+        assert not getattr(ckp.schedule, "reverse_from_next", False)  # store-all keeps every state
     schedule = Revolve(10, 3)
     _, _, used = run(10, tmp_path, strategy=schedule, ram="64 MiB")
     assert used is schedule
@@ -193,7 +282,7 @@ def test_pairs_false_plans_step_by_step(tmp_path: Path) -> None:
     ("operator", "n", "strategy", "why"),
     [
         (Plain, 10, "auto", "does not declare reverse_from_next"),
-        (Seen, None, "auto", "n_steps is None"),
+        (Seen, None, "auto", "n_steps is None and the strategy keeps its states in RAM"),
         (Seen, 10, "schedule", "Schedule instance"),
     ],
 )

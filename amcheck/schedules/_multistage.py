@@ -46,6 +46,15 @@ reads each back; AsyncMultistage keeps the current segment's start pinned in RAM
 (freeing the previous one) and writes it to disk too, since any segment may turn out to be the
 last; the disk copy of the last one is freed unread.
 
+Pairs of steps with an unknown length
+-------------------------------------
+For a reverse operator whose step t may read x_{t+1} (``reverse_from_next``), a known n is
+planned over pairs by :class:`~._paired.Paired`. Its pairs depend on n's parity, so an unknown
+length takes ``pairs=True`` instead: the forward sweep is unchanged, and each segment, whose
+length m is known when it is reversed, is reversed over ``Paired.pairs(m)`` macro steps laid
+out from its end down (:func:`~._paired.paired_reverse_range`). A segment then needs half the
+slots for store-all: ``s >= ceil(m/2)`` instead of ``s >= m - 1``.
+
 A variable interval
 -------------------
 The forward generator reads ``interval`` afresh at every segment boundary, so
@@ -103,7 +112,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Self
 
 from amcheck._errors import InvalidArgumentError, SweepStateError
-from amcheck._validate import check_int, check_optional_int
+from amcheck._validate import check_bool, check_int, check_optional_int
 from amcheck.schedules._actions import (
     DISK,
     RAM,
@@ -118,6 +127,7 @@ from amcheck.schedules._actions import (
     TierName,
 )
 from amcheck.schedules._base import Schedule
+from amcheck.schedules._paired import paired_reverse_range
 from amcheck.schedules._revolve import (
     binomial_forward_steps,
     check_reverse_length,
@@ -226,12 +236,23 @@ class _Periodic(Schedule):
     """What TwoLevel and AsyncMultistage share: arguments, the interval, segments, reversal."""
 
     def __init__(
-        self, n_steps: int | None, slots: int, interval: int, *, disk_slots: int | None = None
+        self, n_steps: int | None, slots: int, interval: int, *, disk_slots: int | None = None,
+        pairs: bool = False,
     ) -> None:
         self.n_steps: int | None = check_optional_int("n_steps", n_steps, minimum=1)
         self.slots: int = check_int("slots", slots, minimum=1)
         given = check_int("interval", interval, minimum=1)
         self.disk_slots: int | None = check_optional_int("disk_slots", disk_slots, minimum=1)
+        if check_bool("pairs", pairs) and self.n_steps is not None:
+            raise InvalidArgumentError(
+                f"pairs=True applies to an unknown length (n_steps=None), got n_steps="
+                f"{self.n_steps}; for a known length plan over pairs with "
+                f"Paired({type(self).__name__}(Paired.pairs({self.n_steps}), ...), "
+                f"{self.n_steps})"
+            )
+        #: Each segment is reversed over pairs of steps (:func:`~._paired.paired_reverse_range`):
+        #: ``Reverse(t)`` may run from x_{t+1} (``simulate`` and the engine read this).
+        self.reverse_from_next: bool = pairs
         if self.n_steps is None and self.disk_slots == 1:
             raise InvalidArgumentError(
                 "disk_slots must be an integer >= 2 when n_steps is None, got 1: thinning keeps "
@@ -250,9 +271,10 @@ class _Periodic(Schedule):
 
     def __repr__(self) -> str:
         disk = "" if self.disk_slots is None else f", disk_slots={self.disk_slots}"
+        pairs = ", pairs=True" if self.reverse_from_next else ""
         return (
             f"{type(self).__name__}(n_steps={self.n_steps}, slots={self.slots}, "
-            f"interval={self.interval}{disk})"
+            f"interval={self.interval}{disk}{pairs})"
         )
 
     @property
@@ -504,6 +526,12 @@ class _Periodic(Schedule):
         sweep.closed = True
         return sweep
 
+    def _reverse_range(self, start: int, end: int, splits: dict[int, int]) -> Iterator[Action]:
+        """One segment's reversal over the RAM slots, over pairs of steps with ``pairs=True``."""
+        if self.reverse_from_next:
+            return paired_reverse_range(start, end, self.slots, splits=splits)
+        return reverse_range(start, end, self.slots, splits=splits)
+
     def _reverse_segments(self, starts: list[int], end: int) -> Iterator[Action]:
         """Reverse the segments that begin at ``starts`` (disk checkpoints), last first.
 
@@ -512,7 +540,6 @@ class _Periodic(Schedule):
         segment has a single step, kept in RAM by pinning the buffer it was read into, for
         :func:`~amcheck.schedules._revolve.reverse_range`. Segments may differ in length.
         """
-        slots = self.slots
         prefetch = isinstance(self, AsyncMultistage)
         splits: dict[int, int] = {}  # one memo of binomial decisions for every segment
         for j in range(len(starts) - 1, -1, -1):
@@ -523,7 +550,7 @@ class _Periodic(Schedule):
             yield Free(start, DISK)
             if end - start > 1:
                 yield Save(start, RAM)
-                yield from reverse_range(start, end, slots, splits=splits)
+                yield from self._reverse_range(start, end, splits)
                 yield Free(start, RAM)
             else:
                 yield Reverse(start)
@@ -548,6 +575,11 @@ class TwoLevel(_Periodic):
         Disk checkpoints the disk tier may hold at once, ``>= 1`` (``>= 2`` when n is unknown), or
         ``None`` for no bound. Known n: the interval is at least ``ceil(n / disk_slots)``. Unknown
         n: the disk checkpoints are thinned when the tier is full (see :mod:`._multistage`).
+    pairs
+        Unknown n only: reverse each segment over pairs of steps, for a reverse operator whose
+        step t may read x_{t+1} (``reverse_from_next``; see :mod:`._paired`). A segment's length
+        is known when it is reversed, so its pairs are laid out from its end down. The forward
+        sweep is the same. A known n plans over pairs with :class:`~._paired.Paired` instead.
 
     Notes
     -----
@@ -595,6 +627,8 @@ class AsyncMultistage(_Periodic):
         ``None`` for no bound. Known n: the interval is at least ``ceil(n / disk_slots)``, so
         ``n·size/k <= budget``. Unknown n: when a disk save would exceed it, every other disk
         checkpoint is freed and the interval doubles (see :mod:`._multistage`).
+    pairs
+        Unknown n only: reverse each segment over pairs of steps, as for :class:`TwoLevel`.
 
     Notes
     -----
@@ -630,7 +664,7 @@ class AsyncMultistage(_Periodic):
             if starts:
                 yield Prefetch(starts[-1], DISK)
             yield Load(start, RAM)
-            yield from reverse_range(start, n_steps, self.slots)
+            yield from self._reverse_range(start, n_steps, {})
         else:
             # Known n: the first descent of the last segment ran in forward().
             if starts:

@@ -20,6 +20,10 @@ reversed once, in order: ``simulate`` checks it, with the one relaxed rule this 
 declares (:attr:`Paired.reverse_from_next`): a ``Reverse(t)`` may find x_{t+1} as the current
 state.
 
+:func:`paired_reverse_range` lays out the same pairs inside one range of steps, from its end
+down: the two-level schedules use it for each segment of an unknown-length sweep (``pairs=True``),
+whose n, and so whose pairs overall, is unknown until the forward sweep ends.
+
 Measured (docs/benchmarks.md, "Pairs of steps"): the long-sequences load, async multistage with a
 disk checkpoint every 50 steps, n = 10^4: 9.54 s against 11.31 s; an FWI gradient with Revolve
 (3-D 100^3, 370 steps): 1.27x faster.
@@ -27,7 +31,7 @@ disk checkpoint every 50 steps, n = 10^4: 9.54 s against 11.31 s; an FWI gradien
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
 from amcheck._validate import check_int
@@ -42,8 +46,9 @@ from amcheck.schedules._actions import (
     TierName,
 )
 from amcheck.schedules._base import Schedule
+from amcheck.schedules._revolve import reverse_range
 
-__all__ = ["Paired"]
+__all__ = ["Paired", "paired_reverse_range"]
 
 
 class Paired(Schedule):
@@ -145,37 +150,73 @@ class Paired(Schedule):
         return Paired(self.inner.replay(), self._n)  # type: ignore[attr-defined]
 
     def forward(self) -> Iterator[Action]:
+        step = self.step
         for action in self.inner.forward():
-            yield self._real(action)
+            yield _real(action, step)
 
     def reverse(self, n_steps: int) -> Iterator[Action]:
         if n_steps != self.n_steps:
             raise InvalidArgumentError(
                 f"{self!r} was planned for n_steps={self.n_steps}, not {n_steps}"
             )
-        for action in self.inner.reverse(self._pairs):
-            if type(action) is Reverse:
-                s = self.step(action.t)
-                if action.t > 0:
-                    yield Reverse(s)
-                    yield Reverse(s - 1)
-                elif self._odd:
-                    yield Reverse(0)
-            else:
-                yield self._real(action)
+        yield from _on_real_steps(self.inner.reverse(self._pairs), self.step, self._odd)
 
-    def _real(self, action: Action) -> Action:
-        """The action on real steps (a ``Reverse`` is the caller's)."""
-        step = self.step
-        match action:
-            case Advance(t0, t1, final):
-                return Advance(step(t0), step(t1), final)
-            case Save(t, tier):
-                return Save(step(t), tier)
-            case Load(t, tier):
-                return Load(step(t), tier)
-            case Free(t, tier):
-                return Free(step(t), tier)
-            case Prefetch(t, tier):
-                return Prefetch(step(t), tier)
-        return action  # End, or what simulate and the engine will refuse
+
+def paired_reverse_range(start: int, end: int, slots: int, *,
+                         splits: dict[int, int] | None = None) -> Iterator[Action]:
+    """Reverse steps ``start … end-1`` over pairs of steps, with binomial checkpointing in RAM.
+
+    :func:`~amcheck.schedules._revolve.reverse_range` over the ``Paired.pairs(end - start)``
+    macro steps of the range, on real steps as :class:`Paired` maps those of ``[0, n)``,
+    shifted by ``start``: the macro states are x_start and x_s for s = end-1, end-3, … > start,
+    each serving reverse steps s and s - 1 (x_start serves step start when the length is odd).
+    The same contract as ``reverse_range``: on entry x_start is the current state and held as
+    a RAM checkpoint (unless the range has one step); on exit it is current and held again.
+    The two-level schedules use it inside each segment of an unknown-length sweep, whose
+    segments' lengths are known when they are reversed (``pairs=True``).
+    """
+    m = end - start
+    pairs = Paired.pairs(m)
+    odd = m % 2
+
+    def step(macro: int) -> int:
+        if macro <= 0:
+            return start
+        if macro >= pairs:
+            return end
+        return start + 2 * macro - 1 + odd
+
+    yield from _on_real_steps(reverse_range(0, pairs, slots, splits=splits), step, odd)
+
+
+def _on_real_steps(actions: Iterable[Action], step: Callable[[int], int], odd: int
+                   ) -> Iterator[Action]:
+    """Reverse-sweep ``actions`` over macro steps, on real steps: ``Reverse(M)`` becomes
+    ``Reverse(s)`` and ``Reverse(s - 1)`` for s = step(M) (``Reverse(0)``: step(0) alone when
+    the length is odd, nothing when it is even), everything else :func:`_real`."""
+    for action in actions:
+        if type(action) is Reverse:
+            s = step(action.t)
+            if action.t > 0:
+                yield Reverse(s)
+                yield Reverse(s - 1)
+            elif odd:
+                yield Reverse(s)
+        else:
+            yield _real(action, step)
+
+
+def _real(action: Action, step: Callable[[int], int]) -> Action:
+    """The action on real steps (a ``Reverse`` is the caller's)."""
+    match action:
+        case Advance(t0, t1, final):
+            return Advance(step(t0), step(t1), final)
+        case Save(t, tier):
+            return Save(step(t), tier)
+        case Load(t, tier):
+            return Load(step(t), tier)
+        case Free(t, tier):
+            return Free(step(t), tier)
+        case Prefetch(t, tier):
+            return Prefetch(step(t), tier)
+    return action  # End, or what simulate and the engine will refuse
