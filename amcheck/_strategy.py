@@ -23,7 +23,9 @@ a disk tier ``"auto"`` picks ``"async_multistage"``.
 
 The default ``interval`` of the disk strategies (:func:`default_interval`) is ``slots + 1``: the
 longest segment that the RAM slots reverse without running any step more than twice (recompute
-factor ``2 - 1/k``). A longer interval writes less to disk and recomputes more. With
+factor ``2 - 1/k``); ``2 slots + 1`` when an unknown-length sweep reverses its segments over
+pairs of steps (``pairs=True``), whose pairs the slots then hold at once. A longer interval
+writes less to disk and recomputes more. With
 ``interval=None`` the Checkpointer starts there and lets an
 :class:`~amcheck.IntervalController` move it during the forward sweep.
 
