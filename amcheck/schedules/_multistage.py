@@ -53,7 +53,7 @@ planned over pairs by :class:`~._paired.Paired`. Its pairs depend on n's parity,
 length takes ``pairs=True`` instead: the forward sweep is unchanged, and each segment, whose
 length m is known when it is reversed, is reversed over ``Paired.pairs(m)`` macro steps laid
 out from its end down (:func:`~._paired.paired_reverse_range`). A segment then needs half the
-slots for store-all: ``s >= ceil(m/2)`` instead of ``s >= m - 1``.
+slots for store-all: ``s >= m // 2`` instead of ``s >= m - 1``.
 
 A variable interval
 -------------------
@@ -537,8 +537,8 @@ class _Periodic(Schedule):
 
         Segment j runs from ``starts[j]`` to ``starts[j+1]`` (``end`` for the last). Each start is
         read from disk (prefetched by AsyncMultistage for the next segment) and, unless the
-        segment has a single step, kept in RAM by pinning the buffer it was read into, for
-        :func:`~amcheck.schedules._revolve.reverse_range`. Segments may differ in length.
+        segment has a single step, kept in RAM by pinning the buffer it was read into, for its
+        reversal (:meth:`_reverse_range`). Segments may differ in length.
         """
         prefetch = isinstance(self, AsyncMultistage)
         splits: dict[int, int] = {}  # one memo of binomial decisions for every segment
