@@ -243,13 +243,13 @@ class Checkpointer:
         Plan over pairs of steps (:class:`amcheck.schedules.Paired`: one state serves reverse
         steps t and t - 1): ``None`` (default) when the reverse operator declares
         ``reverse_from_next = True`` (see :class:`amcheck.ReverseOperator`), ``n_steps >= 3``
-        is known and ``strategy`` is a name, or ``n_steps=None`` and a disk strategy reverses
-        each segment over pairs (``pairs=True`` of :class:`~amcheck.schedules.AsyncMultistage`);
-        ``False`` never (e.g. to check the declaration:
-        the results must be bitwise the same; a :class:`~amcheck.schedules.Paired` instance as
-        ``strategy`` is then refused); ``True`` as ``None``, but an ``InvalidArgumentError``
-        where pairs cannot be planned (no declaration, a Schedule instance, ``n_steps=None``
-        in RAM only; below 3 steps pairs change nothing). Steps, intervals and counts stay real
+        is known and ``strategy`` is a name; with ``n_steps=None`` the disk strategies reverse
+        each segment over pairs (``pairs=True`` of :class:`~amcheck.schedules.AsyncMultistage`)
+        and store-all keeps only the odd states and the latest even one; ``False`` never (e.g.
+        to check the declaration: the results must be bitwise the same; a
+        :class:`~amcheck.schedules.Paired` instance as ``strategy`` is then refused); ``True``
+        as ``None``, but an ``InvalidArgumentError`` where pairs cannot be planned (no
+        declaration, a Schedule instance; below 3 known steps pairs change nothing). Steps, intervals and counts stay real
         steps; with a known n ``interval`` is rounded up to whole pairs.
 
     Raises
@@ -339,15 +339,12 @@ class Checkpointer:
                    "allow: it does not declare reverse_from_next = True")
                 + "; pass its inner schedule (strategy.inner) to run step by step")
         # n_steps=None: the disk strategies pair the steps inside each segment, whose length is
-        # known when it is reversed; store-all of an unknown length keeps every state.
-        unknown_pairs = (n is None and from_next and pairs is not False and disk is not None
-                         and strategy in ("auto", "two_level", "async_multistage"))
+        # known when it is reversed; store-all keeps the odd states and the latest even one.
+        unknown_pairs = n is None and from_next and pairs is not False and isinstance(strategy, str)
         if pairs:
             why = ("the reverse operator does not declare reverse_from_next = True"
                    if not from_next else "strategy is a Schedule instance (it runs as planned)"
-                   if not isinstance(strategy, str) else
-                   "n_steps is None and the strategy keeps its states in RAM (pairs need a known "
-                   "n_steps, or a disk strategy)" if n is None and not unknown_pairs else None)
+                   if not isinstance(strategy, str) else None)
             if why is not None:
                 raise InvalidArgumentError(
                     f"pairs=True cannot plan over pairs of steps: {why}; leave pairs=None to "

@@ -18,7 +18,8 @@ pinned checkpoints, the current state, x_n, prefetch targets).
    recompute factor no longer grows with n.
 
 For an unknown length (``n_steps=None``) without a disk tier, ``"store_all"`` keeps every state
-until the budget is full (a clear :class:`~amcheck.BudgetError` if the sequence runs longer); with
+(with pairs of steps the odd ones and the latest even one) until the budget is full (a clear
+:class:`~amcheck.BudgetError` if the sequence runs longer); with
 a disk tier ``"auto"`` picks ``"async_multistage"``.
 
 The default ``interval`` of the disk strategies (:func:`default_interval`) is ``slots + 1``: the
@@ -124,44 +125,79 @@ class GrowingStoreAll(Schedule):
     ``slots`` are taken. Memory: ``slots`` checkpoints plus one buffer (the state being computed,
     then x_n).
 
+    With ``pairs`` (a reverse operator that declares ``reverse_from_next``) it keeps every odd
+    state and only the latest even one: whichever n turns out to be, x_s serves reverse steps
+    s and s - 1 for every odd s < n, and when n is odd, the even x_{n-1} serves step n - 1
+    alone. So about twice as many steps fit in the same slots.
+
     Parameters
     ----------
     slots
-        RAM checkpoints at most, ``>= 1``; the longest sequence it can reverse has ``slots`` steps.
+        RAM checkpoints at most, ``>= 1``; the longest sequence it can reverse has ``slots`` steps
+        (``2 slots - 1`` with pairs).
     ram_message
         Describes the budget in the error message (e.g. ``"ram='1 GiB'"``).
+    pairs
+        Keep the states that pairs of steps need (above).
     """
 
-    def __init__(self, slots: int, ram_message: str = "the RAM budget") -> None:
+    def __init__(self, slots: int, ram_message: str = "the RAM budget", *,
+                 pairs: bool = False) -> None:
         self.n_steps: int | None = None
         self.slots = slots
         self._ram_message = ram_message
+        #: Reverse step t may run from x_{t+1} (``simulate`` and the engine read this).
+        self.reverse_from_next = pairs
 
     def __repr__(self) -> str:
-        return f"GrowingStoreAll(slots={self.slots})"
+        pairs = ", pairs=True" if self.reverse_from_next else ""
+        return f"GrowingStoreAll(slots={self.slots}{pairs})"
 
     @property
     def capacity(self) -> Mapping[TierName, int | None]:
         return {"ram": self.slots, "disk": 0}
 
     def forward(self) -> Iterator[Action]:
-        """Save x_t and advance one step, for t = 0, 1, … until the operator ends the sequence."""
+        """Save x_t and advance one step, for t = 0, 1, … until the operator ends the sequence
+        (with pairs, an even x_t replaces the previous even one)."""
+        pairs = self.reverse_from_next
+        held = 0
         for t in count():
-            if t >= self.slots:
+            if pairs and t >= 2 and t % 2 == 0:
+                yield Free(t - 2, RAM)
+                held -= 1
+            if held >= self.slots:
                 raise BudgetError(
-                    f"the sequence did not end within {self.slots} steps, the most that "
+                    f"the sequence did not end within {t} steps, the most that "
                     f"{self._ram_message} can store with strategy 'store_all' and n_steps=None; "
                     "raise ram, pass n_steps (then 'revolve' fits any budget), or give a disk tier"
                 )
             yield Save(t, RAM)
+            held += 1
             yield Advance(t, t + 1)
 
     def reverse(self, n_steps: int) -> Iterator[Action]:
-        """Load, reverse and free x_t for t = n-1 … 0."""
-        for t in range(n_steps - 1, -1, -1):
-            yield Load(t, RAM)
-            yield Reverse(t)
-            yield Free(t, RAM)
+        """Load, reverse and free x_t for t = n-1 … 0 (with pairs, x_s for reverse steps s and
+        s - 1, s odd)."""
+        if not self.reverse_from_next:
+            for t in range(n_steps - 1, -1, -1):
+                yield Load(t, RAM)
+                yield Reverse(t)
+                yield Free(t, RAM)
+            yield End()
+            return
+        top = n_steps - 1
+        if top % 2 == 0:  # n odd: the latest even state is x_{n-1}, for step n - 1 alone
+            yield Load(top, RAM)
+            yield Reverse(top)
+            yield Free(top, RAM)
+        elif top >= 1:  # n even: the latest even state, x_{n-2}, is not needed
+            yield Free(top - 1, RAM)
+        for s in range(top - 1 if top % 2 == 0 else top, 0, -2):
+            yield Load(s, RAM)
+            yield Reverse(s)
+            yield Reverse(s - 1)
+            yield Free(s, RAM)
         yield End()
 
 
@@ -311,7 +347,8 @@ def plan(
     the strategy writes to disk; ``disk_slots`` bounds the disk checkpoints held at once.
     ``pairs`` (``n_steps=None`` only): the disk strategies reverse each segment over pairs of
     steps (``pairs=True`` of :class:`~amcheck.schedules.AsyncMultistage`), their default interval
-    ``2 slots + 1``, the longest segment whose pairs the slots hold all at once.
+    ``2 slots + 1``, the longest segment whose pairs the slots hold all at once; store-all keeps
+    only the states pairs need (:class:`GrowingStoreAll`).
 
     Raises
     ------
@@ -404,7 +441,8 @@ def plan(
             if slots < 1:
                 raise _need(name, 2, slot_nbytes, budget, "n_steps=None: x_0 and x_1")
             message = f"ram={budget} bytes ({format_bytes(budget)})"
-            return Plan(name, lambda: GrowingStoreAll(slots, message), slots + 1, slots=slots)
+            return Plan(name, lambda: GrowingStoreAll(slots, message, pairs=pairs), slots + 1,
+                        slots=slots)
         known = n_steps
         buffers = n_steps + 1 if n_steps + 1 > fit else _buffers(StoreAll(n_steps))[0]
         if buffers > fit:

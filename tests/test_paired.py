@@ -229,11 +229,27 @@ def test_pairs_only_for_an_unknown_length_on_a_two_level_schedule() -> None:
     assert repr(TwoLevel(None, 3, 4, pairs=True)).endswith("pairs=True)")
 
 
-def test_not_paired_without_a_known_length_or_with_a_schedule(tmp_path: Path) -> None:
-    op = Seen()
-    with amcheck.Checkpointer(leapfrog, op, x0(), None, ram="64 MiB") as ckp:
-        assert not isinstance(ckp.schedule, Paired)
-        assert not getattr(ckp.schedule, "reverse_from_next", False)  # store-all keeps every state
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8, 9])
+def test_unknown_length_store_all_keeps_what_pairs_need(n: int) -> None:
+    """RAM only, n_steps=None: the odd states and the latest even one, whatever n turns out
+    to be; about twice the steps in the same slots."""
+    slots = 5  # with pairs up to 2 * 5 - 1 = 9 steps; step by step up to 5
+    for op in (Seen(), Plain()):
+        fits = n <= (2 * slots - 1 if type(op) is Seen else slots)
+        with amcheck.Checkpointer(ending(n), op, x0(), None, ram=(slots + 1) * SLOT) as ckp:
+            assert ckp.schedule.reverse_from_next is (type(op) is Seen)  # type: ignore[attr-defined]
+            if not fits:
+                with pytest.raises(amcheck.BudgetError, match=f"did not end within {slots} steps"):
+                    ckp.forward()
+                continue
+            ckp.forward()
+            ckp.reverse()
+            assert ckp.stats.forward_steps == n  # nothing recomputed
+            assert ckp.stats.peak_ram_bytes <= (slots + 1) * SLOT
+        assert op.seen == reference(n)
+
+
+def test_not_paired_with_a_schedule(tmp_path: Path) -> None:
     schedule = Revolve(10, 3)
     _, _, used = run(10, tmp_path, strategy=schedule, ram="64 MiB")
     assert used is schedule
@@ -282,7 +298,6 @@ def test_pairs_false_plans_step_by_step(tmp_path: Path) -> None:
     ("operator", "n", "strategy", "why"),
     [
         (Plain, 10, "auto", "does not declare reverse_from_next"),
-        (Seen, None, "auto", "n_steps is None and the strategy keeps its states in RAM"),
         (Seen, 10, "schedule", "Schedule instance"),
     ],
 )
