@@ -229,17 +229,18 @@ def test_pairs_only_for_an_unknown_length_on_a_two_level_schedule() -> None:
     assert repr(TwoLevel(None, 3, 4, pairs=True)).endswith("pairs=True)")
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8, 9])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 8, 9, 10])
 def test_unknown_length_store_all_keeps_what_pairs_need(n: int) -> None:
     """RAM only, n_steps=None: the odd states and the latest even one, whatever n turns out
     to be; about twice the steps in the same slots."""
     slots = 5  # with pairs up to 2 * 5 - 1 = 9 steps; step by step up to 5
     for op in (Seen(), Plain()):
-        fits = n <= (2 * slots - 1 if type(op) is Seen else slots)
+        limit = 2 * slots - 1 if type(op) is Seen else slots
+        fits = n <= limit
         with amcheck.Checkpointer(ending(n), op, x0(), None, ram=(slots + 1) * SLOT) as ckp:
             assert ckp.schedule.reverse_from_next is (type(op) is Seen)  # type: ignore[attr-defined]
             if not fits:
-                with pytest.raises(amcheck.BudgetError, match=f"did not end within {slots} steps"):
+                with pytest.raises(amcheck.BudgetError, match=f"did not end within {limit} steps"):
                     ckp.forward()
                 continue
             ckp.forward()
