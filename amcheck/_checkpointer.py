@@ -198,10 +198,11 @@ class Checkpointer:
     interval
         Steps k between disk checkpoints for ``"two_level"`` and ``"async_multistage"``: disk
         traffic is one state per k steps, the recompute factor ``1 + T(k, slots)/k``. ``None``
-        (default) is automatic for ``"async_multistage"``: k starts at ``slots + 1`` and an
+        (default) is automatic for ``"async_multistage"``: k starts at ``slots + 1`` (``2 slots
+        + 1`` over pairs of steps with ``n_steps=None``) and an
         :class:`~amcheck.IntervalController` moves it during the forward sweep to the smallest
         k whose compute time covers one checkpoint write, from the step and write times the
-        engine measures (see docs/api.md, "The interval"). ``"two_level"`` keeps ``slots + 1``.
+        engine measures (see docs/api.md, "The interval"). ``"two_level"`` keeps that start.
     compression
         Codec for a disk tier amcheck creates (``disk`` a path or a zarr store): ``None`` (raw),
         ``"blosc"``, ``"zstd"``, ``"zfp:tol=1e-4"``, ... (see
@@ -337,7 +338,9 @@ class Checkpointer:
                 f"strategy {strategy!r} runs reverse step t from x_{{t+1}}, which "
                 + ("pairs=False rules out" if from_next else "the reverse operator does not "
                    "allow: it does not declare reverse_from_next = True")
-                + "; pass its inner schedule (strategy.inner) to run step by step")
+                + ("; pass its inner schedule (strategy.inner) to run step by step"
+                   if isinstance(strategy, Paired) else
+                   "; build it without pairs=True to run step by step"))
         # n_steps=None: the disk strategies pair the steps inside each segment, whose length is
         # known when it is reversed; store-all keeps the odd states and the latest even one.
         unknown_pairs = n is None and from_next and pairs is not False and isinstance(strategy, str)

@@ -78,7 +78,8 @@ class ReverseOperator(Protocol):
     same level. With a known ``n_steps >= 3`` and a strategy given by name, the Checkpointer then
     plans over pairs of steps (:class:`amcheck.schedules.Paired`): one state serves two reverse
     steps, so store-all keeps about half the states, and the other strategies restore half as
-    often and recompute less. A false declaration gives wrong adjoints: test it once by
+    often and recompute less. With ``n_steps=None`` the disk strategies pair the steps inside
+    each segment and store-all keeps only the states pairs need (see the API guide). A false declaration gives wrong adjoints: test it once by
     comparing a reverse sweep's result with pairs and without (``Checkpointer(...,
     pairs=False)``); they must agree bit for bit.
     """

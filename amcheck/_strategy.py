@@ -18,7 +18,7 @@ pinned checkpoints, the current state, x_n, prefetch targets).
    recompute factor no longer grows with n.
 
 For an unknown length (``n_steps=None``) without a disk tier, ``"store_all"`` keeps every state
-(with pairs of steps the odd ones and the latest even one) until the budget is full (a clear
+(with pairs of steps the odd ones, and an even one while the advance from it runs) until the budget is full (a clear
 :class:`~amcheck.BudgetError` if the sequence runs longer); with
 a disk tier ``"auto"`` picks ``"async_multistage"``.
 
@@ -126,15 +126,16 @@ class GrowingStoreAll(Schedule):
     then x_n).
 
     With ``pairs`` (a reverse operator that declares ``reverse_from_next``) it keeps every odd
-    state and only the latest even one: whichever n turns out to be, x_s serves reverse steps
-    s and s - 1 for every odd s < n, and when n is odd, the even x_{n-1} serves step n - 1
-    alone. So about twice as many steps fit in the same slots.
+    state and an even one only while the advance from it runs: whichever n turns out to be, x_s
+    serves reverse steps s and s - 1 for every odd s < n, and when n is odd, the even x_{n-1}
+    (the advance from it ended the sequence) serves step n - 1 alone. So twice as many steps
+    fit in the same slots.
 
     Parameters
     ----------
     slots
         RAM checkpoints at most, ``>= 1``; the longest sequence it can reverse has ``slots`` steps
-        (``2 slots - 1`` with pairs).
+        (``2 slots`` with pairs).
     ram_message
         Describes the budget in the error message (e.g. ``"ram='1 GiB'"``).
     pairs
@@ -159,12 +160,13 @@ class GrowingStoreAll(Schedule):
 
     def forward(self) -> Iterator[Action]:
         """Save x_t and advance one step, for t = 0, 1, … until the operator ends the sequence
-        (with pairs, an even x_t replaces the previous even one)."""
+        (with pairs, an even x_t is freed as soon as the advance from it did not end it: x_t can
+        then no longer be x_{n-1})."""
         pairs = self.reverse_from_next
         held = 0
         for t in count():
-            if pairs and t >= 2 and t % 2 == 0:
-                yield Free(t - 2, RAM)
+            if pairs and t % 2 == 1:
+                yield Free(t - 1, RAM)
                 held -= 1
             if held >= self.slots:
                 raise BudgetError(
@@ -178,7 +180,7 @@ class GrowingStoreAll(Schedule):
 
     def reverse(self, n_steps: int) -> Iterator[Action]:
         """Load, reverse and free x_t for t = n-1 … 0 (with pairs, x_s for reverse steps s and
-        s - 1, s odd)."""
+        s - 1, s odd, after x_{n-1} for step n - 1 alone when n is odd)."""
         if not self.reverse_from_next:
             for t in range(n_steps - 1, -1, -1):
                 yield Load(t, RAM)
@@ -187,13 +189,12 @@ class GrowingStoreAll(Schedule):
             yield End()
             return
         top = n_steps - 1
-        if top % 2 == 0:  # n odd: the latest even state is x_{n-1}, for step n - 1 alone
+        if top % 2 == 0:  # n odd: the advance from the even x_{n-1} ended the sequence
             yield Load(top, RAM)
             yield Reverse(top)
             yield Free(top, RAM)
-        elif top >= 1:  # n even: the latest even state, x_{n-2}, is not needed
-            yield Free(top - 1, RAM)
-        for s in range(top - 1 if top % 2 == 0 else top, 0, -2):
+            top -= 1
+        for s in range(top, 0, -2):
             yield Load(s, RAM)
             yield Reverse(s)
             yield Reverse(s - 1)

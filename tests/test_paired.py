@@ -221,21 +221,25 @@ def test_unknown_length_default_interval_holds_a_segment_of_pairs(tmp_path: Path
         assert schedule.interval == 2 * schedule.slots + 1  # type: ignore[attr-defined]
 
 
-def test_pairs_only_for_an_unknown_length_on_a_two_level_schedule() -> None:
+def test_pairs_only_for_an_unknown_length_on_a_two_level_schedule(tmp_path: Path) -> None:
     with pytest.raises(amcheck.InvalidArgumentError, match="pairs=True applies to an unknown"):
         AsyncMultistage(10, 3, 4, pairs=True)
+    for op, pairs in ((Plain(), None), (Seen(), False)):  # a paired instance it cannot run
+        with pytest.raises(amcheck.InvalidArgumentError, match="build it without pairs=True"):
+            amcheck.Checkpointer(ending(37), op, x0(), None, disk=tmp_path, ram=20 * SLOT,
+                                 strategy=AsyncMultistage(None, 3, 9, pairs=True), pairs=pairs)
     with pytest.raises(amcheck.ArgumentTypeError, match="pairs"):
         TwoLevel(None, 3, 4, pairs=1)  # type: ignore[arg-type]
     assert repr(TwoLevel(None, 3, 4, pairs=True)).endswith("pairs=True)")
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 8, 9, 10])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 9, 10, 11])
 def test_unknown_length_store_all_keeps_what_pairs_need(n: int) -> None:
-    """RAM only, n_steps=None: the odd states and the latest even one, whatever n turns out
-    to be; about twice the steps in the same slots."""
-    slots = 5  # with pairs up to 2 * 5 - 1 = 9 steps; step by step up to 5
+    """RAM only, n_steps=None: the odd states, and an even one while the advance from it
+    runs, whatever n turns out to be; twice the steps in the same slots."""
+    slots = 5  # with pairs up to 2 * 5 = 10 steps; step by step up to 5
     for op in (Seen(), Plain()):
-        limit = 2 * slots - 1 if type(op) is Seen else slots
+        limit = 2 * slots if type(op) is Seen else slots
         fits = n <= limit
         with amcheck.Checkpointer(ending(n), op, x0(), None, ram=(slots + 1) * SLOT) as ckp:
             assert ckp.schedule.reverse_from_next is (type(op) is Seen)  # type: ignore[attr-defined]
