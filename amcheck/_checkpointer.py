@@ -246,12 +246,13 @@ class Checkpointer:
         ``reverse_from_next = True`` (see :class:`amcheck.ReverseOperator`), ``n_steps >= 3``
         is known and ``strategy`` is a name; with ``n_steps=None`` the disk strategies reverse
         each segment over pairs (``pairs=True`` of :class:`~amcheck.schedules.AsyncMultistage`)
-        and store-all keeps only the odd states and the latest even one; ``False`` never (e.g.
-        to check the declaration: the results must be bitwise the same; a
+        and store-all keeps the odd states and an even one only while the advance from it runs;
+        ``False`` never (e.g. to check the declaration: the results must be bitwise the same; a
         :class:`~amcheck.schedules.Paired` instance as ``strategy`` is then refused); ``True``
         as ``None``, but an ``InvalidArgumentError`` where pairs cannot be planned (no
-        declaration, a Schedule instance; below 3 known steps pairs change nothing). Steps, intervals and counts stay real
-        steps; with a known n ``interval`` is rounded up to whole pairs.
+        declaration, a Schedule instance; below 3 known steps pairs change nothing). Steps,
+        intervals and counts stay real steps; with a known n ``interval`` is rounded up to
+        whole pairs.
 
     Raises
     ------
@@ -341,9 +342,11 @@ class Checkpointer:
                 + ("; pass its inner schedule (strategy.inner) to run step by step"
                    if isinstance(strategy, Paired) else
                    "; build it without pairs=True to run step by step"))
-        # n_steps=None: the disk strategies pair the steps inside each segment, whose length is
-        # known when it is reversed; store-all keeps the odd states and the latest even one.
-        unknown_pairs = n is None and from_next and pairs is not False and isinstance(strategy, str)
+        # Pairs of steps: a known n >= 3 plans over Paired.pairs(n) macro steps (paired_n);
+        # n_steps=None pairs inside each disk segment, whose length is known when it is
+        # reversed, and store-all keeps what pairs need (unknown_pairs).
+        want_pairs = from_next and pairs is not False and isinstance(strategy, str)
+        unknown_pairs = want_pairs and n is None
         if pairs:
             why = ("the reverse operator does not declare reverse_from_next = True"
                    if not from_next else "strategy is a Schedule instance (it runs as planned)"
@@ -353,12 +356,9 @@ class Checkpointer:
                     f"pairs=True cannot plan over pairs of steps: {why}; leave pairs=None to "
                     "use them where they apply")
         tier = self._tier(disk, compression, spec)  # after the checks: it may create a folder
-        # n when planning over pairs of steps (amcheck.schedules.Paired): the reverse operator
-        # may read x_{t+1} for step t. An interval that plan() refuses anyway is left whole, for
-        # its message.
+        # An interval that plan() refuses anyway is left whole, for its message.
         paired_n = n if (
-            from_next and pairs is not False and n is not None and n >= 3
-            and isinstance(strategy, str)
+            want_pairs and n is not None and n >= 3
             and not (interval is not None and (tier is None or strategy in ("store_all", "revolve")))
         ) else None
         try:

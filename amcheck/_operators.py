@@ -79,9 +79,9 @@ class ReverseOperator(Protocol):
     plans over pairs of steps (:class:`amcheck.schedules.Paired`): one state serves two reverse
     steps, so store-all keeps about half the states, and the other strategies restore half as
     often and recompute less. With ``n_steps=None`` the disk strategies pair the steps inside
-    each segment and store-all keeps only the states pairs need (see the API guide). A false declaration gives wrong adjoints: test it once by
-    comparing a reverse sweep's result with pairs and without (``Checkpointer(...,
-    pairs=False)``); they must agree bit for bit.
+    each segment and store-all keeps only the states pairs need (see the API guide). A false
+    declaration gives wrong adjoints: test it once by comparing a reverse sweep's result with
+    pairs and without (``Checkpointer(..., pairs=False)``); they must agree bit for bit.
     """
 
     def reverse(self, state: State, t: int) -> None:

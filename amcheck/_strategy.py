@@ -18,17 +18,16 @@ pinned checkpoints, the current state, x_n, prefetch targets).
    recompute factor no longer grows with n.
 
 For an unknown length (``n_steps=None``) without a disk tier, ``"store_all"`` keeps every state
-(with pairs of steps the odd ones, and an even one while the advance from it runs) until the budget is full (a clear
-:class:`~amcheck.BudgetError` if the sequence runs longer); with
-a disk tier ``"auto"`` picks ``"async_multistage"``.
+(with pairs of steps the odd ones, and an even one while the advance from it runs) until the
+budget is full (a clear :class:`~amcheck.BudgetError` if the sequence runs longer); with a disk
+tier ``"auto"`` picks ``"async_multistage"``.
 
 The default ``interval`` of the disk strategies (:func:`default_interval`) is ``slots + 1``: the
 longest segment that the RAM slots reverse without running any step more than twice (recompute
 factor ``2 - 1/k``); ``2 slots + 1`` when an unknown-length sweep reverses its segments over
 pairs of steps (``pairs=True``), whose pairs the slots then hold at once. A longer interval
-writes less to disk and recomputes more. With
-``interval=None`` the Checkpointer starts there and lets an
-:class:`~amcheck.IntervalController` move it during the forward sweep.
+writes less to disk and recomputes more. With ``interval=None`` the Checkpointer starts there
+and lets an :class:`~amcheck.IntervalController` move it during the forward sweep.
 
 The disk strategies also need staging buffers: each disk write in flight holds the slot it
 writes from until it is done (zero copy), so the part of the forward sweep that writes to disk

@@ -87,6 +87,7 @@ class Paired(Schedule):
         self._n: int = self.n_steps
         self._odd = n_steps % 2
         self._pairs = pairs
+        self._step = _macro_steps(0, n_steps)
 
     @staticmethod
     def pairs(n_steps: int) -> int:
@@ -109,11 +110,7 @@ class Paired(Schedule):
 
     def step(self, macro: int) -> int:
         """The real step of macro state ``macro``, a(macro)."""
-        if macro <= 0:
-            return 0
-        if macro >= self._pairs:
-            return self._n
-        return 2 * macro - 1 + self._odd
+        return self._step(macro)
 
     def __repr__(self) -> str:
         return f"Paired({self.inner!r}, n_steps={self.n_steps})"
@@ -150,7 +147,7 @@ class Paired(Schedule):
         return Paired(self.inner.replay(), self._n)  # type: ignore[attr-defined]
 
     def forward(self) -> Iterator[Action]:
-        step = self.step
+        step = self._step
         for action in self.inner.forward():
             yield _real(action, step)
 
@@ -159,7 +156,7 @@ class Paired(Schedule):
             raise InvalidArgumentError(
                 f"{self!r} was planned for n_steps={self.n_steps}, not {n_steps}"
             )
-        yield from _on_real_steps(self.inner.reverse(self._pairs), self.step, self._odd)
+        yield from _on_real_steps(self.inner.reverse(self._pairs), self._step, self._odd)
 
 
 def paired_reverse_range(start: int, end: int, slots: int, *,
@@ -176,17 +173,24 @@ def paired_reverse_range(start: int, end: int, slots: int, *,
     segments' lengths are known when they are reversed (``pairs=True``).
     """
     m = end - start
+    actions = reverse_range(0, Paired.pairs(m), slots, splits=splits)
+    yield from _on_real_steps(actions, _macro_steps(start, m), m % 2)
+
+
+def _macro_steps(start: int, m: int) -> Callable[[int], int]:
+    """The real step of each macro state of the m steps from ``start``: a(0) = start, then
+    every other step up to start + m - 1, and a(pairs(m)) = start + m (:class:`Paired`)."""
     pairs = Paired.pairs(m)
-    odd = m % 2
+    first = start - 1 + m % 2  # a(M) = first + 2M for 0 < M < pairs
 
     def step(macro: int) -> int:
         if macro <= 0:
             return start
         if macro >= pairs:
-            return end
-        return start + 2 * macro - 1 + odd
+            return start + m
+        return first + 2 * macro
 
-    yield from _on_real_steps(reverse_range(0, pairs, slots, splits=splits), step, odd)
+    return step
 
 
 def _on_real_steps(actions: Iterable[Action], step: Callable[[int], int], odd: int
