@@ -7,7 +7,7 @@ runs beside the user's kernels. On a small machine that costs the kernels either
 numba kernel with a barrier every step stalls whenever the transfer thread (or anything else)
 preempts one of its threads, while one thread fewer leaves a core to the I/O and idle the rest
 of the time. Which wins depends on the kernel and on what else runs, not on the machine alone.
-Measured on 2 cores (docs/benchmarks.md, "Cores, and the default"): with numba's 2 threads, a
+Measured on 2 cores (docs/benchmarks.md, "Cores"): with numba's 2 threads, a
 3-D order-8 FWI gradient on disk (``benchmarks/fwi_threads.py``) and the whole sweep of the load
 of ``benchmarks/long_sequences.py`` ran 1.49x faster than with a core always left to I/O, the
 default until then; with a busy process beside the latter, all threads ran 1.5x slower than one

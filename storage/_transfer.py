@@ -11,7 +11,7 @@ aiofiles' ``run_in_executor`` / ``to_thread`` calls) run in two bounded thread p
 - ``io_threads`` threads (``amcheck-io_N``), the loop's default executor, run blocking file I/O.
   They mostly wait for the disk (direct I/O costs little CPU), and small checkpoints need
   several writes at once to keep the disk busy: with 1 MB checkpoints in one file each, four
-  I/O threads wrote 1.3-1.4 GB/s here where two wrote 1.0-1.1 GB/s (see docs/benchmarks.md).
+  I/O threads wrote 1.3-1.4 GB/s here where two wrote 1.0-1.1 GB/s (see docs/benchmark-history.md).
 
 Submitting does not wake the loop from the caller's thread: the caller puts the transfer into a
 queue and goes on, and a small thread (``amcheck-transfer-submit``) hands it to the loop. Woken

@@ -37,13 +37,28 @@ def test_reference_lists_exactly_the_public_names(package: str) -> None:
     assert listed - public == set(), f"stale in docs/reference.md: {sorted(listed - public)}"
 
 
+def _anchors(page: Path) -> set[str]:
+    """The ids mkdocs gives the headings of ``page`` (Python-Markdown's toc slugify)."""
+    anchors, fenced = set(), False
+    for line in page.read_text().splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and (match := re.match(r"#{1,6} (.+)", line)):
+            slug = re.sub(r"[^\w\s-]", "", match[1].encode("ascii", "ignore").decode())
+            anchors.add(re.sub(r"[-\s]+", "-", slug.strip().lower()))
+    return anchors
+
+
 def test_relative_links_resolve() -> None:
     for page in sorted(DOCS.glob("*.md")) + [DOCS.parent / "README.md"]:
         text = page.read_text()
-        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", text):
             if "://" in target or target.startswith("mailto:"):
                 continue
-            assert (page.parent / target).exists(), f"{page.name}: broken link {target}"
+            linked = page.parent / target if target else page
+            assert linked.exists(), f"{page.name}: broken link {target}"
+            if anchor and linked.suffix == ".md":
+                assert anchor in _anchors(linked), f"{page.name}: no heading {target}#{anchor}"
 
 
 def _table_after(heading: str) -> list[list[str]]:

@@ -25,7 +25,7 @@ down: the two-level schedules use it for each segment of an unknown-length sweep
 whose n, and so whose pairs overall, is unknown until the forward sweep ends.
 
 Measured (docs/benchmarks.md, "Pairs of steps"): the long-sequences load, async multistage with a
-disk checkpoint every 50 steps, n = 10^4: 9.54 s against 11.31 s; an FWI gradient with Revolve
+disk checkpoint every 50 steps, n = 10^4: 8.91 s against 10.56 s; an FWI gradient with Revolve
 (3-D 100^3, 370 steps): 1.27x faster.
 """
 
