@@ -131,8 +131,13 @@ def parse_bytes(value: ByteSize, name: str = "budget") -> int:
     if unit not in _UNITS:
         raise InvalidArgumentError(
             f"{name} has an unknown unit {match.group(2)!r} in {value!r}; "
-            "allowed: B, kB, MB, GB, TB, KiB, MiB, GiB, TiB, or %"
+            "allowed: B, kB, MB, GB, TB (powers of 10), KiB, MiB, GiB, TiB or K, M, G, T (powers "
+            "of 2), or %"
         )
+    if unit in ("", "b") and not number.is_integer():
+        raise InvalidArgumentError(
+            f"{name} must be a whole number of bytes, got {value!r}; a fraction needs a larger "
+            "unit, such as '1.5 GiB'")
     nbytes = number * _UNITS[unit]
     if not math.isfinite(nbytes):
         raise InvalidArgumentError(

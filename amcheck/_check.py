@@ -110,13 +110,16 @@ def check_operator(forward: object, initial_state: Mapping[str, np.ndarray], ste
         differ = first != second
         if not differ.any():
             continue
-        # Bytes still holding each buffer's own garbage were never written; others differ
-        # because the result depends on what dst held, or on something else that changes.
-        kept = int(np.count_nonzero(differ & (first == _GARBAGE[0]) & (second == _GARBAGE[1])))
+        # Elements still holding each buffer's own garbage, every byte of them, were never
+        # written (a computed value matches garbage in a byte or two by chance, not in all);
+        # others differ because the result depends on what dst held, or on something else.
+        itemsize = max(np.dtype(spec[name].dtype).itemsize, 1)
+        kept = int(np.count_nonzero(((first == _GARBAGE[0]) & (second == _GARBAGE[1]))
+                                    .reshape(-1, itemsize).all(axis=1)))
         if kept:
             raise OperatorError(
                 f"check_operator: an out-of-place advance(src, dst, 0, {steps}) leaves {kept} "
-                f"bytes of dst[{name!r}] as they were (two runs into buffers of different "
+                f"element{'s' if kept != 1 else ''} of dst[{name!r}] as they were (two runs into buffers of different "
                 "garbage disagree): write every element of every field of dst"
             )
         repeat = garbage(_GARBAGE[0])  # into the first one's garbage: tells why they differ

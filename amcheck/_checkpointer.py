@@ -58,7 +58,7 @@ from amcheck._stats import Stats, StatsRecorder
 from amcheck._strategy import STRATEGIES, Plan, paired, plan, slot_size
 from amcheck._timeline import Timeline
 from amcheck._validate import check_bool, check_int, check_optional_int
-from amcheck.schedules import AsyncMultistage, Paired, Schedule, TwoLevel
+from amcheck.schedules import AsyncMultistage, Paired, Schedule, TwoLevel, disk_interval_floor
 from amcheck.storage import RamTier, Tier
 from amcheck.storage._users import OpenUsers
 
@@ -167,7 +167,7 @@ class Checkpointer:
         sequence ends (run to convergence; see :class:`amcheck.ForwardOperator`).
     ram
         Bytes amcheck may allocate for states: an ``int`` or a string such as ``"2 GiB"`` or
-        ``"25%"`` (of physical memory). It bounds every buffer the engine holds: checkpoint
+        ``"25%"`` (of physical memory; the default). It bounds every buffer the engine holds: checkpoint
         slots, the current state, x_n and, with a disk, ``max_in_flight`` staging buffers (in
         the forward sweep; the reverse sweep writes nothing and uses them as checkpoint slots).
         Only what the chosen schedule needs is allocated (``stats.ram_pool_bytes``), once, when
@@ -175,8 +175,8 @@ class Checkpointer:
     disk
         Where disk checkpoints go, or ``None`` (RAM only):
 
-        - a directory path (``str`` or ``os.PathLike``): amcheck creates a
-          :class:`~amcheck.storage.ZarrTier` there with ``compression``, in a fresh
+        - a directory path (``str`` or ``os.PathLike``; ``~`` is the home directory): amcheck
+          creates a :class:`~amcheck.storage.ZarrTier` there with ``compression``, in a fresh
           ``amcheck-*`` subdirectory (the directory and its parents are created if missing),
           and removes what it created on ``close()`` (the directories it made, while empty).
           The subdirectory is locked while the Checkpointer is open (a lock file inside it,
@@ -192,14 +192,17 @@ class Checkpointer:
           the tier.
     strategy
         ``"auto"`` (default): ``"store_all"`` when all states fit ``ram``, else ``"revolve"``
-        with the most slots that fit when ``disk`` is ``None``, else ``"async_multistage"``.
+        with the most slots that fit when ``disk`` is ``None``, or with a disk when n is known
+        and Revolve recomputes no more than ``"async_multistage"`` would in the same RAM (n up
+        to about R²/2 for R states of RAM, R² over pairs), else ``"async_multistage"``.
         Or one of those names, ``"two_level"``, or an :class:`amcheck.schedules.Schedule`
         planned for ``n_steps``. The rules are in :mod:`amcheck._strategy`.
     interval
         Steps k between disk checkpoints for ``"two_level"`` and ``"async_multistage"``: disk
         traffic is one state per k steps, the recompute factor ``1 + T(k, slots)/k``. ``None``
-        (default) is automatic for ``"async_multistage"``: k starts at ``slots + 1`` (``2 slots
-        + 1`` over pairs of steps with ``n_steps=None``) and an
+        (default) is automatic for ``"async_multistage"``: k starts at ``slots + 1`` (over pairs
+        of steps ``slots + 1`` pairs, ``2 (slots + 1)`` steps, with a known n, and ``2 slots +
+        1`` steps with ``n_steps=None``) and an
         :class:`~amcheck.IntervalController` moves it during the forward sweep to the smallest
         k whose compute time covers one checkpoint write, from the step and write times the
         engine measures (see docs/api.md, "The interval"). ``"two_level"`` keeps that start.
@@ -226,7 +229,8 @@ class Checkpointer:
         when all are busy the compute thread waits for the oldest (back-pressure, recorded as a
         ``"wait"`` on the timeline and in ``stats.stall_seconds``).
     compute_threads
-        numba threads for the user's kernels during sweeps with disk traffic: ``None`` (auto:
+        numba threads for the user's kernels during sweeps with disk traffic: ``None`` (default,
+        auto:
         measured; after 2 advances the forward sweep times 3 on one thread fewer than numba's
         count, which leaves a core to the transfer thread, and the next 3 on all, the reverse
         sweep (from its start) windows of 8 reverse steps likewise; the sweep goes on with the
@@ -239,7 +243,7 @@ class Checkpointer:
         has imported numba; amcheck never imports it. Why: see :mod:`amcheck._cores`.
     timeline
         Record a :class:`amcheck.Timeline` of compute, reverse, transfer and wait events
-        (about a microsecond per event).
+        (default ``True``; about a microsecond per event).
     pairs
         Plan over pairs of steps (:class:`amcheck.schedules.Paired`: one state serves reverse
         steps t and t - 1): ``None`` (default) when the reverse operator declares
@@ -262,15 +266,20 @@ class Checkpointer:
         store or a Tier.
     InvalidArgumentError
         ``n_steps < 1``; a state array is not C-contiguous; a disk strategy without ``disk``;
-        a schedule planned for another length; ``disk`` has another state spec;
+        a schedule planned for another length; ``interval`` with ``"store_all"``,
+        ``"revolve"`` or a Schedule instance; ``disk`` a URL string (give a zarr store), a Tier
+        of another state spec, one that holds checkpoints or serves another open Checkpointer;
         ``compression`` or ``disk_budget`` without a disk amcheck can apply them to;
         ``pairs=True`` where pairs of steps cannot be planned (the message says why).
     BudgetError
         ``ram`` is below what the strategy needs (staging buffers included), or ``disk_budget``
         below one checkpoint; the message says how many bytes are needed.
     StoreLockedError
-        ``disk`` is a zarr ``LocalStore`` that another ZarrTier (of this or another process)
-        has open.
+        ``disk`` is a zarr ``LocalStore`` that a ZarrTier of another process has open (one of
+        this process: InvalidArgumentError).
+    StoreMismatchError
+        ``disk`` is a zarr store that holds checkpoints of another state spec or compression,
+        or other data.
 
     Warns
     -----
@@ -332,7 +341,11 @@ class Checkpointer:
         n = self._n_given
         from_next = declares_reverse_from_next(reverse)
         if pairs is not None:
-            pairs = check_bool("pairs", pairs)
+            if not isinstance(pairs, (bool, np.bool_)):
+                raise ArgumentTypeError(
+                    f"pairs must be None (pairs where they apply), True or False, got {pairs!r} "
+                    f"of type {type(pairs).__name__}")
+            pairs = bool(pairs)
         if (isinstance(strategy, Schedule) and getattr(strategy, "reverse_from_next", False) is True
                 and (not from_next or pairs is False)):
             raise InvalidArgumentError(
@@ -384,6 +397,16 @@ class Checkpointer:
                 raise
             if paired_n is not None:
                 self._plan = paired(self._plan, paired_n)
+            if interval is not None and n is not None and self._plan.interval is not None:
+                units = Paired.pairs(paired_n) if paired_n is not None else n
+                k = interval if paired_n is None else Paired.interval_pairs(interval, paired_n)
+                if k < disk_interval_floor(units, disk_slots):
+                    warnings.warn(
+                        f"interval={interval} was raised to {self._plan.interval}: the disk "
+                        f"budget holds {disk_slots} checkpoint{'s' if disk_slots != 1 else ''} of "
+                        f"the state, and {n} steps in "
+                        f"segments of {interval} need more (raise disk_budget, or the tier's "
+                        "own budget, to keep the interval)", UserWarning, stacklevel=2)
             self._spec = spec
             # what the process remembers thread choices and intervals for (amcheck._remember)
             self._workload = (code_name(advance_fn), code_name(reverse_fn), spec,
@@ -536,8 +559,9 @@ class Checkpointer:
                     f"disk={disk!r}: pass a URL as a zarr store (zarr.storage.FsspecStore."
                     "from_url(url)) or a ZarrTier; a str is a local directory"
                 )
-            # Absolute and normalised now, so that a later chdir cannot redirect the removal.
-            root = Path(os.path.abspath(disk))
+            # Absolute and normalised now, so that a later chdir cannot redirect the removal;
+            # "~/scratch" means the home directory's, as in a shell.
+            root = Path(os.path.abspath(os.path.expanduser(disk)))
             if root.exists() and not root.is_dir():
                 raise InvalidArgumentError(f"disk={str(root)!r} exists and is not a directory")
             # Always a subdirectory of its own: other Checkpointers may be given the same path,
@@ -679,21 +703,13 @@ class Checkpointer:
         OperatorError
             An operator raised (chained); the Checkpointer is reset (call ``forward()`` again).
         """
-        if self._phase == "ready":
-            self._check_open()
-            raise SweepStateError(
-                "reverse() needs a forward sweep to reverse: call forward() first "
-                "(after an error the Checkpointer is reset and forward() must run again)"
-            )
-        if self._phase == "reversed" and not self._engine.can_reverse_again:
-            raise SweepStateError(
-                f"strategy {self._plan.name!r} reused the memory of its forward checkpoints "
-                "during the last reverse sweep, so another reverse() needs a new forward() "
-                "first; a strategy that keeps every state ('store_all', with enough ram) can "
-                "reverse several times"
-            )
         _check_progress(progress)
-        self._enter("reverse()")
+        self._enter("reverse()")  # first: a sweep running in another thread is the reason
+        try:
+            self._check_reversible()
+        except SweepStateError:
+            self._busy = False
+            raise
         try:
             schedule = self._schedule
             n = self._engine.n_steps
@@ -852,6 +868,21 @@ class Checkpointer:
     def _check_open(self) -> None:
         if self._phase == "closed":
             raise SweepStateError("this Checkpointer is closed; create a new one")
+
+    def _check_reversible(self) -> None:
+        """Raise SweepStateError unless a forward sweep is there to reverse."""
+        if self._phase == "ready":
+            raise SweepStateError(
+                "reverse() needs a forward sweep to reverse: call forward() first "
+                "(after an error the Checkpointer is reset and forward() must run again)"
+            )
+        if self._phase == "reversed" and not self._engine.can_reverse_again:
+            raise SweepStateError(
+                f"strategy {self._plan.name!r} reused the memory of its forward checkpoints "
+                "during the last reverse sweep, so another reverse() needs a new forward() "
+                "first; a strategy that keeps every state ('store_all', with enough ram) can "
+                "reverse several times"
+            )
 
     def _enter(self, what: str) -> None:
         """Claim the Checkpointer for a sweep or close(): one at a time, checked and claimed

@@ -250,11 +250,10 @@ def _warm_up(size: DemoSize) -> None:
 
 
 def _disk_dir(parent: Path | None) -> Path:
-    """The directory in which each gradient's Checkpointer makes its temporary zarr store."""
-    folder = Path(tempfile.gettempdir()) if parent is None else Path(parent)
-    if not folder.exists():
-        raise InvalidArgumentError(f"--disk must be an existing directory, got {str(folder)!r}")
-    if not folder.is_dir():
+    """The directory in which each gradient's Checkpointer makes its temporary zarr store (it
+    creates a missing one, and removes what it created)."""
+    folder = Path(tempfile.gettempdir()) if parent is None else Path(parent).expanduser()
+    if folder.exists() and not folder.is_dir():
         raise InvalidArgumentError(f"--disk must be a directory, got the file {str(folder)!r}")
     return folder
 
@@ -289,6 +288,8 @@ def _check_config(config: DemoConfig) -> tuple[DemoSize, int, int]:
         raise InvalidArgumentError(
             f"--disk {config.disk} would not be used: strategy revolve keeps every checkpoint "
             "in RAM")
+    if config.strategy != "revolve":
+        _disk_dir(config.disk)  # now, before the report starts
     return size, shots, iterations
 
 

@@ -62,8 +62,9 @@ class StoreMismatchError(AmcheckError):
 
 
 class StoreLockedError(InvalidArgumentError):
-    """A local store is open in another ZarrTier (of this or another process), which holds its
-    lock file; the message names the store and the lock file."""
+    """A local store is open in a ZarrTier of another process, which holds its lock file; the
+    message names the store and the lock file. (A second tier on a store within one process
+    raises :class:`InvalidArgumentError`.)"""
 
 
 class TransferError(AmcheckError, OSError):

@@ -104,8 +104,13 @@ def check_signature(fn: Callable[..., Any], n_args: int, what: str, expected: st
     try:
         signature.bind(*range(n_args))
     except TypeError as exc:
+        # bind()'s words are from the caller's side ("too many positional arguments" means the
+        # function takes too few): say it from the function's
+        reason = ("it takes fewer" if "too many" in str(exc)
+                  else f"it needs more: {exc}" if "missing" in str(exc) else str(exc))
         raise ArgumentTypeError(
-            f"{what} must accept {expected}; its signature is {_describe(fn)} ({exc})"
+            f"{what} must accept {expected}, {n_args} positional arguments; its signature is "
+            f"{_describe(fn)}: {reason}"
         ) from None
 
 

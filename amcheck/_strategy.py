@@ -11,8 +11,8 @@ pinned checkpoints, the current state, x_n, prefetch targets).
 2. ``"revolve"`` with the most RAM slots the budget holds when there is no disk tier (binomial
    checkpointing, the fewest recomputations for that memory);
 3. with a disk tier, ``"revolve"`` still when n is known and Revolve runs no more forward steps
-   than async multistage would in the same RAM at its starting interval (short runs with many
-   slots, n up to about s²/2: each disk segment is computed twice, recompute factor ``2 - 1/k``,
+   than async multistage would in the same RAM at its starting interval (short runs with much
+   RAM, n up to about R²/2 for R states of RAM, R² over pairs of steps: each disk segment is computed twice, recompute factor ``2 - 1/k``,
    while Revolve's is below 2 there; :func:`_revolve_suffices`), else ``"async_multistage"``:
    disk checkpoints every ``interval`` steps, Revolve in RAM inside each segment, so the
    recompute factor no longer grows with n.
@@ -529,7 +529,8 @@ def _revolve_suffices(n_steps: int, fit: int, disk_slots: int | None) -> bool:
     running a step more than twice: recompute factor ``1 + T(k, s)/k = 2 - 1/k`` for long runs
     (its ``n``-free form, so that the choice changes once as n grows, not back and forth with
     the length of the last segment). Revolve's factor grows with n from 1: it is the lower
-    one for n up to about s²/2 (s slots). Closed forms, no simulation.
+    one for n up to about R²/2 for R buffers (198 steps for 20; counted in pairs over pairs of
+    steps). Closed forms, no simulation.
     """
     revolve = _revolve_in(n_steps, fit)
     if revolve is None:

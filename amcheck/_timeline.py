@@ -242,6 +242,9 @@ class Timeline:
         with self._lock:
             return _BLOCK * len(self._blocks) + len(self._pending)
 
+    def __repr__(self) -> str:
+        return f"Timeline(events={len(self)}{'' if self.enabled else ', enabled=False'})"
+
     def totals(self) -> dict[str, float]:
         """Seconds spent per event kind (summed; overlapping events of one kind add up)."""
         records = self._snapshot()[0]

@@ -57,6 +57,13 @@ _positive_int = _int_at_least(1)
 _nonnegative_int = _int_at_least(0)
 
 
+def _folder(text: str) -> Path:
+    """argparse type: a directory path, not empty (``""`` would mean the working directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("names no directory (an unset environment variable?)")
+    return Path(text).expanduser()
+
+
 def _byte_size(text: str) -> str:
     """argparse type: a byte size such as ``"64 MiB"``, ``"2GB"``, ``"5%"`` (checked now)."""
     from amcheck._bytes import parse_bytes
@@ -104,7 +111,7 @@ def _add_demo(subparsers: argparse._SubParsersAction[_Parser]) -> None:
         ),
     )
     demo.add_argument("--small", action="store_true", help="a small problem (CI, tests)")
-    demo.add_argument("--out", type=Path, default=Path("amcheck-demo"), metavar="DIR",
+    demo.add_argument("--out", type=_folder, default=Path("amcheck-demo"), metavar="DIR",
                       help="output folder (default ./amcheck-demo)")
     demo.add_argument("--shots", type=_positive_int, default=None, metavar="N",
                       help=f"number of shots (default {default.shots}, --small {small.shots})")
@@ -115,9 +122,9 @@ def _add_demo(subparsers: argparse._SubParsersAction[_Parser]) -> None:
                       help="RAM for states per gradient, e.g. '16 MiB' (default "
                       f"{100 * default.ram_fraction:g}%% of store-all, --small "
                       f"{100 * small.ram_fraction:g}%%; 'N%%' means N%% of physical memory)")
-    demo.add_argument("--disk", type=Path, default=None, metavar="DIR",
+    demo.add_argument("--disk", type=_folder, default=None, metavar="DIR",
                       help="directory for the temporary zarr checkpoint store (default: the "
-                      "system's temporary directory); removed afterwards")
+                      "system's temporary directory; created if missing); removed afterwards")
     demo.add_argument("--compression", type=_compression, default=None, metavar="CODEC",
                       help="codec of the disk checkpoints: none (default), blosc, zstd, "
                       "zfp:tol=1e-9, zfp:rate=16, bitround:keepbits=12, ... (lossy codecs make "
@@ -281,7 +288,8 @@ def _run_plan(args: argparse.Namespace) -> int:
         ("steps n", f"{stats.n_steps:,}"),
         ("RAM slots", "n (all)" if slots is None else f"{slots:,}"),
         ("interval", "-" if interval is None else f"{interval:,}"),
-        ("pairs of steps", f"yes: {n:,} pairs" if pairs else "no"),
+        ("pairs of steps", f"yes: {n:,} pairs" if pairs else
+         "no (they change nothing below 3 steps)" if args.pairs else "no"),
         ("forward steps", f"{stats.forward_steps:,}"),
         ("reverse steps", f"{stats.reverse_steps:,}"),
         ("recompute factor", f"{stats.recompute_factor:.4f}"),
@@ -528,7 +536,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code (2 for a usage error)."""
+    """Run the command line; returns the exit code (2 for a usage error, 130 when interrupted,
+    141 when the reader of its output went away, as after SIGPIPE)."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `amcheck plan ... | head -1`: stop quietly, and point stdout at /dev/null so that the
+        # interpreter's flush at exit does not fail on the closed pipe again
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

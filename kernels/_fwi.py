@@ -247,7 +247,8 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
     d_obs
         Observed data, shape ``(nt, nrec)``.
     ram, disk, compression, strategy
-        The Checkpointer's RAM budget (bytes, ``"2 GiB"``, ``"25%"`` of physical memory), disk
+        The Checkpointer's RAM budget (bytes, ``"2 GiB"``, ``"25%"`` of physical memory, the
+        default), disk
         tier (a :class:`amcheck.storage.Tier`, or what the installed Checkpointer accepts),
         codec and strategy (``"auto"``, ``"store_all"``, ``"revolve"``, ``"two_level"``,
         ``"async_multistage"`` or a schedule for ``geometry.n_steps`` steps).

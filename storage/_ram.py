@@ -57,6 +57,16 @@ def slot_layout(spec: StateSpec) -> tuple[dict[str, int], int]:
     Fields follow each other in ``spec`` order, each on a 64-byte boundary, or on a 4 KiB page
     boundary when it has :data:`PAGE_FIELD` bytes or more; a slot holding such a field is a whole
     number of pages, so the next slot's fields are page-aligned too.
+
+    Parameters
+    ----------
+    spec
+        The state layout.
+
+    Returns
+    -------
+    tuple[dict[str, int], int]
+        Each field's byte offset in a slot, and the slot's size in bytes.
     """
     offsets: dict[str, int] = {}
     size = 0
@@ -97,7 +107,8 @@ class RamTier(Tier):
     budget
         Bytes the pool may take: an ``int`` or a string such as ``"2 GiB"`` or ``"25%"``
         (see :func:`amcheck.parse_bytes`). Each slot takes ``slot_nbytes`` bytes, the state's size
-        rounded up to 64-byte fields.
+        with each field rounded up to 64 bytes, and fields of 64 KiB or more starting on 4 KiB
+        pages (then the slot is whole pages; :func:`~amcheck.storage.slot_layout`).
     spec
         The state layout.
     slots

@@ -137,6 +137,9 @@ class RawTier(Tier):
         pass over the bytes each way, about 0.15 ms per 4 MiB on the benchmark machine, on the
         I/O thread). ``False`` checks nothing: a damaged file or a lost write comes back as a
         wrong state without an error (the raw-disk baseline of ``benchmarks/disk_vs_ram.py``).
+    overwrite
+        Whether an existing file at ``path`` may be replaced (default ``False``: refused, it
+        may be yours or another RawTier's). A file another open RawTier holds is refused even so.
     name
         Tier name in statistics and messages.
 
@@ -201,7 +204,7 @@ class RawTier(Tier):
                     f"{self.record_nbytes} bytes"
                 )
         self.n_records = n_records
-        target = Path(path)
+        target = Path(path).expanduser()
         if target.is_dir():
             target = target / DEFAULT_FILE
         self.path = str(target)

@@ -167,12 +167,14 @@ class TransferService:
         Transfers submitted and not yet finished, at most. Each holds one staging state of the
         caller's, so this bounds the staging memory: ``max_in_flight * state.nbytes``. A further
         submit blocks (back-pressure). 2 to 4 keeps a disk busy; more only adds memory.
+        Default 4.
     workers
         Threads that run codecs (CPU work) off the loop. On 2 cores, 1 or 2: each worker running
-        a codec takes a core from the computation.
+        a codec takes a core from the computation. Default 2.
     io_threads
         Threads that run blocking file I/O off the loop (the loop's default executor). They
         mostly wait for the disk; more of them keep it busier with small checkpoints.
+        Default 4.
     on_event
         Optional :class:`EventHook` called on the loop thread when a transfer ends.
     name
@@ -412,6 +414,20 @@ class TransferService:
         ``state``'s arrays must stay untouched until the returned future is done (the write
         reads them without a copy). Blocks while ``max_in_flight`` transfers are in flight.
 
+        Parameters
+        ----------
+        tier
+            The tier to write to (its spec is ``state``'s).
+        step
+            The checkpoint's step t.
+        state
+            x_t: a mapping name -> array of the tier's spec.
+
+        Returns
+        -------
+        TransferFuture
+            Done when the checkpoint is written; its ``result()`` raises what the write raised.
+
         Raises
         ------
         TransferError
@@ -427,12 +443,22 @@ class TransferService:
 
         ``out`` must not be read or written until the returned future is done. Blocking and
         errors as in :meth:`submit_put`.
+
+        Parameters
+        ----------
+        tier
+            The tier holding checkpoint x_step.
+        step
+            The checkpoint's step t.
+        out
+            Arrays of the tier's spec that receive x_t.
         """
         nbytes = _checked_tier(tier).spec.nbytes
         return self._submit("read", tier, step, nbytes, lambda: tier.get(step, out))
 
     def submit_delete(self, tier: Tier, step: int) -> TransferFuture:
-        """Drop checkpoint x_step of ``tier`` in the background."""
+        """Drop checkpoint x_step of ``tier`` in the background (``tier``, ``step`` as in
+        :meth:`submit_get`; blocking and errors as in :meth:`submit_put`)."""
         _checked_tier(tier)
         return self._submit("delete", tier, step, 0, lambda: tier.delete(step))
 
@@ -473,6 +499,11 @@ class TransferService:
 
     def wait_all(self, timeout: float | None = None) -> None:
         """Wait until every submitted transfer has finished.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait at most, or ``None`` (default) to wait as long as it takes.
 
         Raises
         ------

@@ -135,7 +135,7 @@ def _open_store(store: Any) -> tuple[Store, bool, str]:
             raise InvalidArgumentError("store must name a directory, got ''")
         # Absolute: "." has no name to put the lock file beside, and a later chdir must not move
         # the store.
-        local = Path(os.path.abspath(store))
+        local = Path(os.path.abspath(os.path.expanduser(store)))
         if local.exists() and not local.is_dir():
             raise InvalidArgumentError(f"store {str(local)!r} exists and is not a directory")
         return LocalStore(local), True, str(local)
@@ -157,7 +157,7 @@ def _store_key(store: Any) -> tuple[str, Any]:
     if isinstance(store, LocalStore):
         return ("path", os.path.realpath(store.root))
     if isinstance(store, (str, os.PathLike)) and "://" not in os.fspath(store):
-        return ("path", os.path.realpath(store))
+        return ("path", os.path.realpath(os.path.expanduser(store)))
     if isinstance(store, str):
         return ("url", store)
     return ("object", id(store))
@@ -174,7 +174,7 @@ def _lock_store(store: Store, what: str) -> tuple[StoreLock | None, list[Path]]:
     Raises
     ------
     StoreLockedError
-        Another ZarrTier, of this or another process, has the store open.
+        A ZarrTier of another process has the store open.
     """
     from zarr.storage import LocalStore
 
@@ -287,12 +287,13 @@ class ZarrTier(Tier):
     Raises
     ------
     StoreLockedError
-        The local store is open in another ZarrTier, of this or another process (its lock file
+        The local store is open in a ZarrTier of another process (its lock file
         ``<store>.lock`` is held).
     StoreMismatchError
         The store holds checkpoints of another spec or compression, or other data.
     InvalidArgumentError, ArgumentTypeError
-        A bad argument; the message names it.
+        A bad argument, or another open ZarrTier of this process on the same store; the message
+        names it.
 
     Notes
     -----

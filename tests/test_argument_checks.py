@@ -101,6 +101,10 @@ def test_transfer_service_checks_its_arguments() -> None:
 def test_byte_sizes() -> None:
     _raises(lambda: parse_bytes("-1 GiB", "ram"), InvalidArgumentError, "ram must be >= 0 bytes")
     _raises(lambda: parse_bytes("150%", "ram"), InvalidArgumentError, "percentage of physical")
+    _raises(lambda: parse_bytes("1.5", "ram"), InvalidArgumentError, "whole number of bytes")
+    _raises(lambda: parse_bytes("2.5 B", "ram"), InvalidArgumentError, "whole number of bytes")
+    assert parse_bytes("1.5 kB") == 1500 and parse_bytes("2.0") == 2 and parse_bytes("1.5K") == 1536
+    _raises(lambda: parse_bytes("3 PB", "ram"), InvalidArgumentError, "TiB or K, M, G, T")
     _raises(lambda: format_bytes(None), ArgumentTypeError, "nbytes must be a real number")  # type: ignore[arg-type]
     _raises(lambda: format_bytes(float("nan")), InvalidArgumentError, "finite")
     assert format_bytes(np.int64(3 * 2**30)) == "3.0 GiB"
@@ -177,7 +181,8 @@ def test_demo_leaves_no_empty_out_folder_when_it_fails(tmp_path: Path) -> None:
     from amcheck.cli import main
 
     out = tmp_path / "never"
-    assert main(["demo", "--small", "--out", str(out), "--disk", str(tmp_path / "missing"),
+    (tmp_path / "a-file").write_text("")
+    assert main(["demo", "--small", "--out", str(out), "--disk", str(tmp_path / "a-file"),
                  "--no-progress"]) == 2
     assert not out.exists()
 

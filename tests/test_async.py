@@ -168,6 +168,26 @@ def test_disk_path_is_created_and_removed(tmp_path: Path, reference: dict[str, n
     assert [p.name for p in (tmp_path / "scratch").iterdir()] == ["keep.txt"]
 
 
+def test_a_path_from_the_home_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """"~/..." is under the home directory, for the Checkpointer and both tiers, as in a shell
+    (it was a folder named "~" in the working directory)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    with Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk="~/ckpt",
+                      interval=4) as ckp:
+        ckp.forward()
+        assert Path(ckp.disk.path).parents[1] == tmp_path / "home" / "ckpt"  # type: ignore[union-attr]
+        ckp.reverse()
+    tiers = [ZarrTier("~/zarr", SPEC), RawTier("~/raw.bin", SPEC, records=2)]
+    try:
+        assert [Path(t.path) for t in tiers] == [tmp_path / "home" / "zarr",
+                                                 tmp_path / "home" / "raw.bin"]
+    finally:
+        for tier in tiers:
+            asyncio.run(tier.close())
+    assert not (tmp_path / "~").exists()
+
+
 def test_a_folder_deleted_under_the_run_fails_the_sweep_not_close(tmp_path: Path) -> None:
     """The amcheck-* folder removed mid-run: the reverse sweep fails naming the step and path;
     close() then succeeds (the index it would write belongs to files about to go) and leaves
@@ -940,7 +960,9 @@ def test_disk_use_stays_within_the_budget_over_repeated_sweeps(tmp_path: Path) -
 
 def test_disk_budget_with_known_length_raises_the_interval(tmp_path: Path) -> None:
     disk = CountingRaw(tmp_path / "r.bin")
-    _, _, stats, ckp = gradient(disk, interval=2, disk_budget=3 * SPEC.nbytes)
+    with pytest.warns(UserWarning, match=rf"interval=2 was raised to {-(-N // 3)}: the disk "
+                      "budget holds 3 checkpoints"):
+        _, _, stats, ckp = gradient(disk, interval=2, disk_budget=3 * SPEC.nbytes)
     assert ckp.interval == stats.interval == -(-N // 3)  # ceil(n / disk_slots)
     assert disk.peak <= 3
 
@@ -973,7 +995,9 @@ def test_a_tiers_own_budget_bounds_the_disk_checkpoints(tmp_path: Path, held: in
     assert per > SPEC.nbytes and full.max_checkpoints() == held
     asyncio.run(fill(full))
     tier = ZarrTier(tmp_path / "c.zarr", SPEC, budget=budget)
-    grad, _, stats, ckp = gradient(tier, interval=2)
+    with pytest.warns(UserWarning, match=f"interval=2 was raised to {-(-N // held)}: the disk "
+                      f"budget holds {held} checkpoint"):
+        grad, _, stats, ckp = gradient(tier, interval=2)
     assert_same(grad, reference)
     assert ckp.interval == -(-N // held) and stats.writes["disk"] <= held
     with pytest.raises(BudgetError, match=r"holds no checkpoint"):

@@ -428,11 +428,13 @@ def test_reverse_state_is_read_only() -> None:
             ckp.reverse()
 
 
-def test_operator_calling_the_checkpointer_is_refused() -> None:
+@pytest.mark.parametrize("call", ["forward", "reverse"])
+def test_operator_calling_the_checkpointer_is_refused(call: str) -> None:
+    # reverse() too: that a sweep runs is the reason, not that no forward sweep has ended yet
     holder: list[Checkpointer] = []
 
     def advance(src: Mapping[str, np.ndarray], dst: Any, t0: int, t1: int) -> None:
-        holder[0].forward()
+        getattr(holder[0], call)()
 
     ckp = Checkpointer(advance, Adjoint(), initial_state(), 3, ram="1 MiB")
     holder.append(ckp)
@@ -466,7 +468,8 @@ class TwoArgAdvance:
 @pytest.mark.parametrize(
     ("forward", "reverse", "match"),
     [
-        (lambda x: x, Adjoint(), r"forward must accept \(src, dst, t0, t1\); its signature is"),
+        (lambda x: x, Adjoint(), (r"forward must accept \(src, dst, t0, t1\), 4 positional "
+                                  r"arguments; its signature is <lambda>\(x\): it takes fewer")),
         (TwoArgAdvance(), Adjoint(), r"forward.advance of TwoArgAdvance must accept"),
         (Forward(), lambda s: None, r"reverse must accept \(state, t\)"),
         (Forward, Adjoint(), r"forward is the class Forward, .* pass Forward\(...\), not Forward"),

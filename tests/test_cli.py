@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,7 +58,9 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
         (["demo", "--strategy", "store_all"], "invalid choice: 'store_all'"),
         (["demo", "--small", "--ram", "1000"], "ram"),
         (["demo", "--small", "--strategy", "revolve", "--interval", "4"], "--interval"),
-        (["demo", "--small", "--disk", "/nonexistent/amcheck"], "--disk must be an existing"),
+        (["demo", "--small", "--disk", "/dev/null"], "--disk must be a directory, got the file"),
+        (["demo", "--small", "--disk", ""], "argument --disk: names no directory"),
+        (["demo", "--small", "--out", " "], "argument --out: names no directory"),
         (["bench", "nope"], "invalid choice: 'nope'"),
         (["bench", "--dir", "/nonexistent/amcheck", "schedules"], "no benchmarks folder"),
         (["info", "--bogus"], "unrecognized arguments: --bogus"),
@@ -95,6 +98,19 @@ def test_errors_from_the_installed_command() -> None:
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("amcheck: error: ")
     assert "Traceback" not in bad.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    # `amcheck plan ... | head -1`: the pipe is closed before the command writes to it
+    read, write = os.pipe()
+    os.close(read)
+    with os.fdopen(write, "wb") as pipe:
+        done = subprocess.run(
+            [sys.executable, "-m", "amcheck.cli", "plan", "--steps", "100", "--ram-slots", "3"],
+            stdout=pipe, stderr=subprocess.PIPE, text=True, check=False,
+        )
+    assert done.returncode == 141, done.stderr
+    assert done.stderr == ""
 
 
 def test_bench_runs_the_script_with_extra_arguments(

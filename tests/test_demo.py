@@ -27,7 +27,7 @@ from amcheck.kernels import (
 )
 
 import amcheck
-from amcheck._demo import SIZES, DemoConfig, DemoResult, run_demo
+from amcheck._demo import SIZES, DemoConfig, DemoResult, _disk_dir, run_demo
 
 PNG = b"\x89PNG\r\n\x1a\n"
 OUTPUTS = ("model.png", "gradient.png", "misfit.png", "timeline.png", "summary.json")
@@ -124,8 +124,12 @@ def test_demo_rejects_bad_configs(tmp_path: Path) -> None:
         run_demo(DemoConfig(out=tmp_path, size="small", shots=0), quiet=True)
     with pytest.raises(amcheck.InvalidArgumentError, match="size"):
         run_demo(DemoConfig(out=tmp_path, size="huge"), quiet=True)
-    with pytest.raises(amcheck.InvalidArgumentError, match="--disk"):
-        run_demo(DemoConfig(out=tmp_path, size="small", disk=tmp_path / "nope"), quiet=True)
+    # a missing --disk is made by each gradient's Checkpointer, as the API's disk= is
+    assert _disk_dir(tmp_path / "new" / "dir") == tmp_path / "new" / "dir"
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(amcheck.InvalidArgumentError, match="--disk must be a directory, got the"):
+        run_demo(DemoConfig(out=tmp_path, size="small", disk=tmp_path / "a-file"), quiet=True)
+    (tmp_path / "a-file").unlink()
     with pytest.raises(amcheck.InvalidArgumentError, match="interval"):
         run_demo(DemoConfig(out=tmp_path, size="small", strategy="revolve", interval=5),
                  quiet=True)

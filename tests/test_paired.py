@@ -139,6 +139,14 @@ def test_interval_counts_real_steps(tmp_path: Path) -> None:
     # n even: the first pair is one step (x_0 to x_1), so the first segment is 7 steps
     assert saves[:2] == [0, 7]
     assert np.diff(saves[1:]).tolist() == [8] * (len(saves) - 2)
+    # the segments in real steps: the disk checkpoints, then the last segment's start (in RAM)
+    assert ckp.schedule.segment_starts == (*saves, saves[-1] + 8)
+
+
+def test_segment_starts_only_where_the_inner_schedule_has_segments() -> None:
+    assert Paired(TwoLevel(Paired.pairs(21), 3, 4), 21).segment_starts == ()  # no sweep yet
+    with pytest.raises(AttributeError, match="records no segments"):
+        _ = Paired(Revolve(Paired.pairs(21), 3), 21).segment_starts
 
 
 def ending(stop: int):  # type: ignore[no-untyped-def]
@@ -312,7 +320,8 @@ def test_pairs_true_says_why_it_cannot(operator: type[Seen], n: int | None, stra
     with pytest.raises(amcheck.InvalidArgumentError, match=f"pairs=True cannot.*{why}"):
         amcheck.Checkpointer(leapfrog, operator(), x0(), n, ram="64 MiB",  # type: ignore[arg-type]
                              strategy=plan, pairs=True)
-    with pytest.raises(amcheck.ArgumentTypeError, match="pairs"):
+    with pytest.raises(amcheck.ArgumentTypeError, match=r"pairs must be None \(pairs where they "
+                       r"apply\), True or False, got 1 of type int"):
         amcheck.Checkpointer(leapfrog, Seen(), x0(), 10, ram="64 MiB", pairs=1)  # type: ignore[arg-type]
 
 
@@ -474,3 +483,14 @@ def test_only_budget_errors_get_the_pairs_note(tmp_path: Path) -> None:
     with pytest.raises(amcheck.InvalidArgumentError) as info:
         amcheck.Checkpointer(leapfrog, Seen(), x0(), 10, strategy="revolve", disk=tmp_path)
     assert not getattr(info.value, "__notes__", [])
+
+
+def test_an_interval_the_disk_budget_raises_warns(tmp_path: Path) -> None:
+    kwargs: dict[str, object] = {"strategy": "async_multistage", "ram": 8 * SLOT, "disk": tmp_path}
+    with (pytest.warns(UserWarning, match="interval=6 was raised to 34: the disk budget holds 3"),
+          amcheck.Checkpointer(leapfrog, Seen(), x0(), 100, interval=6, disk_budget=3 * SLOT,
+                               **kwargs) as ckp):
+        assert ckp.interval == 34  # 17 pairs: 51 pairs in 3 disk checkpoints
+    with amcheck.Checkpointer(leapfrog, Seen(), x0(), 100, interval=34, disk_budget=3 * SLOT,
+                              **kwargs) as ckp:
+        assert ckp.interval == 34  # what the budget allows: no warning (warnings are errors)

@@ -54,6 +54,7 @@ def test_disabled_records_nothing() -> None:
     tl = Timeline(enabled=False)
     tl.record("compute", 0.0, 1.0)
     assert len(tl) == 0
+    assert repr(tl) == "Timeline(events=0, enabled=False)"
 
 
 def test_bad_kind() -> None:
@@ -130,6 +131,7 @@ def test_events_round_trip_across_blocks() -> None:
                   nbytes=i * 1024 ** 2, thread=f"t{i % 4}")
     events = tl.events
     assert len(tl) == len(events) == n
+    assert repr(tl) == f"Timeline(events={n})"
     for i, e in enumerate(events):
         assert e == amcheck.Event("write" if i % 3 else "compute", float(i), i + 0.5, f"t{i % 4}",
                                   None if i % 5 == 0 else i, "disk" if i % 3 else None,

@@ -145,6 +145,18 @@ def disk_interval_floor(n_steps: int | None, disk_slots: int | None) -> int:
     ``disk_slots`` segment starts, so ``n·size/k <= disk_slots·size <= budget`` when the engine
     derives ``disk_slots`` as ``budget // size``. 1 when either is ``None`` (no bound, or n unknown:
     an unknown-length sweep thins its disk checkpoints instead).
+
+    Parameters
+    ----------
+    n_steps
+        Number of steps n, ``>= 1``, or ``None`` (unknown).
+    disk_slots
+        Disk checkpoints the tier may hold at once, ``>= 1``, or ``None`` (no bound).
+
+    Raises
+    ------
+    ArgumentTypeError, InvalidArgumentError
+        Either is neither ``None`` nor an integer ``>= 1``.
     """
     n = check_optional_int("n_steps", n_steps, minimum=1)
     d = check_optional_int("disk_slots", disk_slots, minimum=1)
@@ -569,7 +581,8 @@ class TwoLevel(_Periodic):
     slots
         RAM checkpoints held at most during a segment's reversal, its start included, ``>= 1``.
     interval
-        Steps per segment k, ``>= 1``: one disk write per k forward steps, ``ceil(n/k)`` in all.
+        Steps per segment k, ``>= 1``: one disk write per k forward steps, ``ceil(n/k) - 1`` in
+        all with a known n (the last segment stays in RAM), ``ceil(n/k)`` with n unknown.
         May change during the sweep (:meth:`set_interval`).
     disk_slots
         Disk checkpoints the disk tier may hold at once, ``>= 1`` (``>= 2`` when n is unknown), or

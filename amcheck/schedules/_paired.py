@@ -135,6 +135,20 @@ class Paired(Schedule):
     def thinning_rounds(self) -> int:
         return int(getattr(self.inner, "thinning_rounds", 0))
 
+    @property
+    def segment_starts(self) -> tuple[int, ...]:
+        """The inner schedule's ``segment_starts`` (TwoLevel, AsyncMultistage) as real steps.
+
+        Raises
+        ------
+        AttributeError
+            The inner schedule records no segments (StoreAll, Revolve).
+        """
+        starts = getattr(self.inner, "segment_starts", None)
+        if starts is None:
+            raise AttributeError(f"{self.inner!r} has no segment_starts: it records no segments")
+        return tuple(self._step(macro) for macro in starts)
+
     def set_interval(self, interval: int) -> int:
         """Set the interval in real steps (:meth:`interval_pairs`); returns the one in force."""
         pairs = self.interval_pairs(interval, self._n)

@@ -170,6 +170,13 @@ def binomial_forward_steps(n_steps: int, slots: int) -> int:
     ``C(s + t, s) >= n``; the ``+ 1`` is the step that produces x_n. Exact integers, fast for any
     n (see :func:`repetition_number`).
 
+    Parameters
+    ----------
+    n_steps
+        Number of steps n, ``>= 1``.
+    slots
+        RAM checkpoint slots s, ``>= 1``.
+
     Raises
     ------
     ArgumentTypeError
