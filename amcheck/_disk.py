@@ -132,11 +132,6 @@ class DiskPath:
         """Whether ``slot`` is pinned by a transfer: a write's source or a prefetch's target."""
         return slot.index in self._holding
 
-    @property
-    def writes_in_flight(self) -> int:
-        """Writes submitted and not yet reaped."""
-        return len(self._writes)
-
     def prefetched(self, step: int) -> bool:
         """Whether a read of x_step was started and not yet loaded."""
         return step in self._reads

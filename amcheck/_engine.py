@@ -191,7 +191,6 @@ class Engine:
         self._disk = disk
         self._timeline = timeline
         self._stats = stats
-        self._state_nbytes = pool.spec.nbytes
         self._views: dict[int, tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]] = {}
         self._dp: DiskPath | None = None
         if disk is not None:

@@ -18,6 +18,7 @@ from amcheck import (
     AmcheckError,
     ArgumentTypeError,
     Checkpointer,
+    CheckpointNotFoundError,
     InvalidArgumentError,
     StateSpec,
     Timeline,
@@ -77,6 +78,8 @@ def test_ram_tier_checks_spec_name_and_slot_ownership() -> None:
     assert slot.index == theirs.index
     mine.bind(1, slot)
     assert list(mine.steps) == [1]
+    assert mine.unbind(1) is slot and list(mine.steps) == []  # a working slot again, no copy
+    _raises(lambda: mine.unbind(1), CheckpointNotFoundError, "1")
 
 
 @pytest.mark.parametrize(

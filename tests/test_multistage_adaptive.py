@@ -109,6 +109,7 @@ def test_variable_interval_and_disk_capacity_any(
 
     starts = schedule.segment_starts
     assert starts[0] == 0 and list(starts) == sorted(set(starts)) and starts[-1] < n
+    assert schedule.n_segments == (len(starts) if known else None)
     lengths = [b - a for a, b in zip(starts, (*starts[1:], n), strict=True)]
     # Exact cost: the first sweep plus Revolve over every recorded segment, whatever its length;
     # with a known n the last one's first descent runs in the forward sweep (m − 1 steps fewer).
