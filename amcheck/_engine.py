@@ -106,9 +106,17 @@ def returned_step(result: object, call: str) -> int | None:
     if result is None:
         return None
     if isinstance(result, bool) or not isinstance(result, (int, np.integer)):
+        hint = ("; a new state is not returned but written into dst's arrays "
+                "(dst[name][...] = value)")
+        if isinstance(result, Mapping):  # a new state, functional style: no array dumps
+            shown = f"a {type(result).__name__} with keys {list(result)[:8]}"
+        elif isinstance(result, np.ndarray):
+            shown = f"an array of shape {result.shape}"
+        else:
+            shown, hint = f"{result!r:.120} of type {type(result).__name__}", ""
         raise OperatorError(
-            f"{call} returned {result!r} of type {type(result).__name__}; it must return None, "
-            "or the step at which an unknown-length sequence ended"
+            f"{call} returned {shown}; it must return None, or the step at which an "
+            f"unknown-length sequence ended{hint}"
         )
     return int(result)
 

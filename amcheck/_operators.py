@@ -136,9 +136,13 @@ def _operator_callable(
     if callable(operator):
         check_signature(operator, n_args, role, expected)
         return operator
+    pyrevolve = (" (a pyrevolve operator, with apply(t_start, t_end)? amcheck.compat.pyrevolve"
+                 ".Revolver runs those unchanged: see docs/migrating.md)"
+                 if callable(getattr(operator, "apply", None)) else "")
     raise ArgumentTypeError(
         f"{role} must be an object with a method {method_name}{expected} or a callable "
-        f"{method_name}{expected}, got {operator!r} of type {type(operator).__name__}"
+        f"{method_name}{expected}, got {operator!r:.200} of type {type(operator).__name__}"
+        f"{pyrevolve}"
     )
 
 

@@ -105,6 +105,11 @@ def counts_its_calls(src: State, dst: Any, t0: int, t1: int) -> None:
     dst["u"][...] += 1e-6 * _calls[0]
 
 
+def returns_a_new_state(src: State, dst: Any, t0: int, t1: int) -> dict[str, np.ndarray]:
+    """Functional style: the new state comes back instead of being written into dst."""
+    return {"u": smooth(src["u"]), "n": src["n"] + (t1 - t0)}
+
+
 def reads_dst(src: State, dst: Any, t0: int, t1: int) -> None:
     """Deterministic, but adds to what dst held (another state, or garbage)."""
     before = dst["n"].copy()
@@ -124,6 +129,8 @@ def reads_dst(src: State, dst: Any, t0: int, t1: int) -> None:
     (ends_early, r"returned 1, ending the sequence within the 3 steps"),
     (wrong_in_place_branch, r"in place \(dst is src\) differs .* field 'u'"),
     (returns_a_bool, r"returned True of type bool; it must return None, or the step"),
+    (returns_a_new_state, (r"returned a dict with keys \['u', 'n'\]; it must return None, .*; "
+                           r"a new state is not returned but written into dst's arrays")),
 ])
 def test_broken_operators_are_named(operator: Any, match: str) -> None:
     with pytest.raises(OperatorError, match=match):

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 from toy_problem import Adjoint, Forward, initial_state, step
 
-from amcheck import ArgumentTypeError, Checkpointer, InvalidArgumentError, SweepStateError
-from amcheck.compat.pyrevolve import Revolver, adjust
+from amcheck import (
+    ArgumentTypeError,
+    Checkpointer,
+    InvalidArgumentError,
+    OperatorError,
+    SweepStateError,
+)
+from amcheck.compat.pyrevolve import MemoryRevolver, Revolver, adjust
 from amcheck.schedules import binomial_forward_steps
 
 N = 23
@@ -168,3 +174,39 @@ def test_adapter_errors() -> None:
     with pytest.raises(SweepStateError, match=r"the live data holds x_23, not x_0"):
         wrp.apply_forward()  # it would start from x_n taken for x_0: a wrong gradient
     wrp.apply_reverse()
+
+
+def test_errors_of_the_checkpoint_object_name_the_call() -> None:
+    """What the checkpoint object raises, or a restore into a read-only array, is an
+    OperatorError naming the call, as the operators' errors are."""
+    live = Live(initial_state())
+    fwd, rev = ForwardOp(live), ReverseOp(live, Adjoint())
+
+    class Forgets(Checkpoint):
+        def get_data(self, timestep: int) -> list[np.ndarray]:
+            if timestep:
+                raise KeyError(timestep)
+            return super().get_data(timestep)
+
+    with pytest.raises(OperatorError, match=r"raised KeyError in get_data\(\d+\)"):
+        Revolver(Forgets(live), fwd, rev, 2, N).apply_forward()
+
+    class Frozen(Checkpoint):
+        def get_data_location(self, timestep: int) -> list[np.ndarray]:
+            frozen = [a.copy() for a in super().get_data_location(timestep)]
+            frozen[1].flags.writeable = False
+            return frozen
+
+    wrp = Revolver(Frozen(live), fwd, rev, 2, N)
+    wrp.apply_forward()
+    with pytest.raises(OperatorError, match=r"get_data_location\(\d+\) returned array 1, into "
+                       r"which the restore of x_\d+ cannot be written"):
+        wrp.apply_reverse()
+
+
+def test_pyrevolve_names() -> None:
+    assert MemoryRevolver is Revolver  # pyrevolve's Revolver is its MemoryRevolver
+    live = Live(initial_state())
+    with pytest.raises(ArgumentTypeError, match=r"a pyrevolve operator, with apply\(t_start, "
+                       r"t_end\)\? amcheck.compat.pyrevolve.Revolver runs those unchanged"):
+        Checkpointer(ForwardOp(live), Adjoint(), initial_state(), N)  # type: ignore[arg-type]

@@ -43,7 +43,7 @@ from amcheck.schedules import Advance, End, Free, Load, Prefetch, Reverse, Revol
 from amcheck.schedules._revolve import binomial_split_left
 from amcheck.storage import RamTier
 
-__all__ = ["PyrevolveCheckpoint", "PyrevolveOperator", "Revolver", "adjust"]
+__all__ = ["MemoryRevolver", "PyrevolveCheckpoint", "PyrevolveOperator", "Revolver", "adjust"]
 
 
 class PyrevolveOperator(Protocol):
@@ -136,6 +136,10 @@ class Revolver:
     InvalidArgumentError
         ``n_checkpoints`` or ``n_timesteps`` below 1; ``timings``, ``profiler`` or
         ``compression_params`` other than ``None`` (``{"scheme": None}`` for the latter).
+    OperatorError
+        An operator's ``apply`` or a method of the checkpoint object raised (chained; the
+        constructor's ``get_data(0)`` too), or ``get_data_location`` returned an array the
+        restore cannot write (read-only).
     """
 
     def __init__(
@@ -257,7 +261,12 @@ class Revolver:
     def _arrays(self, method: str, t: int) -> list[np.ndarray]:
         """The arrays ``checkpoint.method(t)`` returns, checked: a non-empty list of numpy
         arrays, after the first call the same count, sizes and dtypes every time."""
-        got = getattr(self.checkpoint, method)(t)
+        try:
+            got = getattr(self.checkpoint, method)(t)
+        except Exception as exc:
+            raise OperatorError(
+                f"the checkpoint object raised {type(exc).__name__} in {method}({t}): {exc}"
+            ) from exc
         if isinstance(got, np.ndarray) or not isinstance(got, (list, tuple)):
             raise ArgumentTypeError(
                 f"checkpoint.{method}({t}) must return a list of numpy arrays, got {got!r:.80} of "
@@ -326,7 +335,12 @@ class Revolver:
             case Load(t, "ram"):
                 slot = self._pool.slot_of(t)
                 for i, array in enumerate(self._arrays("get_data_location", t)):
-                    np.copyto(array, slot.state[str(i)].reshape(array.shape))
+                    try:
+                        np.copyto(array, slot.state[str(i)].reshape(array.shape))
+                    except ValueError as exc:  # a read-only array
+                        raise OperatorError(
+                            f"checkpoint.get_data_location({t}) returned array {i}, into which "
+                            f"the restore of x_{t} cannot be written: {exc}") from exc
                 self._live_t, self._last_step = t, None
                 self._stats.copies += 1
                 self._stats.reads["ram"] += 1
@@ -345,3 +359,7 @@ class Revolver:
         self._stats.peak_ram_bytes = max(
             self._stats.peak_ram_bytes, in_use * self._pool.slot_nbytes
         )
+
+
+#: pyrevolve's name for the same class (pyrevolve's ``Revolver`` is ``MemoryRevolver``).
+MemoryRevolver = Revolver
