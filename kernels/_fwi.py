@@ -255,8 +255,9 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
         A state holds ``2 * prod(model.grid_shape) * itemsize`` bytes, and a RAM slot rounds
         it up (large fields start on 4 KiB pages): one slot is
         ``amcheck.storage.slot_layout(AcousticForward(model, geometry).spec)[1]`` bytes, and
-        store-all needs at most ``geometry.nt // 2 + 2`` slots (the adjoint plans over pairs of
-        steps, see ``pairs``; a ``ram`` of that many bare states gets Revolve).
+        store-all needs ``(geometry.nt - 1) // 2 + 2`` slots (``geometry.nt - 1`` steps: the
+        adjoint plans over pairs of steps, see ``pairs``). Size ``ram`` in slots: as many bare
+        states may hold a slot fewer.
     src_data
         Source time functions ``(nt, nsrc)`` (``(nt,)`` for one source), as for
         :func:`forward_modeling`; default the geometry's Ricker wavelet. Give the one

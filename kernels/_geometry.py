@@ -13,6 +13,7 @@ multilinear weights. Injection is the transpose of interpolation, which the exac
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -231,6 +232,24 @@ class Geometry:
         wavelet = ricker(self.time_values, self.f0, amplitude=self.amplitude)
         self.src_data = np.repeat(wavelet[:, None], self.nsrc, axis=1)
         self.src_data.flags.writeable = False
+        self._warn_if_t0_cuts_the_wavelet()
+
+    def _warn_if_t0_cuts_the_wavelet(self) -> None:
+        """The default wavelet peaks at the absolute time 1/f0 (as Devito's ``RickerSource``
+        does), so a ``t0`` past its start loses part of it, or all of it, without an error."""
+        peak = 1.0 / self.f0
+        if self.t0 <= 0.0:
+            return
+        fine = np.linspace(peak - 3.0 / self.f0, peak + 3.0 / self.f0, 6001)
+        energy = ricker(fine, self.f0) ** 2
+        lost = float(energy[fine < self.t0].sum() / energy.sum())
+        if lost > 0.01:
+            warnings.warn(
+                f"t0 = {self.t0:g} ms cuts {lost:.0%} of the energy of the default Ricker "
+                f"wavelet, which peaks at the absolute time 1/f0 = {peak:g} ms (as Devito's "
+                "RickerSource does): start the axis at t0=0, or pass src_data= a wavelet of your "
+                "own, e.g. amcheck.kernels.ricker(geometry.time_values, f0, "
+                "t_peak=t0 + 1/f0)", UserWarning, stacklevel=3)
 
     @property
     def nsrc(self) -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +46,8 @@ __all__ = ["Model", "critical_dt"]
 
 #: Target reflection coefficient of the absorbing layer.
 _REFLECTION = 1e-3
+#: Velocities above this (km/s) warn: most likely given in m/s.
+VP_UNITS_WARNING = 100.0
 
 
 def critical_dt(vmax: float, spacing: Sequence[float], space_order: int) -> float:
@@ -159,6 +162,12 @@ class Model:
             m = 1.0 / vp_arr.astype(np.float64) ** 2
             m_cast = m.astype(self.dtype)
         _check_in_dtype(vp_arr, self._vp, m_cast, self.dtype)
+        fastest = float(vp_arr.max())
+        if fastest > VP_UNITS_WARNING:
+            warnings.warn(
+                f"vp is in km/s (water 1.5, the fastest rocks about 8), got velocities up to "
+                f"{fastest:.6g}: in m/s, divide by 1000 (the time step, and so the number of "
+                "steps, scales with 1/vp)", UserWarning, stacklevel=2)
         self._vp.flags.writeable = False
         self._eta_max = tuple(self._damping_max(h) for h in self.spacing)
         self.halo = self.space_order // 2

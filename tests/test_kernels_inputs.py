@@ -272,8 +272,15 @@ def test_vp_out_of_range_for_dtype(value: float, dtype: type) -> None:
 
 
 def test_vp_in_range_for_float64_only() -> None:
-    model = Model(_vp(1e30), (10.0, 10.0), nbl=2, dtype=np.float64)
+    with pytest.warns(UserWarning, match="vp is in km/s"):  # allowed, but not physical
+        model = Model(_vp(1e30), (10.0, 10.0), nbl=2, dtype=np.float64)
     assert model.m.min() == pytest.approx(1e-60, rel=1e-15)
+
+
+def test_vp_in_m_per_s_warns() -> None:
+    with pytest.warns(UserWarning, match=r"got velocities up to 4500: in m/s, divide by 1000"):
+        Model(_vp(4500.0), (10.0, 10.0), nbl=2)
+    Model(_vp(8.0), (10.0, 10.0), nbl=2)  # the fastest rocks: no warning (warnings are errors)
 
 
 def test_damping_must_be_finite() -> None:
@@ -362,6 +369,20 @@ def test_ricker_numpy_scalars_and_far_times() -> None:
     far = ricker(np.array([-1e300, 0.0, 1e300]), 0.01, t_peak=1e300)  # was nan (r**2 overflowed)
     assert np.isfinite(far).all() and far[0] == far[1] == 0.0
     assert np.isfinite(ricker(t, 0.01, amplitude=1e308)).all()  # was -inf * 0 = nan in the tails
+
+
+def test_a_t0_that_cuts_the_default_wavelet_warns() -> None:
+    """The wavelet peaks at the absolute time 1/f0 (Devito's convention): a later t0 loses it,
+    and the data, the misfit and the gradient with it (was: zeros without a word)."""
+    model = Model(_vp(2.0), (10.0, 10.0), nbl=2)
+    src, rec = [[20.0, 100.0]], [[10.0, 50.0]]
+    with pytest.warns(UserWarning, match=r"t0 = 100 ms cuts 100% of the energy of the default "
+                      r"Ricker wavelet, which peaks at the absolute time 1/f0 = 50 ms"):
+        late = Geometry(model, src, rec, t0=100.0, tn=300.0, f0=0.02)
+    assert np.abs(late.src_data).max() < 1e-3  # of a peak of 1
+    with pytest.warns(UserWarning, match="cuts 50% of the energy"):
+        Geometry(model, src, rec, t0=50.0, tn=300.0, f0=0.02)
+    Geometry(model, src, rec, t0=20.0, tn=300.0, f0=0.02)  # under 1 % lost: no warning
 
 
 # -- synthetic helpers: numpy scalars, bools, absurd sizes ---------------------------------------
