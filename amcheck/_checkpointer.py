@@ -504,20 +504,20 @@ class Checkpointer:
                     f"compression={compression!r} cannot be applied here: disk is a Tier "
                     "instance; set compression on the tier itself"
                 )
-            if _TIER_USERS.user(id(disk)) is not None:
+            if _TIER_USERS.claim(id(disk), self) is not None:  # checked and claimed at once
                 raise InvalidArgumentError(
                     f"disk tier {disk!r} is already used by another open Checkpointer; both "
                     "would write and delete the same steps: give each its own tier (or close "
                     "the other first)"
                 )
             if disk.steps:
+                _TIER_USERS.release(self)
                 held = sorted(disk.steps)
                 raise InvalidArgumentError(
                     f"disk tier {disk!r} already holds checkpoints (steps {held[:5]}"
                     f"{', ...' if len(held) > 5 else ''}), which the sweeps would overwrite "
                     "and delete: give the Checkpointer an empty tier"
                 )
-            _TIER_USERS.claim(id(disk), self)
             return disk
         # Without importing zarr: a store exists only once zarr is imported. getattr: another
         # thread may be importing zarr right now, its module not yet complete.

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable
+from types import FunctionType
 from typing import Any, TypeVar, overload
 
 import numba
@@ -35,7 +36,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["HAS_FTZ", "fma", "ftz_on", "ftz_restore", "jit", "prefetch"]
+__all__ = ["HAS_FTZ", "fma", "ftz_on", "ftz_restore", "jit", "prefetch", "serial_build"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,15 +48,16 @@ _FTZ_DAZ = 0x8040
 
 
 @overload
-def jit(func: F, *, parallel: bool = True, inline: bool = False) -> F: ...
+def jit(func: F, *, parallel: bool = True, inline: bool = False, cache: bool = True) -> F: ...
 
 
 @overload
-def jit(func: None = None, *, parallel: bool = True, inline: bool = False
+def jit(func: None = None, *, parallel: bool = True, inline: bool = False, cache: bool = True
         ) -> Callable[[F], F]: ...
 
 
-def jit(func: F | None = None, *, parallel: bool = True, inline: bool = False) -> Any:
+def jit(func: F | None = None, *, parallel: bool = True, inline: bool = False,
+        cache: bool = True) -> Any:
     """Compile ``func`` with amcheck's kernel options (see the module docstring).
 
     Parameters
@@ -69,15 +71,41 @@ def jit(func: F | None = None, *, parallel: bool = True, inline: bool = False) -
         Inline the function into its callers at numba IR level (``inline="always"``). Small
         helpers called per grid point must be inlined: a call per point blocks vectorisation
         (measured 10x slower).
+    cache
+        Keep the compiled code on disk (default). Not for a function whose closure holds other
+        compiled functions: numba keys cache entries on the pickled closure, and a dispatcher
+        pickles with a per-process id, so every process would add an entry and none would hit.
     """
     options: dict[str, Any] = {
-        "parallel": parallel, "nogil": True, "cache": True, "fastmath": False, "error_model": "numpy"
+        "parallel": parallel, "nogil": True, "cache": cache, "fastmath": False,
+        "error_model": "numpy"
     }
     if inline:
         options["inline"] = "always"
     if func is None:
         return numba.njit(**options)
     return numba.njit(**options)(func)
+
+
+def serial_build(kernel: Any) -> Any:
+    """The same kernel compiled without ``parallel`` (``prange`` runs as ``range``), cached apart.
+
+    numba keys its on-disk cache on the function's code and closure and the argument types, not
+    on the compile options, so compiling ``kernel.py_func`` again with ``parallel=False`` would
+    share entries with the parallel build: whichever compiled first in any process is what both
+    load afterwards (a parallel kernel that runs serial, or a serial loop that launches parallel
+    regions and so takes the GIL every step). The serial build is therefore a twin function
+    whose qualified name ends in ``_serial``, which gives it a cache file of its own.
+    """
+    func = kernel.py_func
+    code = func.__code__.replace(co_name=f"{func.__name__}_serial",
+                                 co_qualname=f"{func.__qualname__}_serial")
+    twin = FunctionType(code, func.__globals__, code.co_name, func.__defaults__,
+                        func.__closure__)
+    twin.__qualname__ = code.co_qualname
+    twin.__module__ = func.__module__
+    twin.__kwdefaults__ = func.__kwdefaults__
+    return jit(twin, parallel=False)
 
 
 def _mxcsr_intrinsics(builder: Any) -> tuple[Any, Any]:

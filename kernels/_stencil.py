@@ -138,7 +138,7 @@ from amcheck.kernels._columns import (
     column3,
     column3_adjoint,
 )
-from amcheck.kernels._jit import fma, ftz_on, ftz_restore, jit, prefetch
+from amcheck.kernels._jit import fma, ftz_on, ftz_restore, jit, prefetch, serial_build
 from amcheck.kernels._layout import VECTOR_BYTES, left_pad
 from numba import prange
 
@@ -266,8 +266,7 @@ def _make_kernels(ndim: int, space_order: int, dtype_name: str) -> Kernels:
     factory = _factory_2d if ndim == 2 else _factory_3d
     step, step_copy, adjoint_gradient = factory(space_order // 2, np.dtype(dtype_name).type)
     # The serial builds of the same step functions (prange runs as range) serve the fused loop.
-    advance = _fused_advance(jit(step.py_func, parallel=False),
-                             jit(step_copy.py_func, parallel=False))
+    advance = _fused_advance(serial_build(step), serial_build(step_copy))
     pl = left_pad(space_order // 2, dtype_name)
     return Kernels(step, step_copy, adjoint_gradient, advance, pl, ndim, space_order,
                    np.dtype(dtype_name))
@@ -874,7 +873,7 @@ def _fused_advance(step: Any, step_copy: Any) -> Any:
     loop down, see docs/kernels.md).
     """
 
-    @jit(parallel=False)
+    @jit(parallel=False, cache=False)  # its closure holds compiled functions (see jit's cache)
     def advance(src: Any, dst: Any, t0: int, t1: int, copy: bool, c: Any, w: Any, end: Any,
                 damping: Any, src_idx: Any, src_cw: Any, src_data: Any, rec_idx: Any,
                 rec_w: Any, data: Any) -> None:  # pragma: no cover - numba

@@ -372,37 +372,44 @@ class ZarrTier(Tier):
         if self._budget == 0:
             raise InvalidArgumentError("budget must be > 0 bytes (or None for no limit), got 0")
         store_key = _store_key(store)
-        other = _OPEN_STORES.user(store_key)
+        other = _OPEN_STORES.claim(store_key, self)  # checked and claimed at once
         if other is not None:
+            try:
+                held_by = repr(other)
+            except AttributeError:  # another thread is still opening it
+                held_by = "being opened"
             raise InvalidArgumentError(
-                f"store {store!r} is used by another open ZarrTier of this process ({other!r}); "
+                f"store {store!r} is used by another open ZarrTier of this process ({held_by}); "
                 "two tiers on one store overwrite each other's checkpoints: close the other "
                 "first, or give this one its own directory or store"
             )
-        self._store, self._owns_store, self.path = _open_store(store)
-        what = f"zarr tier {name!r}: store {self.path}"
-        self._lock, made = _lock_store(self._store, what)  # before anything is created or read
-        # Without the lock (not a local store, or no flock there) a failed opening removes
-        # nothing: another process may have created what is there meanwhile.
-        fresh = _fresh_directory(store) if self._lock is not None else None
-        self._fields: dict[str, FieldArray] = {}
-        self._io: ShardIO  # set by _open, with the fields
-        self._index = StepIndex(
-            self._store, self._header(), self.index_interval,
-            f"zarr tier {self.name!r} at {self.path}",
-        )
-        self._closed = False
         try:
-            with quiet_numcodecs():
-                run_sync(self._open(overwrite, direct))
+            self._store, self._owns_store, self.path = _open_store(store)
+            what = f"zarr tier {name!r}: store {self.path}"
+            self._lock, made = _lock_store(self._store, what)  # before anything is created or read
+            # Without the lock (not a local store, or no flock there) a failed opening removes
+            # nothing: another process may have created what is there meanwhile.
+            fresh = _fresh_directory(store) if self._lock is not None else None
+            self._fields: dict[str, FieldArray] = {}
+            self._io: ShardIO  # set by _open, with the fields
+            self._index = StepIndex(
+                self._store, self._header(), self.index_interval,
+                f"zarr tier {self.name!r} at {self.path}",
+            )
+            self._closed = False
+            try:
+                with quiet_numcodecs():
+                    run_sync(self._open(overwrite, direct))
+            except BaseException:
+                if fresh is not None:
+                    _remove_new_store(*fresh)
+                if self._lock is not None:
+                    self._lock.release()
+                    _remove_empty(made)
+                raise
         except BaseException:
-            if fresh is not None:
-                _remove_new_store(*fresh)
-            if self._lock is not None:
-                self._lock.release()
-                _remove_empty(made)
+            _OPEN_STORES.release(self)
             raise
-        _OPEN_STORES.claim(store_key, self)
         #: Whether checkpoints move with direct I/O (``O_DIRECT``), see the ``direct`` parameter.
         self.direct: bool = self._io.local is not None and self._io.local.direct is not None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 import pytest
@@ -111,3 +113,56 @@ def test_replaced_source_data_is_checked_before_the_loop() -> None:
     fwd.data = fwd.data[:5]
     with pytest.raises(amcheck.InvalidArgumentError, match=r"data must be .* shape"):
         fwd.advance(x, x, 0, 3)
+
+
+_TOY = '''
+from numba import prange
+
+
+def factory(h):
+    def step(a):
+        for i in prange(a.shape[0]):
+            a[i] += h
+    return step
+'''
+
+_BUILD = '''
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import toy
+from amcheck.kernels._jit import jit, serial_build
+parallel = jit(toy.factory(1.0))
+kernel = serial_build(parallel) if sys.argv[2] == "serial" else parallel
+kernel(np.zeros(64))
+print(sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values()))
+'''
+
+
+def test_serial_builds_keep_their_own_cache_entries(tmp_path: Any) -> None:
+    """numba keys its disk cache on code, closure and types, not on parallel=: a serial build of
+    the same function loaded the parallel one's code, or the parallel build the serial one's,
+    whichever a process had compiled first. serial_build's twin has entries of its own."""
+    import subprocess
+    import sys
+
+    (tmp_path / "toy.py").write_text(_TOY)
+
+    def build(which: str) -> tuple[int, int]:
+        done = subprocess.run([sys.executable, "-c", _BUILD, str(tmp_path), which],
+                              capture_output=True, text=True, check=True)
+        hits, misses = done.stdout.split()
+        return int(hits), int(misses)
+
+    assert build("serial") == (0, 1)
+    assert build("parallel") == (0, 1)  # compiled, not the serial build's code
+    assert build("serial") == (1, 0) and build("parallel") == (1, 0)  # each hits its own
+
+
+def test_the_fused_loop_is_not_cached_on_disk() -> None:
+    """Its closure holds compiled functions, which pickle with a per-process id: cached, it
+    added an entry (about 200 KB) to the kernels' cache folder in every process."""
+    model = Model(np.full((12, 14), 1.5), (10.0, 10.0), nbl=2, space_order=4)
+    kernels = AcousticForward(model, Geometry(model, [[20.0, 60.0]], [[10.0, 30.0]], tn=20.0,
+                                              f0=0.02))._disc.kernels
+    assert type(kernels.advance._cache).__name__ == "NullCache"

@@ -342,3 +342,71 @@ def test_a_disk_directory_removed_by_another_checkpointer_meanwhile_is_made_agai
     adj.start(ckp.forward())
     ckp.reverse()
     ckp.close()
+
+
+def _built_at_once(build: Any, attempts: int = 40) -> set[tuple[int, int]]:
+    """Run ``build(i)`` in two threads released together, ``attempts`` times, with the threads
+    taking turns every microsecond (so that a check and a claim made apart interleave); returns
+    the distinct (built, refused) counts of the attempts. ``build`` returns an object to close,
+    or raises InvalidArgumentError."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        return {_build_two(build) for _ in range(attempts)}
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def _build_two(build: Any) -> tuple[int, int]:
+    from amcheck import InvalidArgumentError
+
+    gate = threading.Barrier(2)
+    built: list[Any] = []
+    refused: list[BaseException] = []
+
+    def run(i: int) -> None:
+        gate.wait()
+        try:
+            built.append(build(i))
+        except InvalidArgumentError as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for user in built:
+        user.close()
+    return len(built), len(refused)
+
+
+def test_one_caller_tier_for_two_checkpointers_built_at_once(tmp_path: Path) -> None:
+    """Both threads passed the check before either claimed the tier (and a Checkpointer under
+    construction did not count as open): both were built, and one reversed the other's states
+    without an error. Exactly one may have it."""
+    tier = RawTier(tmp_path, StateSpec.from_arrays(initial_state()))
+    try:
+        outcomes = _built_at_once(lambda i: Checkpointer(
+            Forward(), Adjoint(), initial_state(), 20, ram="1 MiB", disk=tier,
+            strategy="async_multistage", interval=5))
+    finally:
+        asyncio.run(tier.close())
+    assert outcomes == {(1, 1)}, outcomes
+
+
+def test_one_store_for_two_zarr_tiers_opened_at_once() -> None:
+    from amcheck.storage import ZarrTier
+    from zarr.storage import MemoryStore
+
+    store = MemoryStore()
+    spec = StateSpec.from_arrays(initial_state())
+
+    class Closing:  # a ZarrTier's close is a coroutine
+        def __init__(self, tier: ZarrTier) -> None:
+            self.tier = tier
+
+        def close(self) -> None:
+            asyncio.run(self.tier.close())
+
+    assert _built_at_once(lambda i: Closing(ZarrTier(store, spec))) == {(1, 1)}
