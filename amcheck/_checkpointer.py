@@ -664,8 +664,13 @@ class Checkpointer:
                 n = self._engine.run_forward(self._schedule.forward(), x0)
             self._stats.interval = ended = getattr(self._schedule, "interval", None)
             if tuner is not None and ended and not getattr(self._schedule, "thinning_rounds", 0):
-                # measured, not doubled by a full disk tier: where the next sweep starts
-                INTERVALS.put(self._interval_key, ended)
+                if tuner.probing:
+                    # too few writes to measure (a k remembered from a slower disk, or a busy
+                    # moment, can be as long as the sweep): the next sweep measures from the
+                    # start again instead of keeping a k it cannot correct
+                    INTERVALS.discard(self._interval_key)
+                else:  # measured, not doubled by a full disk tier: where the next one starts
+                    INTERVALS.put(self._interval_key, ended)
             if self._n_given is not None and n != self._n_given:
                 raise ScheduleError(
                     f"the schedule's forward sweep produced x_{n}, but n_steps={self._n_given}"

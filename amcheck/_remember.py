@@ -42,6 +42,10 @@ class Recent(Generic[K, V]):
             while len(self._values) > self.size:
                 del self._values[next(iter(self._values))]
 
+    def discard(self, key: K) -> None:
+        with self._lock:
+            self._values.pop(key, None)
+
     def items(self) -> list[tuple[K, V]]:
         with self._lock:
             return list(self._values.items())

@@ -1245,3 +1245,33 @@ def test_a_full_disk_says_how_to_bound_the_disk_tier(tmp_path: Path) -> None:
           pytest.raises(TransferError, match="step 8") as caught):
         ckp.forward()
     assert any("disk_budget" in note for note in caught.value.__notes__)
+
+
+def test_a_remembered_interval_that_a_sweep_cannot_measure_is_forgotten(tmp_path: Path) -> None:
+    """One slow sweep left k as long as the sequence; the next sweeps made one or two writes,
+    too few to measure, so k stayed there (and was remembered again) for every later gradient.
+    A sweep that cannot measure forgets it, and the one after measures from slots + 1."""
+    from amcheck._remember import INTERVALS
+
+    class Sometimes(CountingRaw):
+        slow = False
+
+        async def put(self, step: int, state: Any) -> None:
+            if self.slow:
+                await asyncio.sleep(0.05)
+            await super().put(step, state)
+
+    n = 200
+    tier = Sometimes(tmp_path / "r.bin")
+    ends, remembered = [], []
+    with Checkpointer(Forward(), Adjoint(), initial_state(), n, ram=8 * SLOT, disk=tier,
+                      strategy="async_multistage") as ckp:
+        for sweep in range(4):
+            tier.slow = sweep == 0
+            ckp.forward()
+            ends.append(ckp.stats.interval)
+            remembered.append([k for _, k in INTERVALS.items()])
+            ckp.reverse()
+    assert ends[0] == n and remembered[0] == [n]  # the slow sweep: one segment
+    assert ends[1] == n and remembered[1] == []  # no write to measure: forgotten
+    assert ends[2] < n and remembered[2] == [ends[2]]  # measured from slots + 1 again
