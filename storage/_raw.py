@@ -349,6 +349,23 @@ class RawTier(Tier):
             )
         self._free.append(record)
 
+    async def trim(self) -> None:
+        """A file that grows as checkpoints come (no ``records`` or ``budget``) is cut back to
+        its last held record, so that after a full disk (the Checkpointer trims after an error)
+        the space of deleted checkpoints goes back; a preallocated file keeps its size."""
+        fd = self._fd_open()
+        if self.n_records is not None:
+            return
+        end = max(self._index.values(), default=-1) + 1
+        try:
+            os.ftruncate(fd, end * self.record_nbytes)
+        except OSError as exc:
+            raise TransferError(
+                f"raw tier {self.name!r}: could not shrink {self.path} to "
+                f"{format_bytes(end * self.record_nbytes)}: {exc}") from exc
+        self._free = [record for record in self._free if record < end]
+        self._next = end
+
     async def flush(self) -> None:
         """Make every written checkpoint durable (``fdatasync`` of the file)."""
         fd = self._fd_open()

@@ -590,6 +590,35 @@ async def test_raw_tier_preallocates_and_removes_its_file(tmp_path: Path) -> Non
     assert not (tmp_path / "r.bin").exists()
 
 
+async def test_a_growing_raw_tier_gives_back_deleted_records_on_trim(tmp_path: Path) -> None:
+    """After a full disk the Checkpointer trims its tier; a RawTier that grows with its
+    checkpoints kept its file at full size (a retry found the disk still full)."""
+    tier = RawTier(tmp_path / "r.bin", SPEC)
+    for step in range(5):
+        await tier.put(step, make_state(step))
+    assert os.path.getsize(tier.path) == 5 * tier.record_nbytes
+    for step in (1, 3, 4):
+        await tier.delete(step)
+    await tier.trim()
+    assert os.path.getsize(tier.path) == 3 * tier.record_nbytes  # up to x_2's record
+    for step in (5, 6, 7):  # the freed record 1 first, then the file grows again
+        await tier.put(step, make_state(step))
+    assert os.path.getsize(tier.path) == 5 * tier.record_nbytes
+    for step in (0, 2, 5, 6, 7):
+        out = empty_like(make_state(0))
+        await tier.get(step, out)
+        for key, want in make_state(step).items():
+            np.testing.assert_array_equal(out[key], want, strict=True)
+        await tier.delete(step)
+    await tier.trim()
+    assert os.path.getsize(tier.path) == 0
+    await tier.close()
+    fixed = RawTier(tmp_path / "f.bin", SPEC, records=3)
+    await fixed.trim()  # preallocated: its size is its capacity
+    assert os.path.getsize(fixed.path) == 3 * fixed.record_nbytes
+    await fixed.close()
+
+
 def test_raw_tier_budget_too_small(tmp_path: Path) -> None:
     with pytest.raises(BudgetError, match="8192 bytes"):
         RawTier(tmp_path / "r.bin", SPEC, budget=100)
