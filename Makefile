@@ -20,13 +20,16 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 # Every benchmark script with its defaults (long_sequences in its --quick form: the full run takes
-# about 20 minutes); each section of docs/benchmarks.md gives its full command.
+# about 20 minutes). They print their figures and write no file unless asked (--json, --out,
+# --plot); each section of docs/benchmarks.md gives the full command behind its figures.
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/schedules.py
 	$(PY) benchmarks/zero_copy.py
 	$(PY) benchmarks/disk_vs_ram.py
 	$(PY) benchmarks/kernels_vs_devito.py
+	$(PY) benchmarks/fwi_overlap.py
+	$(PY) benchmarks/fwi_threads.py
 	$(PY) benchmarks/long_sequences.py --quick
 
 typecheck: $(STAMP)

@@ -25,7 +25,8 @@ Python sequential ``os.write`` + ``fsync`` / ``os.readv`` of the same bytes, and
 ZFPY codec on the same data (one thread, each time level coded separately).
 
 Every figure is the median of ``--repeats`` runs; the spread (max/min) is printed as noise.
-Run: ``.venv/bin/python benchmarks/disk_vs_ram.py [--sizes 1 16 128] [--repeats 3]``.
+Run: ``.venv/bin/python benchmarks/disk_vs_ram.py [--sizes 1 16 128] [--repeats 3]``; the
+docs' figures add ``--out benchmarks/results/disk_vs_ram.json --plot docs/img/disk_vs_ram.png``.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from amcheck.storage._codecs import quiet_numcodecs
 
 from amcheck import StateSpec
 
-ROOT = Path(__file__).resolve().parent.parent
+TIERS = ("ram", "raw", "zarr", "zarr-pagecache", "zarr+blosc", "zarr+zfp")
 TOTAL_BYTES = 128 * 2**20  # bytes written per measurement (at least 2 checkpoints)
 
 
@@ -273,13 +274,23 @@ def bench_baselines(state: dict[str, np.ndarray], count: int, repeats: int, wher
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=positive_int, nargs="+", default=[1, 16, 128], help="MB")
-    parser.add_argument("--repeats", type=positive_int, default=3)
-    parser.add_argument("--tiers", nargs="+",
-                        default=["ram", "raw", "zarr", "zarr-pagecache", "zarr+blosc", "zarr+zfp"])
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "disk_vs_ram.json")
-    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "disk_vs_ram.png")
+    parser.add_argument("--sizes", type=positive_int, nargs="+", default=[1, 16, 128],
+                        help="checkpoint sizes in MB (default 1 16 128)")
+    parser.add_argument("--repeats", type=positive_int, default=3,
+                        help="runs of each measurement, medians reported (default 3)")
+    parser.add_argument("--tiers", nargs="+", choices=TIERS, default=list(TIERS), metavar="TIER",
+                        help=f"tiers to measure (default all: {' '.join(TIERS)})")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also write every figure as JSON to this file (the docs' come from "
+                        "benchmarks/results/disk_vs_ram.json)")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="also draw the bar chart into this file (the docs' is "
+                        "docs/img/disk_vs_ram.png)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where the tiers write (default: the system's temporary directory; "
+                        "give a directory on the disk you mean to measure)")
     args = parser.parse_args()
+    print(describe())
 
     a = np.random.default_rng(0).random((2048, 2048)).astype(np.float32)
     b = a.copy()
@@ -299,7 +310,7 @@ def main() -> None:
         "kernel_chunk_ms": t_chunk * 1e3, "sizes": {},
     }
     print(f"kernel chunk (2048^2 stencil, 8 sweeps, 1 thread): {t_chunk * 1e3:.1f} ms")
-    with tempfile.TemporaryDirectory(prefix="amcheck-bench-", dir=ROOT) as tmp:
+    with tempfile.TemporaryDirectory(prefix="amcheck-bench-", dir=args.workdir) as tmp:
         where = Path(tmp)
         for size in args.sizes:
             n = int(np.sqrt(size * 1e6 / 8))
@@ -324,9 +335,11 @@ def main() -> None:
                       f"{row['steady_write_noise']:.2f}x)  read {row['read_MBps']:6.0f} MB/s "
                       f"(noise {row['read_noise']:.2f}x)  hidden {row['hidden']:4.0%}  "
                       f"ratio {row['ratio']:5.1f}x")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
-    plot(results, args.plot)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1))
+    if args.plot is not None:
+        plot(results, args.plot)
 
 
 def plot(results: dict[str, Any], path: Path) -> None:

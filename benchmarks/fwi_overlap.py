@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numba
 import numpy as np
-from _args import positive_int  # the benchmarks' shared argparse types
+from _args import grid_shape, positive_int  # the benchmarks' shared argparse types
 from _machine import describe  # which host: CPU model and caches
 from amcheck.kernels import Geometry, Model
 from amcheck.kernels._operators import AcousticAdjoint, AcousticForward
@@ -83,7 +83,8 @@ def overlapped(fwd: AcousticForward, adj: AcousticAdjoint, interval: int, workro
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--shapes", nargs="+", default=["201x401", "601x1201"],
+    parser.add_argument("--shapes", nargs="+", type=grid_shape((2,), 8),
+                        default=[(201, 401), (601, 1201)],
                         help="physical grids NXxNZ (default: 201x401 601x1201)")
     parser.add_argument("--steps", type=positive_int, default=2000, help="time steps (default 2000)")
     parser.add_argument("--interval", type=positive_int, default=50, help="disk interval k (default 50)")
@@ -92,12 +93,9 @@ def main() -> None:
     numba.set_num_threads(1)
     print(f"{describe()}, numba {numba.__version__}, "
           f"one numba thread, {args.steps} steps, k = {args.interval}, {args.repeats} rounds")
-    shapes = [tuple(int(v) for v in text.lower().split("x")) for text in args.shapes]
-    if any(len(shape) != 2 for shape in shapes):
-        parser.error(f"--shapes takes NXxNZ, got {args.shapes}")
     with tempfile.TemporaryDirectory(prefix="amcheck-fwi-overlap-") as workroot:
-        for text, shape in zip(args.shapes, shapes, strict=True):
-            measure(text, shape, args, Path(workroot))  # type: ignore[arg-type]
+        for shape in args.shapes:
+            measure("x".join(map(str, shape)), shape, args, Path(workroot))
 
 
 def measure(text: str, shape: tuple[int, int], args: argparse.Namespace, workroot: Path

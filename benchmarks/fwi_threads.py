@@ -31,25 +31,13 @@ from typing import Any
 
 import numba
 import numpy as np
-from _args import positive_int  # the benchmarks' shared argparse types
+from _args import grid_shape, int_at_least, positive_int  # shared argparse types
 from _machine import describe  # which host: CPU model and caches
 from amcheck.kernels import AcousticForward, Geometry, Model, forward_modeling, fwi_gradient
 from amcheck.storage import slot_layout
 from long_sequences import paired, ratio_text, settle
 
 from amcheck._remember import forget
-
-
-def shape_arg(text: str) -> tuple[int, ...]:
-    """``N``x``M`` or ``N``x``M``x``K``: a grid of 2 or 3 axes, each at least 16 points."""
-    try:
-        shape = tuple(int(v) for v in text.lower().split("x"))
-    except ValueError:
-        shape = ()
-    if len(shape) not in (2, 3) or min(shape) < 16:
-        raise argparse.ArgumentTypeError(
-            f"--shape must be NxM or NxMxK with every axis >= 16, got {text!r}")
-    return shape
 
 
 def problem(shape: tuple[int, ...], nbl: int) -> tuple[Model, Geometry, np.ndarray]:
@@ -67,11 +55,13 @@ def problem(shape: tuple[int, ...], nbl: int) -> tuple[Model, Geometry, np.ndarr
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shape", type=shape_arg, default=(100, 100, 100))
-    parser.add_argument("--nbl", type=positive_int, default=20)
-    parser.add_argument("--ram-states", type=positive_int, default=20,
-                        help="RAM budget in states (default 20)")
-    parser.add_argument("--repeats", type=positive_int, default=5)
+    parser.add_argument("--shape", type=grid_shape(), default=(100, 100, 100),
+                        help="physical grid NxM or NxMxK, each axis >= 16 (default 100x100x100)")
+    parser.add_argument("--nbl", type=positive_int, default=20,
+                        help="absorbing-layer points on each side (default 20)")
+    parser.add_argument("--ram-states", type=int_at_least(4), default=20,
+                        help="RAM budget in states, at least 4 (default 20)")
+    parser.add_argument("--repeats", type=positive_int, default=5, help="rounds (default 5)")
     args = parser.parse_args()
     model, geometry, d_obs = problem(args.shape, args.nbl)
     spec = AcousticForward(model, geometry).spec  # the state fwi_gradient checkpoints

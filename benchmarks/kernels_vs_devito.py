@@ -26,7 +26,7 @@ import sys
 import time
 
 import numpy as np
-from _args import positive_int  # the benchmarks' shared argparse types
+from _args import int_list, positive_int, require  # the benchmarks' shared argparse types
 from _machine import describe  # which host: CPU model and caches
 
 
@@ -123,12 +123,15 @@ def run_worker(args: list[str], threads: int) -> dict[str, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="1000^2 and 128^3 instead of 2000^2, 256^3")
-    p.add_argument("--repeats", type=positive_int, default=5)
-    p.add_argument("--orders", default="4,8")
-    p.add_argument("--threads", default="1,2")
+    p.add_argument("--repeats", type=positive_int, default=5, help="runs per cell (default 5)")
+    p.add_argument("--orders", type=int_list((2, 4, 6, 8, 10, 12)), default=[4, 8],
+                   help="space orders, comma-separated (default 4,8)")
+    p.add_argument("--threads", type=int_list(), default=[1, 2],
+                   help="thread counts, comma-separated (default 1,2)")
     p.add_argument("--json", metavar="PATH", help="also write every cell (and the load) as JSON")
-    p.add_argument("--worker", nargs="*")
+    p.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)  # one cell, in a subprocess
     a = p.parse_args()
+    require(p, "devito", "the comparison with Devito")
     if a.worker is not None:
         kind, *rest = a.worker
         vals = [int(v) for v in rest]
@@ -148,10 +151,10 @@ def main() -> None:
     cells: list[dict[str, object]] = []
     print(f"{'case':<22}{'thr':>4}{'triad GB/s':>12}{'amcheck GPts/s':>22}{'devito GPts/s':>22}"
           f"{'ratio':>7}{'roofline':>9}")
-    for threads in [int(t) for t in a.threads.split(",")]:
+    for threads in a.threads:
         triad = run_worker(["triad", str(threads), str(a.repeats)], threads)
         for nd, n, steps in sizes:
-            for so in [int(s) for s in a.orders.split(",")]:
+            for so in a.orders:
                 spec = [str(nd), str(so), str(n), str(steps), str(threads), str(a.repeats)]
                 am = run_worker(["amcheck", *spec], threads)
                 dv = run_worker(["devito", *spec], threads)

@@ -55,7 +55,7 @@ from typing import Any
 import _wave  # the shared benchmark load, beside this script
 import numba
 import numpy as np
-from _args import positive_float, positive_int  # the benchmarks' shared argparse types
+from _args import positive_float, positive_int, require  # shared argparse types
 from _machine import describe  # which host: CPU model and caches
 from _wave import Adjoint as _Adjoint
 from _wave import PairedAdjoint as _PairedAdjoint
@@ -65,7 +65,6 @@ from amcheck.storage import ZarrTier
 import amcheck
 from amcheck.schedules import multistage_recompute_factor
 
-ROOT = Path(__file__).resolve().parent.parent  # the repository: default output paths
 NX = 724  # 2 x 724^2 float32 = 4.0 MiB
 STATE_NBYTES = state_nbytes(NX)
 SLOT_NBYTES = slot_nbytes(NX)  # one state in amcheck's pool: 896 bytes of page padding more
@@ -317,6 +316,10 @@ def overlap_table(args: argparse.Namespace, workroot: Path, report: dict[str, An
     left to I/O (direct I/O and page cache)."""
     n = sweep_n(args)
     k = args.k
+    if n <= k:  # the last segment stays in RAM: nothing would go to disk
+        print(f"\noverlap skipped: at n = {n} and k = {k} the forward sweep writes nothing to "
+              "disk (pass a larger --sweep-n, or a smaller --k)")
+        return
     print(f"\noverlap at n = {n}: forward sweep with writes in flight vs compute only", flush=True)
     # (label, numba threads of the compute-only sweep, compute_threads, direct I/O)
     settings: list[tuple[str, int, int | None, bool | None]] = [
@@ -407,7 +410,9 @@ def k_sweep(args: argparse.Namespace, workroot: Path, report: dict[str, Any],
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ns", type=positive_int, nargs="+", default=[1000, 10000, 100000])
-    parser.add_argument("--quick", action="store_true", help="n = 300, 1000; 1 repeat; small k sweep")
+    parser.add_argument("--quick", action="store_true",
+                        help="n = 300, 1000; 1 repeat; k sweep 5 20 50 100 (replaces --ns, "
+                        "--repeats and --sweep-ks)")
     parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--k", type=positive_int, default=50, help="fixed interval (default 50)")
     parser.add_argument("--skip-slow-above", type=positive_int, default=10000,
@@ -420,14 +425,17 @@ def main() -> None:
                         help="numba threads of every variant in the main table (default 1: on a "
                              "shared 2-core machine a 2-thread barrier kernel is preempted)")
     parser.add_argument("--workdir", default=None, help="disk tier directory (default: a temp dir)")
-    parser.add_argument("--plot", default=str(ROOT / "docs" / "img" / "timeline.png"),
-                        help="timeline picture path")
-    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" /
-                                              "long_sequences.json"))
+    parser.add_argument("--plot", default=None,
+                        help="also draw the timeline of one sweep into this file (the docs' is "
+                        "docs/img/timeline.png)")
+    parser.add_argument("--json", default=None,
+                        help="also write every figure as JSON to this file (the docs' come from "
+                        "benchmarks/results/long_sequences_runN.json)")
     parser.add_argument("--overlap-only", action="store_true",
                         help="only the overlap measurement: --repeats rounds at --sweep-n "
                              "(default: the second n, or the only one)")
     args = parser.parse_args()
+    require(parser, "pyrevolve", "the comparison with pyrevolve's Revolver")
     if args.quick:
         args.ns, args.repeats, args.sweep_ks = [300, 1000], 1, [5, 20, 50, 100]
     workroot = Path(args.workdir or tempfile.mkdtemp(prefix="amcheck-bench-"))

@@ -31,7 +31,7 @@ from typing import Any
 import _wave  # the shared benchmark load, beside this script
 import numba
 import numpy as np
-from _args import positive_int  # the benchmarks' shared argparse types
+from _args import positive_int, require  # the benchmarks' shared argparse types
 from _machine import describe  # which host: CPU model and caches
 from _wave import Adjoint, advance, compile_kernels, slot_nbytes, state_nbytes, wave_steps
 
@@ -128,6 +128,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=positive_int, default=3, help="runs per variant (median)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args()
+    require(parser, "pyrevolve", "the comparison with pyrevolve's Revolver")
+    print(describe(), flush=True)
 
     variants: dict[str, Callable[[], dict[str, Any]]] = {
         "amcheck zero-copy": lambda: run_amcheck(args.n, args.slots),
