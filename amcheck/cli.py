@@ -375,6 +375,8 @@ def _run_bench(args: argparse.Namespace) -> int:
     folder: Path = args.dir if args.dir is not None else _benchmarks_dir()
     if not folder.is_dir():
         raise _UsageError(
+            f"--dir {str(folder)!r} is not a folder: give the benchmarks/ folder of a source "
+            "checkout" if args.dir is not None else
             f"no benchmarks folder at {str(folder)!r}: the benchmarks ship with the source "
             "checkout, not the installed package; clone the repository and install it with "
             "`pip install -e '.[bench]'`, or pass --dir"

@@ -67,7 +67,7 @@ def main() -> None:
     spec = AcousticForward(model, geometry).spec  # the state fwi_gradient checkpoints
     ram = args.ram_states * slot_layout(spec)[1]
     threads = numba.get_num_threads()
-    print(f"grid {model.grid_shape} ({args.shape} + {args.nbl} layer points), {geometry.nt} "
+    print(f"grid {model.grid_shape} ({args.shape} + {args.nbl} layer points), {geometry.n_steps} "
           f"steps, state {spec.nbytes / 2**20:.1f} MiB, RAM {args.ram_states} states; "
           f"{describe()}, numba "
           f"{numba.__version__} ({threads} threads), load average {os.getloadavg()}", flush=True)

@@ -62,7 +62,7 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
         (["demo", "--small", "--disk", ""], "argument --disk: names no directory"),
         (["demo", "--small", "--out", " "], "argument --out: names no directory"),
         (["bench", "nope"], "invalid choice: 'nope'"),
-        (["bench", "--dir", "/nonexistent/amcheck", "schedules"], "no benchmarks folder"),
+        (["bench", "--dir", "/nonexistent/amcheck", "schedules"], "--dir '/nonexistent/amcheck' is not a folder"),
         (["info", "--bogus"], "unrecognized arguments: --bogus"),
         (["plan", "--steps", "99999999999999999999", "--ram-slots", "3"], "is more than 10,000,000"),
     ],
