@@ -62,12 +62,20 @@ from amcheck.schedules import AsyncMultistage, Paired, Schedule, TwoLevel, disk_
 from amcheck.storage import RamTier, Tier
 from amcheck.storage._users import OpenUsers
 
+#: Directories the Checkpointers of this process made for their folders, with how many of them
+#: use each: a Checkpointer given the same new path shares them, and the last to close removes
+#: them (the first found them full, the second had not made them). Creation and removal hold
+#: the lock, so that a directory is never removed between another's check and its mkdir.
+_MADE_USERS: dict[Path, int] = {}
+_MADE_LOCK = threading.Lock()
+
 
 @dataclass(slots=True)
 class _Owned:
     """What a Checkpointer made and removes on close: its disk tier, the directory it made for
     it (:mod:`amcheck._folders`) with the tier's lock, and the directories it had to create for
-    that one (innermost first)."""
+    that one, or shares with another Checkpointer of the process that created them (innermost
+    first, counted in :data:`_MADE_USERS`)."""
 
     tier: Tier | None = None
     folder: Path | None = None
@@ -79,13 +87,21 @@ class _Owned:
         made, self.made = self.made, []
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
-        for parent in made:
-            try:
-                parent.rmdir()
-            except FileNotFoundError:
-                continue  # never made: interrupted first
-            except OSError:
-                break
+        removing = True
+        with _MADE_LOCK:
+            for parent in made:
+                users = _MADE_USERS.pop(parent, 1) - 1
+                if users:  # another Checkpointer still uses it: the last one removes it
+                    _MADE_USERS[parent] = users
+                    removing = False
+                if not removing:
+                    continue
+                try:
+                    parent.rmdir()
+                except FileNotFoundError:
+                    continue  # never made: interrupted first
+                except OSError:
+                    removing = False
 
     def close(self) -> None:
         """Close the tier amcheck created, then remove the folder. A tier that cannot write its
@@ -569,13 +585,18 @@ class Checkpointer:
             # it go when empty. All are named and recorded before they exist, so that an
             # interrupt (Ctrl-C) inside a mkdir leaves nothing behind; 64 random bits never
             # name another's folder.
-            self._owned.made = [p for p in (root, *root.parents) if not p.exists()]
             folder = root / f"{PREFIX}{secrets.token_hex(8)}"
             try:
-                root.mkdir(parents=True, exist_ok=True)
-                self._owned.folder = folder
-                # parents: another Checkpointer closing may have removed root, empty, meanwhile
-                folder.mkdir(mode=0o700, parents=True)
+                with _MADE_LOCK:  # see _MADE_USERS
+                    self._owned.made = [p for p in (root, *root.parents)
+                                        if not p.exists() or p in _MADE_USERS]
+                    for made in self._owned.made:
+                        _MADE_USERS[made] = _MADE_USERS.get(made, 0) + 1
+                    root.mkdir(parents=True, exist_ok=True)
+                    self._owned.folder = folder
+                    # parents: a Checkpointer of another process closing may have removed
+                    # root, empty, meanwhile
+                    folder.mkdir(mode=0o700, parents=True)
             except BaseException as exc:
                 if isinstance(exc, FileExistsError):
                     self._owned.folder = None  # not ours
