@@ -411,27 +411,3 @@ def test_one_store_for_two_zarr_tiers_opened_at_once() -> None:
 
     assert _built_at_once(lambda i: Closing(ZarrTier(store, spec))) == {(1, 1)}
 
-
-def test_a_new_directory_shared_by_two_checkpointers_goes_with_the_last(tmp_path: Path) -> None:
-    """Both given the same missing path: the first made it and found it full when it closed,
-    the second had not made it, and it stayed behind, empty."""
-    parent = tmp_path / "new" / "run"
-
-    def make() -> Checkpointer:
-        return Checkpointer(Forward(), Adjoint(), initial_state(), 20, ram="1 MiB", disk=parent,
-                            strategy="async_multistage", interval=5)
-
-    for order in ((0, 1), (1, 0)):
-        pair = [make(), make()]
-        for ckp in pair:
-            ckp.forward()
-            ckp.reverse()
-        pair[order[0]].close()
-        assert parent.is_dir()  # the other's folder is in it
-        pair[order[1]].close()
-        assert not (tmp_path / "new").exists()
-    (tmp_path / "mine").mkdir()  # a directory the user made stays
-    with Checkpointer(Forward(), Adjoint(), initial_state(), 20, ram="1 MiB",
-                      disk=tmp_path / "mine", strategy="async_multistage", interval=5):
-        pass
-    assert (tmp_path / "mine").is_dir()
