@@ -117,9 +117,10 @@ def check_operator(forward: object, initial_state: Mapping[str, np.ndarray], ste
         kept = int(np.count_nonzero(((first == _GARBAGE[0]) & (second == _GARBAGE[1]))
                                     .reshape(-1, itemsize).all(axis=1)))
         if kept:
+            elements = "element" if kept == 1 else "elements"
             raise OperatorError(
                 f"check_operator: an out-of-place advance(src, dst, 0, {steps}) leaves {kept} "
-                f"element{'s' if kept != 1 else ''} of dst[{name!r}] as they were (two runs into buffers of different "
+                f"{elements} of dst[{name!r}] as they were (two runs into buffers of different "
                 "garbage disagree): write every element of every field of dst"
             )
         repeat = garbage(_GARBAGE[0])  # into the first one's garbage: tells why they differ

@@ -183,9 +183,10 @@ class Checkpointer:
         sequence ends (run to convergence; see :class:`amcheck.ForwardOperator`).
     ram
         Bytes amcheck may allocate for states: an ``int`` or a string such as ``"2 GiB"`` or
-        ``"25%"`` (of physical memory; the default). It bounds every buffer the engine holds: checkpoint
-        slots, the current state, x_n and, with a disk, ``max_in_flight`` staging buffers (in
-        the forward sweep; the reverse sweep writes nothing and uses them as checkpoint slots).
+        ``"25%"`` (of physical memory; the default). It bounds every buffer the engine holds:
+        checkpoint slots, the current state, x_n and, with a disk, ``max_in_flight`` staging
+        buffers (in the forward sweep; the reverse sweep writes nothing and uses them as
+        checkpoint slots).
         Only what the chosen schedule needs is allocated (``stats.ram_pool_bytes``), once, when
         the Checkpointer is built.
     disk
@@ -245,16 +246,15 @@ class Checkpointer:
         when all are busy the compute thread waits for the oldest (back-pressure, recorded as a
         ``"wait"`` on the timeline and in ``stats.stall_seconds``).
     compute_threads
-        numba threads for the user's kernels during sweeps with disk traffic: ``None`` (default,
-        auto:
-        measured; after 2 advances the forward sweep times 3 on one thread fewer than numba's
-        count, which leaves a core to the transfer thread, and the next 3 on all, the reverse
-        sweep (from its start) windows of 8 reverse steps likewise; the sweep goes on with the
-        faster, one fewer unless all threads are 5 % faster and none of their units stalled
-        (1.5x one fewer's median), and times both again after 64 units, then 128, ...; the
-        process remembers the choice for later Checkpointers of the same operators, state and
-        disk tier kind, which go on from it without probing),
-        ``"all"`` (leave numba alone) or a number. The count is restored after each sweep and
+        numba threads for the user's kernels during sweeps with disk traffic: ``None`` (the
+        default: measured; after 2 advances the forward sweep times 3 on one thread fewer than
+        numba's count, which leaves a core to the transfer thread, and the next 3 on all, the
+        reverse sweep (from its start) windows of 8 reverse steps likewise; the sweep goes on
+        with the faster, one fewer unless all threads are 5 % faster and none of their units
+        stalled (1.5x one fewer's median), and times both again after 64 units, then 128, ...;
+        the process remembers the choice for later Checkpointers of the same operators, state
+        and disk tier kind, which go on from it without probing), ``"all"`` (leave numba alone)
+        or a number. The count is restored after each sweep and
         ``stats.compute_threads`` says what a sweep ended on. Applies only when the operator
         has imported numba; amcheck never imports it. Why: see :mod:`amcheck._cores`.
     timeline
@@ -417,12 +417,12 @@ class Checkpointer:
                 units = Paired.pairs(paired_n) if paired_n is not None else n
                 k = interval if paired_n is None else Paired.interval_pairs(interval, paired_n)
                 if k < disk_interval_floor(units, disk_slots):
+                    held = f"{disk_slots} checkpoint{'s' if disk_slots != 1 else ''}"
                     warnings.warn(
                         f"interval={interval} was raised to {self._plan.interval}: the disk "
-                        f"budget holds {disk_slots} checkpoint{'s' if disk_slots != 1 else ''} of "
-                        f"the state, and {n} steps in "
-                        f"segments of {interval} need more (raise disk_budget, or the tier's "
-                        "own budget, to keep the interval)", UserWarning, stacklevel=2)
+                        f"budget holds {held} of the state, and {n} steps in segments of "
+                        f"{interval} need more (raise disk_budget, or the tier's own budget, to "
+                        "keep the interval)", UserWarning, stacklevel=2)
             self._spec = spec
             # what the process remembers thread choices and intervals for (amcheck._remember)
             self._workload = (code_name(advance_fn), code_name(reverse_fn), spec,

@@ -132,7 +132,8 @@ class Totals:
         lo, hi = min(self.intervals), max(self.intervals)
         k = str(lo) if lo == hi else f"{lo}-{hi}"
         return (f"{self.disk_writes / shots:.0f} disk checkpoints per shot, one every "
-                f"{spacing:.0f} steps on average; the interval k, measured as it runs, ended at {k}")
+                f"{spacing:.0f} steps on average; the interval k, measured as it runs, ended "
+                f"at {k}")
 
     @property
     def recompute_factor(self) -> float:
