@@ -175,9 +175,14 @@ def ending(stop: int):  # type: ignore[no-untyped-def]
 def test_unknown_length_pairs_inside_each_segment(n: int, kwargs: dict[str, object],
                                                  tmp_path: Path) -> None:
     """n_steps=None: each disk segment is reversed over pairs of steps, its length being known
-    by then; the reverse operator gets what it gets step by step, with fewer recomputations."""
+    by then; the reverse operator gets what it gets step by step, with fewer recomputations at
+    the same interval (the automatic one starts at 2 slots + 1 over pairs, slots + 1 without:
+    it may recompute a little more, docs/concepts.md)."""
+    from amcheck._remember import forget
+
     results = []
     for op in (Seen(), Plain()):
+        forget()  # the two are one workload to the process's memory: each measures its own k
         with amcheck.Checkpointer(ending(n), op, x0(), None, disk=tmp_path,
                                   **kwargs) as ckp:  # type: ignore[arg-type]
             assert ckp.schedule.reverse_from_next is (type(op) is Seen)  # type: ignore[attr-defined]
@@ -188,7 +193,8 @@ def test_unknown_length_pairs_inside_each_segment(n: int, kwargs: dict[str, obje
             assert ckp.stats.forward_steps == replayed.forward_steps
     (paired, paired_steps), (plain, plain_steps) = results
     assert paired == plain == reference(n)
-    assert paired_steps <= plain_steps
+    if "interval" in kwargs:
+        assert paired_steps <= plain_steps
 
 
 @settings(max_examples=80, deadline=None)
