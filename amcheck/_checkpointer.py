@@ -466,7 +466,7 @@ class Checkpointer:
             )
         self._schedule: Schedule | None = None
         self._n_seen: int | None = None
-        self._busy = False
+        self._busy: object | None = None  # the claim of the call running (see _enter)
         self._claim = threading.Lock()
         self._closing = threading.Lock()
         self._phase = "ready"
@@ -671,7 +671,16 @@ class Checkpointer:
                 "forward(progress) got a mapping; pass a new x_0 as forward(initial_state=...)"
             )
         _check_progress(progress)
-        self._enter("forward()")
+        token = object()
+        try:
+            self._enter("forward()", token)
+            final = self._forward(progress, initial_state)
+        finally:
+            self._leave(token)
+        return final
+
+    def _forward(self, progress: Progress | None,
+                 initial_state: Mapping[str, np.ndarray] | None) -> Mapping[str, Any]:
         try:
             x0 = self._initial if initial_state is None else initial_state
             self._spec.check(x0, "initial_state")
@@ -705,7 +714,6 @@ class Checkpointer:
         finally:
             self._engine.progress = None
             self._engine.tuner = None
-            self._busy = False
             self._stats.hidden_fraction = self._timeline.hidden_fraction()
         assert final is not None
         return final
@@ -730,12 +738,15 @@ class Checkpointer:
             An operator raised (chained); the Checkpointer is reset (call ``forward()`` again).
         """
         _check_progress(progress)
-        self._enter("reverse()")  # first: a sweep running in another thread is the reason
+        token = object()
         try:
+            self._enter("reverse()", token)  # first: a sweep running elsewhere is the reason
             self._check_reversible()
-        except SweepStateError:
-            self._busy = False
-            raise
+            self._reverse(progress)
+        finally:
+            self._leave(token)
+
+    def _reverse(self, progress: Progress | None) -> None:
         try:
             schedule = self._schedule
             n = self._engine.n_steps
@@ -750,7 +761,6 @@ class Checkpointer:
             raise
         finally:
             self._engine.progress = None
-            self._busy = False
             self._stats.hidden_fraction = self._timeline.hidden_fraction()
 
     # -- introspection -------------------------------------------------------------------------
@@ -854,8 +864,9 @@ class Checkpointer:
     def _close(self) -> None:
         if self._phase == "closed":
             return
-        self._enter("close()")
+        token = object()
         try:
+            self._enter("close()", token)
             try:
                 self._engine.close()
             except Exception:
@@ -864,8 +875,9 @@ class Checkpointer:
             # (an interrupt, Ctrl-C, leaves it open: the next close() finishes the work)
             self._phase = "closed"
         finally:
-            self._busy = False  # after the phase: no sweep may start on a closed engine
-            if self._phase == "closed":
+            claimed = self._busy is token
+            self._leave(token)  # after the phase: no sweep may start on a closed engine
+            if claimed and self._phase == "closed":
                 self._close_owned()
 
     def __enter__(self) -> Self:
@@ -910,18 +922,26 @@ class Checkpointer:
                 "reverse several times"
             )
 
-    def _enter(self, what: str) -> None:
-        """Claim the Checkpointer for a sweep or close(): one at a time, checked and claimed
-        under a lock, so that another thread cannot slip in between."""
+    def _enter(self, what: str, token: object) -> None:
+        """Claim the Checkpointer for a sweep or close() with ``token``: one at a time, checked
+        and claimed under a lock, so that another thread cannot slip in between. The caller
+        calls it inside a ``try`` whose ``finally`` is :meth:`_leave`: an interrupt (Ctrl-C)
+        just after the claim, where the lock's exit lets Python deliver it, must not leave the
+        Checkpointer claimed for good; nor may a refused call release another's claim."""
         with self._claim:
             self._check_open()
-            if self._busy:
+            if self._busy is not None:
                 raise SweepStateError(
                     f"{what} was called while a sweep or close() is running (from inside an "
                     "operator, or from another thread): a Checkpointer serves one call at a "
                     "time, and operators must not call it"
                 )
-            self._busy = True
+            self._busy = token
+
+    def _leave(self, token: object) -> None:
+        """Release the claim :meth:`_enter` made with ``token``, if it made one."""
+        if self._busy is token:
+            self._busy = None
 
     @contextlib.contextmanager
     def _cores(self, *, forward: bool) -> Iterator[None]:

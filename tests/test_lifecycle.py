@@ -411,3 +411,30 @@ def test_one_store_for_two_zarr_tiers_opened_at_once() -> None:
 
     assert _built_at_once(lambda i: Closing(ZarrTier(store, spec))) == {(1, 1)}
 
+
+
+@pytest.mark.parametrize("where", ["_enter", "_check_reversible"])
+def test_an_interrupt_right_after_the_claim_leaves_the_checkpointer_usable(
+    where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python delivers a Ctrl-C after a call returns, such as the claim lock's exit: one there
+    left the Checkpointer claimed for good (every later call, close() too, said a sweep was
+    running)."""
+    ckp = Checkpointer(Forward(), Adjoint(), initial_state(), 12, ram="1 MiB", strategy="revolve")
+    real = getattr(Checkpointer, where)
+
+    def interrupted(self: Checkpointer, *args: Any) -> None:
+        real(self, *args)
+        raise KeyboardInterrupt
+
+    sweep = ckp.forward if where == "_enter" else ckp.reverse
+    if sweep == ckp.reverse:
+        ckp.forward()
+    monkeypatch.setattr(Checkpointer, where, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sweep()
+    monkeypatch.setattr(Checkpointer, where, real)
+    ckp.forward()
+    ckp.reverse()
+    ckp.close()
+    assert ckp.closed
