@@ -344,9 +344,9 @@ class Engine:
         # Every transfer ends before its slot goes back to the pool, and the disk checkpoints
         # go (a Ctrl-C meanwhile is raised once that is done).
         interrupt = None if dp is None else dp.clean_up(self._disk_all, trim=trim)
-        for slot in list(self._held.values()):
-            if self._pool.is_acquired(slot):  # not if an interrupted clear() released it
-                self._pool.release(slot)
+        # every slot back, also one a Ctrl-C inside the pool's acquire or release left in
+        # neither of its lists (and which so was never in _held)
+        self._pool.release_all()
         self._held.clear()
         if interrupt is not None:
             raise interrupt

@@ -255,6 +255,17 @@ class RamTier(Tier):
         self._acquired.discard(slot.index)
         self._returned.append(slot.index)
 
+    def release_all(self) -> None:
+        """Return every working slot to the free list; checkpoints stay. Also those that a
+        Ctrl-C inside :meth:`acquire` or :meth:`release` left neither acquired nor free (it
+        can land between their two bookkeeping steps): the reset after an error calls it. Does
+        nothing on a closed tier."""
+        if self._closed:
+            return
+        bound = {slot.index for slot in self._by_step.values()}
+        self._acquired.clear()
+        self._returned = [index for index in range(self._fresh) if index not in bound]
+
     def bind(self, step: int, slot: Slot) -> None:
         """Make the acquired ``slot`` the checkpoint x_step, without a copy.
 

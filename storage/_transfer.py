@@ -343,13 +343,20 @@ class TransferService:
             with self._lock:
                 self.stall_seconds += future.waited
                 self.stalls += 1
-        with self._lock:
-            if self._closed:
+        queued = False
+        try:
+            with self._lock:
+                if self._closed:
+                    raise SweepStateError(f"TransferService.submit ({kind}) after close()")
+                self._pending.add(future)
+                self.peak_in_flight = max(self.peak_in_flight, len(self._pending))
+            self._inbox.put((future, make))  # no system call: the caller keeps the GIL, see above
+            queued = True
+        finally:
+            if not queued:  # refused, or a Ctrl-C before the loop got it: close() must not
+                with self._lock:  # wait for a future that will never run
+                    self._pending.discard(future)
                 self._slots.release()
-                raise SweepStateError(f"TransferService.submit ({kind}) after close()")
-            self._pending.add(future)
-            self.peak_in_flight = max(self.peak_in_flight, len(self._pending))
-        self._inbox.put((future, make))  # no system call: the caller keeps the GIL, see above
         return future
 
     def _start(self, future: TransferFuture, make: Callable[[], Coroutine[Any, Any, None]]) -> None:

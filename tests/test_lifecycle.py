@@ -297,16 +297,16 @@ def test_an_interrupt_while_the_slots_go_back_leaves_the_checkpointer_usable(
     ckp = Checkpointer(Forward(), Adjoint(), initial_state(), 23, ram="1 MiB",
                        strategy="revolve")
     ckp.forward()
-    real = RamTier.release
+    real = RamTier.release_all
     calls = []
 
-    def interrupted(self: RamTier, slot: Any) -> None:
-        real(self, slot)
-        calls.append(slot)
+    def interrupted(self: RamTier) -> None:
+        real(self)
+        calls.append(self)
         if len(calls) == 1:
-            raise KeyboardInterrupt  # between two slots given back
+            raise KeyboardInterrupt  # as the slots went back
 
-    monkeypatch.setattr(RamTier, "release", interrupted)
+    monkeypatch.setattr(RamTier, "release_all", interrupted)
     with pytest.raises(KeyboardInterrupt) as caught:
         ckp.forward()  # a new sweep first clears the last one's buffers
     assert not getattr(caught.value, "__notes__", None)
@@ -438,3 +438,41 @@ def test_an_interrupt_right_after_the_claim_leaves_the_checkpointer_usable(
     ckp.reverse()
     ckp.close()
     assert ckp.closed
+
+
+@pytest.mark.parametrize("where", ["acquire", "release"])
+def test_an_interrupt_inside_the_pool_loses_no_slot(where: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C between the two bookkeeping steps of the pool's acquire or release left a slot
+    in neither list: the reset did not get it back, and every later forward() said the schedule
+    needed more buffers than the pool holds."""
+    from amcheck.storage import RamTier
+
+    spec = StateSpec.from_arrays(initial_state())
+    ckp = Checkpointer(Forward(), Adjoint(), initial_state(), 12, ram=5 * slot_size(spec),
+                       strategy="revolve")  # few slots: Revolve releases and takes them again
+    real = getattr(RamTier, where)
+    calls = [0]
+
+    def interrupted(self: RamTier, *args: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == (3 if where == "acquire" else 1):  # between its two steps: the slot is
+            # in neither list
+            if where == "acquire":
+                self._returned.pop() if self._returned else None
+            else:
+                self._acquired.discard(args[0].index)
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(RamTier, where, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ckp.forward()
+        ckp.reverse()
+    monkeypatch.setattr(RamTier, where, real)
+    pool: Any = ckp._pool
+    assert pool.n_free == pool.n_slots
+    for _ in range(2):
+        ckp.forward()
+        ckp.reverse()
+    ckp.close()
