@@ -195,6 +195,29 @@ def test_an_unobserved_failure_is_raised_by_the_next_submit() -> None:
         service.close()
 
 
+def test_a_submit_interrupted_before_the_loop_got_it_does_not_hang_close() -> None:
+    """A Ctrl-C inside submit, after the future was counted pending and before the loop got
+    it: close() waited forever for a future that would never run."""
+    tier = RamTier(10**8, WAVE)
+    service = TransferService(max_in_flight=1)
+    inbox = service._inbox
+
+    class Interrupting:
+        def put(self, item: Any) -> None:
+            raise KeyboardInterrupt
+
+    service._inbox = Interrupting()  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):
+        service.submit_put(tier, 1, wave_state(0))
+    service._inbox = inbox
+    assert service.in_flight == 0
+    service.submit_put(tier, 2, wave_state(1)).result(timeout=30)  # its slot came back too
+    closing = threading.Thread(target=service.close)
+    closing.start()
+    closing.join(timeout=30)
+    assert not closing.is_alive()
+
+
 def test_a_missing_checkpoint_read_names_the_step() -> None:
     tier = RamTier(10**8, WAVE)
     with TransferService() as service:
