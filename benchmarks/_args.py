@@ -5,17 +5,30 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
+def _integer(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
+
+
+def int_at_least(smallest: int) -> Callable[[str], int]:
+    """A type for an integer >= ``smallest``."""
+
+    def parse(text: str) -> int:
+        value = _integer(text)
+        if value < smallest:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {smallest}, got {value}")
+        return value
+
+    return parse
+
+
+#: An integer >= 1.
+positive_int = int_at_least(1)
 
 
 def positive_float(text: str) -> float:
@@ -39,7 +52,8 @@ def require(parser: argparse.ArgumentParser, module: str, why: str) -> None:
                      "(pip install -e '.[bench]')")
 
 
-def grid_shape(ndims: tuple[int, ...] = (2, 3), smallest: int = 16):  # type: ignore[no-untyped-def]
+def grid_shape(ndims: tuple[int, ...] = (2, 3), smallest: int = 16
+               ) -> Callable[[str], tuple[int, ...]]:
     """A type for ``N``x``M`` (or ``N``x``M``x``K``): a grid of one of ``ndims`` axes, each at
     least ``smallest`` points."""
     form = " or ".join("x".join("NMK"[:d]) for d in ndims)
@@ -57,31 +71,15 @@ def grid_shape(ndims: tuple[int, ...] = (2, 3), smallest: int = 16):  # type: ig
     return parse
 
 
-def int_at_least(smallest: int):  # type: ignore[no-untyped-def]
-    """A type for an integer >= ``smallest``."""
-
-    def parse(text: str) -> int:
-        value = positive_int(text) if smallest >= 1 else int(text)
-        if value < smallest:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {smallest}, got {value}")
-        return value
-
-    return parse
-
-
-def int_list(allowed: tuple[int, ...] | None = None, smallest: int = 1):  # type: ignore[no-untyped-def]
-    """A type for a comma-separated list of integers (each in ``allowed``, or >= ``smallest``)."""
+def int_list(allowed: tuple[int, ...] | None = None) -> Callable[[str], list[int]]:
+    """A type for a comma-separated list of integers >= 1 (with ``allowed``, each one of those)."""
 
     def parse(text: str) -> list[int]:
-        try:
-            values = [int(v) for v in text.split(",")]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a list like 4,8") from None
-        for value in values:
-            if (value not in allowed) if allowed is not None else value < smallest:
-                raise argparse.ArgumentTypeError(
-                    f"{value} is not one of {', '.join(map(str, allowed))}" if allowed is not None
-                    else f"must be integers >= {smallest}, got {value}")
+        values = [positive_int(v) for v in text.split(",")]
+        wrong = [v for v in values if allowed is not None and v not in allowed]
+        if wrong:
+            raise argparse.ArgumentTypeError(
+                f"{wrong[0]} is not one of {', '.join(map(str, allowed or ()))}")
         return values
 
     return parse

@@ -237,9 +237,9 @@ class Geometry:
     def _warn_if_t0_cuts_the_wavelet(self) -> None:
         """The default wavelet peaks at the absolute time 1/f0 (as Devito's ``RickerSource``
         does), so a ``t0`` past its start loses part of it, or all of it, without an error."""
-        peak = 1.0 / self.f0
         if self.t0 <= 0.0:
             return
+        peak = 1.0 / self.f0
         fine = np.linspace(peak - 3.0 / self.f0, peak + 3.0 / self.f0, 6001)
         energy = ricker(fine, self.f0) ** 2
         lost = float(energy[fine < self.t0].sum() / energy.sum())
