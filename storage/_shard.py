@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from amcheck.storage._checksum import ChecksumError, check_identity, crc_bytes, crc_value
 from amcheck.storage._chunk_codec import ChunkCodec
+from amcheck.storage._codecs import zfp_tolerance_floor
 
 __all__ = [
     "BIG_CHUNK",
@@ -215,7 +216,9 @@ class Part:
             )
         rtol = self.field.peak_tol
         if rtol is not None and codec.zfp_accuracy:
-            self.tolerance = rtol * peak
+            # not below the tolerance zfp meets on this dtype (a field whose peak is within
+            # 1/rtol of it: its error is then up to the floor, as documented)
+            self.tolerance = max(rtol * peak, zfp_tolerance_floor(codec.dtype))
 
     def encode(self) -> list[np.ndarray]:
         """The whole shard as pieces to write back to back (scaling the tolerance first)."""

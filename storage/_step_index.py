@@ -200,6 +200,13 @@ class StepIndex(Mapping[int, tuple[int, int]]):
             return f"format {found.get('format')!r}, expected {want['format']!r}"
         if found.get("spec") != want["spec"]:
             return f"it was written for spec {found.get('spec')}, not {want['spec']}"
+        if list(found["spec"]) != list(want["spec"]):
+            # The checksums of a checkpoint are stored in field order: read in another order,
+            # every intact checkpoint failed its checksum.
+            return (
+                f"it was written for the same fields in the order {list(found['spec'])}, not "
+                f"{list(want['spec'])}; give the state's fields in the store's order"
+            )
         if found.get("compression") != want["compression"]:
             return (
                 f"it was written with compression {found.get('compression')!r}, "

@@ -468,8 +468,13 @@ class ZarrTier(Tier):
                         "to erase it, or use another store"
                     )
             if not reopened:
+                # "w" clears the store first, which for a local one is a rmtree and a mkdir of
+                # its directory: an empty directory the caller gave lost its mode, group and
+                # ACLs, and an empty mount point or a symlink to an empty directory failed.
+                # An empty store is created in place; only one being overwritten is cleared.
                 group = await za.open_group(
-                    store=self._store, mode="w", zarr_format=3, attributes=self._index.attrs()
+                    store=self._store, mode="w-" if empty else "w", zarr_format=3,
+                    attributes=self._index.attrs(),
                 )
                 arrays = {}
                 for key, layout in self._layouts.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,58 @@ async def test_zfp_fixed_rate_gives_the_size() -> None:
     assert tier.compression.abs_tol is None and not tier.compression.lossless
     assert u.nbytes / tier.nbytes == pytest.approx(4.0, rel=0.02)  # 32 bits -> 8 bits per value
     assert np.max(np.abs(out["u"] - u)) < 0.05
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dims", [1, 2, 3, 4])
+async def test_zfp_rate_range_is_checked_when_the_tier_is_built(dtype: str, dims: int) -> None:
+    """Below 1 + exponent bits a block of 4^d values zfpy corrupted the heap on the first put
+    and the process died (rate 0.5 on a 2-D float32 field); above the dtype's bits the field
+    took more room than uncompressed (2x at rate 64), so a disk budget overflowed mid-sweep.
+    Both are refused when the tier is built, for spec strings and ZFPY objects alike; the
+    range's ends themselves code (in this process: a heap corruption would kill the test run)."""
+    shape = (2,) + (5,) * dims  # two levels of a d-D field: d-D chunks, partial zfp blocks
+    spec = StateSpec({"u": (shape, dtype)})
+    low = (1 + {"float32": 8, "float64": 11}[dtype]) / 4**dims
+    high = 8.0 * np.dtype(dtype).itemsize
+    for rate in (low * 0.99, high * 1.01):
+        for compression in (f"zfp:rate={rate!r}", numcodecs.ZFPY(mode=2, rate=rate)):
+            with pytest.raises(InvalidArgumentError, match=rf"field 'u' \({dtype}, coded in "
+                               rf"{dims}-D chunks\) needs a zfp rate between {low:g} and "
+                               rf"{high:g} bits a value, got"):
+                ZarrTier(MemoryStore(), spec, compression)
+    x = {"u": np.random.default_rng(dims).standard_normal(shape).astype(dtype)}
+    for rate in (low, high):
+        out, _ = await round_trip(f"zfp:rate={rate!r}", x)
+        assert np.all(np.isfinite(out["u"]))
+    exact, _ = await round_trip(f"zfp:rate={high!r}", x)
+    assert np.max(np.abs(exact["u"] - x["u"])) < 1e-3
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+async def test_zfp_tolerance_has_a_floor(dtype: str) -> None:
+    """zfp misses its bound on blocks below about 2^(bits - 2 - emax) ("zfp:tol=1e-31" gave
+    errors of 6.5e-30 on float32 values of 1e-28; "zfp:rtol=1e-3" on a field peaking at 1e-30
+    gave 4x the peak): a tol below the floor is refused when the tier is built, and rtol codes
+    a tiny field with the floor, whose bound then holds."""
+    from amcheck.storage._codecs import zfp_tolerance_floor
+
+    floor = zfp_tolerance_floor(np.dtype(dtype))
+    assert floor == {"float32": 2.0**-96, "float64": 2.0**-960}[dtype]
+    spec = StateSpec({"u": ((2, 40, 36), dtype)})
+    for below in (f"zfp:tol={floor * 0.9!r}", numcodecs.ZFPY(mode=4, tolerance=floor * 0.9)):
+        with pytest.raises(InvalidArgumentError, match=rf"field 'u' \({dtype}\) needs a zfp "
+                           rf"tolerance of at least {floor:.3g} \(2\^-{-math.log2(floor):.0f}\)"):
+            ZarrTier(MemoryStore(), spec, below)
+    rng = np.random.default_rng(7)
+    for peak in (floor * 2**20, floor * 100, floor, floor / 2**20):
+        u = np.stack([wavefield((40, 36), dtype, peak), wavefield((40, 36), dtype, peak)[::-1]])
+        u[:, ::7] += (rng.uniform(-1, 1, u[:, ::7].shape) * peak * 2**-30).astype(dtype)
+        for compression, bound in ((f"zfp:tol={floor!r}", floor),
+                                   ("zfp:rtol=1e-3", max(1e-3 * float(np.abs(u).max()), floor))):
+            out, _ = await round_trip(compression, {"u": u})
+            err = float(np.max(np.abs(out["u"].astype(np.float64) - u)))
+            assert err <= bound, (compression, peak, err, bound)
 
 
 async def test_bitround_relative_bound_and_exact_integers() -> None:

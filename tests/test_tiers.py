@@ -497,6 +497,50 @@ async def test_zarr_reopen_with_another_spec_is_an_error(
     await fresh.close()
 
 
+async def test_zarr_reopen_with_the_fields_in_another_order_is_refused(tmp_path: Path) -> None:
+    """A checkpoint's checksums are stored in field order: the same fields in another order
+    were accepted, and every get of an intact checkpoint then failed its checksum."""
+    spec = StateSpec({"u": ((2, 6, 5), "float32"), "v": ((3,), "float64")})
+    state = {"u": np.ones((2, 6, 5), np.float32), "v": np.arange(3.0)}
+    tier = ZarrTier(tmp_path / "z", spec)
+    await tier.put(1, state)
+    await tier.close()
+    swapped = StateSpec({"v": ((3,), "float64"), "u": ((2, 6, 5), "float32")})
+    with pytest.raises(StoreMismatchError, match=r"the same fields in the order \['u', 'v'\], "
+                       r"not \['v', 'u'\]; give the state's fields in the store's order"):
+        ZarrTier(tmp_path / "z", swapped)
+    again = ZarrTier(tmp_path / "z", spec)  # in the store's order: read back
+    out = {"u": np.zeros((2, 6, 5), np.float32), "v": np.zeros(3)}
+    await again.get(1, out)
+    np.testing.assert_array_equal(out["v"], state["v"])
+    await again.close()
+
+
+async def test_zarr_tier_in_an_empty_directory_leaves_the_directory_as_it_was(
+    tmp_path: Path,
+) -> None:
+    """An empty store was cleared before the group was made: for a local one a rmtree and a
+    mkdir of the caller's directory, which lost its mode (setgid, group write) and failed on a
+    symlink to an empty directory ("Cannot call rmtree on a symbolic link") and on an empty
+    mount point (EBUSY)."""
+    where = tmp_path / "shared"
+    where.mkdir()
+    where.chmod(0o2770)
+    before = where.stat()
+    tier = ZarrTier(where, SPEC)
+    await tier.put(0, make_state(0))
+    await tier.close()
+    after = where.stat()
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+    target = tmp_path / "target"
+    target.mkdir()
+    (tmp_path / "link").symlink_to(target)
+    tier = ZarrTier(tmp_path / "link", SPEC)
+    await tier.put(0, make_state(0))
+    await tier.close()
+    assert (tmp_path / "link").is_symlink() and (target / "zarr.json").exists()
+
+
 async def test_zarr_refuses_a_foreign_store(tmp_path: Path) -> None:
     import zarr
 
