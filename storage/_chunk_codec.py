@@ -43,6 +43,32 @@ def _inner_numcodec(codec: Any) -> Any:
     return codec._codec
 
 
+def _unround(chunk: np.ndarray, rounded: np.ndarray, keepbits: int) -> np.ndarray:
+    """``rounded`` (numcodecs' BitRound of ``chunk``) with what it made infinite put right.
+
+    BitRound adds half a unit of the kept mantissa and masks the rest, so a finite value within
+    half a unit of the dtype's largest carries into the exponent and becomes infinite
+    (float32's max came back as inf with keepbits=12), and a NaN whose payload lies in the
+    masked bits becomes an infinity (0x7f800001 came back as +inf). Such values are truncated
+    instead, to the largest kept value below them (a relative error below ``2**-(keepbits+1)``
+    still, as they lie within half a unit of the dtype's max), and NaNs stay NaN.
+    """
+    if chunk.dtype.kind != "f" or chunk.dtype.itemsize not in (4, 8):
+        return rounded
+    values = rounded.view(chunk.dtype)  # BitRound returns the bits as integers
+    wrong = np.isinf(values) & ~np.isinf(chunk.reshape(values.shape))
+    if not wrong.any():
+        return rounded
+    fixed = np.array(rounded)  # writable, whatever BitRound returned
+    bits = np.dtype(f"u{chunk.dtype.itemsize}")
+    drop = np.finfo(chunk.dtype).nmant - keepbits
+    mask = np.array(~((1 << drop) - 1) & np.iinfo(bits).max, dtype=bits)
+    was = chunk.reshape(values.shape)[wrong]
+    fixed.view(chunk.dtype)[wrong] = np.where(
+        np.isnan(was), np.nan, (was.view(bits) & mask).view(chunk.dtype))
+    return fixed
+
+
 class ChunkCodec:
     """Encode and decode one chunk synchronously with an array's own zarr v3 codecs.
 
@@ -104,6 +130,10 @@ class ChunkCodec:
         self.zfp_accuracy = self.zfp and getattr(inner, "mode", None) == 4
         #: ZFP streams decode straight into the caller's array (no filters after the serializer).
         self.zfp_in_place = self.zfp and not self.filters and libzfp() is not None
+        #: The mantissa bits a BitRound filter keeps (``None`` without one): see :func:`_unround`.
+        self.keepbits: int | None = next(
+            (int(inner.keepbits) for c in self.filters if _is_numcodecs_wrapper(c)
+             and getattr(inner := c._codec, "codec_id", None) == "bitround"), None)
 
     @staticmethod
     def _has_sync(codec: Any) -> bool:
@@ -154,6 +184,9 @@ class ChunkCodec:
         data: Any = proto.nd_buffer.from_ndarray_like(chunk)
         for aa in self.filters:
             data = self._encode_one(aa, data)
+        if self.keepbits is not None:
+            data = proto.nd_buffer.from_ndarray_like(
+                _unround(chunk, np.asarray(data.as_ndarray_like()), self.keepbits))
         if tolerance is not None and self.zfp_accuracy:
             import zfpy
 

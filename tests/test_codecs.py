@@ -125,6 +125,26 @@ async def test_bitround_relative_bound_and_exact_integers() -> None:
     np.testing.assert_array_equal(out["mask"], state["mask"], strict=True)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("keepbits", [3, 12])
+async def test_bitround_keeps_finite_values_finite_and_nans_nan(dtype: str, keepbits: int) -> None:
+    """numcodecs' BitRound carries values within half a kept unit of the dtype's max into the
+    exponent (float32's max came back as inf) and turns a NaN whose payload lies in the masked
+    bits into an infinity; amcheck truncates those instead, within the bound."""
+    info = np.finfo(dtype)
+    bits = np.dtype(f"u{info.dtype.itemsize}")
+    nan_low = np.array(int(np.array(np.inf, dtype).view(bits)) | 1, bits).view(dtype)
+    x = np.array([info.max, -info.max, info.max * 0.999, nan_low, np.nan, np.inf, -np.inf,
+                  1.0, -2.5], dtype)
+    out, _ = await round_trip(f"bitround:keepbits={keepbits}", {"u": x})
+    y = out["u"]
+    assert np.array_equal(np.isnan(y), np.isnan(x)) and np.array_equal(np.isinf(y), np.isinf(x))
+    finite = np.isfinite(x)
+    err = np.abs(y[finite].astype(np.float64) - x[finite]) / np.abs(x[finite].astype(np.float64))
+    assert np.all(err <= 2.0 ** -(keepbits + 1)), err
+    assert np.array_equal(y[~finite & ~np.isnan(x)], x[~finite & ~np.isnan(x)])
+
+
 @pytest.mark.parametrize("compression", [None, "none", "blosc", "zstd", "blosc:cname=zstd,clevel=3,shuffle=bitshuffle", "zstd:level=7"])
 async def test_lossless_is_bitwise_for_every_dtype(compression: Any) -> None:
     rng = np.random.default_rng(3)
