@@ -134,7 +134,7 @@ def parse_bytes(value: ByteSize, name: str = "budget") -> int:
             "allowed: B, kB, MB, GB, TB (powers of 10), KiB, MiB, GiB, TiB or K, M, G, T (powers "
             "of 2), or %"
         )
-    if unit in ("", "b") and not number.is_integer():
+    if unit in ("", "b") and math.isfinite(number) and not number.is_integer():
         raise InvalidArgumentError(
             f"{name} must be a whole number of bytes, got {value!r}; a fraction needs a larger "
             "unit, such as '1.5 GiB'")

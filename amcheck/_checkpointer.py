@@ -480,8 +480,9 @@ class Checkpointer:
         if held is not None and held < 1:
             raise BudgetError(
                 f"the disk tier {disk!r} holds no checkpoint of {spec.nbytes} bytes "
-                f"({format_bytes(spec.nbytes)}) within its capacity of {disk.capacity} bytes; "
-                "raise its budget"
+                f"({format_bytes(spec.nbytes)}) within its capacity of {disk.capacity} bytes "
+                "(a checkpoint takes more than the state's bytes there: the tier's checksums "
+                "and index, and room for a compressor's worst case); raise its budget"
             )
         if disk_budget is None:
             return held

@@ -125,15 +125,17 @@ class StateSpec(Mapping[str, FieldSpec]):
         """Bytes one state takes (sum over fields, no padding)."""
         return sum(field.nbytes for field in self._fields.values())
 
-    def check(self, state: Any, name: str = "state") -> None:
-        """Check that ``state`` matches this spec: same names, shapes, dtypes, C-contiguous arrays.
+    def check(self, state: Any, name: str = "state", *, writable: bool = False) -> None:
+        """Check that ``state`` matches this spec: same names, shapes, dtypes, C-contiguous arrays
+        (and, with ``writable``, arrays that can be written: a tier's ``get`` into ``out``).
 
         Raises
         ------
         ArgumentTypeError
             ``state`` is not a mapping, or a field is not a numpy array.
         InvalidArgumentError
-            A field is missing or extra, has another shape or dtype, or is not C-contiguous.
+            A field is missing or extra, has another shape or dtype, is not C-contiguous, or
+            is read-only where ``writable`` asks.
         """
         if not isinstance(state, Mapping):
             raise ArgumentTypeError(
@@ -157,6 +159,11 @@ class StateSpec(Mapping[str, FieldSpec]):
             if not array.flags.c_contiguous:
                 raise InvalidArgumentError(
                     f"{name}[{key!r}] is not C-contiguous; pass np.ascontiguousarray(array)"
+                )
+            if writable and not array.flags.writeable:
+                raise InvalidArgumentError(
+                    f"{name}[{key!r}] is read-only, and a read writes into it; pass a writable "
+                    "array"
                 )
 
     def to_json(self) -> dict[str, Any]:

@@ -333,7 +333,7 @@ class RamTier(Tier):
 
     async def get(self, step: int, out: State) -> None:
         slot = self.slot_of(step)
-        self.spec.check(out, "out")
+        self.spec.check(out, "out", writable=True)
         for key, array in slot.state.items():
             np.copyto(out[key], array)
 

@@ -324,7 +324,7 @@ class RawTier(Tier):
                 f"raw tier {self.name!r} at {self.path} holds no checkpoint at step {step}; "
                 f"it holds steps {sorted(self._index)}"
             )
-        self.spec.check(out, "out")
+        self.spec.check(out, "out", writable=True)
         try:
             pieces = [_bytes_of(out[key]) for key in self._keys]
             crc = await _read(self._direct, fd, pieces, record * self.record_nbytes, self.checksum)
@@ -407,6 +407,11 @@ class RawTier(Tier):
     @property
     def capacity(self) -> int | None:
         return None if self.n_records is None else self.n_records * self.spec.nbytes
+
+    def max_checkpoints(self) -> int | None:
+        """Its records, one checkpoint each (also for a state whose fields are all empty, whose
+        capacity is 0 bytes)."""
+        return self.n_records
 
     def __del__(self) -> None:  # a tier dropped without close() must not leak its descriptor
         fd: Any = getattr(self, "_fd", None)

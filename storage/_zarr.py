@@ -103,6 +103,8 @@ if TYPE_CHECKING:
 __all__ = ["ZarrTier"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+#: The longest field name: a directory's name on the file systems amcheck meets (255 bytes).
+_NAME_MAX = 255
 
 #: zarr's errors (by name: zarr is imported lazily) when a store holds something other than a
 #: zarr v3 group: an array, files without zarr metadata, a node of another type.
@@ -356,6 +358,14 @@ class ZarrTier(Tier):
                 raise InvalidArgumentError(
                     f"spec field name {key!r} cannot name a zarr array; use letters, digits, "
                     "'_', '.' and '-' (not starting with '.', '-' or '__')"
+                )
+            # each field is a directory beside the group's zarr.json: neither that name nor
+            # one longer than a file name may be (they failed later as EEXIST / ENAMETOOLONG)
+            if key == "zarr.json" or len(key) > _NAME_MAX:
+                raise InvalidArgumentError(
+                    f"spec field name {key[:40]!r}{'...' if len(key) > 40 else ''} cannot name "
+                    f"a zarr array: it must not be 'zarr.json' and must have at most {_NAME_MAX} "
+                    f"characters, got {len(key)}"
                 )
         self.spec = spec
         self.name = check_name("name", name)
@@ -720,7 +730,7 @@ class ZarrTier(Tier):
         self._check_open()
         if step not in self._index:
             raise self._not_found(step)
-        self.spec.check(out, "out")
+        self.spec.check(out, "out", writable=True)
         row = self._index[step][0]
         try:
             await self._io.get(out, row, self._index.crcs(step))

@@ -106,6 +106,9 @@ def test_byte_sizes() -> None:
     _raises(lambda: parse_bytes("150%", "ram"), InvalidArgumentError, "percentage of physical")
     _raises(lambda: parse_bytes("1.5", "ram"), InvalidArgumentError, "whole number of bytes")
     _raises(lambda: parse_bytes("2.5 B", "ram"), InvalidArgumentError, "whole number of bytes")
+    # an overflow is "too large", not a fraction (1e400 parses as inf)
+    _raises(lambda: parse_bytes("1e400 B", "ram"), InvalidArgumentError, "too large to be a byte")
+    _raises(lambda: parse_bytes("1e400", "ram"), InvalidArgumentError, "too large to be a byte")
     assert parse_bytes("1.5 kB") == 1500 and parse_bytes("2.0") == 2 and parse_bytes("1.5K") == 1536
     _raises(lambda: parse_bytes("3 PB", "ram"), InvalidArgumentError, "TiB or K, M, G, T")
     _raises(lambda: format_bytes(None), ArgumentTypeError, "nbytes must be a real number")  # type: ignore[arg-type]

@@ -329,7 +329,7 @@ async def test_zarr_get_into_read_only_arrays_is_an_error(compression: Any) -> N
     out = empty_like(SPEC)
     for array in out.values():
         array.setflags(write=False)
-    with pytest.raises(TransferError, match="read of step 1"):
+    with pytest.raises(InvalidArgumentError, match=r"out\['\w+'\] is read-only"):
         await tier.get(1, out)
     for key, array in empty_like(SPEC).items():
         np.testing.assert_array_equal(out[key], array, strict=True)
@@ -609,6 +609,14 @@ def test_zarr_rejects_bad_arguments(tmp_path: Path) -> None:
         ZarrTier(3.5, SPEC)
     with pytest.raises(InvalidArgumentError, match="field name"):
         ZarrTier(MemoryStore(), StateSpec({"a/b": ((3,), "f4")}))
+    # these failed when the store was made, as EEXIST and ENAMETOOLONG TransferErrors
+    with pytest.raises(InvalidArgumentError, match="must not be 'zarr.json'"):
+        ZarrTier(tmp_path / "a", StateSpec({"zarr.json": ((3,), "f4")}))
+    with pytest.raises(InvalidArgumentError, match="at most 255 characters, got 256"):
+        ZarrTier(tmp_path / "b", StateSpec({"x" * 256: ((3,), "f4")}))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with TransferService() as service:
+        service.run(ZarrTier(tmp_path / "c", StateSpec({"x" * 255: ((3,), "f4")})).close())
     (tmp_path / "file").write_bytes(b"x")
     with pytest.raises(InvalidArgumentError, match="not a directory"):
         ZarrTier(tmp_path / "file", SPEC)
@@ -668,6 +676,24 @@ def test_raw_tier_budget_too_small(tmp_path: Path) -> None:
         RawTier(tmp_path / "r.bin", SPEC, budget=100)
     with pytest.raises(InvalidArgumentError, match="not both"):
         RawTier(tmp_path / "r.bin", SPEC, budget="1 MiB", records=3)
+
+
+def test_a_raw_tier_of_empty_fields_holds_its_records(tmp_path: Path) -> None:
+    """A state whose fields are all empty takes 0 bytes: max_checkpoints() divided that
+    capacity by it and gave 0, and a Checkpointer refused the tier ("holds no checkpoint of 0
+    bytes within its capacity of 0 bytes")."""
+    from amcheck import Checkpointer
+
+    spec = StateSpec({"u": ((0, 4), "float32")})
+    tier = RawTier(tmp_path / "r.bin", spec, records=3)
+    assert tier.capacity == 0 and tier.max_checkpoints() == 3
+    x0 = {"u": np.zeros((0, 4), np.float32)}
+    seen: list[int] = []
+    with Checkpointer(lambda src, dst, t0, t1: None, lambda state, t: seen.append(t), x0, 20,
+                      ram="64 KiB", disk=tier, strategy="two_level", interval=7) as ckp:
+        ckp.forward()
+        ckp.reverse()
+    assert seen == list(range(19, -1, -1))
 
 
 def test_import_storage_does_not_import_zarr() -> None:

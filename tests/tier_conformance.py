@@ -177,6 +177,11 @@ class TierConformance:
         del wrong_out["ids"]
         with pytest.raises(InvalidArgumentError, match="ids"):
             await tier.get(0, wrong_out)
+        frozen = empty_like(SPEC)
+        frozen["v"].setflags(write=False)  # the RamTier raised numpy's ValueError
+        with pytest.raises(InvalidArgumentError, match=r"out\['v'\] is read-only"):
+            await tier.get(0, frozen)
+        assert (frozen["u"] == 7).all()  # nothing written before the refusal
 
     async def test_rejects_a_negative_step(self, tier: Tier) -> None:
         with pytest.raises(InvalidArgumentError, match="step"):
