@@ -169,13 +169,14 @@ class Compression:
     custom: bool = False
 
     @staticmethod
-    def _lossy_applies(dtype: np.dtype[Any]) -> bool:
+    def lossy_applies(dtype: np.dtype[Any]) -> bool:
+        """Whether the lossy codecs code fields of ``dtype`` (float32 and float64 only)."""
         return dtype.kind in _FLOAT_KINDS and dtype.itemsize in (4, 8)
 
     def check(self, dtype: np.dtype[Any]) -> None:
         """Raise :class:`~amcheck.InvalidArgumentError` if a field of ``dtype`` cannot take
         these codecs (bitround keeping more mantissa bits than the dtype has)."""
-        if self._lossy_applies(dtype) and self.keepbits is not None:
+        if self.lossy_applies(dtype) and self.keepbits is not None:
             nmant = np.finfo(dtype).nmant
             if self.keepbits > nmant:
                 raise InvalidArgumentError(
@@ -220,7 +221,7 @@ class Compression:
             tolerance below :func:`zfp_tolerance_floor`.
         """
         self.check(dtype)
-        if not (self.zfp and self._lossy_applies(dtype)):
+        if not (self.zfp and self.lossy_applies(dtype)):
             return
         floor = zfp_tolerance_floor(dtype)
         if self.abs_tol is not None and self.abs_tol < floor:
@@ -259,7 +260,7 @@ class Compression:
         from zarr.codecs import Crc32cCodec
 
         self.check(dtype)
-        if self._lossy_applies(dtype) or self.lossless:
+        if self.lossy_applies(dtype) or self.lossless:
             filters = list(self.filters)
             serializer = self.serializer if self.serializer is not None else "auto"
             compressors = list(self.compressors)
@@ -283,6 +284,20 @@ def zfp_rate_range(dtype: np.dtype[Any], dims: int) -> tuple[float, float]:
     """
     exponent_bits = {4: 8, 8: 11}[dtype.itemsize]
     return (1 + exponent_bits) / 4**dims, 8.0 * dtype.itemsize
+
+
+def zfp_rate_nbytes(chunk: tuple[int, ...], rate: float) -> int:
+    """The most bytes a ZFP fixed-rate stream of a chunk of this shape takes, header included.
+
+    Every block of 4^d values gets ``ceil(4^d * rate)`` bits, partial blocks padded to whole
+    ones (a 5 x 5 chunk is 4 blocks, 64 values: at the dtype's own rate 2.6x its raw size), in
+    64-bit words, after a header of at most 32 bytes (checked against zfpy for 1-D to 4-D
+    chunks of 1 to 17 points a side: never above).
+    """
+    dims = max(len(chunk), 1)
+    blocks = math.prod(-(-n // 4) for n in chunk)
+    bits = blocks * math.ceil(4**dims * rate)
+    return 32 + 8 * -(-bits // 64)
 
 
 def zfp_tolerance_floor(dtype: np.dtype[Any]) -> float:

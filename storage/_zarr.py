@@ -67,6 +67,7 @@ from amcheck.storage._codecs import (
     import_zarr,
     parse_compression,
     quiet_numcodecs,
+    zfp_rate_nbytes,
 )
 from amcheck.storage._direct import check_direct, direct_files
 from amcheck.storage._local_io import LocalShards
@@ -811,7 +812,10 @@ class ZarrTier(Tier):
         """The most checkpoints the budget surely holds, or ``None`` without one.
 
         Each level of a field counts its uncompressed bytes and crc32c, each shard its index.
-        With a compressor (blosc, zstd) a level also counts 1/64 of its bytes and 64 bytes more:
+        With ZFP's fixed rate a float field's level counts its coded size instead
+        (:func:`~amcheck.storage._codecs.zfp_rate_nbytes`: less than raw, except for chunks of
+        partial 4^d blocks). With a compressor (blosc, zstd) a level also counts 1/64 of its
+        bytes and 64 bytes more:
         on incompressible data these codecs add a header and a few bytes per block (measured: a
         level of 32 KiB took 10 and 16 bytes more), and compressed checkpoints usually take far
         less, so the count is then a lower bound.
@@ -819,12 +823,15 @@ class ZarrTier(Tier):
         if self._budget is None:
             return None
         grows = bool(self.compression.compressors)
+        rate = self.compression.zfp_rate
         per = 0
         for name, field in self.spec.items():
             layout = self._layouts[name]
             if not layout.empty:
-                raw = math.prod(layout.chunk) * field.dtype.itemsize
-                level = raw + 4 + (raw // 64 + 64 if grows else 0)
+                coded = math.prod(layout.chunk) * field.dtype.itemsize
+                if rate is not None and self.compression.lossy_applies(field.dtype):
+                    coded = zfp_rate_nbytes(layout.chunk, rate)  # fixed, above raw in part
+                level = coded + 4 + (coded // 64 + 64 if grows else 0)
                 per += layout.levels * level + index_nbytes(layout.levels)
         return self._budget // max(per, 1)
 

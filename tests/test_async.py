@@ -1040,6 +1040,39 @@ def test_a_compressed_tier_holds_what_it_promises(tmp_path: Path, compression: s
     asyncio.run(fill())
 
 
+@pytest.mark.parametrize(("shape", "rate", "more_than_raw"),
+                         [((2, 5, 5), 32.0, False), ((2, 64, 64), 8.0, True), ((3,), 9.0, False)])
+def test_a_fixed_rate_zfp_tier_holds_what_it_promises(
+    shape: tuple[int, ...], rate: float, more_than_raw: bool
+) -> None:
+    """ZFP's fixed rate gives each checkpoint a known size, which max_checkpoints() counts: below
+    the raw size at rate 8 (about 4x as many), above it for a 5 x 5 chunk at rate 32 (partial
+    blocks are padded) and for a tiny chunk (the stream's header), where counting raw bytes
+    promised 3x what fits. Every promised
+    checkpoint fits."""
+    import asyncio
+
+    from zarr.storage import MemoryStore
+
+    spec = StateSpec({"u": (shape, "float32")})
+    tier = ZarrTier(MemoryStore(), spec, f"zfp:rate={rate}", budget="256 KiB")
+    promised = tier.max_checkpoints()
+    x = {"u": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+
+    async def fill() -> int:
+        for step in range(promised):
+            await tier.put(step, x)
+        used = tier.nbytes
+        await tier.close()
+        return used
+
+    used = asyncio.run(fill())
+    assert used <= 256 * 1024
+    raw_count = 256 * 1024 // spec.nbytes
+    assert (promised > raw_count) == more_than_raw
+    assert (used / promised * raw_count > 256 * 1024) != more_than_raw  # raw counting overflowed
+
+
 def test_budget_errors_name_the_bytes(tmp_path: Path) -> None:
     disk = CountingRaw(tmp_path / "r.bin")
     # 4 buffers: 1 slot, the current state, the prefetched start, x_n; while the forward sweep
