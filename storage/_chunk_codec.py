@@ -131,9 +131,9 @@ class ChunkCodec:
         #: ZFP streams decode straight into the caller's array (no filters after the serializer).
         self.zfp_in_place = self.zfp and not self.filters and libzfp() is not None
         #: The mantissa bits a BitRound filter keeps (``None`` without one): see :func:`_unround`.
-        self.keepbits: int | None = next(
-            (int(inner.keepbits) for c in self.filters if _is_numcodecs_wrapper(c)
-             and getattr(inner := c._codec, "codec_id", None) == "bitround"), None)
+        numcodecs_filters = [_inner_numcodec(c) for c in self.filters if _is_numcodecs_wrapper(c)]
+        self.keepbits: int | None = next((int(f.keepbits) for f in numcodecs_filters
+                                          if getattr(f, "codec_id", None) == "bitround"), None)
 
     @staticmethod
     def _has_sync(codec: Any) -> bool:

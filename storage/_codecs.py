@@ -297,7 +297,7 @@ def zfp_rate_nbytes(chunk: tuple[int, ...], rate: float) -> int:
     dims = max(len(chunk), 1)
     blocks = math.prod(-(-n // 4) for n in chunk)
     bits = blocks * math.ceil(4**dims * rate)
-    return 32 + 8 * -(-bits // 64)
+    return int(32 + 8 * -(-bits // 64))
 
 
 def zfp_tolerance_floor(dtype: np.dtype[Any]) -> float:
