@@ -512,6 +512,34 @@ def test_reverse_needs_the_forward_sweep(cls: type[AsyncMultistage | TwoLevel]) 
     next(partial)
     with pytest.raises(SweepStateError, match=r"before forward\(\) reached x_7"):
         list(known.reverse(7))
+    # n equal to the last segment's start is no sequence: x_n would be its own checkpoint
+    at_start = cls(None, 2, 3)
+    forward = at_start.forward()
+    for action in forward:
+        if action == Advance(3, 6):
+            break
+    with pytest.raises(SweepStateError, match=r"3 < n <= 6"):
+        list(at_start.reverse(3))
+
+
+def test_a_thinning_round_cannot_be_undone_by_set_interval() -> None:
+    """After the tier filled and thinned, the doubled interval is the floor: a smaller
+    set_interval is raised to it (not to the floor the schedule started with)."""
+    schedule = AsyncMultistage(None, 2, 4, disk_slots=2)
+    for _ in schedule.forward():
+        if schedule.thinning_rounds:
+            break
+    assert schedule.interval_floor == 8
+    assert schedule.set_interval(1) == 8 and schedule.interval == 8
+
+
+@pytest.mark.parametrize(("cls", "segments"), [(AsyncMultistage, 4), (TwoLevel, 4)])
+def test_counts_before_any_sweep(cls: type[AsyncMultistage | TwoLevel], segments: int) -> None:
+    """n_segments and the disk capacity of a planned schedule, before it runs: ceil(n / k)
+    segments; with no disk budget at most n - 1 disk checkpoints (x_1 ... x_{n-1} at k = 1)."""
+    assert cls(12, 2, 3).n_segments == segments
+    assert cls(13, 2, 3).n_segments == 5
+    assert dict(cls(10, 2, 3).capacity) == {"ram": 2, "disk": 9}
 
 
 # --------------------------------------------------------------------------------------------

@@ -345,6 +345,15 @@ def test_pairs(n: int, pairs: int) -> None:
     assert Paired.pairs(n) == pairs
 
 
+def test_the_interval_floor_counts_real_steps() -> None:
+    """The disk budget's floor of the inner schedule, in pairs, as real steps: 8 disk slots
+    for 501 pairs force 63 pairs, 126 steps (the Checkpointer's interval controller reads it)."""
+    n = 1000
+    paired = Paired(AsyncMultistage(Paired.pairs(n), 3, 10, disk_slots=8), n)
+    assert paired.inner.interval_floor == 63  # type: ignore[attr-defined]
+    assert paired.interval_floor == 126
+
+
 def test_steps_of_the_macro_states() -> None:
     even, odd = Paired(StoreAll(Paired.pairs(8)), 8), Paired(StoreAll(Paired.pairs(7)), 7)
     assert [even.step(m) for m in range(Paired.pairs(8) + 1)] == [0, 1, 3, 5, 7, 8]

@@ -346,6 +346,7 @@ def test_revolve_matches_griewank_walther(n: int, s: int) -> None:
 
 
 def test_revolve_edge_cases() -> None:
+    assert dict(Revolve(10, 3).capacity) == {"ram": 3, "disk": 0}  # what simulate holds it to
     assert simulate(Revolve(7, 1)).forward_steps == 7 * 6 // 2 + 1
     assert simulate(Revolve(7, 6)).forward_steps == 7
     assert simulate(Revolve(7, 100)).forward_steps == 7

@@ -97,6 +97,19 @@ def test_peak_buffers_writing() -> None:
         assert stats.peak_buffers_writing == 1 and stats.peak_buffers_forward == 5
 
 
+def test_a_prefetch_freed_unread_gives_its_buffer_back() -> None:
+    """x_1 prefetched from disk and freed without a load: its buffer goes back at the Free, so
+    the later peak (x_0 loaded, x_0 … x_2 held) is 4 buffers, not 5."""
+    forward = [Save(0, D), Save(0, R), Advance(0, 1), Save(1, D), Advance(1, 3),
+               Advance(3, 4, final=True)]
+    reverse = [Reverse(3), Free(0, R), Prefetch(1, D), Free(1, D), Load(0, D), Save(0, R),
+               Advance(0, 1), Save(1, R), Advance(1, 2), Save(2, R), Reverse(2), Free(2, R),
+               Load(1, R), Reverse(1), Free(1, R), Load(0, R), Reverse(0), Free(0, R),
+               Free(0, D), End()]
+    stats = simulate(Listed(forward, reverse, n_steps=4))
+    assert stats.peak_buffers == 4 and stats.reads["disk"] == 1
+
+
 def test_valid_hand_written_schedule_counts() -> None:
     stats = simulate(Listed(FORWARD, REVERSE))
     assert stats == ScheduleStats(

@@ -433,7 +433,7 @@ class _Periodic(Schedule):
         del sweep.starts[1::2]
         sweep.thinning_rounds += 1
         self.interval *= 2
-        self._floor = max(2 * self._floor, self.interval)
+        self._floor = self.interval  # the interval was >= the floor, so it is >= twice that now
 
     #: Unknown n: keep the current segment's start pinned in RAM too (AsyncMultistage), so that
     #: the reverse sweep starts without a read whichever segment turns out to be the last.
