@@ -115,6 +115,9 @@ def parse_bytes(value: ByteSize, name: str = "budget") -> int:
         return int(value)
     match = _PATTERN.match(value)
     if match is None and _PATTERN.match(value.strip().removeprefix("-")) is not None:
+        if value.strip().endswith("%"):
+            raise InvalidArgumentError(
+                f"{name} must be a percentage of physical memory in (0, 100], got {value!r}")
         raise InvalidArgumentError(f"{name} must be >= 0 bytes, got {value!r}")
     if match is None:
         raise InvalidArgumentError(

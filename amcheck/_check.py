@@ -89,6 +89,11 @@ def check_operator(forward: object, initial_state: Mapping[str, np.ndarray], ste
                 f"{exc}{assignment_hint(exc)}"
             ) from exc
         step = returned_step(result, f"check_operator: {call}")
+        if step is not None and not t0 < step <= t1:
+            raise OperatorError(
+                f"check_operator: {call} returned {result!r}; a step at which the sequence "
+                f"ended must satisfy {t0} < step <= {t1} (return None to run all the steps)"
+            )
         if step is not None and step != t1:
             raise OperatorError(
                 f"check_operator: {call} returned {result!r}, ending the sequence within the "

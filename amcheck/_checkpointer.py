@@ -379,7 +379,9 @@ class Checkpointer:
         if pairs:
             why = ("the reverse operator does not declare reverse_from_next = True"
                    if not from_next else "strategy is a Schedule instance (it runs as planned)"
-                   if not isinstance(strategy, str) else None)
+                   if not isinstance(strategy, str) else
+                   f"n_steps={n} has no pair to plan (pairs need n_steps >= 3)"
+                   if n is not None and n < 3 else None)
             if why is not None:
                 raise InvalidArgumentError(
                     f"pairs=True cannot plan over pairs of steps: {why}; leave pairs=None to "
@@ -510,7 +512,7 @@ class Checkpointer:
                 )
             return None
         if isinstance(disk, Tier):
-            if getattr(disk, "closed", False):
+            if disk.closed:
                 raise InvalidArgumentError(f"disk tier {disk!r} is closed; pass an open tier")
             if disk.spec != spec:
                 raise InvalidArgumentError(
@@ -1024,7 +1026,7 @@ def _check_progress(progress: object) -> None:
             f"tqdm(total=n).update) or None, got {progress!r} of type {type(progress).__name__}"
         )
     if progress is not None:
-        check_signature(progress, 1, "progress", "one argument, the number of steps completed")
+        check_signature(progress, 1, "progress", "the number of steps completed")
 
 
 class _AutoInterval:

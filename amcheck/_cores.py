@@ -83,6 +83,10 @@ def check_compute_threads(value: Any) -> int | str | None:
     """Validate ``compute_threads``: ``None`` (auto), ``"all"``, or an int ``>= 1``."""
     if value is None or (isinstance(value, str) and value == "all"):
         return value
+    if isinstance(value, str):
+        raise InvalidArgumentError(
+            f"compute_threads must be None (auto), 'all' or an integer >= 1, got {value!r}"
+        )
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ArgumentTypeError(
             "compute_threads must be None (auto), 'all' or an integer >= 1, "

@@ -221,6 +221,8 @@ class IntervalController:
             )
         self.margin: float = check_positive_float("margin", margin)
         self.window: int = check_int("window", window, minimum=1)
+        if self.window > sys.maxsize:  # a deque's maxlen
+            raise InvalidArgumentError(f"window must be at most {sys.maxsize}, got {self.window}")
         self.warmup_steps: int = check_int("warmup_steps", warmup_steps, minimum=0)
         self.warmup_writes: int = check_int("warmup_writes", warmup_writes, minimum=1)
         self.hysteresis: float = _check_seconds("hysteresis", hysteresis, "a fraction")

@@ -18,6 +18,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
+import numpy as np
+
 from amcheck._errors import ArgumentTypeError
 from amcheck._state import State
 
@@ -109,8 +111,8 @@ def check_signature(fn: Callable[..., Any], n_args: int, what: str, expected: st
         reason = ("it takes fewer" if "too many" in str(exc)
                   else f"it needs more: {exc}" if "missing" in str(exc) else str(exc))
         raise ArgumentTypeError(
-            f"{what} must accept {expected}, {n_args} positional arguments; its signature is "
-            f"{_describe(fn)}: {reason}"
+            f"{what} must accept {expected}, {n_args} positional "
+            f"argument{'s' if n_args != 1 else ''}; its signature is {_describe(fn)}: {reason}"
         ) from None
 
 
@@ -172,12 +174,12 @@ def declares_reverse_from_next(reverse: object) -> bool:
         value = getattr(holder, "reverse_from_next", None)
         if value is None:
             continue
-        if not isinstance(value, bool):
+        if not isinstance(value, (bool, np.bool_)):
             raise ArgumentTypeError(
                 f"reverse_from_next of the reverse operator must be True or False, got "
                 f"{value!r} of type {type(value).__name__}"
             )
-        return value
+        return bool(value)
     return False
 
 

@@ -68,21 +68,18 @@ class StateSpec(Mapping[str, FieldSpec]):
         for key, item in fields.items():
             if not isinstance(key, str) or not key:
                 raise ArgumentTypeError(f"{name}: field names must be non-empty strings, got {key!r}")
-            if isinstance(item, FieldSpec):
-                shape_t, dtype_o = item.shape, item.dtype
-            else:
-                try:
-                    shape, dtype = item
-                    if dtype is None or any(isinstance(n, (bool, np.bool_)) for n in shape):
-                        # np.dtype(None) is float64 and True is the integer 1: both are slips.
-                        raise TypeError("a dtype of None, or a bool dimension")
-                    shape_t = tuple(operator.index(n) for n in shape)
-                    dtype_o = np.dtype(dtype)
-                except (TypeError, ValueError) as exc:
-                    raise ArgumentTypeError(
-                        f"{name}: field {key!r} must be given as (shape, dtype) with integer "
-                        f"dimensions and a numpy dtype (not None), got {item!r}"
-                    ) from exc
+            try:  # a FieldSpec is checked as its (shape, dtype): it may hold anything
+                shape, dtype = (item.shape, item.dtype) if isinstance(item, FieldSpec) else item
+                if dtype is None or any(isinstance(n, (bool, np.bool_)) for n in shape):
+                    # np.dtype(None) is float64 and True is the integer 1: both are slips.
+                    raise TypeError("a dtype of None, or a bool dimension")
+                shape_t = tuple(operator.index(n) for n in shape)
+                dtype_o = np.dtype(dtype)
+            except (TypeError, ValueError) as exc:
+                raise ArgumentTypeError(
+                    f"{name}: field {key!r} must be given as (shape, dtype) with integer "
+                    f"dimensions and a numpy dtype (not None), got {item!r}"
+                ) from exc
             if any(n < 0 for n in shape_t):
                 raise InvalidArgumentError(
                     f"{name}: field {key!r} has a negative dimension: {shape_t}"

@@ -432,8 +432,9 @@ def plan(
             name = "async_multistage"
     if name in ("two_level", "async_multistage") and disk is None:
         raise InvalidArgumentError(
-            f"strategy {name!r} keeps checkpoints on disk, but disk=None; pass a disk tier "
-            "(an amcheck.storage.Tier such as ZarrTier) or choose 'store_all' or 'revolve'"
+            f"strategy {name!r} keeps checkpoints on disk, but disk=None; pass disk= a "
+            "directory, a zarr store or an amcheck.storage.Tier, or choose 'store_all' or "
+            "'revolve'"
         )
     if name == "store_all":
         if n_steps is None:

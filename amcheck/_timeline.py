@@ -48,17 +48,34 @@ _WAIT: Final = _CODE["wait"]
 _RECORD: Final = np.dtype([("start", "f8"), ("end", "f8"), ("step", "i8"), ("nbytes", "i8"),
                            ("kind", "u1"), ("tier", "u2"), ("thread", "u4")])
 _NO_STEP: Final = np.iinfo(np.int64).min  # an event without a step
+_INT64_MAX: Final = int(np.iinfo(np.int64).max)
 _BLOCK: Final = 4096  # events gathered as tuples before they become one block of records
 
 #: The clock every event uses (seconds, monotonic, high resolution).
 clock = time.perf_counter
 
 
-def _check_kind(kind: object) -> None:
-    if not isinstance(kind, str) or kind not in _CODE:
-        raise InvalidArgumentError(
-            f"kind must be one of {', '.join(map(repr, EVENT_KINDS))}, got {kind!r}"
+def _check_event(kind: object, step: object, nbytes: object, **names: object
+                 ) -> tuple[int | None, int]:
+    """Check an event's kind, step (an integer >= 0 or ``None``), nbytes (an integer >= 0),
+    both below 2**63 (the records are int64), and its ``names`` (str or ``None``); return the
+    step and nbytes as ints."""
+    allowed = ", ".join(map(repr, EVENT_KINDS))
+    if not isinstance(kind, str):
+        raise ArgumentTypeError(
+            f"kind must be a str, one of {allowed}, got {kind!r} of type {type(kind).__name__}"
         )
+    if kind not in _CODE:
+        raise InvalidArgumentError(f"kind must be one of {allowed}, got {kind!r}")
+    checked_step = check_optional_int("step", step, minimum=0)
+    checked_nbytes = check_int("nbytes", nbytes, minimum=0)
+    for what, value in (("step", checked_step), ("nbytes", checked_nbytes)):
+        if value is not None and value > _INT64_MAX:
+            raise InvalidArgumentError(f"{what} must be at most 2**63 - 1, got {value}")
+    for what, name in names.items():
+        if name is not None:
+            check_name(what, name)
+    return checked_step, checked_nbytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,21 +183,17 @@ class Timeline:
         ------
         ArgumentTypeError, InvalidArgumentError
             ``kind`` is not one of :data:`EVENT_KINDS`; ``start`` or ``end`` is not a finite
-            number or ``end < start``; ``step`` is not an integer or ``None``; ``nbytes`` is not
-            an integer >= 0; ``tier`` or ``thread`` is not a str or ``None``.
+            number or ``end < start``; ``step`` is not an integer >= 0 or ``None``; ``nbytes``
+            is not an integer >= 0; either is 2**63 or more; ``tier`` or ``thread`` is not a
+            str or ``None``.
         """
         if not self.enabled:
             return
-        _check_kind(kind)
+        step, nbytes = _check_event(kind, step, nbytes, tier=tier, thread=thread)
         start = check_finite_float("start", start)
         end = check_finite_float("end", end)
         if end < start:
             raise InvalidArgumentError(f"end must be >= start, got start={start}, end={end}")
-        step = check_optional_int("step", step)
-        nbytes = check_int("nbytes", nbytes, minimum=0)
-        for what, value in (("tier", tier), ("thread", thread)):
-            if value is not None:
-                check_name(what, value)
         self._append(kind, start, end, step=step, tier=tier, nbytes=nbytes, thread=thread)
 
     def _append(self, kind: EventKind, start: float, end: float, *, step: int | None = None,
@@ -204,12 +217,9 @@ class Timeline:
     def span(
         self, kind: EventKind, *, step: int | None = None, tier: str | None = None, nbytes: int = 0
     ) -> Iterator[None]:
-        """Record the time the ``with`` body takes as one event (also when it raises)."""
-        _check_kind(kind)
-        step = check_optional_int("step", step)
-        nbytes = check_int("nbytes", nbytes, minimum=0)
-        if tier is not None:
-            check_name("tier", tier)
+        """Record the time the ``with`` body takes as one event (also when it raises); the
+        arguments are checked as :meth:`record` checks them."""
+        step, nbytes = _check_event(kind, step, nbytes, tier=tier)
         start = clock()
         try:
             yield
@@ -297,7 +307,9 @@ class Timeline:
             raise ArgumentTypeError(
                 f"title must be a str or None, got {title!r} of type {type(title).__name__}"
             )
-        out = Path(path)
+        if not os.fspath(path):
+            raise InvalidArgumentError("path must name an image file, got ''")
+        out = Path(path).expanduser()
         if not out.parent.is_dir():
             raise InvalidArgumentError(
                 f"path={str(out)!r}: the folder {str(out.parent)!r} does not exist; create it "

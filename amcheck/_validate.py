@@ -81,7 +81,13 @@ def check_finite_float(name: str, value: Any) -> float:
         raise ArgumentTypeError(
             f"{name} must be a real number, got {value!r} of type {type(value).__name__}"
         )
-    fvalue = float(value)
+    try:
+        fvalue = float(value)
+    except OverflowError:  # an integer beyond float's range, such as 10**400
+        raise InvalidArgumentError(
+            f"{name} must be a finite number, got an integer too large for a float "
+            f"({len(str(abs(value)))} digits)"
+        ) from None
     if not math.isfinite(fvalue):
         raise InvalidArgumentError(f"{name} must be a finite number, got {fvalue!r}")
     return fvalue

@@ -363,7 +363,7 @@ def _add_bench(subparsers: argparse._SubParsersAction[_Parser]) -> None:
     )
     bench.add_argument("name", choices=tuple(BENCHMARKS), metavar="NAME",
                        help="one of: " + ", ".join(BENCHMARKS))
-    bench.add_argument("--dir", type=Path, default=None, metavar="DIR",
+    bench.add_argument("--dir", type=_folder, default=None, metavar="DIR",
                        help="the benchmarks folder, given before NAME (default: benchmarks/ "
                        "next to the amcheck package of a source checkout)")
     bench.add_argument("args", nargs=argparse.REMAINDER, metavar="...",

@@ -601,5 +601,10 @@ def parse_compression(compression: CompressionLike) -> Compression:
         if isinstance(compression, (list, tuple)):
             if not compression:
                 return Compression("none")
+            if any(isinstance(item, str) for item in compression):
+                raise ArgumentTypeError(
+                    f"compression={list(compression)!r}: a list holds codec objects; chain spec "
+                    "strings with '+' in one string instead, e.g. 'bitround:keepbits=12+zstd'"
+                )
             return _from_objects(list(compression))
         return _from_objects([compression])

@@ -94,10 +94,10 @@ def direct_supported(directory: Path) -> bool:
 
 
 def check_direct(direct: object) -> bool | None:
-    """A tier's ``direct`` argument, checked: True, False or None."""
-    if direct is not None and not isinstance(direct, bool):
+    """A tier's ``direct`` argument, checked: True, False (``numpy.bool_`` too) or None."""
+    if direct is not None and not isinstance(direct, (bool, np.bool_)):
         raise ArgumentTypeError(f"direct must be True, False or None, got {direct!r}")
-    return direct
+    return None if direct is None else bool(direct)
 
 
 def direct_files(direct: object, directory: Path | None, where: str) -> DirectFiles | None:

@@ -22,13 +22,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from amcheck.storage._direct import aligned_empty
-from amcheck.storage._tier import Tier
+from amcheck.storage._tier import Tier, not_held
 
 from amcheck._bytes import ByteSize, format_bytes, parse_bytes
 from amcheck._errors import (
     ArgumentTypeError,
     BudgetError,
-    CheckpointNotFoundError,
     InvalidArgumentError,
     SweepStateError,
     TierFullError,
@@ -68,6 +67,10 @@ def slot_layout(spec: StateSpec) -> tuple[dict[str, int], int]:
     tuple[dict[str, int], int]
         Each field's byte offset in a slot, and the slot's size in bytes.
     """
+    if not isinstance(spec, StateSpec):
+        raise ArgumentTypeError(
+            f"spec must be a StateSpec, got {spec!r} of type {type(spec).__name__}"
+        )
     offsets: dict[str, int] = {}
     size = 0
     unit = ALIGNMENT
@@ -160,7 +163,14 @@ class RamTier(Tier):
             )
         self.n_slots = wanted
         # One block, touched once here (np.zeros may map lazily; fill forces the pages in).
-        self._block = aligned_empty(self.n_slots * self.slot_nbytes, PAGE)
+        try:
+            self._block = aligned_empty(self.n_slots * self.slot_nbytes, PAGE)
+        except (ValueError, MemoryError) as exc:  # numpy's size limit, or no such memory
+            raise BudgetError(
+                f"could not allocate {self.n_slots} slot(s) of {format_bytes(self.slot_nbytes)} "
+                f"({format_bytes(self.n_slots * self.slot_nbytes)}): {exc}; give a budget the "
+                "machine has, or slots= for the slots you need"
+            ) from exc
         if check_bool("touch", touch):
             self._block.fill(0)
         # Slots (a Slot and its views, about 600 bytes of Python objects) are made when first
@@ -238,7 +248,14 @@ class RamTier(Tier):
         self._slots.clear()
         self._returned = []
         self._fresh = 0
-        self._block = aligned_empty(self.n_slots * self.slot_nbytes, PAGE)
+        try:
+            self._block = aligned_empty(self.n_slots * self.slot_nbytes, PAGE)
+        except (ValueError, MemoryError) as exc:  # numpy's size limit, or no such memory
+            raise BudgetError(
+                f"could not allocate {self.n_slots} slot(s) of {format_bytes(self.slot_nbytes)} "
+                f"({format_bytes(self.n_slots * self.slot_nbytes)}): {exc}; give a budget the "
+                "machine has, or slots= for the slots you need"
+            ) from exc
 
     def is_acquired(self, slot: Slot) -> bool:
         """Whether ``slot`` is an acquired working slot (not released, not a checkpoint)."""
@@ -305,10 +322,7 @@ class RamTier(Tier):
         try:
             return self._by_step[step]
         except KeyError:
-            raise CheckpointNotFoundError(
-                f"RAM tier {self.name!r} holds no checkpoint at step {step}; "
-                f"it holds steps {sorted(self._by_step)}"
-            ) from None
+            raise not_held(f"RAM tier {self.name!r}", step, self._by_step) from None
 
     def discard(self, step: int) -> None:
         """Drop checkpoint x_step and free its slot (the synchronous form of :meth:`delete`)."""
@@ -330,6 +344,10 @@ class RamTier(Tier):
             self.bind(step, slot)
         for key, array in state.items():
             np.copyto(slot.state[key], array)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     async def get(self, step: int, out: State) -> None:
         slot = self.slot_of(step)

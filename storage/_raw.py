@@ -37,12 +37,11 @@ import numpy as np
 from amcheck.storage._checksum import ChecksumError
 from amcheck.storage._direct import DirectFiles, direct_files
 from amcheck.storage._local_io import preadv_all, pwritev_all
-from amcheck.storage._tier import Tier
+from amcheck.storage._tier import Tier, not_held
 
 from amcheck._bytes import ByteSize, format_bytes, parse_bytes
 from amcheck._errors import (
     ArgumentTypeError,
-    CheckpointNotFoundError,
     InvalidArgumentError,
     SweepStateError,
     TierFullError,
@@ -58,6 +57,8 @@ RECORD_ALIGNMENT = 4096
 
 #: File name used when ``path`` is a directory.
 DEFAULT_FILE = "amcheck-checkpoints.raw"
+#: The largest file size (the file offset type's range): a preallocation beyond it overflowed.
+_MAX_FILE = 2**63 - 1
 
 
 def _bytes_of(array: np.ndarray) -> np.ndarray:
@@ -203,6 +204,13 @@ class RawTier(Tier):
                     f"{format_bytes(self.record_nbytes)}; raise it to at least "
                     f"{self.record_nbytes} bytes"
                 )
+        if n_records is not None and n_records * self.record_nbytes > _MAX_FILE:
+            raise BudgetError(
+                f"{n_records} records of {format_bytes(self.record_nbytes)} "
+                f"({format_bytes(n_records * self.record_nbytes)}) exceed the largest file a "
+                f"file system can hold ({format_bytes(_MAX_FILE)}); give fewer records or a "
+                "smaller budget"
+            )
         self.n_records = n_records
         target = Path(path).expanduser()
         if target.is_dir():
@@ -243,10 +251,12 @@ class RawTier(Tier):
         if n_records is not None:
             try:
                 os.posix_fallocate(self._fd, 0, n_records * self.record_nbytes)
-            except OSError as exc:
+            except BaseException as exc:  # the file goes in any case: it would block the path
                 fd, self._fd = self._fd, None
                 os.unlink(self.path)
                 os.close(fd)
+                if not isinstance(exc, OSError):
+                    raise
                 raise TransferError(
                     f"raw tier {self.name!r}: could not preallocate "
                     f"{format_bytes(n_records * self.record_nbytes)} at {self.path}: {exc}"
@@ -320,10 +330,7 @@ class RawTier(Tier):
         fd = self._fd_open()
         record = self._index.get(step)
         if record is None:
-            raise CheckpointNotFoundError(
-                f"raw tier {self.name!r} at {self.path} holds no checkpoint at step {step}; "
-                f"it holds steps {sorted(self._index)}"
-            )
+            raise not_held(f"raw tier {self.name!r} at {self.path}", step, self._index)
         self.spec.check(out, "out", writable=True)
         try:
             pieces = [_bytes_of(out[key]) for key in self._keys]
@@ -343,10 +350,7 @@ class RawTier(Tier):
         record = self._index.pop(step, None)
         self._crcs.pop(step, None)
         if record is None:
-            raise CheckpointNotFoundError(
-                f"raw tier {self.name!r} at {self.path} holds no checkpoint at step {step}; "
-                f"it holds steps {sorted(self._index)}"
-            )
+            raise not_held(f"raw tier {self.name!r} at {self.path}", step, self._index)
         self._free.append(record)
 
     async def trim(self) -> None:
@@ -407,6 +411,10 @@ class RawTier(Tier):
     @property
     def capacity(self) -> int | None:
         return None if self.n_records is None else self.n_records * self.spec.nbytes
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
 
     def max_checkpoints(self) -> int | None:
         """Its records, one checkpoint each (also for a state whose fields are all empty, whose

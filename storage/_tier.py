@@ -8,8 +8,11 @@ nothing. Every tier is tested by the shared conformance class in ``tests/tier_co
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 
+from amcheck._errors import CheckpointNotFoundError
 from amcheck._state import State, StateSpec
+from amcheck._validate import check_int
 
 __all__ = ["Tier"]
 
@@ -79,6 +82,12 @@ class Tier(ABC):
         A :class:`~amcheck.Checkpointer` calls it after an error, so that a full disk is not
         left full."""
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has run (a Checkpointer refuses a closed tier); ``False`` by
+        default, for tiers that do not track it."""
+        return False
+
     def max_checkpoints(self) -> int | None:
         """The most uncompressed checkpoints :attr:`capacity` holds, or ``None`` (unbounded).
 
@@ -88,3 +97,19 @@ class Tier(ABC):
         """
         cap = self.capacity
         return None if cap is None else cap // max(self.spec.nbytes, 1)
+
+
+def not_held(where: str, step: object, held: Iterable[int]) -> CheckpointNotFoundError:
+    """The error for a step the tier ``where`` does not hold, once ``step`` is checked to be a
+    step at all (``"0"`` is not step 0: the message said "no checkpoint at step 0; it holds
+    steps [0, ...]").
+
+    Raises
+    ------
+    ArgumentTypeError, InvalidArgumentError
+        ``step`` is not an integer >= 0.
+    """
+    check_int("step", step, minimum=0)
+    return CheckpointNotFoundError(
+        f"{where} holds no checkpoint at step {step}; it holds steps {sorted(held)}"
+    )

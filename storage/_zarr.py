@@ -82,7 +82,7 @@ from amcheck.storage._shard import (
 from amcheck.storage._shard_io import ShardIO
 from amcheck.storage._step_index import FORMAT, StepIndex
 from amcheck.storage._sync import run_sync
-from amcheck.storage._tier import Tier
+from amcheck.storage._tier import Tier, not_held
 from amcheck.storage._users import OpenUsers
 
 from amcheck._bytes import ByteSize, format_bytes, parse_bytes
@@ -96,7 +96,7 @@ from amcheck._errors import (
     TransferError,
 )
 from amcheck._state import State, StateSpec
-from amcheck._validate import check_int, check_name
+from amcheck._validate import check_bool, check_int, check_name
 
 if TYPE_CHECKING:
     from zarr.abc.store import Store
@@ -341,8 +341,7 @@ class ZarrTier(Tier):
         import_zarr()  # first, under its lock: see import_zarr
         if not isinstance(spec, StateSpec):
             raise ArgumentTypeError(f"spec must be a StateSpec, got {type(spec).__name__}")
-        if not isinstance(overwrite, bool):
-            raise ArgumentTypeError(f"overwrite must be a bool, got {overwrite!r}")
+        overwrite = check_bool("overwrite", overwrite)
         if index_interval is not None and (
             isinstance(index_interval, bool) or not isinstance(index_interval, numbers.Real)
         ):
@@ -606,10 +605,7 @@ class ZarrTier(Tier):
             raise SweepStateError(f"zarr tier {self.name!r} at {self.path} is closed")
 
     def _not_found(self, step: int) -> CheckpointNotFoundError:
-        return CheckpointNotFoundError(
-            f"zarr tier {self.name!r} at {self.path} holds no checkpoint at step {step}; "
-            f"it holds steps {sorted(self._index)}"
-        )
+        return not_held(f"zarr tier {self.name!r} at {self.path}", step, self._index)
 
     def _io_error(self, what: str, step: int, exc: BaseException) -> TransferError:
         error = TransferError(

@@ -17,6 +17,7 @@ from toy_problem import Adjoint, Forward, initial_state
 from amcheck import (
     AmcheckError,
     ArgumentTypeError,
+    BudgetError,
     Checkpointer,
     CheckpointNotFoundError,
     InvalidArgumentError,
@@ -62,6 +63,9 @@ def test_timeline_flags_and_plot_arguments(tmp_path: Path) -> None:
     timeline = Timeline()
     _raises(lambda: timeline.plot(None), ArgumentTypeError, "path must be a str")  # type: ignore[arg-type]
     _raises(lambda: timeline.plot(tmp_path / "t.png", title=5), ArgumentTypeError, "title")  # type: ignore[arg-type]
+    _raises(lambda: timeline.plot(""), InvalidArgumentError, "path must name an image file, got ''")
+    _raises(lambda: timeline.plot("~/no-such-folder-amcheck/t.png"), InvalidArgumentError,
+            r"the folder '/.*/no-such-folder-amcheck' does not exist")  # ~ is the home folder
     with pytest.raises(InvalidArgumentError, match="kind must be one of"), timeline.span("nap"):  # type: ignore[arg-type]
         pass
 
@@ -104,6 +108,8 @@ def test_transfer_service_checks_its_arguments() -> None:
 def test_byte_sizes() -> None:
     _raises(lambda: parse_bytes("-1 GiB", "ram"), InvalidArgumentError, "ram must be >= 0 bytes")
     _raises(lambda: parse_bytes("150%", "ram"), InvalidArgumentError, "percentage of physical")
+    _raises(lambda: parse_bytes("-5%", "ram"), InvalidArgumentError,
+            r"ram must be a percentage of physical memory in \(0, 100\], got '-5%'")
     _raises(lambda: parse_bytes("1.5", "ram"), InvalidArgumentError, "whole number of bytes")
     _raises(lambda: parse_bytes("2.5 B", "ram"), InvalidArgumentError, "whole number of bytes")
     # an overflow is "too large", not a fraction (1e400 parses as inf)
@@ -124,10 +130,10 @@ def test_checkpointer_rejects_a_closed_tier_and_a_wrong_progress(tmp_path: Path)
             InvalidArgumentError, "is closed")
     with Checkpointer(Forward(), Adjoint(), x0, 8, ram="1 MiB") as ckp:
         _raises(lambda: ckp.forward(progress=lambda: None), ArgumentTypeError,
-                "progress must accept one argument")
+                "progress must accept the number of steps completed, 1 positional argument;")
         ckp.forward()
         _raises(lambda: ckp.reverse(progress=lambda a, b: None), ArgumentTypeError,
-                "progress must accept one argument")
+                "progress must accept the number of steps completed, 1 positional argument;")
 
 
 def test_checkpointer_checks_a_schedule_instances_capacity() -> None:
@@ -304,3 +310,35 @@ def test_percentages_of_memory_respect_the_cgroup_limit(
     assert _bytes.cgroup_memory_limit(str(tmp_path), str(tmp_path / "none")) is None
     monkeypatch.setattr(_bytes, "cgroup_memory_limit", lambda: 2**30)
     assert _bytes.parse_bytes("25%", "ram") == 2**28
+
+
+def test_numpy_bools_are_bools_and_huge_numbers_are_refused(tmp_path: Path) -> None:
+    """numpy.bool_ passed as a flag elsewhere but was refused by ZarrTier's overwrite, the
+    tiers' direct and a reverse_from_next declaration; integers beyond float's or a file's
+    range raised OverflowError, and a RawTier of such a size left its file behind."""
+    from zarr.storage import MemoryStore
+
+    from amcheck._interval import IntervalController
+    from amcheck._operators import declares_reverse_from_next
+
+    spec = StateSpec({"u": ((8,), "float32")})
+    asyncio.run(ZarrTier(MemoryStore(), spec, overwrite=np.True_).close())
+    asyncio.run(ZarrTier(tmp_path / "z", spec, direct=np.False_).close())
+    asyncio.run(RawTier(tmp_path / "r.bin", spec, records=2, direct=np.False_).close())
+
+    class Declared:
+        reverse_from_next = np.True_
+
+        def reverse(self, state: Any, t: int) -> None:
+            pass
+
+    assert declares_reverse_from_next(Declared()) is True
+    _raises(lambda: IntervalController(5, margin=10**400), InvalidArgumentError,
+            r"margin must be a finite number, got an integer too large for a float \(401 digits\)")
+    _raises(lambda: IntervalController(5, window=2**70), InvalidArgumentError,
+            "window must be at most")
+    for kwargs in ({"records": 2**70}, {"budget": 2**70}):
+        _raises(lambda kwargs=kwargs: RawTier(tmp_path / "big.bin", spec, **kwargs), BudgetError,
+                "exceed the largest file a file system can hold")
+        assert not (tmp_path / "big.bin").exists()
+    _raises(lambda: RamTier(2**70, spec), BudgetError, "could not allocate")

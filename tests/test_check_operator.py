@@ -110,6 +110,12 @@ def returns_a_new_state(src: State, dst: Any, t0: int, t1: int) -> dict[str, np.
     return {"u": smooth(src["u"]), "n": src["n"] + (t1 - t0)}
 
 
+def returns_t0(src: State, dst: Any, t0: int, t1: int) -> int:
+    """Returns where it started: no step at which a sequence can end."""
+    good(src, dst, t0, t1)
+    return t0
+
+
 def reads_dst(src: State, dst: Any, t0: int, t1: int) -> None:
     """Deterministic, but adds to what dst held (another state, or garbage)."""
     before = dst["n"].copy()
@@ -127,6 +133,8 @@ def reads_dst(src: State, dst: Any, t0: int, t1: int) -> None:
     (split_dependent, r"3 calls advance\(x_t, x_t\+1, t, t\+1\) differ .* field 'u'"),
     (writes_src, r"raised ValueError in advance\(src, dst, 0, 3\) \(out of place\)"),
     (ends_early, r"returned 1, ending the sequence within the 3 steps"),
+    # it was told to "pass fewer steps"
+    (returns_t0, r"returned 0; a step at which the sequence ended must satisfy 0 < step <= 3"),
     (wrong_in_place_branch, r"in place \(dst is src\) differs .* field 'u'"),
     (returns_a_bool, r"returned True of type bool; it must return None, or the step"),
     (returns_a_new_state, (r"returned a dict with keys \['u', 'n'\]; it must return None, .*; "

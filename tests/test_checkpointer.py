@@ -574,7 +574,8 @@ def test_bad_strategy_arguments() -> None:
         Checkpointer(Forward(), Adjoint(), x0, N, strategy="fastest")
     with pytest.raises(ArgumentTypeError, match=r"or an amcheck.schedules.Schedule, got 3"):
         Checkpointer(Forward(), Adjoint(), x0, N, strategy=3)  # type: ignore[arg-type]
-    with pytest.raises(InvalidArgumentError, match=r"'two_level' keeps checkpoints on disk"):
+    with pytest.raises(InvalidArgumentError, match=r"'two_level' keeps checkpoints on disk, but "
+                       r"disk=None; pass disk= a directory, a zarr store or an amcheck"):
         Checkpointer(Forward(), Adjoint(), x0, N, strategy="two_level")
     with pytest.raises(InvalidArgumentError, match=r"planned for n_steps=10.*n_steps=23"):
         Checkpointer(Forward(), Adjoint(), x0, N, strategy=Revolve(10, 2))

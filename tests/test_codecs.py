@@ -228,6 +228,9 @@ def test_bitround_keepbits_beyond_the_fields_mantissa() -> None:
 def test_bad_types() -> None:
     with pytest.raises(ArgumentTypeError, match="compression"):
         parse_compression(3.5)
+    with pytest.raises(ArgumentTypeError, match=r"a list holds codec objects; chain spec strings "
+                       r"with '\+'"):
+        parse_compression(["zstd"])
     with pytest.raises(InvalidArgumentError, match="two array->bytes"):
         parse_compression([numcodecs.ZFPY(mode=4, tolerance=1e-3), numcodecs.ZFPY(mode=2, rate=8)])
 

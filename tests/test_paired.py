@@ -318,6 +318,8 @@ def test_pairs_false_plans_step_by_step(tmp_path: Path) -> None:
     [
         (Plain, 10, "auto", "does not declare reverse_from_next"),
         (Seen, 10, "schedule", "Schedule instance"),
+        (Seen, 2, "auto", r"n_steps=2 has no pair to plan \(pairs need n_steps >= 3\)"),
+        (Seen, 1, "revolve", r"n_steps=1 has no pair"),
     ],
 )
 def test_pairs_true_says_why_it_cannot(operator: type[Seen], n: int | None, strategy: str,
@@ -352,6 +354,24 @@ def test_the_interval_floor_counts_real_steps() -> None:
     paired = Paired(AsyncMultistage(Paired.pairs(n), 3, 10, disk_slots=8), n)
     assert paired.inner.interval_floor == 63  # type: ignore[attr-defined]
     assert paired.interval_floor == 126
+
+
+def test_helpers_check_their_arguments() -> None:
+    """step() took 1.5, -3 and NaN and gave nonsense; interval_steps(-1, 10) gave -2."""
+    paired = Paired(Revolve(Paired.pairs(8), 2), 8)
+    assert paired.step(np.int64(2)) == 3
+    for bad, error, match in ((1.5, amcheck.ArgumentTypeError, "macro must be an integer"),
+                              (-3, amcheck.InvalidArgumentError, "macro must be an integer >= 0"),
+                              (6, amcheck.InvalidArgumentError,
+                               r"macro state 0 … 5 \(Paired.pairs\(8\)\), got 6")):
+        with pytest.raises(error, match=match):
+            paired.step(bad)  # type: ignore[arg-type]
+    with pytest.raises(amcheck.InvalidArgumentError, match="pairs must be an integer >= 1"):
+        Paired.interval_steps(-1, 10)
+    with pytest.raises(amcheck.ArgumentTypeError, match="n_steps must be an integer"):
+        Paired.interval_steps(3, None)  # type: ignore[arg-type]
+    with pytest.raises(AttributeError, match="has no interval to set"):
+        paired.set_interval(4)
 
 
 def test_steps_of_the_macro_states() -> None:

@@ -219,6 +219,8 @@ def test_each_rule_is_enforced(
         ({"ram": -1, "disk": 0}, InvalidArgumentError,
          "Listed().capacity['ram'] must be an integer >= 0, got -1"),
         (None, ArgumentTypeError, "Listed().capacity must be a mapping from tier name"),
+        ({"ram": 3, "tape": 4}, InvalidArgumentError,
+         "Listed().capacity names tier(s) 'tape'; the tiers are 'ram' and 'disk'"),
         ([("ram", 2)], ArgumentTypeError, "got [('ram', 2)] of type list"),
     ],
 )  # fmt: skip
@@ -227,6 +229,32 @@ def test_capacity_must_map_tiers_to_integers(
 ) -> None:
     schedule = Listed(FORWARD, REVERSE)
     schedule._capacity = capacity  # type: ignore[assignment]
+    with pytest.raises(error) as info:
+        simulate(schedule)
+    assert words in str(info.value)
+
+
+def test_final_must_be_a_bool() -> None:
+    """Advance(2, 3, final=1) passed simulate and ran in the engine; a numpy bool is a bool."""
+    for final in (1, "yes", None):
+        forward = [*FORWARD[:-1], Advance(2, 3, final=final)]  # type: ignore[arg-type]
+        with pytest.raises(ScheduleError, match=rf"final must be True or False, got {final!r}"):
+            simulate(Listed(forward, REVERSE))
+    forward = [*FORWARD[:-1], Advance(2, 3, final=np.int64(3) == 3)]
+    assert simulate(Listed(forward, REVERSE)).forward_steps == 3
+
+
+@pytest.mark.parametrize(("n_steps", "error", "words"), [
+    ("3", ArgumentTypeError, "Listed().n_steps must be an integer, got '3'"),
+    (True, ArgumentTypeError, "Listed().n_steps must be an integer, got True"),
+    (0, InvalidArgumentError, "Listed().n_steps must be an integer >= 1, got 0"),
+])
+def test_a_schedules_own_length_is_checked(n_steps: object, error: type[Exception],
+                                           words: str) -> None:
+    """A hand-written schedule's n_steps of "3" raised a bare TypeError inside the replay;
+    True and 0 a ScheduleError about t1 > n."""
+    schedule = Listed(FORWARD, REVERSE)
+    schedule.n_steps = n_steps  # type: ignore[assignment]
     with pytest.raises(error) as info:
         simulate(schedule)
     assert words in str(info.value)

@@ -47,6 +47,9 @@ def test_spec_check_errors() -> None:
             r"field 'u' has dtype object",
         ),
         ({"": ((2,), "f4")}, amcheck.ArgumentTypeError, r"fields: field names must be non-empty"),
+        # a FieldSpec holding anything raised a bare TypeError from the shape check
+        ({"u": amcheck.FieldSpec("x", "y")}, amcheck.ArgumentTypeError,  # type: ignore[arg-type]
+         r"field 'u' must be given as \(shape, dtype\).*got FieldSpec\(shape='x'"),
     ],
 )
 def test_spec_rejects(fields: object, error: type[Exception], match: str) -> None:

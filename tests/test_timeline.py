@@ -60,8 +60,27 @@ def test_disabled_records_nothing() -> None:
 def test_bad_kind() -> None:
     with pytest.raises(amcheck.InvalidArgumentError, match="kind"):
         Timeline().record("nap", 0.0, 1.0)  # type: ignore[arg-type]
-    with pytest.raises(amcheck.InvalidArgumentError, match="kind"):
+    with pytest.raises(amcheck.ArgumentTypeError, match="kind must be a str"):
         Timeline().record(["write"], 0.0, 1.0)  # type: ignore[arg-type]
+
+
+def test_steps_and_sizes_fit_the_records() -> None:
+    """Events are int64 records: a step below 0 or either at 2**63 was accepted, and every
+    summary of the timeline then raised OverflowError; span checks as record does."""
+    tl = Timeline()
+    for kwargs, match in (({"step": -1}, "step must be an integer >= 0"),
+                          ({"step": 2**63}, r"step must be at most 2\*\*63 - 1"),
+                          ({"nbytes": 2**64}, r"nbytes must be at most 2\*\*63 - 1")):
+        with pytest.raises(amcheck.InvalidArgumentError, match=match):
+            tl.record("write", 0.0, 1.0, **kwargs)  # type: ignore[arg-type]
+        with pytest.raises(amcheck.InvalidArgumentError, match=match), \
+                tl.span("write", **kwargs):  # type: ignore[arg-type]
+            pass
+    with pytest.raises(amcheck.InvalidArgumentError, match="end must be a finite number, got an "
+                       "integer too large for a float"):
+        tl.record("write", 0.0, 10**400)
+    tl.record("write", 0.0, 1.0, step=2**63 - 1, nbytes=2**63 - 1)
+    assert tl.totals()["write"] == 1.0 and tl.to_json()[0]["step"] == 2**63 - 1
 
 
 def test_plot_writes_png(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ import pytest
 from amcheck.storage import Tier
 
 from amcheck import (
+    ArgumentTypeError,
+    Checkpointer,
     CheckpointNotFoundError,
     InvalidArgumentError,
     StateSpec,
@@ -157,6 +159,12 @@ class TierConformance:
             await tier.get(9, empty_like(SPEC))
         assert 9 not in tier
         assert "9" not in tier
+        await tier.put(0, make_state(0))
+        for call in (lambda: tier.get("0", empty_like(SPEC)), lambda: tier.delete("0")):  # type: ignore[arg-type]
+            # not "no checkpoint at step 0; it holds steps [0]"
+            with pytest.raises(ArgumentTypeError, match="step must be an integer, got '0'"):
+                await call()
+        assert 0 in tier
 
     async def test_nbytes_counts_held_checkpoints(self, tier: Tier) -> None:
         assert tier.nbytes == 0
@@ -213,8 +221,15 @@ class TierConformance:
     async def test_close(self, tmp_path: Path) -> None:
         tier = self.make_tier(SPEC, tmp_path)
         await tier.put(0, make_state(0))
+        assert not tier.closed
         await tier.close()
         await tier.close()  # harmless
+        assert tier.closed
+        # refused when the Checkpointer is built (a closed RawTier or RamTier was taken, and
+        # the first write failed mid-sweep)
+        with pytest.raises(InvalidArgumentError, match="is closed; pass an open tier"):
+            Checkpointer(lambda src, dst, t0, t1: None, lambda state, t: None, make_state(0), 8,
+                         ram="4 MiB", disk=tier)
         with pytest.raises(SweepStateError):
             await tier.put(1, make_state(1))
         with pytest.raises(SweepStateError):

@@ -106,11 +106,18 @@ class Paired(Schedule):
     @staticmethod
     def interval_steps(pairs: int, n_steps: int) -> int:
         """Real steps in an interval of ``pairs`` pairs: two a pair, at most ``n_steps``."""
-        return min(2 * pairs, n_steps)
+        return min(2 * check_int("pairs", pairs, minimum=1),
+                   check_int("n_steps", n_steps, minimum=1))
 
     def step(self, macro: int) -> int:
-        """The real step of macro state ``macro``, a(macro)."""
-        return self._step(macro)
+        """The real step of macro state ``macro``, a(macro), for ``0 <= macro <= pairs(n)``."""
+        index = check_int("macro", macro, minimum=0)
+        if index > self._pairs:
+            raise InvalidArgumentError(
+                f"macro must be a macro state 0 … {self._pairs} (Paired.pairs({self._n})), "
+                f"got {index}"
+            )
+        return self._step(index)
 
     def __repr__(self) -> str:
         return f"Paired({self.inner!r}, n_steps={self.n_steps})"
@@ -150,10 +157,19 @@ class Paired(Schedule):
         return tuple(self._step(macro) for macro in starts)
 
     def set_interval(self, interval: int) -> int:
-        """Set the interval in real steps (:meth:`interval_pairs`); returns the one in force."""
+        """Set the interval in real steps (:meth:`interval_pairs`); returns the one in force.
+
+        Raises
+        ------
+        AttributeError
+            The inner schedule has no interval (StoreAll, Revolve).
+        """
+        set_inner = getattr(self.inner, "set_interval", None)
+        if set_inner is None:
+            raise AttributeError(
+                f"{self.inner!r} has no interval to set: only TwoLevel and AsyncMultistage have one")
         pairs = self.interval_pairs(interval, self._n)
-        in_force = int(self.inner.set_interval(pairs))  # type: ignore[attr-defined]
-        return self.interval_steps(in_force, self._n)
+        return self.interval_steps(int(set_inner(pairs)), self._n)
 
     def replay(self) -> Paired:
         """The same over the inner schedule's ``replay()`` (TwoLevel, AsyncMultistage: the

@@ -8,8 +8,9 @@ broke; otherwise the counts come back as a :class:`ScheduleStats`.
 
 The rules (see :mod:`amcheck.schedules._actions` for the conventions):
 
-0. Every step (``t``, ``t0``, ``t1``) is an integer >= 0 (``bool`` is not), every tier is
-   ``"ram"`` or ``"disk"``, and ``forward()`` and ``reverse(n)`` return iterables of actions.
+0. Every step (``t``, ``t0``, ``t1``) is an integer >= 0 (``bool`` is not), ``final`` a bool
+   (``numpy.bool_`` too), every tier is ``"ram"`` or ``"disk"``, and ``forward()`` and
+   ``reverse(n)`` return iterables of actions.
 1. ``Advance(t0, t1)`` starts at the current step and ``t0 < t1 <= n``; only the advance with
    ``final=True`` may reach n, exactly once, and it ends the forward sweep.
 2. ``Save(t, tier)`` keeps the current state, which must be x_t, and t is not already in that tier.
@@ -33,6 +34,8 @@ import numbers
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError, ScheduleError
 from amcheck._validate import check_int, check_optional_int
@@ -132,7 +135,7 @@ def checked_capacity(schedule: Schedule) -> dict[str, float]:
     ArgumentTypeError
         ``schedule.capacity`` is not a mapping, or a value is neither an integer nor ``None``.
     InvalidArgumentError
-        A value is a negative integer.
+        A value is a negative integer, or a key is not a tier name.
     """
     capacity: object = schedule.capacity
     if not isinstance(capacity, Mapping):
@@ -140,6 +143,12 @@ def checked_capacity(schedule: Schedule) -> dict[str, float]:
             f"{schedule!r}.capacity must be a mapping from tier name ('ram', 'disk') to an "
             f"integer >= 0 or None (unbounded), got {capacity!r} of type "
             f"{type(capacity).__name__}"
+        )
+    unknown = sorted(map(repr, set(capacity) - set(TIERS)))
+    if unknown:  # a misspelt tier counted as 0 and the schedule failed on its first save
+        raise InvalidArgumentError(
+            f"{schedule!r}.capacity names tier(s) {', '.join(unknown)}; the tiers are "
+            "'ram' and 'disk'"
         )
     out: dict[str, float] = {}
     for tier in TIERS:
@@ -205,7 +214,8 @@ def simulate(schedule: Schedule, n_steps: int | None = None) -> ScheduleStats:
             f"schedule must be an amcheck.schedules.Schedule, got {schedule!r} of type "
             f"{type(schedule).__name__}"
         )
-    known = schedule.n_steps
+    # a schedule written by hand may hold anything there ("3", True, 0)
+    known = check_optional_int(f"{schedule!r}.n_steps", schedule.n_steps, minimum=1)
     if n_steps is None:
         if known is None:
             raise InvalidArgumentError(
@@ -314,6 +324,10 @@ class _Replay:
                         t0 = _step(schedule, index, action, "t0", t0)
                     if type(t1) is not int:  # t1 < 0 fails t1 > t0 below
                         t1 = _step(schedule, index, action, "t1", t1)
+                    final = action.final  # type: ignore[union-attr]
+                    if type(final) is not bool and not isinstance(final, np.bool_):
+                        raise _fail(schedule, index, action, f"final must be True or False, got "
+                                    f"{final!r} of type {type(final).__name__}")
                     if t0 != cur:
                         raise _fail(
                             schedule,
