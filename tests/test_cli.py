@@ -63,6 +63,8 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
         (["demo", "--small", "--out", " "], "argument --out: names no directory"),
         (["bench", "nope"], "invalid choice: 'nope'"),
         (["bench", "--dir", "/nonexistent/amcheck", "schedules"], "--dir '/nonexistent/amcheck' is not a folder"),
+        (["bench", "--dir", "", "schedules"], "argument --dir: names no directory"),
+        (["bench", "--dir", "~/no-such-amcheck", "schedules"], f"--dir '{Path.home()}/no-such-amcheck' is not a folder"),
         (["info", "--bogus"], "unrecognized arguments: --bogus"),
         (["plan", "--steps", "99999999999999999999", "--ram-slots", "3"], "is more than 10,000,000"),
     ],
