@@ -28,7 +28,7 @@ class Tier(ABC):
       ``out`` (arrays of the spec's shapes and dtypes) and returns nothing.
     - A tier that runs out of room raises :class:`amcheck.TierFullError` from ``put``.
     - After ``close`` every call but ``close`` raises :class:`amcheck.SweepStateError`; ``close``
-      twice is harmless.
+      twice is harmless. Override :attr:`closed` so that a Checkpointer refuses a closed tier.
     - Errors from the underlying storage name the step and the path.
     """
 
