@@ -24,6 +24,7 @@ from amcheck.kernels._operators import AcousticAdjoint, AcousticForward, trace_d
 from amcheck._bytes import ByteSize
 from amcheck._checkpointer import Checkpointer
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError, OperatorError
+from amcheck._operators import check_signature
 from amcheck._stats import Stats
 from amcheck._timeline import Timeline
 
@@ -88,7 +89,34 @@ def store_all_sweep(forward: AcousticForward, adjoint_start: Any, reverse: Any) 
 
     Each step writes into a fresh buffer (``advance(x_t, x_{t+1}, t, t+1)``), as the checkpoint
     engine does for store-all. ``adjoint_start(final_state)`` runs between the sweeps.
+
+    Parameters
+    ----------
+    forward
+        The forward operator.
+    adjoint_start
+        ``adjoint_start(final_state)``, called once after the forward sweep.
+    reverse
+        ``reverse(state, t)``, called for t = n-1 … 0 with a read-only view of x_t (e.g.
+        :meth:`AcousticAdjoint.reverse`).
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``forward`` is not an :class:`AcousticForward`; ``adjoint_start`` is not a callable of
+        one argument or ``reverse`` not one of two.
     """
+    if not isinstance(forward, AcousticForward):
+        raise ArgumentTypeError(
+            f"forward must be an AcousticForward, got {type(forward).__name__}")
+    for name, fn, n_args, expected in (
+            ("adjoint_start", adjoint_start, 1, "adjoint_start(final_state)"),
+            ("reverse", reverse, 2, "reverse(state, t)")):
+        if not callable(fn):
+            raise ArgumentTypeError(
+                f"{name} must be a callable {expected}, got {fn!r:.200} of type "
+                f"{type(fn).__name__}")
+        check_signature(fn, n_args, name, expected)
     states = [forward.initial_state()]
     for t in range(forward.n_steps):
         nxt = {"u": aligned_zeros(states[-1]["u"].shape, states[-1]["u"].dtype)}
@@ -297,7 +325,7 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
     BudgetError
         ``ram`` is below what the strategy needs.
     ArgumentTypeError
-        ``progress`` is not callable.
+        ``progress`` is not callable or does not accept two positional arguments.
 
     Examples
     --------
@@ -311,6 +339,8 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
     if progress is not None and not callable(progress):
         raise ArgumentTypeError(
             f"progress must be a callable progress(phase, steps) or None, got {progress!r}")
+    if progress is not None:  # here, not at its first call mid-sweep
+        check_signature(progress, 2, "progress", "progress(phase, steps)")
     adj = AcousticAdjoint(fwd, gradient=True)
     forward_op: AcousticForward | _CountedForward = fwd
     reverse_op: AcousticAdjoint | _CountedReverse = adj

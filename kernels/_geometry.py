@@ -85,11 +85,22 @@ def ricker(t: np.ndarray, f0: float, t_peak: float | None = None, amplitude: flo
 
 
 def _check_positions(name: str, positions: Any, ndim: int) -> np.ndarray:
+    """``positions`` as a float64 array ``(npoints, ndim)``, or raise naming ``name``.
+
+    Only real numbers are coordinates: complex values (whose imaginary part numpy would drop),
+    bools, strings, ``None`` and ragged lists are refused.
+    """
     try:
-        pos = np.array(positions, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ArgumentTypeError(f"{name} must be an array of coordinates in m, got {positions!r}"
-                                ) from exc
+        arr = np.asarray(positions)
+    except (TypeError, ValueError):  # a ragged list
+        arr = np.asarray(None)
+    if arr.dtype.kind not in "fiu":
+        what = (f"an array of dtype {arr.dtype}" if isinstance(positions, np.ndarray)
+                else f"{positions!r:.200} of type {type(positions).__name__}")
+        raise ArgumentTypeError(
+            f"{name} must be an array of real coordinates in m, shape (npoints, {ndim}), "
+            f"got {what}")
+    pos = arr.astype(np.float64)
     if pos.ndim == 1:
         pos = pos[None, :]
     if pos.ndim != 2 or pos.shape[1] != ndim or pos.shape[0] == 0:
@@ -173,16 +184,18 @@ class Geometry:
     Raises
     ------
     ArgumentTypeError
-        ``model`` is not a :class:`Model`, or ``t0``, ``tn``, ``f0``, ``dt``, ``amplitude`` is
-        not a real number.
+        ``model`` is not a :class:`Model`, ``t0``, ``tn``, ``f0``, ``dt``, ``amplitude`` is
+        not a real number, or positions are not an array of real numbers (complex, bool, text,
+        ``None``, ragged).
     InvalidArgumentError
         Positions outside the domain or of the wrong shape, ``tn <= t0``, non-positive ``f0``,
         an ``f0`` at or above the time axis's Nyquist frequency ``1 / (2 dt)`` (``f0`` given
-        in Hz instead of kHz); a ``dt`` so small that ``(tn - t0) / dt`` is more than
-        :data:`MAX_TIME_STEPS` (10^7) steps (the message names ``dt``, ``tn - t0`` and the
-        number of steps).
+        in Hz instead of kHz; the message names the given ``dt`` where it was shrunk); a
+        ``dt`` so small that ``(tn - t0) / dt`` is more than :data:`MAX_TIME_STEPS` (10^7)
+        steps (the message names ``dt``, ``tn - t0`` and the number of steps).
     UnstableTimeStepError
-        ``dt`` exceeds the model's stability limit.
+        ``dt`` exceeds the model's stability limit (the message names the given ``dt`` where it
+        was shrunk).
     """
 
     def __init__(self, model: Model, src_positions: Any, rec_positions: Any, t0: float = 0.0,
@@ -220,12 +233,19 @@ class Geometry:
         # steps, whose span / n may exceed the given dt by an ulp or so: keep the given dt then
         # (the axis ends at tn to round-off), so that dt = model.critical_dt stays stable.
         self.dt = min(span / steps, dt_target)
+        # Where the errors below name the axis's dt, they name the dt it came from too.
+        given = (f"the given dt = {dt_target!r} ms" if dt is not None else
+                 f"the default dt = {dt_target:.6g} ms")
+        self._dt_origin: str = "" if self.dt == dt_target else (
+            f"{given}, shrunk so that tn - t0 = {span:.6g} ms is a whole number of steps "
+            f"({steps})")
         nyquist = 0.5 / self.dt
         if not self.f0 < nyquist:
             raise InvalidArgumentError(
                 f"f0 = {self.f0!r} kHz is at or above the Nyquist frequency 1 / (2 dt) = "
-                f"{nyquist:.4g} kHz of the time axis (dt = {self.dt:.4g} ms), so the Ricker "
-                "wavelet cannot be sampled: f0 is in kHz (10 Hz is f0=0.010)"
+                f"{nyquist:.4g} kHz of the time axis (dt = {self.dt:.4g} ms"
+                f"{': ' + self._dt_origin if self._dt_origin else ''}), "
+                "so the Ricker wavelet cannot be sampled: f0 is in kHz (10 Hz is f0=0.010)"
             )
         self.time_values = self.t0 + self.dt * np.arange(self.nt)
         self.check_model(model)
@@ -284,8 +304,10 @@ class Geometry:
         dt_c = model.critical_dt
         if self.dt > dt_c:
             raise UnstableTimeStepError(
-                f"the geometry's dt = {self.dt!r} ms is unstable for this model: its largest "
-                f"velocity {model.vmax:.6g} km/s allows at most dt = {dt_c!r} ms "
+                f"the geometry's dt = {self.dt!r} ms"
+                f"{' (' + self._dt_origin + ')' if self._dt_origin else ''} is "
+                f"unstable for this model: its largest velocity {model.vmax:.6g} km/s allows at "
+                f"most dt = {dt_c!r} ms "
                 f"(space order {model.space_order}, spacing {model.spacing} m); build the "
                 "geometry with the fastest model of the inversion or pass a smaller dt"
             )

@@ -64,7 +64,8 @@ def critical_dt(vmax: float, spacing: Sequence[float], space_order: int) -> floa
     vmax
         The largest velocity in km/s, finite and > 0.
     spacing
-        Grid spacing per axis in m: a non-empty sequence of finite numbers > 0.
+        Grid spacing per axis in m: a sequence of 2 or 3 finite numbers > 0 (the kernels are 2-D
+        and 3-D).
     space_order
         One of :data:`~amcheck.kernels.SPACE_ORDERS` (the orders the kernels are built for).
 
@@ -74,9 +75,10 @@ def critical_dt(vmax: float, spacing: Sequence[float], space_order: int) -> floa
         ``vmax`` or an entry of ``spacing`` is not a real number, ``spacing`` is a string or not
         a sequence, ``space_order`` is not an integer.
     InvalidArgumentError
-        ``vmax`` or a spacing is not finite and > 0, ``spacing`` is empty, ``space_order`` is
-        not one of :data:`~amcheck.kernels.SPACE_ORDERS`, or the values are so extreme that the
-        time step is not a finite number > 0 in float64 (e.g. a spacing of 1e-320 m).
+        ``vmax`` or a spacing is not finite and > 0, ``spacing`` has not 2 or 3 entries,
+        ``space_order`` is not one of :data:`~amcheck.kernels.SPACE_ORDERS`, or the values are
+        so extreme that the time step is not a finite number > 0 in float64 (e.g. a spacing of
+        1e-320 m).
     """
     vmax = check_positive_float("vmax", vmax)
     space_order = check_space_order(space_order)
@@ -409,13 +411,14 @@ def _check_in_dtype(vp: np.ndarray, vp_cast: np.ndarray, m_cast: np.ndarray, dty
 
 def _check_vector(name: str, value: Any, ndim: int | None, *, positive: bool
                   ) -> tuple[float, ...]:
-    """``value`` as a tuple of ``ndim`` floats (any number >= 1 if ``None``), or raise naming it.
+    """``value`` as a tuple of ``ndim`` floats (2 or 3 if ``None``: the kernels are 2-D and 3-D),
+    or raise naming it.
 
     Strings are refused (``"55"`` would otherwise read as ``(5.0, 5.0)``), and each entry is
     checked by :func:`~amcheck._validate.check_positive_float` (``positive``) or
     :func:`~amcheck._validate.check_finite_float`, which name it (``spacing[1]``).
     """
-    count = "at least 1" if ndim is None else str(ndim)
+    count = "2 or 3" if ndim is None else str(ndim)
     entries: tuple[Any, ...] | None = None
     if not isinstance(value, (str, bytes)):
         with contextlib.suppress(TypeError):
@@ -425,8 +428,8 @@ def _check_vector(name: str, value: Any, ndim: int | None, *, positive: bool
             f"{name} must be a sequence of {count} numbers (m), got {value!r} of type "
             f"{type(value).__name__}"
         )
-    if (len(entries) != ndim) if ndim is not None else not entries:
-        where = "" if ndim is None else f" for a {ndim}-D model"
+    if len(entries) != ndim if ndim is not None else len(entries) not in (2, 3):
+        where = " (the kernels are 2-D and 3-D)" if ndim is None else f" for a {ndim}-D model"
         raise InvalidArgumentError(
             f"{name} must have {count} entries{where}, got {len(entries)}: {value!r}"
         )

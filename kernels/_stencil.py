@@ -284,12 +284,13 @@ def fd_coefficients(space_order: int, scalar: Any = float) -> tuple[Any, ...]:
     space_order
         One of :data:`SPACE_ORDERS`, as for :func:`make_kernels`.
     scalar
-        The type each weight is converted to (``float``, ``np.float32``, ...).
+        The floating-point type each weight is converted to (``float``, ``np.float32``, ...).
 
     Raises
     ------
     ArgumentTypeError
-        ``space_order`` is not an integer, ``scalar`` is not callable.
+        ``space_order`` is not an integer, ``scalar`` is not callable or does not convert a
+        float to a float (``float`` or a numpy floating type: not ``int``, ``str``, complex).
     InvalidArgumentError
         ``space_order`` is not one of :data:`SPACE_ORDERS`.
     """
@@ -315,7 +316,19 @@ def fd_coefficients(space_order: int, scalar: Any = float) -> tuple[Any, ...]:
                 b[row] -= f * b[col]
     cr = [b[i] / A[i][i] for i in range(H)]
     c0 = -2 * sum(cr)
-    return tuple(scalar(float(v)) for v in [c0, *cr])
+    try:
+        weights = tuple(scalar(float(v)) for v in [c0, *cr])
+    except (TypeError, ValueError) as exc:
+        raise ArgumentTypeError(
+            f"scalar must be a floating-point type to convert the weights to (float, "
+            f"np.float32), got {scalar!r}, which failed: {exc}") from exc
+    wrong = [w for w in weights if not isinstance(w, (float, np.floating))]
+    if wrong:
+        raise ArgumentTypeError(
+            f"scalar must be a floating-point type to convert the weights to (float, "
+            f"np.float32), got {scalar!r}, which gives {wrong[0]!r} of type "
+            f"{type(wrong[0]).__name__}")
+    return weights
 
 
 # The helpers below are module-level functions, inlined into each kernel at numba IR level, so that

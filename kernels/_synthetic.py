@@ -19,6 +19,7 @@ horizontal position x; positions are ``(z, x)`` in metres.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +28,7 @@ import numpy as np
 from amcheck.kernels._geometry import CFL_SAFETY, Geometry
 from amcheck.kernels._model import Model, _check_vp, critical_dt
 
+from amcheck._bytes import format_bytes, physical_memory
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
 from amcheck._validate import check_bool, check_finite_float, check_int, check_positive_float
 
@@ -48,7 +50,7 @@ def layered_salt_model(shape: Sequence[int] = (101, 301), spacing: float = 10.0,
     Parameters
     ----------
     shape
-        ``(nz, nx)`` grid points, each at least 20.
+        ``(nz, nx)`` grid points, two integers each at least 20.
     spacing
         Grid spacing in m (the same on both axes); the structure scales with the model's
         extent, so any spacing gives the same picture.
@@ -65,9 +67,11 @@ def layered_salt_model(shape: Sequence[int] = (101, 301), spacing: float = 10.0,
     Raises
     ------
     ArgumentTypeError
-        ``spacing`` or ``water_depth`` is not a real number, ``salt`` not a bool.
+        ``shape`` is not a sequence of integers (a float, bool or string entry), ``spacing`` or
+        ``water_depth`` is not a real number, ``salt`` not a bool.
     InvalidArgumentError
-        A shape that is not two integers >= 20, a non-positive spacing, a water depth outside
+        A shape that is not two integers >= 20 or whose model does not fit in this machine's
+        memory (about 24 bytes per point), a non-positive spacing, a water depth outside
         ``[0, 0.5)``.
     """
     nz, nx = _check_shape(shape)
@@ -261,13 +265,30 @@ def surface_survey(model: Model, n_shots: int, *, tn: float, f0: float, vmax: fl
             for xsrc in xs]
 
 
+#: Bytes per grid point :func:`layered_salt_model` needs at its peak (about 19 measured).
+_BYTES_PER_POINT = 24
+
+
 def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
-    try:
-        dims = tuple(int(n) for n in shape)
-        ok = len(dims) == 2 and all(int(n) == n for n in shape)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or min(dims) < 20:
+    """``(nz, nx)``: two integers (numpy integers too, not bools) >= 20 whose model fits in
+    memory, or raise naming ``shape``."""
+    entries: tuple[Any, ...] | None = None
+    if not isinstance(shape, (str, bytes)):
+        with contextlib.suppress(TypeError):
+            entries = tuple(shape)
+    if entries is None:
+        raise ArgumentTypeError(
+            f"shape must be a sequence of two integers (nz, nx), got {shape!r:.200} of type "
+            f"{type(shape).__name__}")
+    if len(entries) != 2:
         raise InvalidArgumentError(
-            f"shape must be two integers (nz, nx), each >= 20, got {shape!r}")
-    return dims[0], dims[1]
+            f"shape must be two integers (nz, nx), each >= 20, got {len(entries)} entries: "
+            f"{shape!r:.200}")
+    nz, nx = (check_int(f"shape[{i}]", n, minimum=20) for i, n in enumerate(entries))
+    need = nz * nx * _BYTES_PER_POINT
+    have = physical_memory()
+    if need > have:
+        raise InvalidArgumentError(
+            f"shape = ({nz}, {nx}) needs about {format_bytes(need)} to build, more than this "
+            f"machine's {format_bytes(have)} of memory")
+    return nz, nx

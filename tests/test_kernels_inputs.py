@@ -14,6 +14,7 @@ from amcheck.kernels import (
     AcousticForward,
     Geometry,
     Model,
+    UnstableTimeStepError,
     adjoint_modeling,
     critical_dt,
     fd_coefficients,
@@ -23,6 +24,7 @@ from amcheck.kernels import (
     make_kernels,
     ricker,
     smooth_model,
+    store_all_sweep,
     surface_survey,
     water_rows,
 )
@@ -92,7 +94,7 @@ def test_filled_vp_is_checked_as_a_plain_array() -> None:
         ((2.0, (10.0, -1.0), 4), InvalidArgumentError, r"spacing\[1\] must be a finite number > 0"),
         ((2.0, (10.0, math.nan), 4), InvalidArgumentError, r"spacing\[1\] must be a finite number"),
         ((2.0, (10.0, math.inf), 4), InvalidArgumentError, r"spacing\[1\] must be a finite number"),
-        ((2.0, (), 4), InvalidArgumentError, "spacing must have at least 1 entries, got 0"),
+        ((2.0, (), 4), InvalidArgumentError, "spacing must have 2 or 3 entries .*got 0"),
         ((2.0, "55", 4), ArgumentTypeError, "spacing must be a sequence.*got '55' of type str"),
         ((2.0, None, 4), ArgumentTypeError, "spacing must be a sequence.*NoneType"),
         ((2.0, ("10", "10"), 4), ArgumentTypeError, r"spacing\[0\] must be a real number"),
@@ -504,3 +506,164 @@ def test_misfit_overflowing_float64_refused() -> None:
     with pytest.raises(InvalidArgumentError, match=r"the misfit .* overflows float64 .*largest "
                        r"\|d_syn - d_obs\| is 1e\+200.*scale d_obs"):
         fwi_gradient(model, geometry, d_obs, ram="64 MiB")
+
+
+# -- progress and store_all_sweep: callables checked before the sweep ----------------------------
+
+@pytest.mark.parametrize(
+    ("progress", "reason"),
+    [(lambda: 0, "it takes fewer"), (lambda a: 0, "it takes fewer"),
+     (lambda a, b, c: 0, "it needs more")],
+    ids=["no-args", "one-arg", "three-args"],
+)
+def test_fwi_gradient_checks_progress_signature(progress: Any, reason: str) -> None:
+    """Was a raw TypeError at the first step of the sweep."""
+    model, geometry = _shot()
+    d_obs = np.zeros((geometry.nt, geometry.nrec))
+    with pytest.raises(ArgumentTypeError, match=r"progress must accept progress\(phase, steps\), "
+                       rf"2 positional arguments; its signature is .*: {reason}"):
+        fwi_gradient(model, geometry, d_obs, ram="64 MiB", progress=progress)
+
+
+def test_store_all_sweep_checks_its_arguments() -> None:
+    """Were an AttributeError and "'NoneType' object is not callable"."""
+    model, geometry = _shot()
+    fwd = AcousticForward(model, geometry)
+    adj = AcousticAdjoint(fwd)
+
+    def start(final: Any) -> None:
+        adj.start(np.zeros((geometry.nt, geometry.nrec)), final)
+
+    with pytest.raises(ArgumentTypeError, match="forward must be an AcousticForward, got NoneType"):
+        store_all_sweep(None, start, adj.reverse)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentTypeError, match="forward must be an AcousticForward, got "
+                       "AcousticAdjoint"):
+        store_all_sweep(adj, start, adj.reverse)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentTypeError, match=r"adjoint_start must be a callable "
+                       r"adjoint_start\(final_state\), got None of type NoneType"):
+        store_all_sweep(fwd, None, adj.reverse)
+    with pytest.raises(ArgumentTypeError, match=r"reverse must be a callable reverse\(state, t\), "
+                       "got 3 of type int"):
+        store_all_sweep(fwd, start, 3)
+    with pytest.raises(ArgumentTypeError, match=r"adjoint_start must accept "
+                       r"adjoint_start\(final_state\), 1 positional argument.*it takes fewer"):
+        store_all_sweep(fwd, lambda: None, adj.reverse)
+    with pytest.raises(ArgumentTypeError, match=r"reverse must accept reverse\(state, t\), 2 "
+                       "positional arguments.*it takes fewer"):
+        store_all_sweep(fwd, start, lambda state: None)
+    store_all_sweep(fwd, start, adj.reverse)  # good arguments still run
+    assert np.all(adj.gradient_m() == 0.0)
+
+
+# -- Geometry: positions of real numbers, errors that name the given dt --------------------------
+
+@pytest.mark.parametrize(
+    ("positions", "shown"),
+    [([[50.0 + 1j, 100.0]], r"\[\[\(50\+1j\), 100\.0\]\] of type list"),
+     (np.array([[50.0, 100.0]], dtype=complex), "an array of dtype complex128"),
+     (None, "None of type NoneType"),
+     (np.array([[True, False]]), "an array of dtype bool"),
+     ([["50", "100"]], r"\[\['50', '100'\]\] of type list"),
+     ([[None, 100.0]], r"\[\[None, 100\.0\]\] of type list"),
+     ([[50.0], [50.0, 100.0]], ".* of type list")],
+    ids=["complex-list", "complex-array", "None", "bool", "text", "None-entry", "ragged"],
+)
+def test_geometry_positions_must_be_real(positions: Any, shown: str) -> None:
+    """Complex positions lost their imaginary part with a ComplexWarning; None was reported as
+    a wrong shape ``()``; text and bools were read as numbers."""
+    model = Model(_vp(), (10.0, 10.0), nbl=2)
+    with pytest.raises(ArgumentTypeError, match=r"src_positions must be an array of real "
+                       r"coordinates in m, shape \(npoints, 2\), got " + shown):
+        Geometry(model, positions, [[10.0, 10.0]], tn=20.0)
+    with pytest.raises(ArgumentTypeError, match="rec_positions must be an array of real"):
+        Geometry(model, [[10.0, 10.0]], positions, tn=20.0)
+
+
+def test_geometry_positions_of_numpy_numbers_accepted() -> None:
+    model = Model(_vp(), (10.0, 10.0), nbl=2)
+    geo = Geometry(model, np.array([[50, 100]], dtype=np.int32),
+                   [[np.float32(10.0), np.int64(10)]], tn=20.0)
+    assert geo.src_positions.dtype == np.float64 and geo.src_positions.tolist() == [[50.0, 100.0]]
+    assert geo.rec_positions.tolist() == [[10.0, 10.0]]
+
+
+def test_geometry_errors_name_the_given_dt() -> None:
+    """A dt above tn - t0 is shrunk to it (documented); the errors reported only the shrunk dt."""
+    model = Model(_vp(), (10.0, 10.0), nbl=2, space_order=2)  # critical dt 4.71 ms
+    src, rec = [[50.0, 100.0]], [[10.0, 10.0]]
+    with pytest.raises(InvalidArgumentError, match=re.escape(
+            "(dt = 100 ms: the given dt = 1.1805916207174113e+21 ms, shrunk so that tn - t0 = "
+            "100 ms is a whole number of steps (1))")):
+        Geometry(model, src, rec, tn=100.0, dt=2**70)
+    with pytest.raises(UnstableTimeStepError, match=re.escape(
+            "the geometry's dt = 60.0 ms (the given dt = 1000.0 ms, shrunk so that tn - t0 = 60 ms "
+            "is a whole number of steps (1)) is unstable")):
+        Geometry(model, src, rec, tn=60.0, dt=1000, f0=1e-4)
+    with pytest.raises(UnstableTimeStepError, match=r"the geometry's dt = 5\.0 ms is unstable"):
+        Geometry(model, src, rec, tn=100.0, dt=5.0)  # not shrunk: nothing more to say
+    geo = Geometry(model, src, rec, tn=2.0, dt=np.float32(3.0))  # shrunk, and fine
+    assert geo.dt == 2.0 and geo.nt == 2
+
+
+# -- layered_salt_model's shape, fd_coefficients' scalar, critical_dt's dimensions ---------------
+
+@pytest.mark.parametrize(
+    ("shape", "error", "match"),
+    [((20.0, 30), ArgumentTypeError, r"shape\[0\] must be an integer, got 20\.0 of type float"),
+     ((30, np.float64(40.0)), ArgumentTypeError, r"shape\[1\] must be an integer"),
+     ((True, 30), ArgumentTypeError, r"shape\[0\] must be an integer, got True"),
+     ("ab", ArgumentTypeError, "shape must be a sequence of two integers .*got 'ab' of type str"),
+     (30, ArgumentTypeError, "shape must be a sequence of two integers .*of type int"),
+     ((19, 30), InvalidArgumentError, r"shape\[0\] must be an integer >= 20, got 19"),
+     ((20, 30, 40), InvalidArgumentError, r"shape must be two integers \(nz, nx\).*got 3 entries"),
+     ((2**70, 30), InvalidArgumentError,
+      r"shape = \(1180591620717411303424, 30\) needs about .* more than this machine's")],
+)
+def test_layered_salt_model_shape_checks(shape: Any, error: type, match: str) -> None:
+    """A float shape was accepted, a huge one raised numpy's 'Maximum allowed size exceeded'."""
+    with pytest.raises(error, match=match):
+        layered_salt_model(shape)
+
+
+def test_layered_salt_model_numpy_integer_shape() -> None:
+    expected = layered_salt_model((30, 40))
+    np.testing.assert_array_equal(layered_salt_model((np.int64(30), np.int32(40))), expected)
+    np.testing.assert_array_equal(layered_salt_model(np.array([30, 40])), expected)
+
+
+@pytest.mark.parametrize(
+    ("scalar", "match"),
+    [(str, "which gives '-2.0' of type str"), (int, "which gives -2 of type int"),
+     (complex, "of type complex"), (np.int32, "of type int32"),
+     (lambda v: None, "which gives None"), (lambda: 0.0, "which failed: ")],
+    ids=["str", "int", "complex", "int32", "returns-None", "no-args"],
+)
+def test_fd_coefficients_scalar_must_give_floats(scalar: Any, match: str) -> None:
+    """scalar=str returned strings, int truncated -5/2 to -2."""
+    with pytest.raises(ArgumentTypeError, match="scalar must be a floating-point type .*" + match):
+        fd_coefficients(2, scalar)
+
+
+@pytest.mark.parametrize("scalar", [float, np.float16, np.float64, np.longdouble,
+                                    lambda v: np.float32(v)])
+def test_fd_coefficients_float_scalars_accepted(scalar: Any) -> None:
+    assert [float(c) for c in fd_coefficients(4, scalar)] == pytest.approx([-5 / 2, 4 / 3, -1 / 12],
+                                                                           rel=1e-3)
+
+
+@pytest.mark.parametrize("spacing", [(10.0,), (10.0,) * 4, (10.0,) * 5])
+def test_critical_dt_spacing_is_2d_or_3d(spacing: tuple[float, ...]) -> None:
+    """A 5-D spacing gave a time step although the kernels are 2-D and 3-D only."""
+    with pytest.raises(InvalidArgumentError, match=r"spacing must have 2 or 3 entries \(the "
+                       rf"kernels are 2-D and 3-D\), got {len(spacing)}"):
+        critical_dt(2.0, spacing, 2)
+
+
+def test_huge_integers_are_invalid_values() -> None:
+    """10**400 raised OverflowError 'int too large to convert to float'."""
+    with pytest.raises(InvalidArgumentError, match="f0 must be a finite number"):
+        ricker(np.arange(3.0), 10**400)
+    with pytest.raises(InvalidArgumentError, match="amplitude must be a finite number"):
+        ricker(np.arange(3.0), 0.01, amplitude=-(10**400))
+    with pytest.raises(InvalidArgumentError, match="vmax must be a finite number"):
+        critical_dt(10**400, (10.0, 10.0), 2)
