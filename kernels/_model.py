@@ -28,7 +28,6 @@ velocities change during an inversion (the gradient is exact for a fixed layer).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 from collections.abc import Sequence
@@ -409,6 +408,17 @@ def _check_in_dtype(vp: np.ndarray, vp_cast: np.ndarray, m_cast: np.ndarray, dty
         )
 
 
+def _entries(value: Any) -> tuple[Any, ...] | None:
+    """The entries of a sequence argument (``spacing``, ``shape``), or ``None`` for a string
+    (``"55"`` would read as two entries) or a value that is not iterable."""
+    if isinstance(value, (str, bytes)):
+        return None
+    try:
+        return tuple(value)
+    except TypeError:
+        return None
+
+
 def _check_vector(name: str, value: Any, ndim: int | None, *, positive: bool
                   ) -> tuple[float, ...]:
     """``value`` as a tuple of ``ndim`` floats (2 or 3 if ``None``: the kernels are 2-D and 3-D),
@@ -419,10 +429,7 @@ def _check_vector(name: str, value: Any, ndim: int | None, *, positive: bool
     :func:`~amcheck._validate.check_finite_float`, which name it (``spacing[1]``).
     """
     count = "2 or 3" if ndim is None else str(ndim)
-    entries: tuple[Any, ...] | None = None
-    if not isinstance(value, (str, bytes)):
-        with contextlib.suppress(TypeError):
-            entries = tuple(value)
+    entries = _entries(value)
     if entries is None:
         raise ArgumentTypeError(
             f"{name} must be a sequence of {count} numbers (m), got {value!r} of type "

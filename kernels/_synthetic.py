@@ -19,14 +19,13 @@ horizontal position x; positions are ``(z, x)`` in metres.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from amcheck.kernels._geometry import CFL_SAFETY, Geometry
-from amcheck.kernels._model import Model, _check_vp, critical_dt
+from amcheck.kernels._model import Model, _check_vp, _entries, critical_dt
 
 from amcheck._bytes import format_bytes, physical_memory
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
@@ -272,10 +271,7 @@ _BYTES_PER_POINT = 24
 def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
     """``(nz, nx)``: two integers (numpy integers too, not bools) >= 20 whose model fits in
     memory, or raise naming ``shape``."""
-    entries: tuple[Any, ...] | None = None
-    if not isinstance(shape, (str, bytes)):
-        with contextlib.suppress(TypeError):
-            entries = tuple(shape)
+    entries = _entries(shape)
     if entries is None:
         raise ArgumentTypeError(
             f"shape must be a sequence of two integers (nz, nx), got {shape!r:.200} of type "

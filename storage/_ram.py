@@ -163,14 +163,7 @@ class RamTier(Tier):
             )
         self.n_slots = wanted
         # One block, touched once here (np.zeros may map lazily; fill forces the pages in).
-        try:
-            self._block = aligned_empty(self.n_slots * self.slot_nbytes, PAGE)
-        except (ValueError, MemoryError) as exc:  # numpy's size limit, or no such memory
-            raise BudgetError(
-                f"could not allocate {self.n_slots} slot(s) of {format_bytes(self.slot_nbytes)} "
-                f"({format_bytes(self.n_slots * self.slot_nbytes)}): {exc}; give a budget the "
-                "machine has, or slots= for the slots you need"
-            ) from exc
+        self._block = self._new_block()
         if check_bool("touch", touch):
             self._block.fill(0)
         # Slots (a Slot and its views, about 600 bytes of Python objects) are made when first
@@ -248,8 +241,12 @@ class RamTier(Tier):
         self._slots.clear()
         self._returned = []
         self._fresh = 0
+        self._block = self._new_block()
+
+    def _new_block(self) -> np.ndarray:
+        """An untouched block for the slots; :class:`BudgetError` where it cannot be had."""
         try:
-            self._block = aligned_empty(self.n_slots * self.slot_nbytes, PAGE)
+            return aligned_empty(self.n_slots * self.slot_nbytes, PAGE)
         except (ValueError, MemoryError) as exc:  # numpy's size limit, or no such memory
             raise BudgetError(
                 f"could not allocate {self.n_slots} slot(s) of {format_bytes(self.slot_nbytes)} "
