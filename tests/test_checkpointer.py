@@ -744,3 +744,43 @@ def test_a_budget_error_says_what_a_percentage_of_memory_came_to() -> None:
                              strategy="revolve")
     (note,) = e.value.__notes__
     assert note.startswith("ram='0.0000001%' is ") and "cgroup" in note
+
+
+@pytest.mark.parametrize("strategy", ["store_all", "revolve", "two_level", "async_multistage"])
+def test_a_repeated_reverse_sweep_sees_the_states_of_the_first(strategy: str) -> None:
+    """A second reverse() after one forward() replays the recorded sweep from what the forward
+    sweep left; the current state x_{n-1} (or x_n) must be among what it keeps. Found by
+    mutation testing: not keeping it gave Revolve at n = 6 and async multistage at n = 3 and 6
+    a wrong x_{n-1} in the second sweep, with no error."""
+    spec = amcheck.StateSpec.from_arrays(initial_state())
+    repeated = 0
+    for n in (3, 6, 11):
+        reference = trajectory(initial_state(), n)
+        for slots in range(1, 8):
+            kwargs: dict[str, Any] = {}
+            if strategy in ("two_level", "async_multistage"):
+                kwargs = {"disk": RamTier(1 << 20, spec, name="disk"), "interval": 3}
+            adj = Adjoint()
+            try:
+                ckp = Checkpointer(Forward(), adj, initial_state(), n,
+                                   ram=slots * slot_size(spec), strategy=strategy, **kwargs)
+            except amcheck.BudgetError:
+                continue
+            with ckp:
+                x_n = ckp.forward()
+                adj.start(x_n)
+                ckp.reverse()
+                if not ckp.can_reverse_again:
+                    continue
+                repeated += 1
+                first = {key: np.array(array) for key, array in adj.grad.items()}
+                adj.start(x_n)
+                ckp.reverse()
+                assert adj.seen == list(range(n - 1, -1, -1))
+                for t in adj.seen:
+                    for key, array in reference[t].items():
+                        np.testing.assert_array_equal(adj.states[t][key], array,
+                                                      err_msg=f"n={n} slots={slots} x_{t}")
+                for key, array in first.items():
+                    np.testing.assert_array_equal(adj.grad[key], array)
+    assert repeated > 0
