@@ -853,3 +853,37 @@ async def test_zarr_failed_index_save_is_named_as_such(
     assert 3 not in tier  # the delete itself happened
     monkeypatch.undo()
     await tier.close()
+
+
+def test_ram_tier_zero_copy_calls_keep_their_promises() -> None:
+    """Found by mutation testing (each of these could break without a test failing): bind()
+    frees the slot of the checkpoint it replaces; release_all() leaves checkpoints' slots alone;
+    unbind() gives back an acquired slot that release() takes; a field of exactly 64 KiB starts
+    on a page, as larger ones do."""
+    from amcheck.storage import slot_layout
+
+    spec = StateSpec({"u": ((4,), "float64")})
+    tier = RamTier("1 MiB", spec, slots=3)
+    first = tier.acquire()
+    tier.bind(0, first)
+    tier.bind(0, tier.acquire())
+    assert tier.n_free == 2
+    tier = RamTier("1 MiB", spec, slots=2)
+    slot = tier.acquire()
+    slot.state["u"][:] = 7
+    tier.bind(5, slot)
+    tier.release_all()
+    for free in [tier.acquire() for _ in range(tier.n_free)]:
+        free.state["u"][:] = -1
+    assert (tier.slot_of(5).state["u"] == 7).all()
+    tier = RamTier("1 MiB", spec, slots=2)
+    tier.bind(1, tier.acquire())
+    back = tier.unbind(1)
+    assert tier.is_acquired(back)
+    tier.release(back)
+    assert tier.n_free == 2
+    paged = StateSpec({"small": ((3,), "float64"), "big": ((8192,), "float64")})  # 64 KiB
+    offsets, size = slot_layout(paged)
+    assert offsets["big"] % 4096 == 0 and size % 4096 == 0
+    tier = RamTier(2 * size, paged, slots=2)
+    assert all(tier.acquire().state["big"].ctypes.data % 4096 == 0 for _ in range(2))
