@@ -16,11 +16,11 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
-from amcheck.storage import RawTier, ZarrTier
+from amcheck.storage import RamTier, RawTier, ZarrTier
 from toy_problem import Adjoint, Forward, initial_state
 from zarr.storage import LocalStore
 
@@ -1312,3 +1312,65 @@ def test_a_remembered_interval_that_a_sweep_cannot_measure_is_forgotten(tmp_path
     assert ends[0] == n and remembered[0] == [n]  # the slow sweep: one segment
     assert ends[1] == n and remembered[1] == []  # no write to measure: forgotten
     assert ends[2] < n and remembered[2] == [ends[2]]  # measured from slots + 1 again
+
+
+class _SlowRam(RamTier):
+    """A RAM tier standing in for a disk whose deletes (or reads, with ``slow_reads``) take
+    50 ms; it counts the most checkpoints it held at once."""
+
+    def __init__(self, slots: int, *, slow_reads: bool = False) -> None:
+        super().__init__(slots * slot_size(SPEC), SPEC, slots=slots, name="disk")
+        self.peak = 0
+        self.slow_reads = slow_reads
+
+    async def put(self, step: int, state: Any) -> None:
+        await super().put(step, state)
+        self.peak = max(self.peak, len(self.steps))
+
+    async def delete(self, step: int) -> None:
+        await asyncio.sleep(0.0 if self.slow_reads else 0.05)
+        await super().delete(step)
+
+    async def get(self, step: int, out: Any) -> None:
+        await asyncio.sleep(0.05 if self.slow_reads else 0.0)
+        await super().get(step, out)
+
+
+def test_a_write_waits_for_the_deletes_that_make_its_room() -> None:
+    """Found by mutation testing: a disk write that did not wait for the deletes in flight (a
+    thinning round's) took the tier to 6 checkpoints against a budget of 4, and a tier that
+    holds 4 failed the sweep with TierFullError."""
+    disk = _SlowRam(4)
+    with Checkpointer(Forward(stop_at=61), Adjoint(), initial_state(), None, ram=8 * 256,
+                      disk=disk, interval=3, disk_budget=4 * SPEC.nbytes) as ckp:
+        ckp.forward()
+        ckp.reverse()
+        assert ckp.schedule.thinning_rounds >= 1
+    assert disk.peak <= 4
+
+
+def test_a_prefetch_freed_unread_ends_its_read_before_the_delete() -> None:
+    """A valid schedule may prefetch x_1 and free it without loading it (simulate allows it);
+    the read must end before the delete, or the read fails with CheckpointNotFoundError."""
+    from amcheck.schedules import Advance, End, Free, Load, Prefetch, Reverse, Save, Schedule
+
+    class Changed(Schedule):
+        n_steps = 3
+        capacity: ClassVar = {"ram": 1, "disk": 1}
+
+        def forward(self) -> Any:
+            yield from [Save(0, "ram"), Advance(0, 1), Advance(1, 2), Advance(2, 3, final=True)]
+
+        def reverse(self, n_steps: int) -> Any:
+            yield from [Reverse(2), Load(0, "ram"), Advance(0, 1), Save(1, "disk"),
+                        Prefetch(1, "disk"), Free(1, "disk"), Reverse(1), Load(0, "ram"),
+                        Reverse(0), Free(0, "ram"), End()]
+
+    simulate(Changed())
+    adj = Adjoint()
+    with Checkpointer(Forward(), adj, initial_state(), 3, ram="1 MiB",
+                      disk=_SlowRam(8, slow_reads=True),
+                      strategy=Changed()) as ckp:
+        adj.start(ckp.forward())
+        ckp.reverse()
+    assert adj.seen == [2, 1, 0]
