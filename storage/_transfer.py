@@ -78,7 +78,8 @@ def codec_executor() -> concurrent.futures.Executor | None:
 
 
 class EventHook(Protocol):
-    """Called on the loop thread when a transfer ends (successfully or not).
+    """Called on the loop thread when a transfer has succeeded (a failed one is not an event:
+    its error reaches the caller through its future).
 
     ``kind`` is ``"write"``, ``"read"`` or ``"delete"``; ``start`` and ``end`` are
     :func:`time.perf_counter` readings on the loop; ``nbytes`` is the state's size in bytes

@@ -161,7 +161,9 @@ class BrokenStore(MemoryStore):
 
 def test_a_failing_store_reaches_the_caller_on_the_future() -> None:
     tier = ZarrTier(BrokenStore(), WAVE, name="nvme")
-    with TransferService() as service:
+    events: list[tuple[str, int]] = []  # a failed transfer is no event (EventHook's contract)
+    with TransferService(on_event=lambda kind, step, *rest: events.append((kind, step))
+                         ) as service:
         future = service.submit_put(tier, 42, wave_state(0))
         error = future.exception(timeout=30)
         assert isinstance(error, TransferError)
@@ -174,6 +176,7 @@ def test_a_failing_store_reaches_the_caller_on_the_future() -> None:
         assert isinstance(cause, OSError) and cause.errno == 28
         service.submit_put(tier, 43, wave_state(1)).exception()  # looked at: not raised again
         service.wait_all()
+    assert events == []
 
 
 def test_an_unobserved_failure_is_raised_by_the_next_submit() -> None:
