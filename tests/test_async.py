@@ -1374,3 +1374,27 @@ def test_a_prefetch_freed_unread_ends_its_read_before_the_delete() -> None:
         adj.start(ckp.forward())
         ckp.reverse()
     assert adj.seen == [2, 1, 0]
+
+
+def test_a_prefetch_done_before_its_load_is_no_wait() -> None:
+    """Found by mutation testing: counting a transfer that had already ended as a wait went
+    unnoticed (stats.waits 8 instead of 3 here, and "wait" events of 40 µs in the timeline).
+    Each segment's reverse steps take 100 ms here, and a read from this RAM tier microseconds,
+    so every prefetch has ended when its Load comes."""
+
+    class SlowAdjoint(Adjoint):
+        def reverse(self, state: Any, t: int) -> None:
+            time.sleep(0.02)
+            super().reverse(state, t)
+
+    adj = SlowAdjoint()
+    with Checkpointer(Forward(), adj, initial_state(), 30, ram=8 * SLOT, interval=5,
+                      disk=RamTier(1 << 20, SPEC, name="disk"),
+                      strategy="async_multistage") as ckp:
+        adj.start(ckp.forward())
+        forward_waits = ckp.stats.waits
+        ckp.reverse()
+        assert ckp.stats.reads["disk"] >= 4
+        assert ckp.stats.waits == forward_waits
+        reverse_start = min(e.start for e in ckp.timeline.events if e.kind == "reverse")
+        assert not [e for e in ckp.timeline.events if e.kind == "wait" and e.start > reverse_start]
