@@ -359,6 +359,18 @@ def test_checkpointer_runs_sweeps_with_disk_traffic_on_the_faster_count(
     assert all(np.array_equal(grad[k], store_all_gradient(N)[k]) for k in grad)
 
 
+def test_the_reverse_sweep_times_its_windows_per_step_of_the_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window's time is divided by its own steps (its reverse steps and the steps recomputed
+    inside it). Found by mutation testing: dividing by every forward step so far made later
+    windows look faster, and with all threads 3 % slower the reverse sweep ended on them."""
+    sweeps = TimedSweeps(monkeypatch, {1: 1e-3, 2: 1.03e-3})
+    _, threads, _ = sweeps.run(tmp_path / "ck", N)  # asserts that both sweeps end on one count
+    assert threads == 1
+    assert set(sweeps.seen["reverse"][2 * PROBES * REVERSE_WINDOW:]) == {1}
+
+
 def test_a_later_checkpointer_of_the_same_workload_goes_on_from_the_choice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
