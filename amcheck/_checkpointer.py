@@ -674,13 +674,8 @@ class Checkpointer:
                 "forward(progress) got a mapping; pass a new x_0 as forward(initial_state=...)"
             )
         _check_progress(progress)
-        token = object()
-        try:
-            self._enter("forward()", token)
-            final = self._forward(progress, initial_state)
-        finally:
-            self._leave(token)
-        return final
+        with self._claimed("forward()"):
+            return self._forward(progress, initial_state)
 
     def _forward(self, progress: Progress | None,
                  initial_state: Mapping[str, np.ndarray] | None) -> Mapping[str, Any]:
@@ -741,13 +736,9 @@ class Checkpointer:
             An operator raised (chained); the Checkpointer is reset (call ``forward()`` again).
         """
         _check_progress(progress)
-        token = object()
-        try:
-            self._enter("reverse()", token)  # first: a sweep running elsewhere is the reason
+        with self._claimed("reverse()"):  # first: a sweep running elsewhere is the reason
             self._check_reversible()
             self._reverse(progress)
-        finally:
-            self._leave(token)
 
     def _reverse(self, progress: Progress | None) -> None:
         try:
@@ -945,6 +936,16 @@ class Checkpointer:
         """Release the claim :meth:`_enter` made with ``token``, if it made one."""
         if self._busy is token:
             self._busy = None
+
+    @contextlib.contextmanager
+    def _claimed(self, what: str) -> Iterator[None]:
+        """The Checkpointer claimed for the ``with`` body (:meth:`_enter`, :meth:`_leave`)."""
+        token = object()
+        try:
+            self._enter(what, token)
+            yield
+        finally:
+            self._leave(token)
 
     @contextlib.contextmanager
     def _cores(self, *, forward: bool) -> Iterator[None]:

@@ -86,8 +86,8 @@ async def test_zfp_rate_range_is_checked_when_the_tier_is_built(dtype: str, dims
 async def test_zfp_tolerance_has_a_floor(dtype: str) -> None:
     """zfp misses its bound on blocks below about 2^(bits - 2 - emax) ("zfp:tol=1e-31" gave
     errors of 6.5e-30 on float32 values of 1e-28; "zfp:rtol=1e-3" on a field peaking at 1e-30
-    gave 4x the peak): a tol below the floor is refused when the tier is built, and rtol codes
-    a tiny field with the floor, whose bound then holds."""
+    gave 4x the peak): a tol below the floor is refused when the tier is built, and the
+    documented bound, max(rtol * peak, floor) for rtol, holds at and around the floor."""
     from amcheck.storage._codecs import zfp_tolerance_floor
 
     floor = zfp_tolerance_floor(np.dtype(dtype))

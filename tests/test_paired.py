@@ -370,7 +370,7 @@ def test_helpers_check_their_arguments() -> None:
         Paired.interval_steps(-1, 10)
     with pytest.raises(amcheck.ArgumentTypeError, match="n_steps must be an integer"):
         Paired.interval_steps(3, None)  # type: ignore[arg-type]
-    with pytest.raises(AttributeError, match="has no interval to set"):
+    with pytest.raises(AttributeError, match="has no set_interval: only TwoLevel and AsyncMultistage have an interval"):
         paired.set_interval(4)
 
 

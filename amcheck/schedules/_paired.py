@@ -32,6 +32,7 @@ disk checkpoint every 50 steps, n = 10^4: 8.91 s against 10.56 s; an FWI gradien
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
 from amcheck._validate import check_int
@@ -151,9 +152,7 @@ class Paired(Schedule):
         AttributeError
             The inner schedule records no segments (StoreAll, Revolve).
         """
-        starts = getattr(self.inner, "segment_starts", None)
-        if starts is None:
-            raise AttributeError(f"{self.inner!r} has no segment_starts: it records no segments")
+        starts = self._of_inner("segment_starts", "it records no segments")
         return tuple(self._step(macro) for macro in starts)
 
     def set_interval(self, interval: int) -> int:
@@ -164,12 +163,17 @@ class Paired(Schedule):
         AttributeError
             The inner schedule has no interval (StoreAll, Revolve).
         """
-        set_inner = getattr(self.inner, "set_interval", None)
-        if set_inner is None:
-            raise AttributeError(
-                f"{self.inner!r} has no interval to set: only TwoLevel and AsyncMultistage have one")
+        set_inner = self._of_inner("set_interval", "only TwoLevel and AsyncMultistage have an "
+                                   "interval to set")
         pairs = self.interval_pairs(interval, self._n)
         return self.interval_steps(int(set_inner(pairs)), self._n)
+
+    def _of_inner(self, name: str, why: str) -> Any:
+        """The inner schedule's attribute ``name``; AttributeError saying ``why`` without it."""
+        value = getattr(self.inner, name, None)
+        if value is None:
+            raise AttributeError(f"{self.inner!r} has no {name}: {why}")
+        return value
 
     def replay(self) -> Paired:
         """The same over the inner schedule's ``replay()`` (TwoLevel, AsyncMultistage: the
