@@ -230,10 +230,11 @@ class Checkpointer:
         instance (configure compression on the tier) or ``None``.
     disk_budget
         Bytes the disk checkpoints may take at once (``"8 GiB"``), or ``None`` for no bound.
-        Each checkpoint counts as the state's uncompressed size (``spec.nbytes``; on the disk
-        each also takes a crc32c and a shard index per field level, tens of bytes, the store a
-        few KiB of metadata, and blosc/zstd may add a few bytes per chunk on incompressible
-        data), so the schedule holds at most ``disk_budget // spec.nbytes`` disk checkpoints: with a
+        Each checkpoint counts as the state's uncompressed size (``spec.nbytes``), or with
+        ``"zfp:rate=..."`` its fixed coded size (``Tier.data_nbytes()``; on the disk each also
+        takes a crc32c and a shard index per field level, tens of bytes, the store a few KiB of
+        metadata, and blosc/zstd may add a few bytes per chunk on incompressible data), so the
+        schedule holds at most ``disk_budget // tier.data_nbytes()`` disk checkpoints: with a
         known ``n_steps`` the interval becomes at least ``ceil(n / that)``; with
         ``n_steps=None`` the schedule drops every other disk checkpoint and doubles the interval
         whenever the tier is full. A Tier instance with a capacity of its own (e.g.
@@ -350,7 +351,7 @@ class Checkpointer:
         self._max_in_flight = check_int("max_in_flight", max_in_flight, minimum=1)
         self._compute_threads = check_compute_threads(compute_threads)
         timeline = check_bool("timeline", timeline)
-        disk_slots = self._disk_slots(disk, disk_budget, spec, isinstance(strategy, str))
+        disk_bytes = self._disk_budget(disk, disk_budget)
         slot_nbytes = slot_size(spec)
         self._auto_interval = interval is None
         interval = check_optional_int("interval", interval, minimum=1)
@@ -393,6 +394,7 @@ class Checkpointer:
             and not (interval is not None and (tier is None or strategy in ("store_all", "revolve")))
         ) else None
         try:
+            disk_slots = self._disk_slots(tier, disk_bytes, isinstance(strategy, str))
             try:
                 self._plan: Plan = plan(
                     strategy,
@@ -474,33 +476,42 @@ class Checkpointer:
         self._phase = "ready"
 
     @staticmethod
-    def _disk_slots(disk: Any, disk_budget: Any, spec: StateSpec, named: bool) -> int | None:
-        """Disk checkpoints ``disk_budget`` holds, ``disk_budget // spec.nbytes`` (see above),
-        and for a strategy ``named`` (not a schedule instance, which brings its own bound) at
-        most what a disk Tier's own capacity holds (``Tier.max_checkpoints()``)."""
-        held = disk.max_checkpoints() if named and isinstance(disk, Tier) else None
+    def _disk_budget(disk: Any, disk_budget: Any) -> int | None:
+        """``disk_budget`` in bytes, checked before anything is created for the disk."""
+        if disk_budget is None:
+            return None
+        if disk is None:
+            raise InvalidArgumentError(
+                f"disk_budget={disk_budget!r} needs a disk; with disk=None nothing goes to disk"
+            )
+        return parse_bytes(disk_budget, "disk_budget")
+
+    @staticmethod
+    def _disk_slots(tier: Tier | None, disk_budget: int | None, named: bool) -> int | None:
+        """Disk checkpoints ``disk_budget`` holds, each counting ``tier.data_nbytes()`` (see
+        above), and for a strategy ``named`` (not a schedule instance, which brings its own
+        bound) at most what the tier's own capacity holds (``Tier.max_checkpoints()``)."""
+        if tier is None:
+            return None
+        per = max(tier.data_nbytes(), 1)
+        held = tier.max_checkpoints() if named else None
         if held is not None and held < 1:
             raise BudgetError(
-                f"the disk tier {disk!r} holds no checkpoint of {spec.nbytes} bytes "
-                f"({format_bytes(spec.nbytes)}) within its capacity of {disk.capacity} bytes "
+                f"the disk tier {tier!r} holds no checkpoint of {per} bytes "
+                f"({format_bytes(per)}) within its capacity of {tier.capacity} bytes "
                 "(a checkpoint takes more than the state's bytes there: the tier's checksums "
                 "and index, and room for a compressor's worst case); raise its budget"
             )
         if disk_budget is None:
             return held
-        if disk is None:
-            raise InvalidArgumentError(
-                f"disk_budget={disk_budget!r} needs a disk; with disk=None nothing goes to disk"
-            )
-        nbytes = parse_bytes(disk_budget, "disk_budget")
-        per = max(spec.nbytes, 1)
-        slots = nbytes // per
+        slots = disk_budget // per
         if slots < 1:
             raise BudgetError(
-                f"disk_budget={nbytes} bytes ({format_bytes(nbytes)}) holds no checkpoint of "
-                f"{per} bytes ({format_bytes(per)}); raise it to at least {per} bytes"
+                f"disk_budget={disk_budget} bytes ({format_bytes(disk_budget)}) holds no "
+                f"checkpoint of {per} bytes ({format_bytes(per)}); raise it to at least {per} "
+                "bytes"
             )
-        return int(slots) if held is None else min(int(slots), held)
+        return slots if held is None else min(slots, held)
 
     def _tier(self, disk: Any, compression: Any, spec: StateSpec) -> Tier | None:
         """The disk tier for ``disk``: a caller's Tier, or a ZarrTier amcheck creates."""

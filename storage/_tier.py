@@ -93,10 +93,18 @@ class Tier(ABC):
 
         A :class:`~amcheck.Checkpointer` given this tier as its disk (and no ``disk_budget``, or
         a larger one) plans for at most this many disk checkpoints. This default counts
-        ``spec.nbytes`` a checkpoint; a tier that stores more (checksums, indexes) overrides it.
+        :meth:`data_nbytes` a checkpoint; a tier that stores more (checksums, indexes)
+        overrides it.
         """
         cap = self.capacity
-        return None if cap is None else cap // max(self.spec.nbytes, 1)
+        return None if cap is None else cap // max(self.data_nbytes(), 1)
+
+    def data_nbytes(self) -> int:
+        """What one checkpoint counts against a :class:`~amcheck.Checkpointer`'s
+        ``disk_budget``: the state's bytes (``spec.nbytes``) by default; a tier that codes
+        states at a fixed size of their own (a :class:`ZarrTier` with ``"zfp:rate=..."``)
+        overrides it."""
+        return self.spec.nbytes
 
 
 def not_held(where: str, step: object, held: Iterable[int]) -> CheckpointNotFoundError:

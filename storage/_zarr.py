@@ -819,17 +819,30 @@ class ZarrTier(Tier):
         if self._budget is None:
             return None
         grows = bool(self.compression.compressors)
-        rate = self.compression.zfp_rate
         per = 0
-        for name, field in self.spec.items():
-            layout = self._layouts[name]
+        for name, layout in self._layouts.items():
             if not layout.empty:
-                coded = math.prod(layout.chunk) * field.dtype.itemsize
-                if rate is not None and self.compression.lossy_applies(field.dtype):
-                    coded = zfp_rate_nbytes(layout.chunk, rate)  # fixed, above raw in part
+                coded = self._level_nbytes(name)
                 level = coded + 4 + (coded // 64 + 64 if grows else 0)
                 per += layout.levels * level + index_nbytes(layout.levels)
         return self._budget // max(per, 1)
+
+    def data_nbytes(self) -> int:
+        """The state's bytes, except that with ZFP's fixed rate each float field counts its
+        coded size (:func:`~amcheck.storage._codecs.zfp_rate_nbytes`): at ``"zfp:rate=8"`` a
+        float32 field about a quarter of its bytes. Checksums and shard indexes (tens of bytes)
+        are not counted; :meth:`max_checkpoints` counts them."""
+        return sum(layout.levels * self._level_nbytes(name)
+                   for name, layout in self._layouts.items() if not layout.empty)
+
+    def _level_nbytes(self, name: str) -> int:
+        """Bytes of one level of field ``name`` as coded: raw, or a fixed ZFP rate's size
+        (above raw for chunks of partial 4^d blocks)."""
+        layout, dtype = self._layouts[name], self.spec[name].dtype
+        rate = self.compression.zfp_rate
+        if rate is not None and self.compression.lossy_applies(dtype):
+            return zfp_rate_nbytes(layout.chunk, rate)
+        return math.prod(layout.chunk) * dtype.itemsize
 
     def stored_nbytes(self, step: int) -> int:
         """Bytes checkpoint x_step takes on the store (after compression, checksums included)."""
