@@ -1073,6 +1073,40 @@ def test_a_fixed_rate_zfp_tier_holds_what_it_promises(
     assert (used / promised * raw_count > 256 * 1024) != more_than_raw  # raw counting overflowed
 
 
+@pytest.mark.parametrize(("shape", "rate"), [((2, 64, 64), 8.0), ((2, 5, 5), 32.0)])
+def test_disk_budget_counts_a_fixed_zfp_rate_at_its_coded_size(
+    tmp_path: Path, shape: tuple[int, ...], rate: float
+) -> None:
+    """disk_budget with compression="zfp:rate=...": each checkpoint counts its fixed coded size.
+    At rate 8 that is a quarter of the state, so 4 of them fit where counting raw bytes held 1
+    (and raised the interval to n); a 5 x 5 field at rate 32 codes to 2.9x its bytes, where raw
+    counting planned for 11 checkpoints and the disk held 2.9x the budget."""
+    spec = StateSpec({"u": (shape, "float32")})
+    x0 = {"u": np.random.default_rng(1).standard_normal(shape).astype(np.float32)}
+    held: list[int] = []
+    ckp: Checkpointer | None = None
+
+    def advance(src: Mapping[str, np.ndarray], dst: Mapping[str, np.ndarray],
+                t0: int, t1: int) -> None:
+        np.multiply(src["u"], np.float32(0.5 ** (t1 - t0)), out=dst["u"])
+        if ckp is not None:
+            held.append(ckp.disk.nbytes)
+
+    per = ZarrTier(tmp_path / "probe.zarr", spec, f"zfp:rate={rate}").data_nbytes()
+    assert (per < spec.nbytes) == (rate == 8.0)
+    n, budget = 40, 4 * per + per // 2
+    with pytest.warns(UserWarning, match=r"interval=2 was raised to 10: the disk budget holds "
+                      "4 checkpoints"):
+        ckp = Checkpointer(advance, lambda state, t: None, x0, n, ram=12 * slot_size(spec),
+                           disk=tmp_path / "d", strategy="async_multistage", interval=2,
+                           compression=f"zfp:rate={rate}", disk_budget=budget)
+    with ckp:
+        ckp.forward()
+        ckp.reverse()
+        assert ckp.interval == 10 and ckp.stats.writes["disk"] == 3
+    assert 0 < max(held) <= budget
+
+
 def test_budget_errors_name_the_bytes(tmp_path: Path) -> None:
     disk = CountingRaw(tmp_path / "r.bin")
     # 4 buffers: 1 slot, the current state, the prefetched start, x_n; while the forward sweep
@@ -1295,13 +1329,18 @@ def test_a_remembered_interval_that_a_sweep_cannot_measure_is_forgotten(tmp_path
 
         async def put(self, step: int, state: Any) -> None:
             if self.slow:
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.1)
             await super().put(step, state)
+
+    class Steady(Forward):  # 0.3 ms a step: a write delayed a few ms by a busy machine
+        def advance(self, src: Any, dst: Any, t0: int, t1: int) -> int | None:  # is ~20 steps
+            time.sleep(0.0003 * (t1 - t0))
+            return super().advance(src, dst, t0, t1)
 
     n = 200
     tier = Sometimes(tmp_path / "r.bin")
     ends, remembered = [], []
-    with Checkpointer(Forward(), Adjoint(), initial_state(), n, ram=8 * SLOT, disk=tier,
+    with Checkpointer(Steady(), Adjoint(), initial_state(), n, ram=8 * SLOT, disk=tier,
                       strategy="async_multistage") as ckp:
         for sweep in range(4):
             tier.slow = sweep == 0
