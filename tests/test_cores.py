@@ -282,8 +282,8 @@ class TimedSweeps:
         self.cost = cost
         self.seen: dict[str, list[int]] = {"advance": [], "reverse": []}
 
-    def run(self, path: Path, n: int, *, seed: int = 7, other_reverse: bool = False
-            ) -> tuple[int, Any, Any]:
+    def run(self, path: Path, n: int, *, seed: int = 7, other_reverse: bool = False,
+            interval: int | None = 2) -> tuple[int, Any, Any]:
         """Both sweeps of an n-step problem (with ``other_reverse`` a reverse operator of other
         code); the forward advances, the thread count both sweeps ended on, the gradient."""
         import numba
@@ -313,7 +313,7 @@ class TimedSweeps:
         try:
             adj = OtherAdjoint() if other_reverse else TimedAdjoint()
             with Checkpointer(Timed(), adj, initial_state(seed), n, ram="1 MiB", disk=path,
-                              strategy="async_multistage", interval=2) as ckp:
+                              strategy="async_multistage", interval=interval) as ckp:
                 adj.start(ckp.forward())
                 advances = len(self.seen["advance"])
                 threads = ckp.stats.compute_threads
@@ -369,6 +369,31 @@ def test_the_reverse_sweep_times_its_windows_per_step_of_the_window(
     _, threads, _ = sweeps.run(tmp_path / "ck", N)  # asserts that both sweeps end on one count
     assert threads == 1
     assert set(sweeps.seen["reverse"][2 * PROBES * REVERSE_WINDOW:]) == {1}
+
+
+def test_the_automatic_interval_sees_only_steps_on_the_count_that_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interval controller measures the compute time of the steps that run on the chosen
+    count, not the probes of one thread fewer. Found by mutation testing: fed the slower probes,
+    it took the steps to be slower than they are and chose a shorter interval (more disk
+    writes)."""
+    from amcheck._interval import IntervalController
+
+    observed: list[float] = []
+    observe = IntervalController.observe_step
+
+    def spy(self: IntervalController, seconds_per_step: float) -> None:
+        observed.append(seconds_per_step)
+        observe(self, seconds_per_step)
+
+    monkeypatch.setattr(IntervalController, "observe_step", spy)
+    sweeps = TimedSweeps(monkeypatch, {2: 1e-3, 1: 5e-3})
+    _, threads, _ = sweeps.run(tmp_path / "ck", N, interval=None)
+    assert threads == 2 and sweeps.seen["advance"].count(1) >= PROBES  # probes ran on 1
+    # the warm-up's advances run on one fewer and count; after them, 1 ms a step on 2 threads
+    assert observed[:WARMUP] == [pytest.approx(5e-3, rel=1e-3)] * WARMUP
+    assert len(observed) > WARMUP and max(observed[WARMUP:]) < 2e-3, observed
 
 
 def test_a_later_checkpointer_of_the_same_workload_goes_on_from_the_choice(
