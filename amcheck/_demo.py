@@ -230,7 +230,8 @@ class _Gradients:
                 totals.add(result)
         finally:
             bars.close()
-        self.evaluations += 1
+        if store_all_ram is None:  # the reference is not one of the inversion's gradients
+            self.evaluations += 1
         return misfit, grad, totals
 
 
@@ -398,6 +399,7 @@ def run_demo(config: DemoConfig, stream: TextIO | None = None, *, quiet: bool = 
     free[survey.water:] = True
     m0 = 1.0 / survey.vp_start**2
     objective = Objective(gradients, (f0, g0), m0, free)
+    objective.totals.merge(first)  # the first evaluation is the showcase gradient
     vp_final, fwi = invert(objective, iterations, echo)
 
     # 4. Outputs.

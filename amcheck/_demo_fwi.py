@@ -83,11 +83,7 @@ class Objective:
             label = f"eval {self.gradients.evaluations + 1}"
             f, g, totals = self.gradients(vp, label)
             self.cache = {key: (f, g)}
-            self.totals.forward_steps += totals.forward_steps
-            self.totals.n_steps += totals.n_steps
-            self.totals.bytes_written += totals.bytes_written
-            self.totals.bytes_read += totals.bytes_read
-            self.totals.seconds += totals.seconds
+            self.totals.merge(totals)
         return f / self.f_ref, g[self.free] * (self.scale / self.f_ref)
 
 

@@ -73,6 +73,11 @@ class Echo:
             print(line, file=self._stream, flush=True)
 
 
+def plural(count: int, word: str) -> str:
+    """``"1 gradient"``, ``"2 gradients"``."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 @dataclass(slots=True)
 class Totals:
     """Stats of all shots of one gradient evaluation, summed."""
@@ -122,6 +127,17 @@ class Totals:
         if k is not None:
             self.intervals.append(int(k))
 
+    def merge(self, other: Totals) -> None:
+        """Add the totals of another evaluation (peaks: the larger; strategy: the latest)."""
+        for name in ("seconds", "forward_steps", "reverse_steps", "n_steps", "disk_writes",
+                     "disk_reads", "bytes_written", "bytes_read", "transfer_seconds",
+                     "hidden_seconds", "stall_seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.peak_ram_bytes = max(self.peak_ram_bytes, other.peak_ram_bytes)
+        self.ram_pool_bytes = max(self.ram_pool_bytes, other.ram_pool_bytes)
+        self.strategy, self.slots = other.strategy, other.slots
+        self.intervals += other.intervals
+
     @property
     def disk_text(self) -> str:
         """How often the forward sweeps wrote to disk; empty without disk checkpoints."""
@@ -131,7 +147,7 @@ class Totals:
         spacing = self.n_steps / self.disk_writes
         lo, hi = min(self.intervals), max(self.intervals)
         k = str(lo) if lo == hi else f"{lo}-{hi}"
-        return (f"{self.disk_writes / shots:.0f} disk checkpoints per shot, one every "
+        return (f"{self.disk_writes / shots:.3g} disk checkpoints per shot, one every "
                 f"{spacing:.0f} steps on average; the interval k, measured as it runs, ended "
                 f"at {k}")
 
@@ -188,7 +204,8 @@ def summary_table(summary: dict[str, Any], first: Totals, all_totals: Totals | N
         rows.append(("time vs store-all", "store-all not run"))
     misfit = fwi["misfit"]
     fall = (f"{misfit[0]:.4e} -> {misfit[-1]:.4e} ({100 * misfit[-1] / misfit[0]:.1f}%) in "
-            f"{fwi['iterations']} iterations, {fwi['evaluations'][-1]} gradients")
+            f"{plural(fwi['iterations'], 'iteration')}, "
+            f"{plural(fwi['evaluations'][-1], 'gradient')}")
     rows.append(("misfit", fall))
     rows.append(("total time", f"{summary['seconds']:.1f} s"))
     files = f"model.png gradient.png misfit.png timeline.png{timeline_note} summary.json"

@@ -116,7 +116,24 @@ def test_small_demo_summary_numbers(small: tuple[DemoResult, Path, str]) -> None
     store_all = summary["gradient"]["store_all"]
     assert store_all["forward_steps"] == size.shots * n
     assert store_all["peak_ram_bytes"] >= problem["store_all_bytes"]
-    assert summary["fwi"]["evaluations"][-1] >= summary["fwi"]["iterations"]
+    fwi = summary["fwi"]
+    assert fwi["evaluations"][-1] >= fwi["iterations"]
+    # Every checkpointed gradient of the run, the first included, summed in full (they counted
+    # steps and bytes only; reverse steps and disk checkpoints stayed 0); the store-all
+    # reference is not one of them.
+    every = fwi["all_evaluations"]
+    assert every["n_steps"] == every["reverse_steps"] == fwi["evaluations"][-1] * size.shots * n
+    assert every["disk_writes"] == every["disk_reads"] >= fwi["evaluations"][-1]
+    assert every["strategy"] == "async_multistage" and every["peak_ram_bytes"] > 0
+
+
+def test_demo_without_iterations_counts_one_gradient(tmp_path: Path) -> None:
+    report = io.StringIO()
+    run_demo(DemoConfig(out=tmp_path / "d", size="small", progress=False, iterations=0),
+             stream=report)
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert summary["fwi"]["evaluations"] == [1]
+    assert "in 0 iterations, 1 gradient\n" in report.getvalue()
 
 
 def test_demo_rejects_bad_configs(tmp_path: Path) -> None:
