@@ -810,8 +810,10 @@ class Checkpointer:
     def interval(self) -> int | None:
         """Steps between disk checkpoints, for the disk strategies; else ``None``.
 
-        The interval the next forward sweep starts with; with an automatic interval the one a
-        sweep ended with is ``stats.interval``.
+        The ``interval`` given, or with an automatic interval the plan's first guess. A sweep
+        starts there unless the process remembers the interval the last sweep of the same
+        workload ended with (``stats.interval``), where it starts instead (docs/api.md, "The
+        interval").
         """
         return self._plan.interval
 
