@@ -107,25 +107,40 @@ def returned_step(result: object, call: str) -> int | None:
         return None
     if isinstance(result, bool) or not isinstance(result, (int, np.integer)):
         hint = ("; a new state is not returned but written into dst's arrays "
-                "(dst[name][...] = value)")
-        if isinstance(result, Mapping):  # a new state, functional style: no array dumps
-            shown = f"a {type(result).__name__} with keys {list(result)[:8]}"
-        elif isinstance(result, np.ndarray):
-            shown = f"an array of shape {result.shape}"
-        else:
-            shown, hint = f"{result!r:.120} of type {type(result).__name__}", ""
+                "(dst[name][...] = value)" if isinstance(result, (Mapping, np.ndarray)) else "")
         raise OperatorError(
-            f"{call} returned {shown}; it must return None, or the step at which an "
+            f"{call} returned {shown(result)}; it must return None, or the step at which an "
             f"unknown-length sequence ended{hint}"
         )
     return int(result)
 
 
-def assignment_hint(exc: BaseException) -> str:
-    """What to do when an operator assigned a field (``dst[name] = value``), else ``""``."""
-    if isinstance(exc, TypeError) and "mappingproxy" in str(exc):
-        return ("; src and dst are read-only mappings of arrays: write into a field in place, "
-                "dst[name][...] = value, not dst[name] = value")
+def shown(result: object) -> str:
+    """What an operator returned, for a message: a state or an array is not dumped."""
+    if isinstance(result, Mapping):  # a new state, functional style
+        return f"a {type(result).__name__} with keys {list(result)[:8]}"
+    if isinstance(result, np.ndarray):
+        return f"an array of shape {result.shape}"
+    return f"{result!r:.120} of type {type(result).__name__}"
+
+
+def assignment_hint(exc: BaseException, reverse: bool = False) -> str:
+    """How to fix an operator that treated its states wrongly (assigned a field, wrote into a
+    read-only checkpoint, used the mapping as an array), or ``""``; ``reverse``: the reverse
+    operator's ``state``, else the advance's ``src`` and ``dst``."""
+    text = str(exc)
+    if isinstance(exc, TypeError) and "mappingproxy" in text:
+        if "assignment" in text and not reverse:
+            return ("; src and dst are read-only mappings of arrays: write into a field in "
+                    "place, dst[name][...] = value, not dst[name] = value")
+        names = "state is a read-only mapping" if reverse else "src and dst are mappings"
+        return f"; {names} of field names to arrays: use their fields, e.g. state[name]"
+    if (isinstance(exc, ValueError) and "read-only" in text) or "readonly" in text:  # numba
+        if reverse:
+            return ("; state is a read-only view of a checkpoint that later steps read again: "
+                    "copy a field to change it (state[name].copy())")
+        return ("; src is a read-only view of a checkpoint unless dst is src: read x_t0 from "
+                "src and write x_t1 into dst")
     return ""
 
 
@@ -763,13 +778,18 @@ class Engine:
             self._window_steps = self._stats.forward_steps
         start = clock()
         try:
-            self._reverse(self._ro(slot), t)
+            result = self._reverse(self._ro(slot), t)
         except Exception as exc:
             raise OperatorError(
                 f"the reverse operator raised {type(exc).__name__} in reverse(state, t={t}) "
-                f"(reverse step {t}): {exc}"
+                f"(reverse step {t}): {exc}{assignment_hint(exc, reverse=True)}"
             ) from exc
         end = clock()
+        if result is not None:  # a functional adjoint: what it returns would be dropped
+            raise OperatorError(
+                f"reverse(state, t={t}) returned {shown(result)}; it must return None: the "
+                "reverse operator keeps its adjoint and updates it in place (a returned adjoint "
+                "would be dropped and the gradient silently wrong)")
         if self.threads is not None:
             self._window += 1
             if self._window == REVERSE_WINDOW:  # per step, the recomputed ones counted

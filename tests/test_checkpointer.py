@@ -266,6 +266,53 @@ def test_assigning_a_field_instead_of_writing_into_it_gets_a_hint() -> None:
         ckp.forward()
 
 
+def test_a_reverse_operator_that_returns_its_adjoint_is_an_operator_error() -> None:
+    """A functional adjoint (``return new_lambda``) would be dropped: a wrong gradient."""
+    def reverse(state: Mapping[str, np.ndarray], t: int) -> np.ndarray:
+        return np.asarray(state["u"]) * 2.0
+
+    ckp = Checkpointer(Forward(), reverse, initial_state(), 5, ram="1 MiB", strategy="revolve")
+    with ckp, pytest.raises(OperatorError, match=r"reverse\(state, t=4\) returned an array of "
+                            r"shape \(3, 4\); it must return None: the reverse operator keeps"):
+        ckp.forward()
+        ckp.reverse()
+
+
+def advance_writing_src(src: Mapping[str, np.ndarray], dst: Any, t0: int, t1: int) -> None:
+    for _ in range(t0, t1):
+        src["u"][...] += 1.0  # src is read-only unless dst is src
+    dst["u"][...] = src["u"]
+    dst["v"][...] = src["v"]
+
+
+def reverse_writing_state(state: Mapping[str, np.ndarray], t: int) -> None:
+    state["u"][0] = 1.0
+
+
+def reverse_using_the_mapping(state: Mapping[str, np.ndarray], t: int) -> None:
+    state * 2  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(("advance", "reverse", "hint"), [
+    (advance_writing_src, lambda s, t: None,
+     r"is read-only; src is a read-only view of a checkpoint unless dst "
+     r"is src: read x_t0 from src and write x_t1 into dst"),
+    (Forward(), reverse_writing_state,
+     r"read-only; state is a read-only view of a checkpoint that later steps read again: copy "
+     r"a field to change it \(state\[name\].copy\(\)\)"),
+    (Forward(), reverse_using_the_mapping,
+     r"'mappingproxy' and 'int'; state is a read-only mapping of field names to arrays: use "
+     r"their fields, e.g. state\[name\]"),
+])
+def test_an_operator_that_writes_a_checkpoint_or_uses_the_mapping_gets_a_hint(
+    advance: Any, reverse: Any, hint: str
+) -> None:
+    ckp = Checkpointer(advance, reverse, initial_state(), 5, ram="1 MiB", strategy="store_all")
+    with ckp, pytest.raises(OperatorError, match=hint):
+        ckp.forward()
+        ckp.reverse()
+
+
 def test_unknown_length_end_must_lie_inside_the_advance() -> None:
     def advance(src: Mapping[str, np.ndarray], dst: Any, t0: int, t1: int) -> int:
         return t1 + 1
