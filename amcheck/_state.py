@@ -76,9 +76,12 @@ class StateSpec(Mapping[str, FieldSpec]):
                 shape_t = tuple(operator.index(n) for n in shape)
                 dtype_o = np.dtype(dtype)
             except (TypeError, ValueError) as exc:
+                got = (f"an array of shape {item.shape} and dtype {item.dtype}; "
+                       "StateSpec.from_arrays(state) takes arrays" if isinstance(item, np.ndarray)
+                       else f"{item!r:.200}")
                 raise ArgumentTypeError(
                     f"{name}: field {key!r} must be given as (shape, dtype) with integer "
-                    f"dimensions and a numpy dtype (not None), got {item!r}"
+                    f"dimensions and a numpy dtype (not None), got {got}"
                 ) from exc
             if any(n < 0 for n in shape_t):
                 raise InvalidArgumentError(
