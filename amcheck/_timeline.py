@@ -309,6 +309,11 @@ class Timeline:
             )
         if not os.fspath(path):
             raise InvalidArgumentError("path must name an image file, got ''")
+        if not self.enabled:
+            raise InvalidArgumentError(
+                "this timeline is disabled (enabled=False, as with Checkpointer(..., "
+                "timeline=False)) and recorded nothing to plot; leave the timeline on to plot it"
+            )
         out = Path(path).expanduser()
         if not out.parent.is_dir():
             raise InvalidArgumentError(
@@ -345,10 +350,16 @@ class Timeline:
         t0 = float(records["start"].min()) if records.size else 0.0
         width_px = 1200  # 10 inches at 120 dpi
         pixel = (float(records["end"].max()) - t0) / width_px if records.size else 0.0
-        # Lanes: one per thread in the order they first appear, waits on a lane of their own.
-        lane_of = records["thread"].astype(np.int64) * 2 + (records["kind"] == _WAIT)
-        keys, first = np.unique(lane_of, return_index=True)
-        order = keys[np.argsort(first)]
+        # Lanes: one per thread, its waits on a lane of their own below it; the threads that ran
+        # the operators first, then the others, each group in the order the threads first appear.
+        thread = records["thread"].astype(np.int64)
+        lane_of = thread * 2 + (records["kind"] == _WAIT)
+        keys = np.unique(lane_of)
+        ids, first = np.unique(thread, return_index=True)
+        appears = first[np.searchsorted(ids, keys // 2)]
+        steps = np.isin(records["kind"], [_CODE["compute"], _CODE["reverse"]])
+        computes = np.isin(keys // 2, thread[steps])
+        order = keys[np.lexsort((keys % 2, appears, ~computes))]
         lanes = [threads[key // 2] + (" (wait)" if key % 2 else "") for key in order.tolist()]
         fig, ax = plt.subplots(figsize=(10, 1.0 + 0.6 * max(len(lanes), 1)))
         for y, key in enumerate(order.tolist()):
@@ -373,15 +384,15 @@ class Timeline:
         ax.set_title((title or "amcheck timeline") + subtitle)
         present = set(records["kind"].tolist())
         kinds = [kind for code, kind in enumerate(EVENT_KINDS) if code in present]
-        ax.legend(
+        ax.legend(  # outside the axes, on the right: inside it hid bars
             handles=[Patch(color=colours[k], label=k) for k in kinds],
-            loc="upper right",
-            ncols=max(len(kinds), 1),
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
             fontsize="small",
         )
         try:
             fig.tight_layout()
-            fig.savefig(out, dpi=120)
+            fig.savefig(out, dpi=120, bbox_inches="tight")
         finally:
             plt.close(fig)
         return out

@@ -295,14 +295,14 @@ def reverse_using_the_mapping(state: Mapping[str, np.ndarray], t: int) -> None:
 
 @pytest.mark.parametrize(("advance", "reverse", "hint"), [
     (advance_writing_src, lambda s, t: None,
-     r"is read-only; src is a read-only view of a checkpoint unless dst "
-     r"is src: read x_t0 from src and write x_t1 into dst"),
+     (r"is read-only; src is a read-only view of a checkpoint unless dst "
+     r"is src: read x_t0 from src and write x_t1 into dst")),
     (Forward(), reverse_writing_state,
-     r"read-only; state is a read-only view of a checkpoint that later steps read again: copy "
-     r"a field to change it \(state\[name\].copy\(\)\)"),
+     (r"read-only; state is a read-only view of a checkpoint that later steps read again: copy "
+     r"a field to change it \(state\[name\].copy\(\)\)")),
     (Forward(), reverse_using_the_mapping,
-     r"'mappingproxy' and 'int'; state is a read-only mapping of field names to arrays: use "
-     r"their fields, e.g. state\[name\]"),
+     (r"'mappingproxy' and 'int'; state is a read-only mapping of field names to arrays: use "
+     r"their fields, e.g. state\[name\]")),
 ])
 def test_an_operator_that_writes_a_checkpoint_or_uses_the_mapping_gets_a_hint(
     advance: Any, reverse: Any, hint: str

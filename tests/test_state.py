@@ -52,8 +52,8 @@ def test_spec_check_errors() -> None:
          r"field 'u' must be given as \(shape, dtype\).*got FieldSpec\(shape='x'"),
         # an array: its shape and dtype, not its values, and where arrays are taken
         ({"u": np.zeros(200)}, amcheck.ArgumentTypeError,
-         r"got an array of shape \(200,\) and dtype float64; StateSpec.from_arrays\(state\) "
-         r"takes arrays$"),
+         (r"got an array of shape \(200,\) and dtype float64; StateSpec.from_arrays\(state\) "
+         r"takes arrays$")),
     ],
 )
 def test_spec_rejects(fields: object, error: type[Exception], match: str) -> None:

@@ -94,6 +94,47 @@ def test_plot_writes_png(tmp_path: Path) -> None:
     assert tl.to_json()[0]["start"] == 0.0
 
 
+def test_plot_puts_the_compute_thread_first_and_the_legend_beside_the_lanes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lanes' order was that of their first events, so a read prefetched before the first
+    reverse step put the transfer thread on top; the legend sat inside the axes over bars."""
+    import matplotlib.axes
+    import matplotlib.figure
+
+    seen: dict[str, Any] = {}
+    set_yticks, savefig = matplotlib.axes.Axes.set_yticks, matplotlib.figure.Figure.savefig
+
+    def ticks(self: Any, positions: Any, labels: Any = None, **kwargs: Any) -> Any:
+        seen["lanes"] = list(labels)
+        seen["axes"] = self
+        return set_yticks(self, positions, labels, **kwargs)
+
+    def save(self: Any, *args: Any, **kwargs: Any) -> Any:
+        axes, legend = seen["axes"], seen["axes"].get_legend()
+        renderer = self.canvas.get_renderer()
+        seen["beside"] = (legend.get_window_extent(renderer).x0
+                          >= axes.get_window_extent(renderer).x1)
+        return savefig(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_yticks", ticks)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", save)
+    tl = Timeline()
+    tl.record("read", 0.0, 0.5, thread="amcheck-transfer", tier="disk")
+    tl.record("wait", 0.1, 0.5, thread="main")
+    tl.record("reverse", 0.5, 1.0, thread="main")
+    tl.plot(tmp_path / "t.png")
+    assert seen["lanes"] == ["main", "main (wait)", "amcheck-transfer"]
+    assert seen["beside"]
+
+
+def test_a_disabled_timeline_does_not_plot_an_empty_picture(tmp_path: Path) -> None:
+    with pytest.raises(amcheck.InvalidArgumentError, match=r"this timeline is disabled "
+                       r"\(enabled=False, as with Checkpointer\(..., timeline=False\)\)"):
+        Timeline(enabled=False).plot(tmp_path / "t.png")
+    assert not (tmp_path / "t.png").exists()
+
+
 # -- the compact store against a plain reference --------------------------------------------------
 
 
