@@ -91,10 +91,12 @@ def test_demo_out_must_be_a_folder(capsys: pytest.CaptureFixture[str], tmp_path:
     assert err.count("\n") == 1 and "--out must be a folder" in err
 
 
-def test_errors_from_the_installed_command() -> None:
-    # A real process: its exit status and its single line on stderr, no traceback.
+@pytest.mark.parametrize("module", ["amcheck.cli", "amcheck"])
+def test_errors_from_the_installed_command(module: str) -> None:
+    # A real process (python -m amcheck too): its exit status and its single line on stderr,
+    # no traceback.
     bad = subprocess.run(
-        [sys.executable, "-m", "amcheck.cli", "demo", "--small", "--ram", "1000"],
+        [sys.executable, "-m", module, "demo", "--small", "--ram", "1000"],
         capture_output=True, text=True, check=False,
     )
     assert bad.returncode == 2
