@@ -379,6 +379,12 @@ def plan(
             raise InvalidArgumentError(
                 f"strategy {schedule!r} keeps checkpoints on disk, but disk=None; pass a disk tier"
             )
+        if disk is not None and isinstance(getattr(schedule, "inner", schedule),
+                                           (StoreAll, Revolve)):
+            raise InvalidArgumentError(
+                f"strategy {schedule!r} keeps every checkpoint in RAM, so the disk tier would "
+                "never be used; pass disk=None, or a TwoLevel or AsyncMultistage schedule"
+            )
         if disk_slots is not None:
             raise InvalidArgumentError(
                 "disk_budget applies to strategy names; with a schedule instance "

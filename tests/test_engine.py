@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from amcheck.storage import RamTier
 
-from amcheck import Checkpointer, ScheduleError, StateSpec, TransferError
+from amcheck import Checkpointer, InvalidArgumentError, ScheduleError, StateSpec, TransferError
 from amcheck._engine import Engine
 from amcheck._stats import StatsRecorder
 from amcheck._timeline import Timeline
@@ -96,7 +96,6 @@ def test_revolve_exact_states_and_buffer_rule(n: int, slots: int) -> None:
 @pytest.mark.parametrize(
     "schedule",
     [
-        StoreAll(17),
         TwoLevel(17, 2, 4),
         TwoLevel(17, 3, 1),
         TwoLevel(17, 1, 17),
@@ -127,6 +126,16 @@ def test_disk_schedules_exact_states(schedule: Any) -> None:
     assert stats.ram_pool_bytes == (sim.peak_buffers + staging) * SLOT
     assert stats.peak_ram_bytes <= ram
     assert disk.steps == frozenset()
+
+
+@pytest.mark.parametrize("schedule", [StoreAll(17), Revolve(17, 3)], ids=repr)
+def test_a_ram_schedule_with_a_disk_tier_is_refused(schedule: Any) -> None:
+    """As strategy="revolve" with a disk is: the disk would never be used. (A TwoLevel or
+    AsyncMultistage that writes nothing, n < k, is not refused: set_interval may change that.)"""
+    disk = RamTier(20 * SLOT, SPEC, name="disk")
+    with pytest.raises(InvalidArgumentError, match=r"keeps every checkpoint in RAM, so the disk "
+                       r"tier would never be used; pass disk=None, or a TwoLevel or"):
+        Checkpointer(Ops(), Ops(), x0(), 17, ram="1 MiB", strategy=schedule, disk=disk)
 
 
 @pytest.mark.parametrize("stop", [1, 4, 5, 9, 12])

@@ -280,6 +280,14 @@ def test_a_paired_schedule_needs_the_declaration() -> None:
                              strategy=Paired(StoreAll(Paired.pairs(10)), 10))
 
 
+def test_a_paired_ram_schedule_with_a_disk_tier_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(amcheck.InvalidArgumentError, match=r"keeps every checkpoint in RAM, so "
+                       "the disk tier would never be used"):
+        amcheck.Checkpointer(leapfrog, Seen(), x0(), 10, ram="64 MiB", disk=tmp_path / "d",
+                             strategy=Paired(Revolve(Paired.pairs(10), 3), 10))
+    assert not (tmp_path / "d").exists()  # what it made for the disk is gone
+
+
 def test_declaration_on_a_bound_method_or_a_function(tmp_path: Path) -> None:
     op = Seen()
     assert isinstance(run(9, tmp_path, strategy="revolve", ram=4 * SLOT)[2], Paired)
