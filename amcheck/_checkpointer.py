@@ -118,7 +118,16 @@ class _Owned:
             self.remove_folder()
 
 
-def _collected(disk: DiskPath | None, written: set[int], owned: _Owned, pid: int) -> None:
+def _caller() -> str:
+    """``file:line`` of the innermost frame outside amcheck (where a Checkpointer was made)."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("amcheck"):
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+def _collected(disk: DiskPath | None, written: set[int], owned: _Owned, pid: int,
+               created: str) -> None:
     """A Checkpointer garbage-collected (or alive at exit) without ``close()``: stop its
     transfer threads, delete the disk checkpoints it wrote and remove what it made.
 
@@ -147,8 +156,9 @@ def _collected(disk: DiskPath | None, written: set[int], owned: _Owned, pid: int
         # After the clean-up: with ResourceWarning made an error (-W error, pytest's
         # filterwarnings) the warning raises here, and nothing may be left behind for it.
         warnings.warn(
-            "an amcheck Checkpointer was not closed; amcheck closed it (use it as a context "
-            "manager, `with Checkpointer(...) as ckp:`, or call ckp.close())",
+            f"an amcheck Checkpointer (made at {created}) was not closed; amcheck closed it "
+            "(use it as a context manager, `with Checkpointer(...) as ckp:`, or call "
+            "ckp.close())",
             ResourceWarning,
             stacklevel=2,
         )
@@ -466,7 +476,7 @@ class Checkpointer:
         if tier is not None:
             self._finalizer = weakref.finalize(
                 self, _collected, self._engine.disk_path, self._engine.disk_written, self._owned,
-                os.getpid(),
+                os.getpid(), _caller(),
             )
         self._schedule: Schedule | None = None
         self._n_seen: int | None = None
