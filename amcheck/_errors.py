@@ -77,3 +77,10 @@ class OperatorError(AmcheckError):
 
 class SweepStateError(AmcheckError, RuntimeError):
     """A call came in the wrong order (e.g. ``reverse()`` before ``forward()``) or after close."""
+
+
+# Tracebacks and reprs name the public path (amcheck.BudgetError, not amcheck._errors.BudgetError);
+# pickling finds the classes there too.
+for _name in __all__:
+    globals()[_name].__module__ = "amcheck"
+del _name

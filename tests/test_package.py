@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,10 @@ def test_error_hierarchy() -> None:
         obj = getattr(amcheck, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, amcheck.AmcheckError), name
+            # tracebacks name the public path; pickling (process pools) finds it there
+            assert f"{obj.__module__}.{obj.__qualname__}" == f"amcheck.{name}"
+            copy = pickle.loads(pickle.dumps(obj("why")))
+            assert type(copy) is obj and str(copy) == "why"
     assert str(amcheck.CheckpointNotFoundError("no step 3")) == "no step 3"
 
 
