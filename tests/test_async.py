@@ -856,7 +856,7 @@ def test_an_unclosed_checkpointer_its_operator_refers_to_is_collected(tmp_path: 
     model.ckp.forward()
     gone = weakref.ref(model.ckp)
     del model
-    with pytest.warns(ResourceWarning, match="Checkpointer was not closed"):
+    with pytest.warns(ResourceWarning, match=r"Checkpointer \(made at .*\) was not closed"):
         gc.collect()
     assert gone() is None
     assert not [t for t in threading.enumerate() if t.name.startswith("amcheck")]
@@ -1093,7 +1093,9 @@ def test_disk_budget_counts_a_fixed_zfp_rate_at_its_coded_size(
         if ckp is not None:
             held.append(ckp.disk.nbytes)
 
-    per = ZarrTier(tmp_path / "probe.zarr", spec, f"zfp:rate={rate}").data_nbytes()
+    probe = ZarrTier(tmp_path / "probe.zarr", spec, f"zfp:rate={rate}")
+    per = probe.data_nbytes()
+    asyncio.run(probe.close())
     assert (per < spec.nbytes) == (rate == 8.0)
     n, budget = 40, 4 * per + per // 2
     with pytest.warns(UserWarning, match=r"interval=2 was raised to 10: the disk budget holds "
