@@ -31,7 +31,7 @@ __all__ = [
     "ricker",
 ]
 
-#: Fraction of the exact stability limit used for the default time step.
+#: Fraction of the stability limit (:func:`critical_dt`) used for the default time step.
 CFL_SAFETY = 0.9
 #: The most time steps (``nt - 1``) a :class:`Geometry` allows: 10^7, as ``amcheck plan``
 #: (``amcheck.cli.PLAN_MAX_STEPS``). The time axis and ``src_data`` are ``nt`` float64 values
