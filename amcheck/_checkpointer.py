@@ -87,6 +87,14 @@ class _Owned:
         made, self.made = self.made, []
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+            if os.path.lexists(folder):  # nothing may be left silently: say why, and where
+                try:
+                    shutil.rmtree(folder)
+                except OSError as exc:
+                    warnings.warn(
+                        f"the folder amcheck made for its disk tier, {str(folder)!r}, could not "
+                        f"be removed ({type(exc).__name__}: {exc}); remove it yourself",
+                        UserWarning, stacklevel=3)
         removing = True
         with _MADE_LOCK:
             for parent in made:

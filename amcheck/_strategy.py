@@ -322,8 +322,9 @@ def _most_slots(
         slot_nbytes,
         budget,
         "with a single RAM checkpoint slot",
-        f"; the forward sweep holds {writing} while it writes to disk, plus {staging} staging "
-        "buffer(s) for its writes in flight (max_in_flight)"
+        f": {buffers} at the schedule's peak, and while the forward sweep writes to disk it "
+        f"holds {writing} plus {staging} staging buffer(s) for its writes in flight "
+        "(max_in_flight); the larger counts"
         if staging
         else "",
     )

@@ -1110,11 +1110,40 @@ def test_disk_budget_counts_a_fixed_zfp_rate_at_its_coded_size(
     assert 0 < max(held) <= budget
 
 
+def test_a_folder_that_cannot_be_removed_is_named(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """close() left an empty amcheck-* folder in a parent made read-only, and said nothing."""
+    import shutil
+
+    from amcheck import _checkpointer
+
+    ckp = Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=tmp_path,
+                       interval=4)
+    ckp.forward()
+    (folder,) = tmp_path.iterdir()
+    rmtree = shutil.rmtree
+
+    def refused(path: Any, ignore_errors: bool = False, **kwargs: Any) -> None:
+        if Path(path) == folder:  # as os.rmdir in a read-only parent
+            if not ignore_errors:
+                raise PermissionError(13, "Permission denied", str(path))
+            return
+        rmtree(path, ignore_errors=ignore_errors, **kwargs)
+
+    monkeypatch.setattr(_checkpointer.shutil, "rmtree", refused)
+    with pytest.warns(UserWarning, match=rf"the folder amcheck made for its disk tier, "
+                      rf"'{re.escape(str(folder))}', could not be removed \(PermissionError: "):
+        ckp.close()
+    assert ckp.closed and folder.exists()
+
+
 def test_budget_errors_name_the_bytes(tmp_path: Path) -> None:
     disk = CountingRaw(tmp_path / "r.bin")
     # 4 buffers: 1 slot, the current state, the prefetched start, x_n; while the forward sweep
     # writes to disk, 1 (the current state) + 2 staging.
-    need = r"holds 1 while it writes to disk, plus 2 staging buffer\(s\).*ram >= 768 bytes"
+    need = (r"needs at least 4 state buffers of 192 bytes \(with a single RAM checkpoint slot: 4 "
+            r"at the schedule's peak, and while the forward sweep writes to disk it holds 1 plus "
+            r"2 staging buffer\(s\) .*; the larger counts\), i.e. ram >= 768 bytes")
     with pytest.raises(BudgetError, match=need):
         Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=3 * SLOT, disk=disk,
                      strategy="async_multistage")
