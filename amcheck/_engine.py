@@ -133,8 +133,9 @@ def assignment_hint(exc: BaseException, reverse: bool = False) -> str:
         if "assignment" in text and not reverse:
             return ("; src and dst are read-only mappings of arrays: write into a field in "
                     "place, dst[name][...] = value, not dst[name] = value")
-        names = "state is a read-only mapping" if reverse else "src and dst are mappings"
-        return f"; {names} of field names to arrays: use their fields, e.g. state[name]"
+        names, field = (("state is a read-only mapping", "state[name]") if reverse
+                        else ("src and dst are mappings", "src[name]"))
+        return f"; {names} of field names to arrays: use their fields, e.g. {field}"
     if (isinstance(exc, ValueError) and "read-only" in text) or "readonly" in text:  # numba
         if reverse:
             return ("; state is a read-only view of a checkpoint that later steps read again: "

@@ -23,8 +23,9 @@ Damping: u_tt + eta u_t = (lap u + q) / m with eta = sum over axes of
 L = nbl * h the layer width, R = 1e-3 the target reflection coefficient (Collino & Tsogka 2001,
 https://doi.org/10.1190/1.1444908) and v_ref the largest velocity of the model the layer was built
 for. That is their PML's scaling; as a plain damping term the layer reflects more (about 1e-2 of
-the direct wave with 40 points, two wavelengths; docs/kernels.md gives the measurements). The layer depends on the grid and v_ref only, so :meth:`Model.with_vp` keeps it when the
-velocities change during an inversion (the gradient is exact for a fixed layer).
+the direct wave with 40 points, two wavelengths; docs/kernels.md gives the measurements). The
+layer depends on the grid and v_ref only, so :meth:`Model.with_vp` keeps it when the velocities
+change during an inversion (the gradient is exact for a fixed layer).
 """
 
 from __future__ import annotations
