@@ -285,6 +285,11 @@ def advance_writing_src(src: Mapping[str, np.ndarray], dst: Any, t0: int, t1: in
     dst["v"][...] = src["v"]
 
 
+def advance_using_the_mapping(src: Mapping[str, np.ndarray], dst: Any, t0: int, t1: int
+                              ) -> None:
+    dst["u"][...] = src * 2  # type: ignore[operator]
+
+
 def reverse_writing_state(state: Mapping[str, np.ndarray], t: int) -> None:
     state["u"][0] = 1.0
 
@@ -300,6 +305,9 @@ def reverse_using_the_mapping(state: Mapping[str, np.ndarray], t: int) -> None:
     (Forward(), reverse_writing_state,
      (r"read-only; state is a read-only view of a checkpoint that later steps read again: copy "
      r"a field to change it \(state\[name\].copy\(\)\)")),
+    (advance_using_the_mapping, lambda s, t: None,
+     (r"'mappingproxy' and 'int'; src and dst are mappings of field names to arrays: use their "
+      r"fields, e.g. src\[name\]")),
     (Forward(), reverse_using_the_mapping,
      (r"'mappingproxy' and 'int'; state is a read-only mapping of field names to arrays: use "
      r"their fields, e.g. state\[name\]")),
