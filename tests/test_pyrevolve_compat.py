@@ -156,17 +156,25 @@ def test_adapter_errors() -> None:
         Revolver(ck, fwd, rev, 0, N)
     with pytest.raises(InvalidArgumentError, match=r"n_timesteps must be an integer >= 1"):
         Revolver(ck, fwd, rev, 2, 0)
-    for name in ("timings", "profiler", "compression_params"):
-        with pytest.raises(InvalidArgumentError, match=rf"{name}=1: amcheck's Revolver takes"):
-            Revolver(ck, fwd, rev, 2, N, **{name: 1})  # type: ignore[arg-type]
+    with pytest.raises(ArgumentTypeError, match=r"n_timesteps must be an integer >= 1, got "
+                       r"None; .* amcheck.Checkpointer, which takes n_steps=None"):
+        Revolver(ck, fwd, rev, 2, None)  # type: ignore[arg-type]
     Revolver(ck, fwd, rev, 2, N, None, None, None)  # pyrevolve's full positional call
     Revolver(ck, fwd, rev, 2, N, compression_params={"scheme": None})  # pyrevolve's "none"
     # An empty dict is "given" (pyrevolve itself fails on it: it reads params["scheme"]).
     for params in ({}, {"scheme": "zfp"}, {"scheme": None, "tolerance": 1e-7}):
         with pytest.raises(
-            InvalidArgumentError, match=r"compression_params=.*only as None or \{'scheme': None\}"
+            InvalidArgumentError, match=r"compression_params=.*takes only None or "
+                                        r"\{'scheme': None\}; compress disk checkpoints"
         ):
             Revolver(ck, fwd, rev, 2, N, compression_params=params)
+    # pyrevolve keeps timings unread, and its profiler only collects timings: both are taken,
+    # so its calls run unchanged (they were refused); a profiler left empty is said so.
+    timings, profiler = {"fwd": 0.0}, object()
+    with pytest.warns(UserWarning, match=r"profiler=<object .*> is kept as wrp.profiler but not "
+                      r"filled: .* wrp.stats .* wrp.timeline"):
+        wrp = Revolver(ck, fwd, rev, 2, N, timings, profiler)
+    assert wrp.timings is timings and wrp.profiler is profiler
     wrp = Revolver(ck, fwd, rev, 2, N)
     with pytest.raises(SweepStateError, match=r"call apply_forward\(\) first"):
         wrp.apply_reverse()
@@ -174,6 +182,23 @@ def test_adapter_errors() -> None:
     with pytest.raises(SweepStateError, match=r"the live data holds x_23, not x_0"):
         wrp.apply_forward()  # it would start from x_n taken for x_0: a wrong gradient
     wrp.apply_reverse()
+
+
+@pytest.mark.parametrize(("name", "instead"), [
+    ("DiskRevolver", r"for checkpoints on disk, port the operators to amcheck.Checkpointer"),
+    ("Checkpoint", r"nothing to subclass: Revolver takes any object with get_data\(t\)"),
+    ("Profiler", r"wrp.stats and wrp.timeline"),
+])
+def test_pyrevolves_other_names_say_what_replaces_them(name: str, instead: str) -> None:
+    import amcheck.compat.pyrevolve as pr
+
+    with pytest.raises(ImportError, match=rf"amcheck.compat.pyrevolve has no {name} "
+                       rf"\(pyrevolve's\): {instead}"):
+        getattr(pr, name)
+    with pytest.raises(ImportError, match=r"no DiskRevolver \(pyrevolve's\): for checkpoints"):
+        from amcheck.compat.pyrevolve import DiskRevolver  # noqa: F401  # the message stays
+    with pytest.raises(AttributeError, match="has no attribute 'Nonexistent'"):
+        pr.Nonexistent  # noqa: B018
 
 
 def test_errors_of_the_checkpoint_object_name_the_call() -> None:

@@ -21,6 +21,7 @@ copies are counted in ``stats.copies`` so that the difference stays measurable
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from math import comb
 from typing import Any, Protocol
@@ -44,6 +45,30 @@ from amcheck.schedules._revolve import binomial_split_left
 from amcheck.storage import RamTier
 
 __all__ = ["MemoryRevolver", "PyrevolveCheckpoint", "PyrevolveOperator", "Revolver", "adjust"]
+
+_PORT = "port the operators to amcheck.Checkpointer (docs/migrating.md, step 2)"
+#: pyrevolve's other public names, and what takes their place here.
+_ELSEWHERE = {
+    "DiskRevolver": f"for checkpoints on disk, {_PORT}, with disk=...",
+    "MultiLevelRevolver": f"for RAM and disk levels, {_PORT}, with ram=... and disk=...",
+    "SingleLevelRevolver": "Revolver is the single-level, in-RAM one",
+    "Checkpoint": ("nothing to subclass: Revolver takes any object with get_data(t) and "
+                   "get_data_location(t) (the PyrevolveCheckpoint protocol)"),
+    "Operator": ("nothing to subclass: Revolver takes any object with apply(t_start, t_end) "
+                 "(the PyrevolveOperator protocol)"),
+    "Profiler": "wrp.stats and wrp.timeline say what ran and when",
+    "NumpyStorage": "Revolver keeps its checkpoints in amcheck's RAM pool",
+    "BytesStorage": "Revolver keeps its checkpoints in amcheck's RAM pool",
+    "DiskStorage": f"for checkpoints on disk, {_PORT}, with disk=...",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """pyrevolve's names that have no counterpart here say what to use instead."""
+    if name in _ELSEWHERE:  # ImportError, so that `from ... import` keeps the message
+        raise ImportError(f"amcheck.compat.pyrevolve has no {name} (pyrevolve's): "
+                          f"{_ELSEWHERE[name]}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class PyrevolveOperator(Protocol):
@@ -120,11 +145,13 @@ class Revolver:
     n_timesteps
         Number of steps n, ``>= 1``.
     timings, profiler, compression_params
-        pyrevolve's optional arguments, accepted so that its calls run unchanged: ``None`` only
-        (and ``compression_params={"scheme": None}``, pyrevolve's "no compression"; an empty
-        dict is refused, as pyrevolve fails on it too). amcheck has one memory level, profiles
-        through :attr:`stats` and :attr:`timeline`, and compresses disk checkpoints through
-        :class:`amcheck.Checkpointer`.
+        pyrevolve's optional arguments, accepted so that its calls run unchanged. ``timings``:
+        anything, kept as :attr:`timings` and not read (as pyrevolve does). ``profiler``: kept
+        as :attr:`profiler` but not filled, with a ``UserWarning``; :attr:`stats` and
+        :attr:`timeline` say what ran and when. ``compression_params``: ``None`` or
+        ``{"scheme": None}``, pyrevolve's "no compression" (an empty dict is refused, as
+        pyrevolve fails on it too); compress disk checkpoints through
+        :class:`amcheck.Checkpointer` instead.
     timeline
         Record compute and reverse events in :attr:`timeline`.
 
@@ -134,8 +161,8 @@ class Revolver:
         An operator has no ``apply``, or the checkpoint object lacks ``get_data`` /
         ``get_data_location`` or returns something other than numpy arrays.
     InvalidArgumentError
-        ``n_checkpoints`` or ``n_timesteps`` below 1; ``timings``, ``profiler`` or
-        ``compression_params`` other than ``None`` (``{"scheme": None}`` for the latter).
+        ``n_checkpoints`` or ``n_timesteps`` below 1; ``compression_params`` other than
+        ``None`` or ``{"scheme": None}``.
     OperatorError
         An operator's ``apply`` or a method of the checkpoint object raised (chained; the
         constructor's ``get_data(0)`` too), or ``get_data_location`` returned an array the
@@ -159,17 +186,20 @@ class Revolver:
         no_compression = {"scheme": None}
         if isinstance(compression_params, dict) and compression_params == no_compression:
             compression_params = None
-        for name, value, allowed in (
-            ("timings", timings, "None"),
-            ("profiler", profiler, "None"),
-            ("compression_params", compression_params, f"None or {no_compression!r}"),
-        ):
-            if value is not None:
-                raise InvalidArgumentError(
-                    f"{name}={value!r}: amcheck's Revolver takes pyrevolve's {name} only as "
-                    f"{allowed} (see docs/migrating.md for what replaces it: stats and timeline for the "
-                    "profiler, Checkpointer(disk=..., compression=...) for compression)"
-                )
+        if compression_params is not None:
+            raise InvalidArgumentError(
+                f"compression_params={compression_params!r}: amcheck's Revolver keeps its "
+                f"checkpoints uncompressed in RAM and takes only None or {no_compression!r}; "
+                "compress disk checkpoints with amcheck.Checkpointer(disk=..., compression=...) "
+                "(docs/migrating.md)"
+            )
+        self.timings = timings  # pyrevolve keeps it and never reads it
+        self.profiler = profiler
+        if profiler is not None:
+            warnings.warn(
+                f"profiler={profiler!r} is kept as wrp.profiler but not filled: amcheck's "
+                "Revolver records what ran in wrp.stats and when in wrp.timeline",
+                UserWarning, stacklevel=2)
         for name, op in (("fwd_operator", fwd_operator), ("rev_operator", rev_operator)):
             if not callable(getattr(op, "apply", None)):
                 raise ArgumentTypeError(
@@ -181,6 +211,11 @@ class Revolver:
                     f"checkpoint must have a method {method}(timestep), got "
                     f"{type(checkpoint).__name__}"
                 )
+        if n_timesteps is None:
+            raise ArgumentTypeError(
+                "n_timesteps must be an integer >= 1, got None; for a sequence whose length is "
+                "known only when it ends, port the operators to amcheck.Checkpointer, which "
+                "takes n_steps=None (docs/migrating.md, step 2)")
         self.n_timesteps = check_int("n_timesteps", n_timesteps, minimum=1)
         given = check_optional_int("n_checkpoints", n_checkpoints, minimum=1)
         self.n_checkpoints = adjust(self.n_timesteps) if given is None else given
