@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from amcheck._demo_report import Totals
+from amcheck._demo_report import Totals, plural
 
 __all__ = ["FIRST_STEP", "VMAX", "VMIN", "Evaluator", "Objective", "invert"]
 
@@ -112,7 +112,8 @@ def invert(objective: Objective, iterations: int, echo: Callable[[str], None]
         seconds.append(time.perf_counter() - t0)
         k = len(history) - 1
         echo(f"  iteration {k}  misfit {f:.6e}  ({100 * f / start:5.1f}% of the start)  "
-             f"{evaluations[-1] - evaluations[-2]} gradient(s), {seconds[-1] - seconds[-2]:.1f} s")
+             f"{plural(evaluations[-1] - evaluations[-2], 'gradient')}, "
+             f"{seconds[-1] - seconds[-2]:.1f} s")
 
     x0 = objective.x0
     lower = (1.0 / VMAX**2) / objective.scale
