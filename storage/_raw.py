@@ -212,7 +212,8 @@ class RawTier(Tier):
                 "smaller budget"
             )
         self.n_records = n_records
-        target = Path(path).expanduser()
+        # Absolute now: close() removes the file, and a later chdir must not redirect that.
+        target = Path(os.path.abspath(os.path.expanduser(path)))
         if target.is_dir():
             target = target / DEFAULT_FILE
         self.path = str(target)

@@ -678,6 +678,23 @@ def test_raw_tier_budget_too_small(tmp_path: Path) -> None:
         RawTier(tmp_path / "r.bin", SPEC, budget="1 MiB", records=3)
 
 
+def test_a_raw_tier_on_a_relative_path_removes_its_own_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It kept the path relative: after a chdir, close() deleted another directory's file of
+    that name and left its own behind."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "ck.raw").write_bytes(b"someone else's")
+    monkeypatch.chdir(tmp_path / "a")
+    tier = RawTier("ck.raw", SPEC, records=2)
+    assert tier.path == str(tmp_path / "a" / "ck.raw")
+    monkeypatch.chdir(tmp_path / "b")
+    asyncio.run(tier.close())
+    assert not (tmp_path / "a" / "ck.raw").exists()
+    assert (tmp_path / "b" / "ck.raw").read_bytes() == b"someone else's"
+
+
 def test_a_raw_tier_of_empty_fields_holds_its_records(tmp_path: Path) -> None:
     """A state whose fields are all empty takes 0 bytes: max_checkpoints() divided that
     capacity by it and gave 0, and a Checkpointer refused the tier ("holds no checkpoint of 0
