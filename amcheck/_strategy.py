@@ -98,8 +98,8 @@ STRATEGIES: Final[tuple[str, ...]] = (
 # segment's start beside the current segment's checkpoints only when there is one).
 _PROBE_LENGTHS: Final = (1, 2, 3, 7, 64, 257)
 
-#: Revolve and StoreAll schedules up to this length are simulated to count their buffers; longer ones are
-#: counted in closed form (see :func:`_buffers`).
+#: Revolve and StoreAll schedules up to this length are simulated to count their buffers; longer
+#: ones are counted in closed form (see :func:`_buffers`).
 _SIMULATED_LENGTH: Final = 10_000
 
 #: A known-length disk schedule with more segments than this is simulated over this many (see
