@@ -178,15 +178,20 @@ class Engine:
     max_in_flight
         Disk writes in flight at most; the pool must hold that many staging slots on top of the
         schedule's ``peak_buffers_writing`` (and at least ``peak_buffers``).
-    progress
-        Called with the number of steps completed: forward steps of ``run_forward`` (never
-        recomputations) and each reverse step of ``run_reverse``.
-    tuner
-        Receives step and write times during the forward sweep (automatic interval).
     reverse_from_next
         Whether ``Reverse(t)`` may run with x_{t+1} as the current state (a
         :class:`~amcheck.schedules.Paired` schedule, for a reverse operator that declares
         ``reverse_from_next``); otherwise it needs x_t.
+
+    Attributes
+    ----------
+    progress
+        Called with the number of steps completed: forward steps of ``run_forward`` (never
+        recomputations) and each reverse step of ``run_reverse``; ``None``: nobody. The
+        Checkpointer sets it for each sweep.
+    tuner
+        Receives step and write times during the forward sweep (automatic interval), or
+        ``None``; set for each forward sweep.
     threads
         Sets numba's thread count before each advance of the forward sweep and each window of
         ``REVERSE_WINDOW`` reverse steps, and receives their times per step
@@ -204,8 +209,6 @@ class Engine:
         timeline: Timeline,
         stats: StatsRecorder,
         max_in_flight: int = 2,
-        progress: Progress | None = None,
-        tuner: IntervalTuner | None = None,
         reverse_from_next: bool = False,
     ) -> None:
         self._advance = advance
@@ -219,8 +222,8 @@ class Engine:
         self._dp: DiskPath | None = None
         if disk is not None:
             self._dp = DiskPath(disk, max_in_flight=max_in_flight, timeline=timeline, stats=stats)
-        self.progress = progress
-        self.tuner = tuner
+        self.progress: Progress | None = None
+        self.tuner: IntervalTuner | None = None
         self.reverse_from_next = reverse_from_next
         self.threads: ThreadChooser | None = None
         # the window of reverse steps timed for ``threads``: steps so far, its start, and the

@@ -52,10 +52,11 @@ class Stats:
     reverse_steps
         Reverse steps executed (n per reverse sweep).
     copies
-        State copies the engine made from one RAM buffer into another. 0 for every RAM-only
-        schedule: operators write straight into checkpoint slots. The copy of ``initial_state``
-        into the pool at the start of ``forward()`` is the input, not a checkpoint copy, and is
-        not counted. Disk transfers are counted in ``reads``/``writes``, not here.
+        State copies made from one RAM buffer into another: always 0 for a Checkpointer, whose
+        operators write straight into checkpoint slots; the pyrevolve adapter
+        (:mod:`amcheck.compat.pyrevolve`) counts its saves and restores here. The copy of
+        ``initial_state`` into the pool at the start of ``forward()`` is the input, not a
+        checkpoint copy, and is not counted. Disk transfers are counted in ``reads``/``writes``, not here.
     peak_ram_bytes
         Most bytes of the RAM pool in use at once (slots holding checkpoints, the current
         state, x_n and staging buffers), padding included. Never above ``ram_pool_bytes``.
@@ -190,25 +191,5 @@ class StatsRecorder:
             setattr(self, name, getattr(fresh, name))
 
     def snapshot(self) -> Stats:
-        """An immutable copy of the counters."""
-        return Stats(
-            n_steps=self.n_steps,
-            forward_steps=self.forward_steps,
-            reverse_steps=self.reverse_steps,
-            copies=self.copies,
-            peak_ram_bytes=self.peak_ram_bytes,
-            ram_pool_bytes=self.ram_pool_bytes,
-            reads=MappingProxyType(dict(self.reads)),
-            writes=MappingProxyType(dict(self.writes)),
-            bytes_read=MappingProxyType(dict(self.bytes_read)),
-            bytes_written=MappingProxyType(dict(self.bytes_written)),
-            read_seconds=MappingProxyType(dict(self.read_seconds)),
-            write_seconds=MappingProxyType(dict(self.write_seconds)),
-            compute_seconds=self.compute_seconds,
-            reverse_seconds=self.reverse_seconds,
-            stall_seconds=self.stall_seconds,
-            waits=self.waits,
-            hidden_fraction=self.hidden_fraction,
-            interval=self.interval,
-            compute_threads=self.compute_threads,
-        )
+        """An immutable copy of the counters (every field of :class:`Stats`, by name)."""
+        return _unpickle_stats({f.name: getattr(self, f.name) for f in fields(Stats)})

@@ -69,7 +69,7 @@ def _stencil(a: np.ndarray, b: np.ndarray, sweeps: int) -> None:
 def wavefield(n: int) -> dict[str, np.ndarray]:
     y, x = np.mgrid[0:n, 0:n].astype(np.float32) / np.float32(n)
     r = np.hypot(x - 0.4, y - 0.55)
-    ring = np.exp(-((r - 0.3) ** 2) / 0.01) * 1.5e-5  # peaks near 1e-5, as FIELD-NOTES found
+    ring = np.exp(-((r - 0.3) ** 2) / 0.01) * 1.5e-5  # peaks near 1e-5, as measured wavefields do
     u0 = ring * np.sin(60 * r)
     u1 = ring * np.sin(60 * r - 0.3)
     return {"u": np.ascontiguousarray(np.stack([u0, u1]), dtype=np.float32)}

@@ -2,7 +2,7 @@
 
 ``zfpy.decompress_numpy`` returns a fresh array (64 MB for a level of a 128 MB state) that the
 zarr tier would then copy into the caller's buffer; a fresh allocation that size is slow to
-touch on the benchmark machine (memory left free is handed back to the host: FIELD-NOTES), and
+touch on the benchmark machine (memory left free is handed back to the host), and
 zfpy's ``out=`` variant takes header-less streams only. So :class:`LibZfp` calls the libzfp that
 zfpy bundles (``zfpy.libs/libzfp*.so*``) through ctypes to decode a stream with its full header
 (as numcodecs' ZFPY writes it) straight into the caller's array. Only decoding: encoding into a

@@ -1,7 +1,7 @@
 """Direct shard-file I/O for a zarr tier on a local directory: ``pwritev``/``preadv``, in place.
 
 zarr's ``LocalStore`` writes a temporary file and renames it, and reads into a fresh allocation
-that is then copied out (FIELD-NOTES); file creation and unlinking are the costly operations on
+that is then copied out (measured); file creation and unlinking are the costly operations on
 the benchmark machine's ext4 (0.4-0.7 ms and 2.7 ms, against about 0.1 ms to rewrite a file).
 So on a writable local directory the tier bypasses the store for chunk data and uses
 :class:`LocalShards`:

@@ -9,9 +9,11 @@ the slot and the disk, with no bounce copy (:mod:`amcheck.storage._direct`).
 
 Two ways in:
 
-- the zero-copy API the engine uses: :meth:`RamTier.acquire` a free slot, let an operator write
-  into ``slot.state``, then :meth:`RamTier.bind` it to a step (a checkpoint, no copy);
-  :meth:`RamTier.slot_of` hands the checkpoint's buffers to an operator for reading;
+- the zero-copy API: :meth:`RamTier.acquire` a free slot, let an operator write into
+  ``slot.state``, :meth:`RamTier.release` it when done. The engine uses only these two and keeps
+  its own record of which slot holds which step; :meth:`RamTier.bind` (a slot becomes the
+  checkpoint of a step, no copy) and :meth:`RamTier.slot_of` (its buffers, for reading) let
+  other code keep that record in the tier (the pyrevolve adapter does);
 - the :class:`~amcheck.storage.Tier` interface (``put``/``get`` copy in and out), which makes the
   RAM tier interchangeable with the disk tiers.
 """

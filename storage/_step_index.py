@@ -5,7 +5,7 @@ the arrays are declared with :data:`~amcheck.storage._shard.MAX_ROWS` rows (zarr
 sparse: a chunk never written takes no space and no metadata), a deleted checkpoint's row goes
 to a free list, and an overwrite writes a fresh row before dropping the old one (so a failed or
 over-budget write leaves the old checkpoint intact). The alternatives measured worse: one new
-array per checkpoint costs about 3.5 ms of metadata per put (FIELD-NOTES), and growing the
+array per checkpoint costs about 3.5 ms of metadata per put (measured), and growing the
 arrays with ``resize`` rewrites metadata and serialises concurrent writers.
 
 The store's group attributes (``attrs["amcheck"]``) hold a header (the format, amcheck's

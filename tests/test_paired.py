@@ -537,3 +537,16 @@ def test_an_interval_the_disk_budget_raises_warns(tmp_path: Path) -> None:
     with amcheck.Checkpointer(leapfrog, Seen(), x0(), 100, interval=34, disk_budget=3 * SLOT,
                               **kwargs) as ckp:
         assert ckp.interval == 34  # what the budget allows: no warning (warnings are errors)
+
+
+def test_reverse_checks_its_length_as_every_schedule() -> None:
+    """Paired.reverse compared n_steps itself: reverse("8") said "planned for n_steps=8, not 8"
+    and reverse(8.0) ran."""
+    paired = Paired(Revolve(Paired.pairs(8), 2), 8)
+    for bad in ("8", 8.0):
+        with pytest.raises(amcheck.ArgumentTypeError, match=r"n_steps must be an integer"):
+            list(paired.reverse(bad))  # type: ignore[arg-type]
+    with pytest.raises(amcheck.InvalidArgumentError, match=r"n_steps must be 8 \(the length "
+                       r"Paired was planned for\), got 9"):
+        list(paired.reverse(9))
+    assert list(paired.reverse(8))

@@ -47,7 +47,7 @@ from amcheck.schedules._actions import (
     TierName,
 )
 from amcheck.schedules._base import Schedule
-from amcheck.schedules._revolve import reverse_range
+from amcheck.schedules._revolve import check_reverse_length, reverse_range
 
 __all__ = ["Paired", "paired_reverse_range"]
 
@@ -186,10 +186,7 @@ class Paired(Schedule):
             yield _real(action, step)
 
     def reverse(self, n_steps: int) -> Iterator[Action]:
-        if n_steps != self.n_steps:
-            raise InvalidArgumentError(
-                f"{self!r} was planned for n_steps={self.n_steps}, not {n_steps}"
-            )
+        check_reverse_length(self, n_steps)  # reverse("5") is not reverse(5)
         yield from _on_real_steps(self.inner.reverse(self._pairs), self._step, self._odd)
 
 

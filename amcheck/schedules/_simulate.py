@@ -79,10 +79,7 @@ class ScheduleStats:
         current state when it is not one of them, x_n once it exists, the destination of an advance
         from a pinned state, and one per prefetched disk read not loaded yet.
     peak_buffers_forward
-        The same, during the forward sweep (``forward()``) only. A disk strategy's engine adds its
-        staging buffers (disk writes in flight) to this peak: its reverse sweep only reads from
-        disk, so the reverse may use the staging buffers for RAM checkpoints once the forward
-        sweep's writes have ended.
+        The same, during the forward sweep (``forward()``) only.
     peak_buffers_writing
         The same, during the part of the forward sweep in which it writes to disk: up to and
         including the first ``Advance`` after its last ``Save(t, "disk")`` (0 when ``forward()``
