@@ -407,7 +407,8 @@ def test_wrong_inner_length() -> None:
         Paired("StoreAll(6)", 10)  # type: ignore[arg-type]
     with pytest.raises(amcheck.InvalidArgumentError, match=r"Paired.pairs\(10\) = 6"):
         Paired(StoreAll(10), 10)
-    with pytest.raises(amcheck.InvalidArgumentError, match="n_steps=10, not 9"):
+    with pytest.raises(amcheck.InvalidArgumentError,
+                       match=r"n_steps must be 10 \(the length Paired was planned for\), got 9"):
         list(Paired(StoreAll(6), 10).reverse(9))
 
 
