@@ -133,6 +133,10 @@ class TransferFuture(concurrent.futures.Future[None]):
         self.start: float | None = None
         self.end: float | None = None
         self.observed = False
+        # Under the service's lock: the loop took it (it runs, and releases its slot), or the
+        # submitter withdrew it after an interrupt (the loop must skip it).
+        self._taken = False
+        self._withdrawn = False
 
     def result(self, timeout: float | None = None) -> None:
         self.observed = True
@@ -354,13 +358,20 @@ class TransferService:
             self._inbox.put((future, make))  # no system call: the caller keeps the GIL, see above
             queued = True
         finally:
-            if not queued:  # refused, or a Ctrl-C before the loop got it: close() must not
-                with self._lock:  # wait for a future that will never run
-                    self._pending.discard(future)
-                self._slots.release()
+            if not queued:  # refused, or a Ctrl-C before or right after the put: withdrawn,
+                with self._lock:  # unless the loop took it already (then it runs and frees
+                    withdrawn = future._withdrawn = not future._taken  # its slot itself)
+                    if withdrawn:  # close() must not wait for a future that will never run
+                        self._pending.discard(future)
+                if withdrawn:
+                    self._slots.release()
         return future
 
     def _start(self, future: TransferFuture, make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        with self._lock:
+            if future._withdrawn:  # the submitter was interrupted and took back its slot
+                return
+            future._taken = True
         task = self._loop.create_task(self._run(future, make))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
