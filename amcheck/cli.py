@@ -30,7 +30,12 @@ STRATEGIES = ("store_all", "revolve", "two_level", "async_multistage")
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line on stderr and exit status 2."""
+    """An argument parser whose usage errors are one line on stderr and exit status 2, and which
+    takes no abbreviated option (``plan --ram 3`` was read as ``--ram-slots 3``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"amcheck: error: {message}\n")
@@ -154,6 +159,14 @@ def _run_demo(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _UsageError(f"--out: cannot create {str(args.out)!r}: {exc.strerror}") from None
+    try:  # before the run, not after it, when the pictures are written
+        with tempfile.TemporaryFile(dir=args.out):
+            pass
+    except OSError as exc:
+        if created:
+            with contextlib.suppress(OSError):
+                args.out.rmdir()
+        raise _UsageError(f"--out: cannot write into {str(args.out)!r}: {exc.strerror}") from None
     config = DemoConfig(
         out=args.out,
         size="small" if args.small else "default",
@@ -393,7 +406,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         extra = extra[1:]
     print(f"amcheck bench {args.name}: {sys.executable} {script} {' '.join(extra)}".rstrip(),
           flush=True)
-    return subprocess.run([sys.executable, str(script), *extra], check=False).returncode
+    code = subprocess.run([sys.executable, str(script), *extra], check=False).returncode
+    return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell says
 
 
 # -- info ----------------------------------------------------------------------------------------

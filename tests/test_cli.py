@@ -122,14 +122,35 @@ def test_bench_runs_the_script_with_extra_arguments(
 ) -> None:
     script = tmp_path / "schedules.py"
     script.write_text(
-        "import sys\nprint('ran with', sys.argv[1:])\nsys.exit(3 if '--fail' in sys.argv else 0)\n"
+        "import os, signal, sys\nprint('ran with', sys.argv[1:])\n"
+        "if '--term' in sys.argv: os.kill(os.getpid(), signal.SIGTERM)\n"
+        "sys.exit(3 if '--fail' in sys.argv else 0)\n"
     )
     assert main(["bench", "--dir", str(tmp_path), "schedules", "--sizes", "10", "-x"]) == 0
     out = capfd.readouterr().out
     assert "ran with ['--sizes', '10', '-x']" in out
     assert main(["bench", "--dir", str(tmp_path), "schedules", "--fail"]) == 3
+    # killed by SIGTERM: 143, as a shell reports it (sys.exit(-15) made it 241)
+    assert main(["bench", "--dir", str(tmp_path), "schedules", "--term"]) == 143
     assert main(["bench", "--dir", str(tmp_path), "kernels"]) == 2
     assert "benchmark 'kernels' is not in" in capfd.readouterr().err
+
+
+def test_options_are_not_abbreviated(capsys: pytest.CaptureFixture[str]) -> None:
+    """plan --ram 3 was taken as --ram-slots 3 (and --ram "2 GiB" failed about --ram-slots)."""
+    assert main(["plan", "--steps", "100", "--ram", "3"]) == 2
+    assert "unrecognized arguments: --ram 3" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_out_folder_that_cannot_be_written_is_refused_before_the_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It failed after the whole run, with a traceback, when the pictures were written (/proc
+    refuses new files even to root)."""
+    assert main(["demo", "--small", "--out", "/proc", "--iterations", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("amcheck: error: --out: cannot write into '/proc'") and "\n" == err[-1]
 
 
 def test_bench_help_of_a_real_script(capfd: pytest.CaptureFixture[str]) -> None:
