@@ -206,7 +206,7 @@ class _Gradients:
 
         survey = self.survey
         model = survey.start_model.with_vp(vp)
-        totals = Totals()
+        totals = Totals(measured=self.interval is None)
         misfit = 0.0
         grad = np.zeros(survey.vp_true.shape)
         bars = Bars(label, len(survey.geometries) * survey.n_steps, self.progress)

@@ -98,6 +98,7 @@ class Totals:
     strategy: str = ""
     slots: int | None = None
     intervals: list[int] = field(default_factory=list)
+    measured: bool = True  # the interval k was automatic (measured as the sweeps ran)
 
     def add(self, result: Any) -> None:
         stats = result.stats
@@ -147,9 +148,10 @@ class Totals:
         spacing = self.n_steps / self.disk_writes
         lo, hi = min(self.intervals), max(self.intervals)
         k = str(lo) if lo == hi else f"{lo}-{hi}"
+        how = ("the interval k, measured as it runs, ended at" if self.measured else
+               "the interval k given was")
         return (f"{self.disk_writes / shots:.3g} disk checkpoints per shot, one every "
-                f"{spacing:.0f} steps on average; the interval k, measured as it runs, ended "
-                f"at {k}")
+                f"{spacing:.0f} steps on average; {how} {k}")
 
     @property
     def recompute_factor(self) -> float:

@@ -11,10 +11,10 @@ out of memory, a node failure) leaves its folder behind, with a lock file nobody
 kernel released the lock with the process.
 
 So each new folder's Checkpointer looks at the other ``amcheck-*`` folders of the same directory
-(its direct children only; a ``listdir`` and an ``flock`` try each) and warns, once, about those
-no process holds, with their sizes. It does not delete them: ``flock`` may be a no-op on some
-network file systems (where a live run's folder would look stale), and the warning costs nothing
-if wrong. A folder is skipped while
+(its direct children only; a ``listdir`` and an ``flock`` try each) and warns about those no
+process holds (each once a process), with their sizes. It does not delete them: ``flock`` may be
+a no-op on some network file systems (where a live run's folder would look stale), and the
+warning costs nothing if wrong. A folder is skipped while
 
 - its lock is held (a live run), or the lock cannot be tried (no ``flock`` there);
 - it changed in the last :data:`YOUNG_SECONDS` (a run is making it, and has not locked it yet,
@@ -53,6 +53,9 @@ YOUNG_SECONDS = 30.0
 # the Checkpointer's 16 hex digits, or tempfile.mkdtemp's 8 characters (before 2026-11-30)
 _NAME = re.compile(re.escape(PREFIX) + r"([0-9a-f]{16}|[a-z0-9_]{8})")
 _CONTENTS = frozenset({STORE_NAME, STORE_NAME + LOCK_SUFFIX})
+#: The stale folders this process has warned about: each is named once, not by every
+#: Checkpointer made beside it (an inversion makes one per shot and gradient).
+_WARNED: set[Path] = set()
 
 
 def _size(folder: Path) -> int:
@@ -111,9 +114,11 @@ def stale_folders(directory: Path, own: Path) -> list[tuple[Path, int]]:
 def warn_stale_folders(directory: Path, own: Path, stacklevel: int) -> None:
     """Warn (a ``UserWarning``) about the :func:`stale_folders` of ``directory``, if any;
     ``stacklevel`` counts from the caller (1: the caller's own line)."""
-    stale = stale_folders(directory, own)
+    stale = [(folder, nbytes) for folder, nbytes in stale_folders(directory, own)
+             if folder not in _WARNED]
     if not stale:
         return
+    _WARNED.update(folder for folder, _ in stale)  # once a process: a demo makes dozens
     listed = ", ".join(f"{folder.name} ({format_bytes(nbytes)})" for folder, nbytes in stale)
     total = format_bytes(sum(nbytes for _, nbytes in stale))
     warnings.warn(

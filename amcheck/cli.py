@@ -334,8 +334,8 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "disk-vs-ram": ("disk_vs_ram.py",),
     "fwi-overlap": ("fwi_overlap.py",),
     "fwi-threads": ("fwi_threads.py",),
-    "long": ("long_sequences.py", "long.py", "long_sequence.py"),
-    "kernels": ("kernels_vs_devito.py", "kernels.py"),
+    "long": ("long_sequences.py",),
+    "kernels": ("kernels_vs_devito.py",),
     "schedules": ("schedules.py",),
     "zero-copy": ("zero_copy.py",),
 }

@@ -284,3 +284,11 @@ def test_fwi_gradient_rejects_a_non_callable_progress(
     model, geometry, d_obs = shot
     with pytest.raises(amcheck.ArgumentTypeError, match="progress"):
         fwi_gradient(model, geometry, d_obs, progress=3)  # type: ignore[arg-type]
+
+
+def test_a_given_interval_is_not_called_measured(tmp_path: Path) -> None:
+    report = io.StringIO()
+    run_demo(DemoConfig(out=tmp_path / "d", size="small", progress=False, iterations=0,
+                        interval=10, compare=False), stream=report)
+    assert "the interval k given was 10" in report.getvalue()
+    assert "measured as it runs" not in report.getvalue()

@@ -339,6 +339,9 @@ def test_a_killed_run_folder_is_named_in_a_warning(tmp_path: Path, children: lis
     assert alive not in message and "amcheck-results" not in message
     assert "amcheck-abcd1234" not in message
     ckp.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # named once a process, not by every Checkpointer
+        checkpointer().close()
     assert (runs / dead).is_dir()  # named, never deleted
     assert live.finish() == ""
     assert sorted(p.name for p in runs.iterdir()) == sorted([dead, "amcheck-abcd1234",
