@@ -13,12 +13,14 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
@@ -576,7 +578,8 @@ def _main(argv: list[str] | None) -> int:
               "says what each does)", file=sys.stderr)
         return 2
     try:
-        code: int = args.handler(args)
+        with _terminate_as_exception():
+            code: int = args.handler(args)
     except (_UsageError, AmcheckError) as exc:
         message = " ".join(str(exc).split())  # one line, whatever the message holds
         print(f"amcheck: error: {message}", file=sys.stderr)
@@ -584,7 +587,33 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("amcheck: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("amcheck: terminated", file=sys.stderr)
+        return 143
     return code
+
+
+class _Terminated(BaseException):
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler's time limit), raised in the main thread
+    so that, as after Ctrl-C, every Checkpointer closes and removes its disk folder."""
+
+
+@contextlib.contextmanager
+def _terminate_as_exception() -> Iterator[None]:
+    """While the command runs, SIGTERM raises :class:`_Terminated` (it ended the process at once,
+    leaving the demo's disk folders behind); the previous handler comes back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

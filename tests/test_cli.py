@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,29 @@ def test_errors_from_the_installed_command(module: str) -> None:
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("amcheck: error: ")
     assert "Traceback" not in bad.stderr
+
+
+def test_sigterm_ends_the_demo_as_ctrl_c_does(tmp_path: Path) -> None:
+    """kill / timeout / a scheduler's time limit: it ended the process at once, leaving the
+    demo's disk folder behind; now the run closes its Checkpointers and exits with 143."""
+    import signal
+
+    disk = tmp_path / "scratch"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "amcheck", "demo", "--small", "--no-progress", "--out",
+         str(tmp_path / "out"), "--disk", str(disk)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert demo.stdout is not None
+    for line in demo.stdout:  # the inversion's gradients, each with a disk folder, follow
+        if "iteration 0" in line:
+            break
+    time.sleep(0.3)  # inside one of them
+    demo.send_signal(signal.SIGTERM)
+    _, err = demo.communicate(timeout=120)
+    assert demo.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "amcheck: terminated"
+    assert not disk.exists() or not any(disk.iterdir())
 
 
 def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
