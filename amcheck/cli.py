@@ -137,7 +137,9 @@ def _add_demo(subparsers: argparse._SubParsersAction[_Parser]) -> None:
                       "zfp:tol=1e-9, zfp:rate=16, bitround:keepbits=12, ... (lossy codecs make "
                       "the gradient approximate)")
     demo.add_argument("--strategy", choices=DEMO_STRATEGIES, default="async_multistage",
-                      help="checkpointing strategy (default async_multistage; revolve: RAM only)")
+                      help="checkpointing strategy (default async_multistage; revolve: RAM "
+                           "only; auto: the Checkpointer's choice, store-all where the states "
+                           "fit in --ram, else Revolve or async multistage)")
     demo.add_argument("--interval", type=_positive_int, default=None, metavar="K",
                       help="steps between disk checkpoints (default: the Checkpointer's)")
     demo.add_argument("--no-compare", action="store_true",
