@@ -158,18 +158,24 @@ def _run_demo(args: argparse.Namespace) -> int:
                           "pip install 'amcheck[plot]'")
     if args.out.exists() and not args.out.is_dir():
         raise _UsageError(f"--out must be a folder, got the file {str(args.out)!r}")
-    created = not args.out.exists()
+    # --out and the parents it needs: a run that fails before writing anything removes them
+    created = [p for p in (args.out, *args.out.parents) if not p.exists()]
+
+    def remove_created() -> None:
+        for folder in created:  # innermost first, while empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        remove_created()
         raise _UsageError(f"--out: cannot create {str(args.out)!r}: {exc.strerror}") from None
     try:  # before the run, not after it, when the pictures are written
         with tempfile.TemporaryFile(dir=args.out):
             pass
     except OSError as exc:
-        if created:
-            with contextlib.suppress(OSError):
-                args.out.rmdir()
+        remove_created()
         raise _UsageError(f"--out: cannot write into {str(args.out)!r}: {exc.strerror}") from None
     config = DemoConfig(
         out=args.out,
@@ -187,9 +193,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     try:
         run_demo(config)
     except BaseException:
-        if created:  # a run that failed before writing anything leaves no empty --out behind
-            with contextlib.suppress(OSError):
-                args.out.rmdir()
+        remove_created()  # no empty --out (or its parents) left behind
         raise
     return 0
 

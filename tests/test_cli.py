@@ -92,6 +92,16 @@ def test_demo_out_must_be_a_folder(capsys: pytest.CaptureFixture[str], tmp_path:
     assert err.count("\n") == 1 and "--out must be a folder" in err
 
 
+def test_a_failed_demo_removes_the_folders_it_made_for_out(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Only the innermost was removed: --out np/a/b left np/a behind."""
+    out = tmp_path / "np" / "a" / "b"
+    assert main(["demo", "--small", "--out", str(out), "--ram", "1KiB"]) == 2
+    assert "amcheck: error:" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("module", ["amcheck.cli", "amcheck"])
 def test_errors_from_the_installed_command(module: str) -> None:
     # A real process (python -m amcheck too): its exit status and its single line on stderr,
