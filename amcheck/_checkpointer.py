@@ -718,7 +718,7 @@ class Checkpointer:
             self._engine.progress = progress
             self._engine.tuner = tuner = self._make_tuner(self._schedule)
             with self._cores(forward=True):
-                n = self._engine.run_forward(self._schedule.forward(), x0)
+                n = self._engine.run_forward(self._schedule.forward(), x0, self._n_given)
             self._stats.interval = ended = getattr(self._schedule, "interval", None)
             if tuner is not None and ended and not getattr(self._schedule, "thinning_rounds", 0):
                 if tuner.probing:

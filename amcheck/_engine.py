@@ -267,8 +267,10 @@ class Engine:
         """Whether a finished reverse sweep left what another one needs."""
         return self._replay is not None
 
-    def run_forward(self, actions: Iterable[Action], x0: State) -> int:
-        """Run the forward sweep from ``x0`` (copied into the pool) and return n.
+    def run_forward(self, actions: Iterable[Action], x0: State, n_steps: int | None = None
+                    ) -> int:
+        """Run the forward sweep from ``x0`` (copied into the pool) and return n; ``n_steps``,
+        when known, is in the stats from the start (a look at them during the sweep).
 
         Raises
         ------
@@ -279,6 +281,7 @@ class Engine:
         """
         self.clear()
         self._stats.reset()
+        self._stats.n_steps = n_steps
         slot = self._take()
         for key, array in self._rw(slot).items():
             np.copyto(array, x0[key])

@@ -45,8 +45,9 @@ class Stats:
     Attributes
     ----------
     n_steps
-        n, the number of steps of the sequence (known once the forward sweep ended; ``None``
-        before the first ``forward()``).
+        n, the number of steps of the sequence: from the start of ``forward()`` when
+        ``n_steps`` was given, else once the forward sweep ended; ``None`` before the first
+        ``forward()``.
     forward_steps
         Forward steps executed, recomputations included.
     reverse_steps

@@ -849,3 +849,16 @@ def test_a_repeated_reverse_sweep_sees_the_states_of_the_first(strategy: str) ->
                 for key, array in first.items():
                     np.testing.assert_array_equal(adj.grad[key], array)
     assert repeated > 0
+
+
+@pytest.mark.parametrize("n_steps", [N, None])
+def test_stats_read_during_the_forward_sweep_know_a_given_length(n_steps: int | None) -> None:
+    """ckp.stats from another thread or a progress callback said n=None during a sweep whose
+    n_steps was given; an unknown length is known only once the sweep ended."""
+    seen: list[int | None] = []
+    fwd = Forward(stop_at=N if n_steps is None else None)
+    with Checkpointer(fwd, Adjoint(), initial_state(), n_steps, ram="1 MiB",
+                      strategy="store_all") as ckp:
+        ckp.forward(progress=lambda steps: seen.append(ckp.stats.n_steps))
+        assert seen and set(seen) == {n_steps}
+        assert ckp.stats.n_steps == N
