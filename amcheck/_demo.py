@@ -237,6 +237,8 @@ class _Gradients:
 
 def _warm_up(size: DemoSize) -> None:
     """Compile (or load from numba's cache) every kernel the run uses, on a tiny model."""
+    import numba
+
     from amcheck.kernels import Geometry, Model, forward_modeling, fwi_gradient
 
     vp = np.full((24, 24), 2.0)
@@ -245,8 +247,6 @@ def _warm_up(size: DemoSize) -> None:
     geometry = Geometry(model, pos, pos, t0=0.0, tn=40 * model.critical_dt, f0=size.f0)
     d = forward_modeling(model, geometry)
     state = 2 * int(np.prod(model.grid_shape)) * 4
-    import numba
-
     # Revolve with few slots: read-only checkpoints and in-place advances, as in the real run;
     # on numba's threads and on one fewer, where the kernels run their serial variants: the
     # real run's sweeps with disk traffic start on one fewer (compute_threads=None), and loading

@@ -30,7 +30,9 @@ def _frozen(values: Mapping[str, int] | Mapping[str, float]) -> Mapping[str, flo
     return MappingProxyType(dict(values))
 
 
-def _unpickle_stats(values: dict[str, Any]) -> Stats:
+def _stats_of(values: dict[str, Any]) -> Stats:
+    """A :class:`Stats` of its fields by name, the dicts among them made read-only (a
+    snapshot of the recorder, or an unpickled copy)."""
     frozen: dict[str, Any] = {k: _frozen(v) if isinstance(v, dict) else v
                               for k, v in values.items()}
     return Stats(**frozen)
@@ -57,7 +59,8 @@ class Stats:
         operators write straight into checkpoint slots; the pyrevolve adapter
         (:mod:`amcheck.compat.pyrevolve`) counts its saves and restores here. The copy of
         ``initial_state`` into the pool at the start of ``forward()`` is the input, not a
-        checkpoint copy, and is not counted. Disk transfers are counted in ``reads``/``writes``, not here.
+        checkpoint copy, and is not counted. Disk transfers are counted in
+        ``reads``/``writes``, not here.
     peak_ram_bytes
         Most bytes of the RAM pool in use at once (slots holding checkpoints, the current
         state, x_n and staging buffers), padding included. Never above ``ram_pool_bytes``.
@@ -134,7 +137,7 @@ class Stats:
     def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
         """Pickles (e.g. back from a worker process): the read-only mappings travel as dicts."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return _unpickle_stats, ({k: dict(v) if isinstance(v, Mapping) else v
+        return _stats_of, ({k: dict(v) if isinstance(v, Mapping) else v
                                   for k, v in values.items()},)
 
     def __str__(self) -> str:
@@ -193,4 +196,4 @@ class StatsRecorder:
 
     def snapshot(self) -> Stats:
         """An immutable copy of the counters (every field of :class:`Stats`, by name)."""
-        return _unpickle_stats({f.name: getattr(self, f.name) for f in fields(Stats)})
+        return _stats_of({f.name: getattr(self, f.name) for f in fields(Stats)})

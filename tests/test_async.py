@@ -759,7 +759,8 @@ def test_a_checkpointer_dropped_unclosed_is_cleaned_up(tmp_path: Path) -> None:
         ckp.forward()
         assert any(t.name.startswith("amcheck") for t in threading.enumerate())
 
-    made = rf"Checkpointer \(made at {re.escape(__file__)}:{forgetful.__code__.co_firstlineno + 1}\)"
+    line = forgetful.__code__.co_firstlineno + 1  # the Checkpointer(...) call
+    made = rf"Checkpointer \(made at {re.escape(__file__)}:{line}\)"
     with pytest.warns(ResourceWarning, match=rf"{made} was not closed"):  # noqa: PT031
         forgetful()  # collected on return (or by the collector)
         gc.collect()
