@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, TextIO
 
 from amcheck._errors import AmcheckError
 
@@ -561,16 +561,65 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (2 for a usage error, 130 when interrupted,
-    141 when the reader of its output went away, as after SIGPIPE)."""
+    143 when terminated, 141 when the reader of its output went away, as after SIGPIPE, and 1
+    when the output cannot be written)."""
+    stdout, sys.stdout = sys.stdout, _Output(sys.stdout)
     try:
-        return _main(argv)
+        code = _main(argv)
+        sys.stdout.flush()  # what is still buffered fails here, not at the interpreter's exit
+        return code
     except BrokenPipeError:
-        # `amcheck plan ... | head -1`: stop quietly, and point stdout at /dev/null so that the
-        # interpreter's flush at exit does not fail on the closed pipe again
-        with contextlib.suppress(AttributeError, OSError, ValueError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+        # `amcheck plan ... | head -1`: stop quietly
+        _drop_stdout()
         return 141
+    except _OutputError as exc:
+        # `amcheck plan ... > /dev/full`, a full disk: one line, not a traceback
+        _drop_stdout()
+        print(f"amcheck: error: the output could not be written ({exc})", file=sys.stderr)
+        return 1
+    finally:
+        sys.stdout = stdout
+
+
+class _OutputError(Exception):
+    """Writing to standard output failed (other than a closed pipe)."""
+
+
+class _Output:
+    """Standard output whose write failures raise :class:`_OutputError`, told apart from the
+    OSErrors of the files a command writes."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        with _output_errors():
+            return self._stream.write(text)
+
+    def flush(self) -> None:
+        with _output_errors():
+            self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _output_errors() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise _OutputError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's flush at exit does not fail on the
+    same output again."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _main(argv: list[str] | None) -> int:

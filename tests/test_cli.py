@@ -151,6 +151,18 @@ def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
     assert done.stderr == ""
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("command", [["plan", "--steps", "100", "--ram-slots", "3"], ["info"]])
+def test_an_output_that_cannot_be_written_is_one_line_not_a_traceback(command: list[str]) -> None:
+    # `amcheck plan ... > /dev/full`: every write fails with ENOSPC
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "amcheck", *command], stdout=full,
+                              stderr=subprocess.PIPE, text=True, check=False)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == ("amcheck: error: the output could not be written (OSError: [Errno 28] "
+                           "No space left on device)\n")
+
+
 def test_bench_runs_the_script_with_extra_arguments(
     tmp_path: Path, capfd: pytest.CaptureFixture[str],
 ) -> None:
