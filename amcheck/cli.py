@@ -308,7 +308,8 @@ def _run_plan(args: argparse.Namespace) -> int:
         ("strategy", strategy),
         ("steps n", f"{stats.n_steps:,}"),
         ("RAM slots", "n (all)" if slots is None else f"{slots:,}"),
-        ("interval", "-" if interval is None else f"{interval:,}"),
+        ("interval", "-" if interval is None else f"{interval:,}" if interval == args.interval
+         else f"{interval:,} ({args.interval:,} given, in whole pairs and at most n)"),
         ("pairs of steps", f"yes: {n:,} pairs" if pairs else
          "no (they change nothing below 3 steps)" if args.pairs else "no"),
         ("forward steps", f"{stats.forward_steps:,}"),

@@ -89,6 +89,19 @@ def test_plan_bad_arguments(
     assert words in lines[0]
 
 
+@pytest.mark.parametrize(("interval", "shown"), [
+    ("8", "8"), ("7", "8 (7 given, in whole pairs and at most n)"),
+    ("200", "100 (200 given, in whole pairs and at most n)"),
+])
+def test_plan_table_says_when_pairs_change_the_interval(
+    interval: str, shown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["plan", "--steps", "100", "--ram-slots", "5", "--interval", interval, "--pairs"]
+    assert main(argv) == 0
+    [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("interval")]
+    assert row.split(None, 1)[1] == shown
+
+
 def test_plan_store_all_needs_no_ram_slots(capsys: pytest.CaptureFixture[str]) -> None:
     # store_all keeps every state: --ram-slots is optional (and ignored when given).
     assert main(["plan", "--steps", "50", "--strategy", "store_all", "--json"]) == 0
