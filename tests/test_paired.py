@@ -245,6 +245,9 @@ def test_pairs_only_for_an_unknown_length_on_a_two_level_schedule(tmp_path: Path
     with pytest.raises(amcheck.ArgumentTypeError, match="pairs"):
         TwoLevel(None, 3, 4, pairs=1)  # type: ignore[arg-type]
     assert repr(TwoLevel(None, 3, 4, pairs=True)).endswith("pairs=True)")
+    numpy_true = AsyncMultistage(None, 2, 4, pairs=np.True_)  # a numpy bool is a bool
+    assert numpy_true.reverse_from_next is True
+    assert simulate(numpy_true, 20) == simulate(AsyncMultistage(None, 2, 4, pairs=True), 20)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 9, 10, 11])

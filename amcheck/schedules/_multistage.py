@@ -255,7 +255,8 @@ class _Periodic(Schedule):
         self.slots: int = check_int("slots", slots, minimum=1)
         given = check_int("interval", interval, minimum=1)
         self.disk_slots: int | None = check_optional_int("disk_slots", disk_slots, minimum=1)
-        if check_bool("pairs", pairs) and self.n_steps is not None:
+        pairs = check_bool("pairs", pairs)  # a numpy.bool_ too: the engine reads `is True`
+        if pairs and self.n_steps is not None:
             raise InvalidArgumentError(
                 f"pairs=True applies to an unknown length (n_steps=None), got n_steps="
                 f"{self.n_steps}; for a known length plan over pairs with "
