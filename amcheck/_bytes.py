@@ -77,7 +77,7 @@ def physical_memory() -> int:
     return memory if limit is None else min(memory, limit)
 
 
-def parse_bytes(value: ByteSize, name: str = "budget") -> int:
+def parse_bytes(value: ByteSize, name: str = "budget", *, on_disk: bool = False) -> int:
     """Parse a byte budget into a number of bytes.
 
     Parameters
@@ -90,6 +90,9 @@ def parse_bytes(value: ByteSize, name: str = "budget") -> int:
         cgroup's memory limit where that is lower).
     name
         The parameter's name, for the error message.
+    on_disk
+        The size is one on disk, which a share of memory does not measure: a percentage is
+        refused.
 
     Returns
     -------
@@ -102,7 +105,7 @@ def parse_bytes(value: ByteSize, name: str = "budget") -> int:
         ``value`` is neither an integer (``int``, ``numpy.int64``, ...) nor a ``str``.
     InvalidArgumentError
         The string cannot be parsed, the unit is unknown, or the value is negative or a
-        percentage outside (0, 100].
+        percentage outside (0, 100] (or any percentage ``on_disk``).
     """
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, str)):
         raise ArgumentTypeError(
@@ -126,6 +129,10 @@ def parse_bytes(value: ByteSize, name: str = "budget") -> int:
         )
     number, unit = float(match.group(1)), match.group(2).lower()
     if unit == "%":
+        if on_disk:
+            raise InvalidArgumentError(
+                f"{name}={value!r}: a percentage is a share of memory, not of a disk; give the "
+                "size the checkpoints may take on disk, such as '8 GiB'")
         if not 0.0 < number <= 100.0:
             raise InvalidArgumentError(
                 f"{name} must be a percentage of physical memory in (0, 100], got {value!r}"

@@ -247,7 +247,8 @@ class Checkpointer:
         :func:`amcheck.storage.parse_compression`). Must be ``None`` when ``disk`` is a Tier
         instance (configure compression on the tier) or ``None``.
     disk_budget
-        Bytes the disk checkpoints may take at once (``"8 GiB"``), or ``None`` for no bound.
+        Bytes the disk checkpoints may take at once (``"8 GiB"``; not a percentage, which
+        would be one of memory), or ``None`` for no bound.
         Each checkpoint counts as the state's uncompressed size (``spec.nbytes``), or with
         ``"zfp:rate=..."`` its fixed coded size (``Tier.data_nbytes()``; on the disk each also
         takes a crc32c and a shard index per field level, tens of bytes, the store a few KiB of
@@ -502,7 +503,7 @@ class Checkpointer:
             raise InvalidArgumentError(
                 f"disk_budget={disk_budget!r} needs a disk; with disk=None nothing goes to disk"
             )
-        return parse_bytes(disk_budget, "disk_budget")
+        return parse_bytes(disk_budget, "disk_budget", on_disk=True)
 
     @staticmethod
     def _disk_slots(tier: Tier | None, disk_budget: int | None, named: bool) -> int | None:

@@ -123,7 +123,7 @@ class RawTier(Tier):
     records
         Number of records (checkpoints held at once) to preallocate.
     budget
-        Bytes the file may take (``"8 GiB"``, an int); the number of records is
+        Bytes the file may take (``"8 GiB"``, an int; not a percentage); the number of records is
         ``budget // record_nbytes``. Give ``records`` or ``budget`` or neither: with neither the
         file grows as checkpoints come and ``capacity`` is ``None``.
     durable
@@ -196,7 +196,7 @@ class RawTier(Tier):
         self.record_nbytes = -(-size // RECORD_ALIGNMENT) * RECORD_ALIGNMENT
         n_records = check_optional_int("records", records, minimum=1)
         if budget is not None:
-            nbytes = parse_bytes(budget, "budget")
+            nbytes = parse_bytes(budget, "budget", on_disk=True)
             n_records = nbytes // self.record_nbytes
             if n_records < 1:
                 raise BudgetError(

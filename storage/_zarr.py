@@ -265,7 +265,8 @@ class ZarrTier(Tier):
         :class:`StoreMismatchError`; a store written with the same spec and compression is
         reopened with its checkpoints.
     budget
-        Bytes the held checkpoints may take on the store (after compression), e.g. ``"20 GiB"``;
+        Bytes the held checkpoints may take on the store (after compression), e.g. ``"20 GiB"``
+        (not a percentage);
         ``None`` for no limit. A put that would exceed it raises :class:`TierFullError` and leaves
         the tier as it was.
     index_interval
@@ -378,7 +379,7 @@ class ZarrTier(Tier):
             _check_dtype(key, np.dtype(fld.dtype))
             # Before the store is touched.
             self.compression.check_field(key, fld.dtype, self._layouts[key].chunk)
-        self._budget = None if budget is None else parse_bytes(budget, "budget")
+        self._budget = None if budget is None else parse_bytes(budget, "budget", on_disk=True)
         if self._budget == 0:
             raise InvalidArgumentError("budget must be > 0 bytes (or None for no limit), got 0")
         store_key = _store_key(store)

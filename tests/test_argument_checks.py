@@ -238,7 +238,9 @@ def test_zarr_tier_refuses_codecs_that_do_not_decode_what_they_code(
     asyncio.run(ok.close())
 
 
-def test_checkpointer_refuses_a_store_with_checkpoints_and_explains_a_mismatch() -> None:
+def test_checkpointer_refuses_a_store_with_checkpoints_and_explains_a_mismatch(
+    tmp_path: Path,
+) -> None:
     from zarr.storage import MemoryStore
 
     from amcheck import StoreMismatchError
@@ -259,6 +261,9 @@ def test_checkpointer_refuses_a_store_with_checkpoints_and_explains_a_mismatch()
             r"Checkpointer needs an empty store.*overwrite=True")
     _raises(lambda: ZarrTier(MemoryStore(), StateSpec.from_arrays(x0), budget=0),
             InvalidArgumentError, "budget must be > 0")
+    for tier in (lambda: ZarrTier(MemoryStore(), StateSpec.from_arrays(x0), budget="10%"),
+                 lambda: RawTier(tmp_path / "raw", StateSpec.from_arrays(x0), budget="10%")):
+        _raises(tier, InvalidArgumentError, "budget='10%': a percentage is a share of memory")
 
 
 def test_raw_tier_close_that_cannot_remove_its_file(tmp_path: Path,

@@ -1152,6 +1152,11 @@ def test_budget_errors_name_the_bytes(tmp_path: Path) -> None:
         Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=disk, disk_budget=100)
     with pytest.raises(InvalidArgumentError, match=r"disk_budget='1 GiB' needs a disk"):
         Checkpointer(Forward(), Adjoint(), initial_state(), N, disk_budget="1 GiB")
+    with pytest.raises(InvalidArgumentError, match=r"disk_budget='50%': a percentage is a share "
+                       r"of memory, not of a disk; give .* such as '8 GiB'"):
+        Checkpointer(Forward(), Adjoint(), initial_state(), N, disk=tmp_path / "d",
+                     disk_budget="50%")
+    assert not (tmp_path / "d").exists()  # refused before anything was made for the disk
     with pytest.raises(amcheck.ArgumentTypeError, match=r"max_in_flight must be an integer"):
         Checkpointer(Forward(), Adjoint(), initial_state(), N, disk=disk, max_in_flight=1.5)
     with pytest.raises(InvalidArgumentError, match=r"compute_threads must be None \(auto\), 'all'"):
