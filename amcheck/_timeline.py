@@ -297,7 +297,8 @@ class Timeline:
         Raises
         ------
         InvalidArgumentError
-            ``path``'s folder does not exist, or its suffix is not a format matplotlib writes.
+            ``path``'s folder does not exist, its suffix is not a format matplotlib writes, or
+            the file cannot be written (the ``OSError`` chained).
         """
         if not isinstance(path, (str, os.PathLike)):
             raise ArgumentTypeError(
@@ -335,10 +336,10 @@ class Timeline:
         suffix = out.suffix.lower().lstrip(".")
         formats = FigureCanvasBase.get_supported_filetypes()
         if suffix not in formats:
+            what = "has no suffix to name a format" if not suffix else (
+                f"names a format the plot cannot be saved in, {suffix!r}")
             raise InvalidArgumentError(
-                f"path={str(out)!r}: {'no suffix' if not suffix else repr(suffix)} is not a format "
-                f"the plot can be saved in; use one of {', '.join(sorted(formats))}"
-            )
+                f"path={str(out)!r} {what}; use one of {', '.join(sorted(formats))}")
         records, threads, _ = self._snapshot()
         colours = {
             "compute": "#4C72B0",
@@ -393,6 +394,10 @@ class Timeline:
         try:
             fig.tight_layout()
             fig.savefig(out, dpi=120, bbox_inches="tight")
+        except OSError as exc:  # a folder of that name, no permission, a full disk ...
+            raise InvalidArgumentError(
+                f"path={str(out)!r} could not be written ({type(exc).__name__}: {exc}); save "
+                "elsewhere") from exc
         finally:
             plt.close(fig)
         return out

@@ -243,10 +243,16 @@ def test_plot_names_a_bad_path_before_drawing(tmp_path: Path) -> None:
     timeline = Timeline()
     with pytest.raises(amcheck.InvalidArgumentError, match=r"the folder .*nodir' does not exist"):
         timeline.plot(tmp_path / "nodir" / "t.png")
-    with pytest.raises(amcheck.InvalidArgumentError, match=r"'xyz' is not a format .*png"):
+    with pytest.raises(amcheck.InvalidArgumentError,
+                       match=r"names a format the plot cannot be saved in, 'xyz'; use .*png"):
         timeline.plot(tmp_path / "t.xyz")
-    with pytest.raises(amcheck.InvalidArgumentError, match=r"no suffix is not a format"):
+    with pytest.raises(amcheck.InvalidArgumentError, match=r"t' has no suffix to name a format"):
         timeline.plot(tmp_path / "t")
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(amcheck.InvalidArgumentError,
+                       match=r"folder.png' could not be written \(IsADirectoryError: ") as info:
+        timeline.plot(tmp_path / "folder.png")
+    assert isinstance(info.value.__cause__, IsADirectoryError)
     assert timeline.plot(tmp_path / "t.svg").exists()
 
 
