@@ -308,8 +308,8 @@ class Timeline:
             raise ArgumentTypeError(
                 f"title must be a str or None, got {title!r} of type {type(title).__name__}"
             )
-        if not os.fspath(path):
-            raise InvalidArgumentError("path must name an image file, got ''")
+        if not os.fspath(path).strip():
+            raise InvalidArgumentError(f"path must name an image file, got {os.fspath(path)!r}")
         if not self.enabled:
             raise InvalidArgumentError(
                 "this timeline is disabled (enabled=False, as with Checkpointer(..., "

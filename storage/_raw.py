@@ -180,8 +180,10 @@ class RawTier(Tier):
         durable = check_bool("durable", durable)
         checksum = check_bool("checksum", checksum)
         overwrite = check_bool("overwrite", overwrite)
-        if not os.fspath(path):
-            raise InvalidArgumentError("path must name a file or a directory, got ''")
+        if not os.fspath(path).strip():
+            raise InvalidArgumentError(
+                f"path must name a file or a directory, got {os.fspath(path)!r} (an unset "
+                "environment variable?)")
         if records is not None and budget is not None:
             raise InvalidArgumentError(
                 f"give records or budget, not both (got records={records!r}, budget={budget!r})"

@@ -134,8 +134,10 @@ def _open_store(store: Any) -> tuple[Store, bool, str]:
 
         return FsspecStore.from_url(store), True, store
     if isinstance(store, (str, os.PathLike)):
-        if not os.fspath(store):
-            raise InvalidArgumentError("store must name a directory, got ''")
+        if not os.fspath(store).strip():
+            raise InvalidArgumentError(
+                f"store must name a directory, got {os.fspath(store)!r} (an unset environment "
+                "variable?)")
         # Absolute: "." has no name to put the lock file beside, and a later chdir must not move
         # the store.
         local = Path(os.path.abspath(os.path.expanduser(store)))

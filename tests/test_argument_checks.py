@@ -5,6 +5,7 @@ parameter, instead of a raw TypeError/AttributeError from deep inside, or passin
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -204,7 +205,11 @@ def test_raw_tier_refuses_an_existing_file_and_a_file_in_use(tmp_path: Path) -> 
     precious.write_text("mine")
     _raises(lambda: RawTier(precious, SPEC, records=2), InvalidArgumentError, "overwrite=True")
     assert precious.read_text() == "mine"  # neither emptied nor removed
-    _raises(lambda: RawTier("", SPEC, records=2), InvalidArgumentError, "path must name")
+    for blank in ("", "  ", "\n"):  # an unset variable, or one that holds only blanks
+        _raises(lambda blank=blank: RawTier(blank, SPEC, records=2), InvalidArgumentError,
+                f"path must name a file or a directory, got {re.escape(repr(blank))}")
+    _raises(lambda: Timeline().plot(" "), InvalidArgumentError,
+            "path must name an image file, got ' '")
     first = RawTier(tmp_path, SPEC, records=2)
     try:
         _raises(lambda: RawTier(tmp_path, SPEC, records=2, overwrite=True), InvalidArgumentError,

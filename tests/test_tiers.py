@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -566,8 +567,10 @@ async def test_zarr_refuses_a_foreign_store(tmp_path: Path) -> None:
     with pytest.raises(StoreMismatchError, match="overwrite=True erases only zarr stores"):
         ZarrTier(tmp_path / "d", SPEC, overwrite=True)
     assert (tmp_path / "d" / "notes.txt").read_text() == "not zarr"
-    with pytest.raises(InvalidArgumentError, match="store must name a directory"):
-        ZarrTier("", SPEC, overwrite=True)
+    for blank in ("", "   ", "\t"):
+        with pytest.raises(InvalidArgumentError,
+                           match=f"store must name a directory, got {re.escape(repr(blank))}"):
+            ZarrTier(blank, SPEC, overwrite=True)
 
 
 async def test_zarr_missing_chunk_is_an_error_not_zeros() -> None:
