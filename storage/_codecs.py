@@ -64,6 +64,11 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
+from amcheck._validate import (
+    check_bool,
+    check_optional_int,
+    check_positive_float,
+)
 
 __all__ = [
     "Compression",
@@ -167,6 +172,41 @@ class Compression:
     peak_tol: float | None = None
     keepbits: int | None = None
     custom: bool = False
+
+    def __post_init__(self) -> None:
+        """Check a Compression built by hand as parse_compression checks what it builds."""
+        if not isinstance(self.text, str) or not self.text.strip():
+            raise ArgumentTypeError(f"Compression text must be a non-empty str, got {self.text!r}")
+        check_bool("Compression lossless", self.lossless)
+        check_bool("Compression custom", self.custom)
+        for name in ("abs_tol", "rel_tol", "peak_tol"):
+            if getattr(self, name) is not None:
+                check_positive_float(f"Compression {name}", getattr(self, name))
+        check_optional_int("Compression keepbits", self.keepbits, minimum=1)
+        codecs = {"filters": self.filters, "compressors": self.compressors,
+                  "_lossless_compressors": self._lossless_compressors}
+        for name, value in codecs.items():
+            if not isinstance(value, tuple):
+                raise ArgumentTypeError(
+                    f"Compression {name} must be a tuple of zarr v3 codecs, got {value!r}")
+        if not (self.serializer is not None or any(codecs.values())):
+            return
+        import_zarr()
+        from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec
+
+        kinds = {"filters": ArrayArrayCodec, "compressors": BytesBytesCodec,
+                 "_lossless_compressors": BytesBytesCodec}
+        for name, value in codecs.items():
+            for codec in value:
+                if not isinstance(codec, kinds[name]):
+                    raise ArgumentTypeError(
+                        f"Compression {name} must hold zarr v3 {kinds[name].__name__}s, got "
+                        f"{codec!r} of type {type(codec).__name__}; parse_compression builds a "
+                        "Compression from a spec string or codec objects")
+        if self.serializer is not None and not isinstance(self.serializer, ArrayBytesCodec):
+            raise ArgumentTypeError(
+                f"Compression serializer must be None or a zarr v3 ArrayBytesCodec, got "
+                f"{self.serializer!r} of type {type(self.serializer).__name__}")
 
     @staticmethod
     def lossy_applies(dtype: np.dtype[Any]) -> bool:

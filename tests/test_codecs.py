@@ -11,7 +11,7 @@ import numcodecs
 import numpy as np
 import pytest
 import zarr.codecs
-from amcheck.storage import ZarrTier, parse_compression
+from amcheck.storage import Compression, ZarrTier, parse_compression
 from zarr.storage import MemoryStore
 
 from amcheck import ArgumentTypeError, Checkpointer, InvalidArgumentError, StateSpec
@@ -233,6 +233,29 @@ def test_bad_types() -> None:
         parse_compression(["zstd"])
     with pytest.raises(InvalidArgumentError, match="two array->bytes"):
         parse_compression([numcodecs.ZFPY(mode=4, tolerance=1e-3), numcodecs.ZFPY(mode=2, rate=8)])
+
+
+@pytest.mark.parametrize(("fields", "error", "match"), [
+    ({"text": 5}, ArgumentTypeError, "Compression text must be a non-empty str, got 5"),
+    ({"lossless": "no"}, ArgumentTypeError, "Compression lossless must be True or False"),
+    ({"compressors": ("zstd",)}, ArgumentTypeError,
+     "Compression compressors must hold zarr v3 BytesBytesCodecs, got 'zstd' of type str"),
+    ({"filters": (5,)}, ArgumentTypeError, "Compression filters must hold zarr v3 ArrayArray"),
+    ({"filters": [zarr.codecs.TransposeCodec(order=(0,))]}, ArgumentTypeError,
+     "Compression filters must be a tuple"),
+    ({"serializer": zarr.codecs.ZstdCodec()}, ArgumentTypeError,
+     "Compression serializer must be None or a zarr v3 ArrayBytesCodec"),
+    ({"abs_tol": -1.0}, InvalidArgumentError, "Compression abs_tol must be a finite number > 0"),
+    ({"keepbits": 0}, InvalidArgumentError, "Compression keepbits must be an integer >= 1"),
+])  # fmt: skip
+def test_a_compression_built_by_hand_is_checked(
+    fields: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    # zarr's own TypeError, deep inside a tier's opening, was what a bad field gave before
+    with pytest.raises(error, match=match):
+        Compression(**{"text": "mine", **fields})
+    made = parse_compression("bitround:keepbits=12+zstd")
+    assert Compression(made.text, made.filters, made.serializer, made.compressors) is not None
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
