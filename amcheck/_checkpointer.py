@@ -512,8 +512,12 @@ class Checkpointer:
         bound) at most what the tier's own capacity holds (``Tier.max_checkpoints()``)."""
         if tier is None:
             return None
-        per = max(tier.data_nbytes(), 1)
-        held = tier.max_checkpoints() if named else None
+        # A Tier subclass of the caller's answers these: what it says is checked like any input.
+        what = f"the disk tier {type(tier).__name__}'s"
+        per = max(check_int(f"{what} data_nbytes()", tier.data_nbytes(), minimum=0), 1)
+        check_optional_int(f"{what} capacity", tier.capacity, minimum=0)
+        held = (check_optional_int(f"{what} max_checkpoints()", tier.max_checkpoints(), minimum=0)
+                if named else None)
         if held is not None and held < 1:
             raise BudgetError(
                 f"the disk tier {tier!r} holds no checkpoint of {per} bytes "
@@ -544,6 +548,11 @@ class Checkpointer:
         if isinstance(disk, Tier):
             if disk.closed:
                 raise InvalidArgumentError(f"disk tier {disk!r} is closed; pass an open tier")
+            if not isinstance(getattr(disk, "spec", None), StateSpec):
+                raise ArgumentTypeError(
+                    f"disk tier {disk!r} has no StateSpec as its spec (got "
+                    f"{getattr(disk, 'spec', None)!r}): a Tier sets self.spec to the layout of "
+                    "the states it stores")
             if disk.spec != spec:
                 raise InvalidArgumentError(
                     f"disk tier stores states {disk.spec!r}, but initial_state is {spec!r}"

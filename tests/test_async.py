@@ -1356,6 +1356,29 @@ def test_a_full_disk_says_how_to_bound_the_disk_tier(tmp_path: Path) -> None:
     assert any("disk_budget" in note for note in caught.value.__notes__)
 
 
+@pytest.mark.parametrize(("answers", "match"), [
+    ({"capacity": "64"}, "the disk tier Odd's capacity must be an integer, got '64' of type str"),
+    ({"data_nbytes": lambda self: "32"},
+     "the disk tier Odd's data_nbytes\\(\\) must be an integer, got '32'"),
+    ({"max_checkpoints": lambda self: 2.5},
+     "the disk tier Odd's max_checkpoints\\(\\) must be an integer, got 2.5"),
+    ({"spec": None}, "has no StateSpec as its spec \\(got None\\): a Tier sets self.spec"),
+])  # fmt: skip
+def test_what_a_tier_of_the_callers_says_of_itself_is_checked(
+    tmp_path: Path, answers: dict[str, Any], match: str
+) -> None:
+    # a Tier subclass of the user's: its answers had given raw TypeErrors and AttributeErrors
+    odd = type("Odd", (RawTier,), {
+        key: property(lambda self, value=value: value) if not callable(value) else value
+        for key, value in answers.items() if key != "spec"})
+    tier = odd(tmp_path / "r.bin", SPEC)
+    if "spec" in answers:
+        tier.spec = answers["spec"]
+    with pytest.raises(amcheck.ArgumentTypeError, match=match):
+        Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=tier)
+    asyncio.run(tier.close())
+
+
 def test_a_remembered_interval_that_a_sweep_cannot_measure_is_forgotten(tmp_path: Path) -> None:
     """One slow sweep left k as long as the sequence; the next sweeps made one or two writes,
     too few to measure, so k stayed there (and was remembered again) for every later gradient.
