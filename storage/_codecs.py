@@ -366,6 +366,10 @@ def _parse_params(family: str, text: str, params: str) -> dict[str, str]:
             raise InvalidArgumentError(
                 f"compression {text!r}: parameter {item!r} of {family!r} must read key=value"
             )
+        if key in out:
+            raise InvalidArgumentError(
+                f"compression {text!r}: {family} {key} is given twice ({out[key]!r} and "
+                f"{value!r}); give it once")
         out[key] = value
     return out
 

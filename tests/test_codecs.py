@@ -203,6 +203,8 @@ def test_every_pipeline_ends_with_a_checksum() -> None:
         ("zstd:level=23", "zstd level must be 1..22, got 23"),
         ("blosc:cname=snappy", "cname must be one of"),
         ("blosc:clevel", "key=value"),
+        ("zstd:level=3,level=4", "zstd level is given twice \\('3' and '4'\\); give it once"),
+        ("zfp:tol=1e-4,TOL=1e-3", "zfp tol is given twice"),
         ("zstd+", "empty part"),
         ("none+zstd", "cannot be chained"),
         ("zfp:tol=1+zfp:rate=4", "zfp given twice"),
