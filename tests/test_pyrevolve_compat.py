@@ -152,6 +152,21 @@ def test_adapter_errors() -> None:
         Revolver(ck, object(), rev, 2, N)  # type: ignore[arg-type]
     with pytest.raises(ArgumentTypeError, match=r"checkpoint must have a method get_data"):
         Revolver(object(), fwd, rev, 2, N)  # type: ignore[arg-type]
+
+    class Positional:  # checked when the Revolver is built, not at the first apply_forward()
+        def apply(self, t0: int, t1: int) -> None: ...
+
+    with pytest.raises(ArgumentTypeError, match=r"rev_operator.apply must accept the keyword "
+                       r"arguments t_start and t_end, .* its signature is \(t0, t1\)"):
+        Revolver(ck, fwd, Positional(), 2, N)  # type: ignore[arg-type]
+
+    class NoStep(Checkpoint):
+        def get_data_location(self) -> list[np.ndarray]:  # type: ignore[override]
+            return []
+
+    with pytest.raises(ArgumentTypeError, match=r"checkpoint.get_data_location must accept a "
+                       r"timestep, 1 positional argument"):
+        Revolver(NoStep(live), fwd, rev, 2, N)
     with pytest.raises(InvalidArgumentError, match=r"n_checkpoints must be an integer >= 1"):
         Revolver(ck, fwd, rev, 0, N)
     with pytest.raises(InvalidArgumentError, match=r"n_timesteps must be an integer >= 1"):
