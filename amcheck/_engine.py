@@ -132,7 +132,8 @@ def assignment_hint(exc: BaseException, reverse: bool = False) -> str:
     if isinstance(exc, TypeError) and "mappingproxy" in text:
         if "assignment" in text and not reverse:
             return ("; src and dst are read-only mappings of arrays: write into a field in "
-                    "place, dst[name][...] = value, not dst[name] = value")
+                    "place, dst[name][...] = value (or += value), not dst[name] = value (nor "
+                    "dst[name] += value)")
         names, field = (("state is a read-only mapping", "state[name]") if reverse
                         else ("src and dst are mappings", "src[name]"))
         return f"; {names} of field names to arrays: use their fields, e.g. {field}"

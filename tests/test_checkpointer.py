@@ -255,14 +255,19 @@ def test_advance_return_value_is_checked(value: object) -> None:
         ckp.forward()
 
 
-def test_assigning_a_field_instead_of_writing_into_it_gets_a_hint() -> None:
+@pytest.mark.parametrize("augmented", [False, True])
+def test_assigning_a_field_instead_of_writing_into_it_gets_a_hint(augmented: bool) -> None:
     def advance(src: Mapping[str, np.ndarray], dst: Any, t0: int, t1: int) -> None:
-        dst["u"] = src["u"] + 1.0  # instead of dst["u"][...] = ...
+        if augmented:  # adds in place, then assigns the field
+            dst["u"] += 1.0  # instead of dst["u"][...] += 1.0
+        else:
+            dst["u"] = src["u"] + 1.0  # instead of dst["u"][...] = ...
 
     ckp = Checkpointer(advance, lambda s, t: None, initial_state(), 5, ram="1 MiB",
                        strategy="revolve")
     with ckp, pytest.raises(OperatorError, match=r"write into a field in place, "
-                                                 r"dst\[name\]\[...\] = value"):
+                            r"dst\[name\]\[...\] = value \(or \+= value\), not dst\[name\] = "
+                            r"value \(nor dst\[name\] \+= value\)"):
         ckp.forward()
 
 
