@@ -173,8 +173,10 @@ def _collected(disk: DiskPath | None, written: set[int], owned: _Owned, pid: int
 
 
 #: The open Checkpointer each caller-owned tier serves, by id (a tier may define __eq__ and so
-#: not hash; a Checkpointer holds its tier, so the id is not reused while it lives).
+#: not hash; a Checkpointer holds its tier, so the id is not reused while it lives); and each
+#: schedule instance of an unknown length, which follows the one forward sweep it plans.
 _TIER_USERS: OpenUsers[int, Checkpointer] = OpenUsers()
+_SCHEDULE_USERS: OpenUsers[int, Checkpointer] = OpenUsers()
 
 __all__ = ["Checkpointer"]
 
@@ -413,6 +415,12 @@ class Checkpointer:
             and not (interval is not None and (tier is None or strategy in ("store_all", "revolve")))
         ) else None
         try:
+            if (isinstance(strategy, Schedule) and strategy.n_steps is None
+                    and _SCHEDULE_USERS.claim(id(strategy), self) is not None):
+                raise InvalidArgumentError(
+                    f"strategy {strategy!r} is already used by another open Checkpointer; with "
+                    "n_steps=None a schedule follows the forward sweep it plans, and two would "
+                    "mix theirs: give each its own instance (or close the other first)")
             disk_slots = self._disk_slots(tier, disk_bytes, isinstance(strategy, str))
             try:
                 self._plan: Plan = plan(
@@ -672,6 +680,7 @@ class Checkpointer:
         if self._finalizer is not None:
             self._finalizer.detach()
         _TIER_USERS.release(self)
+        _SCHEDULE_USERS.release(self)
         self._owned.close()
 
     # -- sweeps --------------------------------------------------------------------------------

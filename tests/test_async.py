@@ -709,6 +709,35 @@ def test_a_callers_tier_serves_one_open_checkpointer(tmp_path: Path) -> None:
         Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=tier, interval=4)
 
 
+def test_a_schedule_of_an_unknown_length_serves_one_open_checkpointer(tmp_path: Path) -> None:
+    """It follows the forward sweep it plans: a.forward(), b.forward(), a.reverse() failed with
+    a message about the schedule's consumed actions, not about the sharing."""
+    from amcheck.schedules import AsyncMultistage
+
+    schedule = AsyncMultistage(None, 2, 3)
+    first = Checkpointer(Forward(stop_at=9), Adjoint(), initial_state(), None, ram=RAM,
+                         disk=tmp_path, strategy=schedule)
+    with pytest.raises(InvalidArgumentError, match=r"strategy AsyncMultistage\(n_steps=None, .*\) "
+                       r"is already used by another open Checkpointer; .* give each its own"):
+        Checkpointer(Forward(stop_at=20), Adjoint(), initial_state(), None, ram=RAM,
+                     disk=tmp_path, strategy=schedule)
+    first.close()
+    for _ in range(2):  # free again once the first is closed
+        with Checkpointer(Forward(stop_at=20), Adjoint(), initial_state(), None, ram=RAM,
+                          disk=tmp_path, strategy=schedule) as again:
+            again.forward()
+            again.reverse()
+    known = amcheck.schedules.AsyncMultistage(N, 2, 3)  # plans from n alone: shared freely
+    with (Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=tmp_path,
+                       strategy=known) as a,
+          Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=RAM, disk=tmp_path,
+                       strategy=known) as b):
+        a.forward()
+        b.forward()
+        a.reverse()
+        b.reverse()
+
+
 def test_a_tier_that_does_not_hash_is_accepted(tmp_path: Path) -> None:
     """The one-open-Checkpointer check keyed a dict by the tier: a tier with __eq__ (a
     dataclass, say) raised a bare TypeError."""
