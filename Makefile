@@ -8,6 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 # (Re)install when the venv is missing or pyproject.toml changed.
 $(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "amcheck needs Python 3.11 or newer; $(PYTHON) is " + sys.version.split()[0] + ": name another, e.g. make demo PYTHON=python3.12")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test,plot]"
