@@ -661,8 +661,12 @@ class Checkpointer:
                 # Scratch: removed on close and never reopened, so no index is written.
                 tier = ZarrTier(self._owned.folder / STORE_NAME, spec, compression,
                                 index_interval=None)
-            except BaseException:
+            except BaseException as exc:
                 self._owned.remove_folder()
+                if type(exc) is InvalidArgumentError:  # a field the store cannot hold
+                    raise InvalidArgumentError(
+                        f"initial_state cannot be checkpointed in a zarr store on disk="
+                        f"{disk!r}: {exc}") from exc
                 raise
             self._owned.tier = tier
             if tier.locked:  # else no flock here: a live run's folder would look stale

@@ -676,16 +676,19 @@ def test_an_empty_disk_path_is_refused(disk: str) -> None:
         Checkpointer(Forward(), Adjoint(), initial_state(), N, disk=disk)
 
 
-@pytest.mark.parametrize(("dtype", "match"), [
-    (">f8", "non-native byte order"), ("<f16", "cannot store"), ("V8", "cannot store"),
+@pytest.mark.parametrize(("name", "dtype", "match"), [
+    ("u", ">f8", "field 'u' .*non-native byte order"), ("u", "<f16", "field 'u' .*cannot store"),
+    ("u", "V8", "field 'u' .*cannot store"), ("a/b", "f8", "name 'a/b' cannot name a zarr array"),
 ])
 def test_a_dtype_the_disk_tier_cannot_store_is_refused_up_front(
-    tmp_path: Any, dtype: str, match: str
+    tmp_path: Any, name: str, dtype: str, match: str
 ) -> None:
     """A big-endian field ran the whole forward sweep and failed reading back; float128 and
-    void fields failed with zarr's own ValueError / TypeError."""
-    x0 = {"u": np.zeros(8, dtype=dtype)}
-    with pytest.raises(InvalidArgumentError, match=f"field 'u' .*{match}"):
+    void fields failed with zarr's own ValueError / TypeError. The message names the argument
+    the field came from."""
+    x0 = {name: np.zeros(8, dtype=dtype)}
+    with pytest.raises(InvalidArgumentError, match=r"initial_state cannot be checkpointed in a "
+                       f"zarr store on disk=.*: .*{match}"):
         Checkpointer(lambda s, d, t0, t1: None, lambda s, t: None, x0, N, disk=tmp_path,
                      strategy="async_multistage", interval=4)
     assert list(tmp_path.iterdir()) == []
