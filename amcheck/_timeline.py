@@ -155,6 +155,7 @@ class Timeline:
         self._pending: list[tuple[float, float, int, int, int, int, int]] = []
         self._threads: dict[str, int] = {}
         self._tiers: dict[str | None, int] = {None: 0}
+        self._transfers = 0  # "write" and "read" events since the last clear()
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickles (e.g. back from a worker process) without its lock."""
@@ -209,6 +210,8 @@ class Timeline:
             row = (start, end, _NO_STEP if step is None else step, nbytes, code,
                    tiers.setdefault(tier, len(tiers)), threads.setdefault(name, len(threads)))
             self._pending.append(row)
+            if code in _TRANSFER:
+                self._transfers += 1
             if len(self._pending) >= _BLOCK:
                 self._blocks.append(np.array(self._pending, dtype=_RECORD))
                 self._pending = []
@@ -247,6 +250,7 @@ class Timeline:
         with self._lock:
             self._blocks.clear()
             self._pending = []
+            self._transfers = 0
 
     def __len__(self) -> int:
         with self._lock:
@@ -268,6 +272,8 @@ class Timeline:
         1.0 means every transfer ran while the compute thread was busy, 0.0 that none did;
         ``None`` when there was no transfer.
         """
+        if not self._transfers:  # RAM-only sweeps: no need to gather every event
+            return None
         return _hidden_fraction(self._snapshot()[0])
 
     def to_json(self) -> list[dict[str, Any]]:
