@@ -289,8 +289,10 @@ class Engine:
         self._cur, self._cur_t = slot, 0
         if self._dp is not None and self.tuner is not None:
             self._dp.write_observer = self.tuner.observe_write
+        poll = self._dp is not None  # no disk path, no transfers to reap: no call per action
         for index, action in enumerate(actions):
-            self._poll()
+            if poll:
+                self._poll()
             if self._execute(action, index, forward=True):
                 break
         else:
@@ -336,10 +338,12 @@ class Engine:
         self._next_reverse = self._n - 1
         self._window = 0
         ended = False
+        poll = self._dp is not None
         for index, action in enumerate(actions):
             if self._record is not None:
                 self._record.append(action)
-            self._poll()
+            if poll:
+                self._poll()
             if self._execute(action, index, forward=False):
                 ended = True
                 break
