@@ -640,6 +640,8 @@ class Engine:
         return False
 
     def _reached(self, result: object, t0: int, t1: int, forward: bool) -> int:
+        if result is None:  # the usual answer: no message to format for returned_step
+            return t1
         step = returned_step(result, f"the forward operator's advance(src, dst, t0={t0}, t1={t1})")
         if step is None:
             return t1
