@@ -171,9 +171,10 @@ def test_pairs_of_steps_give_the_same_gradient(strategy: str, progress: bool,
     assert paired.misfit == plain.misfit
     np.testing.assert_array_equal(paired.gradient, plain.gradient)
     assert paired.stats.forward_steps < plain.stats.forward_steps
-    assert paired.interval is None or paired.interval % 2 == 0
+    n = AcousticForward(initial, geometry).n_steps
+    # whole pairs, or (on a loaded machine, slow writes) the whole sequence, whose n is odd here
+    assert paired.interval is None or paired.interval % 2 == 0 or paired.interval == n
     if progress:  # each reverse step reported once in each of the two gradients
-        n = AcousticForward(initial, geometry).n_steps
         assert sum(steps for phase, steps in seen if phase == "reverse") == 2 * n
 
 
