@@ -1418,8 +1418,8 @@ def test_a_remembered_interval_that_a_sweep_cannot_measure_is_forgotten(tmp_path
         slow = False
 
         async def put(self, step: int, state: Any) -> None:
-            if self.slow:
-                await asyncio.sleep(0.1)
+            if self.slow:  # 1000 steps of 0.3 ms: k is the whole sequence even if a busy
+                await asyncio.sleep(0.3)  # machine makes a step 5x slower (0.1 s gave 177)
             await super().put(step, state)
 
     class Steady(Forward):  # 0.3 ms a step: a write delayed a few ms by a busy machine
