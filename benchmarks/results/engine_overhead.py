@@ -16,7 +16,12 @@ d. a bare Python loop calling the reverse kernel on the real state, timed the sa
 number of kernel calls; it includes the operators' own Python wrappers.
 
     .venv/bin/python benchmarks/results/engine_overhead.py N ROUNDS
+
+With ``--json`` (session 19, for engine_overhead_ab.py) it runs variants a and b only, for the
+amcheck of the working directory, and prints one JSON line ``{"a": [...], "b": [...]}``.
 """
+import json
+import os
 import statistics
 import sys
 import time
@@ -31,10 +36,12 @@ from _machine import describe
 import amcheck
 
 n, rounds = int(sys.argv[1]), int(sys.argv[2])
+as_json = sys.argv[3:] == ["--json"]
 _wave.compile_kernels()
 numba.set_num_threads(1)
 clock = time.perf_counter
-print(f"{describe()}; n = {n}, {rounds} rounds, Revolve in RAM over pairs, 10 states")
+if not as_json:
+    print(f"{describe()}; n = {n}, {rounds} rounds, Revolve in RAM over pairs, 10 states")
 
 polluter = np.ones(12 * 2**20 // 4, np.float32)
 
@@ -99,13 +106,21 @@ variants = {
     "c. 2 KiB state + 12 MiB streamed a call": lambda: sweep(16, True),
     "d. bare loop, reverse kernel, 4 MiB": bare_loop,
 }
+if as_json:
+    assert amcheck.__file__.startswith(os.getcwd()), amcheck.__file__  # the tree's amcheck
+    variants = {name[0]: fn for name, fn in variants.items() if name[0] in "ab"}
 for fn in variants.values():
     fn()  # warm up
 results: dict[str, list[float]] = {name: [] for name in variants}
 for r in range(rounds):
     for name, fn in variants.items():
         results[name].append(fn())
-    print(f"  round {r + 1}: " + ", ".join(f"{v[-1]:.1f}" for v in results.values()), flush=True)
+    if not as_json:
+        print(f"  round {r + 1}: " + ", ".join(f"{v[-1]:.1f}" for v in results.values()),
+              flush=True)
+if as_json:
+    print(json.dumps(results))
+    sys.exit()
 print("\nengine time per operator call, microseconds: median (min-max)")
 for name, values in results.items():
     print(f"  {name:42s} {statistics.median(values):6.1f} ({min(values):.1f}-{max(values):.1f})")

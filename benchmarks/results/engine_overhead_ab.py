@@ -1,6 +1,6 @@
 """Ad hoc (session 19): engine_overhead.py's variants a (4 MiB state) and b (2 KiB) for several
 source trees, alternated process by process (each tree's amcheck on PYTHONPATH, from its root;
-engine_overhead_ab_driver.py runs the sweeps). Prints the median (min-max) of each tree's
+``engine_overhead.py N ROUNDS --json`` runs the sweeps). Prints the median (min-max) of each tree's
 microseconds per operator call and the change against the first tree.
 
     python benchmarks/results/engine_overhead_ab.py N ROUNDS_PER_PROC PROCS TREE1 TREE2 ...
@@ -18,13 +18,13 @@ n, per, procs = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 which = os.environ.get("WHICH", "ab")
 trees = sys.argv[4:]
 py = sys.executable
-driver = os.path.join(os.path.dirname(os.path.abspath(__file__)), "engine_overhead_ab_driver.py")
+script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "engine_overhead.py")
 res = {t: {"a": [], "b": []} for t in trees}
 for r in range(procs):
     order = trees if r % 2 == 0 else trees[::-1]
     for t in order:
         env = dict(os.environ, PYTHONPATH=t)
-        out = subprocess.run([py, driver, str(n), str(per), which],
+        out = subprocess.run([py, script, str(n), str(per), "--json"],
                              check=False, cwd=t, env=env, capture_output=True, text=True)
         if out.returncode:
             print(out.stderr)
