@@ -87,7 +87,7 @@ def parse_bytes(value: ByteSize, name: str = "budget", *, on_disk: bool = False)
         (``B``, ``kB``, ``MB``, ``GB``, ``TB`` are powers of 10; ``KiB``, ``MiB``, ``GiB``,
         ``TiB`` and the bare letters ``K``, ``M``, ``G``, ``T`` are powers of 2; case does not
         matter), or a percentage of physical memory such as ``"25%"`` (of :func:`physical_memory`: a
-        cgroup's memory limit where that is lower).
+        cgroup's memory limit where that is lower). A size in a unit rounds to whole bytes.
     name
         The parameter's name, for the error message.
     on_disk
@@ -104,8 +104,8 @@ def parse_bytes(value: ByteSize, name: str = "budget", *, on_disk: bool = False)
     ArgumentTypeError
         ``value`` is neither an integer (``int``, ``numpy.int64``, ...) nor a ``str``.
     InvalidArgumentError
-        The string cannot be parsed, the unit is unknown, or the value is negative or a
-        percentage outside (0, 100] (or any percentage ``on_disk``).
+        The string cannot be parsed, the unit is unknown, or the value is negative, above 0
+        but below one byte, or a percentage outside (0, 100] (or any percentage ``on_disk``).
     """
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, str)):
         raise ArgumentTypeError(
@@ -154,7 +154,11 @@ def parse_bytes(value: ByteSize, name: str = "budget", *, on_disk: bool = False)
             f"{name} is too large to be a byte size: {value!r}; give a finite size such as "
             "'64 GiB' or '2 TB'"
         )
-    return int(nbytes)
+    if 0 < nbytes < 0.5:  # "0.0001 KiB": not a size anyone means by it
+        raise InvalidArgumentError(
+            f"{name}={value!r} is less than one byte ({nbytes:g} bytes); give a size of at least "
+            "one byte")
+    return round(nbytes)  # "1e-3 KiB" is 1.024 bytes: 1; a fraction of a unit rounds to bytes
 
 
 def format_bytes(nbytes: float) -> str:

@@ -117,6 +117,11 @@ def test_byte_sizes() -> None:
     _raises(lambda: parse_bytes("1e400 B", "ram"), InvalidArgumentError, "too large to be a byte")
     _raises(lambda: parse_bytes("1e400", "ram"), InvalidArgumentError, "too large to be a byte")
     assert parse_bytes("1.5 kB") == 1500 and parse_bytes("2.0") == 2 and parse_bytes("1.5K") == 1536
+    # a fraction of a unit rounds to whole bytes; a size below one byte was silently 0
+    assert parse_bytes("1e-3 KiB") == 1 and parse_bytes("1.7e-3 KiB") == 2
+    assert parse_bytes("0.3 GiB") == 322122547 and parse_bytes("0 GiB") == 0
+    _raises(lambda: parse_bytes("0.0001 KiB", "ram"), InvalidArgumentError,
+            r"ram='0.0001 KiB' is less than one byte \(0.1024 bytes\)")
     _raises(lambda: parse_bytes("3 PB", "ram"), InvalidArgumentError, "TiB or K, M, G, T")
     _raises(lambda: format_bytes(None), ArgumentTypeError, "nbytes must be a real number")  # type: ignore[arg-type]
     _raises(lambda: format_bytes(float("nan")), InvalidArgumentError, "finite")
