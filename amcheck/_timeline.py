@@ -15,7 +15,6 @@ only when :attr:`Timeline.events` is read.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from amcheck._validate import (
     check_int,
     check_name,
     check_optional_int,
+    check_path,
 )
 
 __all__ = ["EVENT_KINDS", "Event", "EventKind", "Timeline", "clock"]
@@ -310,16 +310,11 @@ class Timeline:
             ``path``'s folder does not exist, its suffix is not a format matplotlib writes, or
             the file cannot be written (the ``OSError`` chained).
         """
-        if not isinstance(path, (str, os.PathLike)):
-            raise ArgumentTypeError(
-                f"path must be a str or os.PathLike, got {path!r} of type {type(path).__name__}"
-            )
+        check_path("path", path, "an image file")
         if title is not None and not isinstance(title, str):
             raise ArgumentTypeError(
                 f"title must be a str or None, got {title!r} of type {type(title).__name__}"
             )
-        if not os.fspath(path).strip():
-            raise InvalidArgumentError(f"path must name an image file, got {os.fspath(path)!r}")
         if not self.enabled:
             raise InvalidArgumentError(
                 "this timeline is disabled (enabled=False, as with Checkpointer(..., "

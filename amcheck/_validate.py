@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ __all__ = [
     "check_int",
     "check_name",
     "check_optional_int",
+    "check_path",
     "check_positive_float",
 ]
 
@@ -123,3 +125,15 @@ def check_name(name: str, value: Any) -> str:
     if not value:
         raise InvalidArgumentError(f"{name} must be a non-empty str, got ''")
     return value
+
+
+def check_path(name: str, value: Any, what: str) -> None:
+    """Raise naming ``name`` unless ``value`` is a path (``str`` or ``os.PathLike``) naming
+    ``what``; one of blanks only (an unset environment variable) is refused, not taken as the
+    working directory."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ArgumentTypeError(f"{name} must be a str or os.PathLike naming {what}, got "
+                                f"{value!r} of type {type(value).__name__}")
+    if not os.fspath(value).strip():
+        raise InvalidArgumentError(f"{name} must name {what}, got {os.fspath(value)!r} (an "
+                                   "unset environment variable?)")

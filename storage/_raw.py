@@ -48,7 +48,13 @@ from amcheck._errors import (
     TransferError,
 )
 from amcheck._state import State, StateSpec
-from amcheck._validate import check_bool, check_int, check_name, check_optional_int
+from amcheck._validate import (
+    check_bool,
+    check_int,
+    check_name,
+    check_optional_int,
+    check_path,
+)
 
 __all__ = ["RECORD_ALIGNMENT", "RawTier"]
 
@@ -172,18 +178,10 @@ class RawTier(Tier):
 
         if not isinstance(spec, StateSpec):
             raise ArgumentTypeError(f"spec must be a StateSpec, got {type(spec).__name__}")
-        if not isinstance(path, (str, os.PathLike)):
-            raise ArgumentTypeError(
-                f"path must be a file or directory path, got {path!r} of type "
-                f"{type(path).__name__}"
-            )
+        check_path("path", path, "a file or a directory")
         durable = check_bool("durable", durable)
         checksum = check_bool("checksum", checksum)
         overwrite = check_bool("overwrite", overwrite)
-        if not os.fspath(path).strip():
-            raise InvalidArgumentError(
-                f"path must name a file or a directory, got {os.fspath(path)!r} (an unset "
-                "environment variable?)")
         if records is not None and budget is not None:
             raise InvalidArgumentError(
                 f"give records or budget, not both (got records={records!r}, budget={budget!r})"

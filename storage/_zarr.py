@@ -96,7 +96,7 @@ from amcheck._errors import (
     TransferError,
 )
 from amcheck._state import State, StateSpec
-from amcheck._validate import check_bool, check_int, check_name
+from amcheck._validate import check_bool, check_int, check_name, check_path
 
 if TYPE_CHECKING:
     from zarr.abc.store import Store
@@ -134,10 +134,7 @@ def _open_store(store: Any) -> tuple[Store, bool, str]:
 
         return FsspecStore.from_url(store), True, store
     if isinstance(store, (str, os.PathLike)):
-        if not os.fspath(store).strip():
-            raise InvalidArgumentError(
-                f"store must name a directory, got {os.fspath(store)!r} (an unset environment "
-                "variable?)")
+        check_path("store", store, "a directory")
         # Absolute: "." has no name to put the lock file beside, and a later chdir must not move
         # the store.
         local = Path(os.path.abspath(os.path.expanduser(store)))
