@@ -97,22 +97,25 @@ def _describe(fn: Callable[..., Any]) -> str:
         return repr(fn)
 
 
-def check_signature(fn: Callable[..., Any], n_args: int, what: str, expected: str) -> None:
-    """Raise ArgumentTypeError unless ``fn`` accepts ``n_args`` positional arguments."""
+def check_signature(fn: Callable[..., Any], n_args: int, what: str, expected: str,
+                    keywords: tuple[str, ...] = ()) -> None:
+    """Raise ArgumentTypeError unless ``fn`` accepts ``n_args`` positional arguments and the
+    ``keywords`` arguments by name."""
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
         return  # Builtins and some compiled callables have no signature: trust the call.
     try:
-        signature.bind(*range(n_args))
+        signature.bind(*range(n_args), **dict.fromkeys(keywords, 0))
     except TypeError as exc:
         # bind()'s words are from the caller's side ("too many positional arguments" means the
         # function takes too few): say it from the function's
         reason = ("it takes fewer" if "too many" in str(exc)
                   else f"it needs more: {exc}" if "missing" in str(exc) else str(exc))
+        takes = (f"the keyword arguments {' and '.join(keywords)}" if keywords else
+                 f"{n_args} positional argument{'s' if n_args != 1 else ''}")
         raise ArgumentTypeError(
-            f"{what} must accept {expected}, {n_args} positional "
-            f"argument{'s' if n_args != 1 else ''}; its signature is {_describe(fn)}: {reason}"
+            f"{what} must accept {expected}, {takes}; its signature is {_describe(fn)}: {reason}"
         ) from None
 
 

@@ -156,8 +156,9 @@ def test_adapter_errors() -> None:
     class Positional:  # checked when the Revolver is built, not at the first apply_forward()
         def apply(self, t0: int, t1: int) -> None: ...
 
-    with pytest.raises(ArgumentTypeError, match=r"rev_operator.apply must accept the keyword "
-                       r"arguments t_start and t_end, .* its signature is \(t0.*t1.*\).*: missing a required"):
+    with pytest.raises(ArgumentTypeError, match=r"rev_operator.apply must accept pyrevolve's call "
+                       r"apply\(t_start=..., t_end=...\), the keyword arguments t_start and t_end; "
+                       r"its signature is .*\(t0.*t1.*\).*: it needs more: missing a required"):
         Revolver(ck, fwd, Positional(), 2, N)  # type: ignore[arg-type]
 
     class NoStep(Checkpoint):

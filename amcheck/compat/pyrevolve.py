@@ -20,7 +20,6 @@ copies are counted in ``stats.copies`` so that the difference stays measurable
 
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
 from collections.abc import Sequence
@@ -71,20 +70,6 @@ def __getattr__(name: str) -> Any:
         raise ImportError(f"amcheck.compat.pyrevolve has no {name} (pyrevolve's): "
                           f"{_ELSEWHERE[name]}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _check_keywords(apply: Any, what: str) -> None:
-    """Refuse, before any step runs, an ``apply`` that cannot take ``t_start=…, t_end=…``."""
-    try:
-        signature = inspect.signature(apply)
-    except (TypeError, ValueError):
-        return  # no signature to read (a builtin): trust the call
-    try:
-        signature.bind(t_start=0, t_end=1)
-    except TypeError as exc:
-        raise ArgumentTypeError(
-            f"{what} must accept the keyword arguments t_start and t_end, as pyrevolve calls "
-            f"it (apply(t_start=..., t_end=...)); its signature is {signature}: {exc}") from None
 
 
 class PyrevolveOperator(Protocol):
@@ -221,7 +206,8 @@ class Revolver:
                 raise ArgumentTypeError(
                     f"{name} must have a method apply(t_start, t_end), got {type(op).__name__}"
                 )
-            _check_keywords(op.apply, f"{name}.apply")
+            check_signature(op.apply, 0, f"{name}.apply", "pyrevolve's call apply(t_start=..., "
+                            "t_end=...)", keywords=("t_start", "t_end"))
         for method in ("get_data", "get_data_location"):
             if not callable(getattr(checkpoint, method, None)):
                 raise ArgumentTypeError(
