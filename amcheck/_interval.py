@@ -17,8 +17,7 @@ The safety margin
 -----------------
 ``margin = 1.25`` budgets a write at 80 % of the segment's compute time. The estimates below are
 medians, so half of the writes take longer than the estimate; buffered writes on the project's
-machine spread by 3–5× from run to run and by about ±20 % within a run (measured on the project's
-machines). The
+machines spread by 3–5× from run to run and by about ±20 % within a run (measured there). The
 20 % slack absorbs that spread for the typical write, and the engine's queue of in-flight writes
 absorbs the rare long one. The step time is measured *during* the overlapped sweep, so the
 slowdown that the I/O thread inflicts on the kernel is already in it, not in the margin.

@@ -4,12 +4,11 @@ zarr's write path for a whole chunk allocates a chunk-sized array, copies the se
 hops to a thread per codec and appends the crc32c with a copy of the whole chunk; its read path
 reads into a fresh allocation and copies the decoded chunk into the output. That cost about
 6.3 ms of a 7 ms put of 1 MB on the benchmark machine, where fresh large allocations are slow
-to touch (measured on the project's machines). The zarr tier therefore codes each chunk itself, in
-one call on one pool
-thread, with the same codec calls zarr's pipeline makes, so the bytes are exactly what zarr
-writes and plain zarr reads them back (``tests/test_tiers.py`` checks it). A plain chunk
-(native-endian bytes and a crc32c) is the caller's own memory plus 4 bytes, so it is written and
-read without any copy; ZFP streams decode straight into the caller's array through
+to touch (measured on the project's machines). The zarr tier therefore codes each chunk itself,
+in one call on one pool thread, with the same codec calls zarr's pipeline makes, so the bytes
+are exactly what zarr writes and plain zarr reads them back (``tests/test_tiers.py`` checks
+it). A plain chunk (native-endian bytes and a crc32c) is the caller's own memory plus 4 bytes,
+so it is written and read without any copy; ZFP streams decode straight into the caller's array through
 :mod:`amcheck.storage._libzfp`.
 """
 

@@ -5,10 +5,9 @@ leading axes shorter than 4 (time levels, e.g. the two levels of a ``(2, ny, nx)
 are split off, so each level is its own 2-D (or 3-D) chunk. This matters for ZFP, which codes in
 4^d blocks: a ``(1, ny, nx)`` or ``(2, ny, nx)`` chunk is coded as 3-D with padding (6.7x instead
 of 11.6x at the same tolerance, and 4x slower; measured on the project's machines). The array
-stacks chunks along
-the first axis: a field of spatial shape ``(ny, nx)`` with ``L`` levels is an array of shape
-``(R*L*ny, nx)`` with chunks ``(ny, nx)``; checkpoint row ``r`` holds chunks ``r*L … r*L + L - 1``
-(``R`` is :data:`MAX_ROWS`; rows are handed out by :mod:`amcheck.storage._step_index`).
+stacks chunks along the first axis: a field of spatial shape ``(ny, nx)`` with ``L`` levels is
+an array of shape ``(R*L*ny, nx)`` with chunks ``(ny, nx)``; checkpoint row ``r`` holds chunks
+``r*L … r*L + L - 1`` (``R`` is :data:`MAX_ROWS`; rows are handed out by :mod:`amcheck.storage._step_index`).
 
 Those ``L`` chunks are one **shard** (zarr's sharding codec, shard shape ``(L*ny, nx)``): one file
 per checkpoint and field, the levels back to back followed by the shard index (an (offset,

@@ -358,10 +358,13 @@ class TransferService:
             self._inbox.put((future, make))  # no system call: the caller keeps the GIL, see above
             queued = True
         finally:
-            if not queued:  # refused, or a Ctrl-C before or right after the put: withdrawn,
-                with self._lock:  # unless the loop took it already (then it runs and frees
-                    withdrawn = future._withdrawn = not future._taken  # its slot itself)
-                    if withdrawn:  # close() must not wait for a future that will never run
+            # Refused, or a Ctrl-C before or right after the put: the entry is withdrawn, unless
+            # the loop took it already (then it runs and frees its slot itself). A withdrawn one
+            # leaves _pending, so that close() does not wait for a future that will never run.
+            if not queued:
+                with self._lock:
+                    withdrawn = future._withdrawn = not future._taken
+                    if withdrawn:
                         self._pending.discard(future)
                 if withdrawn:
                     self._slots.release()

@@ -15,7 +15,6 @@ import subprocess
 import sys
 
 n, per, procs = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-which = os.environ.get("WHICH", "ab")
 trees = sys.argv[4:]
 py = sys.executable
 script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "engine_overhead.py")
@@ -40,7 +39,7 @@ print("\nmedian (min-max), us per operator call")
 base = res[trees[0]]
 for t in trees:
     line = f"{os.path.basename(t):14s}"
-    for k in which:
+    for k in ("a", "b"):
         v = res[t][k]
         line += f"  {k}: {statistics.median(v):6.2f} ({min(v):.2f}-{max(v):.2f}) n={len(v)}"
         if t != trees[0]:
