@@ -1038,7 +1038,7 @@ class Checkpointer:
         if not hasattr(schedule, "set_interval"):
             return None
         remembered = INTERVALS.get(self._interval_key)
-        tuner = _AutoInterval(schedule, remembered or self._plan.interval or 1)
+        tuner = _AutoInterval(schedule, remembered or self._plan.interval or 1, self._stats)
         if remembered is not None:
             schedule.set_interval(tuner.controller.interval())  # the first segment's too
         return tuner
@@ -1090,7 +1090,10 @@ class _AutoInterval:
     Between two segments (right after each disk checkpoint of the forward sweep is submitted)
     the schedule takes ``controller.interval()``; the schedule applies it from its next segment
     on. The controller's floor follows the schedule's ``interval_floor`` (the disk budget's
-    ``ceil(n / disk_slots)``, doubled by each thinning round of an unknown-length sweep).
+    ``ceil(n / disk_slots)``, doubled by each thinning round of an unknown-length sweep). The
+    controller is told the schedule's ``knee`` and ``recompute_factor``, and each segment's
+    stall (the growth of ``stats.stall_seconds`` from its start to the next), so that it may
+    keep k at the knee (:mod:`amcheck._interval`).
 
     The first estimate is the median of :data:`PROBE_WRITES` writes, each with the disk to itself
     (:attr:`probing`): the first write of a sweep pays one-off costs (the transfer threads'
@@ -1104,16 +1107,20 @@ class _AutoInterval:
     #: Writes measured alone before the first estimate.
     PROBE_WRITES = 3
 
-    def __init__(self, schedule: Schedule, initial: int) -> None:
+    def __init__(self, schedule: Schedule, initial: int, stats: StatsRecorder) -> None:
         from amcheck._interval import IntervalController
 
         self._schedule = schedule
+        self._stats = stats
+        self._segment: tuple[int, float] | None = None  # the current one's start and stall then
         floor = int(getattr(schedule, "interval_floor", 1))
         # a known n caps k: a longer segment would be the whole sequence anyway
         n = schedule.n_steps
+        knee = getattr(schedule, "knee", None)
         self.controller = IntervalController(
             max(initial, floor), floor=floor, cap=None if n is None else max(n, floor),
-            warmup_writes=self.PROBE_WRITES)
+            warmup_writes=self.PROBE_WRITES, knee=knee,
+            recompute=None if knee is None else schedule.recompute_factor)  # type: ignore[attr-defined]
 
     @property
     def probing(self) -> bool:
@@ -1126,6 +1133,11 @@ class _AutoInterval:
         self.controller.observe_write(seconds)
 
     def segment_started(self, step: int) -> None:
+        stall = self._stats.stall_seconds
+        if self._segment is not None and step > self._segment[0]:
+            start, before = self._segment
+            self.controller.observe_segment(step - start, stall - before)
+        self._segment = step, stall
         floor = int(getattr(self._schedule, "interval_floor", 1))
         if floor != self.controller.floor:
             self.controller.set_floor(floor)

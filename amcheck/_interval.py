@@ -63,6 +63,33 @@ stalls the computation, so a downward move waits for proof. k always stays in
 (:func:`amcheck.schedules.disk_interval_floor`, or the schedule's ``interval_floor`` after a
 thinning round), the optional cap bounds recomputation.
 
+The knee: an interval the disk nearly keeps up with
+---------------------------------------------------
+The margin keeps k a little above the break-even point, and k stays above it whatever that costs
+in recomputation. Inside a segment the cost is not smooth in k: up to the *knee* K (``s + 1``
+steps for s RAM slots, ``2 (s + 1)`` over pairs of steps: the schedule's starting interval), each
+segment is reversed with every step recomputed at most once, ``2 - 1/k``; past it Revolve runs
+some steps more often, and the factor climbs (7 slots over pairs: 1.875 at k = 16, 2.10 at 20,
+2.36 at 28). Measured on the long-sequences load (n = 10⁴, 4 MiB states, 0.15 ms steps): the
+margin put k at 28, while at the knee, k = 16, writes just below break-even stalled the
+computation for 0.06 s and the sweep took 8.8 s instead of 9.3-9.6 s (two writes in flight
+overlap on the disk, which the times of single writes do not show).
+
+So the controller is told the knee and the recompute factor as a function of k (``knee``,
+``recompute``) and the stall of each segment (:meth:`~IntervalController.observe_segment`).
+When the knee is below the bandwidth interval k_bw above, it returns the knee instead, as long
+as what the computation waits for the disk there costs less than the recomputation it saves:
+
+    stall seconds over the last ``window`` knee segments
+        <= (recompute(k_bw) - recompute(K)) · step_time · max(their steps, window · K)
+
+(until a window is full, the budget is that of a full window, so that one slow write does not
+decide). The forward step time prices a recomputed step, which costs at least that, so the
+saving is if anything underestimated. When the stall exceeds the budget, k goes back to k_bw for
+``4 · window`` segments, and then tries the knee again: a disk that is too slow costs one
+window's budget every five windows at most, a disk that was slow for a while does not cost the
+knee for the rest of the sweep.
+
 References
 ----------
 N. Kukreja, J. Hückelheim and G. J. Gorman, "Backpropagation for long sequences: beyond memory
@@ -76,6 +103,7 @@ import numbers
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from statistics import median
 from typing import Any
 
@@ -180,6 +208,11 @@ class IntervalController:
     patience
         Consecutive :meth:`interval` calls with the target below the band before k falls,
         ``>= 1``; ``None`` means ``window``.
+    knee, recompute
+        The knee K (``>= 1``), and the recompute factor for an interval, ``recompute(k) -> float``
+        (see :mod:`amcheck._interval`): when K is below the interval the times call for, k is K
+        while the stalls :meth:`observe_segment` reports there cost less than the recomputation
+        saved. Both or neither (``None``, the default: no knee).
 
     Notes
     -----
@@ -210,6 +243,8 @@ class IntervalController:
         warmup_writes: int = 1,
         hysteresis: float = 0.25,
         patience: int | None = None,
+        knee: int | None = None,
+        recompute: Callable[[int], float] | None = None,
     ) -> None:
         initial = check_int("initial", initial, minimum=1)
         self._floor = check_int("floor", floor, minimum=1)
@@ -235,13 +270,27 @@ class IntervalController:
         self._writes: deque[float] = deque(maxlen=self.window)
         self._steps_seen = 0
         self._writes_seen = 0
-        self._k = self._clamp(initial)
+        self._knee = check_optional_int("knee", knee, minimum=1)
+        if (self._knee is None) != (recompute is None) or not (
+                recompute is None or callable(recompute)):
+            raise InvalidArgumentError(
+                "knee and recompute go together: an interval >= 1 and a callable giving the "
+                f"recompute factor for an interval, or both None; got knee={knee!r}, "
+                f"recompute={recompute!r}"
+            )
+        self._recompute = recompute
+        # (steps, stall seconds) of the latest segments at the knee; a cool-down after it failed
+        self._knee_segments: deque[tuple[int, float]] = deque(maxlen=self.window)
+        self._cooldown = 0
+        self._was_ready = False  # at the previous observe_segment: the segment it began was timed
+        self._k = self._clamp(initial)  # the interval of the times alone (bandwidth, hysteresis)
+        self._returned = self._k
         self._changes = 0
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
-            f"IntervalController(k={self._k}, floor={self._floor}, cap={self._cap}, "
+            f"IntervalController(k={self._returned}, floor={self._floor}, cap={self._cap}, "
             f"step_time={self.step_time}, write_time={self.write_time})"
         )
 
@@ -261,6 +310,16 @@ class IntervalController:
         with self._lock:
             self._writes_seen += 1
             self._writes.append(value)
+
+    def observe_segment(self, steps: int, stall_seconds: float) -> None:
+        """Record a segment of the forward sweep that just ended: its steps and the seconds the
+        computation waited for the disk during it (only segments begun after the warm-up count)."""
+        n = check_int("steps", steps, minimum=1)
+        stall = _check_seconds("stall_seconds", stall_seconds)
+        with self._lock:
+            if self._was_ready and self._knee is not None and n == self._clamp(self._knee):
+                self._knee_segments.append((n, stall))
+            self._was_ready = self._ready()
 
     # -- estimates ------------------------------------------------------------------------------
 
@@ -329,7 +388,8 @@ class IntervalController:
         The initial interval during warm-up; then ``ceil(margin · write_time / step_time)`` at the
         first estimate, and afterwards a new value only when the target leaves the hysteresis
         band (at once above it, after ``patience`` calls below it); always within
-        ``[floor, cap]``.
+        ``[floor, cap]``. With a ``knee`` below that, the knee while its stalls cost less than
+        the recomputation it saves (see :mod:`amcheck._interval`).
         """
         with self._lock:
             k = self._k
@@ -350,11 +410,32 @@ class IntervalController:
                         self._low_run = 0
                 else:
                     self._low_run = 0
-            k = self._clamp(k)
-            if k != self._k:
+            self._k = self._clamp(k)
+            k = self._at_knee(self._k)
+            if k != self._returned:
                 self._changes += 1
-                self._k = k
+                self._returned = k
             return k
+
+    def _at_knee(self, k: int) -> int:
+        """``k``, or the knee when it is below ``k`` and its stalls are within their budget."""
+        if self._knee is None or self._recompute is None or not self._ready():
+            return k
+        knee = self._clamp(self._knee)
+        if knee >= k:
+            self._knee_segments.clear()
+            return k
+        if self._cooldown:
+            self._cooldown -= 1
+            return k
+        saving = (self._recompute(k) - self._recompute(knee)) * median(self._steps)
+        steps = sum(n for n, _ in self._knee_segments)
+        stall = sum(seconds for _, seconds in self._knee_segments)
+        if not saving > 0.0 or stall > saving * max(steps, self.window * knee):
+            self._knee_segments.clear()
+            self._cooldown = 4 * self.window
+            return k
+        return knee
 
     def _clamp(self, k: int) -> int:
         k = k if self._cap is None else min(k, self._cap)

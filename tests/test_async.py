@@ -287,6 +287,42 @@ def test_automatic_interval_follows_write_time(tmp_path: Path) -> None:
     assert disk.gets == {t: 1 for t in starts[:-1]}
 
 
+def test_automatic_interval_stays_at_the_knee_the_disk_nearly_keeps_up_with(
+        tmp_path: Path) -> None:
+    """Writes of 1.5 (slots + 1) steps' time: the margin calls for k about twice the knee
+    slots + 1, but two writes in flight keep up with segments at the knee, whose stalls cost
+    nothing next to the recomputation a longer k adds. The sweep stays there."""
+
+    class Steady(Forward):
+        def advance(self, src: Any, dst: Any, t0: int, t1: int) -> int | None:
+            time.sleep(0.001 * (t1 - t0))  # >= 1 ms a step
+            return super().advance(src, dst, t0, t1)
+
+    knee = 6  # slots + 1
+
+    class Overlapping(CountingRaw):
+        async def put(self, step: int, state: Any) -> None:
+            import asyncio
+
+            await asyncio.sleep(0.0015 * knee)  # two at a time: 4.5 ms a segment of 6 ms
+            await super().put(step, state)
+
+    n = 240
+    expected, _, _, _ = gradient(None, n, strategy="store_all", ram="1 MiB")
+    ram = (knee - 1 + 3) * SLOT  # async multistage: the slots and 3 more buffers
+    grad, _, stats, ckp = gradient(Overlapping(tmp_path / "r.bin"), n, fwd=Steady(), ram=ram,
+                                   strategy="async_multistage")
+    assert_same(grad, expected)
+    assert ckp.slots + 1 == knee == ckp.schedule.knee  # type: ignore[attr-defined]
+    assert set(np.diff(ckp.schedule.segment_starts)) == {knee}  # type: ignore[attr-defined]
+    assert stats.interval == knee
+    # what the times alone call for: ceil(1.25 · 9 ms / >= 1 ms), unless a step took > 1.9 ms
+    from amcheck._interval import required_interval
+
+    assert required_interval(0.0015 * knee, stats.compute_seconds / stats.forward_steps,
+                             margin=1.25) > knee
+
+
 # -- overlap and back-pressure --------------------------------------------------------------------
 
 

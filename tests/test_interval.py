@@ -170,6 +170,59 @@ def test_noise_does_not_make_k_flap(seed: int) -> None:
     assert changes <= 8 and 10 <= min(ks[9:]) and max(ks[9:]) <= 18
 
 
+def recompute(k: int) -> float:
+    """A recompute factor with a knee at 16: 2 - 1/k up to it, then 0.05 more a step."""
+    return 2 - 1 / k if k <= 16 else 2 - 1 / 16 + 0.05 * (k - 16)
+
+
+def segments(ctl: IntervalController, stalls: list[float], *, steps: int = 16,
+             step: float = 0.001, write: float = 0.0224) -> list[int]:
+    """One segment at a time, as the Checkpointer feeds the controller: a step and a write,
+    the segment that ended (``steps`` long, its stall), then k. The times call for k = 28."""
+    ks = []
+    for stall in stalls:
+        ctl.observe_step(step)
+        ctl.observe_write(write)
+        ctl.observe_segment(steps, stall)
+        ks.append(ctl.interval())
+    return ks
+
+
+def test_the_knee_is_kept_while_its_stalls_cost_less_than_the_recomputation() -> None:
+    plain = IntervalController(16, warmup_steps=0)
+    assert segments(plain, [0.0] * 3) == [28] * 3  # ceil(1.25 · 22.4 / 1)
+    # At the knee k = 28 recomputes 0.6 steps a step more than k = 16 does: 0.6 ms a step, so
+    # a window of 9 knee segments (144 steps) may stall 86.4 ms; the first segments are
+    # measured against a whole window's budget.
+    ctl = IntervalController(16, warmup_steps=0, knee=16, recompute=recompute)
+    assert segments(ctl, [0.0]) == [16]  # the first segment began in warm-up: not counted
+    assert segments(ctl, [0.080]) == [16]
+    assert segments(ctl, [0.0] * 7) == [16] * 7
+    assert segments(ctl, [0.006]) == [16]  # 86 ms in 9 segments: still within
+    # the 80 ms segment drops out of the window, and 6 + 80.5 ms is over the budget
+    assert segments(ctl, [0.0805]) == [28]
+    # Back to the times' interval for 4 windows, then the knee is tried again.
+    assert segments(ctl, [0.0] * 36, steps=28) == [28] * 36
+    assert segments(ctl, [0.0], steps=28) == [16]
+    assert ctl.changes == 2 and "k=16" in repr(ctl)  # 16 -> 28 -> 16
+
+
+def test_the_knee_is_not_taken_when_it_saves_nothing() -> None:
+    # The times call for k below the knee: k follows them (a write every k steps is hidden).
+    ctl = IntervalController(16, warmup_steps=0, knee=16, recompute=recompute)
+    assert segments(ctl, [0.0] * 3, write=0.004) == [5] * 3
+    # Above a knee of a flat recompute factor: nothing saved, nothing to wait for.
+    flat = IntervalController(16, warmup_steps=0, knee=16, recompute=lambda k: 2.0)
+    assert segments(flat, [0.0] * 3) == [28] * 3
+    # Segments of another length do not count against the knee.
+    ctl = IntervalController(16, warmup_steps=0, knee=16, recompute=recompute)
+    assert segments(ctl, [0.0, 10.0], steps=20) == [16, 16]
+    # A floor above the knee is the knee.
+    ctl = IntervalController(16, floor=20, warmup_steps=0, knee=16, recompute=recompute)
+    assert segments(ctl, [0.0, 0.0], steps=20) == [20, 20]
+    assert segments(ctl, [1.0], steps=20) == [28]
+
+
 def test_a_too_fast_step_gives_the_cap() -> None:
     ctl = IntervalController(3, cap=1000)
     assert feed(ctl, 0.0, 0.010, 3) == 1000
@@ -202,6 +255,9 @@ def test_thread_safe_observations() -> None:
         (lambda c: c.observe_write("1 s"), ArgumentTypeError, r"seconds must be a number .*str"),
         (lambda c: c.observe_step(True), ArgumentTypeError, "seconds_per_step"),
         (lambda c: c.set_floor(0), InvalidArgumentError, r"floor must be an integer >= 1, got 0"),
+        (lambda c: c.observe_segment(0, 0.0), InvalidArgumentError, r"steps must be .*>= 1"),
+        (lambda c: c.observe_segment(3, -1.0), InvalidArgumentError, "stall_seconds must be"),
+        (lambda c: c.observe_segment(3, None), ArgumentTypeError, "stall_seconds must be"),
     ],
 )
 def test_bad_observations_rejected(call: object, error: type[Exception], match: str) -> None:
@@ -220,6 +276,10 @@ def test_bad_observations_rejected(call: object, error: type[Exception], match: 
         ({"initial": 2, "warmup_steps": -1}, "warmup_steps"),
         ({"initial": 2, "warmup_writes": 0}, "warmup_writes"),
         ({"initial": 2, "hysteresis": -0.5}, r"hysteresis must be a fraction"),
+        ({"initial": 2, "knee": 0, "recompute": abs}, r"knee must be an integer >= 1, got 0"),
+        ({"initial": 2, "knee": 4}, r"knee and recompute go together.*recompute=None"),
+        ({"initial": 2, "recompute": abs}, r"knee and recompute go together.*knee=None"),
+        ({"initial": 2, "knee": 4, "recompute": 1.5}, r"knee and recompute go together"),
     ],
 )
 def test_bad_arguments_rejected(kwargs: dict[str, object], match: str) -> None:

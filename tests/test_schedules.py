@@ -21,6 +21,7 @@ from amcheck.schedules import (
     End,
     Free,
     Load,
+    Paired,
     Prefetch,
     Reverse,
     Revolve,
@@ -588,3 +589,29 @@ def test_pyrevolve_adapter_saves_fewer_copies() -> None:
     assert revolver.stats.writes["ram"] == 54
     # and, as pyrevolve, one forward step again before each reverse step but the first:
     assert revolver.stats.forward_steps == binomial_forward_steps(78, 8) + 77
+
+
+@given(st.integers(1, 60), st.integers(1, 12), st.booleans())
+def test_the_knee_is_the_longest_interval_that_recomputes_each_step_once(
+        k: int, slots: int, pairs: bool) -> None:
+    schedule = AsyncMultistage(None, slots, 3, pairs=pairs)
+    knee = schedule.knee
+    assert knee == (2 * slots + 1 if pairs else slots + 1)
+    assert TwoLevel(None, slots, 3, pairs=pairs).knee == knee
+    factor = schedule.recompute_factor(k)
+    assert factor == multistage_recompute_factor(Paired.pairs(k) if pairs else k, slots)
+    macro = Paired.pairs(k) if pairs else k
+    # each step run at most twice up to the knee: 2 - 1/k; more past it
+    assert (factor == 1 + (macro - 1) / macro) == (k <= knee)
+    paired = Paired(AsyncMultistage(Paired.pairs(1000), slots, 3), 1000)
+    assert paired.knee == 2 * (slots + 1)
+    assert paired.recompute_factor(k) == multistage_recompute_factor(-(-k // 2), slots)
+
+
+def test_recompute_factor_arguments() -> None:
+    with pytest.raises(InvalidArgumentError, match="interval must be an integer >= 1, got 0"):
+        AsyncMultistage(None, 4, 3).recompute_factor(0)
+    with pytest.raises(AttributeError, match="has no knee"):
+        _ = Paired(Revolve(6, 2), 10).knee
+    with pytest.raises(AttributeError, match="has no recompute_factor"):
+        Paired(StoreAll(6), 10).recompute_factor(4)

@@ -127,7 +127,7 @@ from amcheck.schedules._actions import (
     TierName,
 )
 from amcheck.schedules._base import Schedule
-from amcheck.schedules._paired import paired_reverse_range
+from amcheck.schedules._paired import Paired, paired_reverse_range
 from amcheck.schedules._revolve import (
     binomial_forward_steps,
     check_reverse_length,
@@ -338,6 +338,27 @@ class _Periodic(Schedule):
         else:
             self._start_interval = self.interval = max(k, self._base_floor)
         return self.interval
+
+    @property
+    def knee(self) -> int:
+        """The longest interval whose segments the RAM slots reverse with no step run more than
+        twice, ``slots + 1`` (``2 slots + 1`` with ``pairs=True``, whose pairs the slots hold at
+        once): past it the recompute factor climbs (:meth:`recompute_factor`)."""
+        return 2 * self.slots + 1 if self.reverse_from_next else self.slots + 1
+
+    def recompute_factor(self, interval: int) -> float:
+        """The recompute factor of a long sweep at ``interval`` steps per segment:
+        :func:`multistage_recompute_factor` over the slots, counted in the pairs of each segment
+        (``Paired.pairs(interval)``) with ``pairs=True``.
+
+        Examples
+        --------
+        >>> AsyncMultistage(None, 7, 8).recompute_factor(8)  # the knee: 2 - 1/8
+        1.875
+        """
+        k = check_int("interval", interval, minimum=1)
+        return multistage_recompute_factor(Paired.pairs(k) if self.reverse_from_next else k,
+                                           self.slots)
 
     # -- what the latest sweep recorded ---------------------------------------------------------
 

@@ -155,6 +155,32 @@ class Paired(Schedule):
         starts = self._of_inner("segment_starts", "it records no segments")
         return tuple(self._step(macro) for macro in starts)
 
+    @property
+    def knee(self) -> int:
+        """The inner schedule's ``knee`` in real steps: ``2 (slots + 1)`` for TwoLevel and
+        AsyncMultistage (at most n).
+
+        Raises
+        ------
+        AttributeError
+            The inner schedule has no interval (StoreAll, Revolve).
+        """
+        knee = self._of_inner("knee", "only TwoLevel and AsyncMultistage have an interval")
+        return self.interval_steps(int(knee), self._n)
+
+    def recompute_factor(self, interval: int) -> float:
+        """The inner schedule's ``recompute_factor`` for an interval of ``interval`` real steps
+        (:meth:`interval_pairs`), which counts pairs as the real steps count.
+
+        Raises
+        ------
+        AttributeError
+            The inner schedule has no interval (StoreAll, Revolve).
+        """
+        factor = self._of_inner("recompute_factor", "only TwoLevel and AsyncMultistage have an "
+                                "interval")
+        return float(factor(self.interval_pairs(interval, self._n)))
+
     def set_interval(self, interval: int) -> int:
         """Set the interval in real steps (:meth:`interval_pairs`); returns the one in force.
 
