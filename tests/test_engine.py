@@ -12,7 +12,7 @@ import pytest
 from amcheck.storage import RamTier
 
 from amcheck import Checkpointer, InvalidArgumentError, ScheduleError, StateSpec, TransferError
-from amcheck._engine import Engine
+from amcheck._engine import Engine, read_ahead
 from amcheck._stats import StatsRecorder
 from amcheck._timeline import Timeline
 from amcheck.schedules import (
@@ -275,3 +275,37 @@ async def test_disk_strategy_from_inside_a_running_event_loop() -> None:
     check_exact(ops, 9)
     alive = [t.name for t in threading.enumerate() if t.name.startswith("amcheck")]
     assert alive == []  # close() stopped the loop thread, the I/O and the codec threads
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 4, 5, 11])
+def test_read_ahead_yields_every_action_in_order(count: int) -> None:
+    actions = [Reverse(t) for t in range(count)]
+    assert list(read_ahead(iter(actions), size=4)) == actions
+
+
+def test_read_ahead_raises_a_schedule_error_after_the_actions_before_it() -> None:
+    read: list[int] = []
+
+    def actions() -> Any:
+        for t in range(6):
+            read.append(t)
+            yield Reverse(t)
+        raise ScheduleError("broken schedule")
+
+    got = []
+    ahead = read_ahead(actions(), size=4)
+    got.append(next(ahead))
+    assert read == [0, 1, 2, 3]  # four read at once
+    with pytest.raises(ScheduleError, match="broken schedule"):
+        got.extend(ahead)
+    assert got == [Reverse(t) for t in range(6)]  # every action before the error came first
+
+
+def test_read_ahead_raises_an_interrupt_at_once() -> None:
+    def actions() -> Any:
+        yield Reverse(1)
+        raise KeyboardInterrupt
+
+    ahead = read_ahead(actions(), size=4)
+    with pytest.raises(KeyboardInterrupt):
+        next(ahead)  # not after Reverse(1): a Ctrl-C does not wait for the actions read
