@@ -70,10 +70,11 @@ in recomputation. Inside a segment the cost is not smooth in k: up to the *knee*
 steps for s RAM slots, ``2 (s + 1)`` over pairs of steps: the schedule's starting interval), each
 segment is reversed with every step recomputed at most once, ``2 - 1/k``; past it Revolve runs
 some steps more often, and the factor climbs (7 slots over pairs: 1.875 at k = 16, 2.10 at 20,
-2.36 at 28). Measured on the long-sequences load (n = 10⁴, 4 MiB states, 0.15 ms steps): the
-margin put k at 28, while at the knee, k = 16, writes just below break-even stalled the
-computation for 0.06 s and the sweep took 8.8 s instead of 9.3-9.6 s (two writes in flight
-overlap on the disk, which the times of single writes do not show).
+2.36 at 28). Measured on the long-sequences load (n = 10⁴, 4 MiB states, 0.15 ms steps, 7
+slots over pairs): the margin put k at 26-34 and a sweep took 9.48 s (median of 8), while at
+the knee, k = 16, writes just below break-even stalled the computation for 0.002-0.097 s and a
+sweep took 8.83 s (two writes in flight overlap on the disk, which the times of single writes
+do not show).
 
 So the controller is told the knee and the recompute factor as a function of k (``knee``,
 ``recompute``) and the stall of each segment (:meth:`~IntervalController.observe_segment`).
