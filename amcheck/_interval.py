@@ -87,9 +87,10 @@ as what the computation waits for the disk there costs less than the recomputati
 (until a window is full, the budget is that of a full window, so that one slow write does not
 decide). The forward step time prices a recomputed step, which costs at least that, so the
 saving is if anything underestimated. When the stall exceeds the budget, k goes back to k_bw for
-``4 · window`` segments, and then tries the knee again: a disk that is too slow costs one
-window's budget every five windows at most, a disk that was slow for a while does not cost the
-knee for the rest of the sweep.
+``4 · window`` segments, and then tries the knee again, waiting twice as long after each failed
+try (and ``4 · window`` again once a whole window at the knee kept within its budget): a disk
+that is too slow for the knee costs a few windows' budgets in a sweep, a disk that was slow for
+a while does not cost the knee for the rest of the sweep.
 
 References
 ----------
@@ -283,6 +284,7 @@ class IntervalController:
         # (steps, stall seconds) of the latest segments at the knee; a cool-down after it failed
         self._knee_segments: deque[tuple[int, float]] = deque(maxlen=self.window)
         self._cooldown = 0
+        self._backoff = 4 * self.window  # the next cool-down
         self._was_ready = False  # at the previous observe_segment: the segment it began was timed
         self._k = self._clamp(initial)  # the interval of the times alone (bandwidth, hysteresis)
         self._returned = self._k
@@ -434,8 +436,10 @@ class IntervalController:
         stall = sum(seconds for _, seconds in self._knee_segments)
         if not saving > 0.0 or stall > saving * max(steps, self.window * knee):
             self._knee_segments.clear()
-            self._cooldown = 4 * self.window
+            self._cooldown, self._backoff = self._backoff, 2 * self._backoff
             return k
+        if len(self._knee_segments) == self.window:
+            self._backoff = 4 * self.window  # a whole window within its budget
         return knee
 
     def _clamp(self, k: int) -> int:

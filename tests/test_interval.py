@@ -205,6 +205,16 @@ def test_the_knee_is_kept_while_its_stalls_cost_less_than_the_recomputation() ->
     assert segments(ctl, [0.0] * 36, steps=28) == [28] * 36
     assert segments(ctl, [0.0], steps=28) == [16]
     assert ctl.changes == 2 and "k=16" in repr(ctl)  # 16 -> 28 -> 16
+    # A second failed try: twice as long at the times' interval.
+    assert segments(ctl, [0.0], steps=28) == [16]  # the 28-step segment does not count
+    assert segments(ctl, [0.1]) == [28]
+    assert segments(ctl, [0.0] * 72, steps=28) == [28] * 72
+    assert segments(ctl, [0.0] * 10, steps=28) == [16] * 10
+    # A whole window within its budget: the next failure waits 4 windows again.
+    assert segments(ctl, [0.0] * 9) == [16] * 9
+    assert segments(ctl, [0.2]) == [28]
+    assert segments(ctl, [0.0] * 36, steps=28) == [28] * 36
+    assert segments(ctl, [0.0], steps=28) == [16]
 
 
 def test_the_knee_is_not_taken_when_it_saves_nothing() -> None:
