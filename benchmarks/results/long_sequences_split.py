@@ -6,7 +6,9 @@ ZarrTier in a temporary directory, 8 GiB disk budget, one numba thread), n = N, 
 after an untimed one. For each sweep and each direction: the wall time, the time inside the
 operators (``compute`` events: advances; ``reverse`` events: reverse steps) with the count and
 median of each, and what is left, the engine's own time between the calls (its Python, the
-schedule's actions, the timeline) and the waits for the disk.
+schedule's actions, the timeline) and the waits for the disk. For the forward sweep also the
+disk writes (on the transfer thread): their count, median time, summed time, and the time at
+least one was in flight, which is shorter than the sum when writes overlap.
 
     .venv/bin/python benchmarks/results/long_sequences_split.py N K ROUNDS
 """
@@ -39,6 +41,16 @@ def split(events: list, lo: float, hi: float) -> dict[str, list[float]]:
     return kinds
 
 
+def busy(events: list, lo: float, hi: float) -> float:
+    """Seconds during which at least one write that started in [lo, hi) was in flight."""
+    total, reach = 0.0, lo
+    for start, end in sorted((e.start, e.end) for e in events
+                             if e.kind == "write" and lo <= e.start < hi):
+        total += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    return total
+
+
 work = Path(tempfile.mkdtemp(prefix="amcheck-bench-"))
 try:
     for sweep in range(rounds + 1):
@@ -64,5 +76,10 @@ try:
                 f"{sum(kinds[kind]):.2f} s" for kind in ("compute", "reverse") if kind in kinds)
             print(f"sweep {sweep} {name}: wall {hi - lo:.2f} s; {parts}; waits {waits:.2f} s; "
                   f"engine {hi - lo - inside - waits:.2f} s", flush=True)
+            if name == "forward":
+                writes = kinds["write"]
+                print(f"  writes {len(writes)} x {1e3 * statistics.median(writes):.2f} ms "
+                      f"(median), {sum(writes):.2f} s summed, in flight "
+                      f"{busy(events, lo, hi):.2f} s", flush=True)
 finally:
     shutil.rmtree(work, ignore_errors=True)
