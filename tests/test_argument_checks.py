@@ -117,6 +117,11 @@ def test_byte_sizes() -> None:
     _raises(lambda: parse_bytes("1e400 B", "ram"), InvalidArgumentError, "too large to be a byte")
     _raises(lambda: parse_bytes("1e400", "ram"), InvalidArgumentError, "too large to be a byte")
     assert parse_bytes("1.5 kB") == 1500 and parse_bytes("2.0") == 2 and parse_bytes("1.5K") == 1536
+    # every decimal form float() reads: ".5" was accepted and "1." refused
+    assert parse_bytes(".5 KiB") == 512 and parse_bytes("1.") == 1 and parse_bytes("1. GiB") == 2**30
+    assert parse_bytes("1.e3") == 1000 and parse_bytes("2.E1 kB") == 20_000
+    for bad in (".", ". GiB", "1..5", "e3", "1.5.", "1 .5"):
+        _raises(lambda: parse_bytes(bad, "ram"), InvalidArgumentError, "could not be parsed")  # noqa: B023
     # a fraction of a unit rounds to whole bytes; a size below one byte was silently 0
     assert parse_bytes("1e-3 KiB") == 1 and parse_bytes("1.7e-3 KiB") == 2
     assert parse_bytes("0.3 GiB") == 322122547 and parse_bytes("0 GiB") == 0
