@@ -313,7 +313,7 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
     Raises
     ------
     ArgumentTypeError
-        ``d_obs`` is not a real array (complex, masked, ragged, text), ``model`` is not a
+        ``d_obs`` is not a real array (complex, boolean, masked, ragged, text), ``model`` is not a
         :class:`Model` or ``geometry`` not a :class:`Geometry`.
     InvalidArgumentError
         ``d_obs`` of the wrong shape or with values that are not finite (a dead trace's NaN: fill

@@ -81,7 +81,7 @@ def trace_data(name: str, data: Any, geometry: Geometry, kind: str = "nrec", dty
             f"{name} must be a real array of shape (nt, {kind}) = {shape}, got "
             f"{type(data).__name__} ({exc})"
         ) from exc
-    if array.dtype.kind not in "fiub":  # complex, text, objects
+    if array.dtype.kind not in "fiu":  # complex, text, objects, or a mask passed by mistake
         raise ArgumentTypeError(
             f"{name} must be a real array of shape (nt, {kind}) = {shape}, got "
             f"{type(data).__name__} of dtype {array.dtype}"

@@ -218,6 +218,7 @@ def _masked(d: np.ndarray) -> np.ndarray:
         (lambda d: "abc", amcheck.ArgumentTypeError, r"d_obs must be a real array .*got str"),
         (lambda d: [[1.0], [1.0, 2.0]], amcheck.ArgumentTypeError, r"d_obs must be a real array"),
         (lambda d: None, amcheck.ArgumentTypeError, r"d_obs must be a real array"),
+        (lambda d: d == 0, amcheck.ArgumentTypeError, r"d_obs must be a real array .*dtype bool"),
     ],
 )  # fmt: skip
 def test_fwi_gradient_rejects_bad_observations(make: Any, error: type, match: str) -> None:
