@@ -217,12 +217,19 @@ class _Discretisation:
 def _field(state: Mapping[str, np.ndarray], spec: StateSpec, name: str, *, write: bool = False
            ) -> np.ndarray:
     """The state's ``u``: C-contiguous, of the spec's shape and dtype, writeable if ``write``."""
-    try:
-        u = state["u"]
-    except (KeyError, TypeError) as exc:
-        raise InvalidArgumentError(f"{name} must be a mapping with field 'u'") from exc
+    if not isinstance(state, Mapping):
+        raise ArgumentTypeError(
+            f"{name} must be a mapping with field 'u', got {type(state).__name__}")
+    if "u" not in state:
+        raise InvalidArgumentError(
+            f"{name} must be a mapping with field 'u', got one with fields {list(state)[:8]}")
+    u = state["u"]
     fs = spec["u"]
-    if not isinstance(u, np.ndarray) or u.shape != fs.shape or u.dtype != fs.dtype:
+    if not isinstance(u, np.ndarray):
+        raise ArgumentTypeError(
+            f"{name}['u'] must be a numpy array of shape {fs.shape} and dtype {fs.dtype}, got "
+            f"{type(u).__name__}")
+    if u.shape != fs.shape or u.dtype != fs.dtype:
         raise InvalidArgumentError(
             f"{name}['u'] must be an array of shape {fs.shape} and dtype {fs.dtype}, got "
             f"{getattr(u, 'shape', None)} {getattr(u, 'dtype', type(u).__name__)}")

@@ -255,6 +255,16 @@ def test_operators_check_states_steps_and_source_data() -> None:
         fwd.advance(x, fortran, 0, 5)
     with pytest.raises(amcheck.InvalidArgumentError, match=r"src\['u'\] must be C-contiguous"):
         fwd.advance(fortran, x, 0, 5)
+    bad_states: list[tuple[Any, type, str]] = [
+        (None, amcheck.ArgumentTypeError, r"src must be a mapping with field 'u', got NoneType"),
+        (x["u"], amcheck.ArgumentTypeError, r"src must be a mapping with field 'u', got ndarray"),
+        ({"v": x["u"]}, amcheck.InvalidArgumentError, r"with field 'u', got one with fields \['v'\]"),
+        ({"u": [0.0]}, amcheck.ArgumentTypeError, r"src\['u'\] must be a numpy array .*got list"),
+        ({"u": x["u"][1:]}, amcheck.InvalidArgumentError, r"src\['u'\] must be an array of shape"),
+    ]
+    for state, error, match in bad_states:
+        with pytest.raises(error, match=match):
+            fwd.advance(state, x, 0, 5)
     frozen = fwd.initial_state()
     frozen["u"].flags.writeable = False
     with pytest.raises(amcheck.InvalidArgumentError, match=r"dst\['u'\] is read-only"):
