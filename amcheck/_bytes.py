@@ -32,8 +32,8 @@ _UNITS: dict[str, int] = {
     "g": 2**30,
     "t": 2**40,
 }
-# A decimal number as Python's float() reads one ("2", "1.5", ".5", "1.", "1e3"), then a unit.
-_PATTERN = re.compile(r"^\s*((?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z%]*)\s*$")
+# A decimal number as Python's float() reads one ("2", "+2", "1.5", ".5", "1.", "1e3"), a unit.
+_PATTERN = re.compile(r"^\s*(\+?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z%]*)\s*$")
 
 
 def cgroup_memory_limit(root: str = "/sys/fs/cgroup", proc: str = "/proc/self/cgroup") -> int | None:

@@ -120,7 +120,8 @@ def test_byte_sizes() -> None:
     # every decimal form float() reads: ".5" was accepted and "1." refused
     assert parse_bytes(".5 KiB") == 512 and parse_bytes("1.") == 1 and parse_bytes("1. GiB") == 2**30
     assert parse_bytes("1.e3") == 1000 and parse_bytes("2.E1 kB") == 20_000
-    for bad in (".", ". GiB", "1..5", "e3", "1.5.", "1 .5"):
+    assert parse_bytes("+5") == 5 and parse_bytes(" +1.5 KiB ") == 1536
+    for bad in (".", ". GiB", "1..5", "e3", "1.5.", "1 .5", "++5", "+ 5", "+-5"):
         _raises(lambda: parse_bytes(bad, "ram"), InvalidArgumentError, "could not be parsed")  # noqa: B023
     # a fraction of a unit rounds to whole bytes; a size below one byte was silently 0
     assert parse_bytes("1e-3 KiB") == 1 and parse_bytes("1.7e-3 KiB") == 2
