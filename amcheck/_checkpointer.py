@@ -52,7 +52,7 @@ from amcheck._operators import (
     code_name,
     declares_reverse_from_next,
 )
-from amcheck._remember import INTERVALS
+from amcheck._remember import INTERVALS, storage_of
 from amcheck._state import StateSpec
 from amcheck._stats import Stats, StatsRecorder
 from amcheck._strategy import STRATEGIES, Plan, paired, plan, slot_size
@@ -457,7 +457,7 @@ class Checkpointer:
             self._spec = spec
             # what the process remembers thread choices and intervals for (amcheck._remember)
             self._workload = (code_name(advance_fn), code_name(reverse_fn), spec,
-                              type(tier).__name__)
+                              type(tier).__name__, storage_of(tier))
             self._initial = initial_state
             self._budget = budget
             self._disk = tier

@@ -1368,7 +1368,7 @@ def test_an_error_gives_back_the_disk_room_of_the_deleted_checkpoints(tmp_path: 
 
 
 def test_the_automatic_interval_starts_where_the_last_sweep_of_the_workload_ended(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An inversion's next gradient (a new Checkpointer, or the same one again) starts at the
     interval the last one measured, not at slots + 1 with its probe writes waiting; a sweep
@@ -1392,6 +1392,18 @@ def test_the_automatic_interval_starts_where_the_last_sweep_of_the_workload_ende
     assert ckp.schedule.segment_starts[1] == ckp.slots + 1  # type: ignore[attr-defined]
     ended = first.interval
     assert ended is not None and ended > ckp.slots + 1
+    # the same operators writing to another file system (here: said to be one) measure afresh
+    import amcheck._checkpointer as module
+
+    real = module.storage_of
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setattr(module, "storage_of", lambda tier: "other" if str(getattr(
+        tier, "path", "")).startswith(str(elsewhere)) else real(tier))
+    _, _, _, ckp = gradient(SlowRaw(elsewhere / "c.bin"), n, fwd=Slow(),
+                            strategy="async_multistage")
+    assert ckp.schedule.segment_starts[1] == ckp.slots + 1  # type: ignore[attr-defined]
+    # and did not replace what the first file system remembers
     grad, _, _, ckp = gradient(SlowRaw(tmp_path / "b.bin"), n, fwd=Slow(),
                                strategy="async_multistage")
     assert ckp.schedule.segment_starts[1] == ended  # type: ignore[attr-defined]

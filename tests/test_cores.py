@@ -8,6 +8,7 @@ determined and the test does not depend on the machine's speed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -487,3 +488,19 @@ def test_the_remembered_choice_keys_partial_operators_by_the_function_they_wrap(
     assert code_name(functools.partial(_cheap)) == code_name(_cheap)
     assert code_name(functools.partial(_cheap)) != code_name(functools.partial(_heavy))
     assert code_name(Forward().advance) == (Forward.__module__, "Forward.advance")
+
+
+def test_a_workload_includes_the_storage_its_disk_tier_writes_to(tmp_path: Path) -> None:
+    """The remembered interval and thread choice are keyed by where the tier writes: its file
+    system (a path not made yet: the nearest folder that exists), or a URL's scheme and host."""
+    from types import SimpleNamespace
+
+    from amcheck._remember import storage_of
+
+    device = os.stat(tmp_path).st_dev
+    assert storage_of(SimpleNamespace(path=tmp_path / "t.zarr" / "not-yet")) == device
+    assert storage_of(SimpleNamespace(path=str(tmp_path))) == device
+    assert storage_of(SimpleNamespace(path="s3://bucket/run/ckpt.zarr")) == "s3://bucket"
+    for tier in (None, SimpleNamespace(), SimpleNamespace(path=None), SimpleNamespace(path=5),
+                 SimpleNamespace(path=b"/tmp")):
+        assert storage_of(tier) is None
