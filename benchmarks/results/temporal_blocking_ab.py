@@ -147,9 +147,12 @@ for name, unfused, fusedfn in rows:
 n, rev_pyrevolve, rev_pairs = 10_000, 6.762, 1.857
 for label, i in (("unfused", 0), ("fused where the calls allow", 1)):
     step, pair, reverse = (cost[name][i] for name in cost)
-    unfused_reverse = cost["2 reverse steps"][0]
-    # pyrevolve: every forward step in place (its advances), one reverse step per restore
-    pyrevolve = n * (rev_pyrevolve * step + unfused_reverse) / 1e3
+    unfused_step, unfused_reverse = cost["2 in-place steps"][0], cost["2 reverse steps"][0]
+    # pyrevolve: every forward step in place, one reverse step per restore. Its Revolver runs
+    # each reverse step as fwd.apply(t, t + 1) then rev.apply(t, t + 1): n of its forward
+    # steps are single steps, which cannot be fused (session 21; the first version of this
+    # script fused them too, which put pyrevolve 0.4 s lower).
+    pyrevolve = n * ((rev_pyrevolve - 1) * step + unfused_step + unfused_reverse) / 1e3
     ours = n * (step + (rev_pairs - 1) * pair + reverse) / 1e3
     print(f"\n{label}: kernel time at n = {n}: pyrevolve {pyrevolve:.2f} s (plus its copies), "
           f"async multistage with pairs at k = 14 {ours:.2f} s (plus its engine), "
