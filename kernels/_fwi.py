@@ -19,7 +19,12 @@ import numpy as np
 from amcheck.kernels._geometry import Geometry
 from amcheck.kernels._layout import aligned_zeros
 from amcheck.kernels._model import Model
-from amcheck.kernels._operators import AcousticAdjoint, AcousticForward, trace_data
+from amcheck.kernels._operators import (
+    AcousticAdjoint,
+    AcousticForward,
+    refuse_overflow,
+    trace_data,
+)
 
 from amcheck._bytes import ByteSize
 from amcheck._checkpointer import Checkpointer
@@ -75,12 +80,25 @@ def adjoint_modeling(model: Model, geometry: Geometry, rec_data: Any) -> np.ndar
     """The adjoint of :func:`forward_modeling`: receiver data ``(nt, nrec)`` -> ``(nt, nsrc)``.
 
     ``<forward_modeling(m, g, s), d> == <s, adjoint_modeling(m, g, d)>`` to round-off.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``rec_data`` is not a real array (complex, boolean, masked, ragged, text).
+    InvalidArgumentError
+        ``rec_data`` of the wrong shape, with values that are not finite or that overflow the
+        model's dtype; source data that are not finite (the adjoint wavefield overflowed the
+        model's dtype: ``rec_data`` far too large for float32); see also :class:`Geometry`.
     """
     fwd = AcousticForward(model, geometry)
     adj = AcousticAdjoint(fwd, gradient=False)
-    adj.start(rec_data, name="rec_data")
+    rec = trace_data("rec_data", rec_data, geometry, dtype=model.dtype)
+    adj.start(rec, name="rec_data")
     for t in range(fwd.n_steps - 1, -1, -1):
         adj.reverse(None, t)
+    refuse_overflow("the adjoint source data", adj.src_adjoint, model.dtype,
+                    f"rec_data samples up to {float(np.max(np.abs(rec), initial=0.0)):.3g}",
+                    scale="rec_data")
     return np.array(adj.src_adjoint, copy=True)
 
 

@@ -51,6 +51,18 @@ _REFLECTION = 1e-3
 VP_UNITS_WARNING = 100.0
 
 
+def warn_velocity_units(name: str, fastest: float, stacklevel: int) -> None:
+    """Warn if a velocity ``name`` of ``fastest`` km/s is above :data:`VP_UNITS_WARNING`:
+    most likely given in m/s. ``stacklevel`` as for :func:`warnings.warn`, counted from the
+    caller of this function."""
+    if fastest > VP_UNITS_WARNING:
+        what = "velocities up to " if name == "vp" else ""
+        warnings.warn(
+            f"{name} is in km/s (water 1.5, the fastest rocks about 8), got {what}"
+            f"{fastest:.6g}: in m/s, divide by 1000 (the time step, and so the number of "
+            "steps, scales with 1/vp)", UserWarning, stacklevel=stacklevel + 1)
+
+
 def critical_dt(vmax: float, spacing: Sequence[float], space_order: int) -> float:
     """The largest stable time step (ms) of the leapfrog scheme, exactly.
 
@@ -80,7 +92,20 @@ def critical_dt(vmax: float, spacing: Sequence[float], space_order: int) -> floa
         ``space_order`` is not one of :data:`~amcheck.kernels.SPACE_ORDERS`, or the values are
         so extreme that the time step is not a finite number > 0 in float64 (e.g. a spacing of
         1e-320 m).
+
+    Warns
+    -----
+    UserWarning
+        ``vmax`` above 100 km/s: most likely a velocity in m/s.
     """
+    vmax = check_positive_float("vmax", vmax)
+    warn_velocity_units("vmax", vmax, stacklevel=2)
+    return _critical_dt(vmax, spacing, space_order)
+
+
+def _critical_dt(vmax: float, spacing: Sequence[float], space_order: int) -> float:
+    """:func:`critical_dt` without the warning about units (for a velocity already warned
+    about)."""
     vmax = check_positive_float("vmax", vmax)
     space_order = check_space_order(space_order)
     hs = _check_vector("spacing", spacing, None, positive=True)
@@ -165,12 +190,7 @@ class Model:
             m = 1.0 / vp_arr.astype(np.float64) ** 2
             m_cast = m.astype(self.dtype)
         _check_in_dtype(vp_arr, self._vp, m_cast, self.dtype)
-        fastest = float(vp_arr.max())
-        if fastest > VP_UNITS_WARNING:
-            warnings.warn(
-                f"vp is in km/s (water 1.5, the fastest rocks about 8), got velocities up to "
-                f"{fastest:.6g}: in m/s, divide by 1000 (the time step, and so the number of "
-                "steps, scales with 1/vp)", UserWarning, stacklevel=2)
+        warn_velocity_units("vp", float(vp_arr.max()), stacklevel=2)
         self._vp.flags.writeable = False
         self._eta_max = tuple(self._damping_max(h) for h in self.spacing)
         self.halo = self.space_order // 2
@@ -264,7 +284,7 @@ class Model:
             The spacings and velocities are so extreme that the step is not a finite number > 0
             in float64 (see :func:`critical_dt`).
         """
-        return critical_dt(self.vmax, self.spacing, self.space_order)
+        return _critical_dt(self.vmax, self.spacing, self.space_order)
 
     def damping_profiles(self) -> list[np.ndarray]:
         """eta per axis (1/ms) on the padded grid, float64; zero in the physical domain and halo."""
@@ -381,7 +401,7 @@ def _check_vp(vp: Any) -> np.ndarray:
         raise InvalidArgumentError(f"vp must be 2-D or 3-D, got shape {vp.shape}")
     if min(vp.shape) < 2:
         raise InvalidArgumentError(f"vp needs at least 2 points per axis, got shape {vp.shape}")
-    if not np.issubdtype(vp.dtype, np.floating) and not np.issubdtype(vp.dtype, np.integer):
+    if vp.dtype.kind not in "fiu":  # not np.issubdtype(..., np.integer): timedelta64 is one
         raise ArgumentTypeError(f"vp must hold real numbers, got dtype {vp.dtype}")
     ok = np.isfinite(vp) & (vp > 0)
     if not np.all(ok):
@@ -412,8 +432,9 @@ def _check_in_dtype(vp: np.ndarray, vp_cast: np.ndarray, m_cast: np.ndarray, dty
 
 def _entries(value: Any) -> tuple[Any, ...] | None:
     """The entries of a sequence argument (``spacing``, ``shape``), or ``None`` for a string
-    (``"55"`` would read as two entries) or a value that is not iterable."""
-    if isinstance(value, (str, bytes)):
+    (``"55"`` would read as two entries), a set (its order is arbitrary: ``{5.0, 10.0}`` read
+    as ``(10.0, 5.0)``) or a value that is not iterable."""
+    if isinstance(value, (str, bytes, set, frozenset)):
         return None
     try:
         return tuple(value)

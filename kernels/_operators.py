@@ -119,10 +119,11 @@ def _refuse_unless(ok: np.ndarray, array: np.ndarray, name: str, kind: str, what
     )
 
 
-def refuse_overflow(what: str, values: np.ndarray, dtype: Any, causes: str) -> None:
+def refuse_overflow(what: str, values: np.ndarray, dtype: Any, causes: str,
+                    scale: str = "the source (geometry.amplitude or src_data) and d_obs") -> None:
     """Raise if ``values`` (receiver data or a gradient, small next to a wavefield) are not all
     finite: the wavefields they come from overflowed ``dtype``; ``causes`` names the sizes that
-    made them."""
+    made them, ``scale`` the inputs to scale down."""
     finite = np.isfinite(values)
     if finite.all():
         return
@@ -130,8 +131,8 @@ def refuse_overflow(what: str, values: np.ndarray, dtype: Any, causes: str) -> N
     raise InvalidArgumentError(
         f"{int(finite.size - finite.sum())} values of {what} are not finite: the "
         f"wavefield overflowed the model's dtype {dtype.name} (largest "
-        f"{float(np.finfo(dtype).max):.3g}) with {causes}; scale the source (geometry.amplitude "
-        "or src_data) and d_obs down (the wave equation is linear) or use a float64 model"
+        f"{float(np.finfo(dtype).max):.3g}) with {causes}; scale {scale} down (the wave "
+        "equation is linear) or use a float64 model"
     )
 
 
@@ -331,6 +332,10 @@ class AcousticForward:
         u_dst = _field(dst, self.spec, "dst", write=True)
         self._check_arrays()
         copy = u_dst.ctypes.data != u_src.ctypes.data
+        if copy and np.may_share_memory(u_src, u_dst):
+            raise InvalidArgumentError(
+                "src['u'] and dst['u'] overlap in memory without being the same array: give the "
+                "same buffer for a step in place, or two separate ones")
         fused = self.fused if self.fused is not None else numba.get_num_threads() == 1
         if fused:
             d.kernels.advance(u_src, u_dst, t0, t1, copy, d.c, d.w, d.end, tuple(d.damping),
@@ -432,6 +437,10 @@ class AcousticAdjoint:
         if self._residual is None:
             raise SweepStateError("call start(residual, final_state) before reverse()")
         t = check_int("t", t)
+        if self._next is not None and self._next < 0:
+            raise SweepStateError(
+                f"reverse step {t}: the reverse sweep has ended (steps n-1 … 0 have run); call "
+                "start(residual, final_state) to begin another")
         if t != self._next:
             raise SweepStateError(f"reverse steps must come in order n-1 … 0: expected "
                                   f"{self._next}, got {t}")

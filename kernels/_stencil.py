@@ -157,6 +157,12 @@ DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 class Kernels:
     """The compiled kernels of one (ndim, space order, dtype).
 
+    For writing operators of one's own: the kernels are compiled numba code and check nothing
+    (no bounds checks). Arrays of the wrong shape, dtype or layout, a level ``cur`` other than 0
+    or 1, or steps past the source data read and write outside the arrays and can crash the
+    interpreter. :class:`~amcheck.kernels.AcousticForward` and
+    :class:`~amcheck.kernels.AcousticAdjoint` check every argument, then call them.
+
     Attributes
     ----------
     step

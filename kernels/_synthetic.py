@@ -25,7 +25,13 @@ from typing import Any
 
 import numpy as np
 from amcheck.kernels._geometry import CFL_SAFETY, Geometry
-from amcheck.kernels._model import Model, _check_vp, _entries, critical_dt
+from amcheck.kernels._model import (
+    Model,
+    _check_vp,
+    _critical_dt,
+    _entries,
+    warn_velocity_units,
+)
 
 from amcheck._bytes import format_bytes, physical_memory
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
@@ -222,9 +228,15 @@ def surface_survey(model: Model, n_shots: int, *, tn: float, f0: float, vmax: fl
         ``model`` is not a :class:`~amcheck.kernels.Model`; ``n_shots`` is not an integer.
     InvalidArgumentError
         A 3-D model, ``n_shots`` below 1 or above the grid points across the shot line, a
-        non-positive ``depth`` or ``vmax``, a ``receiver_spacing`` below the grid spacing, or a
-        ``vmax`` below the model's largest velocity; see also
-        :class:`~amcheck.kernels.Geometry` (``tn``, ``f0``).
+        non-positive ``depth`` or ``vmax``, a ``depth`` below the model's bottom, a
+        ``receiver_spacing`` below the grid spacing, or a ``vmax`` below the model's largest
+        velocity; see also :class:`~amcheck.kernels.Geometry` (``tn``, ``f0``: its error then
+        says which ``dt`` was derived from ``vmax``).
+
+    Warns
+    -----
+    UserWarning
+        ``vmax`` above 100 km/s: most likely a velocity in m/s.
     """
     if not isinstance(model, Model):
         raise ArgumentTypeError(
@@ -249,19 +261,33 @@ def surface_survey(model: Model, n_shots: int, *, tn: float, f0: float, vmax: fl
         raise InvalidArgumentError(
             f"receiver_spacing must be at least the grid spacing {hx:.6g} m (receivers closer "
             f"than one cell sample the same grid points), got {rec_dx!r}")
+    bottom = (model.shape[0] - 1) * hz
+    if depth_m > bottom:
+        raise InvalidArgumentError(
+            f"depth must be at most the model's depth {bottom:.6g} m (sources and receivers lie "
+            f"inside it), got {depth!r}")
     v_top = model.vmax if vmax is None else check_positive_float("vmax", vmax)
     if v_top < model.vmax:
         raise InvalidArgumentError(
             f"vmax must be at least the model's largest velocity {model.vmax:.4g} km/s, "
             f"got {v_top!r}")
-    dt = CFL_SAFETY * critical_dt(v_top, model.spacing, model.space_order)
+    if vmax is not None:
+        warn_velocity_units("vmax", v_top, stacklevel=2)
+    dt = CFL_SAFETY * _critical_dt(v_top, model.spacing, model.space_order)
     n_rec = int(width // rec_dx) + 1
     rec = np.stack([np.full(n_rec, z0 + depth_m), x0 + rec_dx * np.arange(n_rec)], axis=1)
     margin = 0.05 * width
     xs = np.linspace(x0 + margin, x0 + width - margin, n_shots) if n_shots > 1 else np.array(
         [x0 + width / 2])
-    return [Geometry(model, [[z0 + depth_m, float(xsrc)]], rec, t0=0.0, tn=tn, f0=f0, dt=dt)
-            for xsrc in xs]
+    try:
+        return [Geometry(model, [[z0 + depth_m, float(xsrc)]], rec, t0=0.0, tn=tn, f0=f0, dt=dt)
+                for xsrc in xs]
+    except InvalidArgumentError as exc:
+        given = "given" if vmax is not None else "the model's largest velocity"
+        exc.add_note(
+            f"surface_survey derived dt = {dt:.6g} ms from vmax = {v_top:.6g} km/s ({given}) and "
+            f"the model's spacing; tn = {tn!r} ms and f0 = {f0!r} kHz were given")
+        raise
 
 
 #: Bytes per grid point :func:`layered_salt_model` needs at its peak (about 19 measured).

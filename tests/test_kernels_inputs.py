@@ -32,7 +32,7 @@ from amcheck.kernels import _geometry as geometry_module
 from amcheck.kernels._layout import line_pads
 from amcheck.kernels._stencil import check_dtype
 
-from amcheck import ArgumentTypeError, InvalidArgumentError
+from amcheck import ArgumentTypeError, InvalidArgumentError, SweepStateError
 
 
 def _vp(value: float = 1.5, shape: tuple[int, ...] = (20, 20)) -> np.ndarray:
@@ -192,6 +192,10 @@ def test_check_dtype_accepts_the_two_floats(dtype: Any) -> None:
         ({"spacing": 10.0}, "spacing must be a sequence of 2 numbers.*float"),
         ({"spacing": (10.0, 10.0), "origin": "00"}, "origin must be a sequence of 2 numbers"),
         ({"spacing": (10.0, 10.0), "origin": (0.0, None)}, r"origin\[1\] must be a real number"),
+        # a set's order is arbitrary: {5.0, 10.0} was read as (10.0, 5.0)
+        ({"spacing": {5.0, 10.0}}, r"spacing must be a sequence of 2 numbers.*of type set"),
+        ({"spacing": (10.0, 10.0), "origin": frozenset({0.0, 1.0})},
+         r"origin must be a sequence of 2 numbers.*frozenset"),
     ],
 )
 def test_model_vector_types(kwargs: dict[str, Any], match: str) -> None:
@@ -226,6 +230,9 @@ def test_surface_survey_needs_a_model(model: Any) -> None:
         (np.full(20, 1.5), InvalidArgumentError, "vp must be 2-D or 3-D"),
         (_vp().tolist(), ArgumentTypeError, "vp must be a numpy array"),
         (_vp().astype(complex), ArgumentTypeError, "vp must hold real numbers"),
+        # a subtype of numpy's integers, but durations: 2 s was read as 2 km/s
+        (np.full((20, 20), np.timedelta64(2, "s")), ArgumentTypeError,
+         r"vp must hold real numbers, got dtype timedelta64\[s\]"),
     ],
 )
 def test_smooth_model_refuses_bad_vp(vp: Any, error: type, match: str) -> None:
@@ -447,6 +454,28 @@ def test_surface_survey_bounds() -> None:
     assert surface_survey(model, 2, tn=100.0, f0=0.01, receiver_spacing=10.0)[0].nrec == 60
 
 
+def test_surface_survey_names_what_the_caller_gave() -> None:
+    """A depth below the model and a vmax in m/s were reported as a source position outside the
+    domain and as a "given" dt the caller never gave; vmax = 4500 passed without a warning and
+    made 1000 times the steps."""
+    model = Model(layered_salt_model((40, 60)), (10.0, 10.0), nbl=4, space_order=4)
+    with pytest.raises(InvalidArgumentError, match=r"depth must be at most the model's depth "
+                       r"390 m .*got 2000\.0"):
+        surface_survey(model, 1, tn=100.0, f0=0.01, depth=2000.0)
+    assert surface_survey(model, 1, tn=100.0, f0=0.01, depth=390.0)[0].nsrc == 1  # the bottom
+    with pytest.warns(UserWarning, match=r"vmax is in km/s .*got 4500: in m/s, divide by 1000"):
+        assert surface_survey(model, 1, tn=1.0, f0=0.01, vmax=4500.0)[0].nt > 1
+    with pytest.raises(InvalidArgumentError, match="time steps") as caught:
+        surface_survey(model, 1, tn=1e6, f0=0.01, vmax=90.0)
+    assert any("derived dt = " in note and "vmax = 90 km/s (given)" in note
+               for note in caught.value.__notes__)
+    with pytest.warns(UserWarning, match=r"vmax is in km/s .*got 4500"):
+        critical_dt(4500.0, (10.0, 10.0), 4)
+    with pytest.warns(UserWarning, match="vp is in km/s"):
+        in_m_per_s = Model(_vp(4500.0), (10.0, 10.0), nbl=2)
+    assert in_m_per_s.critical_dt > 0  # warned when made, not again (warnings are errors here)
+
+
 # -- operators: data that overflow the model's dtype, derived coefficients -----------------------
 
 def _shot(dtype: type = np.float32, **geometry: Any) -> tuple[Model, Geometry]:
@@ -494,6 +523,13 @@ def test_data_overflowing_float32_refused() -> None:
         fwi_gradient(model, geometry, d_obs, ram="64 MiB")
     with pytest.raises(InvalidArgumentError, match="rec_data holds .* overflow the model's dtype"):
         adjoint_modeling(model, geometry, d_obs)
+    # each sample within float32, but the adjoint wavefield they drive overflows it: this came
+    # back as an array of NaN
+    long_model, long_shot = _shot(tn=300.0)
+    with pytest.raises(InvalidArgumentError, match=r"values of the adjoint source data are not "
+                       r"finite: the wavefield overflowed the model's dtype float32 .*rec_data "
+                       r"samples up to 3e\+38; scale rec_data down"):
+        adjoint_modeling(long_model, long_shot, np.full((long_shot.nt, long_shot.nrec), 3e38))
     # Still fine in float64 (where the values are finite), and for float32 within its range.
     model64, geometry64 = _shot(np.float64)
     assert np.isfinite(forward_modeling(model64, geometry64, src_data=huge * 1e-10)).all()
@@ -667,3 +703,29 @@ def test_huge_integers_are_invalid_values() -> None:
         ricker(np.arange(3.0), 0.01, amplitude=-(10**400))
     with pytest.raises(InvalidArgumentError, match="vmax must be a finite number"):
         critical_dt(10**400, (10.0, 10.0), 2)
+
+
+def test_operators_refuse_a_step_after_the_sweep_and_overlapping_states() -> None:
+    """reverse(None, -1) after step 0 wrote into the last row of src_adjoint (a negative index);
+    src and dst offset by a few elements within one buffer gave a wrong wavefield."""
+    model, geometry = _shot(np.float64)
+    fwd = AcousticForward(model, geometry)
+    adj = AcousticAdjoint(fwd, gradient=False)
+    adj.start(np.zeros((geometry.nt, geometry.nrec)))
+    for t in range(fwd.n_steps - 1, -1, -1):
+        adj.reverse(None, t)
+    before = adj.src_adjoint.copy()
+    for t in (-1, -2):
+        with pytest.raises(SweepStateError, match=rf"reverse step {t}: the reverse sweep has "
+                           r"ended .*call start\(residual, final_state\)"):
+            adj.reverse(None, t)
+    assert np.array_equal(adj.src_adjoint, before, equal_nan=True)
+    x = fwd.initial_state()
+    block = np.zeros(2 * x["u"].size + 64)
+    shifted = [{"u": block[i:i + x["u"].size].reshape(x["u"].shape)} for i in (0, 64)]
+    with pytest.raises(InvalidArgumentError, match=r"src\['u'\] and dst\['u'\] overlap in "
+                       "memory without being the same array"):
+        fwd.advance(shifted[0], shifted[1], 0, 2)
+    apart = {"u": block[x["u"].size + 64:].reshape(x["u"].shape)}
+    fwd.advance(shifted[0], apart, 0, 2)  # one buffer, two disjoint states: fine
+    fwd.advance(shifted[0], {"u": shifted[0]["u"][...]}, 2, 3)  # two views of one state: in place
