@@ -9,7 +9,7 @@ import re
 from typing import TypeAlias
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
-from amcheck._validate import check_finite_float
+from amcheck._validate import check_bool, check_finite_float
 
 __all__ = ["ByteSize", "format_bytes", "parse_bytes", "physical_memory"]
 
@@ -108,6 +108,7 @@ def parse_bytes(value: ByteSize, name: str = "budget", *, on_disk: bool = False)
         The string cannot be parsed, the unit is unknown, or the value is negative, above 0
         but below one byte, or a percentage outside (0, 100] (or any percentage ``on_disk``).
     """
+    on_disk = check_bool("on_disk", on_disk)  # "no" would read as True
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, str)):
         raise ArgumentTypeError(
             f"{name} must be a number of bytes (an integer) or a string such as '2 GiB' or "

@@ -59,6 +59,7 @@ from amcheck._strategy import STRATEGIES, Plan, paired, plan, slot_size
 from amcheck._timeline import Timeline
 from amcheck._validate import check_bool, check_int, check_optional_int
 from amcheck.schedules import AsyncMultistage, Paired, Schedule, TwoLevel, disk_interval_floor
+from amcheck.schedules._simulate import declared_length
 from amcheck.storage import RamTier, Tier
 from amcheck.storage._users import OpenUsers
 
@@ -415,7 +416,7 @@ class Checkpointer:
             and not (interval is not None and (tier is None or strategy in ("store_all", "revolve")))
         ) else None
         try:
-            if (isinstance(strategy, Schedule) and strategy.n_steps is None
+            if (isinstance(strategy, Schedule) and declared_length(strategy) is None
                     and _SCHEDULE_USERS.claim(id(strategy), self) is not None):
                 raise InvalidArgumentError(
                     f"strategy {strategy!r} is already used by another open Checkpointer; with "
@@ -595,7 +596,10 @@ class Checkpointer:
                 f"(e.g. ZarrTier(path, spec)), got {disk!r} of type {type(disk).__name__}"
             )
         from amcheck.storage import ZarrTier
+        from amcheck.storage._codecs import parse_compression
         from amcheck.storage._sync import run_sync
+
+        compression = parse_compression(compression)  # its errors its own, before any folder
 
         if is_store:
             try:

@@ -100,6 +100,7 @@ constraints with constant overheads", arXiv:1812.05952, 2018.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import sys
@@ -146,7 +147,10 @@ def _check_seconds(name: str, value: Any, what: str = "a number of seconds") -> 
         raise ArgumentTypeError(
             f"{name} must be {what}, got {value!r} of type {type(value).__name__}"
         )
-    seconds = float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer beyond float's range, such as 10**400
+        seconds = math.inf
     if not (seconds >= 0.0 and seconds < math.inf):
         raise InvalidArgumentError(f"{name} must be {what}, finite and >= 0, got {value!r}")
     return seconds
@@ -262,7 +266,8 @@ class IntervalController:
             raise InvalidArgumentError(f"window must be at most {sys.maxsize}, got {self.window}")
         self.warmup_steps: int = check_int("warmup_steps", warmup_steps, minimum=0)
         self.warmup_writes: int = check_int("warmup_writes", warmup_writes, minimum=1)
-        self.hysteresis: float = _check_seconds("hysteresis", hysteresis, "a fraction")
+        self.hysteresis: float = _check_seconds(
+            "hysteresis", hysteresis, "a relative width of the band (0.25: 25 %)")
         patience = check_optional_int("patience", patience, minimum=1)
         self.patience: int = self.window if patience is None else patience
         self._estimated = False  # the first estimate has replaced the initial guess
@@ -280,6 +285,15 @@ class IntervalController:
                 f"recompute factor for an interval, or both None; got knee={knee!r}, "
                 f"recompute={recompute!r}"
             )
+        if recompute is not None:
+            try:
+                inspect.signature(recompute).bind(1)
+            except TypeError:
+                raise ArgumentTypeError(
+                    f"recompute must accept an interval, 1 positional argument: "
+                    f"recompute(k) -> float, got {recompute!r}") from None
+            except ValueError:  # a builtin without a signature: trust the call
+                pass
         self._recompute = recompute
         # (steps, stall seconds) of the latest segments at the knee; a cool-down after it failed
         self._knee_segments: deque[tuple[int, float]] = deque(maxlen=self.window)
@@ -420,6 +434,20 @@ class IntervalController:
                 self._returned = k
             return k
 
+    def _factor(self, k: int) -> float:
+        """``recompute(k)``, checked: a finite real number >= 1."""
+        assert self._recompute is not None
+        value = self._recompute(k)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ArgumentTypeError(
+                f"recompute({k}) must return the recompute factor, a finite number >= 1, got "
+                f"{value!r} of type {type(value).__name__}")
+        if not 1.0 <= float(value) < math.inf:
+            raise InvalidArgumentError(
+                f"recompute({k}) must return the recompute factor, a finite number >= 1, got "
+                f"{value!r}")
+        return float(value)
+
     def _at_knee(self, k: int) -> int:
         """``k``, or the knee when it is below ``k`` and its stalls are within their budget."""
         if self._knee is None or self._recompute is None or not self._ready():
@@ -431,7 +459,7 @@ class IntervalController:
         if self._cooldown:
             self._cooldown -= 1
             return k
-        saving = (self._recompute(k) - self._recompute(knee)) * median(self._steps)
+        saving = (self._factor(k) - self._factor(knee)) * median(self._steps)
         steps = sum(n for n, _ in self._knee_segments)
         stall = sum(seconds for _, seconds in self._knee_segments)
         if not saving > 0.0 or stall > saving * max(steps, self.window * knee):

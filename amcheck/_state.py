@@ -66,8 +66,10 @@ class StateSpec(Mapping[str, FieldSpec]):
             raise InvalidArgumentError(f"{name} must name at least one array, got an empty mapping")
         parsed: dict[str, FieldSpec] = {}
         for key, item in fields.items():
-            if not isinstance(key, str) or not key:
+            if not isinstance(key, str):
                 raise ArgumentTypeError(f"{name}: field names must be non-empty strings, got {key!r}")
+            if not key:
+                raise InvalidArgumentError(f"{name}: field names must be non-empty strings, got ''")
             try:  # a FieldSpec is checked as its (shape, dtype): it may hold anything
                 shape, dtype = (item.shape, item.dtype) if isinstance(item, FieldSpec) else item
                 if dtype is None or any(isinstance(n, (bool, np.bool_)) for n in shape):

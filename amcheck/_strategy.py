@@ -78,6 +78,7 @@ from amcheck.schedules import (
     simulate,
 )
 from amcheck.schedules._simulate import checked_capacity as schedule_capacity
+from amcheck.schedules._simulate import declared_length
 from amcheck.storage import Tier, slot_layout
 
 __all__ = [
@@ -367,7 +368,7 @@ def plan(
     interval = check_optional_int("interval", interval, minimum=1)
     if isinstance(strategy, Schedule):
         schedule = strategy
-        check_optional_int(f"{schedule!r}.n_steps", schedule.n_steps, minimum=1)
+        declared_length(schedule)  # checked: an integer >= 1 or None
         capacity = schedule_capacity(schedule)  # checked: a mapping of integers or None
         if schedule.n_steps != n_steps:
             raise InvalidArgumentError(

@@ -374,6 +374,10 @@ def _parse_params(family: str, text: str, params: str) -> dict[str, str]:
     return out
 
 
+#: zfp codes at most this many bit planes (ZFP_MAX_PREC).
+_ZFP_MAX_PRECISION = 64
+
+
 def _number(text: str, family: str, key: str, value: str, *, integer: bool = False) -> float:
     try:
         number = float(int(value)) if integer else float(value)
@@ -384,7 +388,7 @@ def _number(text: str, family: str, key: str, value: str, *, integer: bool = Fal
         ) from None
     if not (math.isfinite(number) and number > 0):
         raise InvalidArgumentError(
-            f"compression {text!r}: {family} {key} must be > 0, got {value!r}"
+            f"compression {text!r}: {family} {key} must be a finite number > 0, got {value!r}"
         )
     return number
 
@@ -498,6 +502,10 @@ def _parse_string(text: str) -> Compression:
                 canon.append(f"zfp:rate={rate!r}")
             else:
                 prec = int(_number(text, family, "precision", params["precision"], integer=True))
+                if prec > _ZFP_MAX_PRECISION:
+                    raise InvalidArgumentError(
+                        f"compression {text!r}: zfp precision is a number of bit planes from 1 "
+                        f"to {_ZFP_MAX_PRECISION}, got {prec}")
                 serializer = ZFPY(mode=3, precision=prec)
                 canon.append(f"zfp:precision={prec}")
             lossless = False
@@ -547,6 +555,10 @@ def _wrap_object(obj: Any) -> Any:
 
     if isinstance(obj, Codec):
         return obj
+    if isinstance(obj, type):  # numcodecs.Zstd for numcodecs.Zstd(): get_config() needs self
+        raise ArgumentTypeError(
+            f"compression must be a codec instance, got the class {obj.__module__}."
+            f"{obj.__qualname__}: call it, e.g. {obj.__qualname__}() or with its settings")
     get_config = getattr(obj, "get_config", None)
     if get_config is None:
         raise ArgumentTypeError(

@@ -329,6 +329,7 @@ class RawTier(Tier):
 
     async def get(self, step: int, out: State) -> None:
         fd = self._fd_open()
+        step = check_int("step", step, minimum=0)  # True would find step 1
         record = self._index.get(step)
         if record is None:
             raise not_held(f"raw tier {self.name!r} at {self.path}", step, self._index)
@@ -348,6 +349,7 @@ class RawTier(Tier):
 
     async def delete(self, step: int) -> None:
         self._fd_open()
+        step = check_int("step", step, minimum=0)
         record = self._index.pop(step, None)
         self._crcs.pop(step, None)
         if record is None:

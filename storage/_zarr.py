@@ -96,7 +96,7 @@ from amcheck._errors import (
     TransferError,
 )
 from amcheck._state import State, StateSpec
-from amcheck._validate import check_bool, check_int, check_name, check_path
+from amcheck._validate import check_bool, check_finite_float, check_int, check_name, check_path
 
 if TYPE_CHECKING:
     from zarr.abc.store import Store
@@ -349,7 +349,8 @@ class ZarrTier(Tier):
                 f"index_interval must be a number of seconds or None, got {index_interval!r}"
             )
         check_direct(direct)  # before the store is touched; _open probes the directory
-        if index_interval is not None and not (0 <= index_interval < math.inf):
+        if index_interval is not None and check_finite_float(
+                "index_interval", index_interval) < 0:
             raise InvalidArgumentError(
                 f"index_interval must be a finite number of seconds >= 0, got {index_interval!r}"
             )
@@ -395,6 +396,10 @@ class ZarrTier(Tier):
             )
         try:
             self._store, self._owns_store, self.path = _open_store(store)
+            if getattr(self._store, "read_only", False):
+                raise InvalidArgumentError(
+                    f"store {self.path} is read-only: a zarr tier writes checkpoints into it; "
+                    "give a writable store (read_only=False) or a directory")
             what = f"zarr tier {name!r}: store {self.path}"
             self._lock, made = _lock_store(self._store, what)  # before anything is created or read
             # Without the lock (not a local store, or no flock there) a failed opening removes
@@ -725,6 +730,7 @@ class ZarrTier(Tier):
 
     async def get(self, step: int, out: State) -> None:
         self._check_open()
+        step = check_int("step", step, minimum=0)  # True would find step 1
         if step not in self._index:
             raise self._not_found(step)
         self.spec.check(out, "out", writable=True)
@@ -736,6 +742,7 @@ class ZarrTier(Tier):
 
     async def delete(self, step: int) -> None:
         self._check_open()
+        step = check_int("step", step, minimum=0)
         entry = self._index.remove(step)
         if entry is None:
             raise self._not_found(step)

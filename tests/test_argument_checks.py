@@ -121,6 +121,9 @@ def test_byte_sizes() -> None:
     assert parse_bytes(".5 KiB") == 512 and parse_bytes("1.") == 1 and parse_bytes("1. GiB") == 2**30
     assert parse_bytes("1.e3") == 1000 and parse_bytes("2.E1 kB") == 20_000
     assert parse_bytes("+5") == 5 and parse_bytes(" +1.5 KiB ") == 1536
+    for flag in ("no", None, 0):  # "no" refused percentages as True did, None and 0 allowed them
+        _raises(lambda: parse_bytes("10%", "ram", on_disk=flag), ArgumentTypeError,  # noqa: B023
+                "on_disk must be True or False")
     for bad in (".", ". GiB", "1..5", "e3", "1.5.", "1 .5", "++5", "+ 5", "+-5"):
         _raises(lambda: parse_bytes(bad, "ram"), InvalidArgumentError, "could not be parsed")  # noqa: B023
     # a fraction of a unit rounds to whole bytes; a size below one byte was silently 0

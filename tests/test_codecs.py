@@ -195,7 +195,9 @@ def test_every_pipeline_ends_with_a_checksum() -> None:
         ("gzip", "unknown codec 'gzip'.*allowed"),
         ("zfp", "exactly one of tol=, rtol=, rate=, precision="),
         ("zfp:tol=1e-3,rate=8", "exactly one"),
-        ("zfp:tol=-1", "tol must be > 0"),
+        ("zfp:tol=-1", "tol must be a finite number > 0, got '-1'"),
+        ("zfp:rate=1e400", "rate must be a finite number > 0, got '1e400'"),
+        ("zfp:precision=65", "zfp precision is a number of bit planes from 1 to 64, got 65"),
         ("zfp:tol=abc", "tol must be a number, got 'abc'"),
         ("zfp:tolerance=1", "unknown parameter.*tolerance"),
         ("bitround", "keepbits="),
@@ -230,6 +232,11 @@ def test_bitround_keepbits_beyond_the_fields_mantissa() -> None:
 def test_bad_types() -> None:
     with pytest.raises(ArgumentTypeError, match="compression"):
         parse_compression(3.5)
+    # a codec class for an instance: numcodecs' raised a bare TypeError from get_config()
+    for codec in (numcodecs.Zstd, [numcodecs.Zstd]):
+        with pytest.raises(ArgumentTypeError, match=r"compression must be a codec instance, got "
+                           r"the class numcodecs\.zstd\.Zstd: call it, e\.g\. Zstd\(\)"):
+            parse_compression(codec)
     with pytest.raises(ArgumentTypeError, match=r"a list holds codec objects; chain spec strings "
                        r"with '\+'"):
         parse_compression(["zstd"])
@@ -404,7 +411,7 @@ async def test_codec_objects_take_datetime_fields() -> None:
     ("bad", "match"),
     [
         ("zfp:rtol=1", "must be < 1"),
-        ("zfp:rtol=0", "must be > 0"),
+        ("zfp:rtol=0", "must be a finite number > 0"),
         ("zfp:rtol=1e-3,tol=1e-4", "exactly one of"),
     ],
 )

@@ -285,7 +285,8 @@ def test_bad_observations_rejected(call: object, error: type[Exception], match: 
         ({"initial": 2, "window": 0}, "window"),
         ({"initial": 2, "warmup_steps": -1}, "warmup_steps"),
         ({"initial": 2, "warmup_writes": 0}, "warmup_writes"),
-        ({"initial": 2, "hysteresis": -0.5}, r"hysteresis must be a fraction"),
+        ({"initial": 2, "hysteresis": -0.5}, r"hysteresis must be a relative width of the band"),
+        ({"initial": 2, "hysteresis": 10**400}, r"hysteresis .*finite and >= 0, got 1000"),
         ({"initial": 2, "knee": 0, "recompute": abs}, r"knee must be an integer >= 1, got 0"),
         ({"initial": 2, "knee": 4}, r"knee and recompute go together.*recompute=None"),
         ({"initial": 2, "recompute": abs}, r"knee and recompute go together.*knee=None"),
@@ -295,6 +296,26 @@ def test_bad_observations_rejected(call: object, error: type[Exception], match: 
 def test_bad_arguments_rejected(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(InvalidArgumentError, match=match):
         IntervalController(**kwargs)  # type: ignore[arg-type]
+
+
+def test_the_recompute_callable_is_checked() -> None:
+    """A recompute of the wrong arity, or one returning a str, raised bare TypeErrors at the
+    first segment at the knee; a huge measured time an OverflowError."""
+    with pytest.raises(ArgumentTypeError, match=r"recompute must accept an interval, 1 "
+                       r"positional argument: recompute\(k\) -> float"):
+        IntervalController(2, knee=3, recompute=lambda: 1.0)  # type: ignore[arg-type,misc]
+    for value, error, shown in (("2", ArgumentTypeError, "'2' of type str"),
+                                (0.5, InvalidArgumentError, "0.5")):
+        ctl = IntervalController(16, warmup_steps=0, knee=16,
+                                 recompute=lambda k, value=value: value)  # type: ignore[misc]
+        with pytest.raises(error, match=rf"recompute\(\d+\) must return the recompute factor, "
+                           rf"a finite number >= 1, got {shown}"):
+            segments(ctl, [0.0] * 3)
+    ctl = IntervalController(4)
+    for call in (lambda: ctl.observe_step(10**400), lambda: ctl.observe_write(10**400),
+                 lambda: ctl.observe_segment(5, 10**400)):
+        with pytest.raises(InvalidArgumentError, match="finite and >= 0"):
+            call()
 
 
 def test_required_interval_arguments() -> None:

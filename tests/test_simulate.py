@@ -260,6 +260,15 @@ def test_a_schedules_own_length_is_checked(n_steps: object, error: type[Exceptio
     assert words in str(info.value)
 
 
+def test_a_schedule_without_a_length_is_refused() -> None:
+    """A Schedule subclass that never set n_steps raised a bare AttributeError."""
+    schedule = Listed(FORWARD, REVERSE)
+    del schedule.n_steps
+    with pytest.raises(ArgumentTypeError, match=r"Listed\(\) has no n_steps: a Schedule sets "
+                       r"self\.n_steps"):
+        simulate(schedule)
+
+
 def test_numpy_integer_steps_are_steps() -> None:
     """Integers of any kind are steps: counted as plain ints, same stats as the int version."""
     i = np.int64

@@ -46,7 +46,7 @@ def test_spec_check_errors() -> None:
             amcheck.InvalidArgumentError,
             r"field 'u' has dtype object",
         ),
-        ({"": ((2,), "f4")}, amcheck.ArgumentTypeError, r"fields: field names must be non-empty"),
+        ({"": ((2,), "f4")}, amcheck.InvalidArgumentError, r"fields: field names must be non-empty"),
         # a FieldSpec holding anything raised a bare TypeError from the shape check
         ({"u": amcheck.FieldSpec("x", "y")}, amcheck.ArgumentTypeError,  # type: ignore[arg-type]
          r"field 'u' must be given as \(shape, dtype\).*got FieldSpec\(shape='x'"),

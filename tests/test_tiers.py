@@ -475,6 +475,19 @@ def test_zarr_index_interval_is_checked() -> None:
         ZarrTier(MemoryStore(), SPEC, index_interval=-1)
     with pytest.raises(TypeError, match="index_interval"):
         ZarrTier(MemoryStore(), SPEC, index_interval="1")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="index_interval must be a finite number, got "
+                       "an integer too large"):  # was an OverflowError
+        ZarrTier(MemoryStore(), SPEC, index_interval=10**400)
+
+
+def test_zarr_tier_refuses_a_read_only_store(tmp_path: Path) -> None:
+    """zarr's own ValueError ("Store is read-only but mode is 'w-'") came through before."""
+    for store in (MemoryStore(read_only=True), LocalStore(tmp_path, read_only=True)):
+        with pytest.raises(InvalidArgumentError, match=r"store .* is read-only: a zarr tier "
+                           "writes checkpoints into it"):
+            ZarrTier(store, SPEC)
+    # the refused store's location was released, and nothing was made there
+    asyncio.run(ZarrTier(LocalStore(tmp_path), SPEC).close())
 
 
 @pytest.mark.parametrize(

@@ -165,6 +165,12 @@ class TierConformance:
             with pytest.raises(ArgumentTypeError, match="step must be an integer, got '0'"):
                 await call()
         assert 0 in tier
+        await tier.put(1, make_state(1))
+        for call in (lambda: tier.get(True, empty_like(SPEC)), lambda: tier.delete(True)):
+            # True == 1 found step 1's checkpoint (and deleted it)
+            with pytest.raises(ArgumentTypeError, match="step must be an integer, got True"):
+                await call()
+        assert 1 in tier
 
     async def test_nbytes_counts_held_checkpoints(self, tier: Tier) -> None:
         assert tier.nbytes == 0

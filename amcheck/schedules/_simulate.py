@@ -124,6 +124,24 @@ class ScheduleStats:
         }
 
 
+def declared_length(schedule: Schedule) -> int | None:
+    """``schedule.n_steps``, checked: a schedule written by hand may hold anything there
+    (``"3"``, ``True``, 0) or nothing at all.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``n_steps`` is missing, or neither an integer nor ``None``.
+    InvalidArgumentError
+        ``n_steps`` is an integer below 1.
+    """
+    if not hasattr(schedule, "n_steps"):
+        raise ArgumentTypeError(
+            f"{schedule!r} has no n_steps: a Schedule sets self.n_steps, the number of steps n "
+            "(or None when the length is unknown until the forward sweep ends)")
+    return check_optional_int(f"{schedule!r}.n_steps", schedule.n_steps, minimum=1)
+
+
 def checked_capacity(schedule: Schedule) -> dict[str, float]:
     """The schedule's capacity per tier, ``inf`` for unbounded, 0 for a tier it does not name.
 
@@ -212,7 +230,7 @@ def simulate(schedule: Schedule, n_steps: int | None = None) -> ScheduleStats:
             f"{type(schedule).__name__}"
         )
     # a schedule written by hand may hold anything there ("3", True, 0)
-    known = check_optional_int(f"{schedule!r}.n_steps", schedule.n_steps, minimum=1)
+    known = declared_length(schedule)
     if n_steps is None:
         if known is None:
             raise InvalidArgumentError(
