@@ -95,65 +95,70 @@ def median_ms(fn, calls=100, repeats=7):
     return statistics.median(times), min(times), max(times)
 
 
-numba.set_num_threads(1)
-_wave.compile_kernels()
-print(describe())
-nx = 724
-x = _wave.initial_state(nx)["u"]
-_wave.wave_steps(x, x, 0, 900)  # a filled wavefield
-frozen = x.copy()
-frozen.flags.writeable = False
-slots = [np.zeros_like(x) for _ in range(9)]
-rng = np.random.default_rng(0)
-lam0 = (0.1 * rng.standard_normal(x.shape)).astype(np.float32)
-grad0 = rng.standard_normal(x.shape[1:]).astype(np.float32)
+def main():
+    numba.set_num_threads(1)
+    _wave.compile_kernels()
+    print(describe())
+    nx = 724
+    x = _wave.initial_state(nx)["u"]
+    _wave.wave_steps(x, x, 0, 900)  # a filled wavefield
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    slots = [np.zeros_like(x) for _ in range(9)]
+    rng = np.random.default_rng(0)
+    lam0 = (0.1 * rng.standard_normal(x.shape)).astype(np.float32)
+    grad0 = rng.standard_normal(x.shape[1:]).astype(np.float32)
 
-# bitwise checks against the unfused kernels
-work, fused = x.copy(), x.copy()
-for k in range(4):
-    _wave.wave_steps(work, work, 900 + 2 * k, 902 + 2 * k)
-    in_place_pair(fused, 900 + 2 * k)
-a, b = np.zeros_like(x), np.zeros_like(x)
-_wave.wave_steps(frozen, a, 900, 902)
-out_of_place_pair(frozen, b, 900)
-lam1, g1, lam2, g2 = lam0.copy(), grad0.copy(), lam0.copy(), grad0.copy()
-for t in (905, 903):
-    _wave.adjoint_step(lam1, g1, x, t)
-    _wave.adjoint_step(lam1, g1, x, t - 1)
-    adjoint_pair(lam2, g2, x, t)
-equal = (np.array_equal(work, fused), np.array_equal(a, b),
-         np.array_equal(lam1, lam2) and np.array_equal(g1, g2))
-print(f"bitwise equal to the unfused kernels (in place, out of place, reverse): {equal}")
-assert all(equal)
+    # bitwise checks against the unfused kernels
+    work, fused = x.copy(), x.copy()
+    for k in range(4):
+        _wave.wave_steps(work, work, 900 + 2 * k, 902 + 2 * k)
+        in_place_pair(fused, 900 + 2 * k)
+    a, b = np.zeros_like(x), np.zeros_like(x)
+    _wave.wave_steps(frozen, a, 900, 902)
+    out_of_place_pair(frozen, b, 900)
+    lam1, g1, lam2, g2 = lam0.copy(), grad0.copy(), lam0.copy(), grad0.copy()
+    for t in (905, 903):
+        _wave.adjoint_step(lam1, g1, x, t)
+        _wave.adjoint_step(lam1, g1, x, t - 1)
+        adjoint_pair(lam2, g2, x, t)
+    equal = (np.array_equal(work, fused), np.array_equal(a, b),
+             np.array_equal(lam1, lam2) and np.array_equal(g1, g2))
+    print(f"bitwise equal to the unfused kernels (in place, out of place, reverse): {equal}")
+    assert all(equal)
 
-lam, g = lam0.copy(), grad0.copy()
-rows = [
-    ("2 in-place steps", lambda k: _wave.wave_steps(work, work, 900 + 2 * k, 902 + 2 * k),
-     lambda k: in_place_pair(work, 900 + 2 * k)),
-    ("out-of-place pair", lambda k: _wave.wave_steps(frozen, slots[k % 9], 900, 902),
-     lambda k: out_of_place_pair(frozen, slots[k % 9], 900)),
-    ("2 reverse steps", lambda k: (_wave.adjoint_step(lam, g, slots[k % 9], 2 * k + 5),
-                                   _wave.adjoint_step(lam, g, slots[k % 9], 2 * k + 4)),
-     lambda k: adjoint_pair(lam, g, slots[k % 9], 2 * k + 5)),
-]
-cost = {}
-print("\nms for two steps, one thread: median (min-max) of 7 x 100 calls")
-for name, unfused, fusedfn in rows:
-    u, f = median_ms(unfused), median_ms(fusedfn)
-    cost[name] = (u[0] / 2, f[0] / 2)
-    print(f"  {name:18s} unfused {u[0]:.3f} ({u[1]:.3f}-{u[2]:.3f})  fused {f[0]:.3f} "
-          f"({f[1]:.3f}-{f[2]:.3f})  {u[0] / f[0]:.2f}x")
+    lam, g = lam0.copy(), grad0.copy()
+    rows = [
+        ("2 in-place steps", lambda k: _wave.wave_steps(work, work, 900 + 2 * k, 902 + 2 * k),
+         lambda k: in_place_pair(work, 900 + 2 * k)),
+        ("out-of-place pair", lambda k: _wave.wave_steps(frozen, slots[k % 9], 900, 902),
+         lambda k: out_of_place_pair(frozen, slots[k % 9], 900)),
+        ("2 reverse steps", lambda k: (_wave.adjoint_step(lam, g, slots[k % 9], 2 * k + 5),
+                                       _wave.adjoint_step(lam, g, slots[k % 9], 2 * k + 4)),
+         lambda k: adjoint_pair(lam, g, slots[k % 9], 2 * k + 5)),
+    ]
+    cost = {}
+    print("\nms for two steps, one thread: median (min-max) of 7 x 100 calls")
+    for name, unfused, fusedfn in rows:
+        u, f = median_ms(unfused), median_ms(fusedfn)
+        cost[name] = (u[0] / 2, f[0] / 2)
+        print(f"  {name:18s} unfused {u[0]:.3f} ({u[1]:.3f}-{u[2]:.3f})  fused {f[0]:.3f} "
+              f"({f[1]:.3f}-{f[2]:.3f})  {u[0] / f[0]:.2f}x")
 
-n, rev_pyrevolve, rev_pairs = 10_000, 6.762, 1.857
-for label, i in (("unfused", 0), ("fused where the calls allow", 1)):
-    step, pair, reverse = (cost[name][i] for name in cost)
-    unfused_step, unfused_reverse = cost["2 in-place steps"][0], cost["2 reverse steps"][0]
-    # pyrevolve: every forward step in place, one reverse step per restore. Its Revolver runs
-    # each reverse step as fwd.apply(t, t + 1) then rev.apply(t, t + 1): n of its forward
-    # steps are single steps, which cannot be fused (session 21; the first version of this
-    # script fused them too, which put pyrevolve 0.4 s lower).
-    pyrevolve = n * ((rev_pyrevolve - 1) * step + unfused_step + unfused_reverse) / 1e3
-    ours = n * (step + (rev_pairs - 1) * pair + reverse) / 1e3
-    print(f"\n{label}: kernel time at n = {n}: pyrevolve {pyrevolve:.2f} s (plus its copies), "
-          f"async multistage with pairs at k = 14 {ours:.2f} s (plus its engine), "
-          f"ratio of kernel times {pyrevolve / ours:.2f}")
+    n, rev_pyrevolve, rev_pairs = 10_000, 6.762, 1.857
+    for label, i in (("unfused", 0), ("fused where the calls allow", 1)):
+        step, pair, reverse = (cost[name][i] for name in cost)
+        unfused_step, unfused_reverse = cost["2 in-place steps"][0], cost["2 reverse steps"][0]
+        # pyrevolve: every forward step in place, one reverse step per restore. Its Revolver runs
+        # each reverse step as fwd.apply(t, t + 1) then rev.apply(t, t + 1): n of its forward
+        # steps are single steps, which cannot be fused (session 21; the first version of this
+        # script fused them too, which put pyrevolve 0.4 s lower).
+        pyrevolve = n * ((rev_pyrevolve - 1) * step + unfused_step + unfused_reverse) / 1e3
+        ours = n * (step + (rev_pairs - 1) * pair + reverse) / 1e3
+        print(f"\n{label}: kernel time at n = {n}: pyrevolve {pyrevolve:.2f} s (plus its copies), "
+              f"async multistage with pairs at k = 14 {ours:.2f} s (plus its engine), "
+              f"ratio of kernel times {pyrevolve / ours:.2f}")
+
+
+if __name__ == "__main__":  # session 21: fused_sweep_ab.py imports the kernels
+    main()
