@@ -48,6 +48,7 @@ from amcheck._folders import PREFIX, STORE_NAME, warn_stale_folders
 from amcheck._operators import (
     as_forward,
     as_reverse,
+    as_reverse_pair,
     check_signature,
     code_name,
     declares_reverse_from_next,
@@ -379,6 +380,7 @@ class Checkpointer:
         interval = check_optional_int("interval", interval, minimum=1)
         n = self._n_given
         from_next = declares_reverse_from_next(reverse)
+        self._reverse_pair = as_reverse_pair(reverse) if from_next else None
         if pairs is not None:
             if not isinstance(pairs, (bool, np.bool_)):
                 raise ArgumentTypeError(
@@ -739,6 +741,9 @@ class Checkpointer:
             x0 = self._initial if initial_state is None else initial_state
             self._spec.check(x0, "initial_state")
             self._schedule = self._plan.make()
+            # one call for two reverse steps, where the schedule runs over pairs of steps
+            paired_reverse = getattr(self._schedule, "reverse_from_next", False) is True
+            self._engine.reverse_pair = self._reverse_pair if paired_reverse else None
             self._timeline.clear()
             self._phase = "ready"
             self._n_seen = None

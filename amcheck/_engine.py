@@ -222,6 +222,11 @@ class Engine:
     tuner
         Receives step and write times during the forward sweep (automatic interval), or
         ``None``; set for each forward sweep.
+    reverse_pair
+        The reverse operator's ``reverse_pair(state, t)`` (see :class:`amcheck.ReverseOperator`),
+        or ``None``; set for each sweep, only for a schedule over pairs of steps. Wherever
+        ``Reverse(t)`` (t >= 1) runs from x_t, it runs reverse steps t and t - 1, and the
+        schedule's ``Reverse(t - 1)`` then only counts.
     threads
         Sets numba's thread count before each advance of the forward sweep and each window of
         ``REVERSE_WINDOW`` reverse steps, and receives their times per step
@@ -279,6 +284,8 @@ class Engine:
         self._record: list[Action] | None = None
         self._replay: list[Action] | None = None
         self._next_reverse = -1
+        self._ran_ahead = -1  # the reverse step reverse_pair ran early, or -1
+        self.reverse_pair: ReverseFn | None = None
 
     # -- public --------------------------------------------------------------------------------
 
@@ -365,6 +372,7 @@ class Engine:
             self._keep, self._record = True, None
         assert self._n is not None
         self._next_reverse = self._n - 1
+        self._ran_ahead = -1
         self._window = 0
         ended = False
         poll = self._dp is not None
@@ -816,40 +824,56 @@ class Engine:
             raise ScheduleError(
                 f"action {index}, {action!r}: the next reverse step must be {self._next_reverse}"
             )
-        if self.reverse_from_next and self._cur is not None and self._cur_t == t + 1:
+        if t == self._ran_ahead:  # reverse_pair ran it with step t + 1
+            self._ran_ahead = -1
+            self._next_reverse -= 1
+            return
+        from_next = self.reverse_from_next and self._cur is not None and self._cur_t == t + 1
+        if from_next:
+            assert self._cur is not None
             slot = self._cur  # x_{t+1} holds what reverse step t reads
         else:
             slot = self._current(t, action, index)
+        # x_t also holds what step t - 1 reads (reverse_from_next): both in one call
+        pair = self.reverse_pair if not from_next and t >= 1 else None
+        call, steps = ("reverse", 1) if pair is None else ("reverse_pair", 2)
         if self.threads is not None and self._window == 0:
             self.threads.next()
             self._window_start = clock()
             self._window_steps = self._stats.forward_steps
         start = clock()
         try:
-            result = self._reverse(self._ro(slot), t)
+            result = (self._reverse if pair is None else pair)(self._ro(slot), t)
         except Exception as exc:
+            which = f"reverse step {t}" if pair is None else f"reverse steps {t} and {t - 1}"
             raise OperatorError(
-                f"the reverse operator raised {type(exc).__name__} in reverse(state, t={t}) "
-                f"(reverse step {t}): {exc}{assignment_hint(exc, reverse=True)}"
+                f"the reverse operator raised {type(exc).__name__} in {call}(state, t={t}) "
+                f"({which}): {exc}{assignment_hint(exc, reverse=True)}"
             ) from exc
         end = clock()
         if result is not None:  # a functional adjoint: what it returns would be dropped
             raise OperatorError(
-                f"reverse(state, t={t}) returned {shown(result)}; it must return None: the "
+                f"{call}(state, t={t}) returned {shown(result)}; it must return None: the "
                 "reverse operator keeps its adjoint and updates it in place (a returned adjoint "
                 "would be dropped and the gradient silently wrong)")
         if self.threads is not None:
-            self._window += 1
-            if self._window == REVERSE_WINDOW:  # per step, the recomputed ones counted
-                steps = REVERSE_WINDOW + self._stats.forward_steps - self._window_steps
-                self.threads.record((end - self._window_start) / steps)
+            self._window += steps
+            if self._window >= REVERSE_WINDOW:  # per step, the recomputed ones counted
+                done = self._window + self._stats.forward_steps - self._window_steps
+                self.threads.record((end - self._window_start) / done)
                 self._window = 0
-        self._timeline._append("reverse", start, end, step=t)
+        if pair is None:
+            self._timeline._append("reverse", start, end, step=t)
+        else:  # an event per step, as for two calls
+            middle = start + (end - start) / 2
+            self._timeline._append("reverse", start, middle, step=t)
+            self._timeline._append("reverse", middle, end, step=t - 1)
+            self._ran_ahead = t - 1
         self._stats.reverse_seconds += end - start
-        self._stats.reverse_steps += 1
+        self._stats.reverse_steps += steps
         self._next_reverse -= 1
         if self.progress is not None:
-            self.progress(1)
+            self.progress(steps)
 
     # -- disk ----------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ __all__ = [
     "ReverseOperator",
     "as_forward",
     "as_reverse",
+    "as_reverse_pair",
     "check_signature",
     "code_name",
     "declares_reverse_from_next",
@@ -84,6 +85,16 @@ class ReverseOperator(Protocol):
     each segment and store-all keeps only the states pairs need (see the API guide). A false
     declaration gives wrong adjoints: test it once by comparing a reverse sweep's result with
     pairs and without (``Checkpointer(..., pairs=False)``); they must agree bit for bit.
+
+    **Optional, with ``reverse_from_next``: ``reverse_pair(state, t)``.** Reverse steps t and
+    t - 1 in one call, given x_t (t >= 1), with the result of ``reverse(state, t)`` followed by
+    ``reverse(state, t - 1)``: x_t holds what step t - 1 reads, by the declaration above. An
+    operator that can run the two in one pass over memory (for a stencil, two adjoint time
+    steps fused, each row of the second computed while the first's rows are in cache) saves
+    most of a step's memory traffic. When the plan runs over pairs of steps, the engine calls it
+    wherever it runs reverse step t from x_t, and then skips reverse step t - 1; otherwise
+    (``pairs=False``, a step without a partner) it calls ``reverse``. Make it bitwise equal to
+    the two calls, and test it as the declaration: with and without the method.
     """
 
     def reverse(self, state: State, t: int) -> None:
@@ -184,6 +195,32 @@ def declares_reverse_from_next(reverse: object) -> bool:
             )
         return bool(value)
     return False
+
+
+def as_reverse_pair(reverse: object) -> ReverseFn | None:
+    """The reverse operator's optional ``reverse_pair(state, t)`` (see :class:`ReverseOperator`),
+    bound, or ``None``; it is looked up on the object whose ``reverse`` method was given too.
+
+    Raises
+    ------
+    ArgumentTypeError
+        It is there but not callable, or its signature cannot take the two arguments.
+    """
+    owner = getattr(reverse, "__self__", None)  # a bound reverse method: its object's
+    for holder in (reverse, owner):
+        if holder is None or isinstance(holder, type):
+            continue
+        method = getattr(holder, "reverse_pair", None)
+        if method is None:
+            continue
+        if not callable(method):
+            raise ArgumentTypeError(
+                f"reverse_pair of the reverse operator must be a method reverse_pair(state, t), "
+                f"got {method!r} of type {type(method).__name__}")
+        check_signature(method, 2, f"reverse_pair of {type(holder).__name__}", "(state, t)")
+        fn: ReverseFn = method
+        return fn
+    return None
 
 
 def as_forward(forward: object) -> AdvanceFn:

@@ -66,6 +66,19 @@ class Plain(Seen):
     reverse_from_next = False
 
 
+class SeenPairs(Seen):
+    """Seen, with reverse_pair: steps t and t - 1 in one call, u_{t-1} from x_t's other level."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pair_calls = 0
+
+    def reverse_pair(self, state: Mapping[str, np.ndarray], t: int) -> None:
+        self.pair_calls += 1
+        self.seen.append((t, state["u"][t % 2].tobytes()))
+        self.seen.append((t - 1, state["u"][(t - 1) % 2].tobytes()))
+
+
 def reference(n: int) -> list[tuple[int, bytes]]:
     op = Plain()
     with amcheck.Checkpointer(leapfrog, op, x0(), n, strategy="store_all", ram="64 MiB") as ckp:
@@ -101,12 +114,16 @@ SLOT = slot_size(amcheck.StateSpec.from_arrays(x0()))  # bytes of one state in t
     ],
     ids=["store_all", "revolve", "auto", "async", "async-k1", "async-k7", "two_level-k3"],
 )
-def test_same_states_in_the_same_order(n: int, kwargs: dict[str, object], tmp_path: Path) -> None:
+@pytest.mark.parametrize("operator", [Seen, SeenPairs])
+def test_same_states_in_the_same_order(n: int, kwargs: dict[str, object], operator: type[Seen],
+                                       tmp_path: Path) -> None:
     kwargs = {k: (tmp_path if v == "DISK" else v) for k, v in kwargs.items()}
-    op, stats, schedule = run(n, tmp_path, **kwargs)
+    op, stats, schedule = run(n, tmp_path, operator(), **kwargs)
     assert op.seen == reference(n)  # every u_t bit for bit, t = n-1 … 0 once each
     assert stats.reverse_steps == n
     assert isinstance(schedule, Paired) == (n >= 3)
+    if isinstance(op, SeenPairs):  # a call for two steps wherever a step runs from x_t
+        assert (op.pair_calls >= (n - 1) // 2) if n >= 3 else op.pair_calls == 0
     counted = simulate(schedule)
     assert stats.forward_steps == counted.forward_steps
     assert counted.reverse_steps == n
@@ -181,18 +198,19 @@ def test_unknown_length_pairs_inside_each_segment(n: int, kwargs: dict[str, obje
     from amcheck._remember import forget
 
     results = []
-    for op in (Seen(), Plain()):
+    for op in (Seen(), SeenPairs(), Plain()):
         forget()  # the two are one workload to the process's memory: each measures its own k
         with amcheck.Checkpointer(ending(n), op, x0(), None, disk=tmp_path,
                                   **kwargs) as ckp:  # type: ignore[arg-type]
-            assert ckp.schedule.reverse_from_next is (type(op) is Seen)  # type: ignore[attr-defined]
+            assert ckp.schedule.reverse_from_next is (type(op) is not Plain)  # type: ignore[attr-defined]
             ckp.forward()
             ckp.reverse()
             results.append((op.seen, ckp.stats.forward_steps))
             replayed = simulate(ckp.schedule.replay(), n)  # type: ignore[attr-defined]
             assert ckp.stats.forward_steps == replayed.forward_steps
-    (paired, paired_steps), (plain, plain_steps) = results
-    assert paired == plain == reference(n)
+    (paired, paired_steps), (fused, fused_steps), (plain, plain_steps) = results
+    assert paired == fused == plain == reference(n)
+    assert fused_steps == paired_steps
     if "interval" in kwargs:
         assert paired_steps <= plain_steps
 
@@ -554,3 +572,61 @@ def test_reverse_checks_its_length_as_every_schedule() -> None:
                        r"Paired was planned for\), got 9"):
         list(paired.reverse(9))
     assert list(paired.reverse(8))
+
+
+def test_reverse_pair_counts_and_is_left_out_step_by_step(tmp_path: Path) -> None:
+    """reverse_pair runs two steps in one call: progress, stats and the timeline count both;
+    pairs=False (a check of the declaration) and a repeated sweep call it the same way."""
+    n = 21
+    done: list[int] = []
+    op = SeenPairs()
+    with amcheck.Checkpointer(leapfrog, op, x0(), n, strategy="store_all", ram="64 MiB") as ckp:
+        ckp.forward()
+        ckp.reverse(progress=done.append)
+        assert op.seen == reference(n) and op.pair_calls == 10
+        assert sum(done) == n and 2 in done and ckp.stats.reverse_steps == n
+        reverse_events = [e for e in ckp.timeline.events if e.kind == "reverse"]
+        assert sorted(e.step for e in reverse_events) == list(range(n))
+        op.seen.clear()
+        ckp.reverse()  # store-all keeps what another reverse sweep needs
+        assert op.seen == reference(n) and op.pair_calls == 20
+    op = SeenPairs()
+    run(n, tmp_path, op, strategy="revolve", ram=5 * SLOT, pairs=False)
+    assert op.seen == reference(n) and op.pair_calls == 0
+
+
+def test_reverse_pair_errors_name_it() -> None:
+    class Raises(SeenPairs):
+        def reverse_pair(self, state: Mapping[str, np.ndarray], t: int) -> None:
+            raise ValueError("boom")
+
+    class Returns(SeenPairs):
+        def reverse_pair(self, state: Mapping[str, np.ndarray], t: int) -> object:
+            return np.zeros(3)
+
+    raised = r"raised ValueError in reverse_pair\(state, t=20\) \(reverse steps 20 and 19\): boom"
+    returned = r"reverse_pair\(state, t=20\) returned an array of shape \(3,\); it must return None"
+    for op, match in ((Raises(), raised), (Returns(), returned)):
+        with amcheck.Checkpointer(leapfrog, op, x0(), 21, strategy="store_all",
+                                  ram="64 MiB") as ckp:
+            ckp.forward()
+            with pytest.raises(amcheck.OperatorError, match=match):
+                ckp.reverse()
+
+    class NotCallable(Seen):
+        reverse_pair = 5
+
+    class TooFew(Seen):
+        def reverse_pair(self, state: Mapping[str, np.ndarray]) -> None: ...
+
+    with pytest.raises(amcheck.ArgumentTypeError, match="reverse_pair of the reverse operator "
+                       "must be a method reverse_pair"):
+        amcheck.Checkpointer(leapfrog, NotCallable(), x0(), 21, ram="64 MiB")
+    with pytest.raises(amcheck.ArgumentTypeError, match=r"reverse_pair of TooFew"):
+        amcheck.Checkpointer(leapfrog, TooFew(), x0(), 21, ram="64 MiB")
+    # without reverse_from_next the method is not looked at: x_t need not hold step t - 1's
+    plain = type("PlainPairs", (Plain,), {"reverse_pair": 5})()
+    with amcheck.Checkpointer(leapfrog, plain, x0(), 21, ram="64 MiB") as ckp:
+        ckp.forward()
+        ckp.reverse()
+    assert plain.seen == reference(21)
