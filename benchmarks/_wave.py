@@ -192,6 +192,40 @@ def wave_pair_serial(src: np.ndarray, dst: np.ndarray, t: int) -> None:  # pragm
 
 
 @numba.njit(nogil=True, cache=True)
+def in_place_pair(u: np.ndarray, t: int) -> None:  # pragma: no cover - numba
+    """Steps t and t + 1 in place in one pass over memory (temporal blocking): row i of step t,
+    then row i - 1 of step t + 1, which reads step t's rows i - 2 … i while they are in cache.
+    No row buffer is needed: step t + 1 overwrites row i - 1 of u_t only after step t's last
+    reader of it (row i) has run. The same arithmetic as two in-place steps, bitwise."""
+    mx = ftz_on()
+    a, b = u[t % 2], u[(t + 1) % 2]
+    ny = a.shape[0]
+    for i in range(ny - 2):
+        _row_in_place(a[i], a[i + 1], a[i + 2], b[i + 1])
+        if i >= 1:
+            _row_in_place(b[i - 1], b[i], b[i + 1], a[i])
+    _row_in_place(b[ny - 3], b[ny - 2], b[ny - 1], a[ny - 2])
+    ftz_restore(mx)
+
+
+@numba.njit(nogil=True, cache=True)
+def out_of_place_pair(src: np.ndarray, dst: np.ndarray, t: int) -> None:  # pragma: no cover
+    """:func:`wave_pair_serial` in one pass over memory: row i of u_{t+1}, then row i - 1 of
+    u_{t+2}. The same arithmetic, bitwise."""
+    mx = ftz_on()
+    a, b, out, new = src[t % 2], src[(t + 1) % 2], dst[(t + 1) % 2], dst[t % 2]
+    ny = a.shape[0]
+    _zero_edges(out)
+    for i in range(ny - 2):
+        _row_out(a[i], a[i + 1], a[i + 2], b[i + 1], out[i + 1])
+        if i >= 1:
+            _row_out(out[i - 1], out[i], out[i + 1], a[i], new[i])
+    _row_out(out[ny - 3], out[ny - 2], out[ny - 1], a[ny - 2], new[ny - 2])
+    _copy_edges(a, new)
+    ftz_restore(mx)
+
+
+@numba.njit(nogil=True, cache=True)
 def _steps_parallel(src: np.ndarray, dst: np.ndarray, t0: int, t1: int) -> None:  # pragma: no cover
     first = t0 + 1  # the first step left to run in place
     if src.ctypes.data != dst.ctypes.data and t1 - t0 >= 2:
@@ -205,14 +239,20 @@ def _steps_parallel(src: np.ndarray, dst: np.ndarray, t0: int, t1: int) -> None:
 
 @numba.njit(nogil=True, cache=True)
 def _steps_serial(src: np.ndarray, dst: np.ndarray, t0: int, t1: int) -> None:  # pragma: no cover
+    """Two steps in one pass over memory wherever there are two to run (session 21)."""
     mx = ftz_on()
-    first = t0 + 1  # the first step left to run in place
-    if src.ctypes.data != dst.ctypes.data and t1 - t0 >= 2:
-        wave_pair_serial(src, dst, t0)
-        first += 1
-    else:
-        wave_step_serial(src, dst, t0)
-    for t in range(first, t1):
+    t = t0
+    if src.ctypes.data != dst.ctypes.data:
+        if t1 - t0 >= 2:
+            out_of_place_pair(src, dst, t0)
+            t += 2
+        else:
+            wave_step_serial(src, dst, t0)
+            t += 1
+    while t + 2 <= t1:
+        in_place_pair(dst, t)
+        t += 2
+    if t < t1:
         wave_step_serial(dst, dst, t)
     ftz_restore(mx)
 
@@ -248,6 +288,33 @@ def adjoint_step(
             b[i, j] = np.float32(2.0) * a[i, j] - b[i, j] + C2 * lap + np.float32(1e-3) * ut[i, j]
             grad[i, j] += a[i, j] * ut[i, j]
         ftz_restore(mx)
+
+
+@numba.njit(nogil=True, inline="always", cache=True)
+def _adjoint_row(am: np.ndarray, a0: np.ndarray, ap: np.ndarray, b: np.ndarray, ut: np.ndarray,
+                 g: np.ndarray) -> None:  # pragma: no cover - numba
+    """One interior row of :func:`adjoint_step`: the same arithmetic per point."""
+    for j in range(a0.shape[0] - 2):
+        lap = am[j + 1] + ap[j + 1] + a0[j] + a0[j + 2] - np.float32(4.0) * a0[j + 1]
+        b[j + 1] = np.float32(2.0) * a0[j + 1] - b[j + 1] + C2 * lap + np.float32(1e-3) * ut[j + 1]
+        g[j + 1] += a0[j + 1] * ut[j + 1]
+
+
+@numba.njit(nogil=True, cache=True)
+def adjoint_pair(lam: np.ndarray, grad: np.ndarray, u: np.ndarray, t: int
+                 ) -> None:  # pragma: no cover - numba
+    """Reverse steps t and t - 1 from x_t (u_t in level ``t % 2``, u_{t-1} in the other) in one
+    pass over memory: row i of step t, then row i - 1 of step t - 1. Bitwise
+    ``adjoint_step(..., t)`` then ``adjoint_step(..., t - 1)``."""
+    mx = ftz_on()
+    a, b, ut, um = lam[t % 2], lam[(t + 1) % 2], u[t % 2], u[(t + 1) % 2]
+    ny = a.shape[0]
+    for i in range(1, ny - 1):
+        _adjoint_row(a[i - 1], a[i], a[i + 1], b[i], ut[i], grad[i])
+        if i >= 2:
+            _adjoint_row(b[i - 2], b[i - 1], b[i], a[i - 1], um[i - 1], grad[i - 1])
+    _adjoint_row(b[ny - 3], b[ny - 2], b[ny - 1], a[ny - 2], um[ny - 2], grad[ny - 2])
+    ftz_restore(mx)
 
 
 def state_nbytes(nx: int) -> int:
@@ -289,9 +356,13 @@ class Adjoint:
 
 class PairedAdjoint(Adjoint):
     """The same reverse operator, declaring what it reads: only u_t (level ``t % 2``), which
-    x_{t+1} holds too, so amcheck may plan over pairs of steps (``amcheck.schedules.Paired``)."""
+    x_{t+1} holds too, so amcheck may plan over pairs of steps (``amcheck.schedules.Paired``),
+    and running the two reverse steps x_t serves in one pass (``reverse_pair``)."""
 
     reverse_from_next = True
+
+    def reverse_pair(self, state: Mapping[str, np.ndarray], t: int) -> None:
+        adjoint_pair(self.lam, self.grad, state["u"], t)
 
 
 def advance(src: Mapping[str, np.ndarray], dst: Mapping[str, np.ndarray], t0: int, t1: int) -> None:
@@ -310,6 +381,7 @@ def compile_kernels() -> None:
     grad = np.zeros((8, 8), np.float32)
     for u in (tiny, frozen):
         adjoint_step(tiny.copy(), grad, u, 0)
+        adjoint_pair(tiny.copy(), grad, u, 1)
 
 
 def run_pyrevolve(nx: int, n: int, checkpoints: int) -> dict[str, Any]:

@@ -117,3 +117,25 @@ def test_out_of_place_pair_equals_a_copying_step_then_in_place_steps(
             steps(src, dst, t0, t0 + m)
             assert np.array_equal(dst, expected), (steps.__name__, m)
     assert np.array_equal(src, x0)  # the source is only read
+
+
+@pytest.mark.parametrize("t", [7, 8])
+def test_paired_adjoint_runs_two_reverse_steps_as_two_calls_would(wave: ModuleType, t: int) -> None:
+    """reverse_pair (one pass over memory for steps t and t - 1) is bitwise the two steps, with
+    u_{t-1} read from x_t's other level; the serial advances, fused two steps a pass, are checked
+    against the parallel ones above."""
+    u = _x0(wave)
+    wave._steps_serial(u, u, 0, t)  # x_t: u_t in level t % 2, u_{t-1} in the other
+    u.flags.writeable = False
+    rng = np.random.default_rng(t)
+    one, two = wave.PairedAdjoint(37), wave.PairedAdjoint(37)
+    for op in (one, two):
+        op.lam[...] = rng.standard_normal(op.lam.shape).astype(np.float32)
+        op.grad[...] = rng.standard_normal(op.grad.shape).astype(np.float32)
+        rng = np.random.default_rng(t)  # the same start for both
+    start = one.grad.copy()
+    one.reverse({"u": u}, t)
+    one.reverse({"u": u}, t - 1)
+    two.reverse_pair({"u": u}, t)
+    assert np.array_equal(one.lam, two.lam) and np.array_equal(one.grad, two.grad)
+    assert not np.array_equal(one.grad, start)  # the steps changed it

@@ -12,11 +12,14 @@ b. async multistage with pairs of steps and the automatic k, the load's kernels 
 c. a with every multi-step advance fused two steps at a time (``wave_steps`` replaced); the
    single step pyrevolve runs before each reverse step stays a single step;
 d. b with the same fused advances (an out-of-place pair fused too) and the reverse operator
-   running the two reverse steps a pair's state serves in one pass (``adjoint_pair``): on
-   ``reverse(x_t, t)`` with t odd (``Paired`` over an even n holds the states of odd steps) it
-   runs steps t and t - 1, and the engine's next call, ``reverse(x_t, t - 1)`` with the same
-   buffer, is then a no-op (checked; anything else raises). An operator cannot tell on its own
-   which calls share a state; the engine would have to say so (not in amcheck's protocol).
+   running the two reverse steps a pair's state serves in one pass (``adjoint_pair``).
+
+The first run (the log's first part, commit 4b6d231) had the operator fuse the reverse steps
+by itself: on ``reverse(x_t, t)`` with t odd it ran steps t and t - 1 and skipped the engine's
+next call. Since 7e63ea2 the engine does it (the protocol's ``reverse_pair``), and since the
+commit after it benchmarks/_wave.py's serial steps and paired adjoint are the fused ones: this
+script now patches in the unfused ones (temporal_blocking_ab.unfused_steps, the paired adjoint
+without ``reverse_pair``) for a and b.
 
 Every variant's gradient is checked bitwise equal to a's. The ratios a/b and c/d are taken
 round by round (each pair ran back to back).
@@ -36,57 +39,29 @@ import long_sequences
 import numba
 import numpy as np
 from _machine import describe
-from temporal_blocking_ab import adjoint_pair, in_place_pair, out_of_place_pair
+from temporal_blocking_ab import unfused_steps
 
 n, rounds = int(sys.argv[1]), int(sys.argv[2])
 
 
-@numba.njit(nogil=True)
-def fused_steps(src, dst, t0, t1):  # pragma: no cover - numba
-    """_wave._steps_serial with two steps in one pass wherever there are two to run."""
-    t = t0
-    if src.ctypes.data != dst.ctypes.data:
-        if t1 - t0 < 2:
-            _wave._steps_serial(src, dst, t0, t1)
-            return
-        out_of_place_pair(src, dst, t0)
-        t = t0 + 2
-    while t + 2 <= t1:
-        in_place_pair(dst, t)
-        t += 2
-    if t < t1:
-        _wave._steps_serial(dst, dst, t, t1)
+class UnfusedPairedAdjoint(_wave.PairedAdjoint):
+    """The paired adjoint without reverse_pair: one call a reverse step. Its own ``reverse``,
+    so that amcheck remembers the interval of its sweeps apart from the fused ones'."""
 
-
-class FusedPairedAdjoint(_wave.PairedAdjoint):
-    """Reverse steps t and t - 1 in one pass from x_t (t odd), the second call skipped."""
-
-    def __init__(self, nx: int) -> None:
-        super().__init__(nx)
-        self._done: tuple[int, int] | None = None
+    reverse_pair = None
 
     def reverse(self, state, t):
-        u = state["u"]
-        if self._done is not None:
-            step, address = self._done
-            self._done = None
-            if t != step or u.ctypes.data != address:
-                raise RuntimeError(f"reverse({t}) after a fused pair that ran step {step}")
-            return
-        if t % 2 == 1:  # Paired over an even n holds x_t of odd t: it serves t and t - 1
-            adjoint_pair(self.lam, self.grad, u, t)
-            self._done = (t - 1, u.ctypes.data)
-        else:
-            _wave.adjoint_step(self.lam, self.grad, u, t)
+        _wave.adjoint_step(self.lam, self.grad, state["u"], t)
 
 
-unfused_steps, plain_adjoint = _wave.wave_steps, long_sequences._PairedAdjoint
+fused_steps, fused_adjoint = _wave.wave_steps, long_sequences._PairedAdjoint
 
 
 def use(fused: bool) -> None:
     """Point the load's advances (both tools) and amcheck's paired adjoint at one variant."""
-    _wave.wave_steps = (lambda s, d, t0, t1: fused_steps(s, d, t0, t1)) if fused else unfused_steps
-    long_sequences._PairedAdjoint = FusedPairedAdjoint if fused else plain_adjoint
+    _wave.wave_steps = fused_steps if fused else (
+        lambda s, d, t0, t1: unfused_steps(s, d, t0, t1))
+    long_sequences._PairedAdjoint = fused_adjoint if fused else UnfusedPairedAdjoint
 
 
 def run(label: str, workdir: Path) -> dict:
@@ -104,12 +79,11 @@ def main() -> None:
     numba.set_num_threads(1)
     _wave.compile_kernels()
     x = _wave.initial_state(8)["u"]
-    fused_steps(x, x.copy(), 0, 5)
-    fused_steps(x, x, 0, 5)
+    unfused_steps(x, x.copy(), 0, 5)
+    unfused_steps(x, x, 0, 5)
     frozen = x.copy()
     frozen.flags.writeable = False
-    fused_steps(frozen, x, 0, 5)
-    adjoint_pair(x.copy(), np.zeros((8, 8), np.float32), frozen, 4)
+    unfused_steps(frozen, x, 0, 5)
     print(f"{describe()}; n = {n}, {rounds} rounds, one numba thread")
     labels = ["a", "b", "c", "d"]
     times: dict[str, list[float]] = {k: [] for k in labels}

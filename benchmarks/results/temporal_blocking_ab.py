@@ -17,6 +17,10 @@ recompute factor 6.762; async multistage with pairs at k = 14: 1.857), fused whe
 calls allow it, against unfused.
 
     .venv/bin/python benchmarks/results/temporal_blocking_ab.py
+
+Session 21 moved the three fused kernels into benchmarks/_wave.py, whose serial steps and paired
+adjoint now use them; the unfused side here is the serial path as it was before
+(``unfused_steps``) and ``_wave.adjoint_step``.
 """
 import statistics
 import sys
@@ -28,60 +32,22 @@ import _wave
 import numba
 import numpy as np
 from _machine import describe
-from _wave import C2, _row_in_place, _row_out
+from _wave import adjoint_pair, in_place_pair, out_of_place_pair
 from amcheck.kernels._jit import ftz_on, ftz_restore
 
 
-@numba.njit(nogil=True, inline="always")
-def _adj_row(am, a0, ap, b, ut, g):  # pragma: no cover - numba
-    for j in range(a0.shape[0] - 2):
-        lap = am[j + 1] + ap[j + 1] + a0[j] + a0[j + 2] - np.float32(4.0) * a0[j + 1]
-        b[j + 1] = np.float32(2.0) * a0[j + 1] - b[j + 1] + C2 * lap + np.float32(1e-3) * ut[j + 1]
-        g[j + 1] += a0[j + 1] * ut[j + 1]
-
-
 @numba.njit(nogil=True)
-def adjoint_pair(lam, grad, u, t):  # pragma: no cover - numba
-    """Reverse steps t and t - 1 from x_t (u[t % 2] = u_t, the other level u_{t-1})."""
+def unfused_steps(src, dst, t0, t1):  # pragma: no cover - numba
+    """_wave._steps_serial as it was before session 21: one pass over memory a step."""
     mx = ftz_on()
-    a, b, ut, um = lam[t % 2], lam[(t + 1) % 2], u[t % 2], u[(t + 1) % 2]
-    ny = a.shape[0]
-    for i in range(1, ny - 1):
-        _adj_row(a[i - 1], a[i], a[i + 1], b[i], ut[i], grad[i])
-        if i >= 2:
-            _adj_row(b[i - 2], b[i - 1], b[i], a[i - 1], um[i - 1], grad[i - 1])
-    _adj_row(b[ny - 3], b[ny - 2], b[ny - 1], a[ny - 2], um[ny - 2], grad[ny - 2])
-    ftz_restore(mx)
-
-
-@numba.njit(nogil=True)
-def out_of_place_pair(src, dst, t):  # pragma: no cover - numba
-    """x_{t+2} from x_t, src is not dst: _wave.wave_pair's arithmetic, row-interleaved."""
-    mx = ftz_on()
-    a, b, out, new = src[t % 2], src[(t + 1) % 2], dst[(t + 1) % 2], dst[t % 2]
-    ny = a.shape[0]
-    _wave._zero_edges(out)
-    for i in range(ny - 2):
-        _row_out(a[i], a[i + 1], a[i + 2], b[i + 1], out[i + 1])
-        if i >= 1:
-            _row_out(out[i - 1], out[i], out[i + 1], a[i], new[i])
-    _row_out(out[ny - 3], out[ny - 2], out[ny - 1], a[ny - 2], new[ny - 2])
-    _wave._copy_edges(a, new)
-    ftz_restore(mx)
-
-
-@numba.njit(nogil=True)
-def in_place_pair(u, t):  # pragma: no cover - numba
-    """Steps t and t + 1 in place, row-interleaved: no row buffer is needed, since step t + 1
-    overwrites row i - 1 of u_t only after step t's last reader of it (row i) has run."""
-    mx = ftz_on()
-    a, b = u[t % 2], u[(t + 1) % 2]
-    ny = a.shape[0]
-    for i in range(ny - 2):
-        _row_in_place(a[i], a[i + 1], a[i + 2], b[i + 1])
-        if i >= 1:
-            _row_in_place(b[i - 1], b[i], b[i + 1], a[i])
-    _row_in_place(b[ny - 3], b[ny - 2], b[ny - 1], a[ny - 2])
+    first = t0 + 1
+    if src.ctypes.data != dst.ctypes.data and t1 - t0 >= 2:
+        _wave.wave_pair_serial(src, dst, t0)
+        first += 1
+    else:
+        _wave.wave_step_serial(src, dst, t0)
+    for t in range(first, t1):
+        _wave.wave_step_serial(dst, dst, t)
     ftz_restore(mx)
 
 
@@ -101,7 +67,7 @@ def main():
     print(describe())
     nx = 724
     x = _wave.initial_state(nx)["u"]
-    _wave.wave_steps(x, x, 0, 900)  # a filled wavefield
+    unfused_steps(x, x, 0, 900)  # a filled wavefield
     frozen = x.copy()
     frozen.flags.writeable = False
     slots = [np.zeros_like(x) for _ in range(9)]
@@ -112,10 +78,10 @@ def main():
     # bitwise checks against the unfused kernels
     work, fused = x.copy(), x.copy()
     for k in range(4):
-        _wave.wave_steps(work, work, 900 + 2 * k, 902 + 2 * k)
+        unfused_steps(work, work, 900 + 2 * k, 902 + 2 * k)
         in_place_pair(fused, 900 + 2 * k)
     a, b = np.zeros_like(x), np.zeros_like(x)
-    _wave.wave_steps(frozen, a, 900, 902)
+    unfused_steps(frozen, a, 900, 902)
     out_of_place_pair(frozen, b, 900)
     lam1, g1, lam2, g2 = lam0.copy(), grad0.copy(), lam0.copy(), grad0.copy()
     for t in (905, 903):
@@ -129,9 +95,9 @@ def main():
 
     lam, g = lam0.copy(), grad0.copy()
     rows = [
-        ("2 in-place steps", lambda k: _wave.wave_steps(work, work, 900 + 2 * k, 902 + 2 * k),
+        ("2 in-place steps", lambda k: unfused_steps(work, work, 900 + 2 * k, 902 + 2 * k),
          lambda k: in_place_pair(work, 900 + 2 * k)),
-        ("out-of-place pair", lambda k: _wave.wave_steps(frozen, slots[k % 9], 900, 902),
+        ("out-of-place pair", lambda k: unfused_steps(frozen, slots[k % 9], 900, 902),
          lambda k: out_of_place_pair(frozen, slots[k % 9], 900)),
         ("2 reverse steps", lambda k: (_wave.adjoint_step(lam, g, slots[k % 9], 2 * k + 5),
                                        _wave.adjoint_step(lam, g, slots[k % 9], 2 * k + 4)),
