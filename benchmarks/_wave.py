@@ -25,6 +25,17 @@ Measured here (one thread, read-only src, dst rotating over 9 buffers, medians o
 out-of-place advance of 2 steps 0.538 -> 0.495 ms, of 4 steps 0.935 -> 0.814 ms; an in-place
 step takes 0.144 ms, a copying out-of-place one 0.33 ms (it writes both levels of dst).
 
+On one thread (session 21) every advance runs two steps in one pass over memory wherever it
+has two to run (temporal blocking, :func:`in_place_pair`, :func:`out_of_place_pair`): row i of
+step t, then row i - 1 of step t + 1, which reads the rows step t has just written while they are
+in cache. pyrevolve's advances and amcheck's run the same function, so both gain; the single
+step pyrevolve runs before each reverse step has no partner. The paired adjoint likewise runs the
+two reverse steps one state serves in one pass (``PairedAdjoint.reverse_pair``,
+:func:`adjoint_pair`), which pyrevolve, restoring before every reverse step, cannot use. Each is
+bitwise the unfused steps. Measured here alone (one thread, medians of 7 x 100 calls,
+``benchmarks/results/temporal_blocking_ab.py``): two in-place steps 0.356 -> 0.266 ms, an
+out-of-place pair 0.603 -> 0.433 ms, two reverse steps 0.733 -> 0.514 ms.
+
 The kernels flush subnormals to zero (FTZ/DAZ, set and restored around each call or parallel row,
 as amcheck's kernels do): the leapfrog spreads the bump's tails, and until step ~400 up to 10% of
 the grid was subnormal, which made those steps about 18% slower (0.125 against 0.106 ms a step)
