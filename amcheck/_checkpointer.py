@@ -16,7 +16,7 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -63,6 +63,13 @@ from amcheck.schedules import AsyncMultistage, Paired, Schedule, TwoLevel, disk_
 from amcheck.schedules._simulate import declared_length
 from amcheck.storage import RamTier, Tier
 from amcheck.storage._users import OpenUsers
+
+#: The disk writes in flight ``max_in_flight=None`` takes, in order of preference: the largest
+#: whose plan is the smallest's (``Checkpointer._more_in_flight``). On the Intel host, 4 MiB
+#: checkpoints at k = 16 (benchmarks/long_sequences.py's load, n = 10^4): 7.10 s with 2 in
+#: flight, 6.60 s with 3 (medians of 3, session 21), the computation waiting 0.28-0.43 s and
+#: 0.05-0.14 s for the disk.
+MAX_IN_FLIGHT: tuple[int, ...] = (3, 2)
 
 #: Directories the Checkpointers of this process made for their folders, with how many of them
 #: use each: a Checkpointer given the same new path shares them, and the last to close removes
@@ -264,11 +271,14 @@ class Checkpointer:
         ``ZarrTier(path, spec, budget="8 GiB")``) bounds the count the same way
         (``Tier.max_checkpoints()``), with or without ``disk_budget``.
     max_in_flight
-        Disk writes in flight at most (default 2). Each holds the RAM slot it writes from
-        until it is done (no copy), so the pool gets this many staging slots within ``ram`` on
-        top of the forward sweep's buffers (the reverse sweep reuses them as checkpoint slots);
-        when all are busy the compute thread waits for the oldest (back-pressure, recorded as a
-        ``"wait"`` on the timeline and in ``stats.stall_seconds``).
+        Disk writes in flight at most. Each holds the RAM slot it writes from until it is done
+        (no copy), so the pool gets this many staging slots within ``ram`` on top of the
+        forward sweep's buffers (the reverse sweep reuses them as checkpoint slots); when all
+        are busy the compute thread waits for the oldest (back-pressure, recorded as a
+        ``"wait"`` on the timeline and in ``stats.stall_seconds``). ``None`` (the default): 3
+        where ``ram`` holds the third staging slot with the same plan (the same checkpoint
+        slots and interval) as with 2, else 2 (:data:`MAX_IN_FLIGHT`); ``ckp.max_in_flight``
+        says which.
     compute_threads
         numba threads for the user's kernels during sweeps with disk traffic: ``None`` (the
         default: measured; after 2 advances the forward sweep times 3 on one thread fewer than
@@ -357,7 +367,7 @@ class Checkpointer:
         interval: int | None = None,
         compression: Any = None,
         disk_budget: ByteSize | None = None,
-        max_in_flight: int = 2,
+        max_in_flight: int | None = None,
         compute_threads: int | str | None = None,
         timeline: bool = True,
         pairs: bool | None = None,
@@ -371,7 +381,8 @@ class Checkpointer:
         spec.check(initial_state, "initial_state")
         self._n_given = check_optional_int("n_steps", n_steps, minimum=1)
         budget = parse_bytes(ram, "ram")
-        self._max_in_flight = check_int("max_in_flight", max_in_flight, minimum=1)
+        self._max_in_flight = (MAX_IN_FLIGHT[-1] if max_in_flight is None
+                               else check_int("max_in_flight", max_in_flight, minimum=1))
         self._compute_threads = check_compute_threads(compute_threads)
         timeline = check_bool("timeline", timeline)
         disk_bytes = self._disk_budget(disk, disk_budget)
@@ -425,8 +436,8 @@ class Checkpointer:
                     "n_steps=None a schedule follows the forward sweep it plans, and two would "
                     "mix theirs: give each its own instance (or close the other first)")
             disk_slots = self._disk_slots(tier, disk_bytes, isinstance(strategy, str))
-            try:
-                self._plan: Plan = plan(
+            def planned(staging: int) -> Plan:
+                return plan(
                     strategy,
                     n if paired_n is None else Paired.pairs(paired_n),
                     budget=budget,
@@ -434,10 +445,15 @@ class Checkpointer:
                     disk=tier,
                     interval=(interval if paired_n is None or interval is None
                               else Paired.interval_pairs(interval, paired_n)),
-                    staging=self._max_in_flight,
+                    staging=staging,
                     disk_slots=disk_slots,
                     pairs=unknown_pairs,
                 )
+
+            try:
+                self._plan: Plan = planned(self._max_in_flight)
+                if max_in_flight is None and self._plan.staging:
+                    self._more_in_flight(planned)
             except BudgetError as error:
                 if paired_n is not None:
                     error.add_note(
@@ -876,6 +892,22 @@ class Checkpointer:
     def max_in_flight(self) -> int:
         """Disk writes in flight at most (staging slots in the pool)."""
         return self._max_in_flight
+
+    def _more_in_flight(self, planned: Callable[[int], Plan]) -> None:
+        """``max_in_flight=None``: take the largest count of :data:`MAX_IN_FLIGHT` whose plan
+        fits ``ram`` with the same checkpoint slots and interval as the smallest's (a disk that
+        keeps several writes going, as one behind virtio or NVMe, then keeps up at a shorter
+        interval; a tight budget keeps its Revolve slots)."""
+        for count in MAX_IN_FLIGHT[:-1]:
+            try:
+                more = planned(count)
+            except BudgetError:
+                continue
+            same = (more.slots, more.interval, more.disk_slots, more.buffers) == (
+                self._plan.slots, self._plan.interval, self._plan.disk_slots, self._plan.buffers)
+            if same:
+                self._plan, self._max_in_flight = more, count
+                return
 
     @property
     def n_steps(self) -> int | None:

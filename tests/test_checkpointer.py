@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from amcheck._strategy import GrowingStoreAll, default_interval, slot_size
 from amcheck.schedules import AsyncMultistage, Revolve, StoreAll, TwoLevel, simulate
 
 N = 23
-STAGING = 2  # max_in_flight: RAM slots that disk writes in flight hold
+STAGING = 2  # max_in_flight where ram has no room for a third: slots disk writes in flight hold
 SPEC = StateSpec.from_arrays(initial_state())
 SLOT = slot_size(SPEC)  # 192 bytes: u (96 B) and v (16 B), each padded to 64-byte lines
 
@@ -81,7 +82,7 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("revolve-5", {"strategy": "revolve", "ram": 7 * SLOT}),
     ("auto-revolve", {"ram": 10 * SLOT}),
     ("instance", {"strategy": Revolve(N, 4), "ram": 6 * SLOT}),
-    # Disk strategies: + STAGING slots for the writes in flight.
+    # Disk strategies: + STAGING slots for the writes in flight (3 where that costs no slot).
     ("two_level-default", {"strategy": "two_level", "ram": 7 * SLOT, "disk": "ram"}),
     ("two_level-k1", {"strategy": "two_level", "ram": 6 * SLOT, "disk": "ram", "interval": 1}),
     ("two_level-k7", {"strategy": "two_level", "ram": 6 * SLOT, "disk": "ram", "interval": 7}),
@@ -123,7 +124,7 @@ def test_gradient_bitwise_equal_to_store_all(
     assert stats.bytes_written["ram"] == stats.bytes_read["ram"] == 0
     assert stats.peak_ram_bytes <= stats.ram_pool_bytes <= budget
     # Staging buffers come on top of the forward sweep's buffers; the reverse sweep reuses them.
-    staging = STAGING if stats.writes["disk"] else 0
+    staging = ckp.max_in_flight if stats.writes["disk"] else 0  # 3 where it costs no slot
     pool = max(sim.peak_buffers, sim.peak_buffers_writing + staging)
     assert stats.ram_pool_bytes == pool * SLOT
     # The timeline has one event per advance, reverse step, disk transfer and wait.
@@ -870,3 +871,24 @@ def test_stats_read_during_the_forward_sweep_know_a_given_length(n_steps: int | 
         ckp.forward(progress=lambda steps: seen.append(ckp.stats.n_steps))
         assert seen and set(seen) == {n_steps}
         assert ckp.stats.n_steps == N
+
+
+def test_max_in_flight_by_default_is_3_where_ram_has_room_for_it(tmp_path: Path) -> None:
+    """max_in_flight=None: a third write in flight where the budget holds its staging slot with
+    the same plan as two; two where it would cost the plan a slot (the minimum budget of two
+    writes is unchanged); a given count is kept."""
+    def made(ram: int, **kwargs: Any) -> Checkpointer:
+        return Checkpointer(Forward(), Adjoint(), initial_state(), N, ram=ram, disk=tmp_path,
+                            strategy="two_level", interval=1, **kwargs)
+
+    # two_level writing every step holds one buffer more while it writes: 3 slots are its
+    # minimum with two writes in flight, 4 with three
+    with made(3 * SLOT) as tight, made(4 * SLOT) as roomy, made(4 * SLOT, max_in_flight=2) as two:
+        assert tight.max_in_flight == 2 and roomy.max_in_flight == 3 and two.max_in_flight == 2
+        assert roomy.slots == two.slots == 2 and tight.slots == 1
+        assert roomy.ram_pool_bytes == 4 * SLOT and two.ram_pool_bytes == 3 * SLOT
+        for ckp in (tight, roomy):
+            ckp.forward()
+            ckp.reverse()
+    with pytest.raises(amcheck.ArgumentTypeError, match="max_in_flight must be an integer"):
+        made(20 * SLOT, max_in_flight=2.5)
