@@ -68,7 +68,7 @@ from amcheck.storage._users import OpenUsers
 #: whose plan is the smallest's (``Checkpointer._more_in_flight``). On the Intel host, 4 MiB
 #: checkpoints at k = 16 (benchmarks/long_sequences.py's load, n = 10^4): 7.10 s with 2 in
 #: flight, 6.60 s with 3 (medians of 3, session 21), the computation waiting 0.28-0.43 s and
-#: 0.05-0.14 s for the disk.
+#: 0.05-0.14 s for the disk (benchmarks/results/max_in_flight_ab.py, .log).
 MAX_IN_FLIGHT: tuple[int, ...] = (3, 2)
 
 #: Directories the Checkpointers of this process made for their folders, with how many of them
