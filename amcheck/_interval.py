@@ -100,7 +100,6 @@ constraints with constant overheads", arXiv:1812.05952, 2018.
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 import sys
@@ -111,6 +110,7 @@ from statistics import median
 from typing import Any
 
 from amcheck._errors import ArgumentTypeError, InvalidArgumentError
+from amcheck._operators import check_signature
 from amcheck._validate import check_int, check_optional_int, check_positive_float
 
 __all__ = ["IntervalController", "required_interval"]
@@ -286,14 +286,7 @@ class IntervalController:
                 f"recompute={recompute!r}"
             )
         if recompute is not None:
-            try:
-                inspect.signature(recompute).bind(1)
-            except TypeError:
-                raise ArgumentTypeError(
-                    f"recompute must accept an interval, 1 positional argument: "
-                    f"recompute(k) -> float, got {recompute!r}") from None
-            except ValueError:  # a builtin without a signature: trust the call
-                pass
+            check_signature(recompute, 1, "recompute", "an interval, recompute(k) -> float")
         self._recompute = recompute
         # (steps, stall seconds) of the latest segments at the knee; a cool-down after it failed
         self._knee_segments: deque[tuple[int, float]] = deque(maxlen=self.window)

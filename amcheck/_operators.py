@@ -174,6 +174,17 @@ def code_name(fn: Callable[..., Any]) -> tuple[str, str]:
     return str(getattr(code, "__module__", "")), str(code.__qualname__)
 
 
+def _declared(reverse: object, name: str) -> tuple[object, Any]:
+    """``(holder, value)`` of the first of the reverse operator and, for a bound method, its
+    object that has the attribute ``name`` (not ``None``), or ``(None, None)``."""
+    owner = getattr(reverse, "__self__", None)  # a bound method: its object declares
+    for holder in (reverse, owner):
+        value = getattr(holder, name, None)
+        if value is not None:
+            return holder, value
+    return None, None
+
+
 def declares_reverse_from_next(reverse: object) -> bool:
     """Whether the reverse operator (an object, or its bound method) declares
     ``reverse_from_next = True`` (see :class:`ReverseOperator`).
@@ -183,11 +194,8 @@ def declares_reverse_from_next(reverse: object) -> bool:
     ArgumentTypeError
         It has the attribute, but not a ``bool``.
     """
-    owner = getattr(reverse, "__self__", None)  # a bound method: its object declares
-    for holder in (reverse, owner):
-        value = getattr(holder, "reverse_from_next", None)
-        if value is None:
-            continue
+    _, value = _declared(reverse, "reverse_from_next")
+    if value is not None:
         if not isinstance(value, (bool, np.bool_)):
             raise ArgumentTypeError(
                 f"reverse_from_next of the reverse operator must be True or False, got "
@@ -206,21 +214,16 @@ def as_reverse_pair(reverse: object) -> ReverseFn | None:
     ArgumentTypeError
         It is there but not callable, or its signature cannot take the two arguments.
     """
-    owner = getattr(reverse, "__self__", None)  # a bound reverse method: its object's
-    for holder in (reverse, owner):
-        if holder is None or isinstance(holder, type):
-            continue
-        method = getattr(holder, "reverse_pair", None)
-        if method is None:
-            continue
-        if not callable(method):
-            raise ArgumentTypeError(
-                f"reverse_pair of the reverse operator must be a method reverse_pair(state, t), "
-                f"got {method!r} of type {type(method).__name__}")
-        check_signature(method, 2, f"reverse_pair of {type(holder).__name__}", "(state, t)")
-        fn: ReverseFn = method
-        return fn
-    return None
+    holder, method = _declared(reverse, "reverse_pair")
+    if method is None:
+        return None
+    if not callable(method):
+        raise ArgumentTypeError(
+            f"reverse_pair of the reverse operator must be a method reverse_pair(state, t), "
+            f"got {method!r} of type {type(method).__name__}")
+    check_signature(method, 2, f"reverse_pair of {type(holder).__name__}", "(state, t)")
+    fn: ReverseFn = method
+    return fn
 
 
 def as_forward(forward: object) -> AdvanceFn:

@@ -19,12 +19,7 @@ import numpy as np
 from amcheck.kernels._geometry import Geometry
 from amcheck.kernels._layout import aligned_zeros
 from amcheck.kernels._model import Model
-from amcheck.kernels._operators import (
-    AcousticAdjoint,
-    AcousticForward,
-    refuse_overflow,
-    trace_data,
-)
+from amcheck.kernels._operators import AcousticAdjoint, AcousticForward, trace_data
 
 from amcheck._bytes import ByteSize
 from amcheck._checkpointer import Checkpointer
@@ -92,13 +87,10 @@ def adjoint_modeling(model: Model, geometry: Geometry, rec_data: Any) -> np.ndar
     """
     fwd = AcousticForward(model, geometry)
     adj = AcousticAdjoint(fwd, gradient=False)
-    rec = trace_data("rec_data", rec_data, geometry, dtype=model.dtype)
-    adj.start(rec, name="rec_data")
+    adj.start(rec_data, name="rec_data")
     for t in range(fwd.n_steps - 1, -1, -1):
         adj.reverse(None, t)
-    refuse_overflow("the adjoint source data", adj.src_adjoint, model.dtype,
-                    f"rec_data samples up to {float(np.max(np.abs(rec), initial=0.0)):.3g}",
-                    scale="rec_data")
+    adj.check_source()
     return np.array(adj.src_adjoint, copy=True)
 
 

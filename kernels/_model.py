@@ -98,9 +98,9 @@ def critical_dt(vmax: float, spacing: Sequence[float], space_order: int) -> floa
     UserWarning
         ``vmax`` above 100 km/s: most likely a velocity in m/s.
     """
-    vmax = check_positive_float("vmax", vmax)
-    warn_velocity_units("vmax", vmax, stacklevel=2)
-    return _critical_dt(vmax, spacing, space_order)
+    dt = _critical_dt(vmax, spacing, space_order)  # checks the arguments
+    warn_velocity_units("vmax", float(vmax), stacklevel=2)
+    return dt
 
 
 def _critical_dt(vmax: float, spacing: Sequence[float], space_order: int) -> float:

@@ -233,7 +233,7 @@ def _field(state: Mapping[str, np.ndarray], spec: StateSpec, name: str, *, write
     if u.shape != fs.shape or u.dtype != fs.dtype:
         raise InvalidArgumentError(
             f"{name}['u'] must be an array of shape {fs.shape} and dtype {fs.dtype}, got "
-            f"{getattr(u, 'shape', None)} {getattr(u, 'dtype', type(u).__name__)}")
+            f"{u.shape} {u.dtype}")
     if not u.flags.c_contiguous:
         raise InvalidArgumentError(
             f"{name}['u'] must be C-contiguous (the kernels index it flat), got strides "
@@ -457,6 +457,23 @@ class AcousticAdjoint:
             d.kernels.step(self.v, cur, d.c, d.w, d.end, *d.damping)
         d.inject(self.v[t % 2], d.rec_idx, d.rec_cw, self._residual[t])
         self._next = t - 1
+
+    def check_source(self) -> None:
+        """Check that the adjoint source data recorded (:attr:`src_adjoint`) are finite, as
+        :meth:`AcousticForward.check_data` does for the receiver data.
+
+        Raises
+        ------
+        SweepStateError
+            :meth:`start` has not been called.
+        InvalidArgumentError
+            Some are not: the adjoint wavefield overflowed the model's dtype (float32: a
+            residual far too large).
+        """
+        if self._residual is None:
+            raise SweepStateError("call start(residual, final_state) before check_source()")
+        refuse_overflow("the adjoint source data", self.src_adjoint, self._disc.dtype,
+                        f"rec_data samples up to {_peak(self._residual):.3g}", scale="rec_data")
 
     def gradient_m(self) -> np.ndarray:
         """dJ/dm on the physical grid (float64): -E^T (g / m), g = sum_t u[t] (L w[t+1] + R^T r[t]).

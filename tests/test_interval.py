@@ -301,8 +301,8 @@ def test_bad_arguments_rejected(kwargs: dict[str, object], match: str) -> None:
 def test_the_recompute_callable_is_checked() -> None:
     """A recompute of the wrong arity, or one returning a str, raised bare TypeErrors at the
     first segment at the knee; a huge measured time an OverflowError."""
-    with pytest.raises(ArgumentTypeError, match=r"recompute must accept an interval, 1 "
-                       r"positional argument: recompute\(k\) -> float"):
+    with pytest.raises(ArgumentTypeError, match=r"recompute must accept an interval, "
+                       r"recompute\(k\) -> float, 1 positional argument; its signature is "):
         IntervalController(2, knee=3, recompute=lambda: 1.0)  # type: ignore[arg-type,misc]
     for value, error, shown in (("2", ArgumentTypeError, "'2' of type str"),
                                 (0.5, InvalidArgumentError, "0.5")):

@@ -711,6 +711,9 @@ def test_operators_refuse_a_step_after_the_sweep_and_overlapping_states() -> Non
     model, geometry = _shot(np.float64)
     fwd = AcousticForward(model, geometry)
     adj = AcousticAdjoint(fwd, gradient=False)
+    with pytest.raises(SweepStateError, match=r"call start\(residual, final_state\) before "
+                       r"check_source\(\)"):
+        adj.check_source()
     adj.start(np.zeros((geometry.nt, geometry.nrec)))
     for t in range(fwd.n_steps - 1, -1, -1):
         adj.reverse(None, t)

@@ -229,7 +229,6 @@ def simulate(schedule: Schedule, n_steps: int | None = None) -> ScheduleStats:
             f"schedule must be an amcheck.schedules.Schedule, got {schedule!r} of type "
             f"{type(schedule).__name__}"
         )
-    # a schedule written by hand may hold anything there ("3", True, 0)
     known = declared_length(schedule)
     if n_steps is None:
         if known is None:
