@@ -62,7 +62,7 @@ from amcheck._errors import (
 from amcheck._operators import AdvanceFn, ReverseFn
 from amcheck._state import State
 from amcheck._stats import StatsRecorder
-from amcheck._timeline import Timeline, clock
+from amcheck._timeline import EventKind, Timeline, clock
 from amcheck.schedules import Action, Advance, End, Free, Load, Prefetch, Reverse, Save
 from amcheck.storage import RamTier, Slot, Tier
 
@@ -99,6 +99,9 @@ class IntervalTuner(Protocol):
 _RAM: Final = "ram"
 _DISK: Final = "disk"
 
+
+#: Operator calls of the reverse sweep planned before they are made, at most (:meth:`Engine.run_reverse`).
+CALL_BATCH: Final = 64
 
 #: Reverse actions read from the schedule at a time (:func:`read_ahead`).
 READ_AHEAD: Final = 256
@@ -286,6 +289,10 @@ class Engine:
         self._next_reverse = -1
         self._ran_ahead = -1  # the reverse step reverse_pair ran early, or -1
         self.reverse_pair: ReverseFn | None = None
+        # the reverse sweep's operator calls, planned and not yet made (see run_reverse)
+        self._calls: list[tuple[Callable[..., object], tuple[object, ...]]] = []
+        # the timeline's events of the calls made since the last push: (kind, start, end, step)
+        self._steps: list[tuple[EventKind, float, float, int]] = []
 
     # -- public --------------------------------------------------------------------------------
 
@@ -374,16 +381,26 @@ class Engine:
         self._next_reverse = self._n - 1
         self._ran_ahead = -1
         self._window = 0
+        self._calls = []
         ended = False
+        failure: Exception | None = None
         poll = self._dp is not None
-        for index, action in enumerate(read_ahead(actions)):
-            if self._record is not None:
-                self._record.append(action)
-            if poll:
-                self._poll()
-            if self._execute(action, index, forward=False):
-                ended = True
-                break
+        try:
+            for index, action in enumerate(read_ahead(actions)):
+                if self._record is not None:
+                    self._record.append(action)
+                if poll:
+                    self._poll()
+                if self._execute(action, index, forward=False):
+                    ended = True
+                    break
+                if len(self._calls) >= CALL_BATCH:
+                    self._flush()
+        except Exception as exc:
+            failure = exc  # raised after the calls planned before it, as it would have been
+        self._flush()
+        if failure is not None:
+            raise failure
         if not ended:
             raise ScheduleError(
                 "the schedule's reverse actions ended without an End action "
@@ -402,6 +419,7 @@ class Engine:
         self._kept = set()
         self._keep = False
         self._record = self._replay = None
+        self._calls = []
         self._disk_ckpt.clear()
         self._fwd_disk = frozenset()
         dp = self._dp
@@ -638,32 +656,23 @@ class Engine:
         in_place = not final and not self._pinned(src)
         dst = src if in_place else self._take()
         src_view = self._rw(src) if in_place else self._ro(src)
-        threads = self.threads if forward else None
+        if not forward:  # made by _flush (x_n exists, so not final, and the length is known)
+            self._calls.append((self._run_advance, (src_view, self._rw(dst), t0, t1)))
+            self._cur, self._cur_t = dst, t1
+            return False
+        threads = self.threads
         if threads is not None:
             threads.next()
-        start = clock()
-        try:
-            result = self._advance(src_view, self._rw(dst), t0, t1)
-        except Exception as exc:
-            raise OperatorError(
-                f"the forward operator raised {type(exc).__name__} in advance(src, dst, "
-                f"t0={t0}, t1={t1}) (steps {t0} … {t1 - 1}): {exc}{assignment_hint(exc)}"
-            ) from exc
-        end = clock()
-        self._timeline._append("compute", start, end, step=t0)
-        self._stats.compute_seconds += end - start
-        reached = self._reached(result, t0, t1, forward)
-        self._stats.forward_steps += reached - t0
+        result, reached, seconds = self._run_advance(src_view, self._rw(dst), t0, t1, forward)
+        self._push_steps()
         slower = threads is not None and threads.probing_fewer
         if threads is not None:
-            threads.record((end - start) / (reached - t0))
-        if forward:
-            if self.tuner is not None and not slower:
-                self.tuner.observe_step((end - start) / (reached - t0))
-            if self.progress is not None:
-                self.progress(reached - t0)
-        stopped = forward and result is not None and not self._known_length
-        if stopped:
+            threads.record(seconds / (reached - t0))
+        if self.tuner is not None and not slower:
+            self.tuner.observe_step(seconds / (reached - t0))
+        if self.progress is not None:
+            self.progress(reached - t0)
+        if result is not None and not self._known_length:
             # The operator ended an unknown-length sequence at `reached`: x_n is in dst, the
             # current state is undefined (see Schedule's docstring).
             self._final, self._n = dst, reached
@@ -675,6 +684,25 @@ class Engine:
             return True
         self._cur, self._cur_t = dst, t1
         return False
+
+    def _run_advance(self, src: Mapping[str, np.ndarray], dst: Mapping[str, np.ndarray],
+                     t0: int, t1: int, forward: bool = False) -> tuple[object, int, float]:
+        """Call the forward operator and account for it; return what it returned, the step it
+        reached and the seconds it took."""
+        start = clock()
+        try:
+            result = self._advance(src, dst, t0, t1)
+        except Exception as exc:
+            raise OperatorError(
+                f"the forward operator raised {type(exc).__name__} in advance(src, dst, "
+                f"t0={t0}, t1={t1}) (steps {t0} … {t1 - 1}): {exc}{assignment_hint(exc)}"
+            ) from exc
+        end = clock()
+        self._steps.append(("compute", start, end, t0))
+        self._stats.compute_seconds += end - start
+        reached = self._reached(result, t0, t1, forward)
+        self._stats.forward_steps += reached - t0
+        return result, reached, end - start
 
     def _reached(self, result: object, t0: int, t1: int, forward: bool) -> int:
         if result is None:  # the usual answer: no message to format for returned_step
@@ -824,9 +852,9 @@ class Engine:
             raise ScheduleError(
                 f"action {index}, {action!r}: the next reverse step must be {self._next_reverse}"
             )
+        self._next_reverse -= 1
         if t == self._ran_ahead:  # reverse_pair ran it with step t + 1
             self._ran_ahead = -1
-            self._next_reverse -= 1
             return
         from_next = self.reverse_from_next and self._cur is not None and self._cur_t == t + 1
         if from_next:
@@ -835,17 +863,24 @@ class Engine:
         else:
             slot = self._current(t, action, index)
         # x_t also holds what step t - 1 reads (reverse_from_next): both in one call
-        pair = self.reverse_pair if not from_next and t >= 1 else None
-        call, steps = ("reverse", 1) if pair is None else ("reverse_pair", 2)
+        pair = not from_next and t >= 1 and self.reverse_pair is not None
+        if pair:
+            self._ran_ahead = t - 1
+        self._calls.append((self._run_reverse, (self._ro(slot), t, pair)))
+
+    def _run_reverse(self, state: Mapping[str, np.ndarray], t: int, pair: bool) -> None:
+        """Call the reverse operator (``reverse_pair`` with ``pair``: steps t and t - 1) and
+        account for it."""
+        call, steps = ("reverse_pair", 2) if pair else ("reverse", 1)
         if self.threads is not None and self._window == 0:
             self.threads.next()
             self._window_start = clock()
             self._window_steps = self._stats.forward_steps
         start = clock()
         try:
-            result = (self._reverse if pair is None else pair)(self._ro(slot), t)
+            result = (self.reverse_pair if pair else self._reverse)(state, t)  # type: ignore[misc]
         except Exception as exc:
-            which = f"reverse step {t}" if pair is None else f"reverse steps {t} and {t - 1}"
+            which = f"reverse steps {t} and {t - 1}" if pair else f"reverse step {t}"
             raise OperatorError(
                 f"the reverse operator raised {type(exc).__name__} in {call}(state, t={t}) "
                 f"({which}): {exc}{assignment_hint(exc, reverse=True)}"
@@ -862,27 +897,46 @@ class Engine:
                 done = self._window + self._stats.forward_steps - self._window_steps
                 self.threads.record((end - self._window_start) / done)
                 self._window = 0
-        if pair is None:
-            self._timeline._append("reverse", start, end, step=t)
-        else:  # an event per step, as for two calls
+        if pair:  # an event per step, as for two calls
             middle = start + (end - start) / 2
-            self._timeline._append("reverse", start, middle, step=t)
-            self._timeline._append("reverse", middle, end, step=t - 1)
-            self._ran_ahead = t - 1
+            self._steps += (("reverse", start, middle, t), ("reverse", middle, end, t - 1))
+        else:
+            self._steps.append(("reverse", start, end, t))
         self._stats.reverse_seconds += end - start
         self._stats.reverse_steps += steps
-        self._next_reverse -= 1
         if self.progress is not None:
             self.progress(steps)
+
+    def _flush(self) -> None:
+        """Make the reverse sweep's operator calls planned so far, in order, each after a look
+        at the transfers (a failed prefetch is raised before the next call)."""
+        calls, self._calls = self._calls, []
+        poll = self._dp is not None
+        try:
+            for run, args in calls:
+                if poll:
+                    self._poll()
+                run(*args)
+        finally:
+            self._push_steps()
+
+    def _push_steps(self) -> None:
+        """Hand the timeline the events of the operator calls made since the last push."""
+        steps, self._steps = self._steps, []
+        self._timeline._add_steps(steps)
 
     # -- disk ----------------------------------------------------------------------------------
 
     def _check_tier(self, tier: str, action: Action, index: int) -> Tier:
+        """The tier an action names; before a disk action, the operator calls planned so far
+        are made (the transfer it starts or waits for may use their slots)."""
         if tier == _DISK:
             if self._disk is None:
                 raise ScheduleError(
                     f"action {index}, {action!r}, uses the disk tier, but no disk tier was given"
                 )
+            if self._calls:
+                self._flush()
             return self._disk
         if tier == _RAM:
             return self._pool

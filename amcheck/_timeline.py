@@ -215,10 +215,33 @@ class Timeline:
             if code in _TRANSFER:
                 self._transfers += 1
             if len(self._pending) >= _BLOCK:
-                self._blocks.append(np.array(self._pending, dtype=_RECORD))
-                self._pending = []
+                self._roll()
         finally:
             lock.release()
+
+    def _add_steps(self, rows: list[tuple[EventKind, float, float, int]]) -> None:
+        """Append the calling thread's operator calls, ``(kind, start, end, step)`` rows of
+        "compute" and "reverse" events, in one go: the engine gathers them while it makes a
+        batch of calls, so that between two kernel calls it only appends a tuple (the lock, the
+        thread's name and the tables cost about 6 µs a call after a kernel has evicted them,
+        benchmarks/results/planned_calls_ab.log)."""
+        if not self.enabled or not rows:
+            return
+        name = threading.current_thread().name
+        with self._lock:
+            thread = self._threads.setdefault(name, len(self._threads))
+            self._pending.extend((start, end, step, 0, _CODE[kind], 0, thread)
+                                 for kind, start, end, step in rows)
+            if len(self._pending) >= _BLOCK:
+                self._roll()
+
+    def _roll(self) -> None:
+        """Turn the pending tuples into blocks of :data:`_BLOCK` records (the lock held)."""
+        pending = self._pending
+        whole = len(pending) - len(pending) % _BLOCK
+        self._blocks.extend(np.array(pending[at : at + _BLOCK], dtype=_RECORD)
+                            for at in range(0, whole, _BLOCK))
+        self._pending = pending[whole:]
 
     @contextmanager
     def span(
