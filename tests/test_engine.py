@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 from amcheck.storage import RamTier
 
-from amcheck import Checkpointer, InvalidArgumentError, ScheduleError, StateSpec, TransferError
+from amcheck import (
+    Checkpointer,
+    InvalidArgumentError,
+    OperatorError,
+    ScheduleError,
+    StateSpec,
+    TransferError,
+)
 from amcheck._engine import Engine, read_ahead
 from amcheck._stats import StatsRecorder
 from amcheck._timeline import Timeline
@@ -229,6 +236,41 @@ def test_pool_too_small_for_the_schedule() -> None:
         actions += [Save(t, "ram"), Advance(t, t + 1)]
     with pytest.raises(ScheduleError, match=r"more RAM state buffers than the 4 the pool holds"):
         engine.run_forward(actions, x0())
+    engine.close()
+
+
+# -- the reverse sweep's planned calls -----------------------------------------------------------
+
+STORE_ALL_3: list[Action] = [Save(0, "ram"), Advance(0, 1), Save(1, "ram"), Advance(1, 2),
+                             Save(2, "ram"), Advance(2, 3, final=True)]
+
+
+def test_a_schedule_error_is_raised_after_the_calls_planned_before_it() -> None:
+    """The engine plans a batch of operator calls before it makes them; an invalid action in
+    the batch is raised only once the calls before it were made, as one at a time would."""
+    engine, ops, _ = make_engine()
+    engine.run_forward(STORE_ALL_3, x0())
+    with pytest.raises(ScheduleError, match=r"action 4, Reverse\(t=2\): the next reverse step"):
+        engine.run_reverse([Load(2, "ram"), Reverse(2), Load(1, "ram"), Reverse(1), Reverse(2)])
+    assert [t for t, _, _ in ops.seen] == [2, 1]
+    engine.close()
+
+
+def test_an_operator_error_comes_before_a_schedule_error_planned_after_it() -> None:
+    class FailsAt1(Ops):
+        def reverse(self, state: Mapping[str, np.ndarray], t: int) -> None:
+            if t == 1:
+                raise ValueError("adjoint blew up")
+            super().reverse(state, t)
+
+    ops = FailsAt1()
+    pool = RamTier(4 * SLOT, SPEC, slots=4)
+    engine = Engine(ops.advance, ops.reverse, pool, known_length=True, disk=None,
+                    timeline=Timeline(), stats=StatsRecorder(ram_pool_bytes=pool.allocated_bytes))
+    engine.run_forward(STORE_ALL_3, x0())
+    with pytest.raises(OperatorError, match=r"reverse\(state, t=1\).*adjoint blew up"):
+        engine.run_reverse([Load(2, "ram"), Reverse(2), Load(1, "ram"), Reverse(1), Reverse(2)])
+    assert [t for t, _, _ in ops.seen] == [2]
     engine.close()
 
 
