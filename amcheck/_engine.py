@@ -32,6 +32,20 @@ waits for every write and ``run_reverse`` for every delete before it returns. Tr
 the transfer service's own loop thread, so calling the engine from code that already runs an
 event loop (Jupyter) works.
 
+Planned calls
+-------------
+The reverse sweep carries out its actions' bookkeeping (which buffer, which checkpoint) for up to
+:data:`CALL_BATCH` operator calls, then makes the calls one after the other, each after a look at
+the transfers; a disk action first makes the calls planned before it (the transfer it starts or
+waits for may use their buffers), and so does an invalid action before its error is raised. The
+calls, the states they see and everything they report are those of one action at a time; only
+the interpreter's own work runs in a row, while its caches hold it: after a kernel has streamed
+its state through the caches, every line of that work is a cache miss. On the long-sequences
+load this took the engine's time per operator call from 42.6 to 30.6 µs on Revolve in RAM, and
+the reverse sweep's own time at n = 10^4 from 0.57 to 0.37 s, handing the timeline each batch's
+events in one go included (benchmarks/results/planned_calls_ab.log). The forward sweep makes each
+call at once: the interval it runs with may change after any advance.
+
 Repeated reverse sweeps
 -----------------------
 After ``forward()`` the engine remembers which buffers held the forward sweep's checkpoints and
@@ -100,7 +114,7 @@ _RAM: Final = "ram"
 _DISK: Final = "disk"
 
 
-#: Operator calls of the reverse sweep planned before they are made, at most (:meth:`Engine.run_reverse`).
+#: Operator calls of the reverse sweep planned before they are made, at most (see "Planned calls").
 CALL_BATCH: Final = 64
 
 #: Reverse actions read from the schedule at a time (:func:`read_ahead`).
@@ -371,6 +385,8 @@ class Engine:
         actions
             ``schedule.reverse(n)`` for the first reverse sweep after a forward sweep; ``None``
             to replay the recorded one (only when :attr:`can_reverse_again`).
+
+        The operator calls are planned in batches, then made (see the module's docstring).
         """
         if actions is None:
             if self._replay is None:
@@ -396,8 +412,8 @@ class Engine:
                     break
                 if len(self._calls) >= CALL_BATCH:
                     self._flush()
-        except Exception as exc:
-            failure = exc  # raised after the calls planned before it, as it would have been
+        except Exception as exc:  # noqa: BLE001 - raised below, after the calls before it
+            failure = exc
         self._flush()
         if failure is not None:
             raise failure
