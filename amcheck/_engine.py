@@ -714,9 +714,9 @@ class Engine:
                 f"t0={t0}, t1={t1}) (steps {t0} … {t1 - 1}): {exc}{assignment_hint(exc)}"
             ) from exc
         end = clock()
+        reached = self._reached(result, t0, t1, forward)
         self._steps.append(("compute", start, end, t0))
         self._stats.compute_seconds += end - start
-        reached = self._reached(result, t0, t1, forward)
         self._stats.forward_steps += reached - t0
         return result, reached, end - start
 

@@ -201,6 +201,25 @@ def test_events_round_trip_across_blocks() -> None:
     assert len(tl) == 0 and tl.events == [] and tl.hidden_fraction() is None
 
 
+def test_operator_calls_added_in_batches_fill_whole_blocks() -> None:
+    """The engine hands over its calls' events a batch at a time; a batch that crosses one or
+    more block boundaries leaves every block whole (len() counts on it) and keeps the order."""
+    tl = Timeline()
+    tl.record("write", 0.0, 1.0, step=0, tier="disk", thread="amcheck-io")
+    rows = [("compute" if i % 2 else "reverse", float(i), i + 0.25, i) for i in range(2 * _BLOCK + 5)]
+    tl._add_steps(rows[:7])
+    tl._add_steps(rows[7:])
+    events = tl.events
+    assert len(tl) == len(events) == len(rows) + 1
+    me = threading.current_thread().name
+    assert events[1:] == [amcheck.Event(kind, start, end, me, step)  # type: ignore[arg-type]
+                          for kind, start, end, step in rows]
+    assert all(len(block) == _BLOCK for block in tl._blocks)
+    disabled = Timeline(enabled=False)
+    disabled._add_steps(rows)
+    assert len(disabled) == 0
+
+
 def test_an_event_keeps_under_64_bytes() -> None:
     """About two events a step: a long sequence's timeline must stay small (it was ~200 B)."""
     n = 20 * _BLOCK
