@@ -274,6 +274,24 @@ def test_an_operator_error_comes_before_a_schedule_error_planned_after_it() -> N
     engine.close()
 
 
+def test_an_advance_with_an_invalid_result_leaves_no_event_for_the_next_sweep() -> None:
+    class ReturnsText(Ops):
+        bad = True
+
+        def advance(self, src: Mapping[str, np.ndarray], dst: Any, t0: int, t1: int) -> Any:
+            super().advance(src, dst, t0, t1)
+            return "done" if self.bad else None
+
+    ops = ReturnsText()
+    with Checkpointer(ops, ops, x0(), 4, ram=6 * SLOT, strategy="store_all") as ckp:
+        with pytest.raises(OperatorError, match="returned 'done'"):
+            ckp.forward()
+        ops.bad = False
+        ckp.forward()
+        computes = [e for e in ckp.timeline.events if e.kind == "compute"]
+    assert [e.step for e in computes] == [0, 1, 2, 3]
+
+
 # -- disk errors and the I/O thread --------------------------------------------------------------
 
 
