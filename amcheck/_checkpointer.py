@@ -64,12 +64,12 @@ from amcheck.schedules._simulate import declared_length
 from amcheck.storage import RamTier, Tier
 from amcheck.storage._users import OpenUsers
 
-#: The disk writes in flight ``max_in_flight=None`` takes, in order of preference: the largest
-#: whose plan is the smallest's (``Checkpointer._more_in_flight``). On the Intel host, 4 MiB
+#: The disk writes in flight ``max_in_flight=None`` takes: MORE_IN_FLIGHT where its plan is
+#: IN_FLIGHT's (``Checkpointer._more_in_flight``), else IN_FLIGHT. On the Intel host, 4 MiB
 #: checkpoints at k = 16 (benchmarks/long_sequences.py's load, n = 10^4): 7.10 s with 2 in
 #: flight, 6.60 s with 3 (medians of 3, session 21), the computation waiting 0.28-0.43 s and
 #: 0.05-0.14 s for the disk (benchmarks/results/max_in_flight_ab.py, .log).
-MAX_IN_FLIGHT: tuple[int, ...] = (3, 2)
+IN_FLIGHT, MORE_IN_FLIGHT = 2, 3
 
 #: Directories the Checkpointers of this process made for their folders, with how many of them
 #: use each: a Checkpointer given the same new path shares them, and the last to close removes
@@ -277,7 +277,7 @@ class Checkpointer:
         are busy the compute thread waits for the oldest (back-pressure, recorded as a
         ``"wait"`` on the timeline and in ``stats.stall_seconds``). ``None`` (the default): 3
         where ``ram`` holds the third staging slot with the same plan (the same checkpoint
-        slots and interval) as with 2, else 2 (:data:`MAX_IN_FLIGHT`); ``ckp.max_in_flight``
+        slots and interval) as with 2, else 2 (:data:`MORE_IN_FLIGHT`); ``ckp.max_in_flight``
         says which.
     compute_threads
         numba threads for the user's kernels during sweeps with disk traffic: ``None`` (the
@@ -381,7 +381,7 @@ class Checkpointer:
         spec.check(initial_state, "initial_state")
         self._n_given = check_optional_int("n_steps", n_steps, minimum=1)
         budget = parse_bytes(ram, "ram")
-        self._max_in_flight = (MAX_IN_FLIGHT[-1] if max_in_flight is None
+        self._max_in_flight = (IN_FLIGHT if max_in_flight is None
                                else check_int("max_in_flight", max_in_flight, minimum=1))
         self._compute_threads = check_compute_threads(compute_threads)
         timeline = check_bool("timeline", timeline)
@@ -894,20 +894,17 @@ class Checkpointer:
         return self._max_in_flight
 
     def _more_in_flight(self, planned: Callable[[int], Plan]) -> None:
-        """``max_in_flight=None``: take the largest count of :data:`MAX_IN_FLIGHT` whose plan
-        fits ``ram`` with the same checkpoint slots and interval as the smallest's (a disk that
+        """``max_in_flight=None``: take :data:`MORE_IN_FLIGHT` writes where that plan fits
+        ``ram`` with the same checkpoint slots and interval as :data:`IN_FLIGHT`'s (a disk that
         keeps several writes going, as one behind virtio or NVMe, then keeps up at a shorter
         interval; a tight budget keeps its Revolve slots)."""
-        for count in MAX_IN_FLIGHT[:-1]:
-            try:
-                more = planned(count)
-            except BudgetError:
-                continue
-            same = (more.slots, more.interval, more.disk_slots, more.buffers) == (
-                self._plan.slots, self._plan.interval, self._plan.disk_slots, self._plan.buffers)
-            if same:
-                self._plan, self._max_in_flight = more, count
-                return
+        try:
+            more = planned(MORE_IN_FLIGHT)
+        except BudgetError:
+            return
+        if (more.slots, more.interval, more.disk_slots, more.buffers) == (
+                self._plan.slots, self._plan.interval, self._plan.disk_slots, self._plan.buffers):
+            self._plan, self._max_in_flight = more, MORE_IN_FLIGHT
 
     @property
     def n_steps(self) -> int | None:

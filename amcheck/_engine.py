@@ -397,7 +397,6 @@ class Engine:
         self._next_reverse = self._n - 1
         self._ran_ahead = -1
         self._window = 0
-        self._calls = []
         ended = False
         failure: Exception | None = None
         poll = self._dp is not None
