@@ -16,7 +16,7 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -62,6 +62,8 @@ from amcheck._validate import check_bool, check_int, check_optional_int
 from amcheck.schedules import AsyncMultistage, Paired, Schedule, TwoLevel, disk_interval_floor
 from amcheck.schedules._simulate import declared_length
 from amcheck.storage import RamTier, Tier
+from amcheck.storage._cpus import check_cpus
+from amcheck.storage._cpus import io_cpus as chosen_io_cpus
 from amcheck.storage._users import OpenUsers
 
 #: The disk writes in flight ``max_in_flight=None`` takes: MORE_IN_FLIGHT where its plan is
@@ -291,6 +293,15 @@ class Checkpointer:
         or a number. The count is restored after each sweep and
         ``stats.compute_threads`` says what a sweep ended on. Applies only when the operator
         has imported numba; amcheck never imports it. Why: see :mod:`amcheck._cores`.
+    io_cpus
+        CPUs the transfer threads run on. ``None`` (the default): on Linux, the CPUs that take
+        the interrupts of the disk tier's disk, when those are some but not all of the CPUs the
+        process may use (a disk with one request queue; one per CPU, as NVMe has, confines
+        nothing); else anywhere. The computation then runs on the other CPUs, where no disk
+        completion preempts it (measured here: the overlapped forward sweep 1.07x compute
+        alone instead of 1.13x, see :mod:`amcheck.storage._cpus`). ``"any"``: wherever the
+        scheduler puts them. A collection of CPU ids: those (Linux only).
+        ``stats.io_cpus`` says which.
     timeline
         Record a :class:`amcheck.Timeline` of compute, reverse, transfer and wait events
         (default ``True``; about a microsecond per event).
@@ -369,6 +380,7 @@ class Checkpointer:
         disk_budget: ByteSize | None = None,
         max_in_flight: int | None = None,
         compute_threads: int | str | None = None,
+        io_cpus: Iterable[int] | str | None = None,
         timeline: bool = True,
         pairs: bool | None = None,
     ) -> None:
@@ -384,6 +396,15 @@ class Checkpointer:
         self._max_in_flight = (IN_FLIGHT if max_in_flight is None
                                else check_int("max_in_flight", max_in_flight, minimum=1))
         self._compute_threads = check_compute_threads(compute_threads)
+        io_given: frozenset[int] | Literal["any"] | None = None
+        if io_cpus == "any":
+            io_given = "any"
+        elif isinstance(io_cpus, str):
+            raise InvalidArgumentError(
+                f"io_cpus must be None (the disk's interrupt CPUs), 'any' or a collection "
+                f"of CPU ids, got {io_cpus!r}")
+        elif io_cpus is not None:
+            io_given = check_cpus("io_cpus", io_cpus)
         timeline = check_bool("timeline", timeline)
         disk_bytes = self._disk_budget(disk, disk_budget)
         slot_nbytes = slot_size(spec)
@@ -485,7 +506,13 @@ class Checkpointer:
             growing = self._plan.name == "store_all" and self._n_given is None
             self._pool = RamTier(budget, spec, slots=self._plan.pool_buffers, touch=not growing)
             self._timeline = Timeline(enabled=timeline)
-            self._stats = StatsRecorder(ram_pool_bytes=self._pool.allocated_bytes)
+            cpus = None
+            if self._plan.staging:
+                assert tier is not None
+                cpus = (chosen_io_cpus(tier.local_path) if io_given is None
+                        else None if io_given == "any" else io_given)
+            self._stats = StatsRecorder(ram_pool_bytes=self._pool.allocated_bytes,
+                                        io_cpus=None if cpus is None else tuple(sorted(cpus)))
             self._engine = Engine(
                 advance_fn,
                 reverse_fn,
@@ -496,6 +523,7 @@ class Checkpointer:
                 stats=self._stats,
                 max_in_flight=self._max_in_flight,
                 reverse_from_next=from_next,
+                io_cpus=cpus,
             )
         except BaseException as error:
             self._close_owned()

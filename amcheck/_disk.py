@@ -79,6 +79,8 @@ class DiskPath:
         Where waits, transfers and their bytes and seconds are recorded.
     workers
         Codec threads of the transfer service (its I/O threads keep their default).
+    cpus
+        CPUs the transfer service's threads are confined to, or ``None``.
     """
 
     def __init__(
@@ -89,8 +91,10 @@ class DiskPath:
         timeline: Timeline,
         stats: StatsRecorder,
         workers: int = 2,
+        cpus: frozenset[int] | None = None,
     ) -> None:
         self.tier = tier
+        self.cpus = cpus
         self.max_in_flight = max_in_flight
         self.workers = workers
         self._timeline = timeline
@@ -120,6 +124,7 @@ class DiskPath:
                 max_in_flight=self.max_in_flight + 1,
                 workers=self.workers,
                 on_event=self._on_event,
+                cpus=self.cpus,
             )
         return self._service
 

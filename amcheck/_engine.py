@@ -262,6 +262,7 @@ class Engine:
         stats: StatsRecorder,
         max_in_flight: int = 2,
         reverse_from_next: bool = False,
+        io_cpus: frozenset[int] | None = None,
     ) -> None:
         self._advance = advance
         self._reverse = reverse
@@ -273,7 +274,8 @@ class Engine:
         self._views: dict[int, tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]] = {}
         self._dp: DiskPath | None = None
         if disk is not None:
-            self._dp = DiskPath(disk, max_in_flight=max_in_flight, timeline=timeline, stats=stats)
+            self._dp = DiskPath(disk, max_in_flight=max_in_flight, timeline=timeline, stats=stats,
+                                cpus=io_cpus)
         self.progress: Progress | None = None
         self.tuner: IntervalTuner | None = None
         self.reverse_from_next = reverse_from_next

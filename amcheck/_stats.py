@@ -93,6 +93,9 @@ class Stats:
         numba threads the last sweep with disk traffic ran the operators on at its end (chosen
         by measurement with ``compute_threads=None``; see :class:`~amcheck.Checkpointer`);
         ``None`` when amcheck left numba's count alone.
+    io_cpus
+        The CPU ids the transfer threads are confined to (``Checkpointer(io_cpus=...)``), or
+        ``None`` where they run anywhere.
     """
 
     n_steps: int | None
@@ -114,6 +117,7 @@ class Stats:
     hidden_fraction: float | None = None
     interval: int | None = None
     compute_threads: int | None = None
+    io_cpus: tuple[int, ...] | None = None
 
     @property
     def write_throughput(self) -> Mapping[str, float | None]:
@@ -179,6 +183,7 @@ class StatsRecorder:
     waits: int = 0
     interval: int | None = None
     compute_threads: int | None = None
+    io_cpus: tuple[int, ...] | None = None
     reads: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TIERS, 0))
     writes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TIERS, 0))
     bytes_read: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TIERS, 0))
@@ -188,9 +193,8 @@ class StatsRecorder:
     hidden_fraction: float | None = None
 
     def reset(self) -> None:
-        """Zero every counter (the pool size stays)."""
-        pool = self.ram_pool_bytes
-        fresh = StatsRecorder(ram_pool_bytes=pool)
+        """Zero every counter (the pool size and the I/O CPUs stay)."""
+        fresh = StatsRecorder(ram_pool_bytes=self.ram_pool_bytes, io_cpus=self.io_cpus)
         for name in self.__slots__:
             setattr(self, name, getattr(fresh, name))
 

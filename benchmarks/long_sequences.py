@@ -61,6 +61,7 @@ from _wave import Adjoint as _Adjoint
 from _wave import PairedAdjoint as _PairedAdjoint
 from _wave import advance, compile_kernels, slot_nbytes, state_nbytes
 from amcheck.storage import ZarrTier
+from amcheck.storage._cpus import io_cpus
 
 import amcheck
 from amcheck.schedules import multistage_recompute_factor
@@ -169,12 +170,17 @@ def reverse_only(n: int) -> float:
     return time.perf_counter() - start
 
 
-def compute_only_forward(n: int, threads: int | None) -> float:
-    """The forward sweep without any checkpoint: the same advances, in place."""
+def compute_only_forward(n: int, threads: int | None, cpus: frozenset[int] | None = None
+                         ) -> float:
+    """The forward sweep without any checkpoint: the same advances, in place; with ``cpus``,
+    the calling thread (the compute thread on one numba thread) confined to those CPUs."""
     state = initial_state()
     before = numba.get_num_threads()
+    usable = os.sched_getaffinity(0) if cpus is not None else None
     if threads is not None:
         numba.set_num_threads(threads)
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
     try:
         settle()
         start = time.perf_counter()
@@ -183,6 +189,8 @@ def compute_only_forward(n: int, threads: int | None) -> float:
         return time.perf_counter() - start
     finally:
         numba.set_num_threads(before)
+        if usable is not None:
+            os.sched_setaffinity(0, usable)
 
 
 # -- driver ---------------------------------------------------------------------------------------
@@ -321,6 +329,14 @@ def overlap_table(args: argparse.Namespace, workroot: Path, report: dict[str, An
               "disk (pass a larger --sweep-n, or a smaller --k)")
         return
     print(f"\noverlap at n = {n}: forward sweep with writes in flight vs compute only", flush=True)
+    # The transfer threads run on the CPUs that take the disk's interrupts (Checkpointer's
+    # io_cpus=None), so with one numba thread the computation runs on the others: the
+    # compute-only sweep is timed there too (the same cores), and also unconfined.
+    (workroot / "overlap").mkdir(parents=True, exist_ok=True)
+    io = io_cpus(workroot / "overlap")
+    compute_cpus = frozenset(os.sched_getaffinity(0)) - io if io else None
+    print(f"the transfer threads' CPUs (io_cpus): {sorted(io) if io else 'any'}; the compute-only "
+          f"sweep with a core left to I/O runs on {sorted(compute_cpus) if compute_cpus else 'any'}")
     # (label, numba threads of the compute-only sweep, compute_threads, direct I/O)
     settings: list[tuple[str, int, int | None, bool | None]] = [
         (f"kernel on all {max_threads} threads", max_threads, max_threads, None)]
@@ -334,13 +350,17 @@ def overlap_table(args: argparse.Namespace, workroot: Path, report: dict[str, An
     numba.set_num_threads(max_threads)
     for r in range(args.repeats):
         for label, alone_threads, setting, direct in settings:
-            alone = compute_only_forward(n, alone_threads)
+            same = compute_cpus if alone_threads == 1 else None
+            alone = compute_only_forward(n, alone_threads, same)
+            unconfined = alone if same is None else compute_only_forward(n, alone_threads)
             res = run_amcheck(n, workdir=workroot / "overlap", strategy="async_multistage",
                               interval=k, compute_threads=setting, direct=direct)
-            entry = overlap.setdefault(label, {"alone": [], "overlapped": [], "hidden": [],
+            entry = overlap.setdefault(label, {"alone": [], "alone_unconfined": [],
+                                               "overlapped": [], "hidden": [],
                                                "io_cpu_per_write": [], "compute_threads": []})
             entry["compute_threads"].append(res["compute_threads"])
             entry["alone"].append(alone)
+            entry["alone_unconfined"].append(unconfined)
             entry["overlapped"].append(res["forward_wall"])
             entry["hidden"].append(res["hidden"])
             entry["io_cpu_per_write"].append(res["forward_io_cpu"] / res["disk_writes"])
@@ -352,10 +372,15 @@ def overlap_table(args: argparse.Namespace, workroot: Path, report: dict[str, An
               f"I/O threads {1e3 * cpu:.1f} ms CPU per checkpoint)")
         rounds = [x / y for x, y in zip(entry["overlapped"], entry["alone"], strict=True)]
         print(f"{'':44s} paired, round by round: {ratio_text(rounds)}")
+        loose = [x / y for x, y in zip(entry["overlapped"], entry["alone_unconfined"],
+                                       strict=True)]
+        if entry["alone_unconfined"] != entry["alone"]:
+            print(f"{'':44s} against compute only unconfined: {ratio_text(loose)}")
         if label.startswith("compute_threads=None"):
             print(f"{'':44s} threads it ended on, round by round: {entry['compute_threads']}")
         entry.update(alone_median=a, overlapped_median=o, ratio=o / a, io_cpu_per_write=cpu,
-                     paired=rounds)
+                     paired=rounds, paired_unconfined=loose)
+    report["io_cpus"] = sorted(io) if io else None
     report["overlap"] = {"n": n, **overlap}
     numba.set_num_threads(threads)
 

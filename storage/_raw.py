@@ -416,6 +416,11 @@ class RawTier(Tier):
         return None if self.n_records is None else self.n_records * self.spec.nbytes
 
     @property
+    def local_path(self) -> str:
+        """The file (see :attr:`Tier.local_path`)."""
+        return self.path
+
+    @property
     def closed(self) -> bool:
         return self._fd is None
 

@@ -83,6 +83,14 @@ class Tier(ABC):
         left full."""
 
     @property
+    def local_path(self) -> str | None:
+        """The local file or directory holding the checkpoints, or ``None`` (the default) for a
+        tier that is not on a local file system. The transfer threads of a
+        :class:`~amcheck.Checkpointer` run on the CPUs that take the interrupts of its disk
+        (:mod:`amcheck.storage._cpus`)."""
+        return None
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` has run (a Checkpointer refuses a closed tier); ``False`` by
         default, for tiers that do not track it."""

@@ -40,13 +40,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import errno
+import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from contextvars import ContextVar
 from typing import Any, Protocol, Self, TypeVar
 
+from amcheck.storage._cpus import check_cpus, confine
 from amcheck.storage._tier import Tier
 
 from amcheck._errors import (
@@ -184,6 +186,10 @@ class TransferService:
         Optional :class:`EventHook` called on the loop thread when a transfer ends.
     name
         Name of the loop thread.
+    cpus
+        CPU ids its threads (the loop, the submit thread, the codec and I/O pools) are confined
+        to, e.g. those that take the disk's interrupts (see :mod:`amcheck.storage._cpus`);
+        ``None`` (default): wherever the scheduler puts them. Linux only.
 
     Notes
     -----
@@ -206,6 +212,7 @@ class TransferService:
         *,
         on_event: EventHook | None = None,
         name: str = "amcheck-transfer",
+        cpus: Iterable[int] | None = None,
     ) -> None:
         self.max_in_flight = check_int("max_in_flight", max_in_flight, minimum=1)
         self.workers = check_int("workers", workers, minimum=1)
@@ -214,6 +221,8 @@ class TransferService:
         if on_event is not None and not callable(on_event):
             raise ArgumentTypeError(f"on_event must be callable or None, got {on_event!r}")
         self._on_event = on_event
+        #: The CPUs the service's threads are confined to; ``None``: not confined.
+        self.cpus = None if cpus is None else check_cpus("cpus", cpus)
         self._slots = threading.BoundedSemaphore(self.max_in_flight)
         self._closing = threading.Lock()
         self._lock = threading.Lock()
@@ -227,10 +236,12 @@ class TransferService:
         self.completed = 0
         self.peak_in_flight = 0
         self._codecs = concurrent.futures.ThreadPoolExecutor(
-            self.workers, thread_name_prefix="amcheck-codec"
+            self.workers, thread_name_prefix="amcheck-codec", initializer=confine,
+            initargs=(self.cpus,)
         )
         self._io = concurrent.futures.ThreadPoolExecutor(
-            self.io_threads, thread_name_prefix="amcheck-io"
+            self.io_threads, thread_name_prefix="amcheck-io", initializer=confine,
+            initargs=(self.cpus,)
         )
         self._loop = asyncio.new_event_loop()
         self._loop.set_default_executor(self._io)
@@ -252,7 +263,11 @@ class TransferService:
             started.wait()
             self._launched.add("submit")
             self._submitter.start()
-        except BaseException:  # a Ctrl-C while the threads start: none is left running
+            if self.cpus is not None:  # the pools' threads confine themselves as they start
+                for thread in (self._thread, self._submitter):
+                    assert thread.native_id is not None
+                    os.sched_setaffinity(thread.native_id, self.cpus)
+        except BaseException:  # a Ctrl-C while the threads start, or a CPU gone: none is left
             self._stop_threads()
             raise
 

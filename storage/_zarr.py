@@ -593,6 +593,13 @@ class ZarrTier(Tier):
             codec.sync and index_ok, self.compression.peak_tol,
         )
 
+    @property
+    def local_path(self) -> str | None:
+        """The directory of a local store (see :attr:`Tier.local_path`); ``None`` for others."""
+        from zarr.storage import LocalStore
+
+        return str(self._store.root) if isinstance(self._store, LocalStore) else None
+
     def _local_shards(self, direct: bool | None) -> LocalShards | None:
         """File I/O of our own when the store is a writable local directory (``O_DIRECT`` if
         ``direct`` allows and the file system supports it)."""
