@@ -298,8 +298,8 @@ class Checkpointer:
         the interrupts of the disk tier's disk, when those are some but not all of the CPUs the
         process may use (a disk with one request queue; one per CPU, as NVMe has, confines
         nothing); else anywhere. The computation then runs on the other CPUs, where no disk
-        completion preempts it (measured here: the overlapped forward sweep 1.07x compute
-        alone instead of 1.13x, see :mod:`amcheck.storage._cpus`). ``"any"``: wherever the
+        completion preempts it (measured on 2 cores: the whole sweep 1.035-1.042x faster, see
+        :mod:`amcheck.storage._cpus`). ``"any"``: wherever the
         scheduler puts them. A collection of CPU ids: those (Linux only).
         ``stats.io_cpus`` says which.
     timeline

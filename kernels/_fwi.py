@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Self
 
 import numpy as np
@@ -270,8 +270,9 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
                  disk: Any = None, compression: Any = None, strategy: Any = "auto", *,
                  src_data: Any = None, interval: int | None = None,
                  disk_budget: ByteSize | None = None, max_in_flight: int | None = None,
-                 compute_threads: int | None = None, progress: ProgressFn | None = None,
-                 timeline: bool = True, pairs: bool | None = None) -> GradientResult:
+                 compute_threads: int | None = None, io_cpus: Iterable[int] | str | None = None,
+                 progress: ProgressFn | None = None, timeline: bool = True,
+                 pairs: bool | None = None) -> GradientResult:
     """Misfit 0.5 ||d_syn - d_obs||^2 and its exact gradient with respect to m = 1/vp^2.
 
     The forward wavefield is handed to the adjoint in reverse order by an
@@ -300,9 +301,10 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
         Source time functions ``(nt, nsrc)`` (``(nt,)`` for one source), as for
         :func:`forward_modeling`; default the geometry's Ricker wavelet. Give the one
         ``d_obs`` was modelled (or estimated) with.
-    interval, disk_budget, max_in_flight, compute_threads, pairs
+    interval, disk_budget, max_in_flight, compute_threads, io_cpus, pairs
         Passed to the Checkpointer when given (steps between disk checkpoints, bytes the disk
-        checkpoints may take, disk transfers in flight, numba threads for compute, whether to
+        checkpoints may take, disk transfers in flight, numba threads for compute, the CPUs of
+        the transfer threads, whether to
         plan over pairs of steps: the adjoint reads only u[t], so by default one state serves
         reverse steps t and t - 1; ``pairs=False`` plans step by step, the same gradient
         bitwise); ``None`` leaves the Checkpointer's default.
@@ -363,7 +365,7 @@ def fwi_gradient(model: Model, geometry: Geometry, d_obs: Any, ram: ByteSize = "
     options: dict[str, Any] = {}
     for name, value in (("interval", interval), ("disk_budget", disk_budget),
                         ("max_in_flight", max_in_flight), ("compute_threads", compute_threads),
-                        ("compression", compression), ("pairs", pairs)):
+                        ("io_cpus", io_cpus), ("compression", compression), ("pairs", pairs)):
         if value is not None:
             options[name] = value
     try:

@@ -6,11 +6,13 @@ When a write or read of a checkpoint completes, the disk interrupts one CPU (the
 queue's interrupt is routed to), and the kernel's completion work runs there and wakes the
 transfer thread that waited for it, on that CPU. With the user's kernel on that CPU, every
 completion preempts it. Measured on the benchmark machine (2 vCPUs, a virtio disk whose one
-request queue interrupts CPU 1; ``benchmarks/results/io_cpus_ab.py``): the compute thread of
-the overlapped forward sweep, left to the scheduler, sat on CPU 1 and was preempted 400-600
-times in a sweep of 200 writes. With the transfer threads confined to CPU 1 the scheduler moves
-the compute thread to CPU 0, where it was preempted 4-50 times, and the forward sweep ran 1.07x
-compute alone on that CPU instead of 1.13x.
+request queue interrupts CPU 1; ``benchmarks/results/io_cpus_ab.py``, ``.log``, two runs of 6
+rounds): with the transfer threads anywhere, the computing thread of the overlapped forward
+sweep (200 writes) was preempted 200-400 times in the rounds where it sat on CPU 1, and 4-5
+times where it sat on CPU 0. With them confined to CPU 1 the scheduler moves it to CPU 0
+(5-98 preemptions); the forward sweep took 1.077x and 1.107x compute alone on that CPU, and
+the whole sweep of the headline variant (pairs, automatic k) ran 1.035x and 1.042x faster than
+with the threads anywhere (medians, round by round).
 
 So a :class:`~amcheck.storage.TransferService` may be given CPUs (``cpus=``), and amcheck's
 engine gives it :func:`interrupt_cpus` of the disk tier's directory when those are some, not

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 from pathlib import Path
@@ -63,6 +64,19 @@ def test_result_interval_is_the_one_the_sweep_ended_with(monkeypatch: pytest.Mon
     # 8: the adjoint pairs steps (reverse_from_next), so intervals are whole pairs
     assert result.interval == result.stats.interval == 8
     assert fwi_gradient(initial, geometry, d_obs, ram=8 * state).interval is None  # Revolve
+
+
+def test_io_cpus_reaches_the_checkpointer(tmp_path: Path) -> None:
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("CPU affinity is Linux only")
+    true, initial, geometry = _shot()
+    d_obs = forward_modeling(true, geometry)
+    cpu = max(os.sched_getaffinity(0))
+    state = AcousticForward(initial, geometry).spec.nbytes
+    for setting, expected in (([cpu], (cpu,)), ("any", None)):
+        result = fwi_gradient(initial, geometry, d_obs, ram=8 * state, disk=tmp_path,
+                              strategy="async_multistage", interval=8, io_cpus=setting)
+        assert result.stats.io_cpus == expected
 
 
 @pytest.mark.parametrize("timeline", [True, False])
