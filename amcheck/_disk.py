@@ -111,8 +111,13 @@ class DiskPath:
         self._ended = 0
         self._ended_lock = threading.Lock()
         self._looked = -1
-        #: Called on the compute thread with the seconds each finished write took.
+        #: Called on the compute thread with each finished write's share of the disk's time:
+        #: from its start, or from the end of the write that ended before it when that came
+        #: later, to its end. Writes in flight share the disk, so a write's own duration
+        #: overstates what it costs the disk's throughput (the interval controller asks whether
+        #: the disk keeps up); a write alone on the disk counts its whole duration.
         self.write_observer: Callable[[float], None] | None = None
+        self._last_write_end = 0.0  # perf_counter() end of the last write reaped
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -193,8 +198,11 @@ class DiskPath:
         if transfer.kind == "write":
             self._stats.bytes_written[_DISK] += future.nbytes
             self._stats.write_seconds[_DISK] += seconds
+            end = future.end or 0.0
             if self.write_observer is not None:
-                self.write_observer(seconds)
+                busy_from = max(future.start or 0.0, self._last_write_end)
+                self.write_observer(max(0.0, end - busy_from))
+            self._last_write_end = max(self._last_write_end, end)
         else:
             self._stats.bytes_read[_DISK] += future.nbytes
             self._stats.read_seconds[_DISK] += seconds

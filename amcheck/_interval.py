@@ -47,7 +47,9 @@ Re-measured during the sweep, with hysteresis
 ---------------------------------------------
 The engine feeds every advance (:meth:`~IntervalController.observe_step`, seconds per step) and
 every completed disk write, timed on the transfer thread
-(:meth:`~IntervalController.observe_write`), and asks :meth:`~IntervalController.interval` at every
+(:meth:`~IntervalController.observe_write`: the Checkpointer passes each write's share of the
+disk's time, from its start or from the end of the write before it when that came later, to its
+end, since writes in flight share the disk), and asks :meth:`~IntervalController.interval` at every
 segment boundary, passing the answer to the schedule's ``set_interval``; the schedule uses it from
 its next disk checkpoint on. So k follows the measurements with a lag of one segment plus half a
 window. The first estimate replaces the initial guess outright. After that, k stays put while

@@ -695,6 +695,31 @@ def test_every_finished_delete_is_reaped(tmp_path: Path) -> None:
     assert not dp.running  # no transfer service was started
 
 
+def test_the_interval_controller_gets_each_writes_share_of_the_disk(tmp_path: Path) -> None:
+    """Writes in flight share the disk: each counts from its start, or from the end of the
+    write before it when that came later, to its end (the throughput the interval must fit)."""
+    from amcheck.storage import TransferFuture
+
+    from amcheck._disk import DiskPath, _Transfer
+    from amcheck._stats import StatsRecorder
+    from amcheck._timeline import Timeline
+
+    tier = CountingRaw(tmp_path / "r.bin")
+    dp = DiskPath(tier, max_in_flight=3, timeline=Timeline(), stats=StatsRecorder())
+    slot = RamTier(2 * tier.spec.nbytes, tier.spec).acquire()  # reaping only unpins it
+    seen: list[float] = []
+    dp.write_observer = seen.append
+    # (start, end): alone; three in flight together; one after a gap; one that ended first
+    for step, (start, end) in enumerate([(10.0, 14.0), (20.0, 24.0), (21.0, 26.0),
+                                         (22.0, 29.0), (40.0, 43.0), (41.0, 42.0)]):
+        future = TransferFuture("write", step, tier, 8)
+        future.start, future.end = start, end
+        future.set_result(None)
+        dp._reap(_Transfer(future, "write", step, slot))
+    assert seen == [4.0, 4.0, 2.0, 3.0, 3.0, 0.0]
+    assert dp._stats.write_seconds["disk"] == 4 + 4 + 5 + 7 + 3 + 1  # the writes' own times
+
+
 class FailingRead(CountingRaw):
     def __init__(self, path: Path, step: int) -> None:
         super().__init__(path)
