@@ -266,7 +266,13 @@ class TransferService:
             if self.cpus is not None:  # the pools' threads confine themselves as they start
                 for thread in (self._thread, self._submitter):
                     assert thread.native_id is not None
-                    os.sched_setaffinity(thread.native_id, self.cpus)
+                    try:
+                        os.sched_setaffinity(thread.native_id, self.cpus)
+                    except OSError as error:  # the process's own CPUs changed since the check
+                        raise InvalidArgumentError(
+                            f"cpus={sorted(self.cpus)}: cannot confine the transfer threads "
+                            f"there ({error}); this process may use CPUs "
+                            f"{sorted(os.sched_getaffinity(0))}") from error
         except BaseException:  # a Ctrl-C while the threads start, or a CPU gone: none is left
             self._stop_threads()
             raise

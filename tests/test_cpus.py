@@ -159,6 +159,21 @@ def test_the_transfer_service_confines_every_thread_it_runs() -> None:
         TransferService(cpus=[-1])
 
 
+def test_cpus_gone_since_the_check_stop_the_service_cleanly(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    cpu = min(USABLE)
+    before = {t.ident for t in threading.enumerate()}
+
+    def refused(pid: int, cpus: Any) -> None:  # as if the process's CPUs changed meanwhile
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "sched_setaffinity", refused)
+    with pytest.raises(InvalidArgumentError, match=rf"cpus=\[{cpu}\]: cannot confine the "
+                                                   r"transfer threads there \(\[Errno 22\]"):
+        TransferService(cpus=[cpu])
+    assert {t.ident for t in threading.enumerate()} == before  # no thread left running
+
+
 class Watching(Forward):
     """Records the CPUs of the transfer threads during the forward sweep."""
 
