@@ -28,6 +28,7 @@ up its ``/sys/devices`` ancestors to the first that lists ``msi_irqs`` (its PCI 
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -65,10 +66,11 @@ def check_cpus(name: str, value: object) -> frozenset[int]:
         )
     cpus = list(value)
     for cpu in cpus:
-        if isinstance(cpu, bool) or not isinstance(cpu, int):
+        if isinstance(cpu, bool) or not isinstance(cpu, numbers.Integral):
             raise ArgumentTypeError(
                 f"{name} must be {allowed}; it holds {cpu!r} of type {type(cpu).__name__}"
             )
+    cpus = [int(cpu) for cpu in cpus]
     if not cpus or not set(cpus) <= usable:
         raise InvalidArgumentError(f"{name} must be {allowed}, got {sorted(set(cpus))}")
     return frozenset(cpus)
@@ -144,7 +146,8 @@ def interrupt_cpus(path: str | os.PathLike[str], *, sysfs: str | os.PathLike[str
                 cpus |= _parse_cpu_list((proc / "irq" / str(irq) / "effective_affinity_list")
                                         .read_text())
         return frozenset(cpus) or None
-    except (OSError, ValueError, StopIteration):  # not Linux, no /sys or /proc, not a disk
+    except (OSError, ValueError, StopIteration, AttributeError):  # not Linux (no os.major on
+        # Windows), no /sys or /proc, not a block device
         return None
 
 

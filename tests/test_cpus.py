@@ -108,7 +108,8 @@ def test_parse_cpu_list() -> None:
 def test_check_cpus() -> None:
     cpu = min(USABLE)
     assert check_cpus("cpus", [cpu, cpu]) == {cpu}
-    assert check_cpus("cpus", np.array([cpu]).tolist()) == {cpu}
+    numpy_ids = check_cpus("cpus", np.array([cpu]))  # numpy integers are ids too
+    assert numpy_ids == {cpu} and all(type(c) is int for c in numpy_ids)
     with pytest.raises(ArgumentTypeError, match=r"cpus must be a non-empty collection .* got '0'"):
         check_cpus("cpus", "0")
     with pytest.raises(ArgumentTypeError, match=r"got 3 of type int"):
