@@ -506,11 +506,12 @@ class Checkpointer:
             growing = self._plan.name == "store_all" and self._n_given is None
             self._pool = RamTier(budget, spec, slots=self._plan.pool_buffers, touch=not growing)
             self._timeline = Timeline(enabled=timeline)
-            cpus = None
-            if self._plan.staging:
+            cpus = None  # the transfer threads' CPUs: None runs them anywhere
+            if self._plan.staging and io_given is None:
                 assert tier is not None
-                cpus = (chosen_io_cpus(tier.local_path) if io_given is None
-                        else None if io_given == "any" else io_given)
+                cpus = chosen_io_cpus(tier.local_path)
+            elif self._plan.staging and io_given != "any":
+                cpus = io_given
             self._stats = StatsRecorder(ram_pool_bytes=self._pool.allocated_bytes,
                                         io_cpus=None if cpus is None else tuple(sorted(cpus)))
             self._engine = Engine(

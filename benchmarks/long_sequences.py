@@ -18,7 +18,9 @@ temporary directory with ``disk_budget="8 GiB"``. In one run, for each n:
 5. **store-all in RAM** where n + 1 states fit (``--store-all-gib``), else reported as not fitting.
 
 Then, at one n: the **overlapped forward sweep** (async multistage, its disk writes in flight)
-against the **compute-only sweep** (the same advances, no checkpoints) with the kernel on all
+against the **compute-only sweep** (the same advances, no checkpoints; with one numba thread
+timed both on the CPUs the transfer threads leave to compute, the same cores, and unconfined,
+see ``amcheck.storage._cpus``) with the kernel on all
 numba threads, with one thread left to I/O (``compute_threads``), the latter with the disk
 tier on the page cache instead of direct I/O, and with ``compute_threads=None`` (amcheck's
 measured choice between the two, against compute only on all threads), each with the CPU its

@@ -41,14 +41,6 @@ def preempted() -> int:
         return next(int(line.split()[1]) for line in fh if line.startswith("nonvoluntary"))
 
 
-def alone(cpus):
-    os.sched_setaffinity(0, cpus)
-    try:
-        return ls.compute_only_forward(n, 1)
-    finally:
-        os.sched_setaffinity(0, usable)
-
-
 def overlapped(setting, r):
     with amcheck.Checkpointer(ls.advance, ls._Adjoint(ls.NX), ls.initial_state(), n,
                               ram=ls.RAM_STATES * ls.SLOT_NBYTES, disk=work / f"o{setting}{r}",
@@ -76,7 +68,8 @@ def whole(setting, r):
 rows = []
 try:
     for r in range(rounds):
-        row = {"alone": alone(usable), "alone_same": alone(compute)}
+        row = {"alone": ls.compute_only_forward(n, 1, usable),
+               "alone_same": ls.compute_only_forward(n, 1, compute)}
         for setting in ("any", None):
             row[f"fwd_{setting}"], row[f"pre_{setting}"] = overlapped(setting, r)
         for setting in ("any", None):
